@@ -1,0 +1,792 @@
+//! The configuration file of DESIGN.md "Interfaces users see": TOML, parsed with serde, then
+//! validated as a whole. Every error names the file, the line and what is wrong, and a config
+//! that fails validation produces no [`Config`] at all, so nothing starts half-configured.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::wire::{MacAddr, VXLAN_VALID_BITS};
+
+/// Highest VXLAN network identifier (24 bits).
+pub const MAX_VNI: u32 = 0x00ff_ffff;
+/// Highest usable VLAN ID; 0 is the priority tag and 4095 is reserved (802.1Q).
+pub const MAX_VID: u16 = 4094;
+/// Local ports a switch can have (the tunnel port is one more).
+pub const MAX_LOCAL_PORTS: usize = 1023;
+/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
+const IFNAME_MAX: usize = 15;
+/// Outer Ethernet + IPv4 + UDP + VXLAN, as counted against the underlay MTU (RFC 7348 §4.3).
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// A configuration error: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the error concerns the file as a whole (e.g. it cannot be read).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How the outer IPv4 DF bit is set, as iproute2's `df` option of a vxlan device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DfMode {
+    /// DF clear.
+    Unset,
+    /// DF set.
+    Set,
+    /// DF copied from the inner IPv4 header (clear for non-IPv4 inner frames).
+    Inherit,
+}
+
+/// The switch as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// Seconds after which a learned entry that saw no traffic is removed.
+    pub ageing_secs: u64,
+    /// Learned entries at most; 0 = unlimited.
+    pub max_learned: usize,
+}
+
+/// The one VXLAN port ("vxlan0").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    pub local: Ipv4Addr,
+    pub dev: String,
+    pub dstport: u16,
+    pub learning: bool,
+    pub proxy: bool,
+    pub l2miss: bool,
+    pub l3miss: bool,
+    pub remote: Option<Ipv4Addr>,
+    pub group: Option<Ipv4Addr>,
+    pub ttl: u8,
+    pub tos: u8,
+    pub df: DfMode,
+    pub udpcsum: bool,
+    pub srcport: (u16, u16),
+    /// Underlay MTU; `None` = read it from `dev` (daemon) or 1500 (replay).
+    pub mtu: Option<u32>,
+    /// Our underlay MAC; `None` = read it from `dev` (daemon) or derived from `local` (replay).
+    pub mac: Option<MacAddr>,
+    /// VXLAN header bits allowed to be set, as the kernel's `reserved_bits` (64-bit, network order).
+    pub allowed_bits: u64,
+    /// If non-empty, VXLAN is accepted only from these outer source addresses.
+    pub allowed_peers: Vec<Ipv4Addr>,
+}
+
+/// One VID ↔ VNI mapping of the tunnel port (`tunnel_info id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanMap {
+    pub vid: u16,
+    pub vni: u32,
+    /// Multicast group for this VNI's BUM traffic, overriding `tunnel.group`.
+    pub group: Option<Ipv4Addr>,
+}
+
+/// A port's membership of one VLAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortVlan {
+    pub vid: u16,
+    pub pvid: bool,
+    pub untagged: bool,
+}
+
+/// A local port (veth or tap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    pub name: String,
+    pub vlans: Vec<PortVlan>,
+    pub hairpin: bool,
+    pub learning: bool,
+    pub flood: bool,
+    /// The port's MTU: frames longer than this plus the L2 header are not sent out of it.
+    pub mtu: u32,
+}
+
+/// The key of a static FDB entry: a VNI, or a VID that has no VNI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FdbScope {
+    Vni(u32),
+    Vid(u16),
+}
+
+/// Where a static FDB entry points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FdbTarget {
+    Port(String),
+    Remote {
+        ip: Ipv4Addr,
+        port: Option<u16>,
+        vni: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticFdb {
+    pub mac: MacAddr,
+    pub scope: FdbScope,
+    pub target: FdbTarget,
+    pub permanent: bool,
+}
+
+/// A neighbour for ARP suppression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighConfig {
+    pub vni: u32,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// An underlay next hop (replay; the daemon resolves next hops from the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHopConfig {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub switch: SwitchConfig,
+    pub tunnel: TunnelConfig,
+    pub vlans: Vec<VlanMap>,
+    pub ports: Vec<PortConfig>,
+    pub fdb: Vec<StaticFdb>,
+    pub neigh: Vec<NeighConfig>,
+    pub nexthops: Vec<NextHopConfig>,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and validates config text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let at = |span: Option<Range<usize>>, message: String| {
+            let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
+            ConfigError {
+                file: file.to_string(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+        validate(raw).map_err(|(span, msg)| at(Some(span), msg))
+    }
+
+    /// The VNI mapped to `vid`, if any.
+    pub fn vni_of(&self, vid: u16) -> Option<u32> {
+        self.vlans.iter().find(|m| m.vid == vid).map(|m| m.vni)
+    }
+
+    /// The VID mapped to `vni`, if any.
+    pub fn vid_of(&self, vni: u32) -> Option<u16> {
+        self.vlans.iter().find(|m| m.vni == vni).map(|m| m.vid)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+// ---- The file as written (serde), before validation. ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    switch: RawSwitch,
+    tunnel: Spanned<RawTunnel>,
+    #[serde(default)]
+    vlan: Vec<Spanned<RawVlan>>,
+    #[serde(default)]
+    port: Vec<Spanned<RawPort>>,
+    #[serde(default)]
+    fdb: Vec<Spanned<RawFdb>>,
+    #[serde(default)]
+    neigh: Vec<Spanned<RawNeigh>>,
+    #[serde(default)]
+    nexthop: Vec<Spanned<RawNextHop>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSwitch {
+    #[serde(default = "default_ageing")]
+    ageing: Spanned<u64>,
+    #[serde(default = "default_max_learned")]
+    max_learned: usize,
+}
+
+impl Default for RawSwitch {
+    fn default() -> Self {
+        RawSwitch {
+            ageing: default_ageing(),
+            max_learned: default_max_learned(),
+        }
+    }
+}
+
+fn default_ageing() -> Spanned<u64> {
+    Spanned::new(0..0, 300)
+}
+fn default_max_learned() -> usize {
+    65536
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    local: Spanned<Ipv4Addr>,
+    dev: Spanned<String>,
+    #[serde(default = "default_dstport")]
+    dstport: Spanned<u16>,
+    #[serde(default = "yes")]
+    learning: bool,
+    #[serde(default)]
+    proxy: bool,
+    #[serde(default)]
+    l2miss: bool,
+    #[serde(default)]
+    l3miss: bool,
+    remote: Option<Spanned<Ipv4Addr>>,
+    group: Option<Spanned<Ipv4Addr>>,
+    #[serde(default = "default_ttl")]
+    ttl: Spanned<u8>,
+    #[serde(default)]
+    tos: u8,
+    #[serde(default = "default_df")]
+    df: DfMode,
+    #[serde(default = "yes")]
+    udpcsum: bool,
+    #[serde(default = "default_srcport")]
+    srcport: Spanned<[u16; 2]>,
+    mtu: Option<Spanned<u32>>,
+    mac: Option<Spanned<MacAddr>>,
+    reserved_bits: Option<Spanned<RawBits>>,
+    #[serde(default)]
+    allowed_peers: Vec<Spanned<Ipv4Addr>>,
+}
+
+fn default_dstport() -> Spanned<u16> {
+    Spanned::new(0..0, 4789)
+}
+fn default_ttl() -> Spanned<u8> {
+    Spanned::new(0..0, 64)
+}
+fn default_df() -> DfMode {
+    DfMode::Unset
+}
+fn default_srcport() -> Spanned<[u16; 2]> {
+    // The kernel's default ephemeral range (net.ipv4.ip_local_port_range).
+    Spanned::new(0..0, [32768, 60999])
+}
+
+/// A 64-bit mask written as an integer or, since TOML integers are signed, a "0x…" string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawBits {
+    Int(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVlan {
+    vid: u16,
+    vni: u32,
+    group: Option<Ipv4Addr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPortVlan {
+    vid: u16,
+    #[serde(default)]
+    pvid: bool,
+    #[serde(default)]
+    untagged: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: String,
+    #[serde(default)]
+    vlans: Vec<RawPortVlan>,
+    #[serde(default)]
+    hairpin: bool,
+    #[serde(default = "yes")]
+    learning: bool,
+    #[serde(default = "yes")]
+    flood: bool,
+    #[serde(default = "default_port_mtu")]
+    mtu: u32,
+}
+
+fn default_port_mtu() -> u32 {
+    1500
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFdb {
+    mac: MacAddr,
+    vni: Option<u32>,
+    vid: Option<u16>,
+    port: Option<String>,
+    dst: Option<Ipv4Addr>,
+    dst_port: Option<u16>,
+    remote_vni: Option<u32>,
+    #[serde(default)]
+    permanent: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeigh {
+    vni: u32,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNextHop {
+    ip: Ipv4Addr,
+    mac: MacAddr,
+}
+
+// ---- Validation. ----
+
+type Invalid = (Range<usize>, String);
+
+fn check(ok: bool, span: &Range<usize>, msg: impl FnOnce() -> String) -> Result<(), Invalid> {
+    if ok {
+        Ok(())
+    } else {
+        Err((span.clone(), msg()))
+    }
+}
+
+fn unicast_ip(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback())
+}
+
+fn vni_ok(vni: u32) -> bool {
+    (1..=MAX_VNI).contains(&vni)
+}
+
+fn vid_ok(vid: u16) -> bool {
+    (1..=MAX_VID).contains(&vid)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, Invalid> {
+    let ageing = raw.switch.ageing;
+    check(*ageing.get_ref() >= 1, &ageing.span(), || {
+        "switch.ageing must be at least 1 second".into()
+    })?;
+    let switch = SwitchConfig {
+        ageing_secs: *ageing.get_ref(),
+        max_learned: raw.switch.max_learned,
+    };
+    let tunnel = validate_tunnel(raw.tunnel)?;
+
+    let mut vlans: Vec<VlanMap> = Vec::new();
+    for v in &raw.vlan {
+        let (span, v) = (v.span(), v.get_ref());
+        check(vid_ok(v.vid), &span, || {
+            format!("[[vlan]] vid {} is out of range 1..={MAX_VID}", v.vid)
+        })?;
+        check(vni_ok(v.vni), &span, || {
+            format!("[[vlan]] vni {} is out of range 1..={MAX_VNI}", v.vni)
+        })?;
+        if let Some(prev) = vlans.iter().find(|m| m.vid == v.vid) {
+            return Err((
+                span,
+                format!(
+                    "VID {} is mapped twice (to VNI {} and VNI {}); the map is one-to-one",
+                    v.vid, prev.vni, v.vni
+                ),
+            ));
+        }
+        if let Some(prev) = vlans.iter().find(|m| m.vni == v.vni) {
+            return Err((
+                span,
+                format!(
+                    "VNI {} is mapped twice (from VID {} and VID {}); the map is one-to-one",
+                    v.vni, prev.vid, v.vid
+                ),
+            ));
+        }
+        if let Some(g) = v.group {
+            check(g.is_multicast(), &span, || {
+                format!("[[vlan]] group {g} is not an IPv4 multicast address")
+            })?;
+        }
+        vlans.push(VlanMap {
+            vid: v.vid,
+            vni: v.vni,
+            group: v.group,
+        });
+    }
+
+    check(
+        raw.port.len() <= MAX_LOCAL_PORTS,
+        &raw.port[raw.port.len().saturating_sub(1)..]
+            .first()
+            .map_or(0..0, |p| p.span()),
+        || format!("at most {MAX_LOCAL_PORTS} ports are supported"),
+    )?;
+    let mut ports: Vec<PortConfig> = Vec::new();
+    for p in &raw.port {
+        ports.push(validate_port(p, &tunnel, &ports)?);
+    }
+
+    let vid_of = |vni: u32| vlans.iter().find(|m| m.vni == vni).map(|m| m.vid);
+    let vni_of = |vid: u16| vlans.iter().find(|m| m.vid == vid).map(|m| m.vni);
+
+    let mut fdb: Vec<StaticFdb> = Vec::new();
+    for e in &raw.fdb {
+        let (span, e) = (e.span(), e.get_ref());
+        let scope = match (e.vni, e.vid) {
+            (Some(vni), None) => {
+                check(vid_of(vni).is_some(), &span, || {
+                    format!("[[fdb]] vni {vni} is not mapped to any VID; add a [[vlan]] with vni = {vni}")
+                })?;
+                FdbScope::Vni(vni)
+            }
+            (None, Some(vid)) => {
+                check(vid_ok(vid), &span, || {
+                    format!("[[fdb]] vid {vid} is out of range 1..={MAX_VID}")
+                })?;
+                // A VID that has a VNI is keyed by its VNI (DESIGN.md: the FDB is keyed by <MAC, VNI>).
+                vni_of(vid).map_or(FdbScope::Vid(vid), FdbScope::Vni)
+            }
+            _ => return Err((span, "[[fdb]] needs exactly one of `vni` or `vid`".into())),
+        };
+        let vid = match scope {
+            FdbScope::Vni(vni) => vid_of(vni).unwrap_or(0),
+            FdbScope::Vid(vid) => vid,
+        };
+        check(!e.mac.is_multicast() || e.mac.is_zero(), &span, || {
+            format!("[[fdb]] mac {} is a multicast address; only unicast MACs and the all-zeros flood entry are FDB entries", e.mac)
+        })?;
+        let target = match (&e.port, e.dst) {
+            (Some(port), None) => {
+                check(
+                    e.dst_port.is_none() && e.remote_vni.is_none(),
+                    &span,
+                    || {
+                        "[[fdb]] `dst_port` and `remote_vni` apply only to entries with `dst`"
+                            .into()
+                    },
+                )?;
+                check(!e.mac.is_zero(), &span, || {
+                    "[[fdb]] the all-zeros MAC is the flood list of the tunnel: give it a `dst`, not a `port`".into()
+                })?;
+                let p = ports.iter().find(|p| &p.name == port).ok_or_else(|| {
+                    (
+                        span.clone(),
+                        format!("[[fdb]] port '{port}' is not a [[port]] of this switch"),
+                    )
+                })?;
+                check(p.vlans.iter().any(|v| v.vid == vid), &span, || {
+                    format!("[[fdb]] port '{port}' is not a member of VID {vid}")
+                })?;
+                FdbTarget::Port(port.clone())
+            }
+            (None, Some(ip)) => {
+                check(unicast_ip(ip) || ip.is_multicast(), &span, || {
+                    format!("[[fdb]] dst {ip} is not a usable remote VTEP address")
+                })?;
+                if let FdbScope::Vid(vid) = scope {
+                    return Err((span, format!("VID {vid} has no VNI, so the tunnel cannot carry it: add a [[vlan]] mapping for VID {vid} or point the entry at a `port`")));
+                }
+                if let Some(v) = e.remote_vni {
+                    check(vni_ok(v), &span, || {
+                        format!("[[fdb]] remote_vni {v} is out of range 1..={MAX_VNI}")
+                    })?;
+                }
+                FdbTarget::Remote {
+                    ip,
+                    port: e.dst_port,
+                    vni: e.remote_vni,
+                }
+            }
+            _ => {
+                return Err((
+                    span,
+                    "[[fdb]] needs exactly one of `port` (a local port) or `dst` (a remote VTEP)"
+                        .into(),
+                ))
+            }
+        };
+        let entry = StaticFdb {
+            mac: e.mac,
+            scope,
+            target,
+            permanent: e.permanent,
+        };
+        let clash = fdb.iter().find(|o| {
+            o.mac == entry.mac
+                && o.scope == entry.scope
+                && (!entry.mac.is_zero() || o.target == entry.target)
+        });
+        if clash.is_some() {
+            return Err((
+                span,
+                format!("[[fdb]] {} in {:?} is given twice", entry.mac, entry.scope),
+            ));
+        }
+        fdb.push(entry);
+    }
+
+    let mut neigh: Vec<NeighConfig> = Vec::new();
+    for n in &raw.neigh {
+        let (span, n) = (n.span(), n.get_ref());
+        check(vid_of(n.vni).is_some(), &span, || {
+            format!(
+                "[[neigh]] vni {} is not mapped to any VID; add a [[vlan]] with vni = {}",
+                n.vni, n.vni
+            )
+        })?;
+        check(unicast_ip(n.ip), &span, || {
+            format!("[[neigh]] ip {} is not a unicast address", n.ip)
+        })?;
+        check(!n.mac.is_multicast() && !n.mac.is_zero(), &span, || {
+            format!("[[neigh]] mac {} is not a unicast MAC", n.mac)
+        })?;
+        check(
+            !neigh.iter().any(|o| o.vni == n.vni && o.ip == n.ip),
+            &span,
+            || format!("[[neigh]] {} in VNI {} is given twice", n.ip, n.vni),
+        )?;
+        neigh.push(NeighConfig {
+            vni: n.vni,
+            ip: n.ip,
+            mac: n.mac,
+        });
+    }
+
+    let mut nexthops: Vec<NextHopConfig> = Vec::new();
+    for h in &raw.nexthop {
+        let (span, h) = (h.span(), h.get_ref());
+        check(!h.mac.is_multicast() && !h.mac.is_zero(), &span, || {
+            format!("[[nexthop]] mac {} is not a unicast MAC", h.mac)
+        })?;
+        check(!nexthops.iter().any(|o| o.ip == h.ip), &span, || {
+            format!("[[nexthop]] {} is given twice", h.ip)
+        })?;
+        nexthops.push(NextHopConfig {
+            ip: h.ip,
+            mac: h.mac,
+        });
+    }
+
+    Ok(Config {
+        switch,
+        tunnel,
+        vlans,
+        ports,
+        fdb,
+        neigh,
+        nexthops,
+    })
+}
+
+fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
+    let t = t.into_inner();
+    check(unicast_ip(*t.local.get_ref()), &t.local.span(), || {
+        format!(
+            "tunnel.local {} is not a unicast address",
+            t.local.get_ref()
+        )
+    })?;
+    let dev = t.dev.get_ref();
+    check(
+        !dev.is_empty() && dev.len() <= IFNAME_MAX,
+        &t.dev.span(),
+        || format!("tunnel.dev '{dev}' is not an interface name (1 to {IFNAME_MAX} bytes)"),
+    )?;
+    check(*t.dstport.get_ref() != 0, &t.dstport.span(), || {
+        "tunnel.dstport must not be 0".into()
+    })?;
+    if let Some(r) = &t.remote {
+        check(unicast_ip(*r.get_ref()), &r.span(), || {
+            format!("tunnel.remote {} is not a unicast address", r.get_ref())
+        })?;
+    }
+    if let Some(g) = &t.group {
+        check(g.get_ref().is_multicast(), &g.span(), || {
+            format!(
+                "tunnel.group {} is not an IPv4 multicast address",
+                g.get_ref()
+            )
+        })?;
+    }
+    check(*t.ttl.get_ref() >= 1, &t.ttl.span(), || {
+        "tunnel.ttl must be 1..=255".into()
+    })?;
+    let [lo, hi] = *t.srcport.get_ref();
+    check(lo >= 1 && lo <= hi, &t.srcport.span(), || {
+        format!("tunnel.srcport [{lo}, {hi}] is not a range [low, high] with 1 <= low <= high")
+    })?;
+    if let Some(m) = &t.mtu {
+        let min = VXLAN_OVERHEAD + 14 + 4;
+        check((min..=65535).contains(m.get_ref()), &m.span(), || {
+            format!("tunnel.mtu {} is out of range {min}..=65535", m.get_ref())
+        })?;
+    }
+    if let Some(m) = &t.mac {
+        check(
+            !m.get_ref().is_multicast() && !m.get_ref().is_zero(),
+            &m.span(),
+            || format!("tunnel.mac {} is not a unicast MAC", m.get_ref()),
+        )?;
+    }
+    let allowed_bits = match &t.reserved_bits {
+        None => VXLAN_VALID_BITS,
+        Some(b) => {
+            let mask = match b.get_ref() {
+                RawBits::Int(i) => Some(*i as u64),
+                RawBits::Text(s) => s
+                    .strip_prefix("0x")
+                    .and_then(|h| u64::from_str_radix(&h.replace('_', ""), 16).ok()),
+            };
+            // The I flag and the VNI are always allowed; the mask adds reserved bits.
+            VXLAN_VALID_BITS
+                | mask.ok_or_else(|| {
+                    (
+                        b.span(),
+                        "tunnel.reserved_bits must be an integer or a \"0x…\" hex string"
+                            .to_string(),
+                    )
+                })?
+        }
+    };
+    Ok(TunnelConfig {
+        local: *t.local.get_ref(),
+        dev: dev.clone(),
+        dstport: *t.dstport.get_ref(),
+        learning: t.learning,
+        proxy: t.proxy,
+        l2miss: t.l2miss,
+        l3miss: t.l3miss,
+        remote: t.remote.map(|r| *r.get_ref()),
+        group: t.group.map(|g| *g.get_ref()),
+        ttl: *t.ttl.get_ref(),
+        tos: t.tos,
+        df: t.df,
+        udpcsum: t.udpcsum,
+        srcport: (lo, hi),
+        mtu: t.mtu.map(|m| *m.get_ref()),
+        mac: t.mac.map(|m| *m.get_ref()),
+        allowed_bits,
+        allowed_peers: t.allowed_peers.iter().map(|p| *p.get_ref()).collect(),
+    })
+}
+
+fn validate_port(
+    p: &Spanned<RawPort>,
+    tunnel: &TunnelConfig,
+    earlier: &[PortConfig],
+) -> Result<PortConfig, Invalid> {
+    let (span, p) = (p.span(), p.get_ref());
+    let name = &p.name;
+    check(
+        !name.is_empty() && name.len() <= IFNAME_MAX && !name.contains(['/', ' ', ':']),
+        &span,
+        || {
+            format!("port name '{name}' is not an interface name (1 to {IFNAME_MAX} bytes, no '/', ':' or spaces)")
+        },
+    )?;
+    check(name != "vxlan0" && *name != tunnel.dev, &span, || {
+        format!(
+            "port name '{name}' is taken by the tunnel (vxlan0 and tunnel.dev '{}')",
+            tunnel.dev
+        )
+    })?;
+    check(!earlier.iter().any(|o| &o.name == name), &span, || {
+        format!("port '{name}' is given twice")
+    })?;
+    check((68..=65535).contains(&p.mtu), &span, || {
+        format!("port '{name}' mtu {} is out of range 68..=65535", p.mtu)
+    })?;
+    let mut seen = HashSet::new();
+    let mut pvid: Option<u16> = None;
+    for v in &p.vlans {
+        check(vid_ok(v.vid), &span, || {
+            format!("port '{name}' vid {} is out of range 1..={MAX_VID}", v.vid)
+        })?;
+        check(seen.insert(v.vid), &span, || {
+            format!("port '{name}' lists VID {} twice", v.vid)
+        })?;
+        if v.pvid {
+            if let Some(first) = pvid {
+                return Err((span, format!("port '{name}' has two PVIDs (VID {first} and VID {}); a port has at most one", v.vid)));
+            }
+            pvid = Some(v.vid);
+        }
+    }
+    Ok(PortConfig {
+        name: name.clone(),
+        vlans: p
+            .vlans
+            .iter()
+            .map(|v| PortVlan {
+                vid: v.vid,
+                pvid: v.pvid,
+                untagged: v.untagged,
+            })
+            .collect(),
+        hairpin: p.hairpin,
+        learning: p.learning,
+        flood: p.flood,
+        mtu: p.mtu,
+    })
+}
+
+#[cfg(test)]
+mod tests;

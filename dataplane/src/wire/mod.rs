@@ -1,0 +1,29 @@
+//! Typed, zero-copy views of the headers xvtep reads, each with an emit side.
+//!
+//! Every view is checked once on construction (`new_checked`), after which its accessors
+//! cannot index out of bounds; the emit functions write a header into a caller-owned buffer.
+//! The forwarding path uses these instead of a general packet-parsing crate because it touches
+//! only a handful of fixed offsets per frame and must not allocate or copy.
+
+mod arp;
+mod checksum;
+mod ethernet;
+mod ipv4;
+mod mac;
+mod udp;
+mod vxlan;
+
+pub use arp::{ArpPacket, ARP_IPV4_LEN, ARP_OP_REPLY, ARP_OP_REQUEST};
+pub use checksum::{checksum_fold, checksum_sum, pseudo_header_sum};
+pub use ethernet::{
+    EthernetHeader, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HEADER_LEN,
+    VLAN_TAG_LEN,
+};
+pub use ipv4::{Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP};
+pub use mac::{MacAddr, MacParseError};
+pub use udp::{UdpDatagram, UdpRepr, UDP_HEADER_LEN};
+pub use vxlan::{VxlanHeader, VXLAN_FLAG_I, VXLAN_HEADER_LEN, VXLAN_VALID_BITS};
+
+/// A frame or header is shorter than its format requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncated;

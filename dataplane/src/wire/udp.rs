@@ -1,0 +1,126 @@
+use std::net::Ipv4Addr;
+
+use super::checksum::{checksum_fold, checksum_sum, pseudo_header_sum};
+use super::ipv4::IP_PROTO_UDP;
+
+pub const UDP_HEADER_LEN: usize = 8;
+
+/// Why bytes are not a well-formed UDP datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpError {
+    Truncated,
+    /// The length field disagrees with the IP payload length.
+    BadLength,
+}
+
+/// A checked view of a UDP datagram whose length field matches the IP payload exactly.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpDatagram<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> UdpDatagram<'a> {
+    /// `ip_payload` is the whole IP payload; the UDP length field must equal its length.
+    #[inline]
+    pub fn new_checked(ip_payload: &'a [u8]) -> Result<UdpDatagram<'a>, UdpError> {
+        if ip_payload.len() < UDP_HEADER_LEN {
+            return Err(UdpError::Truncated);
+        }
+        let len = u16::from_be_bytes([ip_payload[4], ip_payload[5]]) as usize;
+        if len != ip_payload.len() {
+            return Err(UdpError::BadLength);
+        }
+        Ok(UdpDatagram { buf: ip_payload })
+    }
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        u16::from_be_bytes([self.buf[0], self.buf[1]])
+    }
+    #[inline]
+    pub fn dst_port(&self) -> u16 {
+        u16::from_be_bytes([self.buf[2], self.buf[3]])
+    }
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        u16::from_be_bytes([self.buf[6], self.buf[7]])
+    }
+    /// A zero checksum means "not computed" over IPv4 (RFC 768) and is accepted.
+    pub fn checksum_ok(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        self.checksum() == 0
+            || checksum_fold(
+                pseudo_header_sum(src, dst, IP_PROTO_UDP, self.buf.len() as u16)
+                    + checksum_sum(self.buf),
+            ) == 0
+    }
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buf[UDP_HEADER_LEN..]
+    }
+}
+
+/// A UDP header to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpRepr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Payload length, without the 8-byte header.
+    pub payload_len: u16,
+}
+
+impl UdpRepr {
+    /// Writes the header with a zero checksum; see [`UdpRepr::fill_checksum`].
+    pub fn emit(&self, buf: &mut [u8]) {
+        buf[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        buf[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        buf[4..6].copy_from_slice(&(UDP_HEADER_LEN as u16 + self.payload_len).to_be_bytes());
+        buf[6..8].copy_from_slice(&[0, 0]);
+    }
+
+    /// Computes and stores the checksum of the datagram `dgram` (header and payload, written).
+    /// A computed 0 is sent as 0xffff (RFC 768).
+    pub fn fill_checksum(dgram: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+        dgram[6..8].copy_from_slice(&[0, 0]);
+        let sum =
+            pseudo_header_sum(src, dst, IP_PROTO_UDP, dgram.len() as u16) + checksum_sum(dgram);
+        let csum = match checksum_fold(sum) {
+            0 => 0xffff,
+            c => c,
+        };
+        dgram[6..8].copy_from_slice(&csum.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_round_trip() {
+        let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let mut dg = [0u8; 13];
+        UdpRepr {
+            src_port: 1234,
+            dst_port: 4789,
+            payload_len: 5,
+        }
+        .emit(&mut dg);
+        dg[8..].copy_from_slice(b"hello");
+        UdpRepr::fill_checksum(&mut dg, s, d);
+        let v = UdpDatagram::new_checked(&dg).unwrap();
+        assert!(v.checksum_ok(s, d));
+        assert_eq!(
+            (v.src_port(), v.dst_port(), v.payload()),
+            (1234, 4789, &b"hello"[..])
+        );
+        dg[9] ^= 1;
+        assert!(!UdpDatagram::new_checked(&dg).unwrap().checksum_ok(s, d));
+        assert_eq!(
+            UdpDatagram::new_checked(&dg[..12]).unwrap_err(),
+            UdpError::BadLength
+        );
+        assert_eq!(
+            UdpDatagram::new_checked(&dg[..7]).unwrap_err(),
+            UdpError::Truncated
+        );
+    }
+}
