@@ -8,9 +8,9 @@
 mod arp;
 mod checksum;
 mod ethernet;
-mod ipv4;
+pub mod ipv4;
 mod mac;
-mod udp;
+pub mod udp;
 mod vxlan;
 
 pub use arp::{ArpPacket, ARP_IPV4_LEN, ARP_OP_REPLY, ARP_OP_REQUEST};

@@ -1,0 +1,55 @@
+//! Underlay next hops: the MAC to send an encapsulated frame to, per remote VTEP address.
+//!
+//! The I/O layer fills this table: the daemon from the kernel's routing and neighbour tables,
+//! replay from the config's `[[nexthop]]` entries. Replay also has a deterministic fallback so
+//! that a config without `[[nexthop]]` still produces frames (see [`NextHops::with_fallback`]).
+
+use std::net::Ipv4Addr;
+
+use dashmap::DashMap;
+
+use crate::wire::MacAddr;
+
+#[derive(Default)]
+pub struct NextHops {
+    map: DashMap<Ipv4Addr, MacAddr, ahash::RandomState>,
+    fallback: bool,
+}
+
+impl NextHops {
+    /// A table that answers for unknown addresses with [`NextHops::derived_mac`] (replay).
+    pub fn with_fallback() -> NextHops {
+        NextHops {
+            map: DashMap::default(),
+            fallback: true,
+        }
+    }
+
+    /// The MAC replay assumes for an address with no `[[nexthop]]`: 02:00 and the four bytes of
+    /// the address, a locally administered unicast MAC.
+    pub fn derived_mac(ip: Ipv4Addr) -> MacAddr {
+        let o = ip.octets();
+        MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])
+    }
+
+    /// The next-hop MAC for `ip`: its multicast MAC for a group, else the table's entry.
+    #[inline]
+    pub fn resolve(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        if ip.is_multicast() {
+            return Some(MacAddr::ipv4_multicast(ip));
+        }
+        match self.map.get(&ip) {
+            Some(m) => Some(*m),
+            None if self.fallback => Some(Self::derived_mac(ip)),
+            None => None,
+        }
+    }
+
+    pub fn insert(&self, ip: Ipv4Addr, mac: MacAddr) {
+        self.map.insert(ip, mac);
+    }
+
+    pub fn remove(&self, ip: Ipv4Addr) {
+        self.map.remove(&ip);
+    }
+}

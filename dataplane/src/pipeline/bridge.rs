@@ -1,0 +1,75 @@
+//! Ingress from a local port (DESIGN.md "Forwarding rules", local ingress 1–4).
+
+use super::forward::{forward, learn};
+use super::{arp, Ctx, Frame};
+use crate::counters::DropReason;
+use crate::fdb::FdbDst;
+use crate::ids::PortId;
+use crate::wire::{EthernetHeader, ETHERTYPE_ARP};
+
+/// 802.1Q reserves VID 4095; VID 0 means "priority tag only".
+const VID_RESERVED: u16 = 4095;
+
+pub(crate) fn ingress(cx: &mut Ctx, rx: u32, port_id: PortId, data: &[u8]) {
+    let c = cx.counters.port(port_id);
+    c.rx_packets.add(1);
+    c.rx_bytes.add(data.len() as u64);
+    match classify(cx, rx, port_id, data) {
+        Ok(f) => switch(cx, &f),
+        Err(reason) => cx.drop(port_id, reason),
+    }
+}
+
+/// Parses the frame and assigns its VLAN: untagged or priority-tagged → the port's PVID;
+/// tagged → the tag's VID, which the port must be a member of (VLAN filtering).
+fn classify<'a>(
+    cx: &Ctx,
+    rx: u32,
+    port_id: PortId,
+    data: &'a [u8],
+) -> Result<Frame<'a>, DropReason> {
+    let port = cx
+        .topo
+        .port(port_id)
+        .filter(|_| !port_id.is_tunnel())
+        .ok_or(DropReason::PortUnknown)?;
+    if data.len() > u16::MAX as usize {
+        return Err(DropReason::MtuExceeded);
+    }
+    let eth = EthernetHeader::parse(data).map_err(|_| DropReason::FrameTruncated)?;
+    let (vid, priority) = match eth.tci {
+        None => (port.pvid.ok_or(DropReason::VlanNoPvid)?, 0),
+        Some(tci) => match tci & 0x0fff {
+            0 => (port.pvid.ok_or(DropReason::VlanNoPvid)?, tci & 0xf000),
+            VID_RESERVED => return Err(DropReason::VlanReserved),
+            vid if port.members.contains(vid) => (vid, tci & 0xf000),
+            _ => return Err(DropReason::VlanNotMember),
+        },
+    };
+    if eth.src.is_multicast() || eth.src.is_zero() {
+        return Err(DropReason::SrcMacInvalid);
+    }
+    if eth.dst.is_link_local() {
+        return Err(DropReason::LinkLocal);
+    }
+    Ok(Frame {
+        rx,
+        ingress: port_id,
+        l2_offset: 0,
+        l2: data,
+        eth,
+        vid,
+        priority,
+        domain: cx.topo.domain_of(vid),
+    })
+}
+
+fn switch(cx: &mut Ctx, f: &Frame) {
+    if cx.topo.ports[f.ingress.index()].learning {
+        learn(cx, f, FdbDst::Port(f.ingress));
+    }
+    if f.eth.ethertype == ETHERTYPE_ARP && arp::suppress(cx, f) {
+        return;
+    }
+    forward(cx, f);
+}

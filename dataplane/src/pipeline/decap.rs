@@ -1,0 +1,109 @@
+//! Ingress from the underlay (DESIGN.md "Forwarding rules", underlay ingress 1–5): validate the
+//! outer IPv4/UDP/VXLAN headers as the kernel does, map the VNI to its VID, learn the inner
+//! source behind the outer source address, and deliver to local ports only.
+
+use std::net::Ipv4Addr;
+
+use super::forward::{forward, learn};
+use super::{Ctx, Frame};
+use crate::counters::DropReason;
+use crate::fdb::{FdbDst, Learned, Remote};
+use crate::ids::{Domain, PortId};
+use crate::wire::ipv4::Ipv4Error;
+use crate::wire::udp::UdpError;
+use crate::wire::{
+    EthernetHeader, Ipv4Packet, UdpDatagram, VxlanHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN,
+    IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+};
+
+pub(crate) fn ingress(cx: &mut Ctx, rx: u32, data: &[u8]) {
+    let c = cx.counters.port(PortId::TUNNEL);
+    c.rx_packets.add(1);
+    c.rx_bytes.add(data.len() as u64);
+    match decapsulate(cx, rx, data) {
+        Ok((f, peer)) => switch(cx, &f, peer),
+        Err(reason) => cx.drop(PortId::TUNNEL, reason),
+    }
+}
+
+/// Returns the inner frame and the outer source address (the remote VTEP it came from).
+fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, Ipv4Addr), DropReason> {
+    let t = &cx.topo.tunnel;
+    let outer = EthernetHeader::parse(data).map_err(|_| DropReason::OuterTruncated)?;
+    if outer.tci.is_some() || outer.ethertype != ETHERTYPE_IPV4 {
+        return Err(DropReason::NotVxlan);
+    }
+    let ip = Ipv4Packet::new_checked(&data[ETH_HEADER_LEN..]).map_err(|e| match e {
+        Ipv4Error::Truncated => DropReason::OuterTruncated,
+        Ipv4Error::BadHeader => DropReason::IpHeaderInvalid,
+        Ipv4Error::BadLength => DropReason::IpLength,
+    })?;
+    if !ip.checksum_ok() {
+        return Err(DropReason::IpChecksum);
+    }
+    if ip.protocol() != IP_PROTO_UDP || !cx.topo.accepts_dst(ip.dst()) {
+        return Err(DropReason::NotVxlan);
+    }
+    if ip.is_fragment() {
+        return Err(DropReason::IpFragment);
+    }
+    let udp = UdpDatagram::new_checked(ip.payload()).map_err(|e| match e {
+        UdpError::Truncated => DropReason::OuterTruncated,
+        UdpError::BadLength => DropReason::UdpLength,
+    })?;
+    if udp.dst_port() != t.dstport {
+        return Err(DropReason::NotVxlan);
+    }
+    if !udp.checksum_ok(ip.src(), ip.dst()) {
+        return Err(DropReason::UdpChecksum);
+    }
+    let vxlan = VxlanHeader::parse(udp.payload()).map_err(|_| DropReason::OuterTruncated)?;
+    if !vxlan.has_vni_flag() {
+        return Err(DropReason::VxlanFlags);
+    }
+    if vxlan.bits_outside(t.allowed_bits) != 0 {
+        return Err(DropReason::VxlanReservedBits);
+    }
+    let vni = vxlan.vni();
+    let vid = cx.topo.vid_of(vni).ok_or(DropReason::VniUnknown)?;
+    if !t.allowed_peers.is_empty() && !t.allowed_peers.contains(&ip.src()) {
+        return Err(DropReason::PeerNotAllowed);
+    }
+    let inner = &udp.payload()[VXLAN_HEADER_LEN..];
+    let eth = EthernetHeader::parse(inner).map_err(|_| DropReason::InnerTruncated)?;
+    if eth.tci.is_some() {
+        return Err(DropReason::InnerTagged);
+    }
+    if eth.src.is_multicast() || eth.src.is_zero() {
+        return Err(DropReason::SrcMacInvalid);
+    }
+    if eth.src == t.mac {
+        return Err(DropReason::SrcMacLocal);
+    }
+    if eth.dst.is_link_local() {
+        return Err(DropReason::LinkLocal);
+    }
+    let l2_offset = ETH_HEADER_LEN + ip.header_len() + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
+    let frame = Frame {
+        rx,
+        ingress: PortId::TUNNEL,
+        l2_offset,
+        l2: inner,
+        eth,
+        vid,
+        priority: 0,
+        domain: Domain::vni(vni),
+    };
+    Ok((frame, ip.src()))
+}
+
+fn switch(cx: &mut Ctx, f: &Frame, peer: Ipv4Addr) {
+    if cx.topo.tunnel.learning {
+        if let Learned::Static { .. } = learn(cx, f, FdbDst::Remote(Remote::new(peer))) {
+            // The kernel drops these (VXLAN_ENTRY_EXISTS): a static MAC claimed from elsewhere
+            // is a loop or a spoof, and must not reach the port that owns it.
+            return cx.drop(PortId::TUNNEL, DropReason::SrcMacStatic);
+        }
+    }
+    forward(cx, f);
+}

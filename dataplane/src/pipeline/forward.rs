@@ -1,0 +1,201 @@
+//! The egress half shared by both directions: FDB lookup, local delivery with per-port
+//! tagging, encapsulation to a remote VTEP, and flooding (DESIGN.md "Forwarding rules" 5).
+
+use super::encap::{flow_hash, outer_ipv4, EncapTarget, InnerFacts, IPV4_MTU_OVERHEAD};
+use super::tx::{Edit, TxAction, TxSource};
+use super::{Ctx, Frame};
+use crate::counters::DropReason;
+use crate::events::Event;
+use crate::fdb::{FdbDst, Learned, Remote};
+use crate::ids::PortId;
+use crate::wire::{Ipv4Packet, ETHERTYPE_IPV4, ETH_HEADER_LEN};
+
+/// Learns the frame's source as reachable through `dst` and publishes what changed.
+pub(crate) fn learn(cx: &Ctx, f: &Frame, dst: FdbDst) -> Learned {
+    let (mac, domain) = (f.eth.src, f.domain);
+    let outcome = cx.sw.fdb.learn(mac, domain, dst, cx.now);
+    let events = &cx.sw.events;
+    match outcome {
+        Learned::New => events.publish(|| Event::Learn { mac, domain, dst }),
+        Learned::Moved { from } => events.publish(|| Event::Move {
+            mac,
+            domain,
+            from,
+            to: dst,
+        }),
+        Learned::Renewed { aged } => {
+            events.publish(|| Event::Age {
+                mac,
+                domain,
+                dst: aged,
+            });
+            events.publish(|| Event::Learn { mac, domain, dst });
+        }
+        Learned::LimitReached => cx.counters.port(f.ingress).learn_refused.add(1),
+        Learned::Refreshed | Learned::Static { .. } => {}
+    }
+    outcome
+}
+
+/// Sends `f` on by its destination MAC.
+pub(crate) fn forward(cx: &mut Ctx, f: &Frame) {
+    if f.eth.dst.is_multicast() {
+        return flood(cx, f, false);
+    }
+    match cx.sw.fdb.lookup(f.eth.dst, f.domain, cx.now) {
+        Some(FdbDst::Port(p)) => {
+            let hairpin = cx.topo.port(p).is_some_and(|p| p.hairpin);
+            if p == f.ingress && !hairpin {
+                cx.drop(f.ingress, DropReason::HairpinOff);
+            } else if let Err(reason) = to_port(cx, f, p) {
+                cx.drop(f.ingress, reason);
+            }
+        }
+        Some(FdbDst::Remote(r)) => {
+            if f.ingress.is_tunnel() {
+                cx.drop(f.ingress, DropReason::SplitHorizon);
+            } else if let Err(reason) = to_remote(cx, f, &r, inner_facts(f)) {
+                cx.drop(f.ingress, reason);
+            }
+        }
+        None => {
+            if cx.topo.tunnel.l2miss && !f.ingress.is_tunnel() && f.domain.as_vni().is_some() {
+                let (mac, domain, port) = (f.eth.dst, f.domain, f.ingress);
+                cx.sw.events.publish(|| Event::L2Miss { mac, domain, port });
+            }
+            flood(cx, f, true);
+        }
+    }
+}
+
+/// Floods `f` to the other local members of its VLAN and, from a local port, to the tunnel's
+/// BUM targets for its VNI. `unknown_unicast` honours the ports' `flood` flag, which (as the
+/// kernel's) governs unknown unicast only.
+fn flood(cx: &mut Ctx, f: &Frame, unknown_unicast: bool) {
+    let mut targets = 0usize;
+    for &p in cx.topo.members(f.vid) {
+        let port = &cx.topo.ports[p.index()];
+        if (p == f.ingress && !port.hairpin) || (unknown_unicast && !port.flood) {
+            continue;
+        }
+        targets += 1;
+        if let Err(reason) = to_port(cx, f, p) {
+            cx.drop(f.ingress, reason);
+        }
+    }
+    if let (false, Some(vni)) = (f.ingress.is_tunnel(), f.domain.as_vni()) {
+        let facts = inner_facts(f);
+        let mut send = |cx: &mut Ctx, r: &Remote| {
+            targets += 1;
+            if let Err(reason) = to_remote(cx, f, r, facts) {
+                cx.drop(f.ingress, reason);
+            }
+        };
+        // Head-end replication to the VNI's flood list, else its multicast group, else the
+        // point-to-point default remote (the kernel's precedence: the all-zeros entry first).
+        if let Some(list) = cx.sw.fdb.flood_list(f.domain) {
+            for r in list.iter() {
+                send(cx, r);
+            }
+        } else if let Some(group) = cx.topo.group_of(vni) {
+            send(cx, &Remote::new(group));
+        } else if let Some(remote) = cx.topo.tunnel.remote {
+            send(cx, &Remote::new(remote));
+        }
+    }
+    if targets == 0 {
+        cx.drop(f.ingress, DropReason::NoEgress);
+    }
+}
+
+/// Delivers `f` out of local port `p`, tagged or untagged as `p` is a member of the VID.
+fn to_port(cx: &mut Ctx, f: &Frame, p: PortId) -> Result<(), DropReason> {
+    let port = cx.topo.port(p).ok_or(DropReason::PortUnknown)?;
+    if !port.members.contains(f.vid) {
+        return Err(DropReason::EgressNotMember);
+    }
+    if f.untagged_len() - ETH_HEADER_LEN > port.mtu as usize {
+        return Err(DropReason::MtuExceeded);
+    }
+    let push_tci = (!port.untagged.contains(f.vid)).then_some(f.priority | f.vid);
+    let mut edit = Edit {
+        l2_offset: f.l2_offset as u16,
+        l2_len: f.l2.len() as u16,
+        strip_tag: f.eth.tci.is_some(),
+        push_tci,
+        outer: None,
+    };
+    if edit.strip_tag && edit.push_tci == f.eth.tci {
+        // Leaving with the tag it came with: send it as it is.
+        edit.strip_tag = false;
+        edit.push_tci = None;
+    }
+    emit(
+        cx,
+        p,
+        TxAction {
+            port: p,
+            source: TxSource::Rx(f.rx),
+            edit,
+        },
+    );
+    Ok(())
+}
+
+/// Encapsulates `f` to remote VTEP `r`.
+fn to_remote(cx: &mut Ctx, f: &Frame, r: &Remote, inner: InnerFacts) -> Result<(), DropReason> {
+    let t = &cx.topo.tunnel;
+    if inner.len + IPV4_MTU_OVERHEAD > t.mtu as usize {
+        return Err(DropReason::MtuExceeded);
+    }
+    let next_hop = cx
+        .sw
+        .nexthops
+        .resolve(r.ip)
+        .ok_or(DropReason::NextHopUnresolved)?;
+    // A frame reaches here only in a domain with a VNI; an entry's own VNI overrides it.
+    let vni = r.vni.or(f.domain.as_vni()).ok_or(DropReason::NoEgress)?;
+    let target = EncapTarget {
+        next_hop,
+        dst: r.ip,
+        dst_port: r.port.unwrap_or(t.dstport),
+        vni,
+    };
+    let outer = outer_ipv4(t, &target, inner, *cx.ip_ident);
+    *cx.ip_ident = cx.ip_ident.wrapping_add(1);
+    let edit = Edit {
+        l2_offset: f.l2_offset as u16,
+        l2_len: f.l2.len() as u16,
+        strip_tag: f.eth.tci.is_some(),
+        push_tci: None,
+        outer: Some(outer),
+    };
+    emit(
+        cx,
+        PortId::TUNNEL,
+        TxAction {
+            port: PortId::TUNNEL,
+            source: TxSource::Rx(f.rx),
+            edit,
+        },
+    );
+    Ok(())
+}
+
+fn inner_facts(f: &Frame) -> InnerFacts {
+    let l3 = f.eth.len();
+    InnerFacts {
+        len: f.untagged_len(),
+        flow_hash: flow_hash(f.l2, l3, f.eth.ethertype),
+        inner_df: f.eth.ethertype == ETHERTYPE_IPV4
+            && Ipv4Packet::new_checked(&f.l2[l3..]).is_ok_and(|ip| ip.dont_fragment()),
+    }
+}
+
+/// Queues `action` and counts it as sent by `port`.
+pub(crate) fn emit(cx: &mut Ctx, port: PortId, action: TxAction) {
+    let c = cx.counters.port(port);
+    c.tx_packets.add(1);
+    c.tx_bytes.add(action.edit.out_len() as u64);
+    cx.tx.push(action);
+}

@@ -1,0 +1,196 @@
+//! What the pipeline asks the I/O layer to send: a batch of actions, each naming an egress
+//! port, a source (a received frame or a frame the pipeline generated) and an edit.
+//!
+//! An action does not carry bytes: the I/O layer writes each frame straight into its own
+//! transmit buffer with [`TxBatch::write`], and an action whose edit is the identity can be
+//! sent by moving the received descriptor, with no copy at all ([`TxAction::is_verbatim`]).
+
+use std::net::Ipv4Addr;
+
+use super::RxFrame;
+use crate::ids::PortId;
+use crate::wire::{UdpRepr, ETHERTYPE_VLAN, VLAN_TAG_LEN};
+
+/// Room for the longest outer header: Ethernet + IPv6 + UDP + VXLAN = 70 bytes.
+pub const OUTER_MAX: usize = 72;
+
+/// Outer headers to put in front of an (inner) frame, with what is needed to finish the UDP
+/// checksum once the inner bytes are in place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct OuterHeader {
+    pub bytes: [u8; OUTER_MAX],
+    pub len: u8,
+    /// Offset of the UDP header in `bytes`.
+    pub udp_offset: u8,
+    /// Fill in the UDP checksum after writing (tunnel.udpcsum).
+    pub udp_checksum: bool,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+}
+
+impl std::fmt::Debug for OuterHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OuterHeader")
+            .field("bytes", &&self.bytes[..self.len as usize])
+            .finish()
+    }
+}
+
+/// How to turn the source bytes into the frame to send: take the L2 frame at
+/// `l2_offset..l2_offset + l2_len`, drop its 802.1Q tag if `strip_tag`, insert `push_tci` as a
+/// new tag, and put `outer` in front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edit {
+    pub l2_offset: u16,
+    pub l2_len: u16,
+    pub strip_tag: bool,
+    pub push_tci: Option<u16>,
+    pub outer: Option<OuterHeader>,
+}
+
+impl Edit {
+    /// The frame exactly as it is.
+    pub fn identity(len: usize) -> Edit {
+        Edit {
+            l2_offset: 0,
+            l2_len: len as u16,
+            strip_tag: false,
+            push_tci: None,
+            outer: None,
+        }
+    }
+
+    /// Length of the frame this edit produces.
+    #[inline]
+    pub fn out_len(&self) -> usize {
+        let mut len = self.l2_len as usize;
+        if self.strip_tag {
+            len -= VLAN_TAG_LEN;
+        }
+        if self.push_tci.is_some() {
+            len += VLAN_TAG_LEN;
+        }
+        len + self.outer.map_or(0, |o| o.len as usize)
+    }
+}
+
+/// Where an action's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxSource {
+    /// Frame `index` of the received batch.
+    Rx(u32),
+    /// Bytes the pipeline generated (an ARP reply) in the batch's scratch area.
+    Scratch { offset: u32, len: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxAction {
+    pub port: PortId,
+    pub source: TxSource,
+    pub edit: Edit,
+}
+
+impl TxAction {
+    /// The frame goes out byte for byte as it came in: the I/O layer may move the buffer.
+    #[inline]
+    pub fn is_verbatim(&self) -> bool {
+        matches!(self.source, TxSource::Rx(_))
+            && self.edit.l2_offset == 0
+            && !self.edit.strip_tag
+            && self.edit.push_tci.is_none()
+            && self.edit.outer.is_none()
+    }
+}
+
+/// The output of one pipeline run. Reused from batch to batch: after the first few batches
+/// its vectors have the capacity they need and nothing is allocated any more.
+#[derive(Debug, Default)]
+pub struct TxBatch {
+    actions: Vec<TxAction>,
+    scratch: Vec<u8>,
+}
+
+impl TxBatch {
+    pub fn with_capacity(actions: usize) -> TxBatch {
+        TxBatch {
+            actions: Vec::with_capacity(actions),
+            scratch: Vec::with_capacity(4096),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.actions.clear();
+        self.scratch.clear();
+    }
+
+    pub fn actions(&self) -> &[TxAction] {
+        &self.actions
+    }
+
+    pub fn len(&self) -> usize {
+        self.actions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, action: TxAction) {
+        self.actions.push(action);
+    }
+
+    /// Appends a generated frame of `len` bytes written by `fill`; returns its source.
+    pub(crate) fn generate(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> TxSource {
+        let offset = self.scratch.len();
+        self.scratch.resize(offset + len, 0);
+        fill(&mut self.scratch[offset..]);
+        TxSource::Scratch {
+            offset: offset as u32,
+            len: len as u32,
+        }
+    }
+
+    /// The bytes `action` starts from.
+    #[inline]
+    pub fn source_bytes<'a>(&'a self, action: &TxAction, rx: &[RxFrame<'a>]) -> &'a [u8] {
+        match action.source {
+            TxSource::Rx(i) => rx[i as usize].data,
+            TxSource::Scratch { offset, len } => {
+                &self.scratch[offset as usize..(offset + len) as usize]
+            }
+        }
+    }
+
+    /// Writes the frame of `action` into `out` (at least `action.edit.out_len()` bytes);
+    /// returns its length.
+    pub fn write(&self, action: &TxAction, rx: &[RxFrame<'_>], out: &mut [u8]) -> usize {
+        apply_edit(&action.edit, self.source_bytes(action, rx), out)
+    }
+}
+
+/// Applies `edit` to `src`, writing into `out`. See [`Edit`].
+pub fn apply_edit(edit: &Edit, src: &[u8], out: &mut [u8]) -> usize {
+    let l2 = &src[edit.l2_offset as usize..][..edit.l2_len as usize];
+    let mut o = 0;
+    if let Some(h) = &edit.outer {
+        o = h.len as usize;
+        out[..o].copy_from_slice(&h.bytes[..o]);
+    }
+    out[o..o + 12].copy_from_slice(&l2[..12]);
+    o += 12;
+    if let Some(tci) = edit.push_tci {
+        out[o..o + 2].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+        out[o + 2..o + 4].copy_from_slice(&tci.to_be_bytes());
+        o += VLAN_TAG_LEN;
+    }
+    let rest = &l2[12 + if edit.strip_tag { VLAN_TAG_LEN } else { 0 }..];
+    out[o..o + rest.len()].copy_from_slice(rest);
+    o += rest.len();
+    if let Some(h) = &edit.outer {
+        if h.udp_checksum {
+            UdpRepr::fill_checksum(&mut out[h.udp_offset as usize..o], h.src, h.dst);
+        }
+    }
+    o
+}

@@ -1,0 +1,212 @@
+//! The switch: shared state (topology, FDB, neighbours, next hops, events) and the counters of
+//! every worker, from which each worker gets its [`Pipeline`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::config::{Config, FdbScope, FdbTarget};
+use crate::counters::{PortStats, WorkerCounters};
+use crate::events::{Event, EventBus};
+use crate::fdb::{EntryKind, Fdb, FdbDst, FdbStats, Remote};
+use crate::ids::{Domain, Nanos, PortId, NANOS_PER_SEC};
+use crate::neigh::NeighTable;
+use crate::nexthop::NextHops;
+use crate::pipeline::Pipeline;
+use crate::topology::{Topology, Underlay};
+
+/// One bridge with one external VXLAN port. See the crate docs for an example.
+pub struct Switch {
+    topology: ArcSwap<Topology>,
+    pub fdb: Fdb,
+    pub neigh: NeighTable,
+    pub nexthops: NextHops,
+    pub events: EventBus,
+    workers: Mutex<Vec<Arc<WorkerCounters>>>,
+}
+
+impl Switch {
+    /// Builds a switch from a validated config, with its static FDB entries, flood lists and
+    /// neighbours installed. `nexthops` comes from the I/O layer (see [`NextHops`]); the
+    /// config's `[[nexthop]]` entries are added to it.
+    pub fn new(config: &Config, underlay: Underlay, nexthops: NextHops) -> Arc<Switch> {
+        let topology = Topology::new(config, underlay);
+        let fdb = Fdb::new(
+            config.switch.ageing_secs * NANOS_PER_SEC,
+            config.switch.max_learned,
+        );
+        for e in &config.fdb {
+            let domain = match e.scope {
+                FdbScope::Vni(vni) => Domain::vni(vni),
+                FdbScope::Vid(vid) => Domain::vid(vid),
+            };
+            let dst = match &e.target {
+                // Validation guarantees the port exists.
+                FdbTarget::Port(name) => {
+                    FdbDst::Port(topology.port_id(name).unwrap_or(PortId::TUNNEL))
+                }
+                FdbTarget::Remote { ip, port, vni } => FdbDst::Remote(Remote {
+                    ip: *ip,
+                    port: *port,
+                    vni: *vni,
+                }),
+            };
+            match dst {
+                FdbDst::Remote(r) if e.mac.is_zero() => {
+                    fdb.flood_append(domain, r);
+                }
+                _ => {
+                    let kind = if e.permanent {
+                        EntryKind::Permanent
+                    } else {
+                        EntryKind::Static
+                    };
+                    // Validation rejected duplicates, so this cannot clash.
+                    let _ = fdb.add(e.mac, domain, dst, kind, true, 0);
+                }
+            }
+        }
+        let neigh = NeighTable::default();
+        for n in &config.neigh {
+            neigh.insert(n.vni, n.ip, n.mac);
+        }
+        for h in &config.nexthops {
+            nexthops.insert(h.ip, h.mac);
+        }
+        Arc::new(Switch {
+            topology: ArcSwap::from_pointee(topology),
+            fdb,
+            neigh,
+            nexthops,
+            events: EventBus::default(),
+            workers: Mutex::default(),
+        })
+    }
+
+    /// The current topology.
+    pub fn topology(&self) -> Guard<Arc<Topology>> {
+        self.topology.load()
+    }
+
+    /// A pipeline for one worker, with counters of its own.
+    pub fn pipeline(self: &Arc<Self>) -> Pipeline {
+        let counters = Arc::new(WorkerCounters::default());
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(counters.clone());
+        Pipeline::new(self.clone(), counters)
+    }
+
+    /// Removes learned entries idle for the ageing time and publishes an age-out event for
+    /// each; returns how many. Run it about once a second (replay: on the capture clock).
+    pub fn age(&self, now: Nanos) -> usize {
+        let aged = self.fdb.age(now);
+        for &(mac, domain, dst) in &aged {
+            self.events.publish(|| Event::Age { mac, domain, dst });
+        }
+        aged.len()
+    }
+
+    /// Counters summed over all workers.
+    pub fn stats(&self) -> Stats {
+        let topo = self.topology();
+        let mut ports: Vec<PortStats> = topo
+            .ports
+            .iter()
+            .map(|p| PortStats {
+                name: p.name.clone(),
+                ..Default::default()
+            })
+            .collect();
+        for w in self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            for (i, p) in ports.iter_mut().enumerate() {
+                p.accumulate(w.port(PortId(i as u16)));
+            }
+        }
+        let mut drops = BTreeMap::new();
+        for p in &ports {
+            for (reason, n) in &p.drops {
+                *drops.entry(*reason).or_default() += n;
+            }
+        }
+        Stats {
+            ports,
+            drops,
+            fdb: self.fdb.stats(),
+            events_lost: self.events.lost(),
+        }
+    }
+}
+
+/// A snapshot of the switch's counters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Per port; `ports[0]` is vxlan0 (its rx/tx are the underlay's VXLAN frames).
+    pub ports: Vec<PortStats>,
+    /// Drops over all ports, by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    pub fdb: FdbStats,
+    /// Events lost because a subscriber did not keep up.
+    pub events_lost: u64,
+}
+
+impl Stats {
+    pub fn port(&self, name: &str) -> Option<&PortStats> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<16} {:>12} {:>14} {:>12} {:>14} {:>10}",
+            "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "dropped"
+        )?;
+        for p in &self.ports {
+            writeln!(
+                f,
+                "{:<16} {:>12} {:>14} {:>12} {:>14} {:>10}",
+                p.name,
+                p.rx_packets,
+                p.rx_bytes,
+                p.tx_packets,
+                p.tx_bytes,
+                p.dropped()
+            )?;
+        }
+        if !self.drops.is_empty() {
+            writeln!(f, "drops:")?;
+            for (reason, n) in &self.drops {
+                let by_port: Vec<String> = self
+                    .ports
+                    .iter()
+                    .filter_map(|p| p.drops.get(reason).map(|c| format!("{} {c}", p.name)))
+                    .collect();
+                writeln!(f, "  {reason:<22} {n:>10}  ({})", by_port.join(", "))?;
+            }
+        }
+        let (refused, suppressed): (u64, u64) = self.ports.iter().fold((0, 0), |(r, s), p| {
+            (r + p.learn_refused, s + p.arp_suppressed)
+        });
+        let s = &self.fdb;
+        writeln!(
+            f,
+            "fdb: {} entries ({} learned); learned {}, moved {}, aged {}, refused at limit {}",
+            s.entries, s.learned, s.learned_total, s.moved_total, s.aged_total, refused
+        )?;
+        write!(
+            f,
+            "arp suppressed: {suppressed}; events lost: {}",
+            self.events_lost
+        )
+    }
+}
