@@ -90,6 +90,56 @@ impl Switch {
         self.topology.load()
     }
 
+    /// Replaces ports, VLANs and tunnel settings with those of `config`, between two batches
+    /// of every worker. FDB, neighbours and counters are kept; the ports of `config` must keep
+    /// the ids (order) of the ports they share with the running topology.
+    pub fn apply_topology(&self, config: &Config, underlay: Underlay) {
+        self.topology
+            .store(Arc::new(Topology::new(config, underlay)));
+    }
+
+    /// The FDB as `bridge fdb show` lines: `MAC dev PORT vlan VID [vni VNI] [dst IP]
+    /// [port P] [remote_vni V] [static|permanent]`, sorted by domain and MAC.
+    pub fn fdb_show(&self, now: Nanos) -> Vec<String> {
+        let topo = self.topology();
+        self.fdb
+            .records(now)
+            .iter()
+            .map(|r| {
+                let vid = r
+                    .domain
+                    .as_vid()
+                    .or_else(|| topo.vid_of(r.domain.as_vni()?));
+                let mut line = format!("{} dev ", r.mac);
+                match r.dst {
+                    FdbDst::Port(p) => line += topo.port(p).map_or("?", |p| p.name.as_str()),
+                    FdbDst::Remote(_) => line += "vxlan0",
+                }
+                if let Some(vid) = vid {
+                    line += &format!(" vlan {vid}");
+                }
+                if let Some(vni) = r.domain.as_vni() {
+                    line += &format!(" vni {vni}");
+                }
+                if let FdbDst::Remote(rm) = r.dst {
+                    line += &format!(" dst {}", rm.ip);
+                    if let Some(p) = rm.port {
+                        line += &format!(" port {p}");
+                    }
+                    if let Some(v) = rm.vni {
+                        line += &format!(" remote_vni {v}");
+                    }
+                }
+                match r.kind {
+                    EntryKind::Learned => {}
+                    EntryKind::Static => line += " static",
+                    EntryKind::Permanent => line += " permanent",
+                }
+                line
+            })
+            .collect()
+    }
+
     /// A pipeline for one worker, with counters of its own.
     pub fn pipeline(self: &Arc<Self>) -> Pipeline {
         let counters = Arc::new(WorkerCounters::default());

@@ -1,1 +1,27 @@
-//! I/O backends.
+//! The edges: everything that moves frames in and out of the pipeline implements [`FrameIo`].
+//! Backends: [`replay`] (pcap files), [`memory`] (tests and embedding); the AF_XDP backend of
+//! the daemon implements the same trait.
+
+pub mod memory;
+pub mod replay;
+
+use crate::pipeline::{Pipeline, TxBatch};
+
+/// A source and sink of frames that drives a pipeline one batch at a time.
+pub trait FrameIo {
+    type Error: std::error::Error;
+
+    /// Receives the next batch, switches it with `pipeline` into `tx` and sends the result.
+    /// Returns `Ok(false)` once the input has ended.
+    fn poll(&mut self, pipeline: &mut Pipeline, tx: &mut TxBatch) -> Result<bool, Self::Error>;
+}
+
+/// Maximum frames per batch: what one AF_XDP ring pass hands over, and what replay groups.
+pub const BATCH_SIZE: usize = 64;
+
+/// Polls `io` until its input ends.
+pub fn run<I: FrameIo>(io: &mut I, pipeline: &mut Pipeline) -> Result<(), I::Error> {
+    let mut tx = TxBatch::with_capacity(BATCH_SIZE * 4);
+    while io.poll(pipeline, &mut tx)? {}
+    Ok(())
+}
