@@ -10,11 +10,7 @@ use clap::{Parser, Subcommand};
 use xvtep_dataplane::Config;
 
 #[derive(Parser)]
-#[command(
-    name = "xvtep",
-    version,
-    about = "A userspace VXLAN tunnel endpoint (software VTEP)"
-)]
+#[command(name = "xvtep", version, about = "A userspace VXLAN tunnel endpoint (software VTEP)")]
 struct Cli {
     /// Print JSON instead of text.
     #[arg(short = 'j', long = "json", global = true)]

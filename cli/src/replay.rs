@@ -26,9 +26,7 @@ pub struct Args {
 pub fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let replay = Replay::new(&config, &args.inputs, &args.out_dir)?;
-    let events = args
-        .events
-        .then(|| replay.switch().events.subscribe(1 << 20));
+    let events = args.events.then(|| replay.switch().events.subscribe(1 << 20));
     let show_progress = std::io::stderr().is_terminal();
     let report = replay.run(&mut |frames| {
         if show_progress {
@@ -49,10 +47,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<()> {
     }
     println!("replayed {} frames", report.frames_in);
     for (iface, n) in &report.frames_out {
-        println!(
-            "wrote {} ({n} frames)",
-            args.out_dir.join(format!("{iface}.pcap")).display()
-        );
+        println!("wrote {} ({n} frames)", args.out_dir.join(format!("{iface}.pcap")).display());
     }
     println!("{}", report.stats);
     Ok(())

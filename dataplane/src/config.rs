@@ -39,11 +39,7 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.column, self.message
-            )
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
         }
     }
 }
@@ -138,11 +134,7 @@ pub enum FdbScope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FdbTarget {
     Port(String),
-    Remote {
-        ip: Ipv4Addr,
-        port: Option<u16>,
-        vni: Option<u32>,
-    },
+    Remote { ip: Ipv4Addr, port: Option<u16>, vni: Option<u32> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,12 +189,7 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let at = |span: Option<Range<usize>>, message: String| {
             let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
-            ConfigError {
-                file: file.to_string(),
-                line,
-                column,
-                message,
-            }
+            ConfigError { file: file.to_string(), line, column, message }
         };
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
@@ -258,10 +245,7 @@ struct RawSwitch {
 
 impl Default for RawSwitch {
     fn default() -> Self {
-        RawSwitch {
-            ageing: default_ageing(),
-            max_learned: default_max_learned(),
-        }
+        RawSwitch { ageing: default_ageing(), max_learned: default_max_learned() }
     }
 }
 
@@ -424,24 +408,15 @@ fn vid_ok(vid: u16) -> bool {
 
 fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let ageing = raw.switch.ageing;
-    check(*ageing.get_ref() >= 1, &ageing.span(), || {
-        "switch.ageing must be at least 1 second".into()
-    })?;
-    let switch = SwitchConfig {
-        ageing_secs: *ageing.get_ref(),
-        max_learned: raw.switch.max_learned,
-    };
+    check(*ageing.get_ref() >= 1, &ageing.span(), || "switch.ageing must be at least 1 second".into())?;
+    let switch = SwitchConfig { ageing_secs: *ageing.get_ref(), max_learned: raw.switch.max_learned };
     let tunnel = validate_tunnel(raw.tunnel)?;
 
     let mut vlans: Vec<VlanMap> = Vec::new();
     for v in &raw.vlan {
         let (span, v) = (v.span(), v.get_ref());
-        check(vid_ok(v.vid), &span, || {
-            format!("[[vlan]] vid {} is out of range 1..={MAX_VID}", v.vid)
-        })?;
-        check(vni_ok(v.vni), &span, || {
-            format!("[[vlan]] vni {} is out of range 1..={MAX_VNI}", v.vni)
-        })?;
+        check(vid_ok(v.vid), &span, || format!("[[vlan]] vid {} is out of range 1..={MAX_VID}", v.vid))?;
+        check(vni_ok(v.vni), &span, || format!("[[vlan]] vni {} is out of range 1..={MAX_VNI}", v.vni))?;
         if let Some(prev) = vlans.iter().find(|m| m.vid == v.vid) {
             return Err((
                 span,
@@ -465,18 +440,12 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
                 format!("[[vlan]] group {g} is not an IPv4 multicast address")
             })?;
         }
-        vlans.push(VlanMap {
-            vid: v.vid,
-            vni: v.vni,
-            group: v.group,
-        });
+        vlans.push(VlanMap { vid: v.vid, vni: v.vni, group: v.group });
     }
 
     check(
         raw.port.len() <= MAX_LOCAL_PORTS,
-        &raw.port[raw.port.len().saturating_sub(1)..]
-            .first()
-            .map_or(0..0, |p| p.span()),
+        &raw.port[raw.port.len().saturating_sub(1)..].first().map_or(0..0, |p| p.span()),
         || format!("at most {MAX_LOCAL_PORTS} ports are supported"),
     )?;
     let mut ports: Vec<PortConfig> = Vec::new();
@@ -498,9 +467,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
                 FdbScope::Vni(vni)
             }
             (None, Some(vid)) => {
-                check(vid_ok(vid), &span, || {
-                    format!("[[fdb]] vid {vid} is out of range 1..={MAX_VID}")
-                })?;
+                check(vid_ok(vid), &span, || format!("[[fdb]] vid {vid} is out of range 1..={MAX_VID}"))?;
                 // A VID that has a VNI is keyed by its VNI (DESIGN.md: the FDB is keyed by <MAC, VNI>).
                 vni_of(vid).map_or(FdbScope::Vid(vid), FdbScope::Vni)
             }
@@ -515,22 +482,15 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         })?;
         let target = match (&e.port, e.dst) {
             (Some(port), None) => {
-                check(
-                    e.dst_port.is_none() && e.remote_vni.is_none(),
-                    &span,
-                    || {
-                        "[[fdb]] `dst_port` and `remote_vni` apply only to entries with `dst`"
-                            .into()
-                    },
-                )?;
+                check(e.dst_port.is_none() && e.remote_vni.is_none(), &span, || {
+                    "[[fdb]] `dst_port` and `remote_vni` apply only to entries with `dst`".into()
+                })?;
                 check(!e.mac.is_zero(), &span, || {
-                    "[[fdb]] the all-zeros MAC is the flood list of the tunnel: give it a `dst`, not a `port`".into()
+                    "[[fdb]] the all-zeros MAC is the flood list of the tunnel: give it a `dst`, not a `port`"
+                        .into()
                 })?;
                 let p = ports.iter().find(|p| &p.name == port).ok_or_else(|| {
-                    (
-                        span.clone(),
-                        format!("[[fdb]] port '{port}' is not a [[port]] of this switch"),
-                    )
+                    (span.clone(), format!("[[fdb]] port '{port}' is not a [[port]] of this switch"))
                 })?;
                 check(p.vlans.iter().any(|v| v.vid == vid), &span, || {
                     format!("[[fdb]] port '{port}' is not a member of VID {vid}")
@@ -549,36 +509,21 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
                         format!("[[fdb]] remote_vni {v} is out of range 1..={MAX_VNI}")
                     })?;
                 }
-                FdbTarget::Remote {
-                    ip,
-                    port: e.dst_port,
-                    vni: e.remote_vni,
-                }
+                FdbTarget::Remote { ip, port: e.dst_port, vni: e.remote_vni }
             }
             _ => {
                 return Err((
                     span,
-                    "[[fdb]] needs exactly one of `port` (a local port) or `dst` (a remote VTEP)"
-                        .into(),
+                    "[[fdb]] needs exactly one of `port` (a local port) or `dst` (a remote VTEP)".into(),
                 ))
             }
         };
-        let entry = StaticFdb {
-            mac: e.mac,
-            scope,
-            target,
-            permanent: e.permanent,
-        };
+        let entry = StaticFdb { mac: e.mac, scope, target, permanent: e.permanent };
         let clash = fdb.iter().find(|o| {
-            o.mac == entry.mac
-                && o.scope == entry.scope
-                && (!entry.mac.is_zero() || o.target == entry.target)
+            o.mac == entry.mac && o.scope == entry.scope && (!entry.mac.is_zero() || o.target == entry.target)
         });
         if clash.is_some() {
-            return Err((
-                span,
-                format!("[[fdb]] {} in {:?} is given twice", entry.mac, entry.scope),
-            ));
+            return Err((span, format!("[[fdb]] {} in {:?} is given twice", entry.mac, entry.scope)));
         }
         fdb.push(entry);
     }
@@ -587,27 +532,16 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     for n in &raw.neigh {
         let (span, n) = (n.span(), n.get_ref());
         check(vid_of(n.vni).is_some(), &span, || {
-            format!(
-                "[[neigh]] vni {} is not mapped to any VID; add a [[vlan]] with vni = {}",
-                n.vni, n.vni
-            )
+            format!("[[neigh]] vni {} is not mapped to any VID; add a [[vlan]] with vni = {}", n.vni, n.vni)
         })?;
-        check(unicast_ip(n.ip), &span, || {
-            format!("[[neigh]] ip {} is not a unicast address", n.ip)
-        })?;
+        check(unicast_ip(n.ip), &span, || format!("[[neigh]] ip {} is not a unicast address", n.ip))?;
         check(!n.mac.is_multicast() && !n.mac.is_zero(), &span, || {
             format!("[[neigh]] mac {} is not a unicast MAC", n.mac)
         })?;
-        check(
-            !neigh.iter().any(|o| o.vni == n.vni && o.ip == n.ip),
-            &span,
-            || format!("[[neigh]] {} in VNI {} is given twice", n.ip, n.vni),
-        )?;
-        neigh.push(NeighConfig {
-            vni: n.vni,
-            ip: n.ip,
-            mac: n.mac,
-        });
+        check(!neigh.iter().any(|o| o.vni == n.vni && o.ip == n.ip), &span, || {
+            format!("[[neigh]] {} in VNI {} is given twice", n.ip, n.vni)
+        })?;
+        neigh.push(NeighConfig { vni: n.vni, ip: n.ip, mac: n.mac });
     }
 
     let mut nexthops: Vec<NextHopConfig> = Vec::new();
@@ -619,40 +553,22 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         check(!nexthops.iter().any(|o| o.ip == h.ip), &span, || {
             format!("[[nexthop]] {} is given twice", h.ip)
         })?;
-        nexthops.push(NextHopConfig {
-            ip: h.ip,
-            mac: h.mac,
-        });
+        nexthops.push(NextHopConfig { ip: h.ip, mac: h.mac });
     }
 
-    Ok(Config {
-        switch,
-        tunnel,
-        vlans,
-        ports,
-        fdb,
-        neigh,
-        nexthops,
-    })
+    Ok(Config { switch, tunnel, vlans, ports, fdb, neigh, nexthops })
 }
 
 fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
     let t = t.into_inner();
     check(unicast_ip(*t.local.get_ref()), &t.local.span(), || {
-        format!(
-            "tunnel.local {} is not a unicast address",
-            t.local.get_ref()
-        )
+        format!("tunnel.local {} is not a unicast address", t.local.get_ref())
     })?;
     let dev = t.dev.get_ref();
-    check(
-        !dev.is_empty() && dev.len() <= IFNAME_MAX,
-        &t.dev.span(),
-        || format!("tunnel.dev '{dev}' is not an interface name (1 to {IFNAME_MAX} bytes)"),
-    )?;
-    check(*t.dstport.get_ref() != 0, &t.dstport.span(), || {
-        "tunnel.dstport must not be 0".into()
+    check(!dev.is_empty() && dev.len() <= IFNAME_MAX, &t.dev.span(), || {
+        format!("tunnel.dev '{dev}' is not an interface name (1 to {IFNAME_MAX} bytes)")
     })?;
+    check(*t.dstport.get_ref() != 0, &t.dstport.span(), || "tunnel.dstport must not be 0".into())?;
     if let Some(r) = &t.remote {
         check(unicast_ip(*r.get_ref()), &r.span(), || {
             format!("tunnel.remote {} is not a unicast address", r.get_ref())
@@ -660,15 +576,10 @@ fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
     }
     if let Some(g) = &t.group {
         check(g.get_ref().is_multicast(), &g.span(), || {
-            format!(
-                "tunnel.group {} is not an IPv4 multicast address",
-                g.get_ref()
-            )
+            format!("tunnel.group {} is not an IPv4 multicast address", g.get_ref())
         })?;
     }
-    check(*t.ttl.get_ref() >= 1, &t.ttl.span(), || {
-        "tunnel.ttl must be 1..=255".into()
-    })?;
+    check(*t.ttl.get_ref() >= 1, &t.ttl.span(), || "tunnel.ttl must be 1..=255".into())?;
     let [lo, hi] = *t.srcport.get_ref();
     check(lo >= 1 && lo <= hi, &t.srcport.span(), || {
         format!("tunnel.srcport [{lo}, {hi}] is not a range [low, high] with 1 <= low <= high")
@@ -680,29 +591,23 @@ fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
         })?;
     }
     if let Some(m) = &t.mac {
-        check(
-            !m.get_ref().is_multicast() && !m.get_ref().is_zero(),
-            &m.span(),
-            || format!("tunnel.mac {} is not a unicast MAC", m.get_ref()),
-        )?;
+        check(!m.get_ref().is_multicast() && !m.get_ref().is_zero(), &m.span(), || {
+            format!("tunnel.mac {} is not a unicast MAC", m.get_ref())
+        })?;
     }
     let allowed_bits = match &t.reserved_bits {
         None => VXLAN_VALID_BITS,
         Some(b) => {
             let mask = match b.get_ref() {
                 RawBits::Int(i) => Some(*i as u64),
-                RawBits::Text(s) => s
-                    .strip_prefix("0x")
-                    .and_then(|h| u64::from_str_radix(&h.replace('_', ""), 16).ok()),
+                RawBits::Text(s) => {
+                    s.strip_prefix("0x").and_then(|h| u64::from_str_radix(&h.replace('_', ""), 16).ok())
+                }
             };
             // The I flag and the VNI are always allowed; the mask adds reserved bits.
             VXLAN_VALID_BITS
                 | mask.ok_or_else(|| {
-                    (
-                        b.span(),
-                        "tunnel.reserved_bits must be an integer or a \"0x…\" hex string"
-                            .to_string(),
-                    )
+                    (b.span(), "tunnel.reserved_bits must be an integer or a \"0x…\" hex string".to_string())
                 })?
         }
     };
@@ -735,52 +640,39 @@ fn validate_port(
 ) -> Result<PortConfig, Invalid> {
     let (span, p) = (p.span(), p.get_ref());
     let name = &p.name;
-    check(
-        !name.is_empty() && name.len() <= IFNAME_MAX && !name.contains(['/', ' ', ':']),
-        &span,
-        || {
-            format!("port name '{name}' is not an interface name (1 to {IFNAME_MAX} bytes, no '/', ':' or spaces)")
-        },
-    )?;
-    check(name != "vxlan0" && *name != tunnel.dev, &span, || {
+    check(!name.is_empty() && name.len() <= IFNAME_MAX && !name.contains(['/', ' ', ':']), &span, || {
         format!(
-            "port name '{name}' is taken by the tunnel (vxlan0 and tunnel.dev '{}')",
-            tunnel.dev
+            "port name '{name}' is not an interface name (1 to {IFNAME_MAX} bytes, no '/', ':' or spaces)"
         )
     })?;
-    check(!earlier.iter().any(|o| &o.name == name), &span, || {
-        format!("port '{name}' is given twice")
+    check(name != "vxlan0" && *name != tunnel.dev, &span, || {
+        format!("port name '{name}' is taken by the tunnel (vxlan0 and tunnel.dev '{}')", tunnel.dev)
     })?;
+    check(!earlier.iter().any(|o| &o.name == name), &span, || format!("port '{name}' is given twice"))?;
     check((68..=65535).contains(&p.mtu), &span, || {
         format!("port '{name}' mtu {} is out of range 68..=65535", p.mtu)
     })?;
     let mut seen = HashSet::new();
     let mut pvid: Option<u16> = None;
     for v in &p.vlans {
-        check(vid_ok(v.vid), &span, || {
-            format!("port '{name}' vid {} is out of range 1..={MAX_VID}", v.vid)
-        })?;
-        check(seen.insert(v.vid), &span, || {
-            format!("port '{name}' lists VID {} twice", v.vid)
-        })?;
+        check(vid_ok(v.vid), &span, || format!("port '{name}' vid {} is out of range 1..={MAX_VID}", v.vid))?;
+        check(seen.insert(v.vid), &span, || format!("port '{name}' lists VID {} twice", v.vid))?;
         if v.pvid {
             if let Some(first) = pvid {
-                return Err((span, format!("port '{name}' has two PVIDs (VID {first} and VID {}); a port has at most one", v.vid)));
+                return Err((
+                    span,
+                    format!(
+                        "port '{name}' has two PVIDs (VID {first} and VID {}); a port has at most one",
+                        v.vid
+                    ),
+                ));
             }
             pvid = Some(v.vid);
         }
     }
     Ok(PortConfig {
         name: name.clone(),
-        vlans: p
-            .vlans
-            .iter()
-            .map(|v| PortVlan {
-                vid: v.vid,
-                pvid: v.pvid,
-                untagged: v.untagged,
-            })
-            .collect(),
+        vlans: p.vlans.iter().map(|v| PortVlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged }).collect(),
         hairpin: p.hairpin,
         learning: p.learning,
         flood: p.flood,

@@ -128,11 +128,7 @@ pub struct WorkerCounters {
 
 impl Default for WorkerCounters {
     fn default() -> Self {
-        WorkerCounters {
-            ports: (0..=MAX_LOCAL_PORTS)
-                .map(|_| PortCounters::default())
-                .collect(),
-        }
+        WorkerCounters { ports: (0..=MAX_LOCAL_PORTS).map(|_| PortCounters::default()).collect() }
     }
 }
 

@@ -14,36 +14,15 @@ use crate::wire::MacAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// A new learned entry.
-    Learn {
-        mac: MacAddr,
-        domain: Domain,
-        dst: FdbDst,
-    },
+    Learn { mac: MacAddr, domain: Domain, dst: FdbDst },
     /// A learned entry moved.
-    Move {
-        mac: MacAddr,
-        domain: Domain,
-        from: FdbDst,
-        to: FdbDst,
-    },
+    Move { mac: MacAddr, domain: Domain, from: FdbDst, to: FdbDst },
     /// A learned entry aged out.
-    Age {
-        mac: MacAddr,
-        domain: Domain,
-        dst: FdbDst,
-    },
+    Age { mac: MacAddr, domain: Domain, dst: FdbDst },
     /// A unicast destination was unknown (`tunnel.l2miss`): a controller may install it.
-    L2Miss {
-        mac: MacAddr,
-        domain: Domain,
-        port: PortId,
-    },
+    L2Miss { mac: MacAddr, domain: Domain, port: PortId },
     /// An ARP target was not in the neighbour table (`tunnel.proxy` and `tunnel.l3miss`).
-    L3Miss {
-        ip: Ipv4Addr,
-        vni: u32,
-        port: PortId,
-    },
+    L3Miss { ip: Ipv4Addr, vni: u32, port: PortId },
 }
 
 /// Fan-out of events to subscribers over bounded channels. Publishing never blocks the
@@ -111,11 +90,7 @@ mod tests {
     use super::*;
 
     fn ev(n: u8) -> Event {
-        Event::L2Miss {
-            mac: MacAddr([2, 0, 0, 0, 0, n]),
-            domain: Domain::vni(2),
-            port: PortId(1),
-        }
+        Event::L2Miss { mac: MacAddr([2, 0, 0, 0, 0, n]), domain: Domain::vni(2), port: PortId(1) }
     }
 
     #[test]

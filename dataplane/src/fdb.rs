@@ -30,11 +30,7 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(ip: Ipv4Addr) -> Remote {
-        Remote {
-            ip,
-            port: None,
-            vni: None,
-        }
+        Remote { ip, port: None, vni: None }
     }
 }
 
@@ -139,10 +135,7 @@ struct Key {
 impl Key {
     #[inline]
     fn new(mac: MacAddr, domain: Domain) -> Key {
-        Key {
-            mac: mac.to_u64(),
-            domain,
-        }
+        Key { mac: mac.to_u64(), domain }
     }
 }
 
@@ -192,11 +185,7 @@ impl Fdb {
         let ageing = self.ageing();
         if let Some(e) = self.entries.get(&key) {
             if e.kind != EntryKind::Learned {
-                return if e.dst == dst {
-                    Learned::Refreshed
-                } else {
-                    Learned::Static { dst: e.dst }
-                };
+                return if e.dst == dst { Learned::Refreshed } else { Learned::Static { dst: e.dst } };
             }
             if e.dst == dst && !e.expired(now, ageing) {
                 e.touch(now);
@@ -228,11 +217,7 @@ impl Fdb {
                 if limit != 0 && self.learned.load(Relaxed) >= limit {
                     return Learned::LimitReached;
                 }
-                v.insert(FdbEntry {
-                    dst,
-                    kind: EntryKind::Learned,
-                    updated: AtomicU64::new(now),
-                });
+                v.insert(FdbEntry { dst, kind: EntryKind::Learned, updated: AtomicU64::new(now) });
                 self.learned.fetch_add(1, Relaxed);
                 self.learned_total.fetch_add(1, Relaxed);
                 Learned::New
@@ -250,11 +235,7 @@ impl Fdb {
         replace: bool,
         now: Nanos,
     ) -> Result<(), FdbError> {
-        let entry = FdbEntry {
-            dst,
-            kind,
-            updated: AtomicU64::new(now),
-        };
+        let entry = FdbEntry { dst, kind, updated: AtomicU64::new(now) };
         match self.entries.entry(Key::new(mac, domain)) {
             Entry::Occupied(mut o) => {
                 if !replace {
@@ -274,10 +255,7 @@ impl Fdb {
 
     /// Removes an entry (`bridge fdb del`).
     pub fn remove(&self, mac: MacAddr, domain: Domain) -> Result<FdbDst, FdbError> {
-        let (_, e) = self
-            .entries
-            .remove(&Key::new(mac, domain))
-            .ok_or(FdbError::NotFound(mac, domain))?;
+        let (_, e) = self.entries.remove(&Key::new(mac, domain)).ok_or(FdbError::NotFound(mac, domain))?;
         if e.kind == EntryKind::Learned {
             self.learned.fetch_sub(1, Relaxed);
         }
@@ -403,16 +381,7 @@ mod tests {
         assert_eq!(fdb.age(319 * S), vec![]);
         assert_eq!(fdb.age(320 * S), vec![(mac(1), D, r)]);
         let s = fdb.stats();
-        assert_eq!(
-            (
-                s.entries,
-                s.learned,
-                s.learned_total,
-                s.moved_total,
-                s.aged_total
-            ),
-            (0, 0, 1, 1, 1)
-        );
+        assert_eq!((s.entries, s.learned, s.learned_total, s.moved_total, s.aged_total), (0, 0, 1, 1, 1));
     }
 
     #[test]
@@ -420,10 +389,7 @@ mod tests {
         let fdb = Fdb::new(10 * S, 0);
         let p1 = FdbDst::Port(PortId(1));
         fdb.learn(mac(1), D, p1, 0);
-        assert_eq!(
-            fdb.learn(mac(1), D, p1, 10 * S),
-            Learned::Renewed { aged: p1 }
-        );
+        assert_eq!(fdb.learn(mac(1), D, p1, 10 * S), Learned::Renewed { aged: p1 });
         assert_eq!(fdb.stats().learned, 1);
         assert_eq!(fdb.stats().aged_total, 1);
     }
@@ -433,14 +399,8 @@ mod tests {
         let fdb = Fdb::new(10 * S, 0);
         let p1 = FdbDst::Port(PortId(1));
         fdb.add(mac(1), D, p1, EntryKind::Static, false, 0).unwrap();
-        assert_eq!(
-            fdb.add(mac(1), D, p1, EntryKind::Static, false, 0),
-            Err(FdbError::Exists(mac(1), D))
-        );
-        assert_eq!(
-            fdb.learn(mac(1), D, FdbDst::Port(PortId(2)), 5 * S),
-            Learned::Static { dst: p1 }
-        );
+        assert_eq!(fdb.add(mac(1), D, p1, EntryKind::Static, false, 0), Err(FdbError::Exists(mac(1), D)));
+        assert_eq!(fdb.learn(mac(1), D, FdbDst::Port(PortId(2)), 5 * S), Learned::Static { dst: p1 });
         assert_eq!(fdb.age(1000 * S), vec![]);
         assert_eq!(fdb.lookup(mac(1), D, 1000 * S), Some(p1));
         assert_eq!(fdb.remove(mac(1), D), Ok(p1));
@@ -455,10 +415,7 @@ mod tests {
         assert_eq!(fdb.learn(mac(2), D, p1, 0), Learned::New);
         assert_eq!(fdb.learn(mac(3), D, p1, 0), Learned::LimitReached);
         // Known entries still refresh and move at the limit.
-        assert_eq!(
-            fdb.learn(mac(2), D, FdbDst::Port(PortId(2)), 0),
-            Learned::Moved { from: p1 }
-        );
+        assert_eq!(fdb.learn(mac(2), D, FdbDst::Port(PortId(2)), 0), Learned::Moved { from: p1 });
         // Static entries do not count against it.
         fdb.add(mac(9), D, p1, EntryKind::Static, false, 0).unwrap();
         fdb.remove(mac(1), D).unwrap();
@@ -469,10 +426,7 @@ mod tests {
     #[test]
     fn flood_lists() {
         let fdb = Fdb::new(300 * S, 0);
-        let (a, b) = (
-            Remote::new(Ipv4Addr::new(10, 0, 0, 2)),
-            Remote::new(Ipv4Addr::new(10, 0, 0, 3)),
-        );
+        let (a, b) = (Remote::new(Ipv4Addr::new(10, 0, 0, 2)), Remote::new(Ipv4Addr::new(10, 0, 0, 3)));
         assert!(fdb.flood_list(D).is_none());
         assert!(fdb.flood_append(D, a));
         assert!(fdb.flood_append(D, b));

@@ -28,11 +28,7 @@ impl NeighTable {
 
     /// All entries sorted by VNI and address.
     pub fn entries(&self) -> Vec<(u32, Ipv4Addr, MacAddr)> {
-        let mut v: Vec<_> = self
-            .map
-            .iter()
-            .map(|r| (r.key().0, r.key().1, *r.value()))
-            .collect();
+        let mut v: Vec<_> = self.map.iter().map(|r| (r.key().0, r.key().1, *r.value())).collect();
         v.sort();
         v
     }

@@ -19,10 +19,7 @@ pub struct NextHops {
 impl NextHops {
     /// A table that answers for unknown addresses with [`NextHops::derived_mac`] (replay).
     pub fn with_fallback() -> NextHops {
-        NextHops {
-            map: DashMap::default(),
-            fallback: true,
-        }
+        NextHops { map: DashMap::default(), fallback: true }
     }
 
     /// The MAC replay assumes for an address with no `[[nexthop]]`: 02:00 and the four bytes of

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::config::{Config, FdbScope, FdbTarget};
+use crate::config::{Config, FdbScope, FdbTarget, MAX_LOCAL_PORTS};
 use crate::counters::{PortStats, WorkerCounters};
 use crate::events::{Event, EventBus};
 use crate::fdb::{EntryKind, Fdb, FdbDst, FdbStats, Remote};
@@ -33,10 +33,7 @@ impl Switch {
     /// config's `[[nexthop]]` entries are added to it.
     pub fn new(config: &Config, underlay: Underlay, nexthops: NextHops) -> Arc<Switch> {
         let topology = Topology::new(config, underlay);
-        let fdb = Fdb::new(
-            config.switch.ageing_secs * NANOS_PER_SEC,
-            config.switch.max_learned,
-        );
+        let fdb = Fdb::new(config.switch.ageing_secs * NANOS_PER_SEC, config.switch.max_learned);
         for e in &config.fdb {
             let domain = match e.scope {
                 FdbScope::Vni(vni) => Domain::vni(vni),
@@ -44,25 +41,17 @@ impl Switch {
             };
             let dst = match &e.target {
                 // Validation guarantees the port exists.
-                FdbTarget::Port(name) => {
-                    FdbDst::Port(topology.port_id(name).unwrap_or(PortId::TUNNEL))
+                FdbTarget::Port(name) => FdbDst::Port(topology.port_id(name).unwrap_or(PortId::TUNNEL)),
+                FdbTarget::Remote { ip, port, vni } => {
+                    FdbDst::Remote(Remote { ip: *ip, port: *port, vni: *vni })
                 }
-                FdbTarget::Remote { ip, port, vni } => FdbDst::Remote(Remote {
-                    ip: *ip,
-                    port: *port,
-                    vni: *vni,
-                }),
             };
             match dst {
                 FdbDst::Remote(r) if e.mac.is_zero() => {
                     fdb.flood_append(domain, r);
                 }
                 _ => {
-                    let kind = if e.permanent {
-                        EntryKind::Permanent
-                    } else {
-                        EntryKind::Static
-                    };
+                    let kind = if e.permanent { EntryKind::Permanent } else { EntryKind::Static };
                     // Validation rejected duplicates, so this cannot clash.
                     let _ = fdb.add(e.mac, domain, dst, kind, true, 0);
                 }
@@ -94,8 +83,7 @@ impl Switch {
     /// of every worker. FDB, neighbours and counters are kept; the ports of `config` must keep
     /// the ids (order) of the ports they share with the running topology.
     pub fn apply_topology(&self, config: &Config, underlay: Underlay) {
-        self.topology
-            .store(Arc::new(Topology::new(config, underlay)));
+        self.topology.store(Arc::new(Topology::new(config, underlay)));
     }
 
     /// The FDB as `bridge fdb show` lines: `MAC dev PORT vlan VID [vni VNI] [dst IP]
@@ -106,10 +94,7 @@ impl Switch {
             .records(now)
             .iter()
             .map(|r| {
-                let vid = r
-                    .domain
-                    .as_vid()
-                    .or_else(|| topo.vid_of(r.domain.as_vni()?));
+                let vid = r.domain.as_vid().or_else(|| topo.vid_of(r.domain.as_vni()?));
                 let mut line = format!("{} dev ", r.mac);
                 match r.dst {
                     FdbDst::Port(p) => line += topo.port(p).map_or("?", |p| p.name.as_str()),
@@ -143,10 +128,7 @@ impl Switch {
     /// A pipeline for one worker, with counters of its own.
     pub fn pipeline(self: &Arc<Self>) -> Pipeline {
         let counters = Arc::new(WorkerCounters::default());
-        self.workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(counters.clone());
+        self.workers.lock().unwrap_or_else(|e| e.into_inner()).push(counters.clone());
         Pipeline::new(self.clone(), counters)
     }
 
@@ -163,36 +145,24 @@ impl Switch {
     /// Counters summed over all workers.
     pub fn stats(&self) -> Stats {
         let topo = self.topology();
-        let mut ports: Vec<PortStats> = topo
-            .ports
-            .iter()
-            .map(|p| PortStats {
-                name: p.name.clone(),
-                ..Default::default()
-            })
-            .collect();
-        for w in self
-            .workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            for (i, p) in ports.iter_mut().enumerate() {
-                p.accumulate(w.port(PortId(i as u16)));
+        let mut ports: Vec<PortStats> =
+            topo.ports.iter().map(|p| PortStats { name: p.name.clone(), ..Default::default() }).collect();
+        // Slots past the topology hold what arrived on ports that are gone (port_unknown):
+        // counted in the totals, not under any port.
+        let mut unattributed = PortStats::default();
+        for w in self.workers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for i in 0..=MAX_LOCAL_PORTS {
+                let c = w.port(PortId(i as u16));
+                ports.get_mut(i).unwrap_or(&mut unattributed).accumulate(c);
             }
         }
         let mut drops = BTreeMap::new();
-        for p in &ports {
+        for p in ports.iter().chain([&unattributed]) {
             for (reason, n) in &p.drops {
                 *drops.entry(*reason).or_default() += n;
             }
         }
-        Stats {
-            ports,
-            drops,
-            fdb: self.fdb.stats(),
-            events_lost: self.events.lost(),
-        }
+        Stats { ports, drops, fdb: self.fdb.stats(), events_lost: self.events.lost() }
     }
 }
 
@@ -244,19 +214,14 @@ impl fmt::Display for Stats {
                 writeln!(f, "  {reason:<22} {n:>10}  ({})", by_port.join(", "))?;
             }
         }
-        let (refused, suppressed): (u64, u64) = self.ports.iter().fold((0, 0), |(r, s), p| {
-            (r + p.learn_refused, s + p.arp_suppressed)
-        });
+        let (refused, suppressed): (u64, u64) =
+            self.ports.iter().fold((0, 0), |(r, s), p| (r + p.learn_refused, s + p.arp_suppressed));
         let s = &self.fdb;
         writeln!(
             f,
             "fdb: {} entries ({} learned); learned {}, moved {}, aged {}, refused at limit {}",
             s.entries, s.learned, s.learned_total, s.moved_total, s.aged_total, refused
         )?;
-        write!(
-            f,
-            "arp suppressed: {suppressed}; events lost: {}",
-            self.events_lost
-        )
+        write!(f, "arp suppressed: {suppressed}; events lost: {}", self.events_lost)
     }
 }

@@ -189,11 +189,7 @@ impl Topology {
             },
             vid_vni,
             vni_vid: config.vlans.iter().map(|m| (m.vni, m.vid)).collect(),
-            vni_group: config
-                .vlans
-                .iter()
-                .filter_map(|m| Some((m.vni, m.group?)))
-                .collect(),
+            vni_group: config.vlans.iter().filter_map(|m| Some((m.vni, m.group?))).collect(),
             vid_ports,
         }
     }
@@ -204,10 +200,7 @@ impl Topology {
     }
 
     pub fn port_id(&self, name: &str) -> Option<PortId> {
-        self.ports
-            .iter()
-            .position(|p| p.name == name)
-            .map(|i| PortId(i as u16))
+        self.ports.iter().position(|p| p.name == name).map(|i| PortId(i as u16))
     }
 
     /// The VNI `vid` is mapped to.

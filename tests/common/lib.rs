@@ -19,10 +19,7 @@ pub type Mac = [u8; 6];
 
 /// Parses "02:00:00:00:00:01".
 pub fn mac(s: &str) -> Mac {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect();
+    let v: Vec<u8> = s.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
     v.try_into().unwrap()
 }
 
@@ -83,9 +80,7 @@ pub fn udp_frame(
     dport: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src, dst)
-        .ipv4(ip(sip).octets(), ip(dip).octets(), 64)
-        .udp(sport, dport);
+    let b = PacketBuilder::ethernet2(src, dst).ipv4(ip(sip).octets(), ip(dip).octets(), 64).udp(sport, dport);
     let mut out = Vec::new();
     b.write(&mut out, payload).unwrap();
     out
@@ -170,20 +165,10 @@ pub fn vxlan_raw(o: &Outer, header: &[u8; 8], inner: &[u8]) -> Vec<u8> {
 /// `inner` in `vni` (default knobs: TTL 64, DF clear, UDP checksum on, IP ID `ident`). The UDP
 /// source port is a hash of the inner flow: it must lie in the default range, and it is taken
 /// from `got`; returned so callers can check it is stable per flow.
-pub fn assert_encap(
-    got: &[u8],
-    local: &str,
-    remote: &str,
-    vni: u32,
-    ident: u16,
-    inner: &[u8],
-) -> u16 {
+pub fn assert_encap(got: &[u8], local: &str, remote: &str, vni: u32, ident: u16, inner: &[u8]) -> u16 {
     assert!(got.len() >= 42, "frame too short for VXLAN: {got:02x?}");
     let sport = u16::from_be_bytes([got[34], got[35]]);
-    assert!(
-        (32768..=60999).contains(&sport),
-        "source port {sport} outside the default range"
-    );
+    assert!((32768..=60999).contains(&sport), "source port {sport} outside the default range");
     let mut o = Outer::from_peer(local, remote);
     o.sport = sport;
     o.ident = ident;
@@ -196,11 +181,7 @@ pub fn assert_encap(
 #[track_caller]
 pub fn assert_frame(got: &[u8], want: &[u8]) {
     if got != want {
-        let first = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
+        let first = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
         panic!(
             "frames differ at byte {first} (got {} bytes, want {})\n got: {:02x?}\nwant: {:02x?}",
             got.len(),
@@ -243,33 +224,16 @@ impl Harness {
         let mut names: Vec<String> = topo.ports.iter().map(|p| p.name.clone()).collect();
         names[0] = topo.tunnel.dev.clone();
         drop(topo);
-        Harness {
-            switch,
-            pipeline,
-            tx: TxBatch::default(),
-            names,
-            sent: Vec::new(),
-            events,
-            next_sweep: 0,
-        }
+        Harness { switch, pipeline, tx: TxBatch::default(), names, sent: Vec::new(), events, next_sweep: 0 }
     }
 
     fn port(&self, iface: &str) -> PortId {
-        PortId(
-            self.names
-                .iter()
-                .position(|n| n == iface)
-                .unwrap_or_else(|| panic!("no interface {iface}")) as u16,
-        )
+        PortId(self.names.iter().position(|n| n == iface).unwrap_or_else(|| panic!("no interface {iface}"))
+            as u16)
     }
 
     /// Receives `frames` on `iface` as one batch at time `t`; returns what was sent, in order.
-    pub fn send_batch(
-        &mut self,
-        t: Nanos,
-        iface: &str,
-        frames: &[Vec<u8>],
-    ) -> Vec<(String, Vec<u8>)> {
+    pub fn send_batch(&mut self, t: Nanos, iface: &str, frames: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
         if t >= self.next_sweep {
             self.switch.age(t);
             self.next_sweep = t - t % NANOS_PER_SEC + NANOS_PER_SEC;
@@ -284,8 +248,7 @@ impl Harness {
             assert_eq!(n, buf.len(), "out_len and write disagree");
             out.push((self.names[a.port.index()].clone(), buf));
         }
-        self.sent
-            .extend(out.iter().map(|(i, f)| (t, i.clone(), f.clone())));
+        self.sent.extend(out.iter().map(|(i, f)| (t, i.clone(), f.clone())));
         out
     }
 
@@ -331,18 +294,10 @@ impl Harness {
 pub fn write_pcap(path: &Path, frames: &[(Nanos, &[u8])]) {
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     let file = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::with_header(
-        file,
-        PcapHeader {
-            snaplen: 65535,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut w = PcapWriter::with_header(file, PcapHeader { snaplen: 65535, ..Default::default() }).unwrap();
     for (t, f) in frames {
         let ts = std::time::Duration::from_nanos(*t);
-        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))
-            .unwrap();
+        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f)).unwrap();
     }
 }
 
@@ -361,12 +316,7 @@ pub fn read_pcap(path: &Path) -> Vec<(Nanos, Vec<u8>)> {
 /// Runs `tcpdump -r FILE -nn -vvv` and fails on anything it could not decode cleanly. Without
 /// tcpdump the check is skipped with a note, except under CI (CI=true), where it must run.
 pub fn assert_tcpdump_clean(path: &Path) {
-    let out = match Command::new("tcpdump")
-        .args(["-r"])
-        .arg(path)
-        .args(["-nn", "-vvv", "-e"])
-        .output()
-    {
+    let out = match Command::new("tcpdump").args(["-r"]).arg(path).args(["-nn", "-vvv", "-e"]).output() {
         Ok(o) => o,
         Err(e) => {
             if std::env::var_os("CI").is_some() {
@@ -381,28 +331,33 @@ pub fn assert_tcpdump_clean(path: &Path) {
     };
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "tcpdump failed on {}: {err}",
-        path.display()
-    );
-    for bad in [
-        "bad cksum",
-        "bad udp cksum",
-        "truncated",
-        "[|",
-        "malformed",
-        "invalid",
-    ] {
-        assert!(
-            !text.contains(bad),
-            "tcpdump reports '{bad}' in {}:\n{text}",
-            path.display()
-        );
+    assert!(out.status.success(), "tcpdump failed on {}: {err}", path.display());
+    for bad in ["bad cksum", "bad udp cksum", "truncated", "[|", "malformed", "invalid"] {
+        assert!(!text.contains(bad), "tcpdump reports '{bad}' in {}:\n{text}", path.display());
     }
-    assert!(
-        !text.trim().is_empty(),
-        "tcpdump printed nothing for {}",
-        path.display()
-    );
+    assert!(!text.trim().is_empty(), "tcpdump printed nothing for {}", path.display());
+}
+
+/// Recomputes the IPv4 header checksum of the header at `frame[off..]` (after a test edits it).
+pub fn fix_ipv4_checksum(frame: &mut [u8], off: usize) {
+    let ihl = (frame[off] & 0x0f) as usize * 4;
+    frame[off + 10] = 0;
+    frame[off + 11] = 0;
+    let mut sum: u32 = 0;
+    for i in (0..ihl).step_by(2) {
+        sum += u16::from_be_bytes([frame[off + i], frame[off + i + 1]]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    frame[off + 10..off + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+impl Harness {
+    /// Receives `frame` on a raw port id (which may not exist).
+    pub fn send_port(&mut self, t: f64, port: PortId, frame: &[u8]) -> usize {
+        let rx = [RxFrame { port, data: frame }];
+        self.pipeline.process(secs(t), &rx, &mut self.tx);
+        self.tx.len()
+    }
 }

@@ -9,38 +9,18 @@ fn err(text: &str) -> ConfigError {
 #[test]
 fn seed_config_parses_with_defaults() {
     let c = Config::parse(SEED, "seed.toml").unwrap();
-    assert_eq!(
-        c.switch,
-        SwitchConfig {
-            ageing_secs: 300,
-            max_learned: 65536
-        }
-    );
+    assert_eq!(c.switch, SwitchConfig { ageing_secs: 300, max_learned: 65536 });
     assert_eq!(c.tunnel.local, Ipv4Addr::new(192, 168, 1, 4));
     assert_eq!(c.tunnel.srcport, (32768, 60999));
-    assert_eq!(
-        (c.tunnel.ttl, c.tunnel.df, c.tunnel.udpcsum),
-        (64, DfMode::Unset, true)
-    );
+    assert_eq!((c.tunnel.ttl, c.tunnel.df, c.tunnel.udpcsum), (64, DfMode::Unset, true));
     assert_eq!(c.tunnel.allowed_bits, VXLAN_VALID_BITS);
     assert_eq!(c.vlans.len(), 2);
-    assert_eq!(
-        c.ports[0].vlans,
-        vec![PortVlan {
-            vid: 2,
-            pvid: true,
-            untagged: true
-        }]
-    );
+    assert_eq!(c.ports[0].vlans, vec![PortVlan { vid: 2, pvid: true, untagged: true }]);
     assert!(c.ports[0].learning && c.ports[0].flood && !c.ports[0].hairpin);
     assert_eq!(c.fdb.len(), 2);
     assert_eq!(
         c.fdb[0].target,
-        FdbTarget::Remote {
-            ip: Ipv4Addr::new(192, 168, 1, 2),
-            port: None,
-            vni: None
-        }
+        FdbTarget::Remote { ip: Ipv4Addr::new(192, 168, 1, 2), port: None, vni: None }
     );
     assert_eq!(c.vni_of(3), Some(3));
 }
@@ -60,28 +40,19 @@ fn bad_addresses_are_named() {
     let e = err("[tunnel]\nlocal = \"10.0.0.300\"\ndev = \"eth0\"\n");
     assert_eq!(e.line, 2);
     assert!(e.message.contains("invalid IPv4 address"), "{e}");
-    let e = err(&format!("{MIN}[[vlan]]\nvid = 2\nvni = 2\n[[neigh]]\nvni = 2\nip = \"10.0.0.9\"\nmac = \"02:00:00:00:00\"\n"));
+    let e = err(&format!(
+        "{MIN}[[vlan]]\nvid = 2\nvni = 2\n[[neigh]]\nvni = 2\nip = \"10.0.0.9\"\nmac = \"02:00:00:00:00\"\n"
+    ));
     assert_eq!(e.line, 10);
-    assert!(
-        e.message.contains("invalid MAC address '02:00:00:00:00'"),
-        "{e}"
-    );
+    assert!(e.message.contains("invalid MAC address '02:00:00:00:00'"), "{e}");
 }
 
 #[test]
 fn vni_mapped_twice() {
-    let e = err(&format!(
-        "{MIN}[[vlan]]\nvid = 2\nvni = 7\n[[vlan]]\nvid = 3\nvni = 7\n"
-    ));
+    let e = err(&format!("{MIN}[[vlan]]\nvid = 2\nvni = 7\n[[vlan]]\nvid = 3\nvni = 7\n"));
     assert_eq!(e.line, 7);
-    assert!(
-        e.message
-            .contains("VNI 7 is mapped twice (from VID 2 and VID 3)"),
-        "{e}"
-    );
-    let e = err(&format!(
-        "{MIN}[[vlan]]\nvid = 2\nvni = 7\n[[vlan]]\nvid = 2\nvni = 8\n"
-    ));
+    assert!(e.message.contains("VNI 7 is mapped twice (from VID 2 and VID 3)"), "{e}");
+    let e = err(&format!("{MIN}[[vlan]]\nvid = 2\nvni = 7\n[[vlan]]\nvid = 2\nvni = 8\n"));
     assert!(e.message.contains("VID 2 is mapped twice"), "{e}");
 }
 
@@ -91,11 +62,7 @@ fn port_with_two_pvids() {
         "{MIN}[[port]]\nname = \"p1\"\nvlans = [{{ vid = 2, pvid = true }}, {{ vid = 3, pvid = true }}]\n"
     ));
     assert_eq!(e.line, 4);
-    assert!(
-        e.message
-            .contains("port 'p1' has two PVIDs (VID 2 and VID 3)"),
-        "{e}"
-    );
+    assert!(e.message.contains("port 'p1' has two PVIDs (VID 2 and VID 3)"), "{e}");
 }
 
 #[test]
@@ -104,47 +71,27 @@ fn vid_without_vni_used_by_tunnel() {
         "{MIN}[[port]]\nname = \"p1\"\nvlans = [{{ vid = 5 }}]\n[[fdb]]\nmac = \"02:00:00:00:00:01\"\nvid = 5\ndst = \"10.0.0.2\"\n"
     ));
     assert_eq!(e.line, 7);
-    assert!(
-        e.message
-            .contains("VID 5 has no VNI, so the tunnel cannot carry it"),
-        "{e}"
-    );
-    let e = err(&format!(
-        "{MIN}[[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 9\ndst = \"10.0.0.2\"\n"
-    ));
+    assert!(e.message.contains("VID 5 has no VNI, so the tunnel cannot carry it"), "{e}");
+    let e = err(&format!("{MIN}[[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 9\ndst = \"10.0.0.2\"\n"));
     assert!(e.message.contains("vni 9 is not mapped to any VID"), "{e}");
 }
 
 #[test]
 fn fdb_entry_rules() {
-    let base = format!(
-        "{MIN}[[vlan]]\nvid = 2\nvni = 2\n[[port]]\nname = \"p1\"\nvlans = [{{ vid = 3 }}]\n"
-    );
-    let e = err(&format!(
-        "{base}[[fdb]]\nmac = \"02:00:00:00:00:01\"\nvni = 2\nport = \"p1\"\n"
-    ));
-    assert!(
-        e.message.contains("port 'p1' is not a member of VID 2"),
-        "{e}"
-    );
-    let e = err(&format!(
-        "{base}[[fdb]]\nmac = \"02:00:00:00:00:01\"\nvni = 2\nport = \"nope\"\n"
-    ));
+    let base = format!("{MIN}[[vlan]]\nvid = 2\nvni = 2\n[[port]]\nname = \"p1\"\nvlans = [{{ vid = 3 }}]\n");
+    let e = err(&format!("{base}[[fdb]]\nmac = \"02:00:00:00:00:01\"\nvni = 2\nport = \"p1\"\n"));
+    assert!(e.message.contains("port 'p1' is not a member of VID 2"), "{e}");
+    let e = err(&format!("{base}[[fdb]]\nmac = \"02:00:00:00:00:01\"\nvni = 2\nport = \"nope\"\n"));
     assert!(e.message.contains("port 'nope' is not a [[port]]"), "{e}");
-    let e = err(&format!(
-        "{base}[[fdb]]\nmac = \"01:00:5e:00:00:01\"\nvni = 2\ndst = \"10.0.0.2\"\n"
-    ));
+    let e = err(&format!("{base}[[fdb]]\nmac = \"01:00:5e:00:00:01\"\nvni = 2\ndst = \"10.0.0.2\"\n"));
     assert!(e.message.contains("multicast"), "{e}");
-    let e = err(&format!(
-        "{base}[[fdb]]\nmac = \"02:00:00:00:00:01\"\nvni = 2\n"
-    ));
+    let e = err(&format!("{base}[[fdb]]\nmac = \"02:00:00:00:00:01\"\nvni = 2\n"));
     assert!(e.message.contains("exactly one of `port`"), "{e}");
     let twice = "[[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"10.0.0.2\"\n";
     let e = err(&format!("{base}{twice}{twice}"));
     assert!(e.message.contains("given twice"), "{e}");
     // Two different remotes under the all-zeros MAC are a flood list, not a clash.
-    let ok =
-        format!("{base}{twice}[[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"10.0.0.3\"\n");
+    let ok = format!("{base}{twice}[[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"10.0.0.3\"\n");
     assert_eq!(Config::parse(&ok, "x").unwrap().fdb.len(), 2);
 }
 
@@ -161,10 +108,7 @@ fn tunnel_knobs_are_checked() {
         "x",
     )
     .unwrap();
-    assert_eq!(
-        c.tunnel.allowed_bits,
-        VXLAN_VALID_BITS | 0x0100_0000_0000_0000
-    );
+    assert_eq!(c.tunnel.allowed_bits, VXLAN_VALID_BITS | 0x0100_0000_0000_0000);
     let e = err("[switch]\nageing = 0\n[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\n");
     assert_eq!(e.line, 2);
 }
@@ -175,9 +119,5 @@ fn missing_tunnel_and_unreadable_file() {
     assert!(e.message.contains("missing field `tunnel`"), "{e}");
     let e = Config::load(Path::new("/nonexistent/xvtep.toml")).unwrap_err();
     assert_eq!(e.line, 0);
-    assert!(
-        e.to_string()
-            .starts_with("/nonexistent/xvtep.toml: cannot read the config file"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("/nonexistent/xvtep.toml: cannot read the config file"), "{e}");
 }

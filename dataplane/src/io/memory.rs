@@ -26,10 +26,7 @@ pub struct MemoryIo {
 
 impl MemoryIo {
     pub fn new(input: impl IntoIterator<Item = TimedFrame>) -> MemoryIo {
-        MemoryIo {
-            input: input.into_iter().collect(),
-            output: Vec::new(),
-        }
+        MemoryIo { input: input.into_iter().collect(), output: Vec::new() }
     }
 }
 
@@ -40,20 +37,9 @@ impl FrameIo for MemoryIo {
         let Some(now) = self.input.front().map(|f| f.time) else {
             return Ok(false);
         };
-        let n = self
-            .input
-            .iter()
-            .take(BATCH_SIZE)
-            .take_while(|f| f.time == now)
-            .count();
+        let n = self.input.iter().take(BATCH_SIZE).take_while(|f| f.time == now).count();
         let batch: Vec<TimedFrame> = self.input.drain(..n).collect();
-        let rx: Vec<RxFrame> = batch
-            .iter()
-            .map(|f| RxFrame {
-                port: f.port,
-                data: &f.data,
-            })
-            .collect();
+        let rx: Vec<RxFrame> = batch.iter().map(|f| RxFrame { port: f.port, data: &f.data }).collect();
         pipeline.switch().age(now);
         pipeline.process(now, &rx, tx);
         for a in tx.actions() {

@@ -35,13 +35,10 @@ impl std::str::FromStr for ReplayInput {
 
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once('=') {
-            Some((iface, path)) if !iface.is_empty() && !path.is_empty() => Ok(ReplayInput {
-                iface: iface.to_string(),
-                path: path.into(),
-            }),
-            _ => Err(format!(
-                "'{s}' is not IFACE=FILE.pcap (e.g. eth0=underlay.pcap)"
-            )),
+            Some((iface, path)) if !iface.is_empty() && !path.is_empty() => {
+                Ok(ReplayInput { iface: iface.to_string(), path: path.into() })
+            }
+            _ => Err(format!("'{s}' is not IFACE=FILE.pcap (e.g. eth0=underlay.pcap)")),
         }
     }
 }
@@ -53,11 +50,7 @@ pub enum ReplayError {
     #[error("{path}: {msg}")]
     File { path: PathBuf, msg: String },
     #[error("{path}: record {record}: {msg}")]
-    Record {
-        path: PathBuf,
-        record: u64,
-        msg: String,
-    },
+    Record { path: PathBuf, record: u64, msg: String },
     #[error("{path}: cannot write: {err}")]
     Output { path: PathBuf, err: std::io::Error },
 }
@@ -82,10 +75,7 @@ struct Input {
 
 impl Input {
     fn open(path: &Path, port: PortId) -> Result<Input, ReplayError> {
-        let file_err = |msg: String| ReplayError::File {
-            path: path.to_path_buf(),
-            msg,
-        };
+        let file_err = |msg: String| ReplayError::File { path: path.to_path_buf(), msg };
         let file = File::open(path).map_err(|e| file_err(format!("cannot open: {e}")))?;
         let reader = PcapReader::new(BufReader::new(file)).map_err(|e| {
             file_err(format!(
@@ -99,13 +89,7 @@ impl Input {
                 header.datalink
             )));
         }
-        Ok(Input {
-            path: path.to_path_buf(),
-            port,
-            reader,
-            header,
-            record: 0,
-        })
+        Ok(Input { path: path.to_path_buf(), port, reader, header, record: 0 })
     }
 
     /// The next frame and its time, checked: a truncated record, a frame longer than the snap
@@ -115,15 +99,9 @@ impl Input {
             return Ok(None);
         };
         self.record += 1;
-        let bad = |msg: String| ReplayError::Record {
-            path: self.path.clone(),
-            record: self.record,
-            msg,
-        };
+        let bad = |msg: String| ReplayError::Record { path: self.path.clone(), record: self.record, msg };
         let raw = raw.map_err(|e| {
-            bad(format!(
-                "truncated or corrupt record ({e}); the capture may have been cut short"
-            ))
+            bad(format!("truncated or corrupt record ({e}); the capture may have been cut short"))
         })?;
         if raw.incl_len > self.header.snaplen {
             return Err(bad(format!(
@@ -142,15 +120,9 @@ impl Input {
             TsResolution::NanoSecond => raw.ts_frac as u64,
         };
         if frac >= NANOS_PER_SEC {
-            return Err(bad(format!(
-                "timestamp fraction {} is out of range",
-                raw.ts_frac
-            )));
+            return Err(bad(format!("timestamp fraction {} is out of range", raw.ts_frac)));
         }
-        Ok(Some((
-            raw.ts_sec as u64 * NANOS_PER_SEC + frac,
-            raw.data.into_owned(),
-        )))
+        Ok(Some((raw.ts_sec as u64 * NANOS_PER_SEC + frac, raw.data.into_owned())))
     }
 }
 
@@ -186,40 +158,23 @@ pub struct Replay {
 
 impl Replay {
     /// Opens every input (checking its interface and format) before anything is switched.
-    pub fn new(
-        config: &Config,
-        inputs: &[ReplayInput],
-        out_dir: &Path,
-    ) -> Result<Replay, ReplayError> {
-        let switch = Switch::new(
-            config,
-            Underlay::for_replay(config),
-            NextHops::with_fallback(),
-        );
+    pub fn new(config: &Config, inputs: &[ReplayInput], out_dir: &Path) -> Result<Replay, ReplayError> {
+        let switch = Switch::new(config, Underlay::for_replay(config), NextHops::with_fallback());
         let topo = switch.topology();
         // The tunnel port is seen on the underlay device.
         let mut port_names: Vec<String> = topo.ports.iter().map(|p| p.name.clone()).collect();
         port_names[0] = topo.tunnel.dev.clone();
         let mut opened = Vec::new();
         for input in inputs {
-            let port = port_names
-                .iter()
-                .position(|n| *n == input.iface)
-                .ok_or_else(|| ReplayError::UnknownIface {
-                    iface: input.iface.clone(),
-                    valid: port_names.join(", "),
-                })?;
+            let port = port_names.iter().position(|n| *n == input.iface).ok_or_else(|| {
+                ReplayError::UnknownIface { iface: input.iface.clone(), valid: port_names.join(", ") }
+            })?;
             opened.push(Input::open(&input.path, PortId(port as u16))?);
         }
         drop(topo);
-        std::fs::create_dir_all(out_dir).map_err(|err| ReplayError::Output {
-            path: out_dir.to_path_buf(),
-            err,
-        })?;
-        let resolution = if opened
-            .iter()
-            .any(|i| i.header.ts_resolution == TsResolution::NanoSecond)
-        {
+        std::fs::create_dir_all(out_dir)
+            .map_err(|err| ReplayError::Output { path: out_dir.to_path_buf(), err })?;
+        let resolution = if opened.iter().any(|i| i.header.ts_resolution == TsResolution::NanoSecond) {
             TsResolution::NanoSecond
         } else {
             TsResolution::MicroSecond
@@ -249,12 +204,7 @@ impl Replay {
     fn refill(&mut self, input: usize) -> Result<(), ReplayError> {
         if let Some((time, data)) = self.inputs[input].next()? {
             let record = self.inputs[input].record;
-            self.heap.push(Reverse(Pending {
-                time,
-                input,
-                record,
-                data,
-            }));
+            self.heap.push(Reverse(Pending { time, input, record, data }));
         }
         Ok(())
     }
@@ -290,20 +240,9 @@ impl Replay {
     fn finish(&mut self) -> Result<ReplayReport, ReplayError> {
         let mut frames_out = BTreeMap::new();
         for (port, out) in std::mem::take(&mut self.outputs) {
-            let Output {
-                final_path,
-                partial_path,
-                writer,
-                frames,
-            } = out;
-            let err = |err| ReplayError::Output {
-                path: final_path.clone(),
-                err,
-            };
-            let file = writer
-                .into_writer()
-                .into_inner()
-                .map_err(|e| err(e.into_error()))?;
+            let Output { final_path, partial_path, writer, frames } = out;
+            let err = |err| ReplayError::Output { path: final_path.clone(), err };
+            let file = writer.into_writer().into_inner().map_err(|e| err(e.into_error()))?;
             file.sync_all().map_err(err)?;
             std::fs::rename(&partial_path, &final_path).map_err(err)?;
             frames_out.insert(self.port_names[port.index()].clone(), frames);
@@ -313,11 +252,7 @@ impl Replay {
                 let _ = std::fs::remove_file(self.out_dir.join(format!("{name}.pcap")));
             }
         }
-        Ok(ReplayReport {
-            frames_in: self.frames_in,
-            frames_out,
-            stats: self.switch.stats(),
-        })
+        Ok(ReplayReport { frames_in: self.frames_in, frames_out, stats: self.switch.stats() })
     }
 
     fn write(&mut self, port: PortId, time: Nanos, len: usize) -> Result<(), ReplayError> {
@@ -325,40 +260,19 @@ impl Replay {
             let name = &self.port_names[port.index()];
             let final_path = self.out_dir.join(format!("{name}.pcap"));
             let partial_path = self.out_dir.join(format!(".{name}.pcap.partial"));
-            let err = |err| ReplayError::Output {
-                path: partial_path.clone(),
-                err,
-            };
+            let err = |err| ReplayError::Output { path: partial_path.clone(), err };
             let file = File::create(&partial_path).map_err(err)?;
-            let header = PcapHeader {
-                snaplen: 262144,
-                ts_resolution: self.resolution,
-                ..Default::default()
-            };
+            let header = PcapHeader { snaplen: 262144, ts_resolution: self.resolution, ..Default::default() };
             let writer = PcapWriter::with_header(BufWriter::new(file), header).map_err(|e| {
-                ReplayError::Output {
-                    path: partial_path.clone(),
-                    err: std::io::Error::other(e),
-                }
+                ReplayError::Output { path: partial_path.clone(), err: std::io::Error::other(e) }
             })?;
-            self.outputs.insert(
-                port,
-                Output {
-                    final_path,
-                    partial_path,
-                    writer,
-                    frames: 0,
-                },
-            );
+            self.outputs.insert(port, Output { final_path, partial_path, writer, frames: 0 });
         }
         let out = self.outputs.get_mut(&port).expect("inserted above");
         let ts = Duration::from_nanos(time);
-        out.writer
-            .write_packet(&PcapPacket::new(ts, len as u32, &self.buf[..len]))
-            .map_err(|e| ReplayError::Output {
-                path: out.partial_path.clone(),
-                err: std::io::Error::other(e),
-            })?;
+        out.writer.write_packet(&PcapPacket::new(ts, len as u32, &self.buf[..len])).map_err(|e| {
+            ReplayError::Output { path: out.partial_path.clone(), err: std::io::Error::other(e) }
+        })?;
         out.frames += 1;
         Ok(())
     }
@@ -386,13 +300,8 @@ impl FrameIo for Replay {
             self.switch.age(now);
             self.next_sweep = now - now % NANOS_PER_SEC + NANOS_PER_SEC;
         }
-        let rx: Vec<RxFrame> = batch
-            .iter()
-            .map(|p| RxFrame {
-                port: self.inputs[p.input].port,
-                data: &p.data,
-            })
-            .collect();
+        let rx: Vec<RxFrame> =
+            batch.iter().map(|p| RxFrame { port: self.inputs[p.input].port, data: &p.data }).collect();
         pipeline.process(now, &rx, tx);
         self.frames_in += rx.len() as u64;
         for a in tx.actions() {

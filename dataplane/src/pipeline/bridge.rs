@@ -22,17 +22,8 @@ pub(crate) fn ingress(cx: &mut Ctx, rx: u32, port_id: PortId, data: &[u8]) {
 
 /// Parses the frame and assigns its VLAN: untagged or priority-tagged → the port's PVID;
 /// tagged → the tag's VID, which the port must be a member of (VLAN filtering).
-fn classify<'a>(
-    cx: &Ctx,
-    rx: u32,
-    port_id: PortId,
-    data: &'a [u8],
-) -> Result<Frame<'a>, DropReason> {
-    let port = cx
-        .topo
-        .port(port_id)
-        .filter(|_| !port_id.is_tunnel())
-        .ok_or(DropReason::PortUnknown)?;
+fn classify<'a>(cx: &Ctx, rx: u32, port_id: PortId, data: &'a [u8]) -> Result<Frame<'a>, DropReason> {
+    let port = cx.topo.port(port_id).filter(|_| !port_id.is_tunnel()).ok_or(DropReason::PortUnknown)?;
     if data.len() > u16::MAX as usize {
         return Err(DropReason::MtuExceeded);
     }

@@ -12,8 +12,8 @@ use crate::ids::{Domain, PortId};
 use crate::wire::ipv4::Ipv4Error;
 use crate::wire::udp::UdpError;
 use crate::wire::{
-    EthernetHeader, Ipv4Packet, UdpDatagram, VxlanHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN,
-    IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+    EthernetHeader, Ipv4Packet, UdpDatagram, VxlanHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN, IP_PROTO_UDP,
+    UDP_HEADER_LEN, VXLAN_HEADER_LEN,
 };
 
 pub(crate) fn ingress(cx: &mut Ctx, rx: u32, data: &[u8]) {

@@ -6,13 +6,12 @@ use super::tx::{OuterHeader, OUTER_MAX};
 use crate::config::DfMode;
 use crate::topology::Tunnel;
 use crate::wire::{
-    EthernetHeader, Ipv4Packet, Ipv4Repr, MacAddr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4,
-    ETH_HEADER_LEN, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+    EthernetHeader, Ipv4Packet, Ipv4Repr, MacAddr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN,
+    IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
 };
 
 /// Outer Ethernet + IPv4 + UDP + VXLAN.
-pub const IPV4_OVERHEAD: usize =
-    ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
+pub const IPV4_OVERHEAD: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
 /// What of the overhead counts against the underlay MTU (everything but the outer Ethernet).
 pub const IPV4_MTU_OVERHEAD: usize = IPV4_OVERHEAD - ETH_HEADER_LEN;
 
@@ -39,13 +38,8 @@ pub struct InnerFacts {
 pub fn outer_ipv4(t: &Tunnel, to: &EncapTarget, inner: InnerFacts, ident: u16) -> OuterHeader {
     let mut bytes = [0u8; OUTER_MAX];
     let udp_payload = (VXLAN_HEADER_LEN + inner.len) as u16;
-    let mut o = EthernetHeader {
-        dst: to.next_hop,
-        src: t.mac,
-        tci: None,
-        ethertype: ETHERTYPE_IPV4,
-    }
-    .emit(&mut bytes);
+    let mut o = EthernetHeader { dst: to.next_hop, src: t.mac, tci: None, ethertype: ETHERTYPE_IPV4 }
+        .emit(&mut bytes);
     Ipv4Repr {
         src: t.local,
         dst: to.dst,
@@ -72,14 +66,7 @@ pub fn outer_ipv4(t: &Tunnel, to: &EncapTarget, inner: InnerFacts, ident: u16) -
     o += UDP_HEADER_LEN;
     VxlanHeader::emit(to.vni, &mut bytes[o..]);
     o += VXLAN_HEADER_LEN;
-    OuterHeader {
-        bytes,
-        len: o as u8,
-        udp_offset,
-        udp_checksum: t.udpcsum,
-        src: t.local,
-        dst: to.dst,
-    }
+    OuterHeader { bytes, len: o as u8, udp_offset, udp_checksum: t.udpcsum, src: t.local, dst: to.dst }
 }
 
 /// Maps a flow hash into `[lo, hi]` by multiply-shift, as the kernel's `udp_flow_src_port`
@@ -102,10 +89,7 @@ pub fn flow_hash(l2: &[u8], l3: usize, ethertype: u16) -> u32 {
             h.add(u32::from(ip.src()) as u64 | (u32::from(ip.dst()) as u64) << 32);
             let mut ports = 0u64;
             let p = ip.payload();
-            if matches!(ip.protocol(), IP_PROTO_TCP | IP_PROTO_UDP)
-                && !ip.is_fragment()
-                && p.len() >= 4
-            {
+            if matches!(ip.protocol(), IP_PROTO_TCP | IP_PROTO_UDP) && !ip.is_fragment() && p.len() >= 4 {
                 ports = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64;
             }
             h.add(ip.protocol() as u64 | ports << 8);
@@ -170,13 +154,7 @@ mod tests {
         a[34..36].copy_from_slice(&1000u16.to_be_bytes());
         let mut b = a.clone();
         b[34..36].copy_from_slice(&1001u16.to_be_bytes());
-        assert_eq!(
-            flow_hash(&a, 14, ETHERTYPE_IPV4),
-            flow_hash(&a.clone(), 14, ETHERTYPE_IPV4)
-        );
-        assert_ne!(
-            flow_hash(&a, 14, ETHERTYPE_IPV4),
-            flow_hash(&b, 14, ETHERTYPE_IPV4)
-        );
+        assert_eq!(flow_hash(&a, 14, ETHERTYPE_IPV4), flow_hash(&a.clone(), 14, ETHERTYPE_IPV4));
+        assert_ne!(flow_hash(&a, 14, ETHERTYPE_IPV4), flow_hash(&b, 14, ETHERTYPE_IPV4));
     }
 }

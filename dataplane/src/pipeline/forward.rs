@@ -17,18 +17,9 @@ pub(crate) fn learn(cx: &Ctx, f: &Frame, dst: FdbDst) -> Learned {
     let events = &cx.sw.events;
     match outcome {
         Learned::New => events.publish(|| Event::Learn { mac, domain, dst }),
-        Learned::Moved { from } => events.publish(|| Event::Move {
-            mac,
-            domain,
-            from,
-            to: dst,
-        }),
+        Learned::Moved { from } => events.publish(|| Event::Move { mac, domain, from, to: dst }),
         Learned::Renewed { aged } => {
-            events.publish(|| Event::Age {
-                mac,
-                domain,
-                dst: aged,
-            });
+            events.publish(|| Event::Age { mac, domain, dst: aged });
             events.publish(|| Event::Learn { mac, domain, dst });
         }
         Learned::LimitReached => cx.counters.port(f.ingress).learn_refused.add(1),
@@ -130,15 +121,7 @@ fn to_port(cx: &mut Ctx, f: &Frame, p: PortId) -> Result<(), DropReason> {
         edit.strip_tag = false;
         edit.push_tci = None;
     }
-    emit(
-        cx,
-        p,
-        TxAction {
-            port: p,
-            source: TxSource::Rx(f.rx),
-            edit,
-        },
-    );
+    emit(cx, p, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
     Ok(())
 }
 
@@ -148,19 +131,10 @@ fn to_remote(cx: &mut Ctx, f: &Frame, r: &Remote, inner: InnerFacts) -> Result<(
     if inner.len + IPV4_MTU_OVERHEAD > t.mtu as usize {
         return Err(DropReason::MtuExceeded);
     }
-    let next_hop = cx
-        .sw
-        .nexthops
-        .resolve(r.ip)
-        .ok_or(DropReason::NextHopUnresolved)?;
+    let next_hop = cx.sw.nexthops.resolve(r.ip).ok_or(DropReason::NextHopUnresolved)?;
     // A frame reaches here only in a domain with a VNI; an entry's own VNI overrides it.
     let vni = r.vni.or(f.domain.as_vni()).ok_or(DropReason::NoEgress)?;
-    let target = EncapTarget {
-        next_hop,
-        dst: r.ip,
-        dst_port: r.port.unwrap_or(t.dstport),
-        vni,
-    };
+    let target = EncapTarget { next_hop, dst: r.ip, dst_port: r.port.unwrap_or(t.dstport), vni };
     let outer = outer_ipv4(t, &target, inner, *cx.ip_ident);
     *cx.ip_ident = cx.ip_ident.wrapping_add(1);
     let edit = Edit {
@@ -170,15 +144,7 @@ fn to_remote(cx: &mut Ctx, f: &Frame, r: &Remote, inner: InnerFacts) -> Result<(
         push_tci: None,
         outer: Some(outer),
     };
-    emit(
-        cx,
-        PortId::TUNNEL,
-        TxAction {
-            port: PortId::TUNNEL,
-            source: TxSource::Rx(f.rx),
-            edit,
-        },
-    );
+    emit(cx, PortId::TUNNEL, TxAction { port: PortId::TUNNEL, source: TxSource::Rx(f.rx), edit });
     Ok(())
 }
 

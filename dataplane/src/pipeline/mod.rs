@@ -38,11 +38,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub(crate) fn new(switch: Arc<Switch>, counters: Arc<WorkerCounters>) -> Pipeline {
-        Pipeline {
-            switch,
-            counters,
-            ip_ident: 0,
-        }
+        Pipeline { switch, counters, ip_ident: 0 }
     }
 
     pub fn switch(&self) -> &Arc<Switch> {
@@ -109,11 +105,6 @@ impl Frame<'_> {
     /// Length of the frame without any 802.1Q tag.
     #[inline]
     pub fn untagged_len(&self) -> usize {
-        self.l2.len()
-            - if self.eth.tci.is_some() {
-                VLAN_TAG_LEN
-            } else {
-                0
-            }
+        self.l2.len() - if self.eth.tci.is_some() { VLAN_TAG_LEN } else { 0 }
     }
 }

@@ -30,9 +30,7 @@ pub struct OuterHeader {
 
 impl std::fmt::Debug for OuterHeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OuterHeader")
-            .field("bytes", &&self.bytes[..self.len as usize])
-            .finish()
+        f.debug_struct("OuterHeader").field("bytes", &&self.bytes[..self.len as usize]).finish()
     }
 }
 
@@ -51,13 +49,7 @@ pub struct Edit {
 impl Edit {
     /// The frame exactly as it is.
     pub fn identity(len: usize) -> Edit {
-        Edit {
-            l2_offset: 0,
-            l2_len: len as u16,
-            strip_tag: false,
-            push_tci: None,
-            outer: None,
-        }
+        Edit { l2_offset: 0, l2_len: len as u16, strip_tag: false, push_tci: None, outer: None }
     }
 
     /// Length of the frame this edit produces.
@@ -112,10 +104,7 @@ pub struct TxBatch {
 
 impl TxBatch {
     pub fn with_capacity(actions: usize) -> TxBatch {
-        TxBatch {
-            actions: Vec::with_capacity(actions),
-            scratch: Vec::with_capacity(4096),
-        }
+        TxBatch { actions: Vec::with_capacity(actions), scratch: Vec::with_capacity(4096) }
     }
 
     pub fn clear(&mut self) {
@@ -145,10 +134,7 @@ impl TxBatch {
         let offset = self.scratch.len();
         self.scratch.resize(offset + len, 0);
         fill(&mut self.scratch[offset..]);
-        TxSource::Scratch {
-            offset: offset as u32,
-            len: len as u32,
-        }
+        TxSource::Scratch { offset: offset as u32, len: len as u32 }
     }
 
     /// The bytes `action` starts from.
@@ -156,9 +142,7 @@ impl TxBatch {
     pub fn source_bytes<'a>(&'a self, action: &TxAction, rx: &[RxFrame<'a>]) -> &'a [u8] {
         match action.source {
             TxSource::Rx(i) => rx[i as usize].data,
-            TxSource::Scratch { offset, len } => {
-                &self.scratch[offset as usize..(offset + len) as usize]
-            }
+            TxSource::Scratch { offset, len } => &self.scratch[offset as usize..(offset + len) as usize],
         }
     }
 

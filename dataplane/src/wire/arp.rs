@@ -45,14 +45,7 @@ impl<'a> ArpPacket<'a> {
     }
 
     /// Writes the 28-byte ARP packet `operation` from (`sha`, `spa`) to (`tha`, `tpa`).
-    pub fn emit(
-        buf: &mut [u8],
-        operation: u16,
-        sha: MacAddr,
-        spa: Ipv4Addr,
-        tha: MacAddr,
-        tpa: Ipv4Addr,
-    ) {
+    pub fn emit(buf: &mut [u8], operation: u16, sha: MacAddr, spa: Ipv4Addr, tha: MacAddr, tpa: Ipv4Addr) {
         buf[0..6].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
         buf[6..8].copy_from_slice(&operation.to_be_bytes());
         buf[8..14].copy_from_slice(&sha.0);
@@ -74,10 +67,7 @@ mod tests {
         ArpPacket::emit(&mut b, ARP_OP_REPLY, m1, i1, m2, i2);
         let p = ArpPacket::new_checked(&b).unwrap().unwrap();
         assert_eq!(p.operation(), ARP_OP_REPLY);
-        assert_eq!(
-            (p.sender_mac(), p.sender_ip(), p.target_mac(), p.target_ip()),
-            (m1, i1, m2, i2)
-        );
+        assert_eq!((p.sender_mac(), p.sender_ip(), p.target_mac(), p.target_ip()), (m1, i1, m2, i2));
         assert!(ArpPacket::new_checked(&b[..27]).is_err());
         b[1] = 6; // not Ethernet
         assert!(ArpPacket::new_checked(&b).unwrap().is_none());

@@ -32,12 +32,7 @@ impl EthernetHeader {
         let src = MacAddr::from_bytes(&frame[6..12]);
         let outer_type = u16::from_be_bytes([frame[12], frame[13]]);
         if outer_type != ETHERTYPE_VLAN {
-            return Ok(EthernetHeader {
-                dst,
-                src,
-                tci: None,
-                ethertype: outer_type,
-            });
+            return Ok(EthernetHeader { dst, src, tci: None, ethertype: outer_type });
         }
         if frame.len() < ETH_HEADER_LEN + VLAN_TAG_LEN {
             return Err(Truncated);
@@ -103,10 +98,7 @@ mod tests {
         f[14..16].copy_from_slice(&0xa005u16.to_be_bytes());
         f[16..18].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
         let h = EthernetHeader::parse(&f).unwrap();
-        assert_eq!(
-            (h.vid(), h.ethertype, h.len()),
-            (Some(5), ETHERTYPE_IPV4, 18)
-        );
+        assert_eq!((h.vid(), h.ethertype, h.len()), (Some(5), ETHERTYPE_IPV4, 18));
         let mut out = [0u8; 18];
         assert_eq!(h.emit(&mut out), 18);
         assert_eq!(out, f);

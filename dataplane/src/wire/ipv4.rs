@@ -155,10 +155,7 @@ mod tests {
         let b = sample();
         let p = Ipv4Packet::new_checked(&b).unwrap();
         assert!(p.checksum_ok());
-        assert_eq!(
-            (p.header_len(), p.total_len(), p.ttl(), p.protocol()),
-            (20, 28, 64, 17)
-        );
+        assert_eq!((p.header_len(), p.total_len(), p.ttl(), p.protocol()), (20, 28, 64, 17));
         assert!(p.dont_fragment() && !p.is_fragment());
         assert_eq!(p.src(), Ipv4Addr::new(192, 168, 1, 4));
         assert_eq!(p.payload().len(), 8);
@@ -167,26 +164,14 @@ mod tests {
     #[test]
     fn rejects_bad_headers() {
         let b = sample();
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..19]).unwrap_err(),
-            Ipv4Error::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..19]).unwrap_err(), Ipv4Error::Truncated);
         let mut v6 = b;
         v6[0] = 0x65;
-        assert_eq!(
-            Ipv4Packet::new_checked(&v6).unwrap_err(),
-            Ipv4Error::BadHeader
-        );
+        assert_eq!(Ipv4Packet::new_checked(&v6).unwrap_err(), Ipv4Error::BadHeader);
         let mut ihl = b;
         ihl[0] = 0x44;
-        assert_eq!(
-            Ipv4Packet::new_checked(&ihl).unwrap_err(),
-            Ipv4Error::BadHeader
-        );
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..27]).unwrap_err(),
-            Ipv4Error::BadLength
-        );
+        assert_eq!(Ipv4Packet::new_checked(&ihl).unwrap_err(), Ipv4Error::BadHeader);
+        assert_eq!(Ipv4Packet::new_checked(&b[..27]).unwrap_err(), Ipv4Error::BadLength);
         let mut csum = b;
         csum[8] = 63;
         assert!(!Ipv4Packet::new_checked(&csum).unwrap().checksum_ok());

@@ -61,11 +61,7 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -76,9 +72,7 @@ impl fmt::Debug for MacAddr {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid MAC address '{0}': expected six hex bytes separated by ':', like 02:00:00:00:00:0a"
-)]
+#[error("invalid MAC address '{0}': expected six hex bytes separated by ':', like 02:00:00:00:00:0a")]
 pub struct MacParseError(pub String);
 
 impl FromStr for MacAddr {
@@ -129,31 +123,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in [
-            "",
-            "02:00:00:00:00",
-            "02:00:00:00:00:00:00",
-            "02:00:00:00:00:0g",
-            "002:0:0:0:0:0",
-        ] {
+        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:00:00", "02:00:00:00:00:0g", "002:0:0:0:0:0"] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad} accepted");
         }
     }
 
     #[test]
     fn classifies() {
-        assert!("01:80:c2:00:00:0e"
-            .parse::<MacAddr>()
-            .unwrap()
-            .is_link_local());
-        assert!(!"01:80:c2:00:00:10"
-            .parse::<MacAddr>()
-            .unwrap()
-            .is_link_local());
+        assert!("01:80:c2:00:00:0e".parse::<MacAddr>().unwrap().is_link_local());
+        assert!(!"01:80:c2:00:00:10".parse::<MacAddr>().unwrap().is_link_local());
         assert!(MacAddr::BROADCAST.is_multicast());
-        assert_eq!(
-            MacAddr::ipv4_multicast("239.129.1.1".parse().unwrap()).to_string(),
-            "01:00:5e:01:01:01"
-        );
+        assert_eq!(MacAddr::ipv4_multicast("239.129.1.1".parse().unwrap()).to_string(), "01:00:5e:01:01:01");
     }
 }

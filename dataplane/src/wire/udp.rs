@@ -48,8 +48,7 @@ impl<'a> UdpDatagram<'a> {
     pub fn checksum_ok(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         self.checksum() == 0
             || checksum_fold(
-                pseudo_header_sum(src, dst, IP_PROTO_UDP, self.buf.len() as u16)
-                    + checksum_sum(self.buf),
+                pseudo_header_sum(src, dst, IP_PROTO_UDP, self.buf.len() as u16) + checksum_sum(self.buf),
             ) == 0
     }
     #[inline]
@@ -80,8 +79,7 @@ impl UdpRepr {
     /// A computed 0 is sent as 0xffff (RFC 768).
     pub fn fill_checksum(dgram: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
         dgram[6..8].copy_from_slice(&[0, 0]);
-        let sum =
-            pseudo_header_sum(src, dst, IP_PROTO_UDP, dgram.len() as u16) + checksum_sum(dgram);
+        let sum = pseudo_header_sum(src, dst, IP_PROTO_UDP, dgram.len() as u16) + checksum_sum(dgram);
         let csum = match checksum_fold(sum) {
             0 => 0xffff,
             c => c,
@@ -98,29 +96,15 @@ mod tests {
     fn checksum_round_trip() {
         let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
         let mut dg = [0u8; 13];
-        UdpRepr {
-            src_port: 1234,
-            dst_port: 4789,
-            payload_len: 5,
-        }
-        .emit(&mut dg);
+        UdpRepr { src_port: 1234, dst_port: 4789, payload_len: 5 }.emit(&mut dg);
         dg[8..].copy_from_slice(b"hello");
         UdpRepr::fill_checksum(&mut dg, s, d);
         let v = UdpDatagram::new_checked(&dg).unwrap();
         assert!(v.checksum_ok(s, d));
-        assert_eq!(
-            (v.src_port(), v.dst_port(), v.payload()),
-            (1234, 4789, &b"hello"[..])
-        );
+        assert_eq!((v.src_port(), v.dst_port(), v.payload()), (1234, 4789, &b"hello"[..]));
         dg[9] ^= 1;
         assert!(!UdpDatagram::new_checked(&dg).unwrap().checksum_ok(s, d));
-        assert_eq!(
-            UdpDatagram::new_checked(&dg[..12]).unwrap_err(),
-            UdpError::BadLength
-        );
-        assert_eq!(
-            UdpDatagram::new_checked(&dg[..7]).unwrap_err(),
-            UdpError::Truncated
-        );
+        assert_eq!(UdpDatagram::new_checked(&dg[..12]).unwrap_err(), UdpError::BadLength);
+        assert_eq!(UdpDatagram::new_checked(&dg[..7]).unwrap_err(), UdpError::Truncated);
     }
 }

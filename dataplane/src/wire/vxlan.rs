@@ -17,14 +17,8 @@ pub struct VxlanHeader {
 impl VxlanHeader {
     #[inline]
     pub fn parse(buf: &[u8]) -> Result<VxlanHeader, Truncated> {
-        let b: [u8; 8] = buf
-            .get(..VXLAN_HEADER_LEN)
-            .ok_or(Truncated)?
-            .try_into()
-            .map_err(|_| Truncated)?;
-        Ok(VxlanHeader {
-            raw: u64::from_be_bytes(b),
-        })
+        let b: [u8; 8] = buf.get(..VXLAN_HEADER_LEN).ok_or(Truncated)?.try_into().map_err(|_| Truncated)?;
+        Ok(VxlanHeader { raw: u64::from_be_bytes(b) })
     }
     /// The header as one big-endian 64-bit word.
     #[inline]
@@ -65,9 +59,7 @@ mod tests {
         assert_eq!(h.vni(), 0x123456);
         assert_eq!(h.bits_outside(VXLAN_VALID_BITS), 0);
         // Every one of the 39 reserved bits is caught by the mask, the 25 valid ones are not.
-        let reserved = (0..64)
-            .filter(|i| (1u64 << i) & VXLAN_VALID_BITS == 0)
-            .count();
+        let reserved = (0..64).filter(|i| (1u64 << i) & VXLAN_VALID_BITS == 0).count();
         assert_eq!(reserved, 39);
         assert_eq!(VxlanHeader::parse(&b[..7]), Err(Truncated));
     }
