@@ -5,6 +5,7 @@
 //! that a config without `[[nexthop]]` still produces frames (see [`NextHops::with_fallback`]).
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -14,12 +15,14 @@ use crate::wire::MacAddr;
 pub struct NextHops {
     map: DashMap<Ipv4Addr, MacAddr, ahash::RandomState>,
     fallback: bool,
+    /// Bumped on every change, so that workers' encapsulation caches know to rebuild.
+    generation: AtomicU64,
 }
 
 impl NextHops {
     /// A table that answers for unknown addresses with [`NextHops::derived_mac`] (replay).
     pub fn with_fallback() -> NextHops {
-        NextHops { map: DashMap::default(), fallback: true }
+        NextHops { fallback: true, ..Default::default() }
     }
 
     /// The MAC replay assumes for an address with no `[[nexthop]]`: 02:00 and the four bytes of
@@ -43,10 +46,20 @@ impl NextHops {
     }
 
     pub fn insert(&self, ip: Ipv4Addr, mac: MacAddr) {
-        self.map.insert(ip, mac);
+        if self.map.insert(ip, mac) != Some(mac) {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
     }
 
     pub fn remove(&self, ip: Ipv4Addr) {
-        self.map.remove(&ip);
+        if self.map.remove(&ip).is_some() {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Changes so far; see [`crate::pipeline::encap::EncapCache`].
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }

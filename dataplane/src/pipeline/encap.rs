@@ -1,13 +1,21 @@
 //! Building the outer headers of RFC 7348: Ethernet, IPv4, UDP, VXLAN.
+//!
+//! Per remote the outer headers barely change, so each worker keeps a rewrite template per
+//! (remote, port, VNI), as VPP's and OVS's tunnel rewrites do: the per-packet work is a
+//! 50-byte copy plus patching lengths, IP ID, source port and an incremental IP checksum.
+//! The template also carries the resolved next hop, so the shared next-hop table is read only
+//! when a template is built; a change of next hops or topology empties the cache.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use super::tx::{OuterHeader, OUTER_MAX};
 use crate::config::DfMode;
-use crate::topology::Tunnel;
+use crate::nexthop::NextHops;
+use crate::topology::{Topology, Tunnel};
 use crate::wire::{
-    EthernetHeader, Ipv4Packet, Ipv4Repr, MacAddr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN,
-    IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+    checksum_fold, checksum_sum, EthernetHeader, Ipv4Packet, Ipv4Repr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4,
+    ETH_HEADER_LEN, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
 };
 
 /// Outer Ethernet + IPv4 + UDP + VXLAN.
@@ -15,15 +23,11 @@ pub const IPV4_OVERHEAD: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_L
 /// What of the overhead counts against the underlay MTU (everything but the outer Ethernet).
 pub const IPV4_MTU_OVERHEAD: usize = IPV4_OVERHEAD - ETH_HEADER_LEN;
 
-/// What varies per encapsulated frame.
-pub struct EncapTarget {
-    pub next_hop: MacAddr,
-    pub dst: Ipv4Addr,
-    pub dst_port: u16,
-    pub vni: u32,
-}
+const IP_OFF: usize = ETH_HEADER_LEN;
+const UDP_OFF: usize = IP_OFF + IPV4_HEADER_LEN;
+const DF_BIT: u64 = 0x4000;
 
-/// A facts about the inner frame the outer headers depend on.
+/// Facts about the inner frame the outer headers depend on.
 #[derive(Clone, Copy)]
 pub struct InnerFacts {
     /// Length of the inner frame as it will be sent (untagged).
@@ -34,39 +38,133 @@ pub struct InnerFacts {
     pub inner_df: bool,
 }
 
-/// Builds the outer headers; the UDP checksum is left for [`super::tx::apply_edit`].
-pub fn outer_ipv4(t: &Tunnel, to: &EncapTarget, inner: InnerFacts, ident: u16) -> OuterHeader {
-    let mut bytes = [0u8; OUTER_MAX];
-    let udp_payload = (VXLAN_HEADER_LEN + inner.len) as u16;
-    let mut o = EthernetHeader { dst: to.next_hop, src: t.mac, tci: None, ethertype: ETHERTYPE_IPV4 }
-        .emit(&mut bytes);
-    Ipv4Repr {
-        src: t.local,
-        dst: to.dst,
-        protocol: IP_PROTO_UDP,
-        ttl: t.ttl,
-        tos: t.tos,
-        dont_fragment: match t.df {
+impl InnerFacts {
+    /// Reads the facts from the frame `l2` whose payload starts at `l3` after `ethertype`;
+    /// `len` is its length without a tag.
+    #[inline]
+    pub fn of(l2: &[u8], l3: usize, ethertype: u16, len: usize) -> InnerFacts {
+        let ip = (ethertype == ETHERTYPE_IPV4).then(|| Ipv4Packet::new_checked(&l2[l3..]).ok()).flatten();
+        InnerFacts {
+            len,
+            flow_hash: flow_hash(l2, ip.as_ref(), ethertype),
+            inner_df: ip.is_some_and(|ip| ip.dont_fragment()),
+        }
+    }
+}
+
+/// Where an encapsulated frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EncapKey {
+    pub dst: Ipv4Addr,
+    pub dst_port: u16,
+    pub vni: u32,
+}
+
+/// Outer headers for one key, with every per-packet field zero, and the one's-complement sum
+/// of the fixed IPv4 header words.
+struct Template {
+    bytes: [u8; IPV4_OVERHEAD],
+    ip_sum: u64,
+}
+
+/// A worker's encapsulation templates. See the module docs.
+#[derive(Default)]
+pub struct EncapCache {
+    templates: HashMap<EncapKey, Template, ahash::RandomState>,
+    nexthop_generation: u64,
+    topology: usize,
+}
+
+impl EncapCache {
+    /// Empties the cache if the next hops or the topology changed since it was filled.
+    #[inline]
+    pub fn revalidate(&mut self, nexthops: &NextHops, topo: &Topology) {
+        let (generation, ptr) = (nexthops.generation(), topo as *const Topology as usize);
+        if generation != self.nexthop_generation || ptr != self.topology {
+            self.templates.clear();
+            self.nexthop_generation = generation;
+            self.topology = ptr;
+        }
+    }
+
+    /// Outer headers for `inner` to `key`; `None` if the next hop is unresolved (not cached,
+    /// so that resolution is retried for the next frame).
+    #[inline]
+    pub fn outer(
+        &mut self,
+        t: &Tunnel,
+        nexthops: &NextHops,
+        key: EncapKey,
+        inner: InnerFacts,
+        ident: u16,
+    ) -> Option<OuterHeader> {
+        let tpl = match self.templates.get(&key) {
+            Some(tpl) => tpl,
+            None => {
+                let tpl = Template::build(t, key, nexthops.resolve(key.dst)?);
+                self.templates.entry(key).or_insert(tpl)
+            }
+        };
+        Some(tpl.instantiate(t, inner, ident))
+    }
+}
+
+impl Template {
+    fn build(t: &Tunnel, key: EncapKey, next_hop: crate::wire::MacAddr) -> Template {
+        let mut bytes = [0u8; IPV4_OVERHEAD];
+        EthernetHeader { dst: next_hop, src: t.mac, tci: None, ethertype: ETHERTYPE_IPV4 }.emit(&mut bytes);
+        let fixed = Ipv4Repr {
+            src: t.local,
+            dst: key.dst,
+            protocol: IP_PROTO_UDP,
+            ttl: t.ttl,
+            tos: t.tos,
+            dont_fragment: false,
+            ident: 0,
+            payload_len: 0,
+        };
+        fixed.emit(&mut bytes[IP_OFF..]);
+        // The sum without the length (20 written by emit) and without the checksum field.
+        bytes[IP_OFF + 2..IP_OFF + 4].copy_from_slice(&[0, 0]);
+        bytes[IP_OFF + 10..IP_OFF + 12].copy_from_slice(&[0, 0]);
+        let ip_sum = checksum_sum(&bytes[IP_OFF..UDP_OFF]);
+        UdpRepr { src_port: 0, dst_port: key.dst_port, payload_len: 0 }.emit(&mut bytes[UDP_OFF..]);
+        VxlanHeader::emit(key.vni, &mut bytes[UDP_OFF + UDP_HEADER_LEN..]);
+        Template { bytes, ip_sum }
+    }
+
+    #[inline]
+    fn instantiate(&self, t: &Tunnel, inner: InnerFacts, ident: u16) -> OuterHeader {
+        let mut bytes = [0u8; OUTER_MAX];
+        bytes[..IPV4_OVERHEAD].copy_from_slice(&self.bytes);
+        let udp_len = (UDP_HEADER_LEN + VXLAN_HEADER_LEN + inner.len) as u16;
+        let total = IPV4_HEADER_LEN as u16 + udp_len;
+        let df = match t.df {
             DfMode::Unset => false,
             DfMode::Set => true,
             DfMode::Inherit => inner.inner_df,
-        },
-        ident,
-        payload_len: UDP_HEADER_LEN as u16 + udp_payload,
+        };
+        let flags = if df { DF_BIT } else { 0 };
+        let csum = checksum_fold(self.ip_sum + total as u64 + ident as u64 + flags);
+        let ip = &mut bytes[IP_OFF..UDP_OFF];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip[4..6].copy_from_slice(&ident.to_be_bytes());
+        ip[6..8].copy_from_slice(&(flags as u16).to_be_bytes());
+        ip[10..12].copy_from_slice(&csum.to_be_bytes());
+        let udp = &mut bytes[UDP_OFF..];
+        udp[0..2].copy_from_slice(&source_port(inner.flow_hash, t.srcport).to_be_bytes());
+        udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        let dst =
+            Ipv4Addr::new(bytes[IP_OFF + 16], bytes[IP_OFF + 17], bytes[IP_OFF + 18], bytes[IP_OFF + 19]);
+        OuterHeader {
+            bytes,
+            len: IPV4_OVERHEAD as u8,
+            udp_offset: UDP_OFF as u8,
+            udp_checksum: t.udpcsum,
+            src: t.local,
+            dst,
+        }
     }
-    .emit(&mut bytes[o..]);
-    o += IPV4_HEADER_LEN;
-    let udp_offset = o as u8;
-    UdpRepr {
-        src_port: source_port(inner.flow_hash, t.srcport),
-        dst_port: to.dst_port,
-        payload_len: udp_payload,
-    }
-    .emit(&mut bytes[o..]);
-    o += UDP_HEADER_LEN;
-    VxlanHeader::emit(to.vni, &mut bytes[o..]);
-    o += VXLAN_HEADER_LEN;
-    OuterHeader { bytes, len: o as u8, udp_offset, udp_checksum: t.udpcsum, src: t.local, dst: to.dst }
 }
 
 /// Maps a flow hash into `[lo, hi]` by multiply-shift, as the kernel's `udp_flow_src_port`
@@ -78,23 +176,22 @@ pub fn source_port(hash: u32, (lo, hi): (u16, u16)) -> u16 {
 }
 
 /// A hash of the inner frame's flow: the IPv4 addresses, protocol and (unfragmented TCP/UDP)
-/// ports when it is IPv4, else its MACs and ethertype. `l2` is the frame, `l3` the offset of
-/// its payload after any tag. Deterministic: the same flow always gets the same source port,
-/// which keeps it on one underlay ECMP path and makes replay output stable.
+/// ports when it is IPv4 (`ip`), else its MACs and ethertype. Deterministic: one flow always
+/// gets one source port, which keeps it on one underlay ECMP path and makes replay stable.
 #[inline]
-pub fn flow_hash(l2: &[u8], l3: usize, ethertype: u16) -> u32 {
+pub fn flow_hash(l2: &[u8], ip: Option<&Ipv4Packet>, ethertype: u16) -> u32 {
     let mut h = Mix::default();
-    if ethertype == ETHERTYPE_IPV4 {
-        if let Ok(ip) = Ipv4Packet::new_checked(&l2[l3..]) {
-            h.add(u32::from(ip.src()) as u64 | (u32::from(ip.dst()) as u64) << 32);
-            let mut ports = 0u64;
-            let p = ip.payload();
+    if let Some(ip) = ip {
+        h.add(u32::from(ip.src()) as u64 | (u32::from(ip.dst()) as u64) << 32);
+        let p = ip.payload();
+        let ports =
             if matches!(ip.protocol(), IP_PROTO_TCP | IP_PROTO_UDP) && !ip.is_fragment() && p.len() >= 4 {
-                ports = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64;
-            }
-            h.add(ip.protocol() as u64 | ports << 8);
-            return h.finish();
-        }
+                u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64
+            } else {
+                0
+            };
+        h.add(ip.protocol() as u64 | ports << 8);
+        return h.finish();
     }
     let mut first = [0u8; 8];
     first.copy_from_slice(&l2[0..8]);
@@ -127,6 +224,8 @@ impl Mix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::topology::Underlay;
 
     #[test]
     fn source_port_covers_the_range() {
@@ -135,9 +234,7 @@ mod tests {
         assert_eq!(source_port(12345, (4789, 4789)), 4789);
     }
 
-    #[test]
-    fn flow_hash_depends_on_ports() {
-        // Two UDP packets differing only in source port hash differently; same packet, same hash.
+    fn udp4(sport: u16) -> Vec<u8> {
         let mut a = vec![0u8; 14 + 28];
         a[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
         Ipv4Repr {
@@ -146,15 +243,70 @@ mod tests {
             protocol: IP_PROTO_UDP,
             ttl: 64,
             tos: 0,
-            dont_fragment: false,
+            dont_fragment: true,
             ident: 0,
             payload_len: 8,
         }
         .emit(&mut a[14..]);
-        a[34..36].copy_from_slice(&1000u16.to_be_bytes());
-        let mut b = a.clone();
-        b[34..36].copy_from_slice(&1001u16.to_be_bytes());
-        assert_eq!(flow_hash(&a, 14, ETHERTYPE_IPV4), flow_hash(&a.clone(), 14, ETHERTYPE_IPV4));
-        assert_ne!(flow_hash(&a, 14, ETHERTYPE_IPV4), flow_hash(&b, 14, ETHERTYPE_IPV4));
+        a[34..36].copy_from_slice(&sport.to_be_bytes());
+        a
+    }
+
+    #[test]
+    fn flow_hash_depends_on_ports() {
+        let (a, b) = (udp4(1000), udp4(1001));
+        let facts = |f: &[u8]| InnerFacts::of(f, 14, ETHERTYPE_IPV4, f.len());
+        assert_eq!(facts(&a).flow_hash, facts(&a.clone()).flow_hash);
+        assert_ne!(facts(&a).flow_hash, facts(&b).flow_hash);
+        assert!(facts(&a).inner_df);
+    }
+
+    /// The template path gives the same bytes as building every header from scratch.
+    #[test]
+    fn template_equals_full_build() {
+        for df in ["unset", "set", "inherit"] {
+            let text =
+                format!("[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\ntos = 8\nttl = 9\ndf = \"{df}\"\n");
+            let config = Config::parse(&text, "t").unwrap();
+            let topo = Topology::new(&config, Underlay::for_replay(&config));
+            let hops = NextHops::with_fallback();
+            let mut cache = EncapCache::default();
+            cache.revalidate(&hops, &topo);
+            let inner = udp4(7);
+            let facts = InnerFacts::of(&inner, 14, ETHERTYPE_IPV4, inner.len());
+            let key = EncapKey { dst: Ipv4Addr::new(10, 0, 0, 2), dst_port: 4789, vni: 77 };
+            let got = cache.outer(&topo.tunnel, &hops, key, facts, 513).unwrap();
+            let got_again = cache.outer(&topo.tunnel, &hops, key, facts, 513).unwrap();
+            assert!(got == got_again);
+
+            let mut want = [0u8; IPV4_OVERHEAD];
+            let t = &topo.tunnel;
+            EthernetHeader {
+                dst: hops.resolve(key.dst).unwrap(),
+                src: t.mac,
+                tci: None,
+                ethertype: ETHERTYPE_IPV4,
+            }
+            .emit(&mut want);
+            Ipv4Repr {
+                src: t.local,
+                dst: key.dst,
+                protocol: IP_PROTO_UDP,
+                ttl: 9,
+                tos: 8,
+                dont_fragment: df != "unset",
+                ident: 513,
+                payload_len: (16 + inner.len()) as u16,
+            }
+            .emit(&mut want[IP_OFF..]);
+            UdpRepr {
+                src_port: source_port(facts.flow_hash, t.srcport),
+                dst_port: 4789,
+                payload_len: (8 + inner.len()) as u16,
+            }
+            .emit(&mut want[UDP_OFF..]);
+            VxlanHeader::emit(77, &mut want[UDP_OFF + 8..]);
+            assert_eq!(&got.bytes[..IPV4_OVERHEAD], &want[..], "df = {df}");
+        }
     }
 }

@@ -1,14 +1,14 @@
 //! The egress half shared by both directions: FDB lookup, local delivery with per-port
 //! tagging, encapsulation to a remote VTEP, and flooding (DESIGN.md "Forwarding rules" 5).
 
-use super::encap::{flow_hash, outer_ipv4, EncapTarget, InnerFacts, IPV4_MTU_OVERHEAD};
+use super::encap::{EncapKey, InnerFacts, IPV4_MTU_OVERHEAD};
 use super::tx::{Edit, TxAction, TxSource};
 use super::{Ctx, Frame};
 use crate::counters::DropReason;
 use crate::events::Event;
 use crate::fdb::{FdbDst, Learned, Remote};
 use crate::ids::PortId;
-use crate::wire::{Ipv4Packet, ETHERTYPE_IPV4, ETH_HEADER_LEN};
+use crate::wire::ETH_HEADER_LEN;
 
 /// Learns the frame's source as reachable through `dst` and publishes what changed.
 pub(crate) fn learn(cx: &Ctx, f: &Frame, dst: FdbDst) -> Learned {
@@ -131,11 +131,11 @@ fn to_remote(cx: &mut Ctx, f: &Frame, r: &Remote, inner: InnerFacts) -> Result<(
     if inner.len + IPV4_MTU_OVERHEAD > t.mtu as usize {
         return Err(DropReason::MtuExceeded);
     }
-    let next_hop = cx.sw.nexthops.resolve(r.ip).ok_or(DropReason::NextHopUnresolved)?;
     // A frame reaches here only in a domain with a VNI; an entry's own VNI overrides it.
     let vni = r.vni.or(f.domain.as_vni()).ok_or(DropReason::NoEgress)?;
-    let target = EncapTarget { next_hop, dst: r.ip, dst_port: r.port.unwrap_or(t.dstport), vni };
-    let outer = outer_ipv4(t, &target, inner, *cx.ip_ident);
+    let key = EncapKey { dst: r.ip, dst_port: r.port.unwrap_or(t.dstport), vni };
+    let outer =
+        cx.encap.outer(t, &cx.sw.nexthops, key, inner, *cx.ip_ident).ok_or(DropReason::NextHopUnresolved)?;
     *cx.ip_ident = cx.ip_ident.wrapping_add(1);
     let edit = Edit {
         l2_offset: f.l2_offset as u16,
@@ -149,13 +149,7 @@ fn to_remote(cx: &mut Ctx, f: &Frame, r: &Remote, inner: InnerFacts) -> Result<(
 }
 
 fn inner_facts(f: &Frame) -> InnerFacts {
-    let l3 = f.eth.len();
-    InnerFacts {
-        len: f.untagged_len(),
-        flow_hash: flow_hash(f.l2, l3, f.eth.ethertype),
-        inner_df: f.eth.ethertype == ETHERTYPE_IPV4
-            && Ipv4Packet::new_checked(&f.l2[l3..]).is_ok_and(|ip| ip.dont_fragment()),
-    }
+    InnerFacts::of(f.l2, f.eth.len(), f.eth.ethertype, f.untagged_len())
 }
 
 /// Queues `action` and counts it as sent by `port`.

@@ -20,6 +20,7 @@ use crate::ids::{Domain, Nanos, PortId};
 use crate::switch::Switch;
 use crate::topology::Topology;
 use crate::wire::{EthernetHeader, VLAN_TAG_LEN};
+use encap::EncapCache;
 pub use tx::{Edit, TxAction, TxBatch, TxSource};
 
 /// A received frame: the port it arrived on and its bytes.
@@ -34,11 +35,12 @@ pub struct Pipeline {
     switch: Arc<Switch>,
     counters: Arc<WorkerCounters>,
     ip_ident: u16,
+    encap: EncapCache,
 }
 
 impl Pipeline {
     pub(crate) fn new(switch: Arc<Switch>, counters: Arc<WorkerCounters>) -> Pipeline {
-        Pipeline { switch, counters, ip_ident: 0 }
+        Pipeline { switch, counters, ip_ident: 0, encap: EncapCache::default() }
     }
 
     pub fn switch(&self) -> &Arc<Switch> {
@@ -51,6 +53,7 @@ impl Pipeline {
         tx.clear();
         // One topology load per batch: a configuration change applies between batches.
         let topo = self.switch.topology();
+        self.encap.revalidate(&self.switch.nexthops, &topo);
         let mut cx = Ctx {
             topo: &topo,
             sw: &self.switch,
@@ -58,6 +61,7 @@ impl Pipeline {
             now,
             tx,
             ip_ident: &mut self.ip_ident,
+            encap: &mut self.encap,
         };
         for (i, frame) in rx.iter().enumerate() {
             if frame.port.is_tunnel() {
@@ -77,6 +81,7 @@ pub(crate) struct Ctx<'s> {
     pub now: Nanos,
     pub tx: &'s mut TxBatch,
     pub ip_ident: &'s mut u16,
+    pub encap: &'s mut EncapCache,
 }
 
 impl Ctx<'_> {
