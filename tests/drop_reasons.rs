@@ -316,3 +316,12 @@ fn every_reason_has_a_case_here() {
     let all: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
     assert_eq!(all, covered);
 }
+
+/// The README's table documents every drop reason, with the same meaning.
+#[test]
+fn readme_lists_every_reason() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    for r in DropReason::ALL {
+        assert!(readme.contains(&format!("| `{}` |", r.name())), "README does not list {}", r.name());
+    }
+}

@@ -21,11 +21,15 @@ pub struct Args {
     /// Print the switch's events (learn, move, age, l2miss, l3miss) as they happen.
     #[arg(long)]
     events: bool,
+    /// Print the FDB at the end, as `bridge fdb show` does.
+    #[arg(long)]
+    fdb: bool,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let replay = Replay::new(&config, &args.inputs, &args.out_dir)?;
+    let switch = replay.switch().clone();
     let events = args.events.then(|| replay.switch().events.subscribe(1 << 20));
     let show_progress = std::io::stderr().is_terminal();
     let report = replay.run(&mut |frames| {
@@ -42,7 +46,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<()> {
     }
     if let Some(rx) = events {
         for e in rx.try_iter() {
-            println!("event: {e:?}");
+            println!("event: {}", switch.describe(&e));
         }
     }
     println!("replayed {} frames", report.frames_in);
@@ -50,5 +54,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<()> {
         println!("wrote {} ({n} frames)", args.out_dir.join(format!("{iface}.pcap")).display());
     }
     println!("{}", report.stats);
+    if args.fdb {
+        println!("fdb:");
+        for line in switch.fdb_show(report.last_time) {
+            println!("  {line}");
+        }
+    }
     Ok(())
 }

@@ -86,6 +86,23 @@ impl Switch {
         self.topology.store(Arc::new(Topology::new(config, underlay)));
     }
 
+    /// An event as one line, with port names, in the manner of `bridge monitor`.
+    pub fn describe(&self, event: &Event) -> String {
+        let topo = self.topology();
+        let dst = |d: &FdbDst| match d {
+            FdbDst::Port(p) => format!("dev {}", topo.port(*p).map_or("?", |p| p.name.as_str())),
+            FdbDst::Remote(r) => format!("dev vxlan0 dst {}", r.ip),
+        };
+        let port = |p: &PortId| topo.port(*p).map_or("?", |p| p.name.as_str()).to_string();
+        match event {
+            Event::Learn { mac, domain, dst: d } => format!("learn {mac} {} {domain}", dst(d)),
+            Event::Move { mac, domain, from, to } => format!("move {mac} {} {domain} (was {})", dst(to), dst(from)),
+            Event::Age { mac, domain, dst: d } => format!("age {mac} {} {domain}", dst(d)),
+            Event::L2Miss { mac, domain, port: p } => format!("l2miss {mac} {domain} from {}", port(p)),
+            Event::L3Miss { ip, vni, port: p } => format!("l3miss {ip} vni {vni} from {}", port(p)),
+        }
+    }
+
     /// The FDB as `bridge fdb show` lines: `MAC dev PORT vlan VID [vni VNI] [dst IP]
     /// [port P] [remote_vni V] [static|permanent]`, sorted by domain and MAC.
     pub fn fdb_show(&self, now: Nanos) -> Vec<String> {

@@ -59,6 +59,8 @@ pub enum ReplayError {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReplayReport {
     pub frames_in: u64,
+    /// The capture time of the last frame (the switch clock at the end).
+    pub last_time: Nanos,
     /// Interface → frames written to `DIR/IFACE.pcap`.
     pub frames_out: BTreeMap<String, u64>,
     pub stats: Stats,
@@ -152,6 +154,7 @@ pub struct Replay {
     port_names: Vec<String>,
     resolution: TsResolution,
     next_sweep: Nanos,
+    last_time: Nanos,
     frames_in: u64,
     buf: Vec<u8>,
 }
@@ -188,6 +191,7 @@ impl Replay {
             port_names,
             resolution,
             next_sweep: 0,
+            last_time: 0,
             frames_in: 0,
             buf: vec![0u8; 65536 + 128],
         };
@@ -252,7 +256,12 @@ impl Replay {
                 let _ = std::fs::remove_file(self.out_dir.join(format!("{name}.pcap")));
             }
         }
-        Ok(ReplayReport { frames_in: self.frames_in, frames_out, stats: self.switch.stats() })
+        Ok(ReplayReport {
+            frames_in: self.frames_in,
+            last_time: self.last_time,
+            frames_out,
+            stats: self.switch.stats(),
+        })
     }
 
     fn write(&mut self, port: PortId, time: Nanos, len: usize) -> Result<(), ReplayError> {
@@ -288,6 +297,7 @@ impl FrameIo for Replay {
             return Ok(false);
         };
         let now = first.time;
+        self.last_time = now;
         let mut batch = vec![first];
         while batch.len() < BATCH_SIZE && self.heap.peek().is_some_and(|Reverse(p)| p.time == now) {
             batch.push(self.heap.pop().expect("peeked").0);

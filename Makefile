@@ -1,0 +1,29 @@
+# xvtep: `make demo` runs the main job, `make test` runs every test. Both install what is
+# missing first (scripts/setup.sh).
+
+CARGO ?= cargo
+
+.PHONY: all setup build test demo bench fmt clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release --workspace
+
+test: setup
+	$(CARGO) test --workspace
+
+demo: build
+	@scripts/demo-replay.sh
+
+bench: setup
+	$(CARGO) bench -p xvtep-benches
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
