@@ -133,6 +133,12 @@ fn bench_pipeline(c: &mut Criterion) {
     g.bench_function("decap_switch_to_port", |b| {
         b.iter(|| black_box(run_batch(&mut pipeline, &rx, &mut tx, &mut out)))
     });
+    g.bench_function("decap_switch_to_port_decide_only", |b| {
+        b.iter(|| {
+            pipeline.process(1, &rx, &mut tx);
+            black_box(tx.len())
+        })
+    });
 
     // (b) Switch + encap: from tap1_0 to MACs behind the remote (odd entries).
     let frames: Vec<Vec<u8>> = (0..BATCH as u64)
@@ -143,6 +149,12 @@ fn bench_pipeline(c: &mut Criterion) {
     assert_eq!(tx.len(), BATCH, "every frame encapsulated");
     g.bench_function("switch_encap_to_remote", |b| {
         b.iter(|| black_box(run_batch(&mut pipeline, &rx, &mut tx, &mut out)))
+    });
+    g.bench_function("switch_encap_to_remote_decide_only", |b| {
+        b.iter(|| {
+            pipeline.process(1, &rx, &mut tx);
+            black_box(tx.len())
+        })
     });
 
     // Flooding: broadcast from tap1_0 → tap2_0 + head-end replication to two remotes.

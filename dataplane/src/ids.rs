@@ -56,6 +56,12 @@ impl Domain {
     pub fn raw(self) -> u32 {
         self.0
     }
+
+    /// The inverse of [`Domain::raw`].
+    #[inline]
+    pub fn from_raw(raw: u32) -> Domain {
+        Domain(raw)
+    }
 }
 
 impl fmt::Display for Domain {

@@ -96,7 +96,9 @@ impl Switch {
         let port = |p: &PortId| topo.port(*p).map_or("?", |p| p.name.as_str()).to_string();
         match event {
             Event::Learn { mac, domain, dst: d } => format!("learn {mac} {} {domain}", dst(d)),
-            Event::Move { mac, domain, from, to } => format!("move {mac} {} {domain} (was {})", dst(to), dst(from)),
+            Event::Move { mac, domain, from, to } => {
+                format!("move {mac} {} {domain} (was {})", dst(to), dst(from))
+            }
             Event::Age { mac, domain, dst: d } => format!("age {mac} {} {domain}", dst(d)),
             Event::L2Miss { mac, domain, port: p } => format!("l2miss {mac} {domain} from {}", port(p)),
             Event::L3Miss { ip, vni, port: p } => format!("l3miss {ip} vni {vni} from {}", port(p)),

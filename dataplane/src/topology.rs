@@ -133,8 +133,9 @@ pub struct Topology {
     pub tunnel: Tunnel,
     /// VID → VNI; 0 = none (VNI 0 cannot be mapped).
     vid_vni: Box<[u32; VLAN_COUNT]>,
-    vni_vid: HashMap<u32, u16>,
-    vni_group: HashMap<u32, Ipv4Addr>,
+    // ahash: looked up for every frame from the underlay; std's SipHash costs several ns.
+    vni_vid: HashMap<u32, u16, ahash::RandomState>,
+    vni_group: HashMap<u32, Ipv4Addr, ahash::RandomState>,
     /// VID → the local ports that are members of it, in port order (for flooding).
     vid_ports: Box<[Vec<PortId>]>,
 }

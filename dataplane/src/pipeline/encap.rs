@@ -70,7 +70,10 @@ struct Template {
 /// A worker's encapsulation templates. See the module docs.
 #[derive(Default)]
 pub struct EncapCache {
-    templates: HashMap<EncapKey, Template, ahash::RandomState>,
+    templates: Vec<(EncapKey, Template)>,
+    index: HashMap<EncapKey, usize, ahash::RandomState>,
+    /// The template used last: a batch mostly goes to few remotes, so this saves the hash.
+    last: usize,
     nexthop_generation: u64,
     topology: usize,
 }
@@ -82,6 +85,7 @@ impl EncapCache {
         let (generation, ptr) = (nexthops.generation(), topo as *const Topology as usize);
         if generation != self.nexthop_generation || ptr != self.topology {
             self.templates.clear();
+            self.index.clear();
             self.nexthop_generation = generation;
             self.topology = ptr;
         }
@@ -98,14 +102,19 @@ impl EncapCache {
         inner: InnerFacts,
         ident: u16,
     ) -> Option<OuterHeader> {
-        let tpl = match self.templates.get(&key) {
-            Some(tpl) => tpl,
-            None => {
-                let tpl = Template::build(t, key, nexthops.resolve(key.dst)?);
-                self.templates.entry(key).or_insert(tpl)
-            }
-        };
-        Some(tpl.instantiate(t, inner, ident))
+        let hit = self.templates.get(self.last).is_some_and(|(k, _)| *k == key);
+        if !hit {
+            self.last = match self.index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    let tpl = Template::build(t, key, nexthops.resolve(key.dst)?);
+                    self.templates.push((key, tpl));
+                    self.index.insert(key, self.templates.len() - 1);
+                    self.templates.len() - 1
+                }
+            };
+        }
+        Some(self.templates[self.last].1.instantiate(t, inner, ident))
     }
 }
 

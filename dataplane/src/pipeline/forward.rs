@@ -11,9 +11,9 @@ use crate::ids::PortId;
 use crate::wire::ETH_HEADER_LEN;
 
 /// Learns the frame's source as reachable through `dst` and publishes what changed.
-pub(crate) fn learn(cx: &Ctx, f: &Frame, dst: FdbDst) -> Learned {
+pub(crate) fn learn(cx: &mut Ctx, f: &Frame, dst: FdbDst) -> Learned {
     let (mac, domain) = (f.eth.src, f.domain);
-    let outcome = cx.sw.fdb.learn(mac, domain, dst, cx.now);
+    let outcome = cx.fdb.learn(&cx.sw.fdb, mac, domain, dst, cx.now);
     let events = &cx.sw.events;
     match outcome {
         Learned::New => events.publish(|| Event::Learn { mac, domain, dst }),
@@ -33,7 +33,7 @@ pub(crate) fn forward(cx: &mut Ctx, f: &Frame) {
     if f.eth.dst.is_multicast() {
         return flood(cx, f, false);
     }
-    match cx.sw.fdb.lookup(f.eth.dst, f.domain, cx.now) {
+    match cx.fdb.lookup(&cx.sw.fdb, f.eth.dst, f.domain, cx.now) {
         Some(FdbDst::Port(p)) => {
             let hairpin = cx.topo.port(p).is_some_and(|p| p.hairpin);
             if p == f.ingress && !hairpin {

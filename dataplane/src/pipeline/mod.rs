@@ -16,6 +16,7 @@ pub mod tx;
 use std::sync::Arc;
 
 use crate::counters::{DropReason, WorkerCounters};
+use crate::fdb::FdbCache;
 use crate::ids::{Domain, Nanos, PortId};
 use crate::switch::Switch;
 use crate::topology::Topology;
@@ -36,11 +37,12 @@ pub struct Pipeline {
     counters: Arc<WorkerCounters>,
     ip_ident: u16,
     encap: EncapCache,
+    fdb: FdbCache,
 }
 
 impl Pipeline {
     pub(crate) fn new(switch: Arc<Switch>, counters: Arc<WorkerCounters>) -> Pipeline {
-        Pipeline { switch, counters, ip_ident: 0, encap: EncapCache::default() }
+        Pipeline { switch, counters, ip_ident: 0, encap: EncapCache::default(), fdb: FdbCache::default() }
     }
 
     pub fn switch(&self) -> &Arc<Switch> {
@@ -54,6 +56,7 @@ impl Pipeline {
         // One topology load per batch: a configuration change applies between batches.
         let topo = self.switch.topology();
         self.encap.revalidate(&self.switch.nexthops, &topo);
+        self.fdb.begin_batch(&self.switch.fdb);
         let mut cx = Ctx {
             topo: &topo,
             sw: &self.switch,
@@ -62,6 +65,7 @@ impl Pipeline {
             tx,
             ip_ident: &mut self.ip_ident,
             encap: &mut self.encap,
+            fdb: &mut self.fdb,
         };
         for (i, frame) in rx.iter().enumerate() {
             if frame.port.is_tunnel() {
@@ -82,6 +86,7 @@ pub(crate) struct Ctx<'s> {
     pub tx: &'s mut TxBatch,
     pub ip_ident: &'s mut u16,
     pub encap: &'s mut EncapCache,
+    pub fdb: &'s mut FdbCache,
 }
 
 impl Ctx<'_> {

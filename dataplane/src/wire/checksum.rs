@@ -6,8 +6,16 @@ use std::net::Ipv4Addr;
 /// not yet folded. Sums 4-byte words into a u64 so that carries are folded once at the end.
 #[inline]
 pub fn checksum_sum(data: &[u8]) -> u64 {
-    let mut sum: u64 = 0;
-    let mut chunks = data.chunks_exact(4);
+    // 16 bytes per step into two accumulators: fewer iterations and independent adds.
+    let (mut a, mut b) = (0u64, 0u64);
+    let mut wide = data.chunks_exact(16);
+    for c in &mut wide {
+        let w = u128::from_be_bytes(c.try_into().expect("16 bytes"));
+        a += (w >> 96) as u32 as u64 + (w >> 64) as u32 as u64;
+        b += (w >> 32) as u32 as u64 + w as u32 as u64;
+    }
+    let mut sum = a + b;
+    let mut chunks = wide.remainder().chunks_exact(4);
     for c in &mut chunks {
         sum += u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64;
     }
@@ -51,5 +59,26 @@ mod tests {
         // Odd length pads with zero.
         assert_eq!(checksum_sum(&[0x12]), 0x1200);
         assert_eq!(checksum_sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+    }
+}
+
+#[cfg(test)]
+mod wide_tests {
+    use super::*;
+
+    /// The 16-byte fast path agrees with a plain 16-bit word sum for every length and offset.
+    #[test]
+    fn matches_reference() {
+        let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        for start in 0..4 {
+            for end in start..data.len() {
+                let d = &data[start..end];
+                let mut r: u64 = 0;
+                for (i, byte) in d.iter().enumerate() {
+                    r += if i % 2 == 0 { (*byte as u64) << 8 } else { *byte as u64 };
+                }
+                assert_eq!(checksum_fold(checksum_sum(d)), checksum_fold(r), "len {}", d.len());
+            }
+        }
     }
 }

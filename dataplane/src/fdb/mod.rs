@@ -5,10 +5,17 @@
 //! needs no write lock. Only learning something new or moving an entry takes a write lock.
 //! The all-zeros MAC of a VNI is kept apart, as that VNI's flood list (head-end replication),
 //! behind an `ArcSwap` so that a flooded frame reads it without any lock.
+//!
+//! Entries are reference-counted and never changed in place (but for their last-seen time): a
+//! move or a replace puts a new entry in and bumps the FDB's epoch. That lets each worker keep
+//! a private cache of entries ([`FdbCache`]) that stays right until the epoch moves.
+
+mod cache;
+pub use cache::FdbCache;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -53,7 +60,7 @@ pub enum EntryKind {
 }
 
 #[derive(Debug)]
-struct FdbEntry {
+pub(crate) struct FdbEntry {
     dst: FdbDst,
     kind: EntryKind,
     updated: AtomicU64,
@@ -64,13 +71,17 @@ struct FdbEntry {
 const TOUCH_GRANULARITY: Nanos = 1_000_000;
 
 impl FdbEntry {
+    fn new(dst: FdbDst, kind: EntryKind, now: Nanos) -> Arc<FdbEntry> {
+        Arc::new(FdbEntry { dst, kind, updated: AtomicU64::new(now) })
+    }
+
     #[inline]
-    fn expired(&self, now: Nanos, ageing: Nanos) -> bool {
+    pub(crate) fn expired(&self, now: Nanos, ageing: Nanos) -> bool {
         self.kind == EntryKind::Learned && now >= self.updated.load(Relaxed).saturating_add(ageing)
     }
 
     #[inline]
-    fn touch(&self, now: Nanos) {
+    pub(crate) fn touch(&self, now: Nanos) {
         if now >= self.updated.load(Relaxed) + TOUCH_GRANULARITY {
             self.updated.store(now, Relaxed);
         }
@@ -126,16 +137,20 @@ pub struct FdbStats {
     pub aged_total: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Key {
     mac: u64,
-    domain: Domain,
+    domain: u32,
 }
 
 impl Key {
     #[inline]
-    fn new(mac: MacAddr, domain: Domain) -> Key {
-        Key { mac: mac.to_u64(), domain }
+    pub(crate) fn new(mac: MacAddr, domain: Domain) -> Key {
+        Key { mac: mac.to_u64(), domain: domain.raw() }
+    }
+
+    fn domain(&self) -> Domain {
+        Domain::from_raw(self.domain)
     }
 }
 
@@ -143,7 +158,10 @@ impl Key {
 pub struct Fdb {
     // ahash: fast on short keys and randomly seeded, so that MACs chosen by an attacker cannot
     // be made to collide (a learning table is fed by untrusted traffic).
-    entries: DashMap<Key, FdbEntry, ahash::RandomState>,
+    entries: DashMap<Key, Arc<FdbEntry>, ahash::RandomState>,
+    /// Bumped whenever an entry is moved, replaced or removed (not when one is added or
+    /// refreshed): a worker's cached entries are good while the epoch is unchanged.
+    epoch: AtomicU64,
     flood: ArcSwap<HashMap<Domain, Arc<[Remote]>>>,
     learned: AtomicUsize,
     max_learned: AtomicUsize,
@@ -158,6 +176,7 @@ impl Fdb {
     pub fn new(ageing: Nanos, max_learned: usize) -> Fdb {
         Fdb {
             entries: DashMap::with_hasher(ahash::RandomState::new()),
+            epoch: AtomicU64::new(1),
             flood: ArcSwap::default(),
             learned: AtomicUsize::new(0),
             max_learned: AtomicUsize::new(max_learned),
@@ -177,6 +196,22 @@ impl Fdb {
     pub fn lookup(&self, mac: MacAddr, domain: Domain, now: Nanos) -> Option<FdbDst> {
         let e = self.entries.get(&Key::new(mac, domain))?;
         (!e.expired(now, self.ageing())).then_some(e.dst)
+    }
+
+    /// The entry itself, for a worker's cache.
+    #[inline]
+    pub(crate) fn entry(&self, key: &Key) -> Option<Arc<FdbEntry>> {
+        self.entries.get(key).map(|e| e.clone())
+    }
+
+    /// See the `epoch` field.
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::Release);
     }
 
     /// Learns that `mac` in `domain` is reachable through `dst`.
@@ -199,14 +234,17 @@ impl Fdb {
                     return Learned::Static { dst: e.dst };
                 }
                 let expired = e.expired(now, ageing);
-                let old = std::mem::replace(&mut e.dst, dst);
-                e.updated.store(now, Relaxed);
+                let old = e.dst;
+                if old == dst && !expired {
+                    e.touch(now);
+                    return Learned::Refreshed; // another worker learned it between our two looks
+                }
+                *e = FdbEntry::new(dst, EntryKind::Learned, now);
+                self.bump_epoch();
                 if expired {
                     self.aged_total.fetch_add(1, Relaxed);
                     self.learned_total.fetch_add(1, Relaxed);
                     Learned::Renewed { aged: old }
-                } else if old == dst {
-                    Learned::Refreshed // another worker learned it between our two looks
                 } else {
                     self.moved_total.fetch_add(1, Relaxed);
                     Learned::Moved { from: old }
@@ -217,7 +255,7 @@ impl Fdb {
                 if limit != 0 && self.learned.load(Relaxed) >= limit {
                     return Learned::LimitReached;
                 }
-                v.insert(FdbEntry { dst, kind: EntryKind::Learned, updated: AtomicU64::new(now) });
+                v.insert(FdbEntry::new(dst, EntryKind::Learned, now));
                 self.learned.fetch_add(1, Relaxed);
                 self.learned_total.fetch_add(1, Relaxed);
                 Learned::New
@@ -235,7 +273,7 @@ impl Fdb {
         replace: bool,
         now: Nanos,
     ) -> Result<(), FdbError> {
-        let entry = FdbEntry { dst, kind, updated: AtomicU64::new(now) };
+        let entry = FdbEntry::new(dst, kind, now);
         match self.entries.entry(Key::new(mac, domain)) {
             Entry::Occupied(mut o) => {
                 if !replace {
@@ -245,6 +283,7 @@ impl Fdb {
                     self.learned.fetch_sub(1, Relaxed);
                 }
                 o.insert(entry);
+                self.bump_epoch();
             }
             Entry::Vacant(v) => {
                 v.insert(entry);
@@ -256,6 +295,7 @@ impl Fdb {
     /// Removes an entry (`bridge fdb del`).
     pub fn remove(&self, mac: MacAddr, domain: Domain) -> Result<FdbDst, FdbError> {
         let (_, e) = self.entries.remove(&Key::new(mac, domain)).ok_or(FdbError::NotFound(mac, domain))?;
+        self.bump_epoch();
         if e.kind == EntryKind::Learned {
             self.learned.fetch_sub(1, Relaxed);
         }
@@ -269,10 +309,13 @@ impl Fdb {
         self.entries.retain(|k, e| {
             let expired = e.expired(now, ageing);
             if expired {
-                aged.push((MacAddr::from_u64(k.mac), k.domain, e.dst));
+                aged.push((MacAddr::from_u64(k.mac), k.domain(), e.dst));
             }
             !expired
         });
+        if !aged.is_empty() {
+            self.bump_epoch();
+        }
         self.learned.fetch_sub(aged.len(), Relaxed);
         self.aged_total.fetch_add(aged.len() as u64, Relaxed);
         aged.sort_by_key(|(mac, domain, _)| (*domain, *mac));
@@ -325,7 +368,7 @@ impl Fdb {
             .iter()
             .map(|r| FdbRecord {
                 mac: MacAddr::from_u64(r.key().mac),
-                domain: r.key().domain,
+                domain: r.key().domain(),
                 dst: r.dst,
                 kind: r.kind,
                 age_secs: now.saturating_sub(r.updated.load(Relaxed)) / crate::ids::NANOS_PER_SEC,
