@@ -107,6 +107,7 @@ pub struct Outer {
     pub dport: u16,
     pub ident: u16,
     pub ttl: u8,
+    pub tos: u8,
     pub df: bool,
     /// Compute the UDP checksum (else 0).
     pub udp_csum: bool,
@@ -124,6 +125,7 @@ impl Outer {
             dport: 4789,
             ident: 0,
             ttl: 64,
+            tos: 0,
             df: false,
             udp_csum: true,
         }
@@ -150,6 +152,8 @@ pub fn vxlan_raw(o: &Outer, header: &[u8; 8], inner: &[u8]) -> Vec<u8> {
     let mut iph = Ipv4Header::new(0, o.ttl, IpNumber::UDP, o.src.octets(), o.dst.octets()).unwrap();
     iph.identification = o.ident;
     iph.dont_fragment = o.df;
+    iph.dscp = etherparse::Ipv4Dscp::try_new(o.tos >> 2).unwrap();
+    iph.ecn = etherparse::Ipv4Ecn::try_new(o.tos & 3).unwrap();
     let b = PacketBuilder::ethernet2(o.src_mac, o.dst_mac)
         .ip(IpHeaders::Ipv4(iph, Ipv4Extensions::default()))
         .udp(o.sport, o.dport);
