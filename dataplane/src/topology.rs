@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use crate::config::{Config, DfMode, PortConfig};
+use crate::config::{Config, PortConfig, TunnelConfig};
 use crate::ids::{Domain, PortId};
 use crate::wire::MacAddr;
 
@@ -102,27 +102,21 @@ impl Underlay {
     }
 }
 
-/// The tunnel port's parameters, as the encap and decap stages use them.
+/// The tunnel port's parameters: the config's, plus the underlay facts resolved at start
+/// (`mac` and `mtu` shadow the config's optional ones).
 #[derive(Debug, Clone)]
 pub struct Tunnel {
-    pub local: Ipv4Addr,
-    pub dev: String,
+    pub config: TunnelConfig,
     pub mac: MacAddr,
     pub mtu: u32,
-    pub dstport: u16,
-    pub learning: bool,
-    pub proxy: bool,
-    pub l2miss: bool,
-    pub l3miss: bool,
-    pub remote: Option<Ipv4Addr>,
-    pub group: Option<Ipv4Addr>,
-    pub ttl: u8,
-    pub tos: u8,
-    pub df: DfMode,
-    pub udpcsum: bool,
-    pub srcport: (u16, u16),
-    pub allowed_bits: u64,
-    pub allowed_peers: Vec<Ipv4Addr>,
+}
+
+impl std::ops::Deref for Tunnel {
+    type Target = TunnelConfig;
+
+    fn deref(&self) -> &TunnelConfig {
+        &self.config
+    }
 }
 
 /// See the module docs.
@@ -168,26 +162,7 @@ impl Topology {
         }
         Topology {
             ports,
-            tunnel: Tunnel {
-                local: t.local,
-                dev: t.dev.clone(),
-                mac: underlay.mac,
-                mtu: underlay.mtu,
-                dstport: t.dstport,
-                learning: t.learning,
-                proxy: t.proxy,
-                l2miss: t.l2miss,
-                l3miss: t.l3miss,
-                remote: t.remote,
-                group: t.group,
-                ttl: t.ttl,
-                tos: t.tos,
-                df: t.df,
-                udpcsum: t.udpcsum,
-                srcport: t.srcport,
-                allowed_bits: t.allowed_bits,
-                allowed_peers: t.allowed_peers.clone(),
-            },
+            tunnel: Tunnel { config: t.clone(), mac: underlay.mac, mtu: underlay.mtu },
             vid_vni,
             vni_vid: config.vlans.iter().map(|m| (m.vni, m.vid)).collect(),
             vni_group: config.vlans.iter().filter_map(|m| Some((m.vni, m.group?))).collect(),
