@@ -1,6 +1,7 @@
 //! `xvtep`: the command-line front end. Subcommands mirror iproute2's `bridge` where they
 //! manage the switch; `replay` runs the pipeline over pcap files.
 
+mod daemon;
 mod replay;
 
 use std::path::PathBuf;
@@ -21,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the switch as a daemon: attach the XDP program, open AF_XDP sockets and forward
+    /// live traffic between the ports and the underlay until SIGINT/SIGTERM.
+    Run(daemon::Args),
     /// Run the switch over pcap captures: each --in feeds one interface, and DIR/IFACE.pcap
     /// receives what the switch sent out of IFACE. No root, no kernel, deterministic.
     Replay(replay::Args),
@@ -36,11 +40,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Run(args) => daemon::run(args),
         Command::Replay(args) => replay::run(args, cli.json),
         Command::Check { config } => check(&config, cli.json),
     };

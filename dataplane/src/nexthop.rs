@@ -17,6 +17,8 @@ pub struct NextHops {
     fallback: bool,
     /// Bumped on every change, so that workers' encapsulation caches know to rebuild.
     generation: AtomicU64,
+    /// Addresses asked for and not known: the resolver's work list.
+    misses: DashMap<Ipv4Addr, (), ahash::RandomState>,
 }
 
 impl NextHops {
@@ -41,7 +43,10 @@ impl NextHops {
         match self.map.get(&ip) {
             Some(m) => Some(*m),
             None if self.fallback => Some(Self::derived_mac(ip)),
-            None => None,
+            None => {
+                self.misses.insert(ip, ());
+                None
+            }
         }
     }
 
@@ -55,6 +60,20 @@ impl NextHops {
         if self.map.remove(&ip).is_some() {
             self.generation.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// Addresses to resolve: every one asked for and missed, and every one known (to notice
+    /// changes). The misses are forgotten once handed out.
+    pub fn to_resolve(&self) -> Vec<Ipv4Addr> {
+        let mut v: Vec<Ipv4Addr> = self.map.iter().map(|e| *e.key()).collect();
+        let missed: Vec<Ipv4Addr> = self.misses.iter().map(|e| *e.key()).collect();
+        for ip in missed {
+            self.misses.remove(&ip);
+            v.push(ip);
+        }
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// Changes so far; see [`crate::pipeline::encap::EncapCache`].

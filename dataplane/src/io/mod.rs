@@ -2,6 +2,8 @@
 //! Backends: [`replay`] (pcap files), [`memory`] (tests and embedding); the AF_XDP backend of
 //! the daemon implements the same trait.
 
+#[cfg(feature = "afxdp")]
+pub mod afxdp;
 pub mod memory;
 pub mod replay;
 

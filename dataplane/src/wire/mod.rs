@@ -10,6 +10,7 @@ mod checksum;
 mod ethernet;
 pub mod ipv4;
 mod mac;
+pub mod offload;
 pub mod udp;
 mod vxlan;
 

@@ -1,0 +1,192 @@
+//! xvtep's XDP steering program and its loader.
+//!
+//! The program (src/bpf/xvtep.bpf.c) is compiled at build time and embedded as a libbpf
+//! skeleton. [`Steering`] loads it, attaches it to the underlay device and the local ports with
+//! bpf_links, and fills its maps: which interfaces are ports and which the underlay, our VTEP
+//! address, port and groups, and the AF_XDP socket of every (interface, queue).
+//!
+//! bpf_links, rather than netlink attachment, tie the program's life to the daemon's file
+//! descriptors: if the daemon dies, even by SIGKILL, the kernel detaches the program, and the
+//! interfaces fall back to the kernel's own path instead of black-holing traffic.
+
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, RawFd};
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, XdpFlags};
+
+mod skel {
+    #![allow(clippy::all, dead_code, non_camel_case_types, non_snake_case, unused_imports)]
+    include!(concat!(env!("OUT_DIR"), "/xvtep.skel.rs"));
+}
+use skel::{XvtepSkel, XvtepSkelBuilder};
+
+/// The program's name, as `bpftool prog` and `ip link` show it.
+pub const PROGRAM_NAME: &str = "xvtep_steer";
+/// Sockets per interface the socket map has room for (MAX_QUEUES in the C program).
+pub const MAX_QUEUES: u32 = 64;
+/// Interfaces the maps have room for (MAX_SLOTS).
+pub const MAX_INTERFACES: u32 = 1024;
+const MAX_GROUPS: usize = 16;
+
+/// What an interface is to the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A local port: every frame is steered.
+    Port = 1,
+    /// The underlay: only VXLAN to us is steered.
+    Underlay = 2,
+}
+
+/// The program's counters (summed over CPUs), in the order of `enum counter` in the C source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SteerCounters {
+    pub port_redirect: u64,
+    pub underlay_redirect: u64,
+    pub underlay_pass: u64,
+    pub no_socket: u64,
+    pub unknown_iface: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SteerError {
+    #[error("loading the XDP program failed: {0} (needs root with CAP_BPF and CAP_NET_ADMIN, and a kernel with BTF)")]
+    Load(libbpf_rs::Error),
+    #[error("attaching XDP to {iface} failed: {err}")]
+    Attach { iface: String, err: libbpf_rs::Error },
+    #[error("{iface} already has another XDP program attached (id {id}, '{name}'); detach it with `ip link set dev {iface} xdp off` if it is not needed")]
+    Busy { iface: String, id: u32, name: String },
+    #[error("updating the BPF map '{map}' failed: {err}")]
+    Map { map: &'static str, err: libbpf_rs::Error },
+    #[error("too many {0}: the XDP program has room for {1}")]
+    Full(&'static str, u32),
+}
+
+/// The loaded program and its attachments; dropping it detaches everything.
+pub struct Steering {
+    skel: XvtepSkel<'static>,
+    links: Vec<(String, Link)>,
+    slots: HashMap<u32, u32>,
+}
+
+fn as_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: plain-old-data structs generated from the C program's types, read as bytes.
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+}
+
+impl Steering {
+    /// Loads the program and sets our VTEP address, UDP port and multicast groups.
+    pub fn load(local: Ipv4Addr, dstport: u16, groups: &[Ipv4Addr]) -> Result<Steering, SteerError> {
+        if groups.len() > MAX_GROUPS {
+            return Err(SteerError::Full("multicast groups", MAX_GROUPS as u32));
+        }
+        // The skeleton borrows its object storage for its whole life; one program is loaded
+        // per daemon, so the storage is allocated once and kept.
+        let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+        let open = XvtepSkelBuilder::default().open(storage).map_err(SteerError::Load)?;
+        let skel = open.load().map_err(SteerError::Load)?;
+        let mut cfg = skel::types::steer_config::default();
+        cfg.local = u32::from_ne_bytes(local.octets());
+        cfg.dstport = dstport.to_be();
+        cfg.ngroups = groups.len() as u16;
+        for (slot, g) in cfg.groups.iter_mut().zip(groups) {
+            *slot = u32::from_ne_bytes(g.octets());
+        }
+        skel.maps
+            .config
+            .update(&0u32.to_ne_bytes(), as_bytes(&cfg), MapFlags::ANY)
+            .map_err(|err| SteerError::Map { map: "config", err })?;
+        Ok(Steering { skel, links: Vec::new(), slots: HashMap::new() })
+    }
+
+    /// Registers `ifindex` with its role and attaches the program to it. A stale program of
+    /// ours attached the old way (netlink) is replaced; anyone else's is an error.
+    pub fn attach(&mut self, iface: &str, ifindex: u32, role: Role) -> Result<(), SteerError> {
+        let slot = self.slots.len() as u32;
+        if slot >= MAX_INTERFACES {
+            return Err(SteerError::Full("interfaces", MAX_INTERFACES));
+        }
+        let info = skel::types::port_info { slot, role: role as u32 };
+        self.skel
+            .maps
+            .ports
+            .update(&ifindex.to_ne_bytes(), as_bytes(&info), MapFlags::ANY)
+            .map_err(|err| SteerError::Map { map: "ports", err })?;
+        self.slots.insert(ifindex, slot);
+        let prog = &self.skel.progs.xvtep_steer;
+        let link = match prog.attach_xdp(ifindex as i32) {
+            Ok(link) => link,
+            Err(first) => {
+                let xdp = libbpf_rs::Xdp::new(prog.as_fd());
+                let id = xdp.query_id(ifindex as i32, XdpFlags::NONE).unwrap_or(0);
+                if id == 0 {
+                    return Err(SteerError::Attach { iface: iface.into(), err: first });
+                }
+                let name = program_name(id).unwrap_or_default();
+                if name != PROGRAM_NAME {
+                    return Err(SteerError::Busy { iface: iface.into(), id, name });
+                }
+                tracing::warn!(iface, id, "replacing a stale {PROGRAM_NAME} program left attached");
+                for mode in [XdpFlags::DRV_MODE, XdpFlags::SKB_MODE, XdpFlags::NONE] {
+                    let _ = xdp.detach(ifindex as i32, mode);
+                }
+                prog.attach_xdp(ifindex as i32).map_err(|err| SteerError::Attach { iface: iface.into(), err })?
+            }
+        };
+        self.links.push((iface.to_string(), link));
+        Ok(())
+    }
+
+    /// Steers frames of (`ifindex`, `queue`) to the AF_XDP socket `fd`.
+    pub fn set_socket(&mut self, ifindex: u32, queue: u32, fd: RawFd) -> Result<(), SteerError> {
+        if queue >= MAX_QUEUES {
+            return Err(SteerError::Full("queues per interface", MAX_QUEUES));
+        }
+        let slot = *self.slots.get(&ifindex).ok_or(SteerError::Full("interfaces (not attached)", 0))?;
+        let key = slot * MAX_QUEUES + queue;
+        self.skel
+            .maps
+            .xsks
+            .update(&key.to_ne_bytes(), &(fd as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(|err| SteerError::Map { map: "xsks", err })
+    }
+
+    /// Stops steering (`ifindex`, `queue`): its frames pass to the kernel again.
+    pub fn clear_socket(&mut self, ifindex: u32, queue: u32) {
+        if let Some(slot) = self.slots.get(&ifindex) {
+            let _ = self.skel.maps.xsks.delete(&(slot * MAX_QUEUES + queue).to_ne_bytes());
+        }
+    }
+
+    /// The program's counters summed over CPUs.
+    pub fn counters(&self) -> SteerCounters {
+        let read = |i: u32| -> u64 {
+            match self.skel.maps.counters.lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY) {
+                Ok(Some(per_cpu)) => per_cpu
+                    .iter()
+                    .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])))
+                    .sum(),
+                _ => 0,
+            }
+        };
+        SteerCounters {
+            port_redirect: read(0),
+            underlay_redirect: read(1),
+            underlay_pass: read(2),
+            no_socket: read(3),
+            unknown_iface: read(4),
+        }
+    }
+
+    /// The interfaces the program is attached to.
+    pub fn attached(&self) -> impl Iterator<Item = &str> {
+        self.links.iter().map(|(i, _)| i.as_str())
+    }
+}
+
+/// The name of the loaded BPF program with `id`.
+fn program_name(id: u32) -> Option<String> {
+    libbpf_rs::query::ProgInfoIter::default().find(|p| p.id == id).map(|p| p.name.to_string_lossy().into_owned())
+}

@@ -1,0 +1,193 @@
+//! `xvtep run`: the vswitch daemon. Loads the config, checks the host, attaches the XDP
+//! program, opens AF_XDP sockets, and runs one worker per core given until SIGINT/SIGTERM,
+//! then detaches everything it attached.
+
+mod host;
+mod netlink;
+mod resolver;
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tracing::{info, warn};
+use xvtep_bpf::{Role, Steering};
+use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, XskSpec};
+use xvtep_dataplane::{Config, NextHops, PortId, Switch, Underlay};
+
+use host::Iface;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The switch's config file (TOML).
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// CPUs to run workers on, one worker each (e.g. "1" or "0,1"). Default: one worker,
+    /// unpinned. Workers are capped at the fewest rx queues of any interface used.
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// Seconds between one-line traffic summaries in the log (0 = none).
+    #[arg(long, default_value_t = 60)]
+    summary_every: u64,
+}
+
+struct Worker {
+    handle: JoinHandle<Result<()>>,
+    counters: Arc<IoCounters>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("xvtep run attaches XDP programs and opens AF_XDP sockets, which needs root: run it with sudo");
+    }
+    let config = Config::load(&args.config)?;
+    let t = &config.tunnel;
+    let dev = Iface::inspect(&t.dev, "tunnel.dev", &args.config)?;
+    host::require_address(&t.dev, t.local, &args.config)?;
+    let ports: Vec<Iface> =
+        config.ports.iter().map(|p| Iface::inspect(&p.name, "a [[port]]", &args.config)).collect::<Result<_>>()?;
+    let underlay = Underlay { mac: dev.mac, mtu: t.mtu.unwrap_or(dev.mtu) };
+    let switch = Switch::new(&config, underlay, NextHops::default());
+
+    // Workers: one per core given, at most the fewest queues of any interface, so that every
+    // worker has a socket (and so a tx ring) on every interface.
+    let min_queues = ports.iter().chain([&dev]).map(|i| i.queues).min().unwrap_or(1);
+    let wanted = args.cores.len().max(1);
+    let workers = wanted.min(min_queues as usize);
+    if workers < wanted {
+        warn!("running {workers} worker(s), not {wanted}: an interface has only {min_queues} rx queue(s)");
+    }
+
+    let groups: Vec<Ipv4Addr> = config.vlans.iter().filter_map(|m| m.group).chain(t.group).collect();
+    let mut steering = Steering::load(t.local, t.dstport, &groups)?;
+    // Attached before any socket exists: until a socket is bound, the program passes frames
+    // to the kernel, so no interface is black-holed while we start.
+    steering.attach(&dev.name, dev.index, Role::Underlay)?;
+    for p in &ports {
+        steering.attach(&p.name, p.index, Role::Port)?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let epoch = Instant::now();
+    let mut handles = Vec::new();
+    let all: Vec<(PortId, &Iface)> =
+        std::iter::once((PortId::TUNNEL, &dev)).chain(ports.iter().enumerate().map(|(i, p)| (PortId(i as u16 + 1), p))).collect();
+    for w in 0..workers {
+        let specs: Vec<XskSpec> = all
+            .iter()
+            .flat_map(|(port, iface)| {
+                (0..iface.queues)
+                    .filter(move |q| *q as usize % workers == w)
+                    .map(move |queue| XskSpec { port: *port, ifname: iface.name.clone(), queue })
+            })
+            .collect();
+        let io = AfXdpIo::new(&specs, stop.clone(), epoch)?;
+        for (ifname, queue, fd) in io.sockets() {
+            let index = all.iter().find(|(_, i)| i.name == ifname).map(|(_, i)| i.index).unwrap_or(0);
+            steering.set_socket(index, queue, fd)?;
+        }
+        let counters = io.counters.clone();
+        let core = args.cores.get(w).copied();
+        let mut pipeline = switch.pipeline();
+        let handle = std::thread::Builder::new()
+            .name(format!("xvtep-worker{w}"))
+            .spawn(move || -> Result<()> {
+                let mut io = io;
+                if let Some(cpu) = core {
+                    let mut set = nix::sched::CpuSet::new();
+                    set.set(cpu).with_context(|| format!("CPU {cpu} does not exist"))?;
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                        .with_context(|| format!("pinning worker to CPU {cpu}"))?;
+                }
+                xvtep_dataplane::io::run(&mut io, &mut pipeline)?;
+                Ok(())
+            })
+            .context("starting a worker thread")?;
+        handles.push(Worker { handle, counters });
+    }
+
+    // Multicast underlay: join through the kernel so that IGMP goes out on dev.
+    let mut joined = Vec::new();
+    for g in &groups {
+        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("opening a socket to join groups")?;
+        sock.join_multicast_v4(g, &t.local).with_context(|| format!("joining {g} on {}", t.dev))?;
+        joined.push(sock);
+    }
+
+    info!(
+        config = %args.config.display(),
+        underlay = %format!("{} ({}, mtu {}, {} queue(s))", dev.name, t.local, underlay.mtu, dev.queues),
+        ports = %ports.iter().map(|p| format!("{} ({} queue(s))", p.name, p.queues)).collect::<Vec<_>>().join(", "),
+        vnis = %config.vlans.iter().map(|m| format!("{}<->{}", m.vid, m.vni)).collect::<Vec<_>>().join(" "),
+        workers,
+        "xvtep running"
+    );
+    println!("xvtep: running on {} with {} port(s), {workers} worker(s); stop with Ctrl-C", dev.name, ports.len());
+
+    let mut resolver = resolver::Resolver::new(dev.index).context("opening a netlink socket")?;
+    let mut last_summary = Instant::now();
+    let mut last_total = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let now = epoch.elapsed().as_nanos() as u64;
+        switch.age(now);
+        let unresolved = resolver.tick(&switch.nexthops);
+        if handles.iter().any(|w| w.handle.is_finished()) {
+            warn!("a worker stopped; shutting down");
+            break;
+        }
+        if args.summary_every > 0 && last_summary.elapsed() >= Duration::from_secs(args.summary_every) {
+            let s = switch.stats();
+            let total: u64 = s.ports.iter().map(|p| p.rx_packets).sum();
+            if total != last_total {
+                let drops: u64 = s.drops.values().sum();
+                info!(rx = total - last_total, drops, fdb = s.fdb.entries, unresolved, "traffic");
+            }
+            last_total = total;
+            last_summary = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failed = None;
+    let mut io_totals = Vec::new();
+    for w in handles {
+        io_totals.push(w.counters);
+        match w.handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
+        }
+    }
+    let xdp = steering.counters();
+    let attached: Vec<String> = steering.attached().map(String::from).collect();
+    drop(joined);
+    drop(steering);
+    info!("detached XDP from {}", attached.join(", "));
+    println!("{}", switch.stats());
+    let io = |f: fn(&IoCounters) -> u64| io_totals.iter().map(|c| f(c)).sum::<u64>();
+    println!(
+        "io: rx {} tx {} (zero-copy {}), dropped: tx_ring_full {} tx_no_frame {} tx_no_socket {}; checksums completed {}",
+        io(|c| c.rx_packets.get()),
+        io(|c| c.tx_packets.get()),
+        io(|c| c.tx_zero_copy.get()),
+        io(|c| c.tx_ring_full.get()),
+        io(|c| c.tx_no_frame.get()),
+        io(|c| c.tx_no_socket.get()),
+        io(|c| c.csum_completed.get()),
+    );
+    println!(
+        "xdp: port_redirect {} underlay_redirect {} underlay_pass {} no_socket {}",
+        xdp.port_redirect, xdp.underlay_redirect, xdp.underlay_pass, xdp.no_socket
+    );
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,149 @@
+//! Underlay next hops from the kernel: the route to a remote VTEP, the neighbour entry of its
+//! next hop, and a nudge (NTF_USE) to make the kernel resolve one it does not know yet.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use xvtep_dataplane::wire::MacAddr;
+
+pub struct Rtnl {
+    sock: Socket,
+    seq: u32,
+}
+
+/// How a remote VTEP is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The address to resolve: the gateway, or the remote itself when on-link.
+    pub next_hop: Ipv4Addr,
+    pub oif: u32,
+}
+
+impl Rtnl {
+    pub fn new() -> io::Result<Rtnl> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        Ok(Rtnl { sock, seq: 0 })
+    }
+
+    /// Sends `msg` and collects the replies up to the end of a dump or an acknowledgement.
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.sock.send(&buf, 0)?;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self.sock.recv_from_full()?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = msg.header.length as usize;
+                if msg.header.sequence_number == self.seq {
+                    match msg.payload {
+                        NetlinkPayload::Done(_) => return Ok(out),
+                        NetlinkPayload::Error(e) => {
+                            return match e.code {
+                                None => Ok(out), // an acknowledgement
+                                Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                            };
+                        }
+                        NetlinkPayload::InnerMessage(m) => {
+                            out.push(m);
+                            if flags & NLM_F_DUMP != NLM_F_DUMP && flags & NLM_F_ACK == 0 {
+                                return Ok(out);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                offset += len;
+            }
+        }
+    }
+
+    /// The kernel's route to `dst` (`ip route get`).
+    pub fn route(&mut self, dst: Ipv4Addr) -> io::Result<Option<Route>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.destination_prefix_length = 32;
+        msg.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        let replies = self.request(RouteNetlinkMessage::GetRoute(msg), NLM_F_REQUEST)?;
+        for r in replies {
+            if let RouteNetlinkMessage::NewRoute(r) = r {
+                let mut route = Route { next_hop: dst, oif: 0 };
+                for a in r.attributes {
+                    match a {
+                        RouteAttribute::Gateway(RouteAddress::Inet(gw)) => route.next_hop = gw,
+                        RouteAttribute::Oif(i) => route.oif = i,
+                        _ => {}
+                    }
+                }
+                return Ok(Some(route));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every usable IPv4 neighbour entry: (address, ifindex) → MAC.
+    pub fn neighbours(&mut self) -> io::Result<HashMap<(Ipv4Addr, u32), MacAddr>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        let replies = self.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
+        let mut out = HashMap::new();
+        for r in replies {
+            let RouteNetlinkMessage::NewNeighbour(n) = r else { continue };
+            if matches!(n.header.state, NeighbourState::Incomplete | NeighbourState::Failed) {
+                continue;
+            }
+            let (mut ip, mut mac) = (None, None);
+            for a in n.attributes {
+                match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(a),
+                    NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => mac = Some(MacAddr::from_bytes(&l)),
+                    _ => {}
+                }
+            }
+            if let (Some(ip), Some(mac)) = (ip, mac) {
+                out.insert((ip, n.header.ifindex), mac);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks the kernel to resolve `ip` on `ifindex` (`ip neigh replace IP dev IF use`): it
+    /// sends ARP, and the answer shows up in the neighbour table.
+    pub fn resolve(&mut self, ip: Ipv4Addr, ifindex: u32) -> io::Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = ifindex;
+        msg.header.state = NeighbourState::Permanent;
+        msg.header.flags = NeighbourFlags::Use;
+        msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(|_| ())
+    }
+}

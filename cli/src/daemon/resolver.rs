@@ -1,0 +1,69 @@
+//! Keeps the switch's next-hop table in step with the kernel's routes and neighbours: once a
+//! second, every remote asked for or known is looked up; unknown next hops are resolved by
+//! the kernel (ARP) on our request, changed ones are updated, failed ones removed (their
+//! traffic is then dropped and counted as nexthop_unresolved, not sent to a stale MAC).
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use xvtep_dataplane::NextHops;
+
+use super::netlink::Rtnl;
+
+pub struct Resolver {
+    rtnl: Rtnl,
+    dev: u32,
+    warned: HashSet<Ipv4Addr>,
+}
+
+impl Resolver {
+    pub fn new(dev: u32) -> std::io::Result<Resolver> {
+        Ok(Resolver { rtnl: Rtnl::new()?, dev, warned: HashSet::new() })
+    }
+
+    /// One pass; returns how many remotes are still unresolved.
+    pub fn tick(&mut self, hops: &NextHops) -> usize {
+        let wanted: Vec<Ipv4Addr> = hops.to_resolve().into_iter().filter(|ip| !ip.is_multicast()).collect();
+        if wanted.is_empty() {
+            return 0;
+        }
+        let neighbours = match self.rtnl.neighbours() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("reading the neighbour table failed: {e}");
+                return wanted.len();
+            }
+        };
+        let mut unresolved = 0;
+        for ip in wanted {
+            let route = match self.rtnl.route(ip) {
+                Ok(Some(r)) => r,
+                Ok(None) | Err(_) => {
+                    if self.warned.insert(ip) {
+                        tracing::warn!(%ip, "no route to remote VTEP; its traffic is dropped (nexthop_unresolved)");
+                    }
+                    hops.remove(ip);
+                    unresolved += 1;
+                    continue;
+                }
+            };
+            if route.oif != self.dev && self.warned.insert(ip) {
+                tracing::warn!(%ip, oif = route.oif, "remote VTEP is routed out of another interface than tunnel.dev");
+            }
+            match neighbours.get(&(route.next_hop, route.oif)) {
+                Some(mac) => {
+                    hops.insert(ip, *mac);
+                    self.warned.remove(&ip);
+                }
+                None => {
+                    hops.remove(ip);
+                    unresolved += 1;
+                    if let Err(e) = self.rtnl.resolve(route.next_hop, route.oif) {
+                        tracing::debug!(%ip, "asking the kernel to resolve {} failed: {e}", route.next_hop);
+                    }
+                }
+            }
+        }
+        unresolved
+    }
+}
