@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all setup build test demo bench fmt clean
+.PHONY: all setup build test demo demo-replay bench fmt clean
 
 all: build
 
@@ -17,6 +17,9 @@ test: setup
 	$(CARGO) test --workspace
 
 demo: build
+	@scripts/demo.sh
+
+demo-replay: build
 	@scripts/demo-replay.sh
 
 bench: setup

@@ -132,7 +132,8 @@ impl Steering {
                 for mode in [XdpFlags::DRV_MODE, XdpFlags::SKB_MODE, XdpFlags::NONE] {
                     let _ = xdp.detach(ifindex as i32, mode);
                 }
-                prog.attach_xdp(ifindex as i32).map_err(|err| SteerError::Attach { iface: iface.into(), err })?
+                prog.attach_xdp(ifindex as i32)
+                    .map_err(|err| SteerError::Attach { iface: iface.into(), err })?
             }
         };
         self.links.push((iface.to_string(), link));
@@ -164,10 +165,9 @@ impl Steering {
     pub fn counters(&self) -> SteerCounters {
         let read = |i: u32| -> u64 {
             match self.skel.maps.counters.lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY) {
-                Ok(Some(per_cpu)) => per_cpu
-                    .iter()
-                    .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])))
-                    .sum(),
+                Ok(Some(per_cpu)) => {
+                    per_cpu.iter().map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8]))).sum()
+                }
                 _ => 0,
             }
         };
@@ -188,5 +188,7 @@ impl Steering {
 
 /// The name of the loaded BPF program with `id`.
 fn program_name(id: u32) -> Option<String> {
-    libbpf_rs::query::ProgInfoIter::default().find(|p| p.id == id).map(|p| p.name.to_string_lossy().into_owned())
+    libbpf_rs::query::ProgInfoIter::default()
+        .find(|p| p.id == id)
+        .map(|p| p.name.to_string_lossy().into_owned())
 }

@@ -62,6 +62,14 @@ impl NextHops {
         }
     }
 
+    /// Marks `ip` as wanted, so that the resolver looks it up before any frame needs it (the
+    /// remotes a config names are known from the start).
+    pub fn want(&self, ip: Ipv4Addr) {
+        if !ip.is_multicast() && !self.map.contains_key(&ip) {
+            self.misses.insert(ip, ());
+        }
+    }
+
     /// Addresses to resolve: every one asked for and missed, and every one known (to notice
     /// changes). The misses are forgotten once handed out.
     pub fn to_resolve(&self) -> Vec<Ipv4Addr> {

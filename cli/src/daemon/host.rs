@@ -29,12 +29,20 @@ impl Iface {
         })?;
         let sys = Path::new("/sys/class/net").join(name);
         let read = |f: &str| -> Result<String> {
-            Ok(std::fs::read_to_string(sys.join(f)).with_context(|| format!("reading {}/{f}", sys.display()))?.trim().to_string())
+            Ok(std::fs::read_to_string(sys.join(f))
+                .with_context(|| format!("reading {}/{f}", sys.display()))?
+                .trim()
+                .to_string())
         };
-        let mac: MacAddr = read("address")?.parse().with_context(|| format!("{name} has no Ethernet address"))?;
+        let mac: MacAddr =
+            read("address")?.parse().with_context(|| format!("{name} has no Ethernet address"))?;
         let mtu: u32 = read("mtu")?.parse().context("parsing the MTU")?;
         let queues = std::fs::read_dir(sys.join("queues"))
-            .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                    .count()
+            })
             .unwrap_or(1)
             .max(1) as u32;
         Ok(Iface { name: name.to_string(), index, mac, mtu, queues })

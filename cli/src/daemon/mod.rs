@@ -48,8 +48,11 @@ pub fn run(args: Args) -> Result<()> {
     let t = &config.tunnel;
     let dev = Iface::inspect(&t.dev, "tunnel.dev", &args.config)?;
     host::require_address(&t.dev, t.local, &args.config)?;
-    let ports: Vec<Iface> =
-        config.ports.iter().map(|p| Iface::inspect(&p.name, "a [[port]]", &args.config)).collect::<Result<_>>()?;
+    let ports: Vec<Iface> = config
+        .ports
+        .iter()
+        .map(|p| Iface::inspect(&p.name, "a [[port]]", &args.config))
+        .collect::<Result<_>>()?;
     let underlay = Underlay { mac: dev.mac, mtu: t.mtu.unwrap_or(dev.mtu) };
     let switch = Switch::new(&config, underlay, NextHops::default());
 
@@ -77,15 +80,18 @@ pub fn run(args: Args) -> Result<()> {
     }
     let epoch = Instant::now();
     let mut handles = Vec::new();
-    let all: Vec<(PortId, &Iface)> =
-        std::iter::once((PortId::TUNNEL, &dev)).chain(ports.iter().enumerate().map(|(i, p)| (PortId(i as u16 + 1), p))).collect();
+    let all: Vec<(PortId, &Iface)> = std::iter::once((PortId::TUNNEL, &dev))
+        .chain(ports.iter().enumerate().map(|(i, p)| (PortId(i as u16 + 1), p)))
+        .collect();
     for w in 0..workers {
         let specs: Vec<XskSpec> = all
             .iter()
             .flat_map(|(port, iface)| {
-                (0..iface.queues)
-                    .filter(move |q| *q as usize % workers == w)
-                    .map(move |queue| XskSpec { port: *port, ifname: iface.name.clone(), queue })
+                (0..iface.queues).filter(move |q| *q as usize % workers == w).map(move |queue| XskSpec {
+                    port: *port,
+                    ifname: iface.name.clone(),
+                    queue,
+                })
             })
             .collect();
         let io = AfXdpIo::new(&specs, stop.clone(), epoch)?;
@@ -121,6 +127,19 @@ pub fn run(args: Args) -> Result<()> {
         joined.push(sock);
     }
 
+    // Resolve the remotes the config names now, not when the first frame needs them.
+    let remotes = config.fdb.iter().filter_map(|e| match e.target {
+        xvtep_dataplane::config::FdbTarget::Remote { ip, .. } => Some(ip),
+        _ => None,
+    });
+    for ip in remotes.chain(t.remote) {
+        switch.nexthops.want(ip);
+    }
+    let mut resolver = resolver::Resolver::new(dev.index).context("opening a netlink socket")?;
+    let resolving = Instant::now();
+    while resolver.tick(&switch.nexthops) > 0 && resolving.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     info!(
         config = %args.config.display(),
         underlay = %format!("{} ({}, mtu {}, {} queue(s))", dev.name, t.local, underlay.mtu, dev.queues),
@@ -129,15 +148,27 @@ pub fn run(args: Args) -> Result<()> {
         workers,
         "xvtep running"
     );
-    println!("xvtep: running on {} with {} port(s), {workers} worker(s); stop with Ctrl-C", dev.name, ports.len());
+    println!(
+        "xvtep: running on {} with {} port(s), {workers} worker(s); stop with Ctrl-C",
+        dev.name,
+        ports.len()
+    );
 
-    let mut resolver = resolver::Resolver::new(dev.index).context("opening a netlink socket")?;
     let mut last_summary = Instant::now();
     let mut last_total = 0u64;
+    let mut last_housekeeping = Instant::now() - Duration::from_secs(1);
+    let mut unresolved = 0;
     while !stop.load(Ordering::Relaxed) {
+        // Every second, or every 50 ms while a next hop is being resolved.
+        let period = if unresolved > 0 { Duration::from_millis(50) } else { Duration::from_secs(1) };
+        if last_housekeeping.elapsed() < period {
+            std::thread::sleep(Duration::from_millis(25));
+            continue;
+        }
+        last_housekeeping = Instant::now();
         let now = epoch.elapsed().as_nanos() as u64;
         switch.age(now);
-        let unresolved = resolver.tick(&switch.nexthops);
+        unresolved = resolver.tick(&switch.nexthops);
         if handles.iter().any(|w| w.handle.is_finished()) {
             warn!("a worker stopped; shutting down");
             break;
@@ -152,7 +183,6 @@ pub fn run(args: Args) -> Result<()> {
             last_total = total;
             last_summary = Instant::now();
         }
-        std::thread::sleep(Duration::from_millis(200));
     }
     stop.store(true, Ordering::Relaxed);
     let mut failed = None;
@@ -171,6 +201,10 @@ pub fn run(args: Args) -> Result<()> {
     drop(steering);
     info!("detached XDP from {}", attached.join(", "));
     println!("{}", switch.stats());
+    println!("fdb:");
+    for line in switch.fdb_show(epoch.elapsed().as_nanos() as u64) {
+        println!("  {line}");
+    }
     let io = |f: fn(&IoCounters) -> u64| io_totals.iter().map(|c| f(c)).sum::<u64>();
     println!(
         "io: rx {} tx {} (zero-copy {}), dropped: tx_ring_full {} tx_no_frame {} tx_no_socket {}; checksums completed {}",

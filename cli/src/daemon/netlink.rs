@@ -6,7 +6,8 @@ use std::io;
 use std::net::Ipv4Addr;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -120,7 +121,9 @@ impl Rtnl {
             for a in n.attributes {
                 match a {
                     NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(a),
-                    NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => mac = Some(MacAddr::from_bytes(&l)),
+                    NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
+                        mac = Some(MacAddr::from_bytes(&l))
+                    }
                     _ => {}
                 }
             }

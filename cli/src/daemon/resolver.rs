@@ -43,6 +43,7 @@ impl Resolver {
                         tracing::warn!(%ip, "no route to remote VTEP; its traffic is dropped (nexthop_unresolved)");
                     }
                     hops.remove(ip);
+                    hops.want(ip);
                     unresolved += 1;
                     continue;
                 }
@@ -57,6 +58,7 @@ impl Resolver {
                 }
                 None => {
                     hops.remove(ip);
+                    hops.want(ip);
                     unresolved += 1;
                     if let Err(e) = self.rtnl.resolve(route.next_hop, route.oif) {
                         tracing::debug!(%ip, "asking the kernel to resolve {} failed: {e}", route.next_hop);

@@ -23,7 +23,7 @@ use super::{FrameIo, BATCH_SIZE};
 use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
 use crate::pipeline::{Pipeline, RxFrame, TxBatch, TxSource};
-use crate::wire::offload::complete_partial_checksum;
+use crate::wire::offload::{complete_partial_checksum, complete_partial_checksums_underlay};
 
 /// Descriptors per ring (fill, completion, rx, tx).
 const RING: u32 = 1024;
@@ -115,7 +115,8 @@ impl AfXdpIo {
             .comp_queue_size(ring)
             .build()
             .map_err(|e| AfXdpError::Umem(e.to_string()))?;
-        let (umem, free) = Umem::new(umem_config, frames, false).map_err(|e| AfXdpError::Umem(e.to_string()))?;
+        let (umem, free) =
+            Umem::new(umem_config, frames, false).map_err(|e| AfXdpError::Umem(e.to_string()))?;
         let socket_config = SocketConfig::builder()
             .rx_queue_size(ring)
             .tx_queue_size(ring)
@@ -125,15 +126,25 @@ impl AfXdpIo {
             .build();
         let mut socks = Vec::with_capacity(specs.len());
         for spec in specs {
-            let err = |msg: String| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, msg };
+            let err =
+                |msg: String| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, msg };
             let name = CString::new(spec.ifname.as_bytes()).map_err(|e| err(e.to_string()))?;
             // SAFETY: every (interface, queue) is bound once per UMEM, with
             // INHIBIT_PROG_LOAD set, as Socket::new requires.
-            let (tx, rx, rings) = unsafe { Socket::new(socket_config, &umem, &Interface::new(name), spec.queue) }
-                .map_err(|e| err(e.to_string()))?;
+            let (tx, rx, rings) =
+                unsafe { Socket::new(socket_config, &umem, &Interface::new(name), spec.queue) }
+                    .map_err(|e| err(e.to_string()))?;
             let (fq, cq) = rings.ok_or_else(|| err("the queue is bound already".into()))?;
             let fd = rx.fd().as_raw_fd();
-            socks.push(Sock { spec: spec.clone(), tx, rx, fq, cq, fd, pending: Vec::with_capacity(RING as usize) });
+            socks.push(Sock {
+                spec: spec.clone(),
+                tx,
+                rx,
+                fq,
+                cq,
+                fd,
+                pending: Vec::with_capacity(RING as usize),
+            });
         }
         let mut tx_of_port: Vec<Option<usize>> = Vec::new();
         for (i, s) in socks.iter().enumerate() {
@@ -216,7 +227,9 @@ impl AfXdpIo {
     fn sleep(&mut self) -> Result<(), AfXdpError> {
         self.counters.idle_sleeps.add(1);
         // SAFETY: pollfds is a valid array of pollfd for the duration of the call.
-        let r = unsafe { libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, IDLE_POLL_MS) };
+        let r = unsafe {
+            libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, IDLE_POLL_MS)
+        };
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
@@ -318,15 +331,16 @@ impl FrameIo for AfXdpIo {
             return Ok(true);
         }
         self.counters.rx_packets.add(self.rx.len() as u64);
-        let underlay = PortId::TUNNEL;
         for (s, desc) in self.rx.iter_mut() {
-            if self.socks[*s].spec.port != underlay {
-                // SAFETY: a received frame of this UMEM, owned by us until returned.
-                let mut data = unsafe { self.umem.data_mut(desc) };
-                if complete_partial_checksum(data.contents_mut()) {
-                    self.counters.csum_completed.add(1);
-                }
-            }
+            // SAFETY: a received frame of this UMEM, owned by us until returned.
+            let mut data = unsafe { self.umem.data_mut(desc) };
+            let frame = data.contents_mut();
+            let completed = if self.socks[*s].spec.port.is_tunnel() {
+                complete_partial_checksums_underlay(frame)
+            } else {
+                complete_partial_checksum(frame) as u32
+            };
+            self.counters.csum_completed.add(completed as u64);
         }
         let now: Nanos = self.epoch.elapsed().as_nanos() as Nanos;
         // A second handle on the UMEM (an Arc clone): the received frames borrow it while

@@ -77,6 +77,26 @@ pub fn complete_partial_checksum(frame: &mut [u8]) -> bool {
     true
 }
 
+/// The same for a frame from the underlay: the inner frame of a VXLAN packet first (with local
+/// checksum offload the sender computed the outer sum as if the inner one were done), then the
+/// outer UDP checksum. Returns how many checksums were completed.
+pub fn complete_partial_checksums_underlay(frame: &mut [u8]) -> u32 {
+    let mut done = 0;
+    let inner = (|| {
+        if frame.get(12..14)? != ETHERTYPE_IPV4.to_be_bytes() || frame.get(23)? != &IP_PROTO_UDP {
+            return None;
+        }
+        let ihl = (frame[14] & 0x0f) as usize * 4;
+        // Outer Ethernet + IPv4 + UDP + VXLAN, then at least an inner Ethernet header.
+        let at = 14 + ihl + 8 + 8;
+        (frame.len() >= at + 14).then_some(at)
+    })();
+    if let Some(at) = inner {
+        done += complete_partial_checksum(&mut frame[at..]) as u32;
+    }
+    done + complete_partial_checksum(frame) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,8 +108,17 @@ mod tests {
         let mut f = vec![0u8; 14 + 20 + 8 + payload.len()];
         f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
         let l4 = (8 + payload.len()) as u16;
-        Ipv4Repr { src: s, dst: d, protocol: IP_PROTO_UDP, ttl: 64, tos: 0, dont_fragment: true, ident: 1, payload_len: l4 }
-            .emit(&mut f[14..]);
+        Ipv4Repr {
+            src: s,
+            dst: d,
+            protocol: IP_PROTO_UDP,
+            ttl: 64,
+            tos: 0,
+            dont_fragment: true,
+            ident: 1,
+            payload_len: l4,
+        }
+        .emit(&mut f[14..]);
         UdpRepr { src_port: 1, dst_port: 2, payload_len: payload.len() as u16 }.emit(&mut f[34..]);
         f[42..].copy_from_slice(payload);
         UdpRepr::fill_checksum(&mut f[34..], s, d);
@@ -119,6 +148,66 @@ mod tests {
         for n in 0..full.len() {
             let mut cut = partial[..n].to_vec();
             complete_partial_checksum(&mut cut);
+            complete_partial_checksums_underlay(&mut cut);
         }
+    }
+}
+
+#[cfg(test)]
+mod underlay_tests {
+    use super::*;
+    use crate::wire::{Ipv4Repr, UdpRepr, VxlanHeader};
+    use std::net::Ipv4Addr;
+
+    /// A VXLAN packet whose outer UDP checksum is partial, around a UDP frame whose checksum
+    /// is partial too: both are completed, inner first.
+    #[test]
+    fn completes_inner_then_outer() {
+        let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let mut inner = vec![0u8; 14 + 20 + 8 + 5];
+        inner[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        Ipv4Repr {
+            src: s,
+            dst: d,
+            protocol: IP_PROTO_UDP,
+            ttl: 64,
+            tos: 0,
+            dont_fragment: false,
+            ident: 0,
+            payload_len: 13,
+        }
+        .emit(&mut inner[14..]);
+        UdpRepr { src_port: 7, dst_port: 7, payload_len: 5 }.emit(&mut inner[34..]);
+        inner[42..].copy_from_slice(b"inner");
+        let mut good_inner = inner.clone();
+        UdpRepr::fill_checksum(&mut good_inner[34..], s, d);
+        let ipsum = checksum_sum(&inner[26..34]) + IP_PROTO_UDP as u64 + 13;
+        inner[40..42].copy_from_slice(&(!checksum_fold(ipsum)).to_be_bytes());
+
+        let (os, od) = (Ipv4Addr::new(192, 168, 1, 2), Ipv4Addr::new(192, 168, 1, 1));
+        let udp_len = 8 + 8 + inner.len();
+        let mut f = vec![0u8; 14 + 20 + udp_len];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        Ipv4Repr {
+            src: os,
+            dst: od,
+            protocol: IP_PROTO_UDP,
+            ttl: 64,
+            tos: 0,
+            dont_fragment: false,
+            ident: 0,
+            payload_len: udp_len as u16,
+        }
+        .emit(&mut f[14..]);
+        UdpRepr { src_port: 5000, dst_port: 4789, payload_len: (8 + inner.len()) as u16 }.emit(&mut f[34..]);
+        VxlanHeader::emit(2, &mut f[42..]);
+        f[50..].copy_from_slice(&inner);
+        let mut want = f.clone();
+        want[50..].copy_from_slice(&good_inner);
+        UdpRepr::fill_checksum(&mut want[34..], os, od);
+        let osum = checksum_sum(&f[26..34]) + IP_PROTO_UDP as u64 + udp_len as u64;
+        f[40..42].copy_from_slice(&(!checksum_fold(osum)).to_be_bytes());
+        assert_eq!(complete_partial_checksums_underlay(&mut f), 2);
+        assert_eq!(f, want);
     }
 }

@@ -1,0 +1,273 @@
+//! End-to-end tests in network namespaces (root; CI is root): xvtep daemons forwarding real
+//! traffic, against each other and against the kernel's bridge + vxlan.
+//!
+//! Topology: an underlay namespace with a bridge joins the hosts' `eth0` (192.168.1.N/24).
+//! Host N has two "containers": aN on tap1_0 (VID 2 ↔ VNI 2, 10.2.0.N/24) and bN on tap2_0
+//! (VID 3 ↔ VNI 3, 10.3.0.N/24).
+
+mod support;
+
+use std::net::UdpSocket;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use support::*;
+
+const UP: Duration = Duration::from_secs(10);
+
+struct Host {
+    h: Netns,
+    a: Netns,
+    b: Netns,
+}
+
+struct Topo {
+    // Dropped in order: containers and hosts, then the underlay.
+    hosts: Vec<Host>,
+    ul: Netns,
+    dir: tempfile::TempDir,
+}
+
+fn topo(prefix: &str, n: usize) -> Topo {
+    let ul = Netns::new(&format!("{prefix}-ul"));
+    ul.sh("ip link add br0 type bridge && ip link set br0 up");
+    let mut hosts = Vec::new();
+    for i in 1..=n {
+        let h = Netns::new(&format!("{prefix}-h{i}"));
+        veth(&h, "eth0", &ul, &format!("p{i}"));
+        ul.sh(&format!("ip link set p{i} master br0"));
+        h.sh(&format!("ip addr add 192.168.1.{i}/24 dev eth0"));
+        let a = Netns::new(&format!("{prefix}-a{i}"));
+        let b = Netns::new(&format!("{prefix}-b{i}"));
+        veth(&h, "tap1_0", &a, "eth0");
+        veth(&h, "tap2_0", &b, "eth0");
+        // 1450: the inner MTU of a 1500-byte underlay, as on any VXLAN network.
+        a.sh(&format!("ip addr add 10.2.0.{i}/24 dev eth0 && ip link set eth0 mtu 1450"));
+        b.sh(&format!("ip addr add 10.3.0.{i}/24 dev eth0 && ip link set eth0 mtu 1450"));
+        hosts.push(Host { h, a, b });
+    }
+    Topo { hosts, ul, dir: tempfile::tempdir().unwrap() }
+}
+
+fn prefix(test: &str) -> String {
+    format!("xv{}-{}", std::process::id() % 100000, test)
+}
+
+fn xdp_programs(ns: &Netns) -> usize {
+    ns.sh("ip link show").matches("prog/xdp").count()
+}
+
+#[test]
+fn seed000_two_xvtep_hosts() {
+    require_root!();
+    let t = topo(&prefix("seed"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    let mut d1 = Daemon::start(&h1.h, &seed_config("192.168.1.1", &["192.168.1.2"], ""), t.dir.path(), "h1");
+    let mut d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "VNI 2 across hosts");
+    assert!(h1.b.ping_ok("10.3.0.2", UP), "VNI 3 across hosts");
+    assert!(h2.a.ping_ok("10.2.0.1", UP), "VNI 2 the other way");
+    // An address of VNI 3 inside VNI 2's subnet stays unreachable from VNI 2.
+    h2.b.sh("ip addr add 10.2.0.99/24 dev eth0");
+    assert!(!h1.a.try_sh("ping -c 2 -W 1 10.2.0.99").status.success(), "VNI 3 reached from VNI 2");
+    let out1 = d1.stop();
+    d2.stop();
+    let mac_a2 = h2.a.sh("cat /sys/class/net/eth0/address").trim().to_string();
+    assert!(
+        out1.contains(&format!("{mac_a2} dev vxlan0 vlan 2 vni 2 dst 192.168.1.2")),
+        "a2 learned behind host 2:\n{out1}"
+    );
+    assert_eq!(xdp_programs(&h1.h), 0, "XDP left attached after SIGTERM");
+    assert_eq!(xdp_programs(&h2.h), 0, "XDP left attached after SIGTERM");
+}
+
+/// Kernel side of host `i`: one bridge and one vxlan device per VNI (this kernel has no VLAN
+/// filtering, so no `vlan_tunnel`), flooding to `peers`.
+fn kernel_vtep(h: &Netns, local: &str, peers: &[&str], group: Option<&str>) {
+    for (vni, port) in [(2, "tap1_0"), (3, "tap2_0")] {
+        let remote = match group {
+            Some(g) => format!("group {g} dev eth0"),
+            None => "dev eth0".to_string(),
+        };
+        h.sh(&format!(
+            "ip link add br{vni} type bridge && ip link set br{vni} up && \
+             ip link add vx{vni} type vxlan id {vni} local {local} dstport 4789 {remote} && \
+             ip link set vx{vni} master br{vni} && ip link set vx{vni} up && ip link set {port} master br{vni}"
+        ));
+        for p in peers {
+            h.sh(&format!("bridge fdb append 00:00:00:00:00:00 dev vx{vni} dst {p}"));
+        }
+    }
+}
+
+/// Sends `count` datagrams of growing size from `from` to `to_ip`:9000 where an echo server
+/// runs in `to`, and checks every echo byte for byte.
+fn udp_payloads_checked(from: &Netns, to: &Netns, to_ip: &str, count: usize) {
+    let in_ns = |ns: &Netns, bind: &str| -> UdpSocket {
+        let name = ns.name.clone();
+        let bind = bind.to_string();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            UdpSocket::bind(bind).unwrap()
+        })
+        .join()
+        .unwrap()
+    };
+    let server = in_ns(to, "0.0.0.0:9000");
+    let client = in_ns(from, "0.0.0.0:0");
+    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let echo = std::thread::spawn(move || {
+        server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, peer)) = server.recv_from(&mut buf) {
+            server.send_to(&buf[..n], peer).unwrap();
+        }
+    });
+    let mut buf = [0u8; 2048];
+    for i in 0..count {
+        let len = 1 + (i * 97) % 1400;
+        let msg: Vec<u8> = (0..len).map(|j| (i * 31 + j * 7) as u8).collect();
+        client.send_to(&msg, format!("{to_ip}:9000")).unwrap();
+        let n =
+            client.recv(&mut buf).unwrap_or_else(|e| panic!("datagram {i} ({len} bytes) not echoed: {e}"));
+        assert_eq!(&buf[..n], &msg[..], "datagram {i} came back different");
+    }
+    drop(client);
+    echo.join().unwrap();
+}
+
+/// iperf3 TCP for `secs` from `client` to `server_ip` (reverse: server sends); bits/s.
+fn iperf_tcp(server: &Netns, client: &Netns, server_ip: &str, secs: u32, reverse: bool) -> f64 {
+    server.sh("iperf3 -s -1 -D");
+    std::thread::sleep(Duration::from_millis(300));
+    let r = if reverse { "-R" } else { "" };
+    let out = client.sh(&format!("iperf3 -c {server_ip} -t {secs} {r} -J"));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0)
+}
+
+#[test]
+fn interop_with_kernel_vxlan() {
+    require_root!();
+    let t = topo(&prefix("interop"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    kernel_vtep(&h2.h, "192.168.1.2", &["192.168.1.1"], None);
+    let mut d1 = Daemon::start(&h1.h, &seed_config("192.168.1.1", &["192.168.1.2"], ""), t.dir.path(), "h1");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "xvtep → kernel, VNI 2");
+    assert!(h2.b.ping_ok("10.3.0.1", UP), "kernel → xvtep, VNI 3");
+    h1.a.sh("ping -c 3 -W 2 -s 1400 10.2.0.2");
+    h2.a.sh("ping -c 3 -W 2 -s 1400 10.2.0.1");
+    let up = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 5, false);
+    let down = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 5, true);
+    eprintln!("iperf3 TCP xvtep→kernel {:.0} Mbit/s, kernel→xvtep {:.0} Mbit/s", up / 1e6, down / 1e6);
+    assert!(up > 0.0 && down > 0.0, "TCP throughput up {up} down {down}");
+    udp_payloads_checked(&h1.b, &h2.b, "10.3.0.2", 200);
+    udp_payloads_checked(&h2.b, &h1.b, "10.3.0.1", 200);
+
+    let mac_a1 = h1.a.sh("cat /sys/class/net/eth0/address").trim().to_string();
+    let mac_a2 = h2.a.sh("cat /sys/class/net/eth0/address").trim().to_string();
+    let kernel_fdb = h2.h.sh("bridge fdb show dev vx2");
+    assert!(kernel_fdb.contains(&format!("{mac_a1} dst 192.168.1.1")), "kernel learned a1:\n{kernel_fdb}");
+    let out = d1.stop();
+    assert!(
+        out.contains(&format!("{mac_a2} dev vxlan0 vlan 2 vni 2 dst 192.168.1.2")),
+        "xvtep learned a2:\n{out}"
+    );
+    assert!(out.contains(&format!("{mac_a1} dev tap1_0 vlan 2 vni 2")), "{out}");
+}
+
+/// The "vxlan0" row of the stats a daemon printed on exit: (rx_packets, tx_packets).
+fn tunnel_counts(out: &str) -> (u64, u64) {
+    let row = out.lines().find(|l| l.starts_with("vxlan0 ")).unwrap_or_else(|| panic!("no stats:\n{out}"));
+    let f: Vec<u64> = row.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    (f[0], f[2])
+}
+
+#[test]
+fn three_hosts_head_end_replication_then_unicast() {
+    require_root!();
+    let t = topo(&prefix("her"), 3);
+    let ips = ["192.168.1.1", "192.168.1.2", "192.168.1.3"];
+    let mut daemons: Vec<Daemon> = (0..3)
+        .map(|i| {
+            let peers: Vec<&str> = ips.iter().copied().filter(|p| *p != ips[i]).collect();
+            Daemon::start(
+                &t.hosts[i].h,
+                &seed_config(ips[i], &peers, ""),
+                t.dir.path(),
+                &format!("h{}", i + 1),
+            )
+        })
+        .collect();
+    // a1's ARP for a2 is replicated to hosts 2 and 3; the reply is unicast, and so is all
+    // that follows: host 3 sees only the flooded frames.
+    assert!(t.hosts[0].a.ping_ok("10.2.0.2", UP));
+    t.hosts[0].a.sh("ping -c 20 -i 0.05 -W 1 10.2.0.2");
+    let outs: Vec<String> = daemons.iter_mut().map(|d| d.stop()).collect();
+    let (h1_rx, h1_tx) = tunnel_counts(&outs[0]);
+    let (h2_rx, _) = tunnel_counts(&outs[1]);
+    let (h3_rx, _) = tunnel_counts(&outs[2]);
+    let flooded = h3_rx; // everything host 3 got was a flood (it has nobody in VNI 2 to talk to)
+    assert!(flooded >= 1, "the first ARP reached host 3 by replication");
+    assert!(h2_rx >= 21, "host 2 got the pings: {h2_rx}");
+    assert!(flooded <= 3, "host 3 got {flooded} frames: unicast traffic was still being flooded");
+    // Host 1 sent each flooded frame twice (once per remote) and each unicast once.
+    assert_eq!(h1_tx, 2 * flooded + (h2_rx - flooded), "h1 tx {h1_tx}, rx {h1_rx}");
+}
+
+#[test]
+fn multicast_underlay_with_kernel_vxlan() {
+    require_root!();
+    let t = topo(&prefix("mcast"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    kernel_vtep(&h2.h, "192.168.1.2", &[], Some("239.1.1.1"));
+    let config = seed_config("192.168.1.1", &[], "group = \"239.1.1.1\"");
+    let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "VNI 2 over the multicast underlay");
+    assert!(h2.b.ping_ok("10.3.0.1", UP), "VNI 3, kernel side first");
+    // The kernel joined the group with IGMP from host 2's side; xvtep joined through its kernel.
+    let groups = h1.h.sh("ip maddr show dev eth0");
+    assert!(groups.contains("239.1.1.1"), "xvtep's host did not join the group:\n{groups}");
+    d1.stop();
+}
+
+#[test]
+fn restart_after_sigkill_and_clean_sigterm() {
+    require_root!();
+    let t = topo(&prefix("crash"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    let c1 = seed_config("192.168.1.1", &["192.168.1.2"], "");
+    let mut d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    let mut d1 = Daemon::start(&h1.h, &c1, t.dir.path(), "h1");
+    assert!(h1.a.ping_ok("10.2.0.2", UP));
+    d1.kill();
+    // Its XDP program went with its file descriptors: nothing is black-holed or left behind.
+    assert_eq!(xdp_programs(&h1.h), 0, "a killed daemon left XDP attached");
+    let mut d1 = Daemon::start(&h1.h, &c1, t.dir.path(), "h1-again");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "traffic after restart");
+    d1.stop();
+    d2.stop();
+    assert_eq!(xdp_programs(&h1.h) + xdp_programs(&h2.h), 0);
+}
+
+#[test]
+fn startup_errors_are_clear() {
+    require_root!();
+    let t = topo(&prefix("errs"), 1);
+    let h = &t.hosts[0].h;
+    let run = |config: &str| {
+        let path = t.dir.path().join("bad.toml");
+        std::fs::write(&path, config).unwrap();
+        h.try_sh(&format!("{} run -c {}", xvtep().display(), path.display()))
+    };
+    let o = run(&seed_config("192.168.1.77", &[], ""));
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("tunnel.local 192.168.1.77 is not an address of eth0")
+    );
+    let o = run(&seed_config("192.168.1.1", &[], "").replace("tap2_0", "tap9_0"));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("interface tap9_0 (a [[port]]) does not exist"));
+    assert_eq!(xdp_programs(h), 0, "a failed start left XDP attached");
+}
