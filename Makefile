@@ -14,7 +14,7 @@ build: setup
 	$(CARGO) build --release --workspace
 
 test: setup
-	$(CARGO) test --workspace
+	@scripts/test.sh
 
 demo: build
 	@scripts/demo.sh

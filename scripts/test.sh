@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace and ends with one summed closing line
+# ("N passed, N failed, N skipped"), as cargo prints one line per test binary.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p target
+log=target/test.log
+cargo test --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     /^SKIP/ { s += 1 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i + s }' "$log"
+exit "$status"
