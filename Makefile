@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all setup build test demo demo-replay bench fmt clean
+.PHONY: all setup build test demo demo-replay bench bench-live fmt clean
 
 all: build
 
@@ -24,6 +24,9 @@ demo-replay: build
 
 bench: setup
 	$(CARGO) bench -p xvtep-benches
+
+bench-live: build
+	target/release/xvtep bench --duration 3 --rounds 3 --out-dir target/bench
 
 fmt:
 	$(CARGO) fmt --all

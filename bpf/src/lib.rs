@@ -48,6 +48,7 @@ pub struct SteerCounters {
     pub underlay_pass: u64,
     pub no_socket: u64,
     pub unknown_iface: u64,
+    pub sink: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +178,21 @@ impl Steering {
             underlay_pass: read(2),
             no_socket: read(3),
             unknown_iface: read(4),
+            sink: read(5),
         }
+    }
+
+    /// Attaches the benchmark sink program to `ifindex` instead: every frame is counted
+    /// (`counters().sink`) and dropped.
+    pub fn attach_sink(&mut self, iface: &str, ifindex: u32) -> Result<(), SteerError> {
+        let link = self
+            .skel
+            .progs
+            .xvtep_sink
+            .attach_xdp(ifindex as i32)
+            .map_err(|err| SteerError::Attach { iface: iface.into(), err })?;
+        self.links.push((iface.to_string(), link));
+        Ok(())
     }
 
     /// The interfaces the program is attached to.

@@ -1,6 +1,7 @@
 //! `xvtep`: the command-line front end. Subcommands mirror iproute2's `bridge` where they
 //! manage the switch; `replay` runs the pipeline over pcap files.
 
+mod bench;
 mod daemon;
 mod replay;
 
@@ -28,6 +29,12 @@ enum Command {
     /// Run the switch over pcap captures: each --in feeds one interface, and DIR/IFACE.pcap
     /// receives what the switch sent out of IFACE. No root, no kernel, deterministic.
     Replay(replay::Args),
+    /// Measure xvtep against the kernel's bridge + vxlan and a bare AF_XDP forwarder on the
+    /// same namespace topology (root).
+    Bench(bench::Args),
+    /// The bare AF_XDP forwarder the bench uses as its ceiling.
+    #[command(hide = true)]
+    BenchForward(bench::forward::Args),
     /// Validate a config file and print what it sets up.
     Check {
         /// The config file (TOML).
@@ -48,6 +55,8 @@ fn main() -> ExitCode {
         Command::Run(args) => daemon::run(args),
         Command::Replay(args) => replay::run(args, cli.json),
         Command::Check { config } => check(&config, cli.json),
+        Command::Bench(args) => bench::run(args, cli.json),
+        Command::BenchForward(args) => bench::forward::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,6 +41,7 @@ enum counter {
 	C_UNDERLAY_PASS,     /* underlay frames left to the kernel (not our VXLAN) */
 	C_NO_SOCKET,         /* would redirect, but no socket bound for the queue: passed */
 	C_UNKNOWN_IFACE,     /* program attached to an interface it has no entry for: passed */
+	C_SINK,              /* frames counted and dropped by xvtep_sink (benchmarks) */
 	C_COUNT,
 };
 
@@ -134,6 +135,17 @@ int xvtep_steer(struct xdp_md *ctx)
 		return to_socket(ctx, p, C_UNDERLAY_REDIRECT);
 	count(C_UNDERLAY_PASS);
 	return XDP_PASS;
+}
+
+/*
+ * The benchmark's sink: counts every frame and drops it at once, so that what a device under
+ * test sends costs the receiving side the same, whoever sent it.
+ */
+SEC("xdp")
+int xvtep_sink(struct xdp_md *ctx)
+{
+	count(C_SINK);
+	return XDP_DROP;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

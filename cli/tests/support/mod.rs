@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+pub use xvtep::netns::{sh, try_sh, veth, Netns};
 
 /// Skips the test (with a printed reason) unless running as root.
 #[macro_export]
@@ -27,81 +29,6 @@ pub fn nix_is_root() -> bool {
 extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
-}
-
-/// Runs a shell command line; panics with its output if it fails.
-#[track_caller]
-pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a command line, returning its output whatever the exit status.
-pub fn try_sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
-}
-
-/// A network namespace, deleted (with every interface in it) on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(name: &str) -> Netns {
-        let _ = try_sh(&format!("ip netns del {name} 2>/dev/null"));
-        sh(&format!("ip netns add {name}"));
-        sh(&format!("ip -n {name} link set lo up"));
-        // No IPv6: its link-up chatter (MLD reports, router solicitations, DAD) is multicast
-        // that a switch rightly floods, and would blur counts of what the test sends.
-        sh(&format!(
-            "ip netns exec {name} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
-        ));
-        Netns { name: name.to_string() }
-    }
-
-    /// Runs `cmd` inside the namespace.
-    #[track_caller]
-    pub fn sh(&self, cmd: &str) -> String {
-        sh(&format!("ip netns exec {} sh -c '{}'", self.name, cmd.replace('\'', "'\\''")))
-    }
-
-    pub fn try_sh(&self, cmd: &str) -> Output {
-        try_sh(&format!("ip netns exec {} sh -c '{}'", self.name, cmd.replace('\'', "'\\''")))
-    }
-
-    /// Pings `dst` until one answer comes back or `within` passes; true if answered.
-    pub fn ping_ok(&self, dst: &str, within: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if self.try_sh(&format!("ping -c 1 -W 1 {dst}")).status.success() {
-                return true;
-            }
-        }
-        false
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = try_sh(&format!("ip netns pids {} | xargs -r kill -9", self.name));
-        let _ = try_sh(&format!("ip netns del {}", self.name));
-    }
-}
-
-/// A veth pair `a` (in `na`) ↔ `b` (in `nb`), both up; one queue each unless `queues`.
-pub fn veth(na: &Netns, a: &str, nb: &Netns, b: &str) {
-    sh(&format!(
-        "ip link add {a} netns {} numrxqueues 1 numtxqueues 1 type veth peer name {b} netns {} numrxqueues 1 numtxqueues 1",
-        na.name, nb.name
-    ));
-    na.sh(&format!("ip link set {a} up"));
-    nb.sh(&format!("ip link set {b} up"));
 }
 
 /// The xvtep binary under test.

@@ -1,0 +1,96 @@
+//! The traffic generator: an AF_XDP socket in the sender's namespace, transmitting prebuilt
+//! frames as fast as the kernel takes them. Debian's xdp-trafficgen does not work on this
+//! kernel; this does, and needs nothing but the xsk-rs the daemon uses anyway.
+
+use std::ffi::CString;
+use std::num::NonZeroU32;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
+use xsk_rs::{FrameDesc, Socket, Umem};
+
+const RING: u32 = 2048;
+const BATCH: usize = 64;
+
+/// Runs `f` on a thread inside network namespace `netns`, pinned to `cpu` if given.
+pub fn in_netns<T: Send + 'static>(
+    netns: &str,
+    cpu: Option<usize>,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || -> Result<T> {
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("entering the namespace")?;
+        if let Some(cpu) = cpu {
+            let mut set = nix::sched::CpuSet::new();
+            set.set(cpu).context("choosing a CPU")?;
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("pinning")?;
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow!("the thread in {netns} panicked"))?
+}
+
+/// Sends `frames` round-robin from `ifname` (queue 0) for `duration`; returns how many the
+/// kernel accepted. Must run inside the sender's namespace (see [`in_netns`]).
+pub fn transmit(ifname: &str, frames: &[Vec<u8>], duration: Duration) -> Result<u64> {
+    let ring = QueueSize::new(RING).map_err(|e| anyhow!("{e}"))?;
+    let umem_config = UmemConfig::builder()
+        .frame_size(FrameSize::new(2048).map_err(|e| anyhow!("{e}"))?)
+        .fill_queue_size(ring)
+        .comp_queue_size(ring)
+        .build()
+        .map_err(|e| anyhow!("{e}"))?;
+    let count = NonZeroU32::new(2 * RING).expect("non-zero");
+    let (umem, mut free) = Umem::new(umem_config, count, false).map_err(|e| anyhow!("UMEM: {e}"))?;
+    let config = SocketConfig::builder()
+        .rx_queue_size(ring)
+        .tx_queue_size(ring)
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+        .build();
+    let name = Interface::new(CString::new(ifname)?);
+    // SAFETY: the only socket on this UMEM; no XDP program is loaded for it.
+    let (mut tx, _rx, rings) = unsafe { Socket::new(config, &umem, &name, 0) }
+        .map_err(|e| anyhow!("AF_XDP socket on {ifname}: {e}"))?;
+    let (_fq, mut cq) = rings.ok_or_else(|| anyhow!("{ifname} queue 0 is taken"))?;
+    let len = frames.first().map_or(60, Vec::len);
+    for (i, desc) in free.iter_mut().enumerate() {
+        // SAFETY: a frame of this UMEM owned by no ring yet.
+        let mut data = unsafe { umem.data_mut(desc) };
+        let mut cursor = data.cursor();
+        std::io::Write::write_all(&mut cursor, &frames[i % frames.len()])?;
+    }
+    let mut done = vec![FrameDesc::default(); BATCH * 4];
+    let mut sent = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        // SAFETY: descriptors of this UMEM.
+        let n = unsafe { cq.consume(&mut done) };
+        for d in &mut done[..n] {
+            // The completion queue resets the length; the bytes are still the frame's.
+            // SAFETY: the frame came back from the kernel and is ours again.
+            unsafe { umem.data_mut(d) }.cursor().set_pos(len);
+        }
+        free.extend_from_slice(&done[..n]);
+        let k = (tx.nb_free(BATCH as u32) as usize).min(free.len()).min(BATCH);
+        if k > 0 {
+            let from = free.len() - k;
+            // SAFETY: free frames of this UMEM; produce is all-or-nothing for k <= nb_free.
+            let produced = unsafe { tx.produce(&free[from..]) };
+            if produced == k {
+                free.truncate(from);
+                sent += k as u64;
+            }
+        }
+        if tx.needs_wakeup() {
+            let _ = tx.wakeup();
+        }
+    }
+    Ok(sent)
+}

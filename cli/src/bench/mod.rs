@@ -1,0 +1,281 @@
+//! `xvtep bench`: the same two-host topology with three devices under test — the kernel's
+//! bridge + vxlan, xvtep, and a bare AF_XDP forwarder (the ceiling) — measured alternately in
+//! one run, in both directions, with frames from an AF_XDP generator.
+//!
+//! Topology, rebuilt for every sample: `g` (a container: 10.2.0.1, MAC A) —veth— `d` (the
+//! device under test: tap1_0 and eth0 192.168.1.1) —veth— `s` (the remote VTEP: 192.168.1.2).
+//! Encap: `g` sends UDP from A to B (behind the remote), counted arriving at `s`. Decap: `s`
+//! sends those frames in VXLAN (VNI 2), counted arriving at `g`. Static neighbours and FDB
+//! entries keep ARP and flooding out of the measurement.
+
+pub mod forward;
+mod frames;
+mod gen;
+mod report;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use xvtep::netns::{veth, Netns};
+use xvtep_dataplane::wire::MacAddr;
+
+use frames::Endpoint;
+use report::Sample;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seconds of traffic per sample.
+    #[arg(long, default_value_t = 3)]
+    duration: u64,
+    /// Rounds; each round measures every path once, alternating, and the table shows medians.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// Frame sizes in bytes (inner frame, without FCS).
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    sizes: Vec<usize>,
+    /// Flows (UDP source ports).
+    #[arg(long, default_value_t = 16)]
+    flows: u16,
+    /// Paths to measure.
+    #[arg(long, value_delimiter = ',', default_value = "kernel,xvtep,bare")]
+    paths: Vec<String>,
+    /// Directions to measure.
+    #[arg(long, value_delimiter = ',', default_value = "encap,decap")]
+    directions: Vec<String>,
+    /// CPU of the generator.
+    #[arg(long, default_value_t = 0)]
+    gen_cpu: usize,
+    /// CPU of the device under test (the xvtep worker, the bare forwarder).
+    #[arg(long, default_value_t = 1)]
+    dut_cpu: usize,
+    /// Write results.json here too.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+}
+
+const A: Endpoint = Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 0x0a]), ip: Ipv4Addr::new(10, 2, 0, 1) };
+const B: Endpoint = Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 0x0b]), ip: Ipv4Addr::new(10, 2, 0, 2) };
+const D: Endpoint = Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 1]), ip: Ipv4Addr::new(192, 168, 1, 1) };
+const S: Endpoint = Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 2]), ip: Ipv4Addr::new(192, 168, 1, 2) };
+
+struct Topo {
+    g: Netns,
+    d: Netns,
+    s: Netns,
+    dir: tempfile::TempDir,
+}
+
+fn build(prefix: &str) -> Result<Topo> {
+    let (g, d, s) = (
+        Netns::new(&format!("{prefix}-g")),
+        Netns::new(&format!("{prefix}-d")),
+        Netns::new(&format!("{prefix}-s")),
+    );
+    veth(&g, "eth0", &d, "tap1_0");
+    veth(&d, "eth0", &s, "eth0");
+    g.sh(&format!("ip link set eth0 address {} && ip addr add {}/24 dev eth0", A.mac, A.ip));
+    d.sh(&format!("ip link set eth0 address {} && ip addr add {}/24 dev eth0", D.mac, D.ip));
+    s.sh(&format!("ip link set eth0 address {} && ip addr add {}/24 dev eth0", S.mac, S.ip));
+    d.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", S.ip, S.mac));
+    s.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", D.ip, D.mac));
+    Ok(Topo { g, d, s, dir: tempfile::tempdir()? })
+}
+
+/// A device under test running as a process, its output in a log; stopped on drop.
+struct Dut {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Dut {
+    /// Stops it and returns what it printed (its counters, for a daemon).
+    fn stop(&mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Dut {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_in(ns: &Netns, dir: &std::path::Path, args: &[&str], ready: &str) -> Result<Dut> {
+    let log = dir.join(format!("{}.log", args[0]));
+    let file = std::fs::File::create(&log)?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(std::env::current_exe()?)
+        .args(args)
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::from(file))
+        .spawn()?;
+    let mut dut = Dut { child: Some(child), log };
+    let start = Instant::now();
+    while !std::fs::read_to_string(&dut.log).unwrap_or_default().contains(ready) {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("{} did not start:\n{}", args[0], dut.stop());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(dut)
+}
+
+fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option<Dut>> {
+    match path {
+        "kernel" => {
+            t.d.sh(&format!(
+                "ip link add br2 type bridge && ip link set br2 up && \
+                 ip link add vx2 type vxlan id 2 local {} dstport 4789 dev eth0 nolearning && \
+                 ip link set vx2 master br2 && ip link set vx2 up && ip link set tap1_0 master br2 && \
+                 bridge fdb add {} dev vx2 dst {} && bridge fdb add {} dev vx2 master static && \
+                 bridge fdb add {} dev tap1_0 master static",
+                D.ip, B.mac, S.ip, B.mac, A.mac
+            ));
+            Ok(None)
+        }
+        "xvtep" => {
+            let config = format!(
+                "[tunnel]\nlocal = \"{}\"\ndev = \"eth0\"\nlearning = false\n[[vlan]]\nvid = 2\nvni = 2\n\
+                 [[port]]\nname = \"tap1_0\"\nlearning = false\nvlans = [{{ vid = 2, pvid = true, untagged = true }}]\n\
+                 [[fdb]]\nmac = \"{}\"\nvni = 2\ndst = \"{}\"\n[[fdb]]\nmac = \"{}\"\nvni = 2\nport = \"tap1_0\"\n",
+                D.ip, B.mac, S.ip, A.mac
+            );
+            let path = t.dir.path().join("dut.toml");
+            std::fs::write(&path, config)?;
+            let cpu = cpu.to_string();
+            let p = path.display().to_string();
+            Ok(Some(spawn_in(
+                &t.d,
+                t.dir.path(),
+                &["run", "-c", &p, "--cores", &cpu, "--summary-every", "0"],
+                "xvtep: running",
+            )?))
+        }
+        "bare" => {
+            let (from, to) = if direction == "encap" { ("tap1_0", "eth0") } else { ("eth0", "tap1_0") };
+            let cpu = cpu.to_string();
+            Ok(Some(spawn_in(
+                &t.d,
+                t.dir.path(),
+                &["bench-forward", "--from", from, "--to", to, "--cpu", &cpu],
+                "bench-forward:",
+            )?))
+        }
+        other => bail!("unknown path '{other}': use kernel, xvtep or bare"),
+    }
+}
+
+/// An XDP program on the receiving interface that counts and drops everything, so that the
+/// receiving side costs the same whatever the device under test is (and sends no ICMP back).
+struct Sink(xvtep_bpf::Steering);
+
+impl Sink {
+    fn attach(ns: &Netns, dev: &str) -> Result<Sink> {
+        let dev = dev.to_string();
+        gen::in_netns(&ns.name, None, move || {
+            let index = nix::net::if_::if_nametoindex(dev.as_str())?;
+            let mut s = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED, 0, &[])?;
+            s.attach_sink(&dev, index)?;
+            Ok(Sink(s))
+        })
+    }
+
+    fn count(&self) -> u64 {
+        self.0.counters().sink
+    }
+}
+
+/// (busy, total) jiffies over all CPUs.
+fn cpu_times() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = f.iter().sum();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+fn measure(args: &Args, round: u32, path: &str, direction: &str, size: usize) -> Result<Sample> {
+    let t = build(&format!("xvb{}", std::process::id() % 100000))?;
+    let mut dut = start_dut(&t, path, direction, args.dut_cpu)?;
+    let (sender, frames, sink, sink_dev) = if direction == "encap" {
+        let inner: Vec<Vec<u8>> = (0..args.flows).map(|f| frames::udp_frame(A, B, f, size)).collect();
+        (&t.g, inner, &t.s, "eth0")
+    } else {
+        // From B, behind the remote, back to A.
+        let wrapped = (0..args.flows)
+            .map(|f| frames::vxlan_frame(S, D, 2, f, &frames::udp_frame(B, A, f, size)))
+            .collect();
+        (&t.s, wrapped, &t.g, "eth0")
+    };
+    let ns = sender.name.clone();
+    let gen_cpu = Some(args.gen_cpu);
+    // Warm up (caches, the FDB), then measure.
+    let warm = frames.clone();
+    gen::in_netns(&ns, gen_cpu, move || gen::transmit("eth0", &warm, Duration::from_millis(300)))?;
+    std::thread::sleep(Duration::from_millis(100));
+    let counter = Sink::attach(sink, sink_dev)?;
+    let before = counter.count();
+    let (busy0, total0) = cpu_times();
+    let start = Instant::now();
+    let duration = Duration::from_secs(args.duration);
+    let sent = gen::in_netns(&ns, gen_cpu, move || gen::transmit("eth0", &frames, duration))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let (busy1, total1) = cpu_times();
+    std::thread::sleep(Duration::from_millis(100));
+    let received = counter.count() - before;
+    if received == 0 {
+        let log = dut.as_mut().map(Dut::stop).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
+        eprintln!("{path} {direction}: nothing arrived; the device under test reported:\n{log}");
+    }
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let busy_cores = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * ncpu;
+    let s =
+        Sample { path: path.into(), direction: direction.into(), size, sent, received, seconds, busy_cores };
+    eprintln!(
+        "round {} {path:>6} {direction:<5} {size:>5} B: {:>10.0} pps ({:.3} Gbit/s) received ({:.1}% of {} sent), {:.2} cores busy",
+        round + 1,
+        s.pps(),
+        s.gbps(),
+        100.0 * (1.0 - s.loss()),
+        sent,
+        busy_cores
+    );
+    Ok(s)
+}
+
+pub fn run(args: Args, json: bool) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("xvtep bench builds network namespaces and attaches XDP, which needs root: run it with sudo");
+    }
+    let mut samples = Vec::new();
+    for round in 0..args.rounds {
+        for &size in &args.sizes {
+            for direction in &args.directions {
+                for path in &args.paths {
+                    samples.push(measure(&args, round, path, direction, size)?);
+                }
+            }
+        }
+    }
+    let table = report::table(&samples);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&samples)?);
+    } else {
+        println!("{table}");
+    }
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&samples)?)?;
+        std::fs::write(dir.join("table.txt"), &table)?;
+    }
+    Ok(())
+}

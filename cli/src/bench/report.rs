@@ -1,0 +1,132 @@
+//! The bench's arithmetic and its table: rates from counters over time, ratios between paths.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// One measured run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Sample {
+    pub path: String,
+    pub direction: String,
+    pub size: usize,
+    pub sent: u64,
+    pub received: u64,
+    pub seconds: f64,
+    /// CPU time used over the run, in cores (2.0 = both cores busy throughout).
+    pub busy_cores: f64,
+}
+
+impl Sample {
+    pub fn pps(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.received as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// Payload bit rate at the receiver, counting the frame without FCS.
+    pub fn gbps(&self) -> f64 {
+        self.pps() * self.size as f64 * 8.0 / 1e9
+    }
+
+    pub fn loss(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            1.0 - (self.received as f64 / self.sent as f64).min(1.0)
+        }
+    }
+}
+
+/// Median of the received rate over rounds, per (path, direction, size).
+pub fn medians(samples: &[Sample]) -> BTreeMap<(String, String, usize), f64> {
+    let mut groups: BTreeMap<(String, String, usize), Vec<f64>> = BTreeMap::new();
+    for s in samples {
+        groups.entry((s.path.clone(), s.direction.clone(), s.size)).or_default().push(s.pps());
+    }
+    groups
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            let m =
+                if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+            (k, m)
+        })
+        .collect()
+}
+
+/// `a / b`, or 0 when `b` is 0.
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// The table: one row per direction and size, one column per path, and the two ratios.
+pub fn table(samples: &[Sample]) -> String {
+    let m = medians(samples);
+    let mut keys: Vec<(String, usize)> = m.keys().map(|(_, d, s)| (d.clone(), *s)).collect();
+    keys.sort();
+    keys.dedup();
+    let get = |p: &str, d: &str, s: usize| m.get(&(p.to_string(), d.to_string(), s)).copied().unwrap_or(0.0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:>6} {:>14} {:>14} {:>14} {:>12} {:>12}",
+        "dir", "bytes", "kernel pps", "xvtep pps", "bare pps", "xvtep/kern", "xvtep/bare"
+    );
+    for (d, s) in keys {
+        let (k, x, b) = (get("kernel", &d, s), get("xvtep", &d, s), get("bare", &d, s));
+        let _ = writeln!(
+            out,
+            "{:<8} {:>6} {:>14.0} {:>14.0} {:>14.0} {:>11.2}x {:>11.0}%",
+            d,
+            s,
+            k,
+            x,
+            b,
+            ratio(x, k),
+            100.0 * ratio(x, b)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(path: &str, received: u64, seconds: f64) -> Sample {
+        Sample {
+            path: path.into(),
+            direction: "encap".into(),
+            size: 64,
+            sent: 1000,
+            received,
+            seconds,
+            busy_cores: 1.0,
+        }
+    }
+
+    #[test]
+    fn rates_medians_and_ratios() {
+        let a = s("xvtep", 900, 2.0);
+        assert_eq!(a.pps(), 450.0);
+        assert!((a.loss() - 0.1).abs() < 1e-9);
+        assert!((a.gbps() - 450.0 * 64.0 * 8.0 / 1e9).abs() < 1e-12);
+        let runs =
+            vec![s("xvtep", 300, 1.0), s("xvtep", 100, 1.0), s("xvtep", 200, 1.0), s("kernel", 50, 1.0)];
+        let m = medians(&runs);
+        assert_eq!(m[&("xvtep".into(), "encap".into(), 64)], 200.0);
+        assert_eq!(ratio(200.0, 50.0), 4.0);
+        assert_eq!(ratio(1.0, 0.0), 0.0);
+        let t = table(&runs);
+        assert!(t.contains("encap"), "{t}");
+        assert!(t.contains("4.00x"), "{t}");
+        let even = medians(&[s("bare", 100, 1.0), s("bare", 300, 1.0)]);
+        assert_eq!(even[&("bare".into(), "encap".into(), 64)], 200.0);
+    }
+}

@@ -1,0 +1,3 @@
+//! Pieces of the `xvtep` binary that its tests share.
+
+pub mod netns;
