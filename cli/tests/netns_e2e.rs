@@ -70,6 +70,11 @@ fn seed000_two_xvtep_hosts() {
     // An address of VNI 3 inside VNI 2's subnet stays unreachable from VNI 2.
     h2.b.sh("ip addr add 10.2.0.99/24 dev eth0");
     assert!(!h1.a.try_sh("ping -c 2 -W 1 10.2.0.99").status.success(), "VNI 3 reached from VNI 2");
+    // A container whose MTU ignores the tunnel overhead: its full-size frames cannot be
+    // encapsulated within the underlay MTU; they are dropped, counted and warned about.
+    h1.a.sh("ip link set eth0 mtu 1500");
+    assert!(!h1.a.try_sh("ping -c 1 -W 1 -M do -s 1472 10.2.0.2").status.success());
+    d1.wait_for("mtu_exceeded dropped 1 frame(s) (tap1_0 1)", Duration::from_secs(5));
     let out1 = d1.stop();
     d2.stop();
     let mac_a2 = h2.a.sh("cat /sys/class/net/eth0/address").trim().to_string();

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 use xvtep_bpf::{Role, Steering};
 use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, XskSpec};
-use xvtep_dataplane::{Config, NextHops, PortId, Switch, Underlay};
+use xvtep_dataplane::{Config, DropReason, NextHops, PortId, Switch, Underlay};
 
 use host::Iface;
 
@@ -156,6 +156,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let mut last_summary = Instant::now();
     let mut last_total = 0u64;
+    let mut misconfig = MisconfigWarnings::default();
     let mut last_housekeeping = Instant::now() - Duration::from_secs(1);
     let mut unresolved = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -169,6 +170,7 @@ pub fn run(args: Args) -> Result<()> {
         let now = epoch.elapsed().as_nanos() as u64;
         switch.age(now);
         unresolved = resolver.tick(&switch.nexthops);
+        misconfig.check(&switch.stats());
         if handles.iter().any(|w| w.handle.is_finished()) {
             warn!("a worker stopped; shutting down");
             break;
@@ -223,5 +225,47 @@ pub fn run(args: Args) -> Result<()> {
     match failed {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Drop reasons that usually mean the configuration and the traffic disagree: warned about in
+/// the log (at most every 10 s per reason) with what they mean, rather than only counted.
+const MISCONFIG: [DropReason; 7] = [
+    DropReason::VniUnknown,
+    DropReason::VlanNotMember,
+    DropReason::VlanNoPvid,
+    DropReason::PeerNotAllowed,
+    DropReason::MtuExceeded,
+    DropReason::NextHopUnresolved,
+    DropReason::VxlanReservedBits,
+];
+
+#[derive(Default)]
+struct MisconfigWarnings {
+    seen: std::collections::HashMap<&'static str, (u64, Option<Instant>)>,
+}
+
+impl MisconfigWarnings {
+    fn check(&mut self, stats: &xvtep_dataplane::Stats) {
+        for reason in MISCONFIG {
+            let total = stats.drops.get(reason.name()).copied().unwrap_or(0);
+            let (last, warned) = self.seen.entry(reason.name()).or_insert((0, None));
+            if total > *last && warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(10)) {
+                let ports: Vec<String> = stats
+                    .ports
+                    .iter()
+                    .filter_map(|p| p.drops.get(reason.name()).map(|n| format!("{} {n}", p.name)))
+                    .collect();
+                warn!(
+                    "{} dropped {} frame(s) ({}): {}",
+                    reason.name(),
+                    total - *last,
+                    ports.join(", "),
+                    reason.help()
+                );
+                *last = total;
+                *warned = Some(Instant::now());
+            }
+        }
     }
 }
