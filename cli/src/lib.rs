@@ -1,3 +1,4 @@
 //! Pieces of the `xvtep` binary that its tests share.
 
+pub mod control;
 pub mod netns;

@@ -680,5 +680,7 @@ fn validate_port(
     })
 }
 
+mod write;
+
 #[cfg(test)]
 mod tests;

@@ -322,6 +322,29 @@ impl Fdb {
         aged
     }
 
+    /// Removes every entry for which `matches(mac, domain, dst, kind)` holds; returns them.
+    pub fn flush(
+        &self,
+        matches: impl Fn(MacAddr, Domain, FdbDst, EntryKind) -> bool,
+    ) -> Vec<(MacAddr, Domain, FdbDst, EntryKind)> {
+        let mut removed = Vec::new();
+        self.entries.retain(|k, e| {
+            let (mac, domain) = (MacAddr::from_u64(k.mac), k.domain());
+            let hit = matches(mac, domain, e.dst, e.kind);
+            if hit {
+                removed.push((mac, domain, e.dst, e.kind));
+            }
+            !hit
+        });
+        if !removed.is_empty() {
+            self.bump_epoch();
+            let learned = removed.iter().filter(|r| r.3 == EntryKind::Learned).count();
+            self.learned.fetch_sub(learned, Relaxed);
+        }
+        removed.sort_by_key(|r| (r.1, r.0));
+        removed
+    }
+
     /// Adds `remote` to the flood list of `domain` (`bridge fdb append 00:00:00:00:00:00`).
     /// Returns false if it was there already.
     pub fn flood_append(&self, domain: Domain, remote: Remote) -> bool {
@@ -464,6 +487,23 @@ mod tests {
         fdb.remove(mac(1), D).unwrap();
         assert_eq!(fdb.learn(mac(3), D, p1, 0), Learned::New);
         assert_eq!(fdb.stats().learned, 2);
+    }
+
+    #[test]
+    fn flush_by_filter() {
+        let fdb = Fdb::new(300 * S, 0);
+        let p1 = FdbDst::Port(PortId(1));
+        fdb.learn(mac(1), D, p1, 0);
+        fdb.learn(mac(2), Domain::vni(3), p1, 0);
+        fdb.add(mac(3), D, p1, EntryKind::Static, false, 0).unwrap();
+        fdb.add(mac(4), D, p1, EntryKind::Permanent, false, 0).unwrap();
+        let gone = fdb.flush(|_, d, _, k| d == D && k == EntryKind::Learned);
+        assert_eq!(gone, vec![(mac(1), D, p1, EntryKind::Learned)]);
+        assert_eq!(fdb.stats().learned, 1);
+        let gone = fdb.flush(|_, _, _, k| k != EntryKind::Permanent);
+        assert_eq!(gone.len(), 2);
+        assert_eq!(fdb.stats().entries, 1);
+        assert_eq!(fdb.stats().learned, 0);
     }
 
     #[test]

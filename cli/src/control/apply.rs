@@ -1,0 +1,477 @@
+//! Applying control requests to the running switch.
+//!
+//! Every change is first made to a copy of the running configuration and checked with the
+//! rules a config file is checked with ([`Config::revalidate`]); only a valid result is
+//! applied (topology swapped between batches, FDB and neighbour tables updated) and becomes
+//! the running configuration. A refused request changes nothing. The running configuration is
+//! what `save` writes: static entries added live are in it, learned ones are not.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use xvtep_dataplane::config::{FdbScope, FdbTarget, NeighConfig, PortVlan, StaticFdb, VlanMap};
+use xvtep_dataplane::fdb::{EntryKind, FdbDst, Remote};
+use xvtep_dataplane::wire::MacAddr;
+use xvtep_dataplane::{Config, Domain, Nanos, PortId, Switch, Underlay};
+
+use super::protocol::{FdbOp, Request, Response};
+
+/// The running switch and its configuration.
+pub struct Running {
+    pub switch: Arc<Switch>,
+    pub config: Config,
+    pub underlay: Underlay,
+    /// The file `save` writes by default (the one the daemon was started with).
+    pub path: Option<PathBuf>,
+    /// The switch clock.
+    pub clock: Box<dyn Fn() -> Nanos + Send>,
+}
+
+type Outcome = Result<Value, String>;
+
+const TUNNEL: &str = "vxlan0";
+
+impl Running {
+    /// Answers `request` (all but `monitor`, which the server streams).
+    pub fn handle(&mut self, request: &Request) -> Response {
+        let result = match request {
+            Request::FdbShow { vni, dev } => self.fdb_show(*vni, dev.as_deref()),
+            Request::FdbAdd { op, mac, dev, dst, vni, vlan, permanent } => {
+                self.fdb_add(*op, *mac, dev, *dst, *vni, *vlan, *permanent)
+            }
+            Request::FdbDel { mac, dev, dst, vni, vlan } => self.fdb_del(*mac, dev, *dst, *vni, *vlan),
+            Request::FdbFlush { dev, vni, dynamic } => self.fdb_flush(dev.as_deref(), *vni, *dynamic),
+            Request::VlanShow => Ok(self.vlan_show()),
+            Request::VlanAdd { dev, vid, pvid, untagged, tunnel_id } => {
+                self.vlan_add(dev, *vid, *pvid, *untagged, *tunnel_id)
+            }
+            Request::VlanDel { dev, vid } => self.vlan_del(dev, *vid),
+            Request::LinkShow => Ok(self.link_show()),
+            Request::LinkSet { dev, hairpin, learning, flood } => {
+                self.link_set(dev, *hairpin, *learning, *flood)
+            }
+            Request::NeighShow => Ok(self.neigh_show()),
+            Request::NeighAdd { ip, mac, vni } => self.neigh_add(*ip, *mac, *vni),
+            Request::NeighDel { ip, vni } => self.neigh_del(*ip, *vni),
+            Request::Stats { dev } => self.stats(dev.as_deref()),
+            Request::Save { path } => self.save(path.clone()),
+            Request::Monitor { .. } => Err("monitor is answered by the server".into()),
+        };
+        match result {
+            Ok(data) => Response::ok(data),
+            Err(e) => Response::error(e),
+        }
+    }
+
+    fn port_index(&self, dev: &str) -> Result<usize, String> {
+        self.config.ports.iter().position(|p| p.name == dev).ok_or_else(|| {
+            let names: Vec<&str> = self.config.ports.iter().map(|p| p.name.as_str()).collect();
+            format!("no port '{dev}': the switch has {TUNNEL} and {}", names.join(", "))
+        })
+    }
+
+    /// Makes `change` to a copy of the configuration, validates it, and on success applies the
+    /// topology and makes it the running configuration.
+    fn reconfigure(&mut self, change: impl FnOnce(&mut Config) -> Result<(), String>) -> Result<(), String> {
+        let mut candidate = self.config.clone();
+        change(&mut candidate)?;
+        let valid = candidate.revalidate()?;
+        self.switch.apply_topology(&valid, self.underlay);
+        self.config = valid;
+        Ok(())
+    }
+
+    /// The FDB domain a request names: `vni N` or `vlan N`, else the port's PVID.
+    fn domain(&self, dev: &str, vni: Option<u32>, vlan: Option<u16>) -> Result<Domain, String> {
+        let c = &self.config;
+        match (vni, vlan) {
+            (Some(_), Some(_)) => Err("give vni or vlan, not both".into()),
+            (Some(vni), None) => c.vid_of(vni).map(|_| Domain::vni(vni)).ok_or_else(|| {
+                format!(
+                    "VNI {vni} is not mapped to any VID (vlan add dev {TUNNEL} vid N tunnel_info id {vni})"
+                )
+            }),
+            (None, Some(vid)) => Ok(c.vni_of(vid).map_or(Domain::vid(vid), Domain::vni)),
+            (None, None) if dev != TUNNEL => {
+                let p = &c.ports[self.port_index(dev)?];
+                let pvid = p.vlans.iter().find(|v| v.pvid).map(|v| v.vid);
+                let vid = pvid.ok_or_else(|| format!("port '{dev}' has no PVID: give vlan N or vni N"))?;
+                Ok(c.vni_of(vid).map_or(Domain::vid(vid), Domain::vni))
+            }
+            (None, None) => Err(format!("{TUNNEL} entries need vni N")),
+        }
+    }
+
+    fn fdb_show(&self, vni: Option<u32>, dev: Option<&str>) -> Outcome {
+        let topo = self.switch.topology();
+        let rows: Vec<Value> = self
+            .switch
+            .fdb
+            .records((self.clock)())
+            .into_iter()
+            .filter(|r| vni.is_none_or(|v| r.domain.as_vni() == Some(v)))
+            .filter_map(|r| {
+                let port = match r.dst {
+                    FdbDst::Port(p) => topo.port(p).map_or("?".to_string(), |p| p.name.clone()),
+                    FdbDst::Remote(_) => TUNNEL.to_string(),
+                };
+                if dev.is_some_and(|d| d != port) {
+                    return None;
+                }
+                let vid = r.domain.as_vid().or_else(|| topo.vid_of(r.domain.as_vni()?));
+                let (dst, dst_port, remote_vni) = match r.dst {
+                    FdbDst::Remote(rm) => (Some(rm.ip.to_string()), rm.port, rm.vni),
+                    FdbDst::Port(_) => (None, None, None),
+                };
+                let state = match r.kind {
+                    EntryKind::Learned => "learned",
+                    EntryKind::Static => "static",
+                    EntryKind::Permanent => "permanent",
+                };
+                Some(json!({
+                    "mac": r.mac, "dev": port, "vlan": vid, "vni": r.domain.as_vni(), "dst": dst,
+                    "dst_port": dst_port, "remote_vni": remote_vni, "state": state, "age": r.age_secs,
+                }))
+            })
+            .collect();
+        Ok(Value::Array(rows))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fdb_add(
+        &mut self,
+        op: FdbOp,
+        mac: MacAddr,
+        dev: &str,
+        dst: Option<Ipv4Addr>,
+        vni: Option<u32>,
+        vlan: Option<u16>,
+        permanent: bool,
+    ) -> Outcome {
+        let domain = self.domain(dev, vni, vlan)?;
+        let scope =
+            domain.as_vni().map_or_else(|| FdbScope::Vid(domain.as_vid().unwrap_or(0)), FdbScope::Vni);
+        let target = match (dev == TUNNEL, dst) {
+            (true, Some(ip)) => FdbTarget::Remote { ip, port: None, vni: None },
+            (true, None) => return Err(format!("{TUNNEL} entries need dst IP (the remote VTEP)")),
+            (false, None) => FdbTarget::Port(self.config.ports[self.port_index(dev)?].name.clone()),
+            (false, Some(_)) => {
+                return Err(format!("dst applies to {TUNNEL} entries; '{dev}' is a local port"))
+            }
+        };
+        if op == FdbOp::Append && !mac.is_zero() {
+            return Err("append adds a remote to the flood list: use it with 00:00:00:00:00:00".into());
+        }
+        let entry = StaticFdb { mac, scope, target: target.clone(), permanent };
+        let mut candidate = self.config.clone();
+        if !mac.is_zero() {
+            candidate.fdb.retain(|e| !(e.mac == mac && e.scope == scope));
+        } else if candidate.fdb.contains(&entry) {
+            let ip = dst.map(|d| d.to_string()).unwrap_or_default();
+            return Err(format!("{ip} is in the flood list of {domain} already"));
+        }
+        candidate.fdb.push(entry);
+        let valid = candidate.revalidate()?;
+        let topo = self.switch.topology();
+        let fdb_dst = match target {
+            FdbTarget::Remote { ip, .. } => FdbDst::Remote(Remote::new(ip)),
+            FdbTarget::Port(name) => FdbDst::Port(topo.port_id(&name).unwrap_or(PortId::TUNNEL)),
+        };
+        drop(topo);
+        if let FdbDst::Remote(r) = fdb_dst {
+            self.switch.nexthops.want(r.ip);
+            if mac.is_zero() {
+                self.switch.fdb.flood_append(domain, r);
+                self.config = valid;
+                return Ok(Value::Null);
+            }
+        }
+        let kind = if permanent { EntryKind::Permanent } else { EntryKind::Static };
+        self.switch
+            .fdb
+            .add(mac, domain, fdb_dst, kind, op == FdbOp::Replace, (self.clock)())
+            .map_err(|e| e.to_string())?;
+        self.config = valid;
+        Ok(Value::Null)
+    }
+
+    fn fdb_del(
+        &mut self,
+        mac: MacAddr,
+        dev: &str,
+        dst: Option<Ipv4Addr>,
+        vni: Option<u32>,
+        vlan: Option<u16>,
+    ) -> Outcome {
+        let domain = self.domain(dev, vni, vlan)?;
+        if mac.is_zero() {
+            let ip = dst.ok_or("deleting from the flood list needs dst IP")?;
+            if !self.switch.fdb.flood_remove(domain, Remote::new(ip)) {
+                return Err(format!("{ip} is not in the flood list of {domain}"));
+            }
+        } else {
+            self.switch.fdb.remove(mac, domain).map_err(|e| e.to_string())?;
+        }
+        let scope =
+            domain.as_vni().map_or_else(|| FdbScope::Vid(domain.as_vid().unwrap_or(0)), FdbScope::Vni);
+        self.config.fdb.retain(|e| {
+            !(e.mac == mac
+                && e.scope == scope
+                && (!mac.is_zero() || matches!(e.target, FdbTarget::Remote { ip, .. } if Some(ip) == dst)))
+        });
+        Ok(Value::Null)
+    }
+
+    fn fdb_flush(&mut self, dev: Option<&str>, vni: Option<u32>, dynamic: bool) -> Outcome {
+        let port = match dev {
+            None => None,
+            Some(TUNNEL) => Some(None),
+            Some(d) => Some(Some(PortId(self.port_index(d)? as u16 + 1))),
+        };
+        let removed = self.switch.fdb.flush(|_, domain, dst, kind| {
+            let kind_ok = if dynamic { kind == EntryKind::Learned } else { kind != EntryKind::Permanent };
+            let dev_ok = match port {
+                None => true,
+                Some(None) => matches!(dst, FdbDst::Remote(_)),
+                Some(Some(p)) => dst == FdbDst::Port(p),
+            };
+            kind_ok && dev_ok && vni.is_none_or(|v| domain.as_vni() == Some(v))
+        });
+        for (mac, domain, _, kind) in &removed {
+            if *kind != EntryKind::Learned {
+                let scope = domain
+                    .as_vni()
+                    .map_or_else(|| FdbScope::Vid(domain.as_vid().unwrap_or(0)), FdbScope::Vni);
+                self.config.fdb.retain(|e| !(e.mac == *mac && e.scope == scope));
+            }
+        }
+        Ok(json!({ "removed": removed.len() }))
+    }
+
+    fn vlan_show(&self) -> Value {
+        let mut rows: Vec<Value> = self
+            .config
+            .ports
+            .iter()
+            .map(|p| {
+                let vlans: Vec<Value> = p
+                    .vlans
+                    .iter()
+                    .map(|v| json!({"vid": v.vid, "pvid": v.pvid, "untagged": v.untagged}))
+                    .collect();
+                json!({"dev": p.name, "vlans": vlans})
+            })
+            .collect();
+        let tunnel: Vec<Value> =
+            self.config.vlans.iter().map(|m| json!({"vid": m.vid, "tunnel_id": m.vni})).collect();
+        rows.push(json!({"dev": TUNNEL, "vlans": tunnel}));
+        Value::Array(rows)
+    }
+
+    /// Flushes learned entries of a VLAN whose domain (VNI or VID) changed, so that nothing
+    /// stays keyed by the old one.
+    fn flush_learned_in(&self, domains: &[Domain]) {
+        self.switch.fdb.flush(|_, d, _, k| k == EntryKind::Learned && domains.contains(&d));
+    }
+
+    fn vlan_add(
+        &mut self,
+        dev: &str,
+        vid: u16,
+        pvid: bool,
+        untagged: bool,
+        tunnel_id: Option<u32>,
+    ) -> Outcome {
+        if dev == TUNNEL {
+            let vni = tunnel_id.ok_or(format!("{TUNNEL} VLANs map to VNIs: add tunnel_info id VNI"))?;
+            let before = self.config.vni_of(vid).map_or(Domain::vid(vid), Domain::vni);
+            self.reconfigure(|c| {
+                c.vlans.retain(|m| m.vid != vid);
+                c.vlans.push(VlanMap { vid, vni, group: None });
+                Ok(())
+            })?;
+            self.flush_learned_in(&[before]);
+            return Ok(Value::Null);
+        }
+        if tunnel_id.is_some() {
+            return Err(format!("tunnel_info applies to {TUNNEL}, not to '{dev}'"));
+        }
+        let i = self.port_index(dev)?;
+        self.reconfigure(|c| {
+            let vlans = &mut c.ports[i].vlans;
+            if pvid {
+                vlans.iter_mut().for_each(|v| v.pvid = false);
+            }
+            vlans.retain(|v| v.vid != vid);
+            vlans.push(PortVlan { vid, pvid, untagged });
+            vlans.sort_by_key(|v| v.vid);
+            Ok(())
+        })?;
+        Ok(Value::Null)
+    }
+
+    fn vlan_del(&mut self, dev: &str, vid: u16) -> Outcome {
+        if dev == TUNNEL {
+            let vni = self.config.vni_of(vid).ok_or(format!("VID {vid} has no VNI on {TUNNEL}"))?;
+            self.reconfigure(|c| {
+                c.vlans.retain(|m| m.vid != vid);
+                Ok(())
+            })?;
+            self.flush_learned_in(&[Domain::vni(vni)]);
+            return Ok(Value::Null);
+        }
+        let i = self.port_index(dev)?;
+        self.reconfigure(|c| {
+            let before = c.ports[i].vlans.len();
+            c.ports[i].vlans.retain(|v| v.vid != vid);
+            if c.ports[i].vlans.len() == before {
+                return Err(format!("port '{dev}' is not a member of VID {vid}"));
+            }
+            Ok(())
+        })?;
+        Ok(Value::Null)
+    }
+
+    fn link_show(&self) -> Value {
+        let mut rows = vec![
+            json!({"dev": TUNNEL, "underlay": self.config.tunnel.dev, "local": self.config.tunnel.local,
+            "learning": self.config.tunnel.learning, "mtu": self.underlay.mtu}),
+        ];
+        for p in &self.config.ports {
+            let pvid = p.vlans.iter().find(|v| v.pvid).map(|v| v.vid);
+            rows.push(json!({"dev": p.name, "pvid": pvid, "hairpin": p.hairpin, "learning": p.learning,
+                "flood": p.flood, "mtu": p.mtu}));
+        }
+        Value::Array(rows)
+    }
+
+    fn link_set(
+        &mut self,
+        dev: &str,
+        hairpin: Option<bool>,
+        learning: Option<bool>,
+        flood: Option<bool>,
+    ) -> Outcome {
+        if dev == TUNNEL {
+            if hairpin.is_some() || flood.is_some() {
+                return Err(format!("{TUNNEL} has only learning"));
+            }
+            self.reconfigure(|c| {
+                c.tunnel.learning = learning.unwrap_or(c.tunnel.learning);
+                Ok(())
+            })?;
+            return Ok(Value::Null);
+        }
+        let i = self.port_index(dev)?;
+        self.reconfigure(|c| {
+            let p = &mut c.ports[i];
+            p.hairpin = hairpin.unwrap_or(p.hairpin);
+            p.learning = learning.unwrap_or(p.learning);
+            p.flood = flood.unwrap_or(p.flood);
+            Ok(())
+        })?;
+        Ok(Value::Null)
+    }
+
+    fn neigh_show(&self) -> Value {
+        Value::Array(
+            self.switch
+                .neigh
+                .entries()
+                .into_iter()
+                .map(|(vni, ip, mac)| json!({"ip": ip, "lladdr": mac, "vni": vni}))
+                .collect(),
+        )
+    }
+
+    fn neigh_add(&mut self, ip: Ipv4Addr, mac: MacAddr, vni: u32) -> Outcome {
+        let mut candidate = self.config.clone();
+        candidate.neigh.retain(|n| !(n.vni == vni && n.ip == ip));
+        candidate.neigh.push(NeighConfig { vni, ip, mac });
+        self.config = candidate.revalidate()?;
+        self.switch.neigh.insert(vni, ip, mac);
+        Ok(Value::Null)
+    }
+
+    fn neigh_del(&mut self, ip: Ipv4Addr, vni: u32) -> Outcome {
+        self.switch.neigh.remove(vni, ip).ok_or(format!("no neighbour {ip} in VNI {vni}"))?;
+        self.config.neigh.retain(|n| !(n.vni == vni && n.ip == ip));
+        Ok(Value::Null)
+    }
+
+    fn stats(&self, dev: Option<&str>) -> Outcome {
+        let mut stats = self.switch.stats();
+        if let Some(d) = dev {
+            if d != TUNNEL {
+                self.port_index(d)?;
+            }
+            stats.ports.retain(|p| p.name == d);
+        }
+        serde_json::to_value(stats).map_err(|e| e.to_string())
+    }
+
+    fn save(&self, path: Option<PathBuf>) -> Outcome {
+        let path = path.or_else(|| self.path.clone()).ok_or("no file to save to: give one")?;
+        let tmp = path.with_extension("toml.partial");
+        let text = format!("# Written by `xvtep save`.\n{}", self.config.to_toml());
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(json!({ "path": path }))
+    }
+
+    /// Applies a re-read config file (SIGHUP): topology, static FDB entries, flood lists and
+    /// neighbours become those of `new`. Ports cannot be added or removed this way.
+    pub fn reload(&mut self, new: Config) -> Result<(), String> {
+        let names = |c: &Config| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        if names(&new) != names(&self.config) {
+            return Err(format!(
+                "the ports changed ({} → {}); restart xvtep to add or remove ports",
+                names(&self.config).join(", "),
+                names(&new).join(", ")
+            ));
+        }
+        self.switch.apply_topology(&new, self.underlay);
+        let topo = self.switch.topology();
+        let domain_of = |s: FdbScope| match s {
+            FdbScope::Vni(v) => Domain::vni(v),
+            FdbScope::Vid(v) => Domain::vid(v),
+        };
+        let target_of = |t: &FdbTarget| match t {
+            FdbTarget::Port(n) => FdbDst::Port(topo.port_id(n).unwrap_or(PortId::TUNNEL)),
+            FdbTarget::Remote { ip, port, vni } => FdbDst::Remote(Remote { ip: *ip, port: *port, vni: *vni }),
+        };
+        for old in self.config.fdb.iter().filter(|e| !new.fdb.contains(e)) {
+            match target_of(&old.target) {
+                FdbDst::Remote(r) if old.mac.is_zero() => {
+                    self.switch.fdb.flood_remove(domain_of(old.scope), r);
+                }
+                _ => {
+                    let _ = self.switch.fdb.remove(old.mac, domain_of(old.scope));
+                }
+            }
+        }
+        for e in new.fdb.iter().filter(|e| !self.config.fdb.contains(e)) {
+            match target_of(&e.target) {
+                FdbDst::Remote(r) if e.mac.is_zero() => {
+                    self.switch.fdb.flood_append(domain_of(e.scope), r);
+                }
+                dst => {
+                    let kind = if e.permanent { EntryKind::Permanent } else { EntryKind::Static };
+                    let _ = self.switch.fdb.add(e.mac, domain_of(e.scope), dst, kind, true, (self.clock)());
+                }
+            }
+        }
+        drop(topo);
+        for n in self.config.neigh.iter().filter(|n| !new.neigh.contains(n)) {
+            self.switch.neigh.remove(n.vni, n.ip);
+        }
+        for n in &new.neigh {
+            self.switch.neigh.insert(n.vni, n.ip, n.mac);
+        }
+        self.config = new;
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! The live control plane: protocol, command words, applying requests, the daemon's server
+//! and the CLI's client.
+
+pub mod apply;
+pub mod protocol;
+pub mod words;
