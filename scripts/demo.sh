@@ -45,7 +45,8 @@ done
 
 for i in 1 2; do
     echo "== starting xvtep on h$i"
-    ip netns exec $P-h$i "$bin" run --config "$work/h$i.toml" --summary-every 0 > "$work/h$i.log" 2>&1 &
+    ip netns exec $P-h$i "$bin" run --config "$work/h$i.toml" --summary-every 0 --control "$work/h$i.sock" \
+        > "$work/h$i.log" 2>&1 &
     pids+=($!)
 done
 for i in 1 2; do
@@ -65,6 +66,10 @@ echo "== isolation: b2 also takes 10.2.0.99, but it is in VNI 3; a1 (VNI 2) cann
 ip netns exec $P-b2 ip addr add 10.2.0.99/24 dev eth0
 if ip netns exec $P-a1 ping -c 2 -W 1 10.2.0.99 >/dev/null; then echo "LEAK: reached VNI 3"; exit 1; fi
 echo "10.2.0.99 unreachable from VNI 2, as it should be"
+echo
+echo "== live control of host 1: xvtep fdb show; vlan show"
+"$bin" --socket "$work/h1.sock" fdb show
+"$bin" --socket "$work/h1.sock" vlan show
 
 for i in 1 2; do kill -TERM "${pids[$((i - 1))]}"; done
 for pid in "${pids[@]}"; do wait "$pid" || true; done

@@ -142,7 +142,7 @@ fn seed000_host1_replay() {
     assert_eq!((p("vxlan0").rx_packets, p("vxlan0").tx_packets), (5, 4));
     assert_eq!((p("tap1_0").rx_packets, p("tap1_0").tx_packets), (3, 2));
     assert_eq!((p("tap2_0").rx_packets, p("tap2_0").tx_packets), (1, 2));
-    assert_eq!(st.drops.clone().into_iter().collect::<Vec<_>>(), vec![("vni_unknown", 1)]);
+    assert_eq!(st.drops, [("vni_unknown".to_string(), 1)].into());
     assert_eq!(
         switch.fdb_show(secs(4.0)),
         vec![

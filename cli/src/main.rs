@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use xvtep::control::protocol::Request;
+use xvtep::control::{client, output, words};
 use xvtep_dataplane::Config;
 
 #[derive(Parser)]
@@ -17,6 +19,12 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(short = 'j', long = "json", global = true)]
     json: bool,
+    /// With -j: pretty-print the JSON.
+    #[arg(short = 'p', long = "pretty", global = true)]
+    pretty: bool,
+    /// The running daemon's control socket.
+    #[arg(long, global = true, default_value = xvtep::control::client::DEFAULT_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +43,99 @@ enum Command {
     /// The bare AF_XDP forwarder the bench uses as its ceiling.
     #[command(hide = true)]
     BenchForward(bench::forward::Args),
+    /// The forwarding database of the running daemon, in `bridge fdb` words.
+    #[command(long_about = "The forwarding database of the running daemon, in `bridge fdb` words.
+
+  xvtep fdb show [vni N] [dev PORT]
+  xvtep fdb add|replace MAC dev PORT [vni N | vlan VID] [static|permanent]
+  xvtep fdb add|replace MAC dev vxlan0 dst IP vni N [static|permanent]
+  xvtep fdb append 00:00:00:00:00:00 dev vxlan0 dst IP vni N     (flood list: head-end replication)
+  xvtep fdb del MAC dev PORT|vxlan0 [vni N | vlan VID] [dst IP]
+  xvtep fdb flush [dev PORT] [vni N] [dynamic]
+
+Static entries added here are part of the running configuration (see `xvtep save`).
+Examples:
+  xvtep fdb append 00:00:00:00:00:00 dev vxlan0 dst 192.168.1.3 vni 2
+  xvtep fdb del 02:00:00:00:00:0a dev tap1_0 vni 2")]
+    Fdb {
+        #[arg(default_value = "show")]
+        verb: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// VLAN membership and the VID↔VNI map, in `bridge vlan` words.
+    #[command(
+        long_about = "VLAN membership of the ports and the VID<->VNI map of vxlan0, in `bridge vlan` words.
+
+  xvtep vlan show
+  xvtep vlan add dev PORT vid N [pvid] [untagged]
+  xvtep vlan del dev PORT vid N
+  xvtep vlan add dev vxlan0 vid N tunnel_info id VNI
+  xvtep vlan del dev vxlan0 vid N
+
+A change is checked as a config file would be (one PVID per port, one-to-one map, static
+entries still valid) and refused whole if it is not."
+    )]
+    Vlan {
+        #[arg(default_value = "show")]
+        verb: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Port settings, in `bridge link` words.
+    #[command(long_about = "Port settings, in `bridge link` words.
+
+  xvtep link show
+  xvtep link set dev PORT [hairpin on|off] [learning on|off] [flood on|off]
+  xvtep link set dev vxlan0 learning on|off")]
+    Link {
+        #[arg(default_value = "show")]
+        verb: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Neighbours for ARP suppression.
+    #[command(long_about = "The neighbour table that ARP suppression (tunnel.proxy) answers from.
+
+  xvtep neigh show
+  xvtep neigh add IP lladdr MAC vni N
+  xvtep neigh del IP vni N")]
+    Neigh {
+        #[arg(default_value = "show")]
+        verb: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Watch learn, move, age-out, l2miss and l3miss events as they happen.
+    #[command(long_about = "Watch events as they happen, like `bridge monitor` / `ip monitor`.
+
+  xvtep monitor [fdb] [miss]
+
+fdb: learn, move and age-out; miss: l2miss (unknown unicast, with tunnel.l2miss) and l3miss
+(ARP target not in the neighbour table, with tunnel.proxy and tunnel.l3miss). Neither: both.")]
+    Monitor {
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Counters and drop reasons of the running daemon.
+    #[command(
+        long_about = "Counters of the running daemon: per port rx/tx packets and bytes, every named drop
+reason, FDB totals.
+
+  xvtep stats [dev PORT]"
+    )]
+    Stats {
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Write the running configuration as a config file `run` accepts.
+    #[command(
+        long_about = "Write the running configuration (ports, VLANs, static FDB entries, neighbours) as a
+config file that `xvtep run` accepts. Without FILE, the file the daemon was started with.
+
+  xvtep save [FILE]"
+    )]
+    Save { file: Option<PathBuf> },
     /// Validate a config file and print what it sets up.
     Check {
         /// The config file (TOML).
@@ -51,11 +152,22 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let ctx = Ctx { socket: cli.socket.clone(), json: cli.json, pretty: cli.pretty };
+    let cli_json = cli.json;
     let result = match cli.command {
         Command::Run(args) => daemon::run(args),
-        Command::Replay(args) => replay::run(args, cli.json),
-        Command::Check { config } => check(&config, cli.json),
-        Command::Bench(args) => bench::run(args, cli.json),
+        Command::Replay(args) => replay::run(args, cli_json),
+        Command::Check { config } => check(&config, cli_json),
+        Command::Bench(args) => bench::run(args, cli_json),
+        Command::Fdb { verb, args } => control(&ctx, words::fdb(&verb, &args), output::fdb),
+        Command::Vlan { verb, args } => control(&ctx, words::vlan(&verb, &args), output::vlan),
+        Command::Link { verb, args } => control(&ctx, words::link(&verb, &args), output::link),
+        Command::Neigh { verb, args } => control(&ctx, words::neigh(&verb, &args), output::neigh),
+        Command::Stats { args } => stats(&ctx, &args),
+        Command::Monitor { args } => monitor(&ctx, &args),
+        Command::Save { file } => control(&ctx, Ok(Request::Save { path: file }), |d| {
+            format!("saved the running configuration to {}\n", d["path"].as_str().unwrap_or("?"))
+        }),
         Command::BenchForward(args) => bench::forward::run(args),
     };
     match result {
@@ -65,6 +177,63 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What the control commands need of the global options.
+struct Ctx {
+    socket: PathBuf,
+    json: bool,
+    pretty: bool,
+}
+
+/// Sends a request to the daemon and prints the answer as text (`show`) or JSON (`-j`).
+fn control(
+    cli: &Ctx,
+    request: Result<Request, String>,
+    show: fn(&serde_json::Value) -> String,
+) -> anyhow::Result<()> {
+    let request = request.map_err(|e| anyhow::anyhow!("{e} (see xvtep help)"))?;
+    let data = client::call(&cli.socket, &request)?;
+    if cli.json {
+        print_json(cli, &data);
+    } else {
+        print!("{}", if data.is_null() { String::new() } else { show(&data) });
+    }
+    Ok(())
+}
+
+fn print_json(cli: &Ctx, v: &serde_json::Value) {
+    let text = if cli.pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) };
+    println!("{}", text.unwrap_or_default());
+}
+
+fn stats(cli: &Ctx, args: &[String]) -> anyhow::Result<()> {
+    let dev = match args {
+        [] => None,
+        [d, name] if d == "dev" => Some(name.clone()),
+        _ => anyhow::bail!("usage: xvtep stats [dev PORT]"),
+    };
+    control(cli, Ok(Request::Stats { dev }), |d| {
+        match serde_json::from_value::<xvtep_dataplane::Stats>(d.clone()) {
+            Ok(s) => format!("{s}\n"),
+            Err(e) => format!("(cannot read the counters: {e})\n"),
+        }
+    })
+}
+
+fn monitor(cli: &Ctx, args: &[String]) -> anyhow::Result<()> {
+    let request =
+        words::monitor(args).map_err(|e| anyhow::anyhow!("{e} (usage: xvtep monitor [fdb] [miss])"))?;
+    client::monitor(&cli.socket, &request, |event| {
+        if cli.json {
+            print_json(cli, &event);
+        } else {
+            println!("{}", event["text"].as_str().unwrap_or_default());
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        Ok(())
+    })
 }
 
 fn check(path: &std::path::Path, json: bool) -> anyhow::Result<()> {

@@ -15,48 +15,6 @@ use support::*;
 
 const UP: Duration = Duration::from_secs(10);
 
-struct Host {
-    h: Netns,
-    a: Netns,
-    b: Netns,
-}
-
-struct Topo {
-    // Dropped in order: containers and hosts, then the underlay.
-    hosts: Vec<Host>,
-    ul: Netns,
-    dir: tempfile::TempDir,
-}
-
-fn topo(prefix: &str, n: usize) -> Topo {
-    let ul = Netns::new(&format!("{prefix}-ul"));
-    ul.sh("ip link add br0 type bridge && ip link set br0 up");
-    let mut hosts = Vec::new();
-    for i in 1..=n {
-        let h = Netns::new(&format!("{prefix}-h{i}"));
-        veth(&h, "eth0", &ul, &format!("p{i}"));
-        ul.sh(&format!("ip link set p{i} master br0"));
-        h.sh(&format!("ip addr add 192.168.1.{i}/24 dev eth0"));
-        let a = Netns::new(&format!("{prefix}-a{i}"));
-        let b = Netns::new(&format!("{prefix}-b{i}"));
-        veth(&h, "tap1_0", &a, "eth0");
-        veth(&h, "tap2_0", &b, "eth0");
-        // 1450: the inner MTU of a 1500-byte underlay, as on any VXLAN network.
-        a.sh(&format!("ip addr add 10.2.0.{i}/24 dev eth0 && ip link set eth0 mtu 1450"));
-        b.sh(&format!("ip addr add 10.3.0.{i}/24 dev eth0 && ip link set eth0 mtu 1450"));
-        hosts.push(Host { h, a, b });
-    }
-    Topo { hosts, ul, dir: tempfile::tempdir().unwrap() }
-}
-
-fn prefix(test: &str) -> String {
-    format!("xv{}-{}", std::process::id() % 100000, test)
-}
-
-fn xdp_programs(ns: &Netns) -> usize {
-    ns.sh("ip link show").matches("prog/xdp").count()
-}
-
 #[test]
 fn seed000_two_xvtep_hosts() {
     require_root!();

@@ -141,7 +141,7 @@ impl WorkerCounters {
 }
 
 /// Totals of one port over all workers, for display.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortStats {
     pub name: String,
     pub rx_packets: u64,
@@ -151,7 +151,7 @@ pub struct PortStats {
     pub learn_refused: u64,
     pub arp_suppressed: u64,
     /// Non-zero drop counters by reason name.
-    pub drops: BTreeMap<&'static str, u64>,
+    pub drops: BTreeMap<String, u64>,
 }
 
 impl PortStats {
@@ -166,7 +166,7 @@ impl PortStats {
         for (reason, counter) in DropReason::ALL.iter().zip(c.drops.iter()) {
             let v = counter.get();
             if v != 0 {
-                *self.drops.entry(reason.name()).or_default() += v;
+                *self.drops.entry(reason.name().to_string()).or_default() += v;
             }
         }
     }

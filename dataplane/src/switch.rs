@@ -178,7 +178,7 @@ impl Switch {
         let mut drops = BTreeMap::new();
         for p in ports.iter().chain([&unattributed]) {
             for (reason, n) in &p.drops {
-                *drops.entry(*reason).or_default() += n;
+                *drops.entry(reason.clone()).or_default() += n;
             }
         }
         Stats { ports, drops, fdb: self.fdb.stats(), events_lost: self.events.lost() }
@@ -186,12 +186,12 @@ impl Switch {
 }
 
 /// A snapshot of the switch's counters.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Per port; `ports[0]` is vxlan0 (its rx/tx are the underlay's VXLAN frames).
     pub ports: Vec<PortStats>,
     /// Drops over all ports, by reason.
-    pub drops: BTreeMap<&'static str, u64>,
+    pub drops: BTreeMap<String, u64>,
     pub fdb: FdbStats,
     /// Events lost because a subscriber did not keep up.
     pub events_lost: u64,

@@ -267,7 +267,9 @@ impl Harness {
 
     /// Non-zero drop counters over all ports.
     pub fn drops(&self) -> BTreeMap<&'static str, u64> {
-        self.stats().drops
+        let names = xvtep_dataplane::DropReason::ALL.iter().map(|r| r.name());
+        let stats = self.stats();
+        names.filter_map(|n| stats.drops.get(n).map(|c| (n, *c))).collect()
     }
 
     pub fn fdb(&self, t: f64) -> Vec<String> {

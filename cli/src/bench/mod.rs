@@ -152,10 +152,11 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
             std::fs::write(&path, config)?;
             let cpu = cpu.to_string();
             let p = path.display().to_string();
+            let ctl = t.dir.path().join("dut.sock").display().to_string();
             Ok(Some(spawn_in(
                 &t.d,
                 t.dir.path(),
-                &["run", "-c", &p, "--cores", &cpu, "--summary-every", "0"],
+                &["run", "-c", &p, "--cores", &cpu, "--summary-every", "0", "--control", &ctl],
                 "xvtep: running",
             )?))
         }

@@ -2,5 +2,8 @@
 //! and the CLI's client.
 
 pub mod apply;
+pub mod client;
+pub mod output;
 pub mod protocol;
+pub mod server;
 pub mod words;

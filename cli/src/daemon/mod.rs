@@ -3,13 +3,14 @@
 //! then detaches everything it attached.
 
 mod host;
+mod metrics;
 mod netlink;
 mod resolver;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, XskSpec};
 use xvtep_dataplane::{Config, DropReason, NextHops, PortId, Switch, Underlay};
 
 use host::Iface;
+use xvtep::control::{self, apply::Running};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,6 +35,12 @@ pub struct Args {
     /// Seconds between one-line traffic summaries in the log (0 = none).
     #[arg(long, default_value_t = 60)]
     summary_every: u64,
+    /// The control socket (`xvtep fdb`, `vlan`, `link`, `neigh`, `monitor`, `stats`, `save`).
+    #[arg(long, default_value = xvtep::control::client::DEFAULT_SOCKET)]
+    control: PathBuf,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9469).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 struct Worker {
@@ -78,6 +86,9 @@ pub fn run(args: Args) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing signal handlers")?;
     let epoch = Instant::now();
     let mut handles = Vec::new();
     let all: Vec<(PortId, &Iface)> = std::iter::once((PortId::TUNNEL, &dev))
@@ -140,12 +151,34 @@ pub fn run(args: Args) -> Result<()> {
     while resolver.tick(&switch.nexthops) > 0 && resolving.elapsed() < Duration::from_secs(1) {
         std::thread::sleep(Duration::from_millis(10));
     }
+    let running = Arc::new(Mutex::new(Running {
+        switch: switch.clone(),
+        config: config.clone(),
+        underlay,
+        path: Some(args.config.clone()),
+        clock: Box::new(move || epoch.elapsed().as_nanos() as u64),
+    }));
+    let _control = control::server::serve(&args.control, running.clone())?;
+    let _metrics = match args.metrics {
+        Some(addr) => {
+            let sources = metrics::Sources {
+                switch: switch.clone(),
+                workers: handles.iter().map(|w| w.counters.clone()).collect(),
+                started: epoch,
+            };
+            info!(%addr, "serving metrics");
+            Some(metrics::serve(addr, sources, stop.clone())?)
+        }
+        None => None,
+    };
+
     info!(
         config = %args.config.display(),
         underlay = %format!("{} ({}, mtu {}, {} queue(s))", dev.name, t.local, underlay.mtu, dev.queues),
         ports = %ports.iter().map(|p| format!("{} ({} queue(s))", p.name, p.queues)).collect::<Vec<_>>().join(", "),
         vnis = %config.vlans.iter().map(|m| format!("{}<->{}", m.vid, m.vni)).collect::<Vec<_>>().join(" "),
         workers,
+        control = %args.control.display(),
         "xvtep running"
     );
     println!(
@@ -171,6 +204,15 @@ pub fn run(args: Args) -> Result<()> {
         switch.age(now);
         unresolved = resolver.tick(&switch.nexthops);
         misconfig.check(&switch.stats());
+        if hup.swap(false, Ordering::Relaxed) {
+            let result = Config::load(&args.config)
+                .map_err(|e| e.to_string())
+                .and_then(|new| running.lock().unwrap_or_else(|e| e.into_inner()).reload(new));
+            match result {
+                Ok(()) => info!(config = %args.config.display(), "reloaded the configuration (SIGHUP)"),
+                Err(e) => warn!("reload refused, the running configuration is unchanged: {e}"),
+            }
+        }
         if handles.iter().any(|w| w.handle.is_finished()) {
             warn!("a worker stopped; shutting down");
             break;

@@ -2,7 +2,7 @@
 //! Every namespace and daemon is held by a guard that removes it on drop, also when the test
 //! fails; names carry a per-test prefix so that tests can run side by side.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 
@@ -41,26 +41,60 @@ pub struct Daemon {
     child: Option<Child>,
     pub ns: String,
     log: PathBuf,
+    /// Its control socket.
+    pub control: PathBuf,
 }
 
 impl Daemon {
     pub fn start(ns: &Netns, config_text: &str, dir: &Path, name: &str) -> Daemon {
+        Self::start_with(ns, config_text, dir, name, &[])
+    }
+
+    /// [`Daemon::start`] with more `xvtep run` options.
+    pub fn start_with(ns: &Netns, config_text: &str, dir: &Path, name: &str, extra: &[&str]) -> Daemon {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, config_text).unwrap();
         let log = dir.join(format!("{name}.log"));
+        let control = dir.join(format!("{name}.sock"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.name])
             .arg(xvtep())
-            .args(["run", "--summary-every", "0", "-c"])
+            .args(["run", "--summary-every", "0", "--control"])
+            .arg(&control)
+            .args(extra)
+            .arg("-c")
             .arg(&config)
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .spawn()
             .unwrap();
-        let d = Daemon { child: Some(child), ns: ns.name.clone(), log };
+        let d = Daemon { child: Some(child), ns: ns.name.clone(), log, control };
         d.wait_for("xvtep: running", Duration::from_secs(10));
         d
+    }
+
+    /// Runs `xvtep --socket <ours> ARGS` (a control command); returns (success, stdout, stderr).
+    pub fn ctl(&self, args: &str) -> (bool, String, String) {
+        let out = Command::new(xvtep())
+            .arg("--socket")
+            .arg(&self.control)
+            .args(args.split_whitespace())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
+    /// [`Daemon::ctl`] that must succeed; its stdout.
+    #[track_caller]
+    pub fn ctl_ok(&self, args: &str) -> String {
+        let (ok, out, err) = self.ctl(args);
+        assert!(ok, "xvtep {args} failed: {err}");
+        out
     }
 
     pub fn log(&self) -> String {
@@ -105,6 +139,11 @@ impl Daemon {
         self.log()
     }
 
+    /// Sends SIGHUP (reload the config file).
+    pub fn hup(&mut self) {
+        self.signal("HUP");
+    }
+
     /// Kills with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -145,4 +184,50 @@ pub fn seed_config(local: &str, flood: &[&str], extra_tunnel: &str) -> String {
         }
     }
     c
+}
+
+/// Number of XDP programs attached in `ns`.
+pub fn xdp_programs(ns: &Netns) -> usize {
+    ns.sh("ip link show").matches("prog/xdp").count()
+}
+
+/// The seed topology: an underlay namespace with a bridge joins the hosts' `eth0`
+/// (192.168.1.N/24). Host N has two "containers": aN on tap1_0 (VID 2 ↔ VNI 2, 10.2.0.N/24)
+/// and bN on tap2_0 (VID 3 ↔ VNI 3, 10.3.0.N/24).
+pub struct Host {
+    pub h: Netns,
+    pub a: Netns,
+    pub b: Netns,
+}
+
+pub struct Topo {
+    // Dropped in order: containers and hosts, then the underlay.
+    pub hosts: Vec<Host>,
+    _ul: Netns,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn topo(prefix: &str, n: usize) -> Topo {
+    let ul = Netns::new(&format!("{prefix}-ul"));
+    ul.sh("ip link add br0 type bridge && ip link set br0 up");
+    let mut hosts = Vec::new();
+    for i in 1..=n {
+        let h = Netns::new(&format!("{prefix}-h{i}"));
+        veth(&h, "eth0", &ul, &format!("p{i}"));
+        ul.sh(&format!("ip link set p{i} master br0"));
+        h.sh(&format!("ip addr add 192.168.1.{i}/24 dev eth0"));
+        let a = Netns::new(&format!("{prefix}-a{i}"));
+        let b = Netns::new(&format!("{prefix}-b{i}"));
+        veth(&h, "tap1_0", &a, "eth0");
+        veth(&h, "tap2_0", &b, "eth0");
+        // 1450: the inner MTU of a 1500-byte underlay, as on any VXLAN network.
+        a.sh(&format!("ip addr add 10.2.0.{i}/24 dev eth0 && ip link set eth0 mtu 1450"));
+        b.sh(&format!("ip addr add 10.3.0.{i}/24 dev eth0 && ip link set eth0 mtu 1450"));
+        hosts.push(Host { h, a, b });
+    }
+    Topo { hosts, _ul: ul, dir: tempfile::tempdir().unwrap() }
+}
+
+pub fn prefix(test: &str) -> String {
+    format!("xv{}-{}", std::process::id() % 100000, test)
 }

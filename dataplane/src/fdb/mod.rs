@@ -126,7 +126,7 @@ pub enum FdbError {
 }
 
 /// FDB totals for stats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FdbStats {
     /// Entries now (all kinds, flood-list remotes not included).
     pub entries: usize,
@@ -382,6 +382,15 @@ impl Fdb {
     #[inline]
     pub fn flood_list(&self, domain: Domain) -> Option<Arc<[Remote]>> {
         self.flood.load().get(&domain).cloned()
+    }
+
+    /// Entries per domain (flood lists not included), for metrics.
+    pub fn count_by_domain(&self) -> std::collections::BTreeMap<Domain, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for e in self.entries.iter() {
+            *counts.entry(e.key().domain()).or_default() += 1;
+        }
+        counts
     }
 
     /// Every entry, flood lists included (as all-zeros MAC entries), sorted for display.

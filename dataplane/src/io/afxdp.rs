@@ -61,6 +61,8 @@ pub struct IoCounters {
     pub csum_completed: Counter,
     /// poll(2) sleeps with nothing to do.
     pub idle_sleeps: Counter,
+    /// Time spent in those sleeps, in nanoseconds (the rest of the worker's life is busy).
+    pub idle_nanos: Counter,
 }
 
 #[derive(Debug, thiserror::Error)]

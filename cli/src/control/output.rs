@@ -1,0 +1,97 @@
+//! Text output shaped like iproute2's `bridge`, from the daemon's JSON answers.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `bridge fdb show` lines.
+pub fn fdb(data: &Value) -> String {
+    let mut o = String::new();
+    for e in data.as_array().into_iter().flatten() {
+        let _ = write!(o, "{} dev {}", s(&e["mac"]), s(&e["dev"]));
+        for key in ["vlan", "vni", "dst", "dst_port", "remote_vni"] {
+            if !e[key].is_null() {
+                let word = if key == "dst_port" { "port" } else { key };
+                let _ = write!(o, " {word} {}", s(&e[key]));
+            }
+        }
+        match e["state"].as_str() {
+            Some("static") => o += " static",
+            Some("permanent") => o += " permanent",
+            _ => {
+                let _ = write!(o, " used {}s", s(&e["age"]));
+            }
+        }
+        o += "\n";
+    }
+    o
+}
+
+/// `bridge vlan show`, with `tunnel_info id` for vxlan0 (`bridge vlan tunnelshow`).
+pub fn vlan(data: &Value) -> String {
+    let mut o = format!("{:<16}{}\n", "port", "vlan-id");
+    for port in data.as_array().into_iter().flatten() {
+        let mut name = s(&port["dev"]);
+        for v in port["vlans"].as_array().into_iter().flatten() {
+            let mut line = s(&v["vid"]);
+            if v["pvid"] == true {
+                line += " PVID";
+            }
+            if v["untagged"] == true {
+                line += " Egress Untagged";
+            }
+            if !v["tunnel_id"].is_null() {
+                line += &format!(" tunnel_info id {}", s(&v["tunnel_id"]));
+            }
+            let _ = writeln!(o, "{name:<16}{line}");
+            name.clear();
+        }
+    }
+    o
+}
+
+/// `bridge link show`-like lines.
+pub fn link(data: &Value) -> String {
+    let mut o = String::new();
+    let on = |v: &Value| if v == true { "on" } else { "off" };
+    for (i, l) in data.as_array().into_iter().flatten().enumerate() {
+        if l["dev"] == "vxlan0" {
+            let _ = writeln!(
+                o,
+                "{i}: vxlan0: underlay {} local {} learning {} mtu {}",
+                s(&l["underlay"]),
+                s(&l["local"]),
+                on(&l["learning"]),
+                s(&l["mtu"])
+            );
+        } else {
+            let pvid = if l["pvid"].is_null() { "none".to_string() } else { s(&l["pvid"]) };
+            let _ = writeln!(
+                o,
+                "{i}: {}: pvid {pvid} hairpin {} learning {} flood {} mtu {}",
+                s(&l["dev"]),
+                on(&l["hairpin"]),
+                on(&l["learning"]),
+                on(&l["flood"]),
+                s(&l["mtu"])
+            );
+        }
+    }
+    o
+}
+
+/// `ip neigh`-like lines.
+pub fn neigh(data: &Value) -> String {
+    let mut o = String::new();
+    for n in data.as_array().into_iter().flatten() {
+        let _ = writeln!(o, "{} lladdr {} vni {}", s(&n["ip"]), s(&n["lladdr"]), s(&n["vni"]));
+    }
+    o
+}

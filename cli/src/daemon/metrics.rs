@@ -1,0 +1,163 @@
+//! `--metrics ADDR`: the Prometheus text exposition format over plain HTTP/1.1, one scrape per
+//! connection. Hand-written: a GET with no routing needs no HTTP framework.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use xvtep_dataplane::io::afxdp::IoCounters;
+use xvtep_dataplane::Switch;
+
+/// What a scrape reads.
+pub struct Sources {
+    pub switch: Arc<Switch>,
+    pub workers: Vec<Arc<IoCounters>>,
+    pub started: Instant,
+}
+
+/// The exposition text.
+pub fn render(src: &Sources) -> String {
+    let stats = src.switch.stats();
+    let mut o = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(o, "{name}{labels} {v}");
+        }
+    };
+    let per_port = |f: fn(&xvtep_dataplane::counters::PortStats) -> u64| {
+        stats.ports.iter().map(|p| (format!("{{port=\"{}\"}}", p.name), f(p))).collect::<Vec<_>>()
+    };
+    family("xvtep_rx_packets_total", "counter", "Frames received, per port.", per_port(|p| p.rx_packets));
+    family("xvtep_rx_bytes_total", "counter", "Bytes received, per port.", per_port(|p| p.rx_bytes));
+    family("xvtep_tx_packets_total", "counter", "Frames sent, per port.", per_port(|p| p.tx_packets));
+    family("xvtep_tx_bytes_total", "counter", "Bytes sent, per port.", per_port(|p| p.tx_bytes));
+    family(
+        "xvtep_learn_refused_total",
+        "counter",
+        "Sources not learned at max_learned, per port.",
+        per_port(|p| p.learn_refused),
+    );
+    family(
+        "xvtep_arp_suppressed_total",
+        "counter",
+        "ARP requests answered locally, per port.",
+        per_port(|p| p.arp_suppressed),
+    );
+    let drops = stats
+        .ports
+        .iter()
+        .flat_map(|p| {
+            p.drops.iter().map(move |(r, n)| (format!("{{port=\"{}\",reason=\"{r}\"}}", p.name), *n))
+        })
+        .collect();
+    family("xvtep_drops_total", "counter", "Frames dropped, per port and named reason.", drops);
+    let topo = src.switch.topology();
+    let sizes = src
+        .switch
+        .fdb
+        .count_by_domain()
+        .into_iter()
+        .map(|(d, n)| match (d.as_vni(), d.as_vid()) {
+            (Some(vni), _) => {
+                (format!("{{vni=\"{vni}\",vlan=\"{}\"}}", topo.vid_of(vni).unwrap_or(0)), n as u64)
+            }
+            (_, vid) => (format!("{{vni=\"\",vlan=\"{}\"}}", vid.unwrap_or(0)), n as u64),
+        })
+        .collect();
+    family("xvtep_fdb_entries", "gauge", "FDB entries per VNI (or VLAN without VNI).", sizes);
+    let f = stats.fdb;
+    family("xvtep_fdb_learned_total", "counter", "Entries learned.", vec![(String::new(), f.learned_total)]);
+    family(
+        "xvtep_fdb_moved_total",
+        "counter",
+        "Learned entries moved.",
+        vec![(String::new(), f.moved_total)],
+    );
+    family(
+        "xvtep_fdb_aged_total",
+        "counter",
+        "Learned entries aged out.",
+        vec![(String::new(), f.aged_total)],
+    );
+    family(
+        "xvtep_events_lost_total",
+        "counter",
+        "Events a slow subscriber missed.",
+        vec![(String::new(), stats.events_lost)],
+    );
+    let per_worker = |f: fn(&IoCounters) -> u64| {
+        src.workers.iter().enumerate().map(|(i, c)| (format!("{{worker=\"{i}\"}}"), f(c))).collect::<Vec<_>>()
+    };
+    family(
+        "xvtep_tx_ring_full_total",
+        "counter",
+        "Frames dropped: tx ring full.",
+        per_worker(|c| c.tx_ring_full.get()),
+    );
+    family(
+        "xvtep_tx_no_frame_total",
+        "counter",
+        "Frames dropped: no free UMEM frame.",
+        per_worker(|c| c.tx_no_frame.get()),
+    );
+    family(
+        "xvtep_fill_starved_total",
+        "counter",
+        "Fill ring top-ups short of frames.",
+        per_worker(|c| c.fill_starved.get()),
+    );
+    family(
+        "xvtep_tx_wakeups_total",
+        "counter",
+        "sendto() wakeups of the kernel.",
+        per_worker(|c| c.tx_wakeups.get()),
+    );
+    family(
+        "xvtep_tx_zero_copy_total",
+        "counter",
+        "Frames forwarded by moving the buffer.",
+        per_worker(|c| c.tx_zero_copy.get()),
+    );
+    let up = src.started.elapsed().as_nanos().max(1) as f64;
+    let _ =
+        writeln!(o, "# HELP xvtep_worker_busy_ratio Share of its life a worker was not sleeping in poll(2).");
+    let _ = writeln!(o, "# TYPE xvtep_worker_busy_ratio gauge");
+    for (i, c) in src.workers.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "xvtep_worker_busy_ratio{{worker=\"{i}\"}} {:.4}",
+            (1.0 - c.idle_nanos.get() as f64 / up).max(0.0)
+        );
+    }
+    o
+}
+
+/// Serves scrapes on `addr` until `stop`.
+pub fn serve(addr: SocketAddr, src: Sources, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("listening for metrics on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(std::thread::Builder::new().name("xvtep-metrics".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut req = [0u8; 1024];
+                    let _ = conn.read(&mut req);
+                    let body = render(&src);
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    })?)
+}

@@ -1,0 +1,197 @@
+//! The live control plane against running daemons (root): every verb over the real socket,
+//! monitor, metrics, save and restart, permissions.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+const UP: Duration = Duration::from_secs(10);
+
+fn mac_of(ns: &Netns) -> String {
+    ns.sh("cat /sys/class/net/eth0/address").trim().to_string()
+}
+
+/// GET / from `addr` inside namespace `ns`.
+fn scrape(ns: &Netns, addr: &'static str) -> String {
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        body
+    })
+    .join()
+    .unwrap()
+}
+
+/// The value of the metric line starting with `series` (name and labels).
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+#[test]
+fn live_control_of_a_running_daemon() {
+    require_root!();
+    let t = topo(&prefix("ctl"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    let c1 = seed_config("192.168.1.1", &["192.168.1.2"], "l2miss = true");
+    let d1 = Daemon::start_with(&h1.h, &c1, t.dir.path(), "h1", &["--metrics", "127.0.0.1:9469"]);
+    let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    let mode = std::fs::metadata(&d1.control).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket must be root-only");
+
+    // Monitor in the background from the start.
+    let mon_out = t.dir.path().join("monitor.txt");
+    let mut monitor = Command::new(xvtep())
+        .arg("--socket")
+        .arg(&d1.control)
+        .arg("monitor")
+        .stdout(Stdio::from(std::fs::File::create(&mon_out).unwrap()))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    assert!(h1.a.ping_ok("10.2.0.2", UP));
+    let (a1, a2) = (mac_of(&h1.a), mac_of(&h2.a));
+    let fdb = d1.ctl_ok("fdb show vni 2");
+    assert!(fdb.contains(&format!("{a2} dev vxlan0 vlan 2 vni 2 dst 192.168.1.2 used")), "{fdb}");
+    assert!(fdb.contains(&format!("{a1} dev tap1_0 vlan 2 vni 2 used")), "{fdb}");
+    let json: serde_json::Value = serde_json::from_str(&d1.ctl_ok("-j fdb show dev tap1_0")).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1, "{json}");
+
+    // fdb del of a learned entry: relearned on the next frame (and reported).
+    d1.ctl_ok(&format!("fdb del {a2} dev vxlan0 vni 2"));
+    assert!(!d1.ctl_ok("fdb show vni 2").contains(&a2));
+    assert!(h1.a.ping_ok("10.2.0.2", UP));
+    assert!(d1.ctl_ok("fdb show vni 2").contains(&a2));
+    // An unknown unicast destination: l2miss.
+    h1.a.sh("ip neigh replace 10.2.0.77 lladdr 02:00:00:00:00:77 dev eth0");
+    let _ = h1.a.try_sh("ping -c 1 -W 1 10.2.0.77");
+
+    // vlan del of the PVID stops untagged ingress; adding it back restores it.
+    d1.ctl_ok("vlan del dev tap1_0 vid 2");
+    assert!(!h1.a.try_sh("ping -c 2 -W 1 10.2.0.2").status.success());
+    assert!(d1.ctl_ok("stats dev tap1_0").contains("vlan_no_pvid"));
+    d1.ctl_ok("vlan add dev tap1_0 vid 2 pvid untagged");
+    assert!(h1.a.ping_ok("10.2.0.2", UP));
+    assert!(d1.ctl_ok("vlan show").contains("tap1_0          2 PVID Egress Untagged"));
+
+    // link set, and bad requests: exact error, non-zero exit, nothing changed.
+    d1.ctl_ok("link set dev tap1_0 hairpin on");
+    assert!(d1.ctl_ok("link show").contains("tap1_0: pvid 2 hairpin on learning on flood on"));
+    let (ok, _, err) = d1.ctl("fdb add 02:00:00:00:00:99 dev nope vni 2");
+    assert!(!ok && err.contains("no port 'nope': the switch has vxlan0 and tap1_0, tap2_0"), "{err}");
+    let (ok, _, err) = d1.ctl("vlan add dev vxlan0 vid 9 tunnel_info id 3");
+    assert!(!ok && err.contains("VNI 3 is mapped twice"), "{err}");
+    let (ok, _, err) = d1.ctl("fdb add 02:00:00:00:00:zz dev tap1_0");
+    assert!(!ok && err.contains("invalid MAC address"), "{err}");
+    d1.ctl_ok("neigh add 10.2.0.50 lladdr 02:00:00:00:00:50 vni 2");
+    d1.ctl_ok("fdb add 02:00:00:00:00:51 dev vxlan0 dst 192.168.1.2 vni 2");
+
+    // Metrics agree with stats -j (traffic has stopped).
+    std::thread::sleep(Duration::from_millis(300));
+    let text = scrape(&h1.h, "127.0.0.1:9469");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    let stats: serde_json::Value = serde_json::from_str(&d1.ctl_ok("-j stats")).unwrap();
+    let port =
+        |name: &str| stats["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    assert_eq!(
+        metric(&text, "xvtep_rx_packets_total{port=\"tap1_0\"}"),
+        port("tap1_0")["rx_packets"].as_u64().unwrap()
+    );
+    assert_eq!(
+        metric(&text, "xvtep_tx_packets_total{port=\"vxlan0\"}"),
+        port("vxlan0")["tx_packets"].as_u64().unwrap()
+    );
+    assert_eq!(
+        metric(&text, "xvtep_drops_total{port=\"tap1_0\",reason=\"vlan_no_pvid\"}"),
+        port("tap1_0")["drops"]["vlan_no_pvid"].as_u64().unwrap()
+    );
+    assert!(metric(&text, "xvtep_fdb_entries{vni=\"2\",vlan=\"2\"}") >= 3);
+
+    // Monitor saw the learning and the miss.
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let events = std::fs::read_to_string(&mon_out).unwrap();
+    assert!(events.contains(&format!("learn {a2} dev vxlan0 dst 192.168.1.2 vni 2")), "{events}");
+    assert!(events.contains("l2miss 02:00:00:00:00:77 vni 2 from tap1_0"), "{events}");
+
+    // save → restart from the saved file → the same static entries, VLANs and neighbours.
+    let saved = t.dir.path().join("saved.toml");
+    d1.ctl_ok(&format!("save {}", saved.display()));
+    let before_vlans = d1.ctl_ok("vlan show");
+    let mut d1 = d1;
+    d1.stop();
+    let d1 = Daemon::start(&h1.h, &std::fs::read_to_string(&saved).unwrap(), t.dir.path(), "h1-saved");
+    assert_eq!(d1.ctl_ok("vlan show"), before_vlans);
+    assert!(d1
+        .ctl_ok("fdb show")
+        .contains("02:00:00:00:00:51 dev vxlan0 vlan 2 vni 2 dst 192.168.1.2 static"));
+    assert!(d1.ctl_ok("neigh show").contains("10.2.0.50 lladdr 02:00:00:00:00:50 vni 2"));
+    assert!(d1.ctl_ok("link show").contains("hairpin on"));
+    assert!(h1.a.ping_ok("10.2.0.2", UP));
+}
+
+#[test]
+fn sighup_reloads_and_refuses_port_changes() {
+    require_root!();
+    let t = topo(&prefix("hup"), 1);
+    let h = &t.hosts[0];
+    let base = seed_config("192.168.1.1", &["192.168.1.9"], "");
+    let mut d = Daemon::start(&h.h, &base, t.dir.path(), "h1");
+    let config = t.dir.path().join("h1.toml");
+    std::fs::write(
+        &config,
+        base.clone() + "[[neigh]]\nvni = 2\nip = \"10.2.0.40\"\nmac = \"02:00:00:00:00:40\"\n",
+    )
+    .unwrap();
+    d.hup();
+    d.wait_for("reloaded the configuration", UP);
+    assert!(d.ctl_ok("neigh show").contains("10.2.0.40"));
+    std::fs::write(&config, base.replace("tap2_0", "tap3_0")).unwrap();
+    d.hup();
+    d.wait_for("reload refused, the running configuration is unchanged: the ports changed", UP);
+    assert!(d.ctl_ok("neigh show").contains("10.2.0.40"));
+    d.stop();
+}
+
+#[test]
+fn control_commands_without_a_daemon_or_rights() {
+    require_root!();
+    let out =
+        Command::new(xvtep()).args(["--socket", "/nonexistent/x.sock", "fdb", "show"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no xvtep daemon is listening on /nonexistent/x.sock")
+    );
+    let t = topo(&prefix("perm"), 1);
+    let d = Daemon::start(&t.hosts[0].h, &seed_config("192.168.1.1", &[], ""), t.dir.path(), "h1");
+    // The socket lives in a root-only temp dir; open the dir so only the socket's mode guards it.
+    std::fs::set_permissions(t.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(xvtep())
+        .arg("--socket")
+        .arg(&d.control)
+        .arg("stats")
+        .output();
+    match out {
+        Ok(o) if o.status.code() != Some(127) => {
+            assert!(!o.status.success());
+            let e = String::from_utf8_lossy(&o.stderr);
+            assert!(e.contains("permission denied") && e.contains("root-only"), "{e}");
+        }
+        _ => eprintln!("SKIP the non-root half: runuser is not available"),
+    }
+}
