@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all setup build test demo demo-replay bench bench-live fmt clean
+.PHONY: all setup build test demo demo-replay bench bench-live release fmt clean
 
 all: build
 
@@ -27,6 +27,11 @@ bench: setup
 
 bench-live: build
 	target/release/xvtep bench --duration 3 --rounds 3 --out-dir target/bench
+
+release: setup
+	$(CARGO) build --profile dist -p xvtep
+	@ls -l target/dist/xvtep | awk '{printf "target/dist/xvtep: %.1f MiB\n", $$5 / 1048576}'
+	@ldd target/dist/xvtep
 
 fmt:
 	$(CARGO) fmt --all
