@@ -4,14 +4,14 @@
 
 use std::ffi::CString;
 use std::net::Ipv4Addr;
-use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
-use xsk_rs::{FrameDesc, Socket, Umem};
+use xsk_rs::config::Interface;
+use xsk_rs::{FrameDesc, Socket};
+use xvtep_dataplane::io::afxdp::{new_umem, socket_config};
 
 const RING: u32 = 1024;
 const BATCH: usize = 64;
@@ -40,21 +40,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut steering = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED, 0, &[])?;
     steering.attach(&args.from, from_index, xvtep_bpf::Role::Port)?;
 
-    let ring = QueueSize::new(RING).map_err(|e| anyhow!("{e}"))?;
-    let umem_config = UmemConfig::builder()
-        .frame_size(FrameSize::new(2048).map_err(|e| anyhow!("{e}"))?)
-        .fill_queue_size(ring)
-        .comp_queue_size(ring)
-        .build()
-        .map_err(|e| anyhow!("{e}"))?;
-    let (umem, mut free) = Umem::new(umem_config, NonZeroU32::new(4 * RING).expect("non-zero"), false)
-        .map_err(|e| anyhow!("{e}"))?;
-    let config = SocketConfig::builder()
-        .rx_queue_size(ring)
-        .tx_queue_size(ring)
-        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-        .build();
+    let (umem, mut free) = new_umem(4 * RING, RING)?;
+    let config = socket_config(RING)?;
     let open = |name: &str| {
         // SAFETY: one socket per (interface, queue) on this UMEM, program load inhibited.
         unsafe { Socket::new(config, &umem, &Interface::new(CString::new(name).expect("no NUL")), 0) }

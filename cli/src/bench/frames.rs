@@ -16,13 +16,17 @@ pub struct Endpoint {
     pub ip: Ipv4Addr,
 }
 
-/// A UDP frame of exactly `size` bytes (without FCS; at least 60) from `src` to `dst`, source
-/// port 10000 + `flow`, with valid IPv4 and UDP checksums.
-pub fn udp_frame(src: Endpoint, dst: Endpoint, flow: u16, size: usize) -> Vec<u8> {
-    let size = size.max(60);
-    let payload = size - 14 - 20 - 8;
-    let mut f = vec![0u8; size];
-    EthernetHeader { dst: dst.mac, src: src.mac, tci: None, ethertype: ETHERTYPE_IPV4 }.emit(&mut f);
+/// Writes Ethernet + IPv4 + UDP headers (UDP checksum left 0) for a UDP payload of `payload`
+/// bytes into the start of `f`.
+fn emit_udp_headers(
+    f: &mut [u8],
+    src: Endpoint,
+    dst: Endpoint,
+    ports: (u16, u16),
+    ident: u16,
+    payload: usize,
+) {
+    EthernetHeader { dst: dst.mac, src: src.mac, tci: None, ethertype: ETHERTYPE_IPV4 }.emit(f);
     Ipv4Repr {
         src: src.ip,
         dst: dst.ip,
@@ -30,11 +34,20 @@ pub fn udp_frame(src: Endpoint, dst: Endpoint, flow: u16, size: usize) -> Vec<u8
         ttl: 64,
         tos: 0,
         dont_fragment: false,
-        ident: flow,
+        ident,
         payload_len: (8 + payload) as u16,
     }
     .emit(&mut f[14..]);
-    UdpRepr { src_port: 10000 + flow, dst_port: 9, payload_len: payload as u16 }.emit(&mut f[34..]);
+    UdpRepr { src_port: ports.0, dst_port: ports.1, payload_len: payload as u16 }.emit(&mut f[34..]);
+}
+
+/// A UDP frame of exactly `size` bytes (without FCS; at least 60) from `src` to `dst`, source
+/// port 10000 + `flow`, with valid IPv4 and UDP checksums.
+pub fn udp_frame(src: Endpoint, dst: Endpoint, flow: u16, size: usize) -> Vec<u8> {
+    let size = size.max(60);
+    let payload = size - 14 - 20 - 8;
+    let mut f = vec![0u8; size];
+    emit_udp_headers(&mut f, src, dst, (10000 + flow, 9), flow, payload);
     for (i, b) in f[42..].iter_mut().enumerate() {
         *b = i as u8;
     }
@@ -45,20 +58,7 @@ pub fn udp_frame(src: Endpoint, dst: Endpoint, flow: u16, size: usize) -> Vec<u8
 /// `inner` in VXLAN (`vni`) from `src` to `dst` on port 4789, UDP checksum 0 as the kernel sends.
 pub fn vxlan_frame(src: Endpoint, dst: Endpoint, vni: u32, flow: u16, inner: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 50 + inner.len()];
-    EthernetHeader { dst: dst.mac, src: src.mac, tci: None, ethertype: ETHERTYPE_IPV4 }.emit(&mut f);
-    Ipv4Repr {
-        src: src.ip,
-        dst: dst.ip,
-        protocol: IP_PROTO_UDP,
-        ttl: 64,
-        tos: 0,
-        dont_fragment: false,
-        ident: 0,
-        payload_len: (16 + inner.len()) as u16,
-    }
-    .emit(&mut f[14..]);
-    UdpRepr { src_port: 40000 + flow, dst_port: 4789, payload_len: (8 + inner.len()) as u16 }
-        .emit(&mut f[34..]);
+    emit_udp_headers(&mut f, src, dst, (40000 + flow, 4789), 0, 8 + inner.len());
     VxlanHeader::emit(vni, &mut f[42..]);
     f[50..].copy_from_slice(inner);
     f

@@ -3,13 +3,13 @@
 //! kernel; this does, and needs nothing but the xsk-rs the daemon uses anyway.
 
 use std::ffi::CString;
-use std::num::NonZeroU32;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
-use xsk_rs::{FrameDesc, Socket, Umem};
+use xsk_rs::config::Interface;
+use xsk_rs::{FrameDesc, Socket};
+use xvtep_dataplane::io::afxdp::{new_umem, socket_config};
 
 const RING: u32 = 2048;
 const BATCH: usize = 64;
@@ -39,21 +39,8 @@ pub fn in_netns<T: Send + 'static>(
 /// Sends `frames` round-robin from `ifname` (queue 0) for `duration`; returns how many the
 /// kernel accepted. Must run inside the sender's namespace (see [`in_netns`]).
 pub fn transmit(ifname: &str, frames: &[Vec<u8>], duration: Duration) -> Result<u64> {
-    let ring = QueueSize::new(RING).map_err(|e| anyhow!("{e}"))?;
-    let umem_config = UmemConfig::builder()
-        .frame_size(FrameSize::new(2048).map_err(|e| anyhow!("{e}"))?)
-        .fill_queue_size(ring)
-        .comp_queue_size(ring)
-        .build()
-        .map_err(|e| anyhow!("{e}"))?;
-    let count = NonZeroU32::new(2 * RING).expect("non-zero");
-    let (umem, mut free) = Umem::new(umem_config, count, false).map_err(|e| anyhow!("UMEM: {e}"))?;
-    let config = SocketConfig::builder()
-        .rx_queue_size(ring)
-        .tx_queue_size(ring)
-        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-        .build();
+    let (umem, mut free) = new_umem(2 * RING, RING)?;
+    let config = socket_config(RING)?;
     let name = Interface::new(CString::new(ifname)?);
     // SAFETY: the only socket on this UMEM; no XDP program is loaded for it.
     let (mut tx, _rx, rings) = unsafe { Socket::new(config, &umem, &name, 0) }

@@ -105,27 +105,38 @@ pub struct AfXdpIo {
     pub counters: Arc<IoCounters>,
 }
 
+/// A UMEM of `frames` 2 KiB frames with fill and completion rings of `ring` entries, and the
+/// descriptors of all its frames. Shared by the daemon, the bench generator and forwarder.
+pub fn new_umem(frames: u32, ring: u32) -> Result<(Umem, Vec<FrameDesc>), AfXdpError> {
+    let e = |e: &dyn std::fmt::Display| AfXdpError::Umem(e.to_string());
+    let size = QueueSize::new(ring).map_err(|x| e(&x))?;
+    let config = UmemConfig::builder()
+        .frame_size(FrameSize::new(2048).map_err(|x| e(&x))?)
+        .fill_queue_size(size)
+        .comp_queue_size(size)
+        .build()
+        .map_err(|x| e(&x))?;
+    Umem::new(config, NonZeroU32::new(frames.max(1)).expect("non-zero"), false).map_err(|x| e(&x))
+}
+
+/// Socket settings: rings of `ring` entries, need_wakeup, and no libxdp program (our own XDP
+/// program steers; libxdp must not load its default one).
+pub fn socket_config(ring: u32) -> Result<SocketConfig, AfXdpError> {
+    let size = QueueSize::new(ring).map_err(|e| AfXdpError::Umem(e.to_string()))?;
+    Ok(SocketConfig::builder()
+        .rx_queue_size(size)
+        .tx_queue_size(size)
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+        .build())
+}
+
 impl AfXdpIo {
     /// Opens the sockets of `specs` on one shared UMEM. `stop` ends [`FrameIo::poll`];
     /// `epoch` is time zero of the switch clock (shared by all workers).
     pub fn new(specs: &[XskSpec], stop: Arc<AtomicBool>, epoch: Instant) -> Result<AfXdpIo, AfXdpError> {
-        let frames = NonZeroU32::new(FRAMES_PER_SOCKET * specs.len().max(1) as u32).expect("non-zero");
-        let ring = QueueSize::new(RING).map_err(|e| AfXdpError::Umem(e.to_string()))?;
-        let umem_config = UmemConfig::builder()
-            .frame_size(FrameSize::new(2048).map_err(|e| AfXdpError::Umem(e.to_string()))?)
-            .fill_queue_size(ring)
-            .comp_queue_size(ring)
-            .build()
-            .map_err(|e| AfXdpError::Umem(e.to_string()))?;
-        let (umem, free) =
-            Umem::new(umem_config, frames, false).map_err(|e| AfXdpError::Umem(e.to_string()))?;
-        let socket_config = SocketConfig::builder()
-            .rx_queue_size(ring)
-            .tx_queue_size(ring)
-            // Our own XDP program steers; libxdp must not load its default one.
-            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-            .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-            .build();
+        let (umem, free) = new_umem(FRAMES_PER_SOCKET * specs.len().max(1) as u32, RING)?;
+        let socket_config = socket_config(RING)?;
         let mut socks = Vec::with_capacity(specs.len());
         for spec in specs {
             let err =
