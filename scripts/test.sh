@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target
 log=target/test.log
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
      /^SKIP/ { s += 1 }

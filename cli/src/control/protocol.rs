@@ -138,7 +138,15 @@ pub fn decode(line: &str) -> Result<Request, String> {
         }
         None => return Err("request has no protocol version \"v\"".into()),
     }
-    let env: Envelope = serde_json::from_value(value).map_err(|e| format!("bad request: {e}"))?;
+    let env: Envelope = serde_json::from_value(value.clone()).map_err(|e| format!("bad request: {e}"))?;
+    // serde does not refuse unknown fields through `flatten` for commands without fields; the
+    // encoded request names every field its command has, so anything else is unknown.
+    let known = serde_json::to_value(&env).map_err(|e| e.to_string())?;
+    if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
+        if let Some(extra) = given.keys().find(|k| !known.contains_key(*k)) {
+            return Err(format!("bad request: unknown field `{extra}` for {}", known["cmd"]));
+        }
+    }
     Ok(env.request)
 }
 
