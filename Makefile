@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all setup build test demo demo-replay bench bench-live release fmt clean
+.PHONY: all setup build test demo demo-replay bench bench-live release fuzz fmt clean
 
 all: build
 
@@ -15,6 +15,12 @@ build: setup
 
 test: setup
 	@scripts/test.sh
+	@scripts/fuzz.sh 12
+
+# Longer fuzzing: `make fuzz FUZZ_SECONDS=600` (per target).
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 demo: build
 	@scripts/demo.sh

@@ -191,8 +191,14 @@ impl Config {
             let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
             ConfigError { file: file.to_string(), line, column, message }
         };
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // Some syntax errors (a control character in a comment) come without a message.
+            let message = match e.message().trim() {
+                "" => "invalid TOML here: a control character, or a syntax error".to_string(),
+                m => m.to_string(),
+            };
+            at(e.span(), message)
+        })?;
         validate(raw).map_err(|(span, msg)| at(Some(span), msg))
     }
 

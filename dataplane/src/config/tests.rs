@@ -121,3 +121,12 @@ fn missing_tunnel_and_unreadable_file() {
     assert_eq!(e.line, 0);
     assert!(e.to_string().starts_with("/nonexistent/xvtep.toml: cannot read the config file"), "{e}");
 }
+
+/// Found by fuzzing: a control character in a comment gives a TOML error with no message.
+#[test]
+fn every_error_says_something() {
+    let e = err(&format!("# comment \u{0}\n{MIN}"));
+    assert_eq!((e.line, e.column), (1, 11));
+    assert!(!e.message.is_empty(), "{e:?}");
+    assert!(e.message.contains("invalid") || e.message.contains("character"), "{e}");
+}
