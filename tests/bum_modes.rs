@@ -64,10 +64,16 @@ fn multicast_group_global_and_per_vni() {
     assert_to_group(&out[0].1, "239.1.1.1", 2000, 1, &bc);
     // VXLAN addressed to a group we use is accepted; to another group it is not ours.
     let reply = arp_reply(B, "10.1.0.9", A, "10.1.0.1");
-    let out = h.send(2.0, "eth0", &vxlan(&Outer::from_peer("10.0.0.2", "239.2.130.7"), 1000, &reply));
+    let to_group = |group: &str| {
+        let mut o = Outer::from_peer("10.0.0.2", group);
+        let g = ip(group).octets();
+        o.dst_mac = [0x01, 0x00, 0x5e, g[1] & 0x7f, g[2], g[3]];
+        o
+    };
+    let out = h.send(2.0, "eth0", &vxlan(&to_group("239.2.130.7"), 1000, &reply));
     assert_eq!(out.len(), 1);
     assert_frame(&out[0].1, &reply);
-    assert!(h.send(3.0, "eth0", &vxlan(&Outer::from_peer("10.0.0.2", "239.9.9.9"), 1000, &reply)).is_empty());
+    assert!(h.send(3.0, "eth0", &vxlan(&to_group("239.9.9.9"), 1000, &reply)).is_empty());
     assert_eq!(h.drops().into_iter().collect::<Vec<_>>(), [("not_vxlan", 1)]);
     // The sender was learned behind its unicast address, so the answer is unicast.
     let ping = icmp_echo(A, B, "10.1.0.1", "10.1.0.9", 1);

@@ -176,6 +176,10 @@ fn underlay_drops() {
     let mut o = Outer::from_peer(PEER, "10.0.0.9");
     o.udp_csum = false;
     assert_drop(CONFIG, "eth0", &vxlan(&o, 1000, &inner()), NotVxlan);
+    let mut other_host = Outer::from_peer(PEER, LOCAL);
+    other_host.udp_csum = false;
+    other_host.dst_mac = [2, 0, 0, 0, 0x99, 0x99];
+    assert_drop(CONFIG, "eth0", &vxlan(&other_host, 1000, &inner()), NotVxlan);
     assert_drop(CONFIG, "eth0", &good[..24], OuterTruncated);
     let short_vxlan = udp_frame(underlay_mac(PEER), underlay_mac(LOCAL), PEER, LOCAL, 1, 4789, &[8, 0, 0, 0]);
     assert_drop(CONFIG, "eth0", &short_vxlan, OuterTruncated);

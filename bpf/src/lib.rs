@@ -68,6 +68,7 @@ pub enum SteerError {
 /// The loaded program and its attachments; dropping it detaches everything.
 pub struct Steering {
     skel: XvtepSkel<'static>,
+    config: skel::types::steer_config,
     links: Vec<(String, Link)>,
     slots: HashMap<u32, u32>,
 }
@@ -78,8 +79,14 @@ fn as_bytes<T: Copy>(v: &T) -> &[u8] {
 }
 
 impl Steering {
-    /// Loads the program and sets our VTEP address, UDP port and multicast groups.
-    pub fn load(local: Ipv4Addr, dstport: u16, groups: &[Ipv4Addr]) -> Result<Steering, SteerError> {
+    /// Loads the program and sets our VTEP address, UDP port, multicast groups and the
+    /// underlay's MAC (unicast VXLAN to another MAC is not steered).
+    pub fn load(
+        local: Ipv4Addr,
+        dstport: u16,
+        groups: &[Ipv4Addr],
+        mac: [u8; 6],
+    ) -> Result<Steering, SteerError> {
         if groups.len() > MAX_GROUPS {
             return Err(SteerError::Full("multicast groups", MAX_GROUPS as u32));
         }
@@ -95,11 +102,24 @@ impl Steering {
         for (slot, g) in cfg.groups.iter_mut().zip(groups) {
             *slot = u32::from_ne_bytes(g.octets());
         }
-        skel.maps
+        cfg.mac = mac;
+        let mut s = Steering { skel, config: cfg, links: Vec::new(), slots: HashMap::new() };
+        s.write_config()?;
+        Ok(s)
+    }
+
+    fn write_config(&mut self) -> Result<(), SteerError> {
+        self.skel
+            .maps
             .config
-            .update(&0u32.to_ne_bytes(), as_bytes(&cfg), MapFlags::ANY)
-            .map_err(|err| SteerError::Map { map: "config", err })?;
-        Ok(Steering { skel, links: Vec::new(), slots: HashMap::new() })
+            .update(&0u32.to_ne_bytes(), as_bytes(&self.config), MapFlags::ANY)
+            .map_err(|err| SteerError::Map { map: "config", err })
+    }
+
+    /// The underlay interface's MAC changed: steer unicast to the new one.
+    pub fn set_mac(&mut self, mac: [u8; 6]) -> Result<(), SteerError> {
+        self.config.mac = mac;
+        self.write_config()
     }
 
     /// Registers `ifindex` with its role and attaches the program to it. A stale program of

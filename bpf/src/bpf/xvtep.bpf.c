@@ -32,6 +32,8 @@ struct steer_config {
 	__be16 dstport;      /* VXLAN UDP port */
 	__u16 ngroups;
 	__be32 groups[MAX_GROUPS];
+	__u8 mac[6];         /* the underlay interface's MAC */
+	__u8 pad[2];
 };
 
 /* Counters, per CPU; the loader sums them. Keep in step with `Counter` in lib.rs. */
@@ -104,6 +106,13 @@ static __always_inline int is_our_vxlan(struct xdp_md *ctx)
 	struct steer_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return 0;
+	/* Unicast to another MAC is not for us (the kernel would drop it as PACKET_OTHERHOST):
+	 * XDP runs before that filter, so check here. */
+	if (!(eth->h_dest[0] & 1)) {
+		for (int i = 0; i < 6; i++)
+			if (eth->h_dest[i] != cfg->mac[i])
+				return 0;
+	}
 	int ours = ip->daddr == cfg->local;
 	for (int i = 0; i < MAX_GROUPS && !ours; i++)
 		if (i < cfg->ngroups && ip->daddr == cfg->groups[i])

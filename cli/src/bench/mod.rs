@@ -9,8 +9,6 @@
 //! entries keep ARP and flooding out of the measurement.
 
 pub mod forward;
-mod frames;
-mod gen;
 mod report;
 
 use std::net::Ipv4Addr;
@@ -20,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use xvtep::netns::{veth, Netns};
+use xvtep::traffic::{frames, gen};
 use xvtep_dataplane::wire::MacAddr;
 
 use frames::Endpoint;
@@ -183,7 +182,7 @@ impl Sink {
         let dev = dev.to_string();
         gen::in_netns(&ns.name, None, move || {
             let index = nix::net::if_::if_nametoindex(dev.as_str())?;
-            let mut s = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED, 0, &[])?;
+            let mut s = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED, 0, &[], [0; 6])?;
             s.attach_sink(&dev, index)?;
             Ok(Sink(s))
         })

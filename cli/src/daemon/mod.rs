@@ -74,7 +74,7 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     let groups: Vec<Ipv4Addr> = config.vlans.iter().filter_map(|m| m.group).chain(t.group).collect();
-    let mut steering = Steering::load(t.local, t.dstport, &groups)?;
+    let mut steering = Steering::load(t.local, t.dstport, &groups, dev.mac.0)?;
     // Attached before any socket exists: until a socket is bound, the program passes frames
     // to the kernel, so no interface is black-holed while we start.
     steering.attach(&dev.name, dev.index, Role::Underlay)?;
@@ -190,6 +190,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut last_summary = Instant::now();
     let mut last_total = 0u64;
     let mut misconfig = MisconfigWarnings::default();
+    let mut watch = Watch::default();
     let mut last_housekeeping = Instant::now() - Duration::from_secs(1);
     let mut unresolved = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -204,6 +205,8 @@ pub fn run(args: Args) -> Result<()> {
         switch.age(now);
         unresolved = resolver.tick(&switch.nexthops);
         misconfig.check(&switch.stats());
+        watch.check(&ports, &handles);
+        follow_underlay_mac(&dev, &mut steering, &running);
         if hup.swap(false, Ordering::Relaxed) {
             let result = Config::load(&args.config)
                 .map_err(|e| e.to_string())
@@ -251,10 +254,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     let io = |f: fn(&IoCounters) -> u64| io_totals.iter().map(|c| f(c)).sum::<u64>();
     println!(
-        "io: rx {} tx {} (zero-copy {}), dropped: tx_ring_full {} tx_no_frame {} tx_no_socket {}; checksums completed {}",
+        "io: rx {} tx {} (zero-copy {}), dropped: rx_ring_full {} rx_fill_empty {} tx_ring_full {} tx_no_frame {} tx_no_socket {}; checksums completed {}",
         io(|c| c.rx_packets.get()),
         io(|c| c.tx_packets.get()),
         io(|c| c.tx_zero_copy.get()),
+        io(|c| c.rx_ring_full.get()),
+        io(|c| c.rx_fill_empty.get()),
         io(|c| c.tx_ring_full.get()),
         io(|c| c.tx_no_frame.get()),
         io(|c| c.tx_no_socket.get()),
@@ -310,4 +315,69 @@ impl MisconfigWarnings {
             }
         }
     }
+}
+
+/// Conditions the daemon survives but an operator must hear about: a port that disappeared,
+/// and workers that cannot keep up (the kernel drops frames for them).
+#[derive(Default)]
+struct Watch {
+    gone: std::collections::HashSet<String>,
+    rx_ring_full: u64,
+    last_overload_warning: Option<Instant>,
+}
+
+impl Watch {
+    fn check(&mut self, ports: &[Iface], workers: &[Worker]) {
+        for p in ports {
+            let now = nix::net::if_::if_nametoindex(p.name.as_str()).ok();
+            if now != Some(p.index) {
+                if self.gone.insert(p.name.clone()) {
+                    warn!(
+                        port = %p.name,
+                        "port disappeared (ifindex {} is gone); its frames are dropped, the other ports keep forwarding; \
+                         restart xvtep to attach it again once it is back",
+                        p.index
+                    );
+                }
+            } else if self.gone.remove(&p.name) {
+                info!(port = %p.name, "port is back with its old ifindex");
+            }
+        }
+        let full: u64 =
+            workers.iter().map(|w| w.counters.rx_ring_full.get() + w.counters.rx_fill_empty.get()).sum();
+        if full > self.rx_ring_full
+            && self.last_overload_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            warn!(
+                "overload: the kernel dropped {} frame(s) because workers did not keep up (rx ring full or fill ring empty); \
+                 forwarding goes on; more workers (--cores) raise the ceiling",
+                full - self.rx_ring_full
+            );
+            self.rx_ring_full = full;
+            self.last_overload_warning = Some(Instant::now());
+        }
+    }
+}
+
+/// Keeps up with a change of the underlay interface's MAC: the XDP program steers unicast to
+/// the new MAC, and our VXLAN frames are sent from it.
+fn follow_underlay_mac(dev: &Iface, steering: &mut Steering, running: &Mutex<Running>) {
+    let path = format!("/sys/class/net/{}/address", dev.name);
+    let Some(mac) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<xvtep_dataplane::wire::MacAddr>().ok())
+    else {
+        return;
+    };
+    let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+    if mac == r.underlay.mac {
+        return;
+    }
+    warn!(dev = %dev.name, old = %r.underlay.mac, new = %mac, "the MAC of the underlay interface changed; following it");
+    if let Err(e) = steering.set_mac(mac.0) {
+        warn!("updating the XDP program for the new MAC failed: {e}");
+    }
+    r.underlay.mac = mac;
+    let (config, underlay) = (r.config.clone(), r.underlay);
+    r.switch.apply_topology(&config, underlay);
 }

@@ -63,6 +63,10 @@ pub struct IoCounters {
     pub idle_sleeps: Counter,
     /// Time spent in those sleeps, in nanoseconds (the rest of the worker's life is busy).
     pub idle_nanos: Counter,
+    /// Dropped by the kernel: the socket's rx ring was full (the worker did not keep up).
+    pub rx_ring_full: Counter,
+    /// Dropped by the kernel: no frame in the fill ring to receive into.
+    pub rx_fill_empty: Counter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,8 @@ struct Sock {
     fd: RawFd,
     /// Frames to hand to `tx` at the end of the batch.
     pending: Vec<FrameDesc>,
+    /// The kernel's drop counters of this socket when last read (rx ring full, fill empty).
+    kernel_drops: (u64, u64),
 }
 
 /// One worker's sockets. See the module docs.
@@ -102,6 +108,7 @@ pub struct AfXdpIo {
     pollfds: Vec<libc::pollfd>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
+    last_kernel_stats: Instant,
     pub counters: Arc<IoCounters>,
 }
 
@@ -157,6 +164,7 @@ impl AfXdpIo {
                 cq,
                 fd,
                 pending: Vec::with_capacity(RING as usize),
+                kernel_drops: (0, 0),
             });
         }
         let mut tx_of_port: Vec<Option<usize>> = Vec::new();
@@ -181,6 +189,7 @@ impl AfXdpIo {
             pollfds,
             stop,
             epoch,
+            last_kernel_stats: Instant::now(),
             counters: Arc::default(),
         };
         io.refill();
@@ -190,6 +199,23 @@ impl AfXdpIo {
     /// (interface, queue, socket fd) of every socket, to register in the XDP program's map.
     pub fn sockets(&self) -> impl Iterator<Item = (&str, u32, RawFd)> {
         self.socks.iter().map(|s| (s.spec.ifname.as_str(), s.spec.queue, s.fd))
+    }
+
+    /// Adds what the kernel dropped on our sockets since the last look (once a second: it is
+    /// a system call per socket).
+    fn read_kernel_stats(&mut self) {
+        if self.last_kernel_stats.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        self.last_kernel_stats = Instant::now();
+        for s in &mut self.socks {
+            if let Ok(st) = s.rx.fd().xdp_statistics() {
+                let now = (st.rx_ring_full(), st.rx_dropped());
+                self.counters.rx_ring_full.add(now.0.saturating_sub(s.kernel_drops.0));
+                self.counters.rx_fill_empty.add(now.1.saturating_sub(s.kernel_drops.1));
+                s.kernel_drops = now;
+            }
+        }
     }
 
     /// Takes back frames whose transmission completed.
@@ -336,6 +362,7 @@ impl FrameIo for AfXdpIo {
         if self.stop.load(Ordering::Relaxed) {
             return Ok(false);
         }
+        self.read_kernel_stats();
         self.reclaim();
         self.refill();
         self.receive();

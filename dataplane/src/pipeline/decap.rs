@@ -30,7 +30,11 @@ pub(crate) fn ingress(cx: &mut Ctx, rx: u32, data: &[u8]) {
 fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, Ipv4Addr), DropReason> {
     let t = &cx.topo.tunnel;
     let outer = EthernetHeader::parse(data).map_err(|_| DropReason::OuterTruncated)?;
-    if outer.tci.is_some() || outer.ethertype != ETHERTYPE_IPV4 {
+    // Unicast to another MAC is not for us, as the kernel drops PACKET_OTHERHOST frames.
+    if outer.tci.is_some()
+        || outer.ethertype != ETHERTYPE_IPV4
+        || (!outer.dst.is_multicast() && outer.dst != t.mac)
+    {
         return Err(DropReason::NotVxlan);
     }
     let ip = Ipv4Packet::new_checked(&data[ETH_HEADER_LEN..]).map_err(|e| match e {

@@ -39,6 +39,21 @@ pub fn in_netns<T: Send + 'static>(
 /// Sends `frames` round-robin from `ifname` (queue 0) for `duration`; returns how many the
 /// kernel accepted. Must run inside the sender's namespace (see [`in_netns`]).
 pub fn transmit(ifname: &str, frames: &[Vec<u8>], duration: Duration) -> Result<u64> {
+    transmit_with(ifname, frames, duration, u64::MAX, None)
+}
+
+/// Changes a frame before it is sent: (frame bytes, sequence number of the send).
+pub type Rewrite = dyn Fn(&mut [u8], u64) + Send;
+
+/// [`transmit`], stopping after `limit` frames, with `rewrite` applied to each frame just
+/// before it is handed to the kernel (e.g. a new source MAC per frame).
+pub fn transmit_with(
+    ifname: &str,
+    frames: &[Vec<u8>],
+    duration: Duration,
+    limit: u64,
+    rewrite: Option<&Rewrite>,
+) -> Result<u64> {
     let (umem, mut free) = new_umem(2 * RING, RING)?;
     let config = socket_config(RING)?;
     let name = Interface::new(CString::new(ifname)?);
@@ -56,7 +71,7 @@ pub fn transmit(ifname: &str, frames: &[Vec<u8>], duration: Duration) -> Result<
     let mut done = vec![FrameDesc::default(); BATCH * 4];
     let mut sent = 0u64;
     let start = Instant::now();
-    while start.elapsed() < duration {
+    while start.elapsed() < duration && sent < limit {
         // SAFETY: descriptors of this UMEM.
         let n = unsafe { cq.consume(&mut done) };
         for d in &mut done[..n] {
@@ -65,9 +80,15 @@ pub fn transmit(ifname: &str, frames: &[Vec<u8>], duration: Duration) -> Result<
             unsafe { umem.data_mut(d) }.cursor().set_pos(len);
         }
         free.extend_from_slice(&done[..n]);
-        let k = (tx.nb_free(BATCH as u32) as usize).min(free.len()).min(BATCH);
+        let k = (tx.nb_free(BATCH as u32) as usize).min(free.len()).min(BATCH).min((limit - sent) as usize);
         if k > 0 {
             let from = free.len() - k;
+            if let Some(rewrite) = rewrite {
+                for (i, d) in free[from..].iter_mut().enumerate() {
+                    // SAFETY: a free frame of this UMEM, owned by no ring.
+                    rewrite(unsafe { umem.data_mut(d) }.contents_mut(), sent + i as u64);
+                }
+            }
             // SAFETY: free frames of this UMEM; produce is all-or-nothing for k <= nb_free.
             let produced = unsafe { tx.produce(&free[from..]) };
             if produced == k {

@@ -1,0 +1,191 @@
+//! Adversarial and fault tests (root): the daemon logs, counts, keeps forwarding on the rest
+//! and recovers when the condition ends.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use xvtep::traffic::{frames, gen};
+use xvtep_dataplane::wire::MacAddr;
+
+const UP: Duration = Duration::from_secs(10);
+
+fn mac_of(ns: &Netns) -> String {
+    ns.sh("cat /sys/class/net/eth0/address").trim().to_string()
+}
+
+fn stats(d: &Daemon) -> serde_json::Value {
+    serde_json::from_str(&d.ctl_ok("-j stats")).unwrap()
+}
+
+fn port(stats: &serde_json::Value, name: &str) -> serde_json::Value {
+    stats["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
+}
+
+fn rss_kib(pid_of: &str) -> u64 {
+    let pid = sh(&format!("pgrep -f '{pid_of}' | head -1"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// 1,000,000 frames from one port, each with a new source MAC.
+#[test]
+fn mac_flood_stops_at_the_limit() {
+    require_root!();
+    let t = topo(&prefix("flood"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    let a2 = mac_of(&h2.a);
+    let config = seed_config("192.168.1.1", &["192.168.1.2"], "").replace(
+        "[tunnel]",
+        &format!(
+            "[switch]\nmax_learned = 1000\n[[fdb]]\nmac = \"{a2}\"\nvni = 2\ndst = \"192.168.1.2\"\n[tunnel]"
+        ),
+    );
+    // The [[fdb]] above must follow [[vlan]]s to validate: move it to the end.
+    let (head, fdb) = config.split_once("[[fdb]]").map(|(a, b)| (a.to_string(), b.to_string())).unwrap();
+    let (fdb_entry, rest) = fdb.split_once("[tunnel]").unwrap();
+    let config = format!("{head}[tunnel]{rest}[[fdb]]{fdb_entry}");
+    let d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+    let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    let rss_before = rss_kib("h1.toml");
+
+    let dst: MacAddr = a2.parse().unwrap();
+    let src = frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 1]), ip: "10.2.0.1".parse().unwrap() };
+    let to = frames::Endpoint { mac: dst, ip: "10.2.0.2".parse().unwrap() };
+    let frame = frames::udp_frame(src, to, 0, 64);
+    let ns = h1.a.name.clone();
+    let sent = gen::in_netns(&ns, None, move || {
+        let rewrite = |f: &mut [u8], seq: u64| {
+            let b = (seq + 1).to_be_bytes();
+            f[6..12].copy_from_slice(&[0x02, b[3], b[4], b[5], b[6], b[7]]);
+        };
+        gen::transmit_with("eth0", &[frame], Duration::from_secs(30), 1_000_000, Some(&rewrite))
+    })
+    .unwrap();
+    assert_eq!(sent, 1_000_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = stats(&d1);
+    let tap = port(&s, "tap1_0");
+    let received = tap["rx_packets"].as_u64().unwrap();
+    assert!(received > 100_000, "only {received} of the flood reached the switch");
+    assert_eq!(s["fdb"]["learned"], 1000, "learned entries stop at max_learned");
+    assert_eq!(s["fdb"]["learned_total"], 1000);
+    assert_eq!(
+        tap["learn_refused"].as_u64().unwrap(),
+        received - 1000,
+        "every other new source is refused and counted"
+    );
+    let rss_after = rss_kib("h1.toml");
+    eprintln!(
+        "MAC flood: {sent} sent, {received} received, RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    assert!(rss_after < rss_before + 16 * 1024, "memory grew: {rss_before} → {rss_after} KiB");
+    // Static entries still forward (and unknown destinations still flood): ping a1 → a2.
+    assert!(h1.a.ping_ok("10.2.0.2", UP));
+}
+
+#[test]
+fn spoofed_underlay_is_dropped_and_counted() {
+    require_root!();
+    let t = topo(&prefix("spoof"), 3);
+    let peers = "allowed_peers = [\"192.168.1.2\"]";
+    let d1 = Daemon::start(
+        &t.hosts[0].h,
+        &seed_config("192.168.1.1", &["192.168.1.2", "192.168.1.3"], peers),
+        t.dir.path(),
+        "h1",
+    );
+    let _d2 =
+        Daemon::start(&t.hosts[1].h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    let _d3 =
+        Daemon::start(&t.hosts[2].h, &seed_config("192.168.1.3", &["192.168.1.1"], ""), t.dir.path(), "h3");
+    assert!(t.hosts[0].a.ping_ok("10.2.0.2", UP), "the allowed peer works");
+    assert!(
+        !t.hosts[2].a.try_sh("ping -c 3 -W 1 10.2.0.1").status.success(),
+        "a VTEP not allowed got through"
+    );
+    let dropped = port(&stats(&d1), "vxlan0")["drops"]["peer_not_allowed"].as_u64().unwrap_or(0);
+    assert!(dropped >= 3, "peer_not_allowed {dropped}");
+}
+
+#[test]
+fn port_removed_while_running() {
+    require_root!();
+    let t = topo(&prefix("unplug"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    let d1 = Daemon::start(&h1.h, &seed_config("192.168.1.1", &["192.168.1.2"], ""), t.dir.path(), "h1");
+    let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    assert!(h1.b.ping_ok("10.3.0.2", UP));
+    h1.h.sh("ip link del tap2_0");
+    d1.wait_for("port disappeared", UP);
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "the other port keeps forwarding");
+    assert!(d1.ctl_ok("stats").contains("tap1_0"));
+}
+
+#[test]
+fn underlay_neighbour_change() {
+    require_root!();
+    let t = topo(&prefix("nhchg"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    let _d1 = Daemon::start(&h1.h, &seed_config("192.168.1.1", &["192.168.1.2"], ""), t.dir.path(), "h1");
+    let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    assert!(h1.a.ping_ok("10.2.0.2", UP));
+    // Host 2's underlay NIC changes its MAC; host 1's kernel finds out (here: its entry is
+    // flushed, as after a failed probe), and xvtep follows the kernel.
+    h2.h.sh("ip link set eth0 address 02:00:00:00:99:02");
+    _d2.wait_for("the MAC of the underlay interface changed", UP);
+    h1.h.sh("ip neigh flush dev eth0");
+    // Frames to the old MAC are not host 2's any more (its XDP program leaves them to its
+    // kernel, which drops them); traffic resumes once xvtep has the new next hop.
+    let start = std::time::Instant::now();
+    while !h1.h.sh("ip neigh show dev eth0").contains("02:00:00:00:99:02") && start.elapsed() < UP {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "traffic resumes with the new next hop");
+    let neigh = h1.h.sh("ip neigh show dev eth0");
+    assert!(neigh.contains("02:00:00:00:99:02"), "{neigh}");
+    let stats = stats(&_d2);
+    assert!(port(&stats, "vxlan0")["rx_packets"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn overload_is_counted_and_recovers() {
+    require_root!();
+    let t = topo(&prefix("ovl"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    let mut d1 = Daemon::start(&h1.h, &seed_config("192.168.1.1", &["192.168.1.2"], ""), t.dir.path(), "h1");
+    let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    assert!(h1.a.ping_ok("10.2.0.2", UP));
+    // Broadcasts as fast as the generator goes: each is replicated, the worker falls behind.
+    let src = frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 1]), ip: "10.2.0.1".parse().unwrap() };
+    let all = frames::Endpoint { mac: MacAddr::BROADCAST, ip: "10.2.0.255".parse().unwrap() };
+    let burst: Vec<Vec<u8>> = (0..16).map(|f| frames::udp_frame(src, all, f, 64)).collect();
+    let ns = h1.a.name.clone();
+    let sent =
+        gen::in_netns(&ns, None, move || gen::transmit("eth0", &burst, Duration::from_secs(3))).unwrap();
+    assert!(sent > 100_000);
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "forwarding recovers once the burst ends");
+    let out = d1.stop();
+    let io = out.lines().find(|l| l.starts_with("io: ")).unwrap_or_else(|| panic!("{out}"));
+    let field = |name: &str| -> u64 {
+        io.split(&format!("{name} "))
+            .nth(1)
+            .and_then(|r| r.split([' ', ',', ';']).next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let kernel_dropped = field("rx_ring_full") + field("rx_fill_empty");
+    eprintln!("overload: {sent} sent; {io}");
+    assert!(kernel_dropped > 0, "the burst should have overrun the rings: {io}");
+    assert!(out.contains("overload: the kernel dropped"), "no overload warning in the log:\n{out}");
+}
