@@ -13,9 +13,10 @@ setup:
 build: setup
 	$(CARGO) build --release --workspace
 
+# The fuzz smoke run first, so that the test summary is the last line printed.
 test: setup
-	@scripts/test.sh
 	@scripts/fuzz.sh 12
+	@scripts/test.sh
 
 # Longer fuzzing: `make fuzz FUZZ_SECONDS=600` (per target).
 FUZZ_SECONDS ?= 300

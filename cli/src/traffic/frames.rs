@@ -114,7 +114,7 @@ mod through_the_switch {
         let d = Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 1]), ip: Ipv4Addr::new(192, 168, 1, 1) };
         let s = Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 2]), ip: Ipv4Addr::new(192, 168, 1, 2) };
         let config = Config::parse(
-            "[tunnel]\nlocal = \"192.168.1.1\"\ndev = \"eth0\"\n[[vlan]]\nvid = 2\nvni = 2\n\
+            "[tunnel]\nlocal = \"192.168.1.1\"\ndev = \"eth0\"\nmac = \"02:00:00:00:01:01\"\n[[vlan]]\nvid = 2\nvni = 2\n\
              [[port]]\nname = \"tap1_0\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n",
             "bench.toml",
         )
