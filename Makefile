@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all setup build test demo demo-replay bench bench-live release fuzz fmt clean
+.PHONY: all setup build test demo demo-replay bench bench-live release fuzz soak fmt clean
 
 all: build
 
@@ -39,6 +39,11 @@ release: setup
 	$(CARGO) build --profile dist -p xvtep
 	@ls -l target/dist/xvtep | awk '{printf "target/dist/xvtep: %.1f MiB\n", $$5 / 1048576}'
 	@ldd target/dist/xvtep
+
+# Soak: SOAK_SECONDS (default 600) at the maximum rate with FDB churn; RSS must stay flat.
+SOAK_SECONDS ?= 600
+soak: build
+	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --release -p xvtep --test soak -- --ignored --nocapture
 
 fmt:
 	$(CARGO) fmt --all
