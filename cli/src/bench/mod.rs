@@ -9,7 +9,9 @@
 //! entries keep ARP and flooding out of the measurement.
 
 pub mod forward;
+mod plot;
 mod report;
+mod tcp;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -22,7 +24,7 @@ use xvtep::traffic::{frames, gen};
 use xvtep_dataplane::wire::MacAddr;
 
 use frames::Endpoint;
-use report::Sample;
+use report::{Results, RttSample, Sample, TcpSample};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,8 +35,11 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     rounds: u32,
     /// Frame sizes in bytes (inner frame, without FCS).
-    #[arg(long, value_delimiter = ',', default_value = "64")]
+    #[arg(long, value_delimiter = ',', default_value = "64,512,1450")]
     sizes: Vec<usize>,
+    /// Seconds of iperf3 TCP per path and stream count (0 = no TCP and no RTT measurements).
+    #[arg(long, default_value_t = 3)]
+    tcp_seconds: u64,
     /// Flows (UDP source ports).
     #[arg(long, default_value_t = 16)]
     flows: u16,
@@ -50,9 +55,9 @@ pub struct Args {
     /// CPU of the device under test (the xvtep worker, the bare forwarder).
     #[arg(long, default_value_t = 1)]
     dut_cpu: usize,
-    /// Write results.json here too.
-    #[arg(long)]
-    out_dir: Option<PathBuf>,
+    /// Where results.json, table.txt and pps.svg (the plot) are written.
+    #[arg(long, default_value = "target/bench")]
+    out_dir: PathBuf,
 }
 
 const A: Endpoint = Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 0x0a]), ip: Ipv4Addr::new(10, 2, 0, 1) };
@@ -135,8 +140,9 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
                  ip link add vx2 type vxlan id 2 local {} dstport 4789 dev eth0 nolearning && \
                  ip link set vx2 master br2 && ip link set vx2 up && ip link set tap1_0 master br2 && \
                  bridge fdb add {} dev vx2 dst {} && bridge fdb add {} dev vx2 master static && \
-                 bridge fdb add {} dev tap1_0 master static",
-                D.ip, B.mac, S.ip, B.mac, A.mac
+                 bridge fdb add {} dev tap1_0 master static && \
+                 bridge fdb append 00:00:00:00:00:00 dev vx2 dst {}",
+                D.ip, B.mac, S.ip, B.mac, A.mac, S.ip
             ));
             Ok(None)
         }
@@ -144,8 +150,9 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
             let config = format!(
                 "[tunnel]\nlocal = \"{}\"\ndev = \"eth0\"\nlearning = false\n[[vlan]]\nvid = 2\nvni = 2\n\
                  [[port]]\nname = \"tap1_0\"\nlearning = false\nvlans = [{{ vid = 2, pvid = true, untagged = true }}]\n\
-                 [[fdb]]\nmac = \"{}\"\nvni = 2\ndst = \"{}\"\n[[fdb]]\nmac = \"{}\"\nvni = 2\nport = \"tap1_0\"\n",
-                D.ip, B.mac, S.ip, A.mac
+                 [[fdb]]\nmac = \"{}\"\nvni = 2\ndst = \"{}\"\n[[fdb]]\nmac = \"{}\"\nvni = 2\nport = \"tap1_0\"\n\
+                 [[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"{}\"\n",
+                D.ip, B.mac, S.ip, A.mac, S.ip
             );
             let path = t.dir.path().join("dut.toml");
             std::fs::write(&path, config)?;
@@ -193,17 +200,33 @@ impl Sink {
     }
 }
 
-/// (busy, total) jiffies over all CPUs.
-fn cpu_times() -> (u64, u64) {
+/// (busy, total) jiffies of each CPU, and of all together last.
+fn cpu_times() -> Vec<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> =
-        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let total: u64 = f.iter().sum();
-    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    let mut per: Vec<(u64, u64)> = Vec::new();
+    let mut all = (0, 0);
+    for line in stat.lines().filter(|l| l.starts_with("cpu")) {
+        let f: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let total: u64 = f.iter().sum();
+        let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+        if line.starts_with("cpu ") {
+            all = (total - idle, total);
+        } else {
+            per.push((total - idle, total));
+        }
+    }
+    per.push(all);
+    per
 }
 
-fn measure(args: &Args, round: u32, path: &str, direction: &str, size: usize) -> Result<Sample> {
+fn measure(
+    args: &Args,
+    round: u32,
+    path: &str,
+    direction: &str,
+    size: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<Sample> {
     let t = build(&format!("xvb{}", std::process::id() % 100000))?;
     let mut dut = start_dut(&t, path, direction, args.dut_cpu)?;
     let (sender, frames, sink, sink_dev) = if direction == "encap" {
@@ -224,58 +247,114 @@ fn measure(args: &Args, round: u32, path: &str, direction: &str, size: usize) ->
     std::thread::sleep(Duration::from_millis(100));
     let counter = Sink::attach(sink, sink_dev)?;
     let before = counter.count();
-    let (busy0, total0) = cpu_times();
+    let cpu0 = cpu_times();
     let start = Instant::now();
     let duration = Duration::from_secs(args.duration);
     let sent = gen::in_netns(&ns, gen_cpu, move || gen::transmit("eth0", &frames, duration))?;
     let seconds = start.elapsed().as_secs_f64();
-    let (busy1, total1) = cpu_times();
+    let cpu1 = cpu_times();
     std::thread::sleep(Duration::from_millis(100));
     let received = counter.count() - before;
     if received == 0 {
         let log = dut.as_mut().map(Dut::stop).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
-        eprintln!("{path} {direction}: nothing arrived; the device under test reported:\n{log}");
+        progress
+            .println(format!("{path} {direction}: nothing arrived; the device under test reported:\n{log}"));
     }
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let busy_cores = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * ncpu;
-    let s =
-        Sample { path: path.into(), direction: direction.into(), size, sent, received, seconds, busy_cores };
-    eprintln!(
-        "round {} {path:>6} {direction:<5} {size:>5} B: {:>10.0} pps ({:.3} Gbit/s) received ({:.1}% of {} sent), {:.2} cores busy",
+    let share = |(b0, t0): (u64, u64), (b1, t1): (u64, u64)| (b1 - b0) as f64 / (t1 - t0).max(1) as f64;
+    let cpu_percent: Vec<f64> =
+        cpu0.iter().zip(&cpu1).take(cpu0.len() - 1).map(|(a, b)| 100.0 * share(*a, *b)).collect();
+    let busy_cores = cpu_percent.iter().sum::<f64>() / 100.0;
+    let s = Sample {
+        path: path.into(),
+        direction: direction.into(),
+        size,
+        sent,
+        received,
+        seconds,
+        busy_cores,
+        cpu_percent,
+    };
+    progress.println(format!(
+        "round {} {path:>6} {direction:<5} {size:>5} B: {:>10.0} pps ({:.3} Gbit/s) received ({:.1}% of {} sent), CPU {}",
         round + 1,
         s.pps(),
         s.gbps(),
         100.0 * (1.0 - s.loss()),
         sent,
-        busy_cores
-    );
+        s.cpu_percent.iter().map(|c| format!("{c:.0}%")).collect::<Vec<_>>().join(" ")
+    ));
     Ok(s)
+}
+
+/// TCP (1 and 4 streams) and RTT through `path`, to a container behind a kernel VTEP.
+fn measure_tcp(
+    args: &Args,
+    path: &str,
+    results: &mut Results,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
+    let prefix = format!("xvb{}", std::process::id() % 100000);
+    let t = build(&prefix)?;
+    let r = tcp::add_remote_container(&t.s, &t.g, &prefix)?;
+    let _dut = start_dut(&t, path, "encap", args.dut_cpu)?;
+    if !t.g.ping_ok(&B.ip.to_string(), Duration::from_secs(10)) {
+        bail!("{path}: no connectivity between the containers; cannot measure TCP");
+    }
+    let rtt = RttSample::new(path, tcp::ping_rtts(&t.g, 200)?);
+    progress.println(format!("{path:>6} ping: p50 {:.0} us, p99 {:.0} us", rtt.p50_us, rtt.p99_us));
+    results.rtt.push(rtt);
+    for streams in [1, 4] {
+        let bps = tcp::iperf(&t.g, &r, args.tcp_seconds, streams)?;
+        progress.println(format!("{path:>6} TCP x{streams}: {:.2} Gbit/s", bps / 1e9));
+        results.tcp.push(TcpSample { path: path.into(), streams, gbps: bps / 1e9 });
+        progress.inc(1);
+    }
+    Ok(())
 }
 
 pub fn run(args: Args, json: bool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("xvtep bench builds network namespaces and attaches XDP, which needs root: run it with sudo");
     }
-    let mut samples = Vec::new();
+    let tcp_paths: Vec<&String> =
+        args.paths.iter().filter(|p| args.tcp_seconds > 0 && (*p == "kernel" || *p == "xvtep")).collect();
+    let total = args.rounds as usize * args.sizes.len() * args.directions.len() * args.paths.len()
+        + 2 * tcp_paths.len();
+    let progress = indicatif::ProgressBar::new(total as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} measurements, {elapsed} ({eta} left) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut results = Results::default();
     for round in 0..args.rounds {
         for &size in &args.sizes {
             for direction in &args.directions {
                 for path in &args.paths {
-                    samples.push(measure(&args, round, path, direction, size)?);
+                    progress.set_message(format!("{path} {direction} {size} B"));
+                    results.pps.push(measure(&args, round, path, direction, size, &progress)?);
+                    progress.inc(1);
                 }
             }
         }
     }
-    let table = report::table(&samples);
+    for path in tcp_paths {
+        progress.set_message(format!("{path} TCP and RTT"));
+        measure_tcp(&args, path, &mut results, &progress)?;
+    }
+    progress.finish_and_clear();
+    let table = format!("{}\n{}", report::table(&results.pps), report::tcp_rtt_table(&results));
     if json {
-        println!("{}", serde_json::to_string_pretty(&samples)?);
+        println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         println!("{table}");
     }
-    if let Some(dir) = &args.out_dir {
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&samples)?)?;
-        std::fs::write(dir.join("table.txt"), &table)?;
-    }
+    let dir = &args.out_dir;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+    std::fs::write(dir.join("table.txt"), &table)?;
+    plot::pps_by_size(&results.pps, &dir.join("pps.svg"))?;
+    eprintln!("wrote {0}/results.json, {0}/table.txt and {0}/pps.svg", dir.display());
     Ok(())
 }

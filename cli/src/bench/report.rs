@@ -3,6 +3,52 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+/// TCP throughput of one path.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TcpSample {
+    pub path: String,
+    pub streams: u32,
+    pub gbps: f64,
+}
+
+/// Ping round-trip times of one path, in microseconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RttSample {
+    pub path: String,
+    pub count: usize,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+impl RttSample {
+    pub fn new(path: &str, mut rtts: Vec<f64>) -> RttSample {
+        rtts.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        RttSample {
+            path: path.into(),
+            count: rtts.len(),
+            p50_us: percentile(&rtts, 50.0),
+            p99_us: percentile(&rtts, 99.0),
+        }
+    }
+}
+
+/// The `p`th percentile of sorted `v` (nearest rank); 0 for an empty slice.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Results {
+    pub pps: Vec<Sample>,
+    pub tcp: Vec<TcpSample>,
+    pub rtt: Vec<RttSample>,
+}
+
 /// One measured run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Sample {
@@ -14,6 +60,8 @@ pub struct Sample {
     pub seconds: f64,
     /// CPU time used over the run, in cores (2.0 = both cores busy throughout).
     pub busy_cores: f64,
+    /// Busy share of each CPU over the run, in percent.
+    pub cpu_percent: Vec<f64>,
 }
 
 impl Sample {
@@ -65,6 +113,24 @@ pub fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
+/// The TCP and RTT tables.
+pub fn tcp_rtt_table(r: &Results) -> String {
+    let mut out = String::new();
+    if !r.tcp.is_empty() {
+        let _ = writeln!(out, "{:<8} {:>8} {:>12}", "path", "streams", "TCP Gbit/s");
+        for t in &r.tcp {
+            let _ = writeln!(out, "{:<8} {:>8} {:>12.2}", t.path, t.streams, t.gbps);
+        }
+    }
+    if !r.rtt.is_empty() {
+        let _ = writeln!(out, "{:<8} {:>8} {:>12} {:>12}", "path", "pings", "RTT p50 us", "RTT p99 us");
+        for t in &r.rtt {
+            let _ = writeln!(out, "{:<8} {:>8} {:>12.0} {:>12.0}", t.path, t.count, t.p50_us, t.p99_us);
+        }
+    }
+    out
+}
+
 /// The table: one row per direction and size, one column per path, and the two ratios.
 pub fn table(samples: &[Sample]) -> String {
     let m = medians(samples);
@@ -108,7 +174,27 @@ mod tests {
             received,
             seconds,
             busy_cores: 1.0,
+            cpu_percent: vec![50.0, 50.0],
         }
+    }
+
+    #[test]
+    fn percentiles_and_rtt() {
+        let v: Vec<f64> = (1..=100).map(|x| x as f64).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        let r = RttSample::new("xvtep", vec![300.0, 100.0, 200.0]);
+        assert_eq!((r.count, r.p50_us, r.p99_us), (3, 200.0, 300.0));
+        let t = tcp_rtt_table(&Results {
+            pps: vec![],
+            tcp: vec![TcpSample { path: "kernel".into(), streams: 4, gbps: 9.5 }],
+            rtt: vec![r],
+        });
+        assert!(t.contains("kernel          4         9.50"), "{t}");
+        assert!(t.contains("xvtep           3          200          300"), "{t}");
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! The plot: packets per second by frame size, one panel per direction, one line per path.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+
+use super::report::{medians, Sample};
+
+pub fn pps_by_size(samples: &[Sample], file: &Path) -> Result<()> {
+    let m = medians(samples);
+    let mut sizes: Vec<usize> = m.keys().map(|k| k.2).collect();
+    sizes.sort();
+    sizes.dedup();
+    let top = m.values().cloned().fold(0.0, f64::max) / 1e6 * 1.15 + 0.01;
+    let x_max = sizes.last().copied().unwrap_or(1500) as f64 * 1.05 + 10.0;
+    let root = SVGBackend::new(file, (1000, 460)).into_drawing_area();
+    let e = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", file.display());
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    for (area, dir) in root.split_evenly((1, 2)).iter().zip(["encap", "decap"]) {
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{dir}: million packets/s by frame size"), ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0f64..x_max, 0f64..top)
+            .map_err(|x| e(&x))?;
+        chart.configure_mesh().x_desc("frame size (bytes)").y_desc("Mpps").draw().map_err(|x| e(&x))?;
+        for (path, color) in [("kernel", RED), ("xvtep", BLUE), ("bare", GREEN)] {
+            let points: Vec<(f64, f64)> = sizes
+                .iter()
+                .filter_map(|s| m.get(&(path.to_string(), dir.to_string(), *s)).map(|p| (*s as f64, p / 1e6)))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            let label = if path == "bare" { "bare AF_XDP (ceiling)" } else { path };
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|x| e(&x))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                .map_err(|x| e(&x))?;
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()
+            .map_err(|x| e(&x))?;
+    }
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! TCP throughput (iperf3, 1 and 4 streams) and ping round-trip times between the container
+//! `g` behind the device under test and a container `r` behind a kernel VTEP on `s`: traffic
+//! both ways, so only the kernel and xvtep paths (the bare forwarder moves one direction).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use xvtep::netns::{veth, Netns};
+
+use super::{A, B, D, S};
+
+/// Adds a container `r` (10.2.0.2, MAC B) behind a kernel bridge + vxlan on `s`.
+pub fn add_remote_container(s: &Netns, g: &Netns, prefix: &str) -> Result<Netns> {
+    let r = Netns::new(&format!("{prefix}-r"));
+    veth(s, "tap1_0", &r, "eth0");
+    r.sh(&format!("ip link set eth0 address {} mtu 1450 && ip addr add {}/24 dev eth0", B.mac, B.ip));
+    g.sh("ip link set eth0 mtu 1450");
+    s.sh(&format!(
+        "ip link add br2 type bridge && ip link set br2 up && \
+         ip link add vx2 type vxlan id 2 local {} dstport 4789 dev eth0 && \
+         ip link set vx2 master br2 && ip link set vx2 up && ip link set tap1_0 master br2 && \
+         bridge fdb append 00:00:00:00:00:00 dev vx2 dst {}",
+        S.ip, D.ip
+    ));
+    let _ = A;
+    Ok(r)
+}
+
+/// iperf3 from `g` to `r` for `secs` with `streams` parallel streams; bits per second received.
+pub fn iperf(g: &Netns, r: &Netns, secs: u64, streams: u32) -> Result<f64> {
+    r.sh("iperf3 -s -1 -D");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = g.sh(&format!("iperf3 -c {} -t {secs} -P {streams} -J", B.ip));
+    let v: serde_json::Value = serde_json::from_str(&out).context("reading iperf3's JSON")?;
+    Ok(v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0))
+}
+
+/// Round-trip times of `count` pings at 10 ms intervals, in microseconds.
+pub fn ping_rtts(g: &Netns, count: u32) -> Result<Vec<f64>> {
+    let out = g.sh(&format!("ping -c {count} -i 0.01 -W 1 {}", B.ip));
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.trim_end_matches(" ms").trim().parse::<f64>().ok())
+        .map(|ms| ms * 1000.0)
+        .collect())
+}
