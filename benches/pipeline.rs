@@ -205,6 +205,33 @@ fn bench_fdb(c: &mut Criterion) {
             )
         });
     }
+    // The read path the pipeline uses: each worker's cache of entries in front of the shared
+    // map, against the shared map alone, for a hot set (64 flows) and for random keys.
+    let sw = switch_with(1 << 20);
+    let hot: Vec<MacAddr> = (0..BATCH as u64).map(|i| nth_mac(i * 4099)).collect();
+    let mut cache = xvtep_dataplane::fdb::FdbCache::default();
+    cache.begin_batch(&sw.fdb);
+    g.bench_function("hot_64_shared_map", |b| {
+        b.iter(|| hot.iter().filter(|m| sw.fdb.lookup(**m, Domain::vni(2), 1).is_some()).count())
+    });
+    g.bench_function("hot_64_worker_cache", |b| {
+        b.iter(|| hot.iter().filter(|m| cache.lookup(&sw.fdb, **m, Domain::vni(2), 1).is_some()).count())
+    });
+    let mut seed = 7u64;
+    let random: Vec<MacAddr> = (0..BATCH * 256)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            nth_mac((seed >> 33) % (1 << 20))
+        })
+        .collect();
+    let mut k = 0;
+    g.bench_function("random_1M_worker_cache", |b| {
+        b.iter(|| {
+            k = (k + BATCH) % random.len();
+            random[k..k + BATCH].iter().filter(|m| cache.lookup(&sw.fdb, **m, Domain::vni(2), 1).is_some()).count()
+        })
+    });
+
     // Learning a known source (the per-frame refresh path).
     let sw = switch_with(1 << 20);
     g.bench_function("learn_refresh_1M", |b| {

@@ -23,19 +23,6 @@ fn port(stats: &serde_json::Value, name: &str) -> serde_json::Value {
     stats["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
 }
 
-fn rss_kib(pid_of: &str) -> u64 {
-    let pid = sh(&format!("pgrep -f '{pid_of}' | head -1"));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 /// 1,000,000 frames from one port, each with a new source MAC.
 #[test]

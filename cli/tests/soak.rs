@@ -13,19 +13,6 @@ use support::*;
 use xvtep::traffic::{frames, gen};
 use xvtep_dataplane::wire::MacAddr;
 
-fn rss_kib(pattern: &str) -> u64 {
-    let pid = sh(&format!("pgrep -f '{pattern}' | head -1"));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 #[test]
 #[ignore = "long: run with make soak"]

@@ -231,3 +231,11 @@ pub fn topo(prefix: &str, n: usize) -> Topo {
 pub fn prefix(test: &str) -> String {
     format!("xv{}-{}", std::process::id() % 100000, test)
 }
+
+/// Resident memory, in KiB, of the first process whose command line matches `pattern`.
+pub fn rss_kib(pattern: &str) -> u64 {
+    let pid = sh(&format!("pgrep -f '{pattern}' | head -1"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap();
+    kib.trim().trim_end_matches(" kB").trim().parse().unwrap()
+}
