@@ -228,7 +228,10 @@ fn bench_fdb(c: &mut Criterion) {
     g.bench_function("random_1M_worker_cache", |b| {
         b.iter(|| {
             k = (k + BATCH) % random.len();
-            random[k..k + BATCH].iter().filter(|m| cache.lookup(&sw.fdb, **m, Domain::vni(2), 1).is_some()).count()
+            random[k..k + BATCH]
+                .iter()
+                .filter(|m| cache.lookup(&sw.fdb, **m, Domain::vni(2), 1).is_some())
+                .count()
         })
     });
 

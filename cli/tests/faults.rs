@@ -23,7 +23,6 @@ fn port(stats: &serde_json::Value, name: &str) -> serde_json::Value {
     stats["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
 }
 
-
 /// 1,000,000 frames from one port, each with a new source MAC.
 #[test]
 fn mac_flood_stops_at_the_limit() {

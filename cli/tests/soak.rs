@@ -13,7 +13,6 @@ use support::*;
 use xvtep::traffic::{frames, gen};
 use xvtep_dataplane::wire::MacAddr;
 
-
 #[test]
 #[ignore = "long: run with make soak"]
 fn soak() {

@@ -55,6 +55,9 @@ pub struct Args {
     /// CPU of the device under test (the xvtep worker, the bare forwarder).
     #[arg(long, default_value_t = 1)]
     dut_cpu: usize,
+    /// Measure nothing: redraw the table and plot from an earlier run's results.json.
+    #[arg(long, value_name = "FILE")]
+    from_results: Option<PathBuf>,
     /// Where results.json, table.txt and pps.svg (the plot) are written.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
@@ -312,7 +315,25 @@ fn measure_tcp(
     Ok(())
 }
 
+/// Writes the table, results.json and the plot of `results` into `dir`; returns the table.
+fn write_outputs(results: &Results, dir: &std::path::Path) -> Result<String> {
+    let table = format!("{}\n{}", report::table(&results.pps), report::tcp_rtt_table(results));
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(results)?)?;
+    std::fs::write(dir.join("table.txt"), &table)?;
+    plot::pps_by_size(&results.pps, &dir.join("pps.svg"))?;
+    eprintln!("wrote {0}/results.json, {0}/table.txt and {0}/pps.svg", dir.display());
+    Ok(table)
+}
+
 pub fn run(args: Args, json: bool) -> Result<()> {
+    if let Some(file) = &args.from_results {
+        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let results: Results =
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        println!("{}", write_outputs(&results, &args.out_dir)?);
+        return Ok(());
+    }
     if !nix::unistd::geteuid().is_root() {
         bail!("xvtep bench builds network namespaces and attaches XDP, which needs root: run it with sudo");
     }
@@ -344,17 +365,11 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         measure_tcp(&args, path, &mut results, &progress)?;
     }
     progress.finish_and_clear();
-    let table = format!("{}\n{}", report::table(&results.pps), report::tcp_rtt_table(&results));
+    let table = write_outputs(&results, &args.out_dir)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         println!("{table}");
     }
-    let dir = &args.out_dir;
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&results)?)?;
-    std::fs::write(dir.join("table.txt"), &table)?;
-    plot::pps_by_size(&results.pps, &dir.join("pps.svg"))?;
-    eprintln!("wrote {0}/results.json, {0}/table.txt and {0}/pps.svg", dir.display());
     Ok(())
 }

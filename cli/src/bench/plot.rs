@@ -46,6 +46,7 @@ pub fn pps_by_size(samples: &[Sample], file: &Path) -> Result<()> {
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
             .border_style(BLACK)
             .background_style(WHITE.mix(0.9))
             .draw()

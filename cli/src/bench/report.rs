@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// TCP throughput of one path.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TcpSample {
     pub path: String,
     pub streams: u32,
@@ -12,7 +12,7 @@ pub struct TcpSample {
 }
 
 /// Ping round-trip times of one path, in microseconds.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RttSample {
     pub path: String,
     pub count: usize,
@@ -42,7 +42,7 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
 }
 
 /// Everything one run measured.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Results {
     pub pps: Vec<Sample>,
     pub tcp: Vec<TcpSample>,
@@ -50,7 +50,7 @@ pub struct Results {
 }
 
 /// One measured run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub path: String,
     pub direction: String,
