@@ -109,6 +109,9 @@ pub struct AfXdpIo {
     stop: Arc<AtomicBool>,
     epoch: Instant,
     last_kernel_stats: Instant,
+    /// The socket served first in the next poll: rotates, so that one busy interface cannot
+    /// starve the others of service or of fill frames.
+    first: usize,
     pub counters: Arc<IoCounters>,
 }
 
@@ -190,6 +193,7 @@ impl AfXdpIo {
             stop,
             epoch,
             last_kernel_stats: Instant::now(),
+            first: 0,
             counters: Arc::default(),
         };
         io.refill();
@@ -230,19 +234,21 @@ impl AfXdpIo {
     /// Tops up every fill ring from the free frames. `produce` is all-or-nothing, so it is
     /// offered at most as many frames as the ring has room for.
     fn refill(&mut self) {
-        for s in &mut self.socks {
+        let n = self.socks.len();
+        for k in 0..n {
+            let s = &mut self.socks[(self.first + k) % n];
             let room = s.fq.nb_free(RING) as usize;
-            let n = room.min(self.free.len());
-            if n < room {
+            let give = room.min(self.free.len());
+            if give < room {
                 self.counters.fill_starved.add(1);
             }
-            if n == 0 {
+            if give == 0 {
                 continue;
             }
-            let from = self.free.len() - n;
+            let from = self.free.len() - give;
             // SAFETY: the frames are free (owned by no ring) and belong to this UMEM.
             let done = unsafe { s.fq.produce(&self.free[from..]) };
-            if done == n {
+            if done == give {
                 self.free.truncate(from);
             }
         }
@@ -251,7 +257,11 @@ impl AfXdpIo {
     /// Receives up to a batch from the sockets in turn.
     fn receive(&mut self) {
         self.rx.clear();
-        for (i, s) in self.socks.iter_mut().enumerate() {
+        let n = self.socks.len();
+        self.first = (self.first + 1) % n.max(1);
+        for k in 0..n {
+            let i = (self.first + k) % n;
+            let s = &mut self.socks[i];
             let want = BATCH_SIZE - self.rx.len();
             if want == 0 {
                 break;
