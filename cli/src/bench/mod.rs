@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     duration: u64,
     /// Rounds; each round measures every path once, alternating, and the table shows medians.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     rounds: u32,
     /// Frame sizes in bytes (inner frame, without FCS).
     #[arg(long, value_delimiter = ',', default_value = "64,512,1450")]

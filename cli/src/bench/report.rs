@@ -138,24 +138,43 @@ pub fn table(samples: &[Sample]) -> String {
     keys.sort();
     keys.dedup();
     let get = |p: &str, d: &str, s: usize| m.get(&(p.to_string(), d.to_string(), s)).copied().unwrap_or(0.0);
+    // CPU busy % per core of the last sample of each (path, direction, size).
+    let cpu = |p: &str, d: &str, size: usize| {
+        samples
+            .iter()
+            .rev()
+            .find(|x| x.path == p && x.direction == d && x.size == size)
+            .map(|x| x.cpu_percent.iter().map(|c| format!("{c:.0}")).collect::<Vec<_>>().join("/"))
+            .unwrap_or_else(|| "-".into())
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:>6} {:>14} {:>14} {:>14} {:>12} {:>12}",
-        "dir", "bytes", "kernel pps", "xvtep pps", "bare pps", "xvtep/kern", "xvtep/bare"
+        "{:<8} {:>6} {:>14} {:>14} {:>14} {:>12} {:>12}   {}",
+        "dir",
+        "bytes",
+        "kernel pps",
+        "xvtep pps",
+        "bare pps",
+        "xvtep/kern",
+        "xvtep/bare",
+        "CPU % per core: kernel | xvtep | bare"
     );
     for (d, s) in keys {
         let (k, x, b) = (get("kernel", &d, s), get("xvtep", &d, s), get("bare", &d, s));
         let _ = writeln!(
             out,
-            "{:<8} {:>6} {:>14.0} {:>14.0} {:>14.0} {:>11.2}x {:>11.0}%",
+            "{:<8} {:>6} {:>14.0} {:>14.0} {:>14.0} {:>11.2}x {:>11.0}%   {} | {} | {}",
             d,
             s,
             k,
             x,
             b,
             ratio(x, k),
-            100.0 * ratio(x, b)
+            100.0 * ratio(x, b),
+            cpu("kernel", &d, s),
+            cpu("xvtep", &d, s),
+            cpu("bare", &d, s)
         );
     }
     out
