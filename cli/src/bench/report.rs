@@ -75,7 +75,7 @@ impl Sample {
 
     /// Payload bit rate at the receiver, counting the frame without FCS.
     pub fn gbps(&self) -> f64 {
-        self.pps() * self.size as f64 * 8.0 / 1e9
+        gbps(self.pps(), self.size)
     }
 
     pub fn loss(&self) -> f64 {
@@ -102,6 +102,11 @@ pub fn medians(samples: &[Sample]) -> BTreeMap<(String, String, usize), f64> {
             (k, m)
         })
         .collect()
+}
+
+/// The bit rate of `pps` frames of `size` bytes (without FCS), in Gbit/s.
+pub fn gbps(pps: f64, size: usize) -> f64 {
+    pps * size as f64 * 8.0 / 1e9
 }
 
 /// `a / b`, or 0 when `b` is 0.
@@ -150,7 +155,7 @@ pub fn table(samples: &[Sample]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:>6} {:>14} {:>14} {:>14} {:>12} {:>12}   {}",
+        "{:<8} {:>6} {:>14} {:>14} {:>14} {:>12} {:>12}   {:<22} {}",
         "dir",
         "bytes",
         "kernel pps",
@@ -158,13 +163,14 @@ pub fn table(samples: &[Sample]) -> String {
         "bare pps",
         "xvtep/kern",
         "xvtep/bare",
+        "Gbit/s kern|xvtep|bare",
         "CPU % per core: kernel | xvtep | bare"
     );
     for (d, s) in keys {
         let (k, x, b) = (get("kernel", &d, s), get("xvtep", &d, s), get("bare", &d, s));
         let _ = writeln!(
             out,
-            "{:<8} {:>6} {:>14.0} {:>14.0} {:>14.0} {:>11.2}x {:>11.0}%   {} | {} | {}",
+            "{:<8} {:>6} {:>14.0} {:>14.0} {:>14.0} {:>11.2}x {:>11.0}%   {:<22} {} | {} | {}",
             d,
             s,
             k,
@@ -172,6 +178,7 @@ pub fn table(samples: &[Sample]) -> String {
             b,
             ratio(x, k),
             100.0 * ratio(x, b),
+            format!("{:.2}|{:.2}|{:.2}", gbps(k, s), gbps(x, s), gbps(b, s)),
             cpu("kernel", &d, s),
             cpu("xvtep", &d, s),
             cpu("bare", &d, s)
@@ -231,6 +238,8 @@ mod tests {
         let t = table(&runs);
         assert!(t.contains("encap"), "{t}");
         assert!(t.contains("4.00x"), "{t}");
+        assert!(t.contains("0.00|0.00|0.00"), "{t}");
+        assert_eq!(gbps(1_000_000.0, 125), 1.0);
         let even = medians(&[s("bare", 100, 1.0), s("bare", 300, 1.0)]);
         assert_eq!(even[&("bare".into(), "encap".into(), 64)], 200.0);
     }
