@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::ids::Domain;
 use crate::wire::{MacAddr, VXLAN_VALID_BITS};
 
 /// Highest VXLAN network identifier (24 bits).
@@ -128,6 +129,21 @@ pub struct PortConfig {
 pub enum FdbScope {
     Vni(u32),
     Vid(u16),
+}
+
+impl From<FdbScope> for Domain {
+    fn from(scope: FdbScope) -> Domain {
+        match scope {
+            FdbScope::Vni(vni) => Domain::vni(vni),
+            FdbScope::Vid(vid) => Domain::vid(vid),
+        }
+    }
+}
+
+impl From<Domain> for FdbScope {
+    fn from(domain: Domain) -> FdbScope {
+        domain.as_vni().map_or_else(|| FdbScope::Vid(domain.as_vid().unwrap_or(0)), FdbScope::Vni)
+    }
 }
 
 /// Where a static FDB entry points.

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::config::{Config, FdbScope, FdbTarget, MAX_LOCAL_PORTS};
+use crate::config::{Config, StaticFdb, MAX_LOCAL_PORTS};
 use crate::counters::{PortStats, WorkerCounters};
 use crate::events::{Event, EventBus};
-use crate::fdb::{EntryKind, Fdb, FdbDst, FdbStats, Remote};
+use crate::fdb::{EntryKind, Fdb, FdbDst, FdbError, FdbStats};
 use crate::ids::{Domain, Nanos, PortId, NANOS_PER_SEC};
 use crate::neigh::NeighTable;
 use crate::nexthop::NextHops;
@@ -34,29 +34,6 @@ impl Switch {
     pub fn new(config: &Config, underlay: Underlay, nexthops: NextHops) -> Arc<Switch> {
         let topology = Topology::new(config, underlay);
         let fdb = Fdb::new(config.switch.ageing_secs * NANOS_PER_SEC, config.switch.max_learned);
-        for e in &config.fdb {
-            let domain = match e.scope {
-                FdbScope::Vni(vni) => Domain::vni(vni),
-                FdbScope::Vid(vid) => Domain::vid(vid),
-            };
-            let dst = match &e.target {
-                // Validation guarantees the port exists.
-                FdbTarget::Port(name) => FdbDst::Port(topology.port_id(name).unwrap_or(PortId::TUNNEL)),
-                FdbTarget::Remote { ip, port, vni } => {
-                    FdbDst::Remote(Remote { ip: *ip, port: *port, vni: *vni })
-                }
-            };
-            match dst {
-                FdbDst::Remote(r) if e.mac.is_zero() => {
-                    fdb.flood_append(domain, r);
-                }
-                _ => {
-                    let kind = if e.permanent { EntryKind::Permanent } else { EntryKind::Static };
-                    // Validation rejected duplicates, so this cannot clash.
-                    let _ = fdb.add(e.mac, domain, dst, kind, true, 0);
-                }
-            }
-        }
         let neigh = NeighTable::default();
         for n in &config.neigh {
             neigh.insert(n.vni, n.ip, n.mac);
@@ -64,14 +41,49 @@ impl Switch {
         for h in &config.nexthops {
             nexthops.insert(h.ip, h.mac);
         }
-        Arc::new(Switch {
+        let switch = Switch {
             topology: ArcSwap::from_pointee(topology),
             fdb,
             neigh,
             nexthops,
             events: EventBus::default(),
             workers: Mutex::default(),
-        })
+        };
+        for e in &config.fdb {
+            // Validation rejected duplicates, so this cannot clash.
+            let _ = switch.install_static(e, true, 0);
+        }
+        Arc::new(switch)
+    }
+
+    /// Installs a configured entry: the all-zeros MAC with a remote joins its VNI's flood list,
+    /// anything else becomes a static or permanent entry (`replace`: overwriting one there).
+    /// Remote VTEPs are handed to the next-hop resolver.
+    pub fn install_static(&self, e: &StaticFdb, replace: bool, now: Nanos) -> Result<(), FdbError> {
+        let domain = Domain::from(e.scope);
+        let dst = self.topology().fdb_dst(&e.target);
+        if let FdbDst::Remote(r) = dst {
+            self.nexthops.want(r.ip);
+            if e.mac.is_zero() {
+                self.fdb.flood_append(domain, r);
+                return Ok(());
+            }
+        }
+        let kind = if e.permanent { EntryKind::Permanent } else { EntryKind::Static };
+        self.fdb.add(e.mac, domain, dst, kind, replace, now)
+    }
+
+    /// Undoes [`Switch::install_static`] (nothing if the entry is not there any more).
+    pub fn remove_static(&self, e: &StaticFdb) {
+        let domain = Domain::from(e.scope);
+        match self.topology().fdb_dst(&e.target) {
+            FdbDst::Remote(r) if e.mac.is_zero() => {
+                self.fdb.flood_remove(domain, r);
+            }
+            _ => {
+                let _ = self.fdb.remove(e.mac, domain);
+            }
+        }
     }
 
     /// The current topology.
@@ -182,6 +194,23 @@ impl Switch {
             }
         }
         Stats { ports, drops, fdb: self.fdb.stats(), events_lost: self.events.lost() }
+    }
+}
+
+/// Runs [`Switch::age`] once per second of switch-clock time, for drivers that own the clock
+/// (replay, the in-memory backend, tests); the daemon sweeps from its housekeeping loop.
+#[derive(Debug, Default)]
+pub struct AgeingTimer {
+    next: Nanos,
+}
+
+impl AgeingTimer {
+    /// Call before switching the frames of time `now`.
+    pub fn tick(&mut self, switch: &Switch, now: Nanos) {
+        if now >= self.next {
+            switch.age(now);
+            self.next = now - now % NANOS_PER_SEC + NANOS_PER_SEC;
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use crate::config::{Config, PortConfig, TunnelConfig};
+use crate::config::{Config, FdbTarget, PortConfig, TunnelConfig};
+use crate::fdb::{FdbDst, Remote};
 use crate::ids::{Domain, PortId};
 use crate::wire::MacAddr;
 
@@ -177,6 +178,15 @@ impl Topology {
 
     pub fn port_id(&self, name: &str) -> Option<PortId> {
         self.ports.iter().position(|p| p.name == name).map(|i| PortId(i as u16))
+    }
+
+    /// Where a configured FDB entry points, in port ids (a port the topology lacks: the tunnel,
+    /// which validation rules out).
+    pub fn fdb_dst(&self, target: &FdbTarget) -> FdbDst {
+        match target {
+            FdbTarget::Port(name) => FdbDst::Port(self.port_id(name).unwrap_or(PortId::TUNNEL)),
+            FdbTarget::Remote { ip, port, vni } => FdbDst::Remote(Remote { ip: *ip, port: *port, vni: *vni }),
+        }
     }
 
     /// The VNI `vid` is mapped to.

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, PacketBuilder};
 use xvtep_dataplane::events::Event;
 use xvtep_dataplane::ids::NANOS_PER_SEC;
-use xvtep_dataplane::{Config, Nanos, NextHops, PortId, RxFrame, Stats, Switch, TxBatch, Underlay};
+use xvtep_dataplane::{
+    AgeingTimer, Config, Nanos, NextHops, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
+};
 
 pub type Mac = [u8; 6];
 
@@ -206,7 +208,7 @@ pub struct Harness {
     /// Everything sent so far: (time, interface, frame).
     pub sent: Vec<(Nanos, String, Vec<u8>)>,
     pub events: crossbeam_channel::Receiver<Event>,
-    next_sweep: Nanos,
+    ageing: AgeingTimer,
 }
 
 /// Seconds to switch-clock nanoseconds.
@@ -228,7 +230,15 @@ impl Harness {
         let mut names: Vec<String> = topo.ports.iter().map(|p| p.name.clone()).collect();
         names[0] = topo.tunnel.dev.clone();
         drop(topo);
-        Harness { switch, pipeline, tx: TxBatch::default(), names, sent: Vec::new(), events, next_sweep: 0 }
+        Harness {
+            switch,
+            pipeline,
+            tx: TxBatch::default(),
+            names,
+            sent: Vec::new(),
+            events,
+            ageing: AgeingTimer::default(),
+        }
     }
 
     fn port(&self, iface: &str) -> PortId {
@@ -238,10 +248,7 @@ impl Harness {
 
     /// Receives `frames` on `iface` as one batch at time `t`; returns what was sent, in order.
     pub fn send_batch(&mut self, t: Nanos, iface: &str, frames: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
-        if t >= self.next_sweep {
-            self.switch.age(t);
-            self.next_sweep = t - t % NANOS_PER_SEC + NANOS_PER_SEC;
-        }
+        self.ageing.tick(&self.switch, t);
         let port = self.port(iface);
         let rx: Vec<RxFrame> = frames.iter().map(|f| RxFrame { port, data: f }).collect();
         self.pipeline.process(t, &rx, &mut self.tx);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use xvtep::netns::{veth, Netns};
 
-use super::{A, B, D, S};
+use super::{B, D, S};
 
 /// Adds a container `r` (10.2.0.2, MAC B) behind a kernel bridge + vxlan on `s`.
 pub fn add_remote_container(s: &Netns, g: &Netns, prefix: &str) -> Result<Netns> {
@@ -22,7 +22,6 @@ pub fn add_remote_container(s: &Netns, g: &Netns, prefix: &str) -> Result<Netns>
          bridge fdb append 00:00:00:00:00:00 dev vx2 dst {}",
         S.ip, D.ip
     ));
-    let _ = A;
     Ok(r)
 }
 

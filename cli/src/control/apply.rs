@@ -151,8 +151,7 @@ impl Running {
         permanent: bool,
     ) -> Outcome {
         let domain = self.domain(dev, vni, vlan)?;
-        let scope =
-            domain.as_vni().map_or_else(|| FdbScope::Vid(domain.as_vid().unwrap_or(0)), FdbScope::Vni);
+        let scope = FdbScope::from(domain);
         let target = match (dev == TUNNEL, dst) {
             (true, Some(ip)) => FdbTarget::Remote { ip, port: None, vni: None },
             (true, None) => return Err(format!("{TUNNEL} entries need dst IP (the remote VTEP)")),
@@ -164,7 +163,7 @@ impl Running {
         if op == FdbOp::Append && !mac.is_zero() {
             return Err("append adds a remote to the flood list: use it with 00:00:00:00:00:00".into());
         }
-        let entry = StaticFdb { mac, scope, target: target.clone(), permanent };
+        let entry = StaticFdb { mac, scope, target, permanent };
         let mut candidate = self.config.clone();
         if !mac.is_zero() {
             candidate.fdb.retain(|e| !(e.mac == mac && e.scope == scope));
@@ -172,26 +171,10 @@ impl Running {
             let ip = dst.map(|d| d.to_string()).unwrap_or_default();
             return Err(format!("{ip} is in the flood list of {domain} already"));
         }
-        candidate.fdb.push(entry);
+        candidate.fdb.push(entry.clone());
         let valid = candidate.revalidate()?;
-        let topo = self.switch.topology();
-        let fdb_dst = match target {
-            FdbTarget::Remote { ip, .. } => FdbDst::Remote(Remote::new(ip)),
-            FdbTarget::Port(name) => FdbDst::Port(topo.port_id(&name).unwrap_or(PortId::TUNNEL)),
-        };
-        drop(topo);
-        if let FdbDst::Remote(r) = fdb_dst {
-            self.switch.nexthops.want(r.ip);
-            if mac.is_zero() {
-                self.switch.fdb.flood_append(domain, r);
-                self.config = valid;
-                return Ok(Value::Null);
-            }
-        }
-        let kind = if permanent { EntryKind::Permanent } else { EntryKind::Static };
         self.switch
-            .fdb
-            .add(mac, domain, fdb_dst, kind, op == FdbOp::Replace, (self.clock)())
+            .install_static(&entry, op == FdbOp::Replace, (self.clock)())
             .map_err(|e| e.to_string())?;
         self.config = valid;
         Ok(Value::Null)
@@ -214,8 +197,7 @@ impl Running {
         } else {
             self.switch.fdb.remove(mac, domain).map_err(|e| e.to_string())?;
         }
-        let scope =
-            domain.as_vni().map_or_else(|| FdbScope::Vid(domain.as_vid().unwrap_or(0)), FdbScope::Vni);
+        let scope = FdbScope::from(domain);
         self.config.fdb.retain(|e| {
             !(e.mac == mac
                 && e.scope == scope
@@ -241,9 +223,7 @@ impl Running {
         });
         for (mac, domain, _, kind) in &removed {
             if *kind != EntryKind::Learned {
-                let scope = domain
-                    .as_vni()
-                    .map_or_else(|| FdbScope::Vid(domain.as_vid().unwrap_or(0)), FdbScope::Vni);
+                let scope = FdbScope::from(*domain);
                 self.config.fdb.retain(|e| !(e.mac == *mac && e.scope == scope));
             }
         }
@@ -434,37 +414,12 @@ impl Running {
             ));
         }
         self.switch.apply_topology(&new, self.underlay);
-        let topo = self.switch.topology();
-        let domain_of = |s: FdbScope| match s {
-            FdbScope::Vni(v) => Domain::vni(v),
-            FdbScope::Vid(v) => Domain::vid(v),
-        };
-        let target_of = |t: &FdbTarget| match t {
-            FdbTarget::Port(n) => FdbDst::Port(topo.port_id(n).unwrap_or(PortId::TUNNEL)),
-            FdbTarget::Remote { ip, port, vni } => FdbDst::Remote(Remote { ip: *ip, port: *port, vni: *vni }),
-        };
         for old in self.config.fdb.iter().filter(|e| !new.fdb.contains(e)) {
-            match target_of(&old.target) {
-                FdbDst::Remote(r) if old.mac.is_zero() => {
-                    self.switch.fdb.flood_remove(domain_of(old.scope), r);
-                }
-                _ => {
-                    let _ = self.switch.fdb.remove(old.mac, domain_of(old.scope));
-                }
-            }
+            self.switch.remove_static(old);
         }
         for e in new.fdb.iter().filter(|e| !self.config.fdb.contains(e)) {
-            match target_of(&e.target) {
-                FdbDst::Remote(r) if e.mac.is_zero() => {
-                    self.switch.fdb.flood_append(domain_of(e.scope), r);
-                }
-                dst => {
-                    let kind = if e.permanent { EntryKind::Permanent } else { EntryKind::Static };
-                    let _ = self.switch.fdb.add(e.mac, domain_of(e.scope), dst, kind, true, (self.clock)());
-                }
-            }
+            let _ = self.switch.install_static(e, true, (self.clock)());
         }
-        drop(topo);
         for n in self.config.neigh.iter().filter(|n| !new.neigh.contains(n)) {
             self.switch.neigh.remove(n.vni, n.ip);
         }

@@ -138,12 +138,9 @@ pub fn run(args: Args) -> Result<()> {
         joined.push(sock);
     }
 
-    // Resolve the remotes the config names now, not when the first frame needs them.
-    let remotes = config.fdb.iter().filter_map(|e| match e.target {
-        xvtep_dataplane::config::FdbTarget::Remote { ip, .. } => Some(ip),
-        _ => None,
-    });
-    for ip in remotes.chain(t.remote) {
+    // Resolve the remotes the config names now, not when the first frame needs them (the
+    // FDB's remotes were handed to the resolver as the switch installed them).
+    if let Some(ip) = t.remote {
         switch.nexthops.want(ip);
     }
     let mut resolver = resolver::Resolver::new(dev.index).context("opening a netlink socket")?;

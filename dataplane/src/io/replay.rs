@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::ids::{Nanos, PortId, NANOS_PER_SEC};
 use crate::nexthop::NextHops;
 use crate::pipeline::{Pipeline, RxFrame, TxBatch};
-use crate::switch::{Stats, Switch};
+use crate::switch::{AgeingTimer, Stats, Switch};
 use crate::topology::Underlay;
 
 /// How many frames between two progress calls.
@@ -153,7 +153,7 @@ pub struct Replay {
     outputs: BTreeMap<PortId, Output>,
     port_names: Vec<String>,
     resolution: TsResolution,
-    next_sweep: Nanos,
+    ageing: AgeingTimer,
     last_time: Nanos,
     frames_in: u64,
     buf: Vec<u8>,
@@ -190,7 +190,7 @@ impl Replay {
             outputs: BTreeMap::new(),
             port_names,
             resolution,
-            next_sweep: 0,
+            ageing: AgeingTimer::default(),
             last_time: 0,
             frames_in: 0,
             buf: vec![0u8; 65536 + 128],
@@ -306,10 +306,7 @@ impl FrameIo for Replay {
             self.refill(batch[i].input)?;
         }
         // Ageing runs once per second of capture time, before the frames of that instant.
-        if now >= self.next_sweep {
-            self.switch.age(now);
-            self.next_sweep = now - now % NANOS_PER_SEC + NANOS_PER_SEC;
-        }
+        self.ageing.tick(&self.switch, now);
         let rx: Vec<RxFrame> =
             batch.iter().map(|p| RxFrame { port: self.inputs[p.input].port, data: &p.data }).collect();
         pipeline.process(now, &rx, tx);
