@@ -57,5 +57,5 @@ pub use events::Event;
 pub use ids::{Domain, Nanos, PortId};
 pub use nexthop::NextHops;
 pub use pipeline::{Pipeline, RxFrame, TxAction, TxBatch};
-pub use switch::{AgeingTimer, Stats, Switch};
+pub use switch::{AgeingTimer, FdbRow, Stats, Switch};
 pub use topology::{Topology, Underlay};

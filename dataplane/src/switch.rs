@@ -120,38 +120,39 @@ impl Switch {
     /// The FDB as `bridge fdb show` lines: `MAC dev PORT vlan VID [vni VNI] [dst IP]
     /// [port P] [remote_vni V] [static|permanent]`, sorted by domain and MAC.
     pub fn fdb_show(&self, now: Nanos) -> Vec<String> {
+        self.fdb_rows(now).iter().map(|r| r.line(false)).collect()
+    }
+
+    /// The FDB with port names and VLANs resolved, as the control socket sends it.
+    pub fn fdb_rows(&self, now: Nanos) -> Vec<FdbRow> {
         let topo = self.topology();
         self.fdb
             .records(now)
             .iter()
             .map(|r| {
-                let vid = r.domain.as_vid().or_else(|| topo.vid_of(r.domain.as_vni()?));
-                let mut line = format!("{} dev ", r.mac);
-                match r.dst {
-                    FdbDst::Port(p) => line += topo.port(p).map_or("?", |p| p.name.as_str()),
-                    FdbDst::Remote(_) => line += "vxlan0",
-                }
-                if let Some(vid) = vid {
-                    line += &format!(" vlan {vid}");
-                }
-                if let Some(vni) = r.domain.as_vni() {
-                    line += &format!(" vni {vni}");
-                }
-                if let FdbDst::Remote(rm) = r.dst {
-                    line += &format!(" dst {}", rm.ip);
-                    if let Some(p) = rm.port {
-                        line += &format!(" port {p}");
+                let remote = match r.dst {
+                    FdbDst::Remote(rm) => Some(rm),
+                    FdbDst::Port(_) => None,
+                };
+                FdbRow {
+                    mac: r.mac,
+                    dev: match r.dst {
+                        FdbDst::Port(p) => topo.port(p).map_or("?".into(), |p| p.name.clone()),
+                        FdbDst::Remote(_) => "vxlan0".into(),
+                    },
+                    vlan: r.domain.as_vid().or_else(|| topo.vid_of(r.domain.as_vni()?)),
+                    vni: r.domain.as_vni(),
+                    dst: remote.map(|rm| rm.ip),
+                    dst_port: remote.and_then(|rm| rm.port),
+                    remote_vni: remote.and_then(|rm| rm.vni),
+                    state: match r.kind {
+                        EntryKind::Learned => "learned",
+                        EntryKind::Static => "static",
+                        EntryKind::Permanent => "permanent",
                     }
-                    if let Some(v) = rm.vni {
-                        line += &format!(" remote_vni {v}");
-                    }
+                    .into(),
+                    age: r.age_secs,
                 }
-                match r.kind {
-                    EntryKind::Learned => {}
-                    EntryKind::Static => line += " static",
-                    EntryKind::Permanent => line += " permanent",
-                }
-                line
             })
             .collect()
     }
@@ -194,6 +195,48 @@ impl Switch {
             }
         }
         Stats { ports, drops, fdb: self.fdb.stats(), events_lost: self.events.lost() }
+    }
+}
+
+/// One FDB entry for display: what `fdb show` prints, and what the control socket sends.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FdbRow {
+    pub mac: crate::wire::MacAddr,
+    pub dev: String,
+    pub vlan: Option<u16>,
+    pub vni: Option<u32>,
+    pub dst: Option<std::net::Ipv4Addr>,
+    pub dst_port: Option<u16>,
+    pub remote_vni: Option<u32>,
+    /// learned, static or permanent.
+    pub state: String,
+    /// Seconds since last seen.
+    pub age: u64,
+}
+
+impl FdbRow {
+    /// The `bridge fdb show` line: `MAC dev PORT [vlan VID] [vni VNI] [dst IP] [port P]
+    /// [remote_vni V] [static|permanent]`, learned entries with ` used Ns` if `with_age`.
+    pub fn line(&self, with_age: bool) -> String {
+        let mut line = format!("{} dev {}", self.mac, self.dev);
+        let words = [
+            ("vlan", self.vlan.map(|v| v.to_string())),
+            ("vni", self.vni.map(|v| v.to_string())),
+            ("dst", self.dst.map(|v| v.to_string())),
+            ("port", self.dst_port.map(|v| v.to_string())),
+            ("remote_vni", self.remote_vni.map(|v| v.to_string())),
+        ];
+        for (word, value) in words {
+            if let Some(v) = value {
+                line += &format!(" {word} {v}");
+            }
+        }
+        match self.state.as_str() {
+            "learned" if with_age => line += &format!(" used {}s", self.age),
+            "learned" => {}
+            other => line += &format!(" {other}"),
+        }
+        line
     }
 }
 

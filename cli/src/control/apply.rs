@@ -105,38 +105,13 @@ impl Running {
     }
 
     fn fdb_show(&self, vni: Option<u32>, dev: Option<&str>) -> Outcome {
-        let topo = self.switch.topology();
-        let rows: Vec<Value> = self
+        let rows: Vec<_> = self
             .switch
-            .fdb
-            .records((self.clock)())
+            .fdb_rows((self.clock)())
             .into_iter()
-            .filter(|r| vni.is_none_or(|v| r.domain.as_vni() == Some(v)))
-            .filter_map(|r| {
-                let port = match r.dst {
-                    FdbDst::Port(p) => topo.port(p).map_or("?".to_string(), |p| p.name.clone()),
-                    FdbDst::Remote(_) => TUNNEL.to_string(),
-                };
-                if dev.is_some_and(|d| d != port) {
-                    return None;
-                }
-                let vid = r.domain.as_vid().or_else(|| topo.vid_of(r.domain.as_vni()?));
-                let (dst, dst_port, remote_vni) = match r.dst {
-                    FdbDst::Remote(rm) => (Some(rm.ip.to_string()), rm.port, rm.vni),
-                    FdbDst::Port(_) => (None, None, None),
-                };
-                let state = match r.kind {
-                    EntryKind::Learned => "learned",
-                    EntryKind::Static => "static",
-                    EntryKind::Permanent => "permanent",
-                };
-                Some(json!({
-                    "mac": r.mac, "dev": port, "vlan": vid, "vni": r.domain.as_vni(), "dst": dst,
-                    "dst_port": dst_port, "remote_vni": remote_vni, "state": state, "age": r.age_secs,
-                }))
-            })
+            .filter(|r| vni.is_none_or(|v| r.vni == Some(v)) && dev.is_none_or(|d| d == r.dev))
             .collect();
-        Ok(Value::Array(rows))
+        serde_json::to_value(rows).map_err(|e| e.to_string())
     }
 
     #[allow(clippy::too_many_arguments)]

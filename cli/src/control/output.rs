@@ -11,27 +11,12 @@ fn s(v: &Value) -> String {
     }
 }
 
-/// `bridge fdb show` lines.
+/// `bridge fdb show` lines, with the age of learned entries.
 pub fn fdb(data: &Value) -> String {
-    let mut o = String::new();
-    for e in data.as_array().into_iter().flatten() {
-        let _ = write!(o, "{} dev {}", s(&e["mac"]), s(&e["dev"]));
-        for key in ["vlan", "vni", "dst", "dst_port", "remote_vni"] {
-            if !e[key].is_null() {
-                let word = if key == "dst_port" { "port" } else { key };
-                let _ = write!(o, " {word} {}", s(&e[key]));
-            }
-        }
-        match e["state"].as_str() {
-            Some("static") => o += " static",
-            Some("permanent") => o += " permanent",
-            _ => {
-                let _ = write!(o, " used {}s", s(&e["age"]));
-            }
-        }
-        o += "\n";
+    match serde_json::from_value::<Vec<xvtep_dataplane::FdbRow>>(data.clone()) {
+        Ok(rows) => rows.iter().map(|r| r.line(true) + "\n").collect(),
+        Err(e) => format!("(cannot read the FDB: {e})\n"),
     }
-    o
 }
 
 /// `bridge vlan show`, with `tunnel_info id` for vxlan0 (`bridge vlan tunnelshow`).
