@@ -11,6 +11,7 @@ const LOCAL: &str = "10.0.0.1";
 const A: Mac = [2, 0, 0, 0, 0, 0x0a]; // behind p1
 const B: Mac = [2, 0, 0, 0, 0, 0x0b]; // behind remote 10.0.0.3
 const C: Mac = [2, 0, 0, 0, 0, 0x0c];
+const D: Mac = [2, 0, 0, 0, 0, 0x0d];
 
 fn names(out: &[(String, Vec<u8>)]) -> Vec<&str> {
     out.iter().map(|(i, _)| i.as_str()).collect()
@@ -313,4 +314,86 @@ impl IntoMac for Mac {
     fn into_mac(self) -> xvtep_dataplane::wire::MacAddr {
         xvtep_dataplane::wire::MacAddr(self)
     }
+}
+
+/// The TRUNK switch without port p1.
+fn trunk_without_p1() -> String {
+    let p1 = "[[port]]\nname = \"p1\"\nvlans = [{ vid = 10, pvid = true, untagged = true }]\n";
+    assert!(TRUNK.contains(p1));
+    TRUNK.replacen(p1, "", 1)
+}
+
+#[test]
+fn removing_a_port_live_keeps_the_other_ids_and_takes_its_fdb_entries() {
+    use xvtep_dataplane::fdb::EntryKind;
+    let mut h = Harness::new(TRUNK);
+    let d = Domain::vni(1000);
+    assert_eq!(h.send(0.0, "p1", &arp_request(A, "10.1.0.1", "10.1.0.9")).len(), 3);
+    // hp is a hairpin port: its broadcast also goes back out of it.
+    assert_eq!(h.send(0.1, "hp", &arp_request(C, "10.1.0.3", "10.1.0.9")).len(), 4);
+    h.switch.fdb.add(B.into_mac(), d, FdbDst::Port(PortId(1)), EntryKind::Static, false, 0).unwrap();
+
+    let removed = h.reconfigure(&trunk_without_p1());
+    assert_eq!(
+        removed,
+        [
+            (A.into_mac(), d, FdbDst::Port(PortId(1)), EntryKind::Learned),
+            (B.into_mac(), d, FdbDst::Port(PortId(1)), EntryKind::Static)
+        ]
+    );
+    assert_eq!(
+        h.fdb(0.2),
+        [
+            "00:00:00:00:00:00 dev vxlan0 vlan 10 vni 1000 dst 10.0.0.2 static",
+            "02:00:00:00:00:0c dev hp vlan 10 vni 1000",
+            "00:00:00:00:00:00 dev vxlan0 vlan 20 vni 2000 dst 10.0.0.2 static"
+        ]
+    );
+    let topo = h.switch.topology();
+    assert_eq!(
+        (topo.port_id("p1"), topo.port_id("trunk"), topo.port_id("hp")),
+        (None, Some(PortId(2)), Some(PortId(4)))
+    );
+    drop(topo);
+
+    // A is unknown now: flooded to the members of VID 10 (hp, a hairpin port, included) and
+    // the remote, never to the removed port.
+    let to_a = icmp_echo(C, A, "10.1.0.3", "10.1.0.1", 1);
+    let out: Vec<String> = h.send(0.3, "hp", &to_a).into_iter().map(|(i, _)| i).collect();
+    assert_eq!(out, ["trunk", "hp", "eth0"]);
+    // A frame still in flight from the removed port is dropped under a name.
+    assert_eq!(h.send_port(0.4, PortId(1), &to_a), 0);
+    assert_eq!(h.drops().into_iter().collect::<Vec<_>>(), [("port_unknown", 1)]);
+    let names: Vec<String> = h.stats().ports.into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["vxlan0", "trunk", "p3", "hp"]);
+}
+
+#[test]
+fn a_port_added_live_takes_a_vacant_id_with_counters_from_zero() {
+    let mut h = Harness::new(TRUNK);
+    assert_eq!(h.send(0.0, "hp", &arp_request(C, "10.1.0.3", "10.1.0.9")).len(), 4);
+    assert_eq!(h.send(0.1, "p1", &arp_request(A, "10.1.0.1", "10.1.0.9")).len(), 3);
+    h.reconfigure(&trunk_without_p1());
+    h.send_port(0.2, PortId(1), &arp_request(A, "10.1.0.1", "10.1.0.9"));
+
+    let p9 = "[[port]]\nname = \"p9\"\nvlans = [{ vid = 10, pvid = true, untagged = true }]\n";
+    assert!(h.reconfigure(&format!("{}{p9}", trunk_without_p1())).is_empty());
+    assert_eq!(h.switch.topology().port_id("p9"), Some(PortId(1)));
+    let stats = h.stats();
+    let p9_stats = stats.port("p9").unwrap();
+    assert_eq!((p9_stats.rx_packets, p9_stats.dropped()), (0, 0));
+    // What the id counted before stays in the totals (counters never go backwards).
+    assert_eq!(stats.drops.get("port_unknown"), Some(&1));
+    let rx_total: u64 = stats.ports.iter().map(|p| p.rx_packets).sum();
+    assert_eq!(rx_total, 1, "only hp's frame is under a port now");
+
+    // The new port switches: C was learned on hp.
+    let to_c = icmp_echo(D, C, "10.1.0.4", "10.1.0.3", 1);
+    let out = h.send(0.5, "p9", &to_c);
+    assert_eq!(out, [("hp".to_string(), to_c.clone())]);
+    assert_eq!(h.stats().port("p9").unwrap().rx_packets, 1);
+    assert_eq!(
+        h.fdb(0.6)[1..3],
+        ["02:00:00:00:00:0c dev hp vlan 10 vni 1000", "02:00:00:00:00:0d dev p9 vlan 10 vni 1000"]
+    );
 }

@@ -171,6 +171,34 @@ impl PortStats {
         }
     }
 
+    /// Adds another port's totals (the name stays).
+    pub fn add(&mut self, other: &PortStats) {
+        self.combine(other, |a, b| a + b);
+    }
+
+    /// Takes away what `base` counted (a baseline taken earlier of the same counters).
+    pub fn subtract(&mut self, base: &PortStats) {
+        self.combine(base, u64::saturating_sub);
+    }
+
+    fn combine(&mut self, other: &PortStats, f: impl Fn(u64, u64) -> u64) {
+        for (a, b) in [
+            (&mut self.rx_packets, other.rx_packets),
+            (&mut self.rx_bytes, other.rx_bytes),
+            (&mut self.tx_packets, other.tx_packets),
+            (&mut self.tx_bytes, other.tx_bytes),
+            (&mut self.learn_refused, other.learn_refused),
+            (&mut self.arp_suppressed, other.arp_suppressed),
+        ] {
+            *a = f(*a, b);
+        }
+        for (reason, n) in &other.drops {
+            let v = self.drops.entry(reason.clone()).or_default();
+            *v = f(*v, *n);
+        }
+        self.drops.retain(|_, n| *n != 0);
+    }
+
     pub fn dropped(&self) -> u64 {
         self.drops.values().sum()
     }

@@ -58,4 +58,4 @@ pub use ids::{Domain, Nanos, PortId};
 pub use nexthop::NextHops;
 pub use pipeline::{Pipeline, RxFrame, TxAction, TxBatch};
 pub use switch::{AgeingTimer, FdbRow, Stats, Switch};
-pub use topology::{Topology, Underlay};
+pub use topology::{PortSlots, Topology, Underlay};

@@ -15,7 +15,8 @@ use crate::ids::{Domain, Nanos, PortId, NANOS_PER_SEC};
 use crate::neigh::NeighTable;
 use crate::nexthop::NextHops;
 use crate::pipeline::Pipeline;
-use crate::topology::{Topology, Underlay};
+use crate::topology::{PortSlots, Topology, Underlay};
+use crate::wire::MacAddr;
 
 /// One bridge with one external VXLAN port. See the crate docs for an example.
 pub struct Switch {
@@ -25,6 +26,9 @@ pub struct Switch {
     pub nexthops: NextHops,
     pub events: EventBus,
     workers: Mutex<Vec<Arc<WorkerCounters>>>,
+    /// Which port has which id (see [`PortSlots`]), and the counters each id had when its
+    /// port took it: a port added live starts from zero even on the id of a removed one.
+    ports: Mutex<(PortSlots, Vec<PortStats>)>,
 }
 
 impl Switch {
@@ -32,7 +36,8 @@ impl Switch {
     /// neighbours installed. `nexthops` comes from the I/O layer (see [`NextHops`]); the
     /// config's `[[nexthop]]` entries are added to it.
     pub fn new(config: &Config, underlay: Underlay, nexthops: NextHops) -> Arc<Switch> {
-        let topology = Topology::new(config, underlay);
+        let slots = PortSlots::of(config);
+        let topology = Topology::with_slots(config, underlay, &slots);
         let fdb = Fdb::new(config.switch.ageing_secs * NANOS_PER_SEC, config.switch.max_learned);
         let neigh = NeighTable::default();
         for n in &config.neigh {
@@ -48,6 +53,7 @@ impl Switch {
             nexthops,
             events: EventBus::default(),
             workers: Mutex::default(),
+            ports: Mutex::new((slots, Vec::new())),
         };
         for e in &config.fdb {
             // Validation rejected duplicates, so this cannot clash.
@@ -92,10 +98,48 @@ impl Switch {
     }
 
     /// Replaces ports, VLANs and tunnel settings with those of `config`, between two batches
-    /// of every worker. FDB, neighbours and counters are kept; the ports of `config` must keep
-    /// the ids (order) of the ports they share with the running topology.
-    pub fn apply_topology(&self, config: &Config, underlay: Underlay) {
-        self.topology.store(Arc::new(Topology::new(config, underlay)));
+    /// of every worker. FDB, neighbours and counters are kept. Ports keep their ids; a port
+    /// that is gone takes its FDB entries with it (static and permanent ones too, as when a
+    /// port leaves a kernel bridge) and its counters out of the per-port figures; a port that
+    /// is new gets an id (see [`PortSlots::update`]) and counters from zero.
+    /// Returns the FDB entries removed.
+    pub fn apply_topology(
+        &self,
+        config: &Config,
+        underlay: Underlay,
+    ) -> Vec<(MacAddr, Domain, FdbDst, EntryKind)> {
+        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let next = ports.0.update(config);
+        let (gone, new) = (ports.0.changed(&next), ports.0.taken(&next));
+        self.topology.store(Arc::new(Topology::with_slots(config, underlay, &next)));
+        let removed = match gone.is_empty() {
+            true => Vec::new(),
+            false => self.fdb.flush(|_, _, dst, _| matches!(dst, FdbDst::Port(p) if gone.contains(&p))),
+        };
+        for id in new {
+            let now = self.port_totals(id);
+            let baselines = &mut ports.1;
+            if baselines.len() <= id.index() {
+                baselines.resize(id.index() + 1, PortStats::default());
+            }
+            baselines[id.index()] = now;
+        }
+        ports.0 = next;
+        removed
+    }
+
+    /// The id `config`'s port `name` would have if `config` were applied now.
+    pub fn port_id_after(&self, config: &Config, name: &str) -> Option<PortId> {
+        self.ports.lock().unwrap_or_else(|e| e.into_inner()).0.update(config).id(name)
+    }
+
+    /// The counters of port id `id` over all workers since the switch started.
+    fn port_totals(&self, id: PortId) -> PortStats {
+        let mut total = PortStats::default();
+        for w in self.workers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            total.accumulate(w.port(id));
+        }
+        total
     }
 
     /// An event as one line, with port names, in the manner of `bridge monitor`.
@@ -179,13 +223,25 @@ impl Switch {
         let topo = self.topology();
         let mut ports: Vec<PortStats> =
             topo.ports.iter().map(|p| PortStats { name: p.name.clone(), ..Default::default() }).collect();
-        // Slots past the topology hold what arrived on ports that are gone (port_unknown):
-        // counted in the totals, not under any port.
+        // What ports that are gone counted (ids past the topology, vacant ids, and what an id
+        // counted before its current port took it) stays in the totals, under no port, so
+        // that the totals only ever grow.
         let mut unattributed = PortStats::default();
         for w in self.workers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             for i in 0..=MAX_LOCAL_PORTS {
                 let c = w.port(PortId(i as u16));
                 ports.get_mut(i).unwrap_or(&mut unattributed).accumulate(c);
+            }
+        }
+        let baselines = self.ports.lock().unwrap_or_else(|e| e.into_inner()).1.clone();
+        for (port, base) in ports.iter_mut().zip(&baselines) {
+            port.subtract(base);
+            unattributed.add(base);
+        }
+        for (i, p) in topo.ports.iter().enumerate().rev() {
+            if !p.present() {
+                let gone = ports.remove(i);
+                unattributed.add(&gone);
             }
         }
         let mut drops = BTreeMap::new();

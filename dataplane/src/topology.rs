@@ -60,6 +60,25 @@ pub struct Port {
 }
 
 impl Port {
+    /// The placeholder of a port id whose port was removed while running.
+    fn vacant() -> Port {
+        Port {
+            name: String::new(),
+            pvid: None,
+            members: VidSet::default(),
+            untagged: VidSet::default(),
+            learning: false,
+            flood: false,
+            hairpin: false,
+            mtu: 0,
+        }
+    }
+
+    /// False for the placeholder of a removed port.
+    pub fn present(&self) -> bool {
+        !self.name.is_empty()
+    }
+
     fn from_config(p: &PortConfig) -> Port {
         let mut port = Port {
             name: p.name.clone(),
@@ -78,6 +97,65 @@ impl Port {
             }
         }
         port
+    }
+}
+
+/// Which local port has which id: `PortId(i + 1)` is `names[i]`, `None` for an id whose port
+/// was removed while running.
+///
+/// Ids are never shifted, because the FDB, the workers' sockets and the counters hold them: a
+/// removed port leaves its id vacant, and a port added later takes the lowest vacant id (the
+/// FDB entries of the removed port are gone by then, see [`crate::Switch::apply_topology`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSlots {
+    names: Vec<Option<String>>,
+}
+
+impl PortSlots {
+    /// The ids of a fresh start: configuration order.
+    pub fn of(config: &Config) -> PortSlots {
+        PortSlots { names: config.ports.iter().map(|p| Some(p.name.clone())).collect() }
+    }
+
+    /// The ids once the ports become those of `config`: ports kept keep their ids, removed
+    /// ports leave theirs vacant, added ports fill vacant ids first, then new ones.
+    pub fn update(&self, config: &Config) -> PortSlots {
+        let wanted = |n: &str| config.ports.iter().any(|p| p.name == n);
+        let mut names: Vec<Option<String>> =
+            self.names.iter().map(|n| n.clone().filter(|n| wanted(n))).collect();
+        for p in &config.ports {
+            if names.iter().flatten().any(|n| *n == p.name) {
+                continue;
+            }
+            match names.iter_mut().find(|n| n.is_none()) {
+                Some(vacant) => *vacant = Some(p.name.clone()),
+                None => names.push(Some(p.name.clone())),
+            }
+        }
+        // Trailing vacant ids are not ids any more.
+        while names.last().is_some_and(|n| n.is_none()) {
+            names.pop();
+        }
+        PortSlots { names }
+    }
+
+    /// The id of the port `name`.
+    pub fn id(&self, name: &str) -> Option<PortId> {
+        self.names.iter().position(|n| n.as_deref() == Some(name)).map(|i| PortId(i as u16 + 1))
+    }
+
+    /// The local port ids whose port differs in `next` (removed, or given to another port).
+    pub fn changed(&self, next: &PortSlots) -> Vec<PortId> {
+        let at = |s: &PortSlots, i: usize| s.names.get(i).cloned().flatten();
+        (0..self.names.len().max(next.names.len()))
+            .filter(|&i| at(self, i).is_some() && at(self, i) != at(next, i))
+            .map(|i| PortId(i as u16 + 1))
+            .collect()
+    }
+
+    /// The local port ids whose port is new in `next` (added, or taking over a vacant id).
+    pub fn taken(&self, next: &PortSlots) -> Vec<PortId> {
+        next.changed(self)
     }
 }
 
@@ -123,7 +201,8 @@ impl std::ops::Deref for Tunnel {
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub struct Topology {
-    /// Index = `PortId`; `ports[0]` is the tunnel port "vxlan0".
+    /// Index = `PortId`; `ports[0]` is the tunnel port "vxlan0". Ids of removed ports hold a
+    /// placeholder that is not [`Port::present`].
     pub ports: Vec<Port>,
     pub tunnel: Tunnel,
     /// VID → VNI; 0 = none (VNI 0 cannot be mapped).
@@ -136,7 +215,14 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The topology of `config` with ports in configuration order (a fresh start).
     pub fn new(config: &Config, underlay: Underlay) -> Topology {
+        Topology::with_slots(config, underlay, &PortSlots::of(config))
+    }
+
+    /// The topology of `config` with the port ids of `slots` (which names every port of
+    /// `config`; see [`PortSlots::update`]).
+    pub fn with_slots(config: &Config, underlay: Underlay, slots: &PortSlots) -> Topology {
         let t = &config.tunnel;
         let mut tunnel_port = Port {
             name: "vxlan0".into(),
@@ -154,7 +240,10 @@ impl Topology {
             tunnel_port.members.insert(m.vid);
         }
         let mut ports = vec![tunnel_port];
-        ports.extend(config.ports.iter().map(Port::from_config));
+        ports.extend(slots.names.iter().map(|name| {
+            let config = name.as_ref().and_then(|n| config.ports.iter().find(|p| p.name == *n));
+            config.map_or_else(Port::vacant, Port::from_config)
+        }));
         let mut vid_ports: Box<[Vec<PortId>]> = vec![Vec::new(); VLAN_COUNT].into_boxed_slice();
         for (i, p) in ports.iter().enumerate().skip(1) {
             for vid in p.members.iter() {
@@ -171,13 +260,14 @@ impl Topology {
         }
     }
 
+    /// The port `id`; `None` for an id that is not (or no longer) a port.
     #[inline]
     pub fn port(&self, id: PortId) -> Option<&Port> {
-        self.ports.get(id.index())
+        self.ports.get(id.index()).filter(|p| p.present())
     }
 
     pub fn port_id(&self, name: &str) -> Option<PortId> {
-        self.ports.iter().position(|p| p.name == name).map(|i| PortId(i as u16))
+        self.ports.iter().position(|p| p.present() && p.name == name).map(|i| PortId(i as u16))
     }
 
     /// Where a configured FDB entry points, in port ids (a port the topology lacks: the tunnel,
@@ -227,5 +317,61 @@ impl Topology {
         dst == self.tunnel.local
             || (dst.is_multicast()
                 && (Some(dst) == self.tunnel.group || self.vni_group.values().any(|g| *g == dst)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ports: &[&str]) -> Config {
+        let mut text = String::from("[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\n");
+        for p in ports {
+            text += &format!("[[port]]\nname = \"{p}\"\n");
+        }
+        Config::parse(&text, "test.toml").unwrap()
+    }
+
+    fn ids(slots: &PortSlots, names: &[&str]) -> Vec<Option<u16>> {
+        names.iter().map(|n| slots.id(n).map(|p| p.0)).collect()
+    }
+
+    #[test]
+    fn port_ids_never_shift() {
+        let start = PortSlots::of(&config(&["a", "b", "c"]));
+        assert_eq!(ids(&start, &["a", "b", "c"]), [Some(1), Some(2), Some(3)]);
+
+        let without_b = start.update(&config(&["a", "c"]));
+        assert_eq!(ids(&without_b, &["a", "b", "c"]), [Some(1), None, Some(3)]);
+        assert_eq!(start.changed(&without_b), [PortId(2)]);
+        assert!(start.taken(&without_b).is_empty());
+
+        // A new port fills the vacant id first, then takes new ones.
+        let with_d_e = without_b.update(&config(&["a", "c", "d", "e"]));
+        assert_eq!(ids(&with_d_e, &["a", "c", "d", "e"]), [Some(1), Some(3), Some(2), Some(4)]);
+        assert_eq!(without_b.taken(&with_d_e), [PortId(2), PortId(4)]);
+        assert!(without_b.changed(&with_d_e).is_empty());
+
+        // Order in the config does not matter once a port has an id.
+        let reordered = with_d_e.update(&config(&["e", "d", "c", "a"]));
+        assert_eq!(reordered, with_d_e);
+
+        // A trailing vacant id is dropped, so the topology does not grow without bound.
+        let without_e = with_d_e.update(&config(&["a", "c", "d"]));
+        assert_eq!(without_e.names.len(), 3);
+        assert_eq!(with_d_e.changed(&without_e), [PortId(4)]);
+    }
+
+    #[test]
+    fn a_vacant_id_is_not_a_port() {
+        let c = config(&["a", "c"]);
+        let slots = PortSlots::of(&config(&["a", "b", "c"])).update(&c);
+        let underlay = Underlay::for_replay(&c);
+        let topo = Topology::with_slots(&c, underlay, &slots);
+        assert_eq!(topo.ports.len(), 4);
+        assert!(topo.port(PortId(2)).is_none());
+        assert_eq!(topo.port(PortId(3)).map(|p| p.name.as_str()), Some("c"));
+        assert_eq!(topo.port_id(""), None);
+        assert_eq!(topo.port_id("c"), Some(PortId(3)));
     }
 }

@@ -12,9 +12,11 @@ use std::sync::Arc;
 
 use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, PacketBuilder};
 use xvtep_dataplane::events::Event;
+use xvtep_dataplane::fdb::{EntryKind, FdbDst};
 use xvtep_dataplane::ids::NANOS_PER_SEC;
+use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::{
-    AgeingTimer, Config, Nanos, NextHops, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
+    AgeingTimer, Config, Domain, Nanos, NextHops, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
 };
 
 pub type Mac = [u8; 6];
@@ -211,6 +213,14 @@ pub struct Harness {
     ageing: AgeingTimer,
 }
 
+/// Interface names by port id (the tunnel port as the underlay device; "" for a vacant id).
+fn interface_names(switch: &Switch) -> Vec<String> {
+    let topo = switch.topology();
+    let mut names: Vec<String> = topo.ports.iter().map(|p| p.name.clone()).collect();
+    names[0] = topo.tunnel.dev.clone();
+    names
+}
+
 /// Seconds to switch-clock nanoseconds.
 pub fn secs(s: f64) -> Nanos {
     (s * NANOS_PER_SEC as f64).round() as Nanos
@@ -226,19 +236,24 @@ impl Harness {
         let switch = Switch::new(&config, Underlay::for_replay(&config), nexthops);
         let events = switch.events.subscribe(1 << 16);
         let pipeline = switch.pipeline();
-        let topo = switch.topology();
-        let mut names: Vec<String> = topo.ports.iter().map(|p| p.name.clone()).collect();
-        names[0] = topo.tunnel.dev.clone();
-        drop(topo);
         Harness {
+            names: interface_names(&switch),
             switch,
             pipeline,
             tx: TxBatch::default(),
-            names,
             sent: Vec::new(),
             events,
             ageing: AgeingTimer::default(),
         }
+    }
+
+    /// Applies a changed configuration to the running switch, as the control socket does
+    /// (ports may come and go); returns the FDB entries that went with removed ports.
+    pub fn reconfigure(&mut self, config: &str) -> Vec<(MacAddr, Domain, FdbDst, EntryKind)> {
+        let config = Config::parse(config, "changed.toml").unwrap_or_else(|e| panic!("{e}"));
+        let removed = self.switch.apply_topology(&config, Underlay::for_replay(&config));
+        self.names = interface_names(&self.switch);
+        removed
     }
 
     fn port(&self, iface: &str) -> PortId {
