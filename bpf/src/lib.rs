@@ -125,10 +125,10 @@ impl Steering {
     /// Registers `ifindex` with its role and attaches the program to it. A stale program of
     /// ours attached the old way (netlink) is replaced; anyone else's is an error.
     pub fn attach(&mut self, iface: &str, ifindex: u32, role: Role) -> Result<(), SteerError> {
-        let slot = self.slots.len() as u32;
-        if slot >= MAX_INTERFACES {
-            return Err(SteerError::Full("interfaces", MAX_INTERFACES));
-        }
+        // The lowest slot free (a detached interface frees its slot).
+        let slot = (0..MAX_INTERFACES)
+            .find(|s| !self.slots.values().any(|used| used == s))
+            .ok_or(SteerError::Full("interfaces", MAX_INTERFACES))?;
         let info = skel::types::port_info { slot, role: role as u32 };
         self.skel
             .maps
@@ -159,6 +159,19 @@ impl Steering {
         };
         self.links.push((iface.to_string(), link));
         Ok(())
+    }
+
+    /// Undoes [`Steering::attach`]: the interface's sockets are unregistered, the program is
+    /// detached from it, and its frames go to the kernel again.
+    pub fn detach(&mut self, iface: &str, ifindex: u32) {
+        if let Some(slot) = self.slots.remove(&ifindex) {
+            for queue in 0..MAX_QUEUES {
+                let _ = self.skel.maps.xsks.delete(&(slot * MAX_QUEUES + queue).to_ne_bytes());
+            }
+        }
+        let _ = self.skel.maps.ports.delete(&ifindex.to_ne_bytes());
+        // Dropping the bpf_link detaches the program.
+        self.links.retain(|(name, _)| name != iface);
     }
 
     /// Steers frames of (`ifindex`, `queue`) to the AF_XDP socket `fd`.
@@ -227,3 +240,8 @@ fn program_name(id: u32) -> Option<String> {
         .find(|p| p.id == id)
         .map(|p| p.name.to_string_lossy().into_owned())
 }
+// The daemon hands the steering to the control thread, which attaches and detaches ports.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Steering>();
+};

@@ -82,12 +82,20 @@ entries still valid) and refused whole if it is not."
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Port settings, in `bridge link` words.
-    #[command(long_about = "Port settings, in `bridge link` words.
+    /// Ports and their settings, in `bridge link` words.
+    #[command(long_about = "Ports and their settings, in `bridge link` words.
 
   xvtep link show
+  xvtep link add dev IFACE
+  xvtep link del dev PORT
   xvtep link set dev PORT [hairpin on|off] [learning on|off] [flood on|off]
-  xvtep link set dev vxlan0 learning on|off")]
+  xvtep link set dev vxlan0 learning on|off
+
+add makes an existing interface a port while the switch runs: the XDP program is attached to
+it and every worker opens a socket on it. It starts as a kernel bridge port does: in VLAN 1
+(PVID, untagged), learning and flood on, hairpin off; change that with `vlan` and `link set`.
+del detaches it; its FDB entries go with it, static ones too. Both change the running
+configuration (see `save`).")]
     Link {
         #[arg(default_value = "show")]
         verb: String,

@@ -1,9 +1,9 @@
 //! The control verbs' effect on forwarding, without root: requests applied to a running
 //! switch, frames sent through its pipeline. Each verb changes forwarding as `bridge` would.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use xvtep::control::apply::Running;
+use xvtep::control::apply::{PortAttach, Running};
 use xvtep::control::protocol::{decode, Request};
 use xvtep::control::words;
 use xvtep_dataplane::{Config, NextHops, PortId, RxFrame, Switch, TxBatch, Underlay};
@@ -27,8 +27,33 @@ vni = 1000
 dst = "10.0.0.2"
 "#;
 
+/// Records attach and detach calls; refuses to attach interfaces named "bad*".
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl PortAttach for Recorder {
+    fn attach(&mut self, name: &str, id: PortId) -> Result<(), String> {
+        if name.starts_with("bad") {
+            return Err(format!("cannot attach {name}"));
+        }
+        self.0.lock().unwrap().push(format!("attach {name} {}", id.0));
+        Ok(())
+    }
+
+    fn detach(&mut self, name: &str, id: PortId) {
+        self.0.lock().unwrap().push(format!("detach {name} {}", id.0));
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
 struct Rig {
     run: Running,
+    attach: Recorder,
     pipeline: xvtep_dataplane::Pipeline,
     tx: TxBatch,
     t: u64,
@@ -39,8 +64,11 @@ fn rig() -> Rig {
     let underlay = Underlay::for_replay(&config);
     let switch: Arc<Switch> = Switch::new(&config, underlay, NextHops::with_fallback());
     let pipeline = switch.pipeline();
+    let attach = Recorder::default();
+    let ports = Box::new(attach.clone());
     Rig {
-        run: Running { switch, config, underlay, path: None, clock: Box::new(|| 0) },
+        run: Running { switch, config, underlay, path: None, clock: Box::new(|| 0), ports },
+        attach,
         pipeline,
         tx: TxBatch::default(),
         t: 0,
@@ -236,4 +264,93 @@ fn save_writes_a_config_that_loads_back() {
     r.run.reload(Config::parse(CONFIG, "x").unwrap()).unwrap();
     assert_eq!(r.run.config.vni_of(20), None);
     assert!(r.run.switch.fdb_show(0).iter().all(|l| !l.contains("02:00:00:00:00:05")));
+}
+
+#[test]
+fn link_del_and_add_change_forwarding_and_keep_port_ids() {
+    let mut r = rig();
+    r.send(1, &frame(1, [0xff; 6])); // learn M1 on p1
+    r.send(2, &frame(2, [0xff; 6])); // learn M2 on p2
+    r.cmd("fdb add 02:00:00:00:00:07 dev p1 vni 1000").unwrap();
+
+    let del = r.cmd("link del dev p1").unwrap();
+    assert_eq!(del, serde_json::json!({"dev": "p1", "fdb_removed": 2}), "M1 learned and the static entry");
+    assert_eq!(r.attach.take(), ["detach p1 1"]);
+    assert!(r.run.config.fdb.iter().all(|e| e.mac.is_zero()), "the static entry left the configuration");
+    assert_eq!(r.send(2, &frame(2, [0xff; 6])), [0], "p1 is not flooded to");
+    assert_eq!(r.send(2, &frame(2, M1)), [0], "M1 is unknown now");
+    assert!(r.send(1, &frame(1, M2)).is_empty(), "a frame still arriving on p1's id is dropped");
+    assert_eq!(r.run.switch.stats().drops.get("port_unknown"), Some(&1));
+    assert_eq!(
+        r.cmd("fdb add 02:00:00:00:00:07 dev p1 vni 1000").unwrap_err(),
+        "no port 'p1': the switch has vxlan0 and p2"
+    );
+
+    // p3 takes p1's vacant id; p2 keeps its id (and its learned entry).
+    assert_eq!(r.cmd("link add dev p3").unwrap(), serde_json::json!({"dev": "p3", "id": 1}));
+    assert_eq!(r.attach.take(), ["attach p3 1"]);
+    assert_eq!(r.send(1, &frame(3, M2)), Vec::<u16>::new(), "in VLAN 1 only, as a new bridge port");
+    r.cmd("vlan add dev p3 vid 10 pvid untagged").unwrap();
+    assert_eq!(r.send(1, &frame(3, M2)), [2], "switched to M2 on p2");
+    assert_eq!(r.send(2, &frame(2, [3, 0, 0, 0, 0, 9])), [1, 0], "flooded to p3 and the tunnel");
+    let links = r.cmd("link show").unwrap();
+    let rows: Vec<String> =
+        links.as_array().unwrap().iter().map(|l| format!("{} {}", l["id"], l["dev"])).collect();
+    assert_eq!(rows, ["0 \"vxlan0\"", "1 \"p3\"", "2 \"p2\""]);
+    assert_eq!(
+        xvtep::control::output::link(&links),
+        "0: vxlan0: underlay eth0 local 10.0.0.1 learning on mtu 1500\n\
+         1: p3: pvid 10 hairpin off learning on flood on mtu 1500\n\
+         2: p2: pvid 10 hairpin off learning on flood on mtu 1500\n"
+    );
+    let ports: Vec<&str> = r.run.config.ports.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(ports, ["p2", "p3"]);
+    // Its own drop (VLAN 1 had nowhere to go), not p1's port_unknown from before.
+    let stats = r.run.switch.stats();
+    let p3 = stats.port("p3").unwrap();
+    assert_eq!(p3.drops, [("no_egress".to_string(), 1)].into());
+    assert_eq!((p3.rx_packets, stats.drops.get("port_unknown")), (2, Some(&1)));
+}
+
+#[test]
+fn link_add_and_del_refusals_change_nothing() {
+    let mut r = rig();
+    let before = r.run.config.clone();
+    let cases = [
+        ("link add dev p2", "'p2' is a port of the switch already"),
+        ("link add dev vxlan0", "'vxlan0' is a port of the switch already"),
+        ("link add dev eth0", "port name 'eth0' is taken by the tunnel (vxlan0 and tunnel.dev 'eth0')"),
+        ("link add dev bad0", "cannot attach bad0"),
+        ("link del dev vxlan0", "vxlan0 is the tunnel port; it cannot be removed"),
+        ("link del dev p9", "no port 'p9': the switch has vxlan0 and p1, p2"),
+    ];
+    for (line, error) in cases {
+        assert_eq!(r.cmd(line).unwrap_err(), error, "{line}");
+    }
+    assert_eq!(r.run.config, before);
+    assert_eq!(r.run.switch.topology().ports.len(), 3);
+    assert!(r.attach.take().is_empty());
+}
+
+#[test]
+fn reload_adds_and_removes_ports() {
+    let mut r = rig();
+    let changed = CONFIG.replacen("name = \"p1\"", "name = \"p3\"", 1);
+    r.run.reload(Config::parse(&changed, "x").unwrap()).unwrap();
+    assert_eq!(
+        r.attach.take(),
+        ["attach p3 3", "detach p1 1"],
+        "p3 does not take p1's id in the same change"
+    );
+    let topo = r.run.switch.topology();
+    assert_eq!(
+        (topo.port_id("p1"), topo.port_id("p2"), topo.port_id("p3")),
+        (None, Some(PortId(2)), Some(PortId(3)))
+    );
+    drop(topo);
+    // A port that fails to attach refuses the reload whole.
+    let bad = CONFIG.replacen("name = \"p1\"", "name = \"bad1\"", 1);
+    assert_eq!(r.run.reload(Config::parse(&bad, "x").unwrap()).unwrap_err(), "cannot attach bad1");
+    assert_eq!(r.run.config, Config::parse(&changed, "x").unwrap());
+    assert!(r.attach.take().is_empty());
 }

@@ -144,7 +144,7 @@ fn live_control_of_a_running_daemon() {
 }
 
 #[test]
-fn sighup_reloads_and_refuses_port_changes() {
+fn sighup_reloads_including_ports() {
     require_root!();
     let t = topo(&prefix("hup"), 1);
     let h = &t.hosts[0];
@@ -159,11 +159,91 @@ fn sighup_reloads_and_refuses_port_changes() {
     d.hup();
     d.wait_for("reloaded the configuration", UP);
     assert!(d.ctl_ok("neigh show").contains("10.2.0.40"));
-    std::fs::write(&config, base.replace("tap2_0", "tap3_0")).unwrap();
+
+    // A port that does not exist: the reload is refused whole.
+    let swapped = base.replace("tap2_0", "tap3_0");
+    std::fs::write(&config, &swapped).unwrap();
     d.hup();
-    d.wait_for("reload refused, the running configuration is unchanged: the ports changed", UP);
+    d.wait_for(
+        "reload refused, the running configuration is unchanged: interface tap3_0 (the port to add) does not exist",
+        UP,
+    );
     assert!(d.ctl_ok("neigh show").contains("10.2.0.40"));
+    assert!(d.ctl_ok("link show").contains("2: tap2_0"));
+
+    // Once it exists, the reload swaps the ports: tap3_0 attached (a new id: tap2_0 was still
+    // attached when it joined), tap2_0 detached.
+    let c = Netns::new(&format!("{}-c1", prefix("hup")));
+    veth(&h.h, "tap3_0", &c, "eth0");
+    d.hup();
+    d.wait_for("detached port", UP);
+    let links = d.ctl_ok("link show");
+    assert!(links.contains("3: tap3_0: pvid 3") && !links.contains("tap2_0"), "{links}");
+    assert!(!d.ctl_ok("neigh show").contains("10.2.0.40"));
+    let xdp = h.h.sh("ip -o link show");
+    let attached: Vec<&str> =
+        xdp.lines().filter(|l| l.contains("prog/xdp")).filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(attached.len(), 3, "{xdp}");
+    assert!(
+        attached.iter().any(|n| n.starts_with("tap3_0")) && !attached.iter().any(|n| n.starts_with("tap2_0"))
+    );
     d.stop();
+}
+
+/// The XDP-attached interfaces of `ns`, by name.
+fn xdp_attached(ns: &Netns) -> Vec<String> {
+    ns.sh("ip -o link show")
+        .lines()
+        .filter(|l| l.contains("prog/xdp"))
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect()
+}
+
+#[test]
+fn link_add_and_del_while_running() {
+    require_root!();
+    let p = prefix("link");
+    let t = topo(&p, 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    let d1 = Daemon::start(&h1.h, &seed_config("192.168.1.1", &["192.168.1.2"], ""), t.dir.path(), "h1");
+    let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    assert!(h1.a.ping_ok("10.2.0.2", UP));
+
+    // A container on a new interface joins VNI 2 while the switch runs.
+    let c = Netns::new(&format!("{p}-c1"));
+    veth(&h1.h, "tap9", &c, "eth0");
+    c.sh("ip addr add 10.2.0.11/24 dev eth0 && ip link set eth0 mtu 1450");
+    let c_mac = mac_of(&c);
+    let (ok, _, err) = d1.ctl("link add dev tap9x");
+    assert!(
+        !ok && err.contains("interface tap9x (the port to add) does not exist: create it first"),
+        "{err}"
+    );
+    for round in 0..2 {
+        d1.ctl_ok("link add dev tap9");
+        d1.ctl_ok("vlan add dev tap9 vid 2 pvid untagged");
+        d1.ctl_ok("vlan del dev tap9 vid 1");
+        assert!(d1.ctl_ok("link show").contains("3: tap9: pvid 2 hairpin off"), "round {round}");
+        assert_eq!(xdp_attached(&h1.h), ["eth0", "tap1_0", "tap2_0", "tap9"], "round {round}");
+        assert!(c.ping_ok("10.2.0.2", UP), "round {round}: through the tunnel");
+        assert!(c.ping_ok("10.2.0.1", UP), "round {round}: to the neighbour port");
+        assert!(d1.ctl_ok("fdb show dev tap9").contains(&format!("{c_mac} dev tap9 vlan 2 vni 2")));
+
+        let del: serde_json::Value = serde_json::from_str(&d1.ctl_ok("-j link del dev tap9")).unwrap();
+        assert!(del["fdb_removed"].as_u64().unwrap() >= 1, "{del}");
+        assert_eq!(d1.ctl_ok("fdb show dev tap9"), "");
+        assert_eq!(xdp_attached(&h1.h), ["eth0", "tap1_0", "tap2_0"], "round {round}");
+        assert!(!c.try_sh("ping -c 2 -W 1 10.2.0.2").status.success(), "round {round}: not a port now");
+        // The other flows were not disturbed.
+        assert!(h1.a.ping_ok("10.2.0.2", UP), "round {round}");
+    }
+    let (ok, _, err) = d1.ctl("link del dev tap9");
+    assert!(!ok && err.contains("no port 'tap9'"), "{err}");
+    let mut d1 = d1;
+    let out = d1.stop();
+    assert!(out.contains("tx_no_socket 0"), "{out}");
+    assert!(xdp_attached(&h1.h).is_empty());
 }
 
 #[test]

@@ -118,11 +118,11 @@ impl PortSlots {
     }
 
     /// The ids once the ports become those of `config`: ports kept keep their ids, removed
-    /// ports leave theirs vacant, added ports fill vacant ids first, then new ones.
+    /// ports leave theirs vacant, added ports fill ids vacant before this change first, then
+    /// new ones. An id is never handed from a removed port to an added one in one change: the
+    /// added port is attached while the removed one still is.
     pub fn update(&self, config: &Config) -> PortSlots {
-        let wanted = |n: &str| config.ports.iter().any(|p| p.name == n);
-        let mut names: Vec<Option<String>> =
-            self.names.iter().map(|n| n.clone().filter(|n| wanted(n))).collect();
+        let mut names = self.names.clone();
         for p in &config.ports {
             if names.iter().flatten().any(|n| *n == p.name) {
                 continue;
@@ -130,6 +130,11 @@ impl PortSlots {
             match names.iter_mut().find(|n| n.is_none()) {
                 Some(vacant) => *vacant = Some(p.name.clone()),
                 None => names.push(Some(p.name.clone())),
+            }
+        }
+        for n in names.iter_mut() {
+            if n.as_ref().is_some_and(|n| !config.ports.iter().any(|p| p.name == *n)) {
+                *n = None;
             }
         }
         // Trailing vacant ids are not ids any more.
@@ -351,6 +356,10 @@ mod tests {
         assert_eq!(ids(&with_d_e, &["a", "c", "d", "e"]), [Some(1), Some(3), Some(2), Some(4)]);
         assert_eq!(without_b.taken(&with_d_e), [PortId(2), PortId(4)]);
         assert!(without_b.changed(&with_d_e).is_empty());
+
+        // Removing c and adding f at once: f does not take c's id, c is still attached.
+        let swapped = with_d_e.update(&config(&["a", "d", "e", "f"]));
+        assert_eq!(ids(&swapped, &["a", "c", "d", "e", "f"]), [Some(1), None, Some(2), Some(4), Some(5)]);
 
         // Order in the config does not matter once a port has an id.
         let reordered = with_d_e.update(&config(&["e", "d", "c", "a"]));

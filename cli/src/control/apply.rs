@@ -11,12 +11,34 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use xvtep_dataplane::config::{FdbScope, FdbTarget, NeighConfig, PortVlan, StaticFdb, VlanMap};
+use xvtep_dataplane::config::{FdbScope, FdbTarget, NeighConfig, PortConfig, PortVlan, StaticFdb, VlanMap};
 use xvtep_dataplane::fdb::{EntryKind, FdbDst, Remote};
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::{Config, Domain, Nanos, PortId, Switch, Underlay};
 
 use super::protocol::{FdbOp, Request, Response};
+
+/// What makes an interface a port of the running switch besides the topology: the daemon's
+/// XDP program and AF_XDP sockets. A port joining is attached before it joins the topology (a
+/// failure refuses the change); a port leaving is detached after it left.
+pub trait PortAttach: Send {
+    /// Makes `name` switch frames as port `id`; the error says what to do.
+    fn attach(&mut self, name: &str, id: PortId) -> Result<(), String>;
+    /// Undoes `attach`.
+    fn detach(&mut self, name: &str, id: PortId);
+}
+
+/// For a switch whose frames come from elsewhere (tests, an embedding feeding frames itself):
+/// ports need nothing besides the topology.
+pub struct NoAttach;
+
+impl PortAttach for NoAttach {
+    fn attach(&mut self, _: &str, _: PortId) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn detach(&mut self, _: &str, _: PortId) {}
+}
 
 /// The running switch and its configuration.
 pub struct Running {
@@ -27,9 +49,14 @@ pub struct Running {
     pub path: Option<PathBuf>,
     /// The switch clock.
     pub clock: Box<dyn Fn() -> Nanos + Send>,
+    /// Attaches and detaches ports added and removed while running.
+    pub ports: Box<dyn PortAttach>,
 }
 
 type Outcome = Result<Value, String>;
+
+/// An FDB entry as the FDB hands it out: MAC, domain, destination, kind.
+type FdbRecord = (MacAddr, Domain, FdbDst, EntryKind);
 
 const TUNNEL: &str = "vxlan0";
 
@@ -49,6 +76,8 @@ impl Running {
             }
             Request::VlanDel { dev, vid } => self.vlan_del(dev, *vid),
             Request::LinkShow => Ok(self.link_show()),
+            Request::LinkAdd { dev } => self.link_add(dev),
+            Request::LinkDel { dev } => self.link_del(dev),
             Request::LinkSet { dev, hairpin, learning, flood } => {
                 self.link_set(dev, *hairpin, *learning, *flood)
             }
@@ -73,14 +102,49 @@ impl Running {
     }
 
     /// Makes `change` to a copy of the configuration, validates it, and on success applies the
-    /// topology and makes it the running configuration.
-    fn reconfigure(&mut self, change: impl FnOnce(&mut Config) -> Result<(), String>) -> Result<(), String> {
+    /// topology and makes it the running configuration. Returns the FDB entries that left with
+    /// removed ports.
+    fn reconfigure(
+        &mut self,
+        change: impl FnOnce(&mut Config) -> Result<(), String>,
+    ) -> Result<Vec<FdbRecord>, String> {
         let mut candidate = self.config.clone();
         change(&mut candidate)?;
         let valid = candidate.revalidate()?;
-        self.switch.apply_topology(&valid, self.underlay);
+        let removed = self.apply_topology(&valid)?;
         self.config = valid;
-        Ok(())
+        Ok(removed)
+    }
+
+    /// Swaps in the topology of `new`: ports new in it are attached first (if one fails, those
+    /// attached are detached again and nothing changes), ports gone from it are detached after
+    /// the swap. Returns the FDB entries that left with removed ports.
+    fn apply_topology(&mut self, new: &Config) -> Result<Vec<FdbRecord>, String> {
+        let names = |c: &Config| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        let (old_names, new_names) = (names(&self.config), names(new));
+        let mut attached = Vec::new();
+        for name in new_names.iter().filter(|n| !old_names.contains(n)) {
+            let id = self.switch.port_id_after(new, name).ok_or(format!("port '{name}' got no id"))?;
+            if let Err(e) = self.ports.attach(name, id) {
+                for (name, id) in attached {
+                    self.ports.detach(name, id);
+                }
+                return Err(e);
+            }
+            attached.push((name, id));
+        }
+        let topo = self.switch.topology();
+        let gone: Vec<(&String, PortId)> = old_names
+            .iter()
+            .filter(|n| !new_names.contains(n))
+            .filter_map(|n| Some((n, topo.port_id(n)?)))
+            .collect();
+        drop(topo);
+        let removed = self.switch.apply_topology(new, self.underlay);
+        for (name, id) in gone {
+            self.ports.detach(name, id);
+        }
+        Ok(removed)
     }
 
     /// The FDB domain a request names: `vni N` or `vlan N`, else the port's PVID.
@@ -291,15 +355,53 @@ impl Running {
 
     fn link_show(&self) -> Value {
         let mut rows = vec![
-            json!({"dev": TUNNEL, "underlay": self.config.tunnel.dev, "local": self.config.tunnel.local,
+            json!({"id": 0, "dev": TUNNEL, "underlay": self.config.tunnel.dev, "local": self.config.tunnel.local,
             "learning": self.config.tunnel.learning, "mtu": self.underlay.mtu}),
         ];
+        let topo = self.switch.topology();
         for p in &self.config.ports {
             let pvid = p.vlans.iter().find(|v| v.pvid).map(|v| v.vid);
-            rows.push(json!({"dev": p.name, "pvid": pvid, "hairpin": p.hairpin, "learning": p.learning,
-                "flood": p.flood, "mtu": p.mtu}));
+            let id = topo.port_id(&p.name).map(|id| id.0);
+            rows.push(json!({"id": id, "dev": p.name, "pvid": pvid, "hairpin": p.hairpin,
+                "learning": p.learning, "flood": p.flood, "mtu": p.mtu}));
         }
+        rows.sort_by_key(|r| r["id"].as_u64());
         Value::Array(rows)
+    }
+
+    fn link_add(&mut self, dev: &str) -> Outcome {
+        if self.config.ports.iter().any(|p| p.name == dev) || dev == TUNNEL {
+            return Err(format!("'{dev}' is a port of the switch already"));
+        }
+        self.reconfigure(|c| {
+            // As a kernel bridge port starts: in VLAN 1 (default_pvid), untagged.
+            c.ports.push(PortConfig {
+                name: dev.to_string(),
+                vlans: vec![PortVlan { vid: 1, pvid: true, untagged: true }],
+                hairpin: false,
+                learning: true,
+                flood: true,
+                mtu: 1500,
+            });
+            Ok(())
+        })?;
+        let id = self.switch.topology().port_id(dev).map(|p| p.0);
+        Ok(json!({ "dev": dev, "id": id }))
+    }
+
+    /// Removes a port; its FDB entries go with it, static ones too (as when a port leaves a
+    /// kernel bridge), from the running configuration as well.
+    fn link_del(&mut self, dev: &str) -> Outcome {
+        if dev == TUNNEL {
+            return Err(format!("{TUNNEL} is the tunnel port; it cannot be removed"));
+        }
+        let i = self.port_index(dev)?;
+        let removed = self.reconfigure(|c| {
+            c.ports.remove(i);
+            c.fdb.retain(|e| !matches!(&e.target, FdbTarget::Port(p) if p == dev));
+            Ok(())
+        })?;
+        Ok(json!({ "dev": dev, "fdb_removed": removed.len() }))
     }
 
     fn link_set(
@@ -377,18 +479,11 @@ impl Running {
         Ok(json!({ "path": path }))
     }
 
-    /// Applies a re-read config file (SIGHUP): topology, static FDB entries, flood lists and
-    /// neighbours become those of `new`. Ports cannot be added or removed this way.
+    /// Applies a re-read config file (SIGHUP): ports, topology, static FDB entries, flood
+    /// lists and neighbours become those of `new` (ports added are attached, ports removed
+    /// detached, as by `link add` and `link del`).
     pub fn reload(&mut self, new: Config) -> Result<(), String> {
-        let names = |c: &Config| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
-        if names(&new) != names(&self.config) {
-            return Err(format!(
-                "the ports changed ({} → {}); restart xvtep to add or remove ports",
-                names(&self.config).join(", "),
-                names(&new).join(", ")
-            ));
-        }
-        self.switch.apply_topology(&new, self.underlay);
+        self.apply_topology(&new)?;
         for old in self.config.fdb.iter().filter(|e| !new.fdb.contains(e)) {
             self.switch.remove_static(old);
         }

@@ -42,11 +42,12 @@ pub fn vlan(data: &Value) -> String {
     o
 }
 
-/// `bridge link show`-like lines.
+/// `bridge link show`-like lines, each led by the port's id.
 pub fn link(data: &Value) -> String {
     let mut o = String::new();
     let on = |v: &Value| if v == true { "on" } else { "off" };
-    for (i, l) in data.as_array().into_iter().flatten().enumerate() {
+    for l in data.as_array().into_iter().flatten() {
+        let i = s(&l["id"]);
         if l["dev"] == "vxlan0" {
             let _ = writeln!(
                 o,

@@ -80,6 +80,14 @@ pub enum Request {
         vid: u16,
     },
     LinkShow,
+    /// Makes an interface a port (in VLAN 1, untagged, as a new kernel bridge port).
+    LinkAdd {
+        dev: String,
+    },
+    /// Removes a port, with its FDB entries.
+    LinkDel {
+        dev: String,
+    },
     LinkSet {
         dev: String,
         #[serde(default)]

@@ -136,11 +136,14 @@ pub fn vlan(verb: &str, args: &[String]) -> Result<Request, String> {
     Ok(r)
 }
 
-/// `link show | set dev PORT [hairpin on|off] [learning on|off] [flood on|off]`
+/// `link show | add dev IFACE | del dev IFACE | set dev PORT [hairpin on|off] [learning on|off]
+/// [flood on|off]`
 pub fn link(verb: &str, args: &[String]) -> Result<Request, String> {
     let mut w = Words::new(args);
     let r = match verb {
         "show" | "list" => Request::LinkShow,
+        "add" => Request::LinkAdd { dev: w.required("dev")? },
+        "del" | "delete" => Request::LinkDel { dev: w.required("dev")? },
         "set" => {
             let dev = w.required("dev")?;
             let (hairpin, learning, flood) =
@@ -150,7 +153,7 @@ pub fn link(verb: &str, args: &[String]) -> Result<Request, String> {
             }
             Request::LinkSet { dev, hairpin, learning, flood }
         }
-        _ => return Err(format!("unknown link command '{verb}': use show or set")),
+        _ => return Err(format!("unknown link command '{verb}': use show, add, del or set")),
     };
     w.done()?;
     Ok(r)
@@ -263,6 +266,10 @@ mod tests {
         assert_eq!(vlan("del", &w("dev p1 vid 10")).unwrap(), Request::VlanDel { dev: "p1".into(), vid: 10 });
         assert_eq!(vlan("add", &w("dev p1")).unwrap_err(), "'vid' is required");
         assert_eq!(vlan("add", &w("dev vxlan0 vid 10 tunnel_info")).unwrap_err(), "'id' is required");
+        assert_eq!(link("add", &w("dev p9")).unwrap(), Request::LinkAdd { dev: "p9".into() });
+        assert_eq!(link("delete", &w("dev p9")).unwrap(), Request::LinkDel { dev: "p9".into() });
+        assert_eq!(link("del", &w("p9")).unwrap_err(), "'dev' is required");
+        assert_eq!(link("add", &w("dev p9 hairpin on")).unwrap_err(), "unexpected 'hairpin'");
         assert_eq!(
             link("set", &w("dev p1 hairpin on flood off")).unwrap(),
             Request::LinkSet { dev: "p1".into(), hairpin: Some(true), learning: None, flood: Some(false) }

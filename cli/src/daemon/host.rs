@@ -21,12 +21,14 @@ pub struct Iface {
 impl Iface {
     /// Looks `name` up; `what` says what the config uses it as, for the error.
     pub fn inspect(name: &str, what: &str, config: &Path) -> Result<Iface> {
-        let index = nix::net::if_::if_nametoindex(name).map_err(|_| {
-            anyhow::anyhow!(
-                "interface {name} ({what}) does not exist: create it, or change {} to name an existing one",
-                config.display()
-            )
-        })?;
+        let fix = format!("create it, or change {} to name an existing one", config.display());
+        Iface::lookup(name, what, &fix)
+    }
+
+    /// Looks `name` up; the error says it is `what` and how to `fix` it.
+    pub fn lookup(name: &str, what: &str, fix: &str) -> Result<Iface> {
+        let index = nix::net::if_::if_nametoindex(name)
+            .map_err(|_| anyhow::anyhow!("interface {name} ({what}) does not exist: {fix}"))?;
         let sys = Path::new("/sys/class/net").join(name);
         let read = |f: &str| -> Result<String> {
             Ok(std::fs::read_to_string(sys.join(f))

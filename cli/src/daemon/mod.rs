@@ -5,6 +5,7 @@
 mod host;
 mod metrics;
 mod netlink;
+mod ports;
 mod resolver;
 
 use std::net::{Ipv4Addr, UdpSocket};
@@ -17,10 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 use xvtep_bpf::{Role, Steering};
-use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, XskSpec};
+use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, Xsk};
 use xvtep_dataplane::{Config, DropReason, NextHops, PortId, Switch, Underlay};
 
 use host::Iface;
+use ports::{Attached, PortHost};
 use xvtep::control::{self, apply::Running};
 
 #[derive(clap::Args)]
@@ -90,26 +92,20 @@ pub fn run(args: Args) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing signal handlers")?;
     let epoch = Instant::now();
-    let mut handles = Vec::new();
-    let all: Vec<(PortId, &Iface)> = std::iter::once((PortId::TUNNEL, &dev))
-        .chain(ports.iter().enumerate().map(|(i, p)| (PortId(i as u16 + 1), p)))
-        .collect();
-    for w in 0..workers {
-        let specs: Vec<XskSpec> = all
-            .iter()
-            .flat_map(|(port, iface)| {
-                (0..iface.queues).filter(move |q| *q as usize % workers == w).map(move |queue| XskSpec {
-                    port: *port,
-                    ifname: iface.name.clone(),
-                    queue,
-                })
-            })
-            .collect();
-        let io = AfXdpIo::new(&specs, stop.clone(), epoch)?;
-        for (ifname, queue, fd) in io.sockets() {
-            let index = all.iter().find(|(_, i)| i.name == ifname).map(|(_, i)| i.index).unwrap_or(0);
-            steering.set_socket(index, queue, fd)?;
+    let mut per_worker: Vec<Vec<Xsk>> = (0..workers).map(|_| Vec::new()).collect();
+    let all = std::iter::once((PortId::TUNNEL, &dev))
+        .chain(ports.iter().enumerate().map(|(i, p)| (PortId(i as u16 + 1), p)));
+    for (port, iface) in all {
+        for (w, socks) in ports::open_sockets(&mut steering, port, iface, workers)?.into_iter().enumerate() {
+            per_worker[w].extend(socks);
         }
+    }
+    let mut handles = Vec::new();
+    let mut commands = Vec::new();
+    for (w, socks) in per_worker.into_iter().enumerate() {
+        let (command, receiver) = crossbeam_channel::unbounded();
+        commands.push(command);
+        let io = AfXdpIo::new(socks, receiver, stop.clone(), epoch);
         let counters = io.counters.clone();
         let core = args.cores.get(w).copied();
         let mut pipeline = switch.pipeline();
@@ -129,6 +125,9 @@ pub fn run(args: Args) -> Result<()> {
             .context("starting a worker thread")?;
         handles.push(Worker { handle, counters });
     }
+    let steering = Arc::new(Mutex::new(steering));
+    let attached: Attached =
+        Arc::new(Mutex::new(ports.iter().map(|p| (p.name.clone(), p.clone())).collect()));
 
     // Multicast underlay: join through the kernel so that IGMP goes out on dev.
     let mut joined = Vec::new();
@@ -154,6 +153,11 @@ pub fn run(args: Args) -> Result<()> {
         underlay,
         path: Some(args.config.clone()),
         clock: Box::new(move || epoch.elapsed().as_nanos() as u64),
+        ports: Box::new(PortHost {
+            steering: steering.clone(),
+            workers: commands,
+            attached: attached.clone(),
+        }),
     }));
     let _control = control::server::serve(&args.control, running.clone())?;
     let _metrics = match args.metrics {
@@ -202,8 +206,8 @@ pub fn run(args: Args) -> Result<()> {
         switch.age(now);
         unresolved = resolver.tick(&switch.nexthops);
         misconfig.check(&switch.stats());
-        watch.check(&ports, &handles);
-        follow_underlay_mac(&dev, &mut steering, &running);
+        watch.check(&attached, &running, &handles);
+        follow_underlay_mac(&dev, &steering, &running);
         if hup.swap(false, Ordering::Relaxed) {
             let result = Config::load(&args.config)
                 .map_err(|e| e.to_string())
@@ -239,9 +243,15 @@ pub fn run(args: Args) -> Result<()> {
             Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
         }
     }
-    let xdp = steering.counters();
-    let attached: Vec<String> = steering.attached().map(String::from).collect();
+    let (xdp, attached): (_, Vec<String>) = {
+        let s = steering.lock().unwrap_or_else(|e| e.into_inner());
+        (s.counters(), s.attached().map(String::from).collect())
+    };
     drop(joined);
+    // The steering is shared with the control socket's port hook: stop taking requests, then
+    // drop both, which detaches the program everywhere.
+    drop(_control);
+    drop(running);
     drop(steering);
     info!("detached XDP from {}", attached.join(", "));
     println!("{}", switch.stats());
@@ -314,8 +324,9 @@ impl MisconfigWarnings {
     }
 }
 
-/// Conditions the daemon survives but an operator must hear about: a port that disappeared,
-/// and workers that cannot keep up (the kernel drops frames for them).
+/// Conditions the daemon survives but an operator must hear about: a port that disappeared
+/// (attached again by itself when an interface of that name is back), and workers that cannot
+/// keep up (the kernel drops frames for them).
 #[derive(Default)]
 struct Watch {
     gone: std::collections::HashSet<String>,
@@ -324,20 +335,44 @@ struct Watch {
 }
 
 impl Watch {
-    fn check(&mut self, ports: &[Iface], workers: &[Worker]) {
-        for p in ports {
-            let now = nix::net::if_::if_nametoindex(p.name.as_str()).ok();
-            if now != Some(p.index) {
-                if self.gone.insert(p.name.clone()) {
-                    warn!(
-                        port = %p.name,
-                        "port disappeared (ifindex {} is gone); its frames are dropped, the other ports keep forwarding; \
-                         restart xvtep to attach it again once it is back",
-                        p.index
-                    );
+    fn check(&mut self, attached: &Attached, running: &Mutex<Running>, workers: &[Worker]) {
+        let ports: Vec<(String, u32)> = attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|p| (p.name.clone(), p.index))
+            .collect();
+        for (name, index) in ports {
+            match nix::net::if_::if_nametoindex(name.as_str()).ok() {
+                Some(now) if now == index => {
+                    if self.gone.remove(&name) {
+                        info!(port = %name, "port is back with its old ifindex");
+                    }
                 }
-            } else if self.gone.remove(&p.name) {
-                info!(port = %p.name, "port is back with its old ifindex");
+                None => {
+                    if self.gone.insert(name.clone()) {
+                        warn!(
+                            port = %name,
+                            "port disappeared (ifindex {index} is gone); its frames are dropped, the other ports \
+                             keep forwarding; it is attached again when an interface of that name is back"
+                        );
+                    }
+                }
+                Some(now) => {
+                    // The interface was recreated: attach the new one under the same port id,
+                    // so that the port's FDB entries and settings stay.
+                    self.gone.remove(&name);
+                    let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(id) = r.switch.topology().port_id(&name) else { continue };
+                    r.ports.detach(&name, id);
+                    match r.ports.attach(&name, id) {
+                        Ok(()) => {
+                            info!(port = %name, ifindex = now, "port is back as a new interface; attached it again")
+                        }
+                        Err(e) => warn!(port = %name, "port is back but attaching it failed: {e}; \
+                            retry with xvtep link del dev {name} and xvtep link add dev {name}"),
+                    }
+                }
             }
         }
         let full: u64 =
@@ -358,7 +393,7 @@ impl Watch {
 
 /// Keeps up with a change of the underlay interface's MAC: the XDP program steers unicast to
 /// the new MAC, and our VXLAN frames are sent from it.
-fn follow_underlay_mac(dev: &Iface, steering: &mut Steering, running: &Mutex<Running>) {
+fn follow_underlay_mac(dev: &Iface, steering: &Mutex<Steering>, running: &Mutex<Running>) {
     let path = format!("/sys/class/net/{}/address", dev.name);
     let Some(mac) = std::fs::read_to_string(&path)
         .ok()
@@ -371,7 +406,7 @@ fn follow_underlay_mac(dev: &Iface, steering: &mut Steering, running: &Mutex<Run
         return;
     }
     warn!(dev = %dev.name, old = %r.underlay.mac, new = %mac, "the MAC of the underlay interface changed; following it");
-    if let Err(e) = steering.set_mac(mac.0) {
+    if let Err(e) = steering.lock().unwrap_or_else(|e| e.into_inner()).set_mac(mac.0) {
         warn!("updating the XDP program for the new MAC failed: {e}");
     }
     r.underlay.mac = mac;

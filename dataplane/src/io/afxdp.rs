@@ -1,10 +1,14 @@
-//! The AF_XDP backend: one worker's sockets, sharing one UMEM, driving its pipeline.
+//! The AF_XDP backend: one worker's sockets driving its pipeline.
 //!
-//! Each worker owns a UMEM and one socket per (interface, queue) it serves. Because the
-//! sockets share the UMEM, a frame received on one port and sent unchanged out of another is
-//! moved by descriptor, never copied in userspace; only edited frames (tag changes, encap,
-//! decap) and the extra copies of a flood are written into fresh frames. Rings are kept
-//! full: every poll first reclaims completed transmissions and refills the fill rings.
+//! Each worker serves one socket per (interface, queue) assigned to it, and every socket has
+//! a UMEM of its own ([`Xsk`]). That is what lets ports come and go while the switch runs
+//! ([`IoCommand`]): closing a socket strands whatever frames sit in its fill and rx rings, and
+//! with a UMEM per socket those frames leave with their UMEM instead of draining a shared
+//! pool. The price is that a frame forwarded unchanged from one port to another is copied;
+//! most forwards are copies anyway (tag changes, encap, decap, the extra copies of a flood),
+//! and a frame sent back out of the socket it came in on (hairpin) is still moved by
+//! descriptor. Rings are kept full: every poll first reclaims completed transmissions and
+//! refills the fill rings.
 //!
 //! What cannot be sent is dropped and counted under a name ([`IoCounters`]), never queued
 //! without bound.
@@ -15,6 +19,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
 
 use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
@@ -79,8 +85,21 @@ pub enum AfXdpError {
     Poll(std::io::Error),
 }
 
-struct Sock {
+/// A change to a running worker's sockets, applied between two batches.
+pub enum IoCommand {
+    /// Serve these sockets too (a port added while running); `done` hears when they are
+    /// served.
+    Add { socks: Vec<Xsk>, done: Sender<()> },
+    /// Close the sockets of `port` (a port removed); `done` hears when they are closed.
+    Remove { port: PortId, done: Sender<()> },
+}
+
+/// One AF_XDP socket on one (interface, queue), with a UMEM of its own (see the module docs).
+pub struct Xsk {
     spec: XskSpec,
+    umem: Umem,
+    /// Frames owned by us: in no ring.
+    free: Vec<FrameDesc>,
     tx: TxQueue,
     rx: RxQueue,
     fq: FillQueue,
@@ -92,11 +111,107 @@ struct Sock {
     kernel_drops: (u64, u64),
 }
 
+impl Xsk {
+    /// Opens a socket on `spec`'s interface and queue with its fill ring full, ready to be
+    /// registered with the XDP program ([`Xsk::fd`]) and served by a worker.
+    pub fn open(spec: XskSpec) -> Result<Xsk, AfXdpError> {
+        let err = |msg: String| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, msg };
+        let (umem, free) = new_umem(FRAMES_PER_SOCKET, RING)?;
+        let name = CString::new(spec.ifname.as_bytes()).map_err(|e| err(e.to_string()))?;
+        // SAFETY: the UMEM is new, so this (interface, queue) is bound once on it, with
+        // INHIBIT_PROG_LOAD set, as Socket::new requires.
+        let (tx, rx, rings) =
+            unsafe { Socket::new(socket_config(RING)?, &umem, &Interface::new(name), spec.queue) }
+                .map_err(|e| err(e.to_string()))?;
+        let (fq, cq) = rings.ok_or_else(|| err("the queue is bound already".into()))?;
+        let fd = rx.fd().as_raw_fd();
+        let mut xsk = Xsk {
+            spec,
+            umem,
+            free,
+            tx,
+            rx,
+            fq,
+            cq,
+            fd,
+            pending: Vec::with_capacity(RING as usize),
+            kernel_drops: (0, 0),
+        };
+        xsk.refill();
+        Ok(xsk)
+    }
+
+    pub fn spec(&self) -> &XskSpec {
+        &self.spec
+    }
+
+    /// The socket's descriptor, for the XDP program's socket map.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Tops up the fill ring from the free frames; false if there were not enough. `produce`
+    /// is all-or-nothing, so it is offered at most as many frames as the ring has room for.
+    fn refill(&mut self) -> bool {
+        let room = self.fq.nb_free(RING) as usize;
+        let give = room.min(self.free.len());
+        if give > 0 {
+            let from = self.free.len() - give;
+            // SAFETY: the frames are free (in no ring) and belong to this socket's UMEM.
+            if unsafe { self.fq.produce(&self.free[from..]) } == give {
+                self.free.truncate(from);
+            }
+        }
+        give == room
+    }
+
+    /// Takes back frames whose transmission completed.
+    fn reclaim(&mut self, scratch: &mut [FrameDesc]) {
+        // SAFETY: the descriptors belong to this socket's UMEM.
+        let n = unsafe { self.cq.consume(scratch) };
+        self.free.extend_from_slice(&scratch[..n]);
+    }
+
+    /// Adds what the kernel dropped on this socket since the last look.
+    fn read_kernel_stats(&mut self, counters: &IoCounters) {
+        if let Ok(st) = self.rx.fd().xdp_statistics() {
+            let now = (st.rx_ring_full(), st.rx_dropped());
+            counters.rx_ring_full.add(now.0.saturating_sub(self.kernel_drops.0));
+            counters.rx_fill_empty.add(now.1.saturating_sub(self.kernel_drops.1));
+            self.kernel_drops = now;
+        }
+    }
+
+    /// Hands the staged frames to the tx ring and kicks the kernel where it asks for it.
+    fn transmit(&mut self, counters: &IoCounters) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let room = self.tx.nb_free(self.pending.len() as u32) as usize;
+        let n = room.min(self.pending.len());
+        // SAFETY: the staged frames belong to this socket's UMEM and to no ring.
+        let done = if n > 0 { unsafe { self.tx.produce(&self.pending[..n]) } } else { 0 };
+        counters.tx_packets.add(done as u64);
+        let dropped = self.pending.len() - done;
+        if dropped > 0 {
+            counters.tx_ring_full.add(dropped as u64);
+            self.free.extend_from_slice(&self.pending[done..]);
+        }
+        self.pending.clear();
+        if done > 0 && self.tx.needs_wakeup() {
+            counters.tx_wakeups.add(1);
+            let _ = self.tx.wakeup();
+        }
+    }
+}
+
 /// One worker's sockets. See the module docs.
 pub struct AfXdpIo {
-    umem: Umem,
-    free: Vec<FrameDesc>,
-    socks: Vec<Sock>,
+    socks: Vec<Xsk>,
+    /// A second handle on each socket's UMEM (same index): the received frames of a batch
+    /// borrow these while staging writes other frames through `socks`.
+    readers: Vec<Umem>,
+    commands: Receiver<IoCommand>,
     /// PortId → the socket this worker transmits on for that port.
     tx_of_port: Vec<Option<usize>>,
     rx: Vec<(usize, FrameDesc)>,
@@ -110,7 +225,7 @@ pub struct AfXdpIo {
     epoch: Instant,
     last_kernel_stats: Instant,
     /// The socket served first in the next poll: rotates, so that one busy interface cannot
-    /// starve the others of service or of fill frames.
+    /// starve the others of service.
     first: usize,
     pub counters: Arc<IoCounters>,
 }
@@ -142,67 +257,73 @@ pub fn socket_config(ring: u32) -> Result<SocketConfig, AfXdpError> {
 }
 
 impl AfXdpIo {
-    /// Opens the sockets of `specs` on one shared UMEM. `stop` ends [`FrameIo::poll`];
-    /// `epoch` is time zero of the switch clock (shared by all workers).
-    pub fn new(specs: &[XskSpec], stop: Arc<AtomicBool>, epoch: Instant) -> Result<AfXdpIo, AfXdpError> {
-        let (umem, free) = new_umem(FRAMES_PER_SOCKET * specs.len().max(1) as u32, RING)?;
-        let socket_config = socket_config(RING)?;
-        let mut socks = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let err =
-                |msg: String| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, msg };
-            let name = CString::new(spec.ifname.as_bytes()).map_err(|e| err(e.to_string()))?;
-            // SAFETY: every (interface, queue) is bound once per UMEM, with
-            // INHIBIT_PROG_LOAD set, as Socket::new requires.
-            let (tx, rx, rings) =
-                unsafe { Socket::new(socket_config, &umem, &Interface::new(name), spec.queue) }
-                    .map_err(|e| err(e.to_string()))?;
-            let (fq, cq) = rings.ok_or_else(|| err("the queue is bound already".into()))?;
-            let fd = rx.fd().as_raw_fd();
-            socks.push(Sock {
-                spec: spec.clone(),
-                tx,
-                rx,
-                fq,
-                cq,
-                fd,
-                pending: Vec::with_capacity(RING as usize),
-                kernel_drops: (0, 0),
-            });
-        }
-        let mut tx_of_port: Vec<Option<usize>> = Vec::new();
-        for (i, s) in socks.iter().enumerate() {
-            let p = s.spec.port.index();
-            if tx_of_port.len() <= p {
-                tx_of_port.resize(p + 1, None);
-            }
-            tx_of_port[p].get_or_insert(i);
-        }
-        let pollfds =
-            socks.iter().map(|s| libc::pollfd { fd: s.fd, events: libc::POLLIN, revents: 0 }).collect();
+    /// Serves `socks` (see [`Xsk::open`]), and later what `commands` adds or removes. `stop`
+    /// ends [`FrameIo::poll`]; `epoch` is time zero of the switch clock (shared by all
+    /// workers).
+    pub fn new(
+        socks: Vec<Xsk>,
+        commands: Receiver<IoCommand>,
+        stop: Arc<AtomicBool>,
+        epoch: Instant,
+    ) -> AfXdpIo {
         let mut io = AfXdpIo {
-            umem,
-            free,
             socks,
-            tx_of_port,
+            readers: Vec::new(),
+            commands,
+            tx_of_port: Vec::new(),
             rx: Vec::with_capacity(BATCH_SIZE),
             scratch: vec![FrameDesc::default(); BATCH_SIZE.max(RING as usize)],
             moved: Vec::with_capacity(BATCH_SIZE),
             last_use: Vec::with_capacity(BATCH_SIZE),
-            pollfds,
+            pollfds: Vec::new(),
             stop,
             epoch,
             last_kernel_stats: Instant::now(),
             first: 0,
             counters: Arc::default(),
         };
-        io.refill();
-        Ok(io)
+        io.index_sockets();
+        io
     }
 
-    /// (interface, queue, socket fd) of every socket, to register in the XDP program's map.
-    pub fn sockets(&self) -> impl Iterator<Item = (&str, u32, RawFd)> {
-        self.socks.iter().map(|s| (s.spec.ifname.as_str(), s.spec.queue, s.fd))
+    /// Rebuilds what is derived from the socket list: tx socket per port, poll set, readers.
+    fn index_sockets(&mut self) {
+        self.tx_of_port.clear();
+        for (i, s) in self.socks.iter().enumerate() {
+            let p = s.spec.port.index();
+            if self.tx_of_port.len() <= p {
+                self.tx_of_port.resize(p + 1, None);
+            }
+            self.tx_of_port[p].get_or_insert(i);
+        }
+        self.pollfds =
+            self.socks.iter().map(|s| libc::pollfd { fd: s.fd, events: libc::POLLIN, revents: 0 }).collect();
+        self.readers = self.socks.iter().map(|s| s.umem.clone()).collect();
+        self.first = 0;
+    }
+
+    /// Applies the commands that arrived since the last batch.
+    fn apply_commands(&mut self) {
+        let mut answers = Vec::new();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                IoCommand::Add { socks, done } => {
+                    self.socks.extend(socks);
+                    answers.push(done);
+                }
+                IoCommand::Remove { port, done } => {
+                    // Dropping a socket closes it and unmaps its UMEM, frames and all.
+                    self.socks.retain(|s| s.spec.port != port);
+                    answers.push(done);
+                }
+            }
+        }
+        if !answers.is_empty() {
+            self.index_sockets();
+            for done in answers {
+                let _ = done.send(());
+            }
+        }
     }
 
     /// Adds what the kernel dropped on our sockets since the last look (once a second: it is
@@ -213,43 +334,16 @@ impl AfXdpIo {
         }
         self.last_kernel_stats = Instant::now();
         for s in &mut self.socks {
-            if let Ok(st) = s.rx.fd().xdp_statistics() {
-                let now = (st.rx_ring_full(), st.rx_dropped());
-                self.counters.rx_ring_full.add(now.0.saturating_sub(s.kernel_drops.0));
-                self.counters.rx_fill_empty.add(now.1.saturating_sub(s.kernel_drops.1));
-                s.kernel_drops = now;
-            }
+            s.read_kernel_stats(&self.counters);
         }
     }
 
-    /// Takes back frames whose transmission completed.
-    fn reclaim(&mut self) {
+    /// Takes back completed transmissions and tops up the fill rings.
+    fn reclaim_and_refill(&mut self) {
         for s in &mut self.socks {
-            // SAFETY: the descriptors belong to this socket's UMEM.
-            let n = unsafe { s.cq.consume(&mut self.scratch) };
-            self.free.extend_from_slice(&self.scratch[..n]);
-        }
-    }
-
-    /// Tops up every fill ring from the free frames. `produce` is all-or-nothing, so it is
-    /// offered at most as many frames as the ring has room for.
-    fn refill(&mut self) {
-        let n = self.socks.len();
-        for k in 0..n {
-            let s = &mut self.socks[(self.first + k) % n];
-            let room = s.fq.nb_free(RING) as usize;
-            let give = room.min(self.free.len());
-            if give < room {
+            s.reclaim(&mut self.scratch);
+            if !s.refill() {
                 self.counters.fill_starved.add(1);
-            }
-            if give == 0 {
-                continue;
-            }
-            let from = self.free.len() - give;
-            // SAFETY: the frames are free (owned by no ring) and belong to this UMEM.
-            let done = unsafe { s.fq.produce(&self.free[from..]) };
-            if done == give {
-                self.free.truncate(from);
             }
         }
     }
@@ -275,6 +369,11 @@ impl AfXdpIo {
     /// Sleeps until a socket has something, or the idle timeout passes.
     fn sleep(&mut self) -> Result<(), AfXdpError> {
         self.counters.idle_sleeps.add(1);
+        if self.pollfds.is_empty() {
+            // No sockets (every port removed, and no underlay socket on this worker).
+            std::thread::sleep(std::time::Duration::from_millis(IDLE_POLL_MS as u64));
+            return Ok(());
+        }
         // SAFETY: pollfds is a valid array of pollfd for the duration of the call.
         let r = unsafe {
             libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, IDLE_POLL_MS)
@@ -301,66 +400,52 @@ impl AfXdpIo {
             }
         }
         for (i, a) in actions.iter().enumerate() {
-            let Some(sock) = self.tx_of_port.get(a.port.index()).copied().flatten() else {
+            let Some(k) = self.tx_of_port.get(a.port.index()).copied().flatten() else {
                 self.counters.tx_no_socket.add(1);
                 continue;
             };
             if let TxSource::Rx(r) = a.source {
                 let r = r as usize;
-                if a.is_verbatim() && self.last_use[r] == i && !self.moved[r] {
-                    // The last use of an unchanged frame: send the received buffer itself.
+                let (from, desc) = self.rx[r];
+                if from == k && a.is_verbatim() && self.last_use[r] == i && !self.moved[r] {
+                    // The last use of an unchanged frame, out of the socket (so the UMEM) it
+                    // came in on: send the received buffer itself.
                     self.moved[r] = true;
-                    self.socks[sock].pending.push(self.rx[r].1);
+                    self.socks[k].pending.push(desc);
                     self.counters.tx_zero_copy.add(1);
                     continue;
                 }
             }
-            let Some(mut desc) = self.free.pop() else {
+            let sock = &mut self.socks[k];
+            let Some(mut desc) = sock.free.pop() else {
                 self.counters.tx_no_frame.add(1);
                 continue;
             };
             let len = a.edit.out_len();
-            // SAFETY: `desc` is a free frame of this UMEM, written by nobody else; the frames
-            // `rx` points into are distinct frames, only read.
-            let mut data = unsafe { self.umem.data_mut(&mut desc) };
+            // SAFETY: `desc` is a free frame of this socket's UMEM, written by nobody else;
+            // the frames `rx` points into are other frames, only read.
+            let mut data = unsafe { sock.umem.data_mut(&mut desc) };
             data.cursor().set_pos(len);
             let out = data.contents_mut();
             if out.len() < len {
-                self.free.push(desc);
+                sock.free.push(desc);
                 self.counters.tx_no_frame.add(1);
                 continue;
             }
             tx.write(a, rx, out);
-            self.socks[sock].pending.push(desc);
+            sock.pending.push(desc);
         }
         for (r, moved) in self.moved.iter().enumerate() {
             if !moved {
-                self.free.push(self.rx[r].1);
+                let (from, desc) = self.rx[r];
+                self.socks[from].free.push(desc);
             }
         }
     }
 
-    /// Hands the staged frames to the tx rings and kicks the kernel where it asks for it.
     fn transmit(&mut self) {
         for s in &mut self.socks {
-            if s.pending.is_empty() {
-                continue;
-            }
-            let room = s.tx.nb_free(s.pending.len() as u32) as usize;
-            let n = room.min(s.pending.len());
-            // SAFETY: the staged frames belong to this UMEM and to no ring.
-            let done = if n > 0 { unsafe { s.tx.produce(&s.pending[..n]) } } else { 0 };
-            self.counters.tx_packets.add(done as u64);
-            let dropped = s.pending.len() - done;
-            if dropped > 0 {
-                self.counters.tx_ring_full.add(dropped as u64);
-                self.free.extend_from_slice(&s.pending[done..]);
-            }
-            s.pending.clear();
-            if done > 0 && s.tx.needs_wakeup() {
-                self.counters.tx_wakeups.add(1);
-                let _ = s.tx.wakeup();
-            }
+            s.transmit(&self.counters);
         }
     }
 }
@@ -372,9 +457,9 @@ impl FrameIo for AfXdpIo {
         if self.stop.load(Ordering::Relaxed) {
             return Ok(false);
         }
+        self.apply_commands();
         self.read_kernel_stats();
-        self.reclaim();
-        self.refill();
+        self.reclaim_and_refill();
         self.receive();
         if self.rx.is_empty() {
             self.sleep()?;
@@ -382,8 +467,8 @@ impl FrameIo for AfXdpIo {
         }
         self.counters.rx_packets.add(self.rx.len() as u64);
         for (s, desc) in self.rx.iter_mut() {
-            // SAFETY: a received frame of this UMEM, owned by us until returned.
-            let mut data = unsafe { self.umem.data_mut(desc) };
+            // SAFETY: a received frame of this socket's UMEM, owned by us until returned.
+            let mut data = unsafe { self.socks[*s].umem.data_mut(desc) };
             let frame = data.contents_mut();
             let completed = if self.socks[*s].spec.port.is_tunnel() {
                 complete_partial_checksums_underlay(frame)
@@ -393,20 +478,20 @@ impl FrameIo for AfXdpIo {
             self.counters.csum_completed.add(completed as u64);
         }
         let now: Nanos = self.epoch.elapsed().as_nanos() as Nanos;
-        // A second handle on the UMEM (an Arc clone): the received frames borrow it while
-        // staging writes other frames of it through `self`.
-        let umem = self.umem.clone();
+        let readers = std::mem::take(&mut self.readers);
         let frames: Vec<RxFrame> = self
             .rx
             .iter()
             .map(|(s, desc)| RxFrame {
                 port: self.socks[*s].spec.port,
                 // SAFETY: as above; only read from here until the batch is staged.
-                data: unsafe { umem.data(desc) }.contents(),
+                data: unsafe { readers[*s].data(desc) }.contents(),
             })
             .collect();
         pipeline.process(now, &frames, tx);
         self.stage(tx, &frames);
+        drop(frames);
+        self.readers = readers;
         self.transmit();
         Ok(true)
     }
