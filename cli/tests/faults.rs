@@ -115,6 +115,14 @@ fn port_removed_while_running() {
     d1.wait_for("port disappeared", UP);
     assert!(h1.a.ping_ok("10.2.0.2", UP), "the other port keeps forwarding");
     assert!(d1.ctl_ok("stats").contains("tap1_0"));
+
+    // The interface comes back (a new ifindex): attached again under the same port id, with
+    // its settings, and forwarding again.
+    veth(&h1.h, "tap2_0", &h1.b, "eth0");
+    h1.b.sh("ip addr add 10.3.0.1/24 dev eth0 && ip link set eth0 mtu 1450");
+    d1.wait_for("port is back as a new interface; attached it again", UP);
+    assert!(d1.ctl_ok("link show").contains("2: tap2_0: pvid 3"));
+    assert!(h1.b.ping_ok("10.3.0.2", UP), "the recreated port forwards");
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use xvtep_dataplane::config::{FdbScope, FdbTarget, NeighConfig, PortConfig, PortVlan, StaticFdb, VlanMap};
+use xvtep_dataplane::config::{
+    FdbScope, FdbTarget, NeighConfig, PortConfig, PortVlan, StaticFdb, VlanMap, MAX_LOCAL_PORTS,
+};
 use xvtep_dataplane::fdb::{EntryKind, FdbDst, Remote};
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::{Config, Domain, Nanos, PortId, Switch, Underlay};
@@ -116,6 +118,18 @@ impl Running {
         Ok(removed)
     }
 
+    /// Attaches `new`'s port `name` under the id it gets in `new`.
+    fn attach_new(&mut self, new: &Config, name: &str) -> Result<PortId, String> {
+        let id = self.switch.port_id_after(new, name).filter(|id| id.index() <= MAX_LOCAL_PORTS).ok_or(
+            format!(
+                "no port id free for '{name}' ({MAX_LOCAL_PORTS} at most, and a removed port's id is free \
+                 only after the change that removes it): remove ports first, then add"
+            ),
+        )?;
+        self.ports.attach(name, id)?;
+        Ok(id)
+    }
+
     /// Swaps in the topology of `new`: ports new in it are attached first (if one fails, those
     /// attached are detached again and nothing changes), ports gone from it are detached after
     /// the swap. Returns the FDB entries that left with removed ports.
@@ -124,14 +138,15 @@ impl Running {
         let (old_names, new_names) = (names(&self.config), names(new));
         let mut attached = Vec::new();
         for name in new_names.iter().filter(|n| !old_names.contains(n)) {
-            let id = self.switch.port_id_after(new, name).ok_or(format!("port '{name}' got no id"))?;
-            if let Err(e) = self.ports.attach(name, id) {
-                for (name, id) in attached {
-                    self.ports.detach(name, id);
+            match self.attach_new(new, name) {
+                Ok(id) => attached.push((name, id)),
+                Err(e) => {
+                    for (name, id) in attached {
+                        self.ports.detach(name, id);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
-            attached.push((name, id));
         }
         let topo = self.switch.topology();
         let gone: Vec<(&String, PortId)> = old_names
