@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, live: the seed-000 topology in network namespaces, two hosts each running the
-# xvtep daemon over a shared underlay, containers in VNI 2 and VNI 3 pinging across, then the
+# xvtep daemon over a shared underlay, containers in VNI 2 and VNI 3 pinging across, a port added
+# and removed while running, then the
 # daemons' FDBs and counters. Everything it creates is removed on exit, also on failure.
 # Without root it runs the pcap replay of the same scenario instead.
 set -euo pipefail
@@ -17,13 +18,13 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for n in ul h1 h2 a1 a2 b1 b2; do ip netns del $P-$n 2>/dev/null || true; done
+    for n in ul h1 h2 a1 a2 b1 b2 c1; do ip netns del $P-$n 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 echo "== building the topology: underlay 192.168.1.0/24, hosts h1 (.1) and h2 (.2)"
-for n in ul h1 h2 a1 a2 b1 b2; do
+for n in ul h1 h2 a1 a2 b1 b2 c1; do
     ip netns del $P-$n 2>/dev/null || true
     ip netns add $P-$n
     ip netns exec $P-$n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
@@ -70,6 +71,22 @@ echo
 echo "== live control of host 1: xvtep fdb show; vlan show"
 "$bin" --socket "$work/h1.sock" fdb show
 "$bin" --socket "$work/h1.sock" vlan show
+
+echo
+echo "== a port added while running: c1 (10.2.0.11) on a new interface tap9 of host 1 joins VNI 2"
+ip link add tap9 netns $P-h1 type veth peer name eth0 netns $P-c1
+ip -n $P-h1 link set tap9 up
+ip -n $P-c1 addr add 10.2.0.11/24 dev eth0 && ip -n $P-c1 link set eth0 up mtu 1450
+ctl() { echo "# xvtep $*"; "$bin" --socket "$work/h1.sock" "$@"; }
+ctl link add dev tap9
+ctl vlan add dev tap9 vid 2 pvid untagged
+ctl vlan del dev tap9 vid 1
+ctl link show
+ip netns exec $P-c1 ping -c 3 10.2.0.2
+ctl link del dev tap9
+if ip netns exec $P-c1 ping -c 2 -W 1 10.2.0.2 >/dev/null; then echo "tap9 still forwards after link del"; exit 1; fi
+echo "after link del, tap9 is the kernel's again: c1 is cut off; the other ports forward on:"
+ip netns exec $P-a1 ping -c 1 10.2.0.2 | grep "bytes from"
 
 for i in 1 2; do kill -TERM "${pids[$((i - 1))]}"; done
 for pid in "${pids[@]}"; do wait "$pid" || true; done
