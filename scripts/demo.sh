@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, live: the seed-000 topology in network namespaces, two hosts each running the
 # xvtep daemon over a shared underlay, containers in VNI 2 and VNI 3 pinging across, a port
-# added and removed while running, then the daemons' FDBs and counters. Everything it creates is removed on exit, also on failure.
-# Without root it runs the pcap replay of the same scenario instead.
+# added and removed while running, then the daemons' FDBs and counters. Everything it creates
+# is removed on exit, also on failure. Without root it runs the pcap replay of the same
+# scenario instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/target/release/xvtep
