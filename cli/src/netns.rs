@@ -69,12 +69,15 @@ impl Drop for Netns {
     }
 }
 
-/// A veth pair `a` (in `na`) ↔ `b` (in `nb`), both up; one queue each unless `queues`.
+/// A veth pair `a` (in `na`) ↔ `b` (in `nb`), both up, with one queue each.
 pub fn veth(na: &Netns, a: &str, nb: &Netns, b: &str) {
-    sh(&format!(
-        "ip link add {a} netns {} numrxqueues 1 numtxqueues 1 type veth peer name {b} netns {} numrxqueues 1 numtxqueues 1",
-        na.name, nb.name
-    ));
+    veth_queues(na, a, nb, b, 1);
+}
+
+/// [`veth`] with `queues` rx and tx queues on each end.
+pub fn veth_queues(na: &Netns, a: &str, nb: &Netns, b: &str, queues: u32) {
+    let q = format!("numrxqueues {queues} numtxqueues {queues}");
+    sh(&format!("ip link add {a} netns {} {q} type veth peer name {b} netns {} {q}", na.name, nb.name));
     na.sh(&format!("ip link set {a} up"));
     nb.sh(&format!("ip link set {b} up"));
 }

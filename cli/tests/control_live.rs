@@ -247,6 +247,45 @@ fn link_add_and_del_while_running() {
 }
 
 #[test]
+fn link_add_with_two_workers() {
+    require_root!();
+    let p = prefix("link2w");
+    let (h, ul, a) =
+        (Netns::new(&format!("{p}-h")), Netns::new(&format!("{p}-ul")), Netns::new(&format!("{p}-a")));
+    let (b, c8, c9) =
+        (Netns::new(&format!("{p}-b")), Netns::new(&format!("{p}-c8")), Netns::new(&format!("{p}-c9")));
+    // Every interface with two queues, so that the daemon runs two workers.
+    veth_queues(&h, "eth0", &ul, "p1", 2);
+    h.sh("ip addr add 192.168.1.1/24 dev eth0");
+    veth_queues(&h, "tap1_0", &a, "eth0", 2);
+    veth_queues(&h, "tap2_0", &b, "eth0", 2);
+    a.sh("ip addr add 10.2.0.1/24 dev eth0");
+    let dir = tempfile::tempdir().unwrap();
+    let d =
+        Daemon::start_with(&h, &seed_config("192.168.1.1", &[], ""), dir.path(), "h", &["--cores", "0,1"]);
+    assert!(d.log().contains("2 worker(s)"), "{}", d.log());
+
+    veth(&h, "tap8", &c8, "eth0");
+    let (ok, _, err) = d.ctl("link add dev tap8");
+    assert!(!ok && err.contains("tap8 has 1 rx queue(s) but xvtep runs 2 workers"), "{err}");
+    assert!(!d.ctl_ok("link show").contains("tap8"));
+    assert_eq!(xdp_attached(&h), ["eth0", "tap1_0", "tap2_0"], "nothing left attached by the refusal");
+
+    // Each worker gets a socket on one of tap9's queues; frames switch between the two ports
+    // whichever queue (and so worker) they arrive on.
+    veth_queues(&h, "tap9", &c9, "eth0", 2);
+    c9.sh("ip addr add 10.2.0.9/24 dev eth0");
+    d.ctl_ok("link add dev tap9");
+    d.ctl_ok("vlan add dev tap9 vid 2 pvid untagged");
+    assert!(c9.ping_ok("10.2.0.1", UP));
+    d.ctl_ok("link del dev tap9");
+    assert!(!c9.try_sh("ping -c 2 -W 1 10.2.0.1").status.success());
+    let mut d = d;
+    let out = d.stop();
+    assert!(out.contains("tx_no_socket 0"), "{out}");
+}
+
+#[test]
 fn control_commands_without_a_daemon_or_rights() {
     require_root!();
     let out =

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-pub use xvtep::netns::{sh, try_sh, veth, Netns};
+pub use xvtep::netns::{sh, try_sh, veth, veth_queues, Netns};
 
 /// Skips the test (with a printed reason) unless running as root.
 #[macro_export]
