@@ -45,7 +45,8 @@ fn send(h: &mut Harness, t: f64, iface: &str, frame: &[u8]) -> (usize, Vec<(&'st
     let delta = after
         .iter()
         .filter_map(|(k, v)| {
-            (v - before.get(k).unwrap_or(&0) > 0).then(|| (*k, v - before.get(k).unwrap_or(&0)))
+            let d = v - before.get(k).unwrap_or(&0);
+            (d > 0).then_some((*k, d))
         })
         .collect();
     (n, delta)

@@ -5,6 +5,7 @@
 //!   that came in (tag edits aside);
 //! - the FDB never holds more learned entries than `max_learned`; static entries never move;
 //! - decap(encap(frame)) == frame, for every VNI.
+//!
 //! Over 10^6 frames in total; every case is reproducible from proptest's printed seed.
 
 use std::collections::BTreeMap;

@@ -95,14 +95,16 @@ impl Steering {
         let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
         let open = XvtepSkelBuilder::default().open(storage).map_err(SteerError::Load)?;
         let skel = open.load().map_err(SteerError::Load)?;
-        let mut cfg = skel::types::steer_config::default();
-        cfg.local = u32::from_ne_bytes(local.octets());
-        cfg.dstport = dstport.to_be();
-        cfg.ngroups = groups.len() as u16;
+        let mut cfg = skel::types::steer_config {
+            local: u32::from_ne_bytes(local.octets()),
+            dstport: dstport.to_be(),
+            ngroups: groups.len() as u16,
+            mac,
+            ..Default::default()
+        };
         for (slot, g) in cfg.groups.iter_mut().zip(groups) {
             *slot = u32::from_ne_bytes(g.octets());
         }
-        cfg.mac = mac;
         let mut s = Steering { skel, config: cfg, links: Vec::new(), slots: HashMap::new() };
         s.write_config()?;
         Ok(s)

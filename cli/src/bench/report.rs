@@ -155,7 +155,7 @@ pub fn table(samples: &[Sample]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:>6} {:>14} {:>14} {:>14} {:>12} {:>12}   {:<22} {}",
+        "{:<8} {:>6} {:>14} {:>14} {:>14} {:>12} {:>12}   {:<22} CPU % per core: kernel | xvtep | bare",
         "dir",
         "bytes",
         "kernel pps",
@@ -164,7 +164,6 @@ pub fn table(samples: &[Sample]) -> String {
         "xvtep/kern",
         "xvtep/bare",
         "Gbit/s kern|xvtep|bare",
-        "CPU % per core: kernel | xvtep | bare"
     );
     for (d, s) in keys {
         let (k, x, b) = (get("kernel", &d, s), get("xvtep", &d, s), get("bare", &d, s));

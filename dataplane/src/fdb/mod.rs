@@ -415,7 +415,7 @@ impl Fdb {
                 age_secs: 0,
             }));
         }
-        out.sort_by(|a, b| (a.domain, a.mac).cmp(&(b.domain, b.mac)));
+        out.sort_by_key(|r| (r.domain, r.mac));
         out
     }
 

@@ -302,8 +302,8 @@ impl FrameIo for Replay {
         while batch.len() < BATCH_SIZE && self.heap.peek().is_some_and(|Reverse(p)| p.time == now) {
             batch.push(self.heap.pop().expect("peeked").0);
         }
-        for i in 0..batch.len() {
-            self.refill(batch[i].input)?;
+        for input in batch.iter().map(|p| p.input) {
+            self.refill(input)?;
         }
         // Ageing runs once per second of capture time, before the frames of that instant.
         self.ageing.tick(&self.switch, now);
