@@ -92,7 +92,8 @@ entries still valid) and refused whole if it is not."
   xvtep link set dev vxlan0 learning on|off
 
 add makes an existing interface a port while the switch runs: the XDP program is attached to
-it and every worker opens a socket on it. It starts as a kernel bridge port does: in VLAN 1
+it and a socket is opened on each of its rx queues for the worker serving that queue (it needs
+at least as many queues as xvtep has workers). It starts as a kernel bridge port does: in VLAN 1
 (PVID, untagged), learning and flood on, hairpin off; change that with `vlan` and `link set`.
 del detaches it; its FDB entries go with it, static ones too. Both change the running
 configuration (see `save`).")]
