@@ -10,13 +10,12 @@ use arc_swap::{ArcSwap, Guard};
 use crate::config::{Config, StaticFdb, MAX_LOCAL_PORTS};
 use crate::counters::{PortStats, WorkerCounters};
 use crate::events::{Event, EventBus};
-use crate::fdb::{EntryKind, Fdb, FdbDst, FdbError, FdbStats};
+use crate::fdb::{EntryKind, Fdb, FdbDst, FdbError, FdbStats, Flushed};
 use crate::ids::{Domain, Nanos, PortId, NANOS_PER_SEC};
 use crate::neigh::NeighTable;
 use crate::nexthop::NextHops;
 use crate::pipeline::Pipeline;
 use crate::topology::{PortSlots, Topology, Underlay};
-use crate::wire::MacAddr;
 
 /// One bridge with one external VXLAN port. See the crate docs for an example.
 pub struct Switch {
@@ -103,11 +102,7 @@ impl Switch {
     /// port leaves a kernel bridge) and its counters out of the per-port figures; a port that
     /// is new gets an id (see [`PortSlots::update`]) and counters from zero.
     /// Returns the FDB entries removed.
-    pub fn apply_topology(
-        &self,
-        config: &Config,
-        underlay: Underlay,
-    ) -> Vec<(MacAddr, Domain, FdbDst, EntryKind)> {
+    pub fn apply_topology(&self, config: &Config, underlay: Underlay) -> Vec<Flushed> {
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         let next = ports.0.update(config);
         let (gone, new) = (ports.0.changed(&next), ports.0.taken(&next));

@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, PacketBuilder};
 use xvtep_dataplane::events::Event;
-use xvtep_dataplane::fdb::{EntryKind, FdbDst};
+use xvtep_dataplane::fdb::Flushed;
 use xvtep_dataplane::ids::NANOS_PER_SEC;
-use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::{
-    AgeingTimer, Config, Domain, Nanos, NextHops, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
+    AgeingTimer, Config, Nanos, NextHops, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
 };
 
 pub type Mac = [u8; 6];
@@ -249,7 +248,7 @@ impl Harness {
 
     /// Applies a changed configuration to the running switch, as the control socket does
     /// (ports may come and go); returns the FDB entries that went with removed ports.
-    pub fn reconfigure(&mut self, config: &str) -> Vec<(MacAddr, Domain, FdbDst, EntryKind)> {
+    pub fn reconfigure(&mut self, config: &str) -> Vec<Flushed> {
         let config = Config::parse(config, "changed.toml").unwrap_or_else(|e| panic!("{e}"));
         let removed = self.switch.apply_topology(&config, Underlay::for_replay(&config));
         self.names = interface_names(&self.switch);

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use xvtep_dataplane::config::{
     FdbScope, FdbTarget, NeighConfig, PortConfig, PortVlan, StaticFdb, VlanMap, MAX_LOCAL_PORTS,
 };
-use xvtep_dataplane::fdb::{EntryKind, FdbDst, Remote};
+use xvtep_dataplane::fdb::{EntryKind, FdbDst, Flushed, Remote};
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::{Config, Domain, Nanos, PortId, Switch, Underlay};
 
@@ -28,18 +28,6 @@ pub trait PortAttach: Send {
     fn attach(&mut self, name: &str, id: PortId) -> Result<(), String>;
     /// Undoes `attach`.
     fn detach(&mut self, name: &str, id: PortId);
-}
-
-/// For a switch whose frames come from elsewhere (tests, an embedding feeding frames itself):
-/// ports need nothing besides the topology.
-pub struct NoAttach;
-
-impl PortAttach for NoAttach {
-    fn attach(&mut self, _: &str, _: PortId) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn detach(&mut self, _: &str, _: PortId) {}
 }
 
 /// The running switch and its configuration.
@@ -56,9 +44,6 @@ pub struct Running {
 }
 
 type Outcome = Result<Value, String>;
-
-/// An FDB entry as the FDB hands it out: MAC, domain, destination, kind.
-type FdbRecord = (MacAddr, Domain, FdbDst, EntryKind);
 
 const TUNNEL: &str = "vxlan0";
 
@@ -109,7 +94,7 @@ impl Running {
     fn reconfigure(
         &mut self,
         change: impl FnOnce(&mut Config) -> Result<(), String>,
-    ) -> Result<Vec<FdbRecord>, String> {
+    ) -> Result<Vec<Flushed>, String> {
         let mut candidate = self.config.clone();
         change(&mut candidate)?;
         let valid = candidate.revalidate()?;
@@ -133,7 +118,7 @@ impl Running {
     /// Swaps in the topology of `new`: ports new in it are attached first (if one fails, those
     /// attached are detached again and nothing changes), ports gone from it are detached after
     /// the swap. Returns the FDB entries that left with removed ports.
-    fn apply_topology(&mut self, new: &Config) -> Result<Vec<FdbRecord>, String> {
+    fn apply_topology(&mut self, new: &Config) -> Result<Vec<Flushed>, String> {
         let names = |c: &Config| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
         let (old_names, new_names) = (names(&self.config), names(new));
         let mut attached = Vec::new();

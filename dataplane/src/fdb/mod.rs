@@ -105,6 +105,9 @@ pub enum Learned {
     LimitReached,
 }
 
+/// An entry as [`Fdb::flush`] removed it: MAC, domain, destination, kind.
+pub type Flushed = (MacAddr, Domain, FdbDst, EntryKind);
+
 /// One entry as listed by `fdb show`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FdbRecord {
@@ -323,10 +326,7 @@ impl Fdb {
     }
 
     /// Removes every entry for which `matches(mac, domain, dst, kind)` holds; returns them.
-    pub fn flush(
-        &self,
-        matches: impl Fn(MacAddr, Domain, FdbDst, EntryKind) -> bool,
-    ) -> Vec<(MacAddr, Domain, FdbDst, EntryKind)> {
+    pub fn flush(&self, matches: impl Fn(MacAddr, Domain, FdbDst, EntryKind) -> bool) -> Vec<Flushed> {
         let mut removed = Vec::new();
         self.entries.retain(|k, e| {
             let (mac, domain) = (MacAddr::from_u64(k.mac), k.domain());
