@@ -106,6 +106,12 @@ pub fn render(src: &Sources) -> String {
         per_worker(|c| c.tx_no_frame.get()),
     );
     family(
+        "xvtep_rx_port_removed_total",
+        "counter",
+        "Frames dropped: received on a port's socket, not yet switched when link del closed it.",
+        per_worker(|c| c.rx_port_removed.get()),
+    );
+    family(
         "xvtep_fill_starved_total",
         "counter",
         "Fill ring top-ups short of frames.",

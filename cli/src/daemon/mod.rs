@@ -261,7 +261,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let io = |f: fn(&IoCounters) -> u64| io_totals.iter().map(|c| f(c)).sum::<u64>();
     println!(
-        "io: rx {} tx {} (zero-copy {}), dropped: rx_ring_full {} rx_fill_empty {} tx_ring_full {} tx_no_frame {} tx_no_socket {}; checksums completed {}",
+        "io: rx {} tx {} (zero-copy {}), dropped: rx_ring_full {} rx_fill_empty {} tx_ring_full {} tx_no_frame {} tx_no_socket {} rx_port_removed {}; checksums completed {}",
         io(|c| c.rx_packets.get()),
         io(|c| c.tx_packets.get()),
         io(|c| c.tx_zero_copy.get()),
@@ -270,6 +270,7 @@ pub fn run(args: Args) -> Result<()> {
         io(|c| c.tx_ring_full.get()),
         io(|c| c.tx_no_frame.get()),
         io(|c| c.tx_no_socket.get()),
+        io(|c| c.rx_port_removed.get()),
         io(|c| c.csum_completed.get()),
     );
     println!(

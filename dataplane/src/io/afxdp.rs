@@ -73,6 +73,8 @@ pub struct IoCounters {
     pub rx_ring_full: Counter,
     /// Dropped by the kernel: no frame in the fill ring to receive into.
     pub rx_fill_empty: Counter,
+    /// Dropped: received on a port's socket, not yet switched when `link del` closed it.
+    pub rx_port_removed: Counter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -312,6 +314,12 @@ impl AfXdpIo {
                     answers.push(done);
                 }
                 IoCommand::Remove { port, done } => {
+                    for s in self.socks.iter_mut().filter(|s| s.spec.port == port) {
+                        // SAFETY: the descriptors belong to this socket's UMEM; they are
+                        // only counted, and go with it.
+                        let n = unsafe { s.rx.consume(&mut self.scratch) };
+                        self.counters.rx_port_removed.add(n as u64);
+                    }
                     // Dropping a socket closes it and unmaps its UMEM, frames and all.
                     self.socks.retain(|s| s.spec.port != port);
                     answers.push(done);
