@@ -354,3 +354,52 @@ fn reload_adds_and_removes_ports() {
     assert_eq!(r.run.config, Config::parse(&changed, "x").unwrap());
     assert!(r.attach.take().is_empty());
 }
+
+/// `fdb flush dev PORT` names the port by its stable id, not by its place in the config: after
+/// `link del p1; link add p3`, p3 holds id 1 while p2 (id 2) is first in the config.
+#[test]
+fn flush_dev_after_link_churn_removes_only_that_ports_entries() {
+    let mut r = rig();
+    r.cmd("link del dev p1").unwrap();
+    r.cmd("link add dev p3").unwrap();
+    r.cmd("vlan add dev p3 vid 10 pvid untagged").unwrap();
+    r.send(2, &frame(2, [0xff; 6])); // M2 learned on p2 (id 2)
+    r.send(1, &frame(3, [0xff; 6])); // 02:..:03 learned on p3 (id 1)
+    assert_eq!(r.cmd("fdb flush dev p2").unwrap()["removed"], 1);
+    let show = r.cmd("fdb show vni 1000").unwrap();
+    let macs: Vec<String> = show
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["dev"] != "vxlan0")
+        .map(|e| format!("{} {}", e["mac"], e["dev"]))
+        .collect();
+    assert_eq!(macs, ["\"02:00:00:00:00:03\" \"p3\""]);
+}
+
+/// A SIGHUP reload that remaps a VID to another VNI flushes what was learned in the old
+/// domain, as a live `vlan add dev vxlan0 ... tunnel_info` does: one code path serves both.
+#[test]
+fn reload_remapping_a_vni_flushes_the_old_domains_learned_entries() {
+    let mut r = rig();
+    r.send(2, &frame(2, [0xff; 6])); // M2 learned on p2 in VNI 1000
+    let learned = |r: &mut Rig| -> Vec<String> {
+        let show = r.cmd("fdb show").unwrap();
+        show.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["state"] == "learned")
+            .map(|e| format!("{} {}", e["mac"], e["vni"]))
+            .collect()
+    };
+    assert_eq!(learned(&mut r), ["\"02:00:00:00:00:02\" 1000"]);
+    let remapped = CONFIG.replace("vni = 1000", "vni = 2000");
+    r.run.reload(Config::parse(&remapped, "x").unwrap()).unwrap();
+    assert!(learned(&mut r).is_empty(), "{:?}", learned(&mut r));
+    // And the same through the live command.
+    r.send(2, &frame(2, [0xff; 6]));
+    assert_eq!(learned(&mut r), ["\"02:00:00:00:00:02\" 2000"]);
+    r.cmd("fdb del 00:00:00:00:00:00 dev vxlan0 dst 10.0.0.2 vni 2000").unwrap();
+    r.cmd("vlan add dev vxlan0 vid 10 tunnel_info id 3000").unwrap();
+    assert!(learned(&mut r).is_empty());
+}

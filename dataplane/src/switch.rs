@@ -106,11 +106,19 @@ impl Switch {
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         let next = ports.0.update(config);
         let (gone, new) = (ports.0.changed(&next), ports.0.taken(&next));
-        self.topology.store(Arc::new(Topology::with_slots(config, underlay, &next)));
+        let topology = Topology::with_slots(config, underlay, &next);
+        // A VID whose domain changed (mapped to another VNI, or gaining or losing one) leaves
+        // what was learned in its old domain behind: those entries go, as the kernel flushes a
+        // vxlan VNI's entries when its VLAN mapping goes. Static ones stay with the config.
+        let remapped = self.topology.load().remapped_domains(&topology);
+        self.topology.store(Arc::new(topology));
         let removed = match gone.is_empty() {
             true => Vec::new(),
             false => self.fdb.flush(|_, _, dst, _| matches!(dst, FdbDst::Port(p) if gone.contains(&p))),
         };
+        if !remapped.is_empty() {
+            self.fdb.flush(|_, d, _, k| k == EntryKind::Learned && remapped.contains(&d));
+        }
         for id in new {
             let now = self.port_totals(id);
             let baselines = &mut ports.1;

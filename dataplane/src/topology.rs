@@ -12,6 +12,9 @@ use crate::wire::MacAddr;
 
 const VLAN_COUNT: usize = 4096;
 
+/// The generation of the next topology built ([`Topology::generation`]).
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A set of VLAN IDs (0..4096) as a bitset.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VidSet([u64; VLAN_COUNT / 64]);
@@ -206,6 +209,10 @@ impl std::ops::Deref for Tunnel {
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub struct Topology {
+    /// Unique to each topology built: what a worker's caches of derived state (encap
+    /// templates) compare to notice a change. An address would not do: after two swaps the
+    /// allocator may hand a new topology the old one's address.
+    generation: u64,
     /// Index = `PortId`; `ports[0]` is the tunnel port "vxlan0". Ids of removed ports hold a
     /// placeholder that is not [`Port::present`].
     pub ports: Vec<Port>,
@@ -256,6 +263,7 @@ impl Topology {
             }
         }
         Topology {
+            generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ports,
             tunnel: Tunnel { config: t.clone(), mac: underlay.mac, mtu: underlay.mtu },
             vid_vni,
@@ -263,6 +271,12 @@ impl Topology {
             vni_group: config.vlans.iter().filter_map(|m| Some((m.vni, m.group?))).collect(),
             vid_ports,
         }
+    }
+
+    /// See the field: a number no other topology built in this process has.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The port `id`; `None` for an id that is not (or no longer) a port.
@@ -302,6 +316,14 @@ impl Topology {
     #[inline]
     pub fn domain_of(&self, vid: u16) -> Domain {
         self.vni_of(vid).map_or(Domain::vid(vid), Domain::vni)
+    }
+
+    /// The domains of VIDs whose domain differs in `next` (as they were here).
+    pub fn remapped_domains(&self, next: &Topology) -> Vec<Domain> {
+        (0..VLAN_COUNT as u16)
+            .filter(|&vid| self.vid_vni[vid as usize] != next.vid_vni[vid as usize])
+            .map(|vid| self.domain_of(vid))
+            .collect()
     }
 
     /// The local member ports of `vid`.

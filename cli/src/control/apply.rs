@@ -249,7 +249,12 @@ impl Running {
         let port = match dev {
             None => None,
             Some(TUNNEL) => Some(None),
-            Some(d) => Some(Some(PortId(self.port_index(d)? as u16 + 1))),
+            // The port's stable id (its slot), not its place in the config: the two part ways
+            // once ports are removed and added while running.
+            Some(d) => {
+                self.port_index(d)?;
+                Some(Some(self.switch.topology().port_id(d).ok_or(format!("port '{d}' has no id"))?))
+            }
         };
         let removed = self.switch.fdb.flush(|_, domain, dst, kind| {
             let kind_ok = if dynamic { kind == EntryKind::Learned } else { kind != EntryKind::Permanent };
@@ -291,10 +296,6 @@ impl Running {
 
     /// Flushes learned entries of a VLAN whose domain (VNI or VID) changed, so that nothing
     /// stays keyed by the old one.
-    fn flush_learned_in(&self, domains: &[Domain]) {
-        self.switch.fdb.flush(|_, d, _, k| k == EntryKind::Learned && domains.contains(&d));
-    }
-
     fn vlan_add(
         &mut self,
         dev: &str,
@@ -305,13 +306,12 @@ impl Running {
     ) -> Outcome {
         if dev == TUNNEL {
             let vni = tunnel_id.ok_or(format!("{TUNNEL} VLANs map to VNIs: add tunnel_info id VNI"))?;
-            let before = self.config.vni_of(vid).map_or(Domain::vid(vid), Domain::vni);
+            // Learned entries of the VID's old domain go with the swap (Switch::apply_topology).
             self.reconfigure(|c| {
                 c.vlans.retain(|m| m.vid != vid);
                 c.vlans.push(VlanMap { vid, vni, group: None });
                 Ok(())
             })?;
-            self.flush_learned_in(&[before]);
             return Ok(Value::Null);
         }
         if tunnel_id.is_some() {
@@ -333,12 +333,11 @@ impl Running {
 
     fn vlan_del(&mut self, dev: &str, vid: u16) -> Outcome {
         if dev == TUNNEL {
-            let vni = self.config.vni_of(vid).ok_or(format!("VID {vid} has no VNI on {TUNNEL}"))?;
+            self.config.vni_of(vid).ok_or(format!("VID {vid} has no VNI on {TUNNEL}"))?;
             self.reconfigure(|c| {
                 c.vlans.retain(|m| m.vid != vid);
                 Ok(())
             })?;
-            self.flush_learned_in(&[Domain::vni(vni)]);
             return Ok(Value::Null);
         }
         let i = self.port_index(dev)?;

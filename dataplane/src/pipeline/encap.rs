@@ -75,19 +75,19 @@ pub struct EncapCache {
     /// The template used last: a batch mostly goes to few remotes, so this saves the hash.
     last: usize,
     nexthop_generation: u64,
-    topology: usize,
+    topology_generation: u64,
 }
 
 impl EncapCache {
     /// Empties the cache if the next hops or the topology changed since it was filled.
     #[inline]
     pub fn revalidate(&mut self, nexthops: &NextHops, topo: &Topology) {
-        let (generation, ptr) = (nexthops.generation(), topo as *const Topology as usize);
-        if generation != self.nexthop_generation || ptr != self.topology {
+        let (nexthops, topology) = (nexthops.generation(), topo.generation());
+        if nexthops != self.nexthop_generation || topology != self.topology_generation {
             self.templates.clear();
             self.index.clear();
-            self.nexthop_generation = generation;
-            self.topology = ptr;
+            self.nexthop_generation = nexthops;
+            self.topology_generation = topology;
         }
     }
 
@@ -268,6 +268,32 @@ mod tests {
         assert_eq!(facts(&a).flow_hash, facts(&a.clone()).flow_hash);
         assert_ne!(facts(&a).flow_hash, facts(&b).flow_hash);
         assert!(facts(&a).inner_df);
+    }
+
+    /// A new topology at the old one's address (what the allocator may do after two swaps)
+    /// still empties the cache: templates built for the old TTL must not survive.
+    #[test]
+    fn a_new_topology_at_the_same_address_invalidates_templates() {
+        let config = |ttl: u8| {
+            let text = format!("[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\nttl = {ttl}\n");
+            Config::parse(&text, "t").unwrap()
+        };
+        let c9 = config(9);
+        let mut topo = Box::new(Topology::new(&c9, Underlay::for_replay(&c9)));
+        let hops = NextHops::with_fallback();
+        let mut cache = EncapCache::default();
+        let inner = udp4(7);
+        let facts = InnerFacts::of(&inner, 14, ETHERTYPE_IPV4, inner.len());
+        let key = EncapKey { dst: Ipv4Addr::new(10, 0, 0, 2), dst_port: 4789, vni: 77 };
+        cache.revalidate(&hops, &topo);
+        let ttl = |h: OuterHeader| h.bytes[IP_OFF + 8];
+        assert_eq!(ttl(cache.outer(&topo.tunnel, &hops, key, facts, 1).unwrap()), 9);
+        let c10 = config(10);
+        let before = &*topo as *const Topology;
+        *topo = Topology::new(&c10, Underlay::for_replay(&c10));
+        assert_eq!(before, &*topo as *const Topology, "the same address");
+        cache.revalidate(&hops, &topo);
+        assert_eq!(ttl(cache.outer(&topo.tunnel, &hops, key, facts, 1).unwrap()), 10);
     }
 
     /// The template path gives the same bytes as building every header from scratch.
