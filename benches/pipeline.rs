@@ -127,7 +127,7 @@ fn bench_pipeline(c: &mut Criterion) {
     let frames: Vec<Vec<u8>> = (0..BATCH as u64)
         .map(|i| vxlan_from_peer(&inner(nth_mac(1 + 2 * 1000 * i), nth_mac(2 * 1000 * i), i as u16)))
         .collect();
-    let rx: Vec<RxFrame> = frames.iter().map(|f| RxFrame { port: PortId::TUNNEL, data: f }).collect();
+    let rx: Vec<RxFrame> = frames.iter().map(|f| RxFrame::new(PortId::TUNNEL, f)).collect();
     run_batch(&mut pipeline, &rx, &mut tx, &mut out);
     assert_eq!(tx.len(), BATCH, "every frame delivered");
     g.bench_function("decap_switch_to_port", |b| {
@@ -144,7 +144,7 @@ fn bench_pipeline(c: &mut Criterion) {
     let frames: Vec<Vec<u8>> = (0..BATCH as u64)
         .map(|i| inner(nth_mac(2 * 1000 * i), nth_mac(1 + 2 * 1000 * i), i as u16))
         .collect();
-    let rx: Vec<RxFrame> = frames.iter().map(|f| RxFrame { port: PortId(1), data: f }).collect();
+    let rx: Vec<RxFrame> = frames.iter().map(|f| RxFrame::new(PortId(1), f)).collect();
     run_batch(&mut pipeline, &rx, &mut tx, &mut out);
     assert_eq!(tx.len(), BATCH, "every frame encapsulated");
     g.bench_function("switch_encap_to_remote", |b| {
@@ -160,7 +160,7 @@ fn bench_pipeline(c: &mut Criterion) {
     // Flooding: broadcast from tap1_0 → tap2_0 + head-end replication to two remotes.
     let frames: Vec<Vec<u8>> =
         (0..BATCH as u64).map(|i| inner(nth_mac(2 * 1000 * i), MacAddr::BROADCAST, i as u16)).collect();
-    let rx: Vec<RxFrame> = frames.iter().map(|f| RxFrame { port: PortId(1), data: f }).collect();
+    let rx: Vec<RxFrame> = frames.iter().map(|f| RxFrame::new(PortId(1), f)).collect();
     run_batch(&mut pipeline, &rx, &mut tx, &mut out);
     assert_eq!(tx.len(), 3 * BATCH, "every frame flooded three ways");
     g.bench_function("flood_port_and_2_remotes", |b| {

@@ -299,6 +299,12 @@ fn every_reason_has_a_case_here() {
         "no_egress",
         "mtu_exceeded",
         "nexthop_unresolved",
+        // The virtio-net header cases are in superframes.rs (malformed_virtio_net_headers_*).
+        "vnet_gso_type",
+        "vnet_gso_size",
+        "vnet_gso_headers",
+        "vnet_csum_offset",
+        "superframe_too_long",
         "not_vxlan",
         "outer_truncated",
         "ip_header_invalid",

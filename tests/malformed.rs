@@ -140,8 +140,8 @@ fn oversize_frames() {
     let mut o = Outer::from_peer("10.0.0.2", LOCAL);
     o.udp_csum = false;
     assert_eq!(send(&mut h, 1.0, "eth0", &vxlan(&o, 1000, &jumbo)), (0, vec![("mtu_exceeded", 1)]));
-    // Larger than any IPv4 packet or our 16-bit lengths: refused, not truncated.
+    // Larger than any IP packet (even a superframe's): refused, not truncated.
     let huge = vec![0x02u8; 70_000];
-    assert_eq!(send(&mut h, 2.0, "p1", &huge), (0, vec![("mtu_exceeded", 1)]));
+    assert_eq!(send(&mut h, 2.0, "p1", &huge), (0, vec![("superframe_too_long", 1)]));
     assert_eq!(h.send(3.0, "eth0", &valid_vxlan()).len(), 1, "valid traffic goes on (A is known: unicast)");
 }

@@ -176,7 +176,7 @@ fn check_isolation(s: &Setup, inputs: &[Input]) -> Result<usize, TestCaseError> 
                 (PortId::TUNNEL, vxlan(&outer, vni, &frame), vid)
             }
         };
-        let rx = [RxFrame { port, data: &data }];
+        let rx = [RxFrame::new(port, &data)];
         p.process(n as u64 * 1_000_000, &rx, &mut tx);
         let original = untag(&frame);
         for a in tx.actions() {
@@ -276,13 +276,13 @@ fn encap_decap_round_trip() {
                 let input = if from_trunk { tagged(&frame, 7, pcp % 8) } else { frame.clone() };
                 let port = PortId(if from_trunk { 2 } else { 1 });
                 let mut tx = TxBatch::default();
-                let rx = [RxFrame { port, data: &input }];
+                let rx = [RxFrame::new(port, &input)];
                 pa.process(0, &rx, &mut tx);
                 let encap =
                     tx.actions().iter().find(|x| x.port == PortId::TUNNEL).expect("sent to the remote");
                 let mut wire = vec![0u8; encap.edit.out_len()];
                 tx.write(encap, &rx, &mut wire);
-                let rx2 = [RxFrame { port: PortId::TUNNEL, data: &wire }];
+                let rx2 = [RxFrame::new(PortId::TUNNEL, &wire)];
                 let mut tx2 = TxBatch::default();
                 pb.process(0, &rx2, &mut tx2);
                 let out = tx2.actions().iter().find(|x| x.port == PortId(1)).expect("delivered");

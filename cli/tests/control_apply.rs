@@ -100,7 +100,7 @@ impl Rig {
     /// Sends a frame in on `port`; returns the egress port ids.
     fn send(&mut self, port: u16, frame: &[u8]) -> Vec<u16> {
         self.t += 1_000_000;
-        let rx = [RxFrame { port: PortId(port), data: frame }];
+        let rx = [RxFrame::new(PortId(port), frame)];
         self.pipeline.process(self.t, &rx, &mut self.tx);
         self.tx.actions().iter().map(|a| a.port.0).collect()
     }

@@ -59,6 +59,30 @@ pub enum DfMode {
     Inherit,
 }
 
+/// How a port's frames reach the workers (DESIGN.md "Port I/O").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortIo {
+    /// `vnet` for veth and tap interfaces, `afxdp` for the rest (the daemon decides at attach).
+    #[default]
+    Auto,
+    /// The XDP program redirects every frame into AF_XDP sockets; the peer loses its GSO.
+    Afxdp,
+    /// Frames move with a virtio-net header, superframes whole (AF_PACKET with
+    /// `PACKET_VNET_HDR` on a veth).
+    Vnet,
+}
+
+impl PortIo {
+    pub fn name(self) -> &'static str {
+        match self {
+            PortIo::Auto => "auto",
+            PortIo::Afxdp => "afxdp",
+            PortIo::Vnet => "vnet",
+        }
+    }
+}
+
 /// The switch as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchConfig {
@@ -122,6 +146,8 @@ pub struct PortConfig {
     pub flood: bool,
     /// The port's MTU: frames longer than this plus the L2 header are not sent out of it.
     pub mtu: u32,
+    /// How its frames reach the workers.
+    pub io: PortIo,
 }
 
 /// The key of a static FDB entry: a VNI, or a VID that has no VNI.
@@ -369,6 +395,8 @@ struct RawPort {
     flood: bool,
     #[serde(default = "default_port_mtu")]
     mtu: u32,
+    #[serde(default)]
+    io: PortIo,
 }
 
 fn default_port_mtu() -> u32 {
@@ -699,6 +727,7 @@ fn validate_port(
         learning: p.learning,
         flood: p.flood,
         mtu: p.mtu,
+        io: p.io,
     })
 }
 

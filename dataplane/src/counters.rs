@@ -48,6 +48,12 @@ drop_reasons! {
     NoEgress => "no_egress", "no port to flood to: no other member of the VLAN and no tunnel target";
     MtuExceeded => "mtu_exceeded", "frame too long for the egress port MTU or, encapsulated, for the underlay MTU (never fragmented)";
     NextHopUnresolved => "nexthop_unresolved", "no MAC known for the underlay next hop of the remote VTEP";
+    // Superframes and checksum offload from a vnet port (the virtio-net header).
+    VnetGsoType => "vnet_gso_type", "virtio-net header with a GSO type other than TCPv4, TCPv6 or UDP_L4 (UFO and unknown types are not segmented)";
+    VnetGsoSize => "vnet_gso_size", "virtio-net header with a GSO type and a gso_size of 0";
+    VnetGsoHeaders => "vnet_gso_headers", "GSO superframe whose headers do not match its GSO type (not IPv4/IPv6 TCP or UDP, IP options or extension headers cut short, a fragment)";
+    VnetCsum => "vnet_csum_offset", "virtio-net header whose csum_start/csum_offset lie beyond the frame";
+    SuperframeTooLong => "superframe_too_long", "frame over 64 KiB of IP packet, the most a superframe may hold";
     // Ingress from the underlay.
     NotVxlan => "not_vxlan", "underlay frame that is not VXLAN to our VTEP address and port (the daemon leaves these to the kernel)";
     OuterTruncated => "outer_truncated", "outer Ethernet/IPv4/UDP/VXLAN header cut short";

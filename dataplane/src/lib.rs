@@ -29,11 +29,11 @@
 //! frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
 //! frame[12..14].copy_from_slice(&[0x08, 0x06]);
 //! let mut tx = TxBatch::default();
-//! pipeline.process(0, &[RxFrame { port: PortId(1), data: &frame }], &mut tx);
+//! pipeline.process(0, &[RxFrame::new(PortId(1), &frame)], &mut tx);
 //! assert_eq!(tx.actions().len(), 1);
 //! assert_eq!(tx.actions()[0].port, PortId::TUNNEL);
 //! let mut out = vec![0u8; tx.actions()[0].edit.out_len()];
-//! tx.write(&tx.actions()[0], &[RxFrame { port: PortId(1), data: &frame }], &mut out);
+//! tx.write(&tx.actions()[0], &[RxFrame::new(PortId(1), &frame)], &mut out);
 //! assert_eq!(out.len(), 60 + 50);
 //! assert_eq!(switch.stats().port("tap1_0").unwrap().rx_packets, 1);
 //! ```

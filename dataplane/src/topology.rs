@@ -60,6 +60,9 @@ pub struct Port {
     pub flood: bool,
     pub hairpin: bool,
     pub mtu: u32,
+    /// Takes superframes whole with their virtio-net header (a `vnet` port); others are sent
+    /// one segment per frame.
+    pub superframes: bool,
 }
 
 impl Port {
@@ -74,6 +77,7 @@ impl Port {
             flood: false,
             hairpin: false,
             mtu: 0,
+            superframes: false,
         }
     }
 
@@ -92,6 +96,8 @@ impl Port {
             flood: p.flood,
             hairpin: p.hairpin,
             mtu: p.mtu,
+            // `auto` is resolved by whoever attaches the port; unresolved it is not `vnet`.
+            superframes: p.io == crate::config::PortIo::Vnet,
         };
         for v in &p.vlans {
             port.members.insert(v.vid);
@@ -245,6 +251,7 @@ impl Topology {
             flood: true,
             hairpin: false,
             mtu: underlay.mtu,
+            superframes: false,
         };
         let mut vid_vni = Box::new([0u32; VLAN_COUNT]);
         for m in &config.vlans {

@@ -14,6 +14,7 @@ use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, PacketBuilder}
 use xvtep_dataplane::events::Event;
 use xvtep_dataplane::fdb::Flushed;
 use xvtep_dataplane::ids::NANOS_PER_SEC;
+use xvtep_dataplane::wire::virtio_net::VirtioNetHdr;
 use xvtep_dataplane::{
     AgeingTimer, Config, Nanos, NextHops, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
 };
@@ -262,18 +263,30 @@ impl Harness {
 
     /// Receives `frames` on `iface` as one batch at time `t`; returns what was sent, in order.
     pub fn send_batch(&mut self, t: Nanos, iface: &str, frames: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
+        let frames: Vec<(Option<VirtioNetHdr>, Vec<u8>)> = frames.iter().map(|f| (None, f.clone())).collect();
+        self.send_vnet_batch(t, iface, &frames).into_iter().map(|(i, _, f)| (i, f)).collect()
+    }
+
+    /// As [`Harness::send_batch`] for frames with virtio-net headers (from a `vnet` port);
+    /// returns each frame sent with the header a `vnet` egress would send it with.
+    pub fn send_vnet_batch(
+        &mut self,
+        t: Nanos,
+        iface: &str,
+        frames: &[(Option<VirtioNetHdr>, Vec<u8>)],
+    ) -> Vec<(String, VirtioNetHdr, Vec<u8>)> {
         self.ageing.tick(&self.switch, t);
         let port = self.port(iface);
-        let rx: Vec<RxFrame> = frames.iter().map(|f| RxFrame { port, data: f }).collect();
+        let rx: Vec<RxFrame> = frames.iter().map(|(h, f)| RxFrame { port, data: f, vnet: *h }).collect();
         self.pipeline.process(t, &rx, &mut self.tx);
         let mut out = Vec::new();
         for a in self.tx.actions() {
             let mut buf = vec![0u8; a.edit.out_len()];
             let n = self.tx.write(a, &rx, &mut buf);
             assert_eq!(n, buf.len(), "out_len and write disagree");
-            out.push((self.names[a.port.index()].clone(), buf));
+            out.push((self.names[a.port.index()].clone(), TxBatch::vnet_header(a), buf));
         }
-        self.sent.extend(out.iter().map(|(i, f)| (t, i.clone(), f.clone())));
+        self.sent.extend(out.iter().map(|(i, _, f)| (t, i.clone(), f.clone())));
         out
     }
 
@@ -383,7 +396,7 @@ pub fn fix_ipv4_checksum(frame: &mut [u8], off: usize) {
 impl Harness {
     /// Receives `frame` on a raw port id (which may not exist).
     pub fn send_port(&mut self, t: f64, port: PortId, frame: &[u8]) -> usize {
-        let rx = [RxFrame { port, data: frame }];
+        let rx = [RxFrame::new(port, frame)];
         self.pipeline.process(secs(t), &rx, &mut self.tx);
         self.tx.len()
     }

@@ -381,6 +381,7 @@ impl Running {
                 learning: true,
                 flood: true,
                 mtu: 1500,
+                io: Default::default(),
             });
             Ok(())
         })?;

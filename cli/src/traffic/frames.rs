@@ -124,7 +124,7 @@ mod through_the_switch {
         let inner = udp_frame(b, a, 1, 64);
         let f = vxlan_frame(s, d, 2, 1, &inner);
         let mut tx = TxBatch::default();
-        let rx = [RxFrame { port: PortId::TUNNEL, data: &f }];
+        let rx = [RxFrame::new(PortId::TUNNEL, &f)];
         p.process(0, &rx, &mut tx);
         assert_eq!(sw.stats().drops, Default::default());
         assert_eq!(tx.len(), 1);

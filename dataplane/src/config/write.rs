@@ -61,13 +61,14 @@ impl Config {
                 .collect();
             let _ = write!(
                 o,
-                "\n[[port]]\nname = \"{}\"\nvlans = [{}]\nhairpin = {}\nlearning = {}\nflood = {}\nmtu = {}\n",
+                "\n[[port]]\nname = \"{}\"\nvlans = [{}]\nhairpin = {}\nlearning = {}\nflood = {}\nmtu = {}\nio = \"{}\"\n",
                 p.name,
                 vlans.join(", "),
                 p.hairpin,
                 p.learning,
                 p.flood,
-                p.mtu
+                p.mtu,
+                p.io.name()
             );
         }
         for e in &self.fdb {

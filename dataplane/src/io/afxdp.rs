@@ -494,6 +494,7 @@ impl FrameIo for AfXdpIo {
                 port: self.socks[*s].spec.port,
                 // SAFETY: as above; only read from here until the batch is staged.
                 data: unsafe { readers[*s].data(desc) }.contents(),
+                vnet: None,
             })
             .collect();
         pipeline.process(now, &frames, tx);

@@ -41,7 +41,7 @@ impl FrameIo for MemoryIo {
         };
         let n = self.input.iter().take(BATCH_SIZE).take_while(|f| f.time == now).count();
         let batch: Vec<TimedFrame> = self.input.drain(..n).collect();
-        let rx: Vec<RxFrame> = batch.iter().map(|f| RxFrame { port: f.port, data: &f.data }).collect();
+        let rx: Vec<RxFrame> = batch.iter().map(|f| RxFrame::new(f.port, &f.data)).collect();
         self.ageing.tick(pipeline.switch(), now);
         pipeline.process(now, &rx, tx);
         for a in tx.actions() {

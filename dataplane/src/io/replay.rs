@@ -308,7 +308,7 @@ impl FrameIo for Replay {
         // Ageing runs once per second of capture time, before the frames of that instant.
         self.ageing.tick(&self.switch, now);
         let rx: Vec<RxFrame> =
-            batch.iter().map(|p| RxFrame { port: self.inputs[p.input].port, data: &p.data }).collect();
+            batch.iter().map(|p| RxFrame::new(self.inputs[p.input].port, &p.data)).collect();
         pipeline.process(now, &rx, tx);
         self.frames_in += rx.len() as u64;
         for a in tx.actions() {

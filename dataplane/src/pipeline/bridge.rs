@@ -1,33 +1,40 @@
 //! Ingress from a local port (DESIGN.md "Forwarding rules", local ingress 1–4).
 
 use super::forward::{forward, learn};
-use super::{arp, Ctx, Frame};
+use super::superframe::{self, MAX_FRAME};
+use super::{arp, Ctx, Frame, RxFrame};
 use crate::counters::DropReason;
 use crate::fdb::FdbDst;
-use crate::ids::PortId;
 use crate::wire::{EthernetHeader, ETHERTYPE_ARP};
 
 /// 802.1Q reserves VID 4095; VID 0 means "priority tag only".
 const VID_RESERVED: u16 = 4095;
 
-pub(crate) fn ingress(cx: &mut Ctx, rx: u32, port_id: PortId, data: &[u8]) {
+pub(crate) fn ingress(cx: &mut Ctx, rx: u32, frame: &RxFrame) {
+    let (port_id, data) = (frame.port, frame.data);
     let c = cx.counters.port(port_id);
     c.rx_packets.add(1);
     c.rx_bytes.add(data.len() as u64);
-    match classify(cx, rx, port_id, data) {
+    match classify(cx, rx, frame) {
         Ok(f) => switch(cx, &f),
         Err(reason) => cx.drop(port_id, reason),
     }
 }
 
 /// Parses the frame and assigns its VLAN: untagged or priority-tagged → the port's PVID;
-/// tagged → the tag's VID, which the port must be a member of (VLAN filtering).
-fn classify<'a>(cx: &Ctx, rx: u32, port_id: PortId, data: &'a [u8]) -> Result<Frame<'a>, DropReason> {
+/// tagged → the tag's VID, which the port must be a member of (VLAN filtering). A virtio-net
+/// header that asks for offloads is checked against the frame.
+fn classify<'a>(cx: &Ctx, rx: u32, frame: &RxFrame<'a>) -> Result<Frame<'a>, DropReason> {
+    let (port_id, data) = (frame.port, frame.data);
     let port = cx.topo.port(port_id).filter(|_| !port_id.is_tunnel()).ok_or(DropReason::PortUnknown)?;
-    if data.len() > u16::MAX as usize {
-        return Err(DropReason::MtuExceeded);
+    if data.len() > MAX_FRAME {
+        return Err(DropReason::SuperframeTooLong);
     }
     let eth = EthernetHeader::parse(data).map_err(|_| DropReason::FrameTruncated)?;
+    let offload = match frame.vnet.filter(|h| !h.is_plain()) {
+        Some(h) => Some(superframe::check(&h, data)?),
+        None => None,
+    };
     let (vid, priority) = match eth.tci {
         None => (port.pvid.ok_or(DropReason::VlanNoPvid)?, 0),
         Some(tci) => match tci & 0x0fff {
@@ -52,6 +59,7 @@ fn classify<'a>(cx: &Ctx, rx: u32, port_id: PortId, data: &'a [u8]) -> Result<Fr
         vid,
         priority,
         domain: cx.topo.domain_of(vid),
+        offload,
     })
 }
 

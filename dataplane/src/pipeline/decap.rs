@@ -97,6 +97,7 @@ fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, Ipv4
         vid,
         priority: 0,
         domain: Domain::vni(vni),
+        offload: None,
     };
     Ok((frame, ip.src()))
 }

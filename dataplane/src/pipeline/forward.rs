@@ -2,13 +2,13 @@
 //! tagging, encapsulation to a remote VTEP, and flooding (DESIGN.md "Forwarding rules" 5).
 
 use super::encap::{EncapKey, InnerFacts, IPV4_MTU_OVERHEAD};
-use super::tx::{Edit, TxAction, TxSource};
+use super::tx::{Edit, TxAction, TxOffload, TxSource};
 use super::{Ctx, Frame};
 use crate::counters::DropReason;
 use crate::events::Event;
 use crate::fdb::{FdbDst, Learned, Remote};
 use crate::ids::PortId;
-use crate::wire::ETH_HEADER_LEN;
+use crate::wire::{ETH_HEADER_LEN, VLAN_TAG_LEN};
 
 /// Learns the frame's source as reachable through `dst` and publishes what changed.
 pub(crate) fn learn(cx: &mut Ctx, f: &Frame, dst: FdbDst) -> Learned {
@@ -105,46 +105,80 @@ fn to_port(cx: &mut Ctx, f: &Frame, p: PortId) -> Result<(), DropReason> {
     if !port.members.contains(f.vid) {
         return Err(DropReason::EgressNotMember);
     }
-    if f.untagged_len() - ETH_HEADER_LEN > port.mtu as usize {
+    if f.l3_len_on_wire() > port.mtu as usize {
         return Err(DropReason::MtuExceeded);
     }
     let push_tci = (!port.untagged.contains(f.vid)).then_some(f.priority | f.vid);
     let mut edit = Edit {
         l2_offset: f.l2_offset as u16,
-        l2_len: f.l2.len() as u16,
+        l2_len: f.l2.len() as u32,
         strip_tag: f.eth.tci.is_some(),
         push_tci,
         outer: None,
+        offload: TxOffload::None,
     };
     if edit.strip_tag && edit.push_tci == f.eth.tci {
         // Leaving with the tag it came with: send it as it is.
         edit.strip_tag = false;
         edit.push_tci = None;
     }
+    let superframes = port.superframes;
+    match (f.offload, f.gso()) {
+        // A vnet port takes what the sender asked for as it is, in its virtio-net header.
+        (Some(o), _) if superframes => edit.offload = TxOffload::Whole(o),
+        (_, Some(g)) => {
+            for i in 0..g.segments(f.l2.len()) {
+                edit.offload = TxOffload::Segment(g.segment(f.l2.len(), i));
+                emit(cx, p, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
+            }
+            return Ok(());
+        }
+        (Some(o), None) => edit.offload = partial_checksum(&o),
+        (None, None) => {}
+    }
     emit(cx, p, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
     Ok(())
 }
 
-/// Encapsulates `f` to remote VTEP `r`.
+/// The offload that completes the checksum a sender left partial, if it did.
+fn partial_checksum(o: &super::superframe::Offload) -> TxOffload {
+    o.csum.map_or(TxOffload::None, |(start, offset)| TxOffload::Checksum { start, offset })
+}
+
+/// Encapsulates `f` to remote VTEP `r`: a superframe as one VXLAN frame per segment, each
+/// with outer headers of its own length and IP ID (the underlay is a wire).
 fn to_remote(cx: &mut Ctx, f: &Frame, r: &Remote, inner: InnerFacts) -> Result<(), DropReason> {
     let t = &cx.topo.tunnel;
-    if inner.len + IPV4_MTU_OVERHEAD > t.mtu as usize {
+    if f.l3_len_on_wire() + ETH_HEADER_LEN + IPV4_MTU_OVERHEAD > t.mtu as usize {
         return Err(DropReason::MtuExceeded);
     }
     // A frame reaches here only in a domain with a VNI; an entry's own VNI overrides it.
     let vni = r.vni.or(f.domain.as_vni()).ok_or(DropReason::NoEgress)?;
     let key = EncapKey { dst: r.ip, dst_port: r.port.unwrap_or(t.dstport), vni };
-    let outer =
-        cx.encap.outer(t, &cx.sw.nexthops, key, inner, *cx.ip_ident).ok_or(DropReason::NextHopUnresolved)?;
-    *cx.ip_ident = cx.ip_ident.wrapping_add(1);
-    let edit = Edit {
+    let mut edit = Edit {
         l2_offset: f.l2_offset as u16,
-        l2_len: f.l2.len() as u16,
+        l2_len: f.l2.len() as u32,
         strip_tag: f.eth.tci.is_some(),
         push_tci: None,
-        outer: Some(outer),
+        outer: None,
+        offload: f.offload.as_ref().map_or(TxOffload::None, partial_checksum),
     };
-    emit(cx, PortId::TUNNEL, TxAction { port: PortId::TUNNEL, source: TxSource::Rx(f.rx), edit });
+    let segments = f.gso().map_or(1, |g| g.segments(f.l2.len()));
+    for i in 0..segments {
+        let mut inner = inner;
+        if let Some(g) = f.gso() {
+            let s = g.segment(f.l2.len(), i);
+            edit.offload = TxOffload::Segment(s);
+            inner.len = s.l2_len() - if f.eth.tci.is_some() { VLAN_TAG_LEN } else { 0 };
+        }
+        let outer = cx
+            .encap
+            .outer(t, &cx.sw.nexthops, key, inner, *cx.ip_ident)
+            .ok_or(DropReason::NextHopUnresolved)?;
+        *cx.ip_ident = cx.ip_ident.wrapping_add(1);
+        edit.outer = Some(outer);
+        emit(cx, PortId::TUNNEL, TxAction { port: PortId::TUNNEL, source: TxSource::Rx(f.rx), edit });
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod bridge;
 mod decap;
 pub mod encap;
 mod forward;
+pub mod superframe;
 pub mod tx;
 
 use std::sync::Arc;
@@ -20,15 +21,26 @@ use crate::fdb::FdbCache;
 use crate::ids::{Domain, Nanos, PortId};
 use crate::switch::Switch;
 use crate::topology::Topology;
-use crate::wire::{EthernetHeader, VLAN_TAG_LEN};
+use crate::wire::virtio_net::VirtioNetHdr;
+use crate::wire::{EthernetHeader, ETH_HEADER_LEN, VLAN_TAG_LEN};
 use encap::EncapCache;
-pub use tx::{Edit, TxAction, TxBatch, TxSource};
+use superframe::{Gso, Offload};
+pub use tx::{Edit, TxAction, TxBatch, TxOffload, TxSource};
 
-/// A received frame: the port it arrived on and its bytes.
+/// A received frame: the port it arrived on, its bytes, and the virtio-net header it came with
+/// from a `vnet` port (checksum and segmentation offload requests).
 #[derive(Debug, Clone, Copy)]
 pub struct RxFrame<'a> {
     pub port: PortId,
     pub data: &'a [u8],
+    pub vnet: Option<VirtioNetHdr>,
+}
+
+impl<'a> RxFrame<'a> {
+    /// A frame with no virtio-net header.
+    pub fn new(port: PortId, data: &'a [u8]) -> RxFrame<'a> {
+        RxFrame { port, data, vnet: None }
+    }
 }
 
 /// One worker's pipeline: the shared switch, and this worker's counters and IP ID sequence.
@@ -71,7 +83,7 @@ impl Pipeline {
             if frame.port.is_tunnel() {
                 decap::ingress(&mut cx, i as u32, frame.data);
             } else {
-                bridge::ingress(&mut cx, i as u32, frame.port, frame.data);
+                bridge::ingress(&mut cx, i as u32, frame);
             }
         }
     }
@@ -109,9 +121,23 @@ pub(crate) struct Frame<'a> {
     /// PCP and DEI of the received tag (0 if untagged), kept when sent tagged.
     pub priority: u16,
     pub domain: Domain,
+    /// What the sender left to the switch's "hardware" (from a `vnet` port).
+    pub offload: Option<Offload>,
 }
 
 impl Frame<'_> {
+    /// The superframe layout, if this frame is one.
+    #[inline]
+    pub fn gso(&self) -> Option<&Gso> {
+        self.offload.as_ref().and_then(|o| o.gso.as_ref())
+    }
+
+    /// The L3 length of the longest frame this one leaves as: itself, or its longest segment.
+    #[inline]
+    pub fn l3_len_on_wire(&self) -> usize {
+        self.gso().map_or(self.untagged_len() - ETH_HEADER_LEN, |g| g.segment_l3_len())
+    }
+
     /// Length of the frame without any 802.1Q tag.
     #[inline]
     pub fn untagged_len(&self) -> usize {

@@ -7,8 +7,10 @@
 
 use std::net::Ipv4Addr;
 
+use super::superframe::{complete_checksum, vnet_header, Offload, Segment};
 use super::RxFrame;
 use crate::ids::PortId;
+use crate::wire::virtio_net::VirtioNetHdr;
 use crate::wire::{UdpRepr, ETHERTYPE_VLAN, VLAN_TAG_LEN};
 
 /// Room for the longest outer header: Ethernet + IPv6 + UDP + VXLAN = 70 bytes.
@@ -34,28 +36,62 @@ impl std::fmt::Debug for OuterHeader {
     }
 }
 
+/// What the writer does that a NIC's offloads would: complete a checksum the sender left
+/// partial, or cut one segment out of a superframe; or, for a `vnet` egress, nothing but pass
+/// the sender's request on in a virtio-net header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxOffload {
+    None,
+    /// Complete the partial checksum at (`start`, `offset`) of the source L2 frame.
+    Checksum {
+        start: u16,
+        offset: u16,
+    },
+    /// Write this segment of the superframe (see [`Segment::finish`]).
+    Segment(Segment),
+    /// Send the frame whole with a virtio-net header ([`TxBatch::vnet_header`]).
+    Whole(Offload),
+}
+
 /// How to turn the source bytes into the frame to send: take the L2 frame at
-/// `l2_offset..l2_offset + l2_len`, drop its 802.1Q tag if `strip_tag`, insert `push_tci` as a
-/// new tag, and put `outer` in front.
+/// `l2_offset..l2_offset + l2_len` (or one segment of it), drop its 802.1Q tag if
+/// `strip_tag`, insert `push_tci` as a new tag, put `outer` in front, and do `offload`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edit {
     pub l2_offset: u16,
-    pub l2_len: u16,
+    pub l2_len: u32,
     pub strip_tag: bool,
     pub push_tci: Option<u16>,
     pub outer: Option<OuterHeader>,
+    pub offload: TxOffload,
 }
 
 impl Edit {
     /// The frame exactly as it is.
     pub fn identity(len: usize) -> Edit {
-        Edit { l2_offset: 0, l2_len: len as u16, strip_tag: false, push_tci: None, outer: None }
+        Edit {
+            l2_offset: 0,
+            l2_len: len as u32,
+            strip_tag: false,
+            push_tci: None,
+            outer: None,
+            offload: TxOffload::None,
+        }
+    }
+
+    /// How many bytes the L3 header moves by the tag edits (pushed: +4, popped: -4).
+    #[inline]
+    pub fn tag_shift(&self) -> isize {
+        (self.push_tci.is_some() as isize - self.strip_tag as isize) * VLAN_TAG_LEN as isize
     }
 
     /// Length of the frame this edit produces.
     #[inline]
     pub fn out_len(&self) -> usize {
-        let mut len = self.l2_len as usize;
+        let mut len = match &self.offload {
+            TxOffload::Segment(s) => s.l2_len(),
+            _ => self.l2_len as usize,
+        };
         if self.strip_tag {
             len -= VLAN_TAG_LEN;
         }
@@ -91,6 +127,7 @@ impl TxAction {
             && !self.edit.strip_tag
             && self.edit.push_tci.is_none()
             && self.edit.outer.is_none()
+            && matches!(self.edit.offload, TxOffload::None)
     }
 }
 
@@ -151,16 +188,33 @@ impl TxBatch {
     pub fn write(&self, action: &TxAction, rx: &[RxFrame<'_>], out: &mut [u8]) -> usize {
         apply_edit(&action.edit, self.source_bytes(action, rx), out)
     }
+
+    /// The virtio-net header a `vnet` port sends `action`'s frame with.
+    pub fn vnet_header(action: &TxAction) -> VirtioNetHdr {
+        match &action.edit.offload {
+            TxOffload::Whole(o) => vnet_header(o, action.edit.tag_shift()),
+            _ => VirtioNetHdr::default(),
+        }
+    }
 }
 
 /// Applies `edit` to `src`, writing into `out`. See [`Edit`].
 pub fn apply_edit(edit: &Edit, src: &[u8], out: &mut [u8]) -> usize {
     let l2 = &src[edit.l2_offset as usize..][..edit.l2_len as usize];
+    // A segment is the superframe's headers followed by its slice of the payload.
+    let (l2, payload) = match &edit.offload {
+        TxOffload::Segment(s) => {
+            let h = s.gso.hdr_len as usize;
+            (&l2[..h], &l2[h + s.offset as usize..][..s.len as usize])
+        }
+        _ => (l2, &[][..]),
+    };
     let mut o = 0;
     if let Some(h) = &edit.outer {
         o = h.len as usize;
         out[..o].copy_from_slice(&h.bytes[..o]);
     }
+    let inner = o;
     out[o..o + 12].copy_from_slice(&l2[..12]);
     o += 12;
     if let Some(tci) = edit.push_tci {
@@ -171,6 +225,17 @@ pub fn apply_edit(edit: &Edit, src: &[u8], out: &mut [u8]) -> usize {
     let rest = &l2[12 + if edit.strip_tag { VLAN_TAG_LEN } else { 0 }..];
     out[o..o + rest.len()].copy_from_slice(rest);
     o += rest.len();
+    out[o..o + payload.len()].copy_from_slice(payload);
+    o += payload.len();
+    // Inner checksums first: the outer UDP checksum covers them.
+    let shift = edit.tag_shift();
+    match &edit.offload {
+        TxOffload::Segment(s) => s.finish(&mut out[inner..o], shift),
+        TxOffload::Checksum { start, offset } => {
+            complete_checksum(&mut out[inner..o], (*start as isize + shift) as usize, *offset as usize)
+        }
+        TxOffload::None | TxOffload::Whole(_) => {}
+    }
     if let Some(h) = &edit.outer {
         if h.udp_checksum {
             UdpRepr::fill_checksum(&mut out[h.udp_offset as usize..o], h.src, h.dst);

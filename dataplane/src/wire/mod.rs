@@ -12,6 +12,7 @@ pub mod ipv4;
 mod mac;
 pub mod offload;
 pub mod udp;
+pub mod virtio_net;
 mod vxlan;
 
 pub use arp::{ArpPacket, ARP_IPV4_LEN, ARP_OP_REPLY, ARP_OP_REQUEST};

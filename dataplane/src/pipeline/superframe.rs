@@ -1,0 +1,269 @@
+//! Superframes: frames a `vnet` port hands over with a virtio-net header, up to 64 KiB of IP
+//! packet, that the sender left for "hardware" to cut into segments (TSO, USO) and whose
+//! checksum it left partial.
+//!
+//! [`check`] validates a header against the frame it came with, as the kernel's
+//! `virtio_net_hdr_to_skb` does, and finds the layout segmentation needs ([`Gso`]). The switch
+//! makes one decision per superframe; at egress a `vnet` port takes it whole
+//! ([`vnet_header`]), while the tunnel and AF_XDP ports take one frame per segment, each written
+//! by the I/O layer through [`Segment::finish`] — the rules of the kernel's `tcp_gso_segment`
+//! and `__udp_gso_segment`: IP length and ID, TCP sequence number, FIN and PSH on the last
+//! segment only, CWR on the first only, every checksum whole.
+
+use crate::counters::DropReason;
+use crate::wire::virtio_net::{
+    VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6,
+    VNET_GSO_UDP_L4,
+};
+use crate::wire::{
+    checksum_fold, checksum_sum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HEADER_LEN,
+    IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VLAN_TAG_LEN,
+};
+
+/// The most IP packet a superframe may hold (IPv4 total length, IPv6 payload + header).
+pub const MAX_IP_PACKET: usize = 65535;
+/// The longest frame a port may hand over: a 64 KiB IP packet behind a tagged Ethernet header.
+pub const MAX_FRAME: usize = ETH_HEADER_LEN + VLAN_TAG_LEN + MAX_IP_PACKET;
+
+const IPV6_HEADER_LEN: usize = 40;
+const TCP_FLAG_FIN: u8 = 0x01;
+const TCP_FLAG_PSH: u8 = 0x08;
+const TCP_FLAG_CWR: u8 = 0x80;
+
+/// What segmentation cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GsoKind {
+    Tcp4,
+    Tcp6,
+    Udp4,
+    Udp6,
+}
+
+impl GsoKind {
+    fn is_ipv4(self) -> bool {
+        matches!(self, GsoKind::Tcp4 | GsoKind::Udp4)
+    }
+
+    fn is_tcp(self) -> bool {
+        matches!(self, GsoKind::Tcp4 | GsoKind::Tcp6)
+    }
+}
+
+/// A superframe's layout, offsets from the start of its L2 frame as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gso {
+    pub kind: GsoKind,
+    /// Payload bytes per segment.
+    pub mss: u16,
+    pub l3: u16,
+    pub l4: u16,
+    /// End of the transport header: every segment repeats the bytes before it.
+    pub hdr_len: u16,
+}
+
+impl Gso {
+    /// How many segments `l2_len` bytes of superframe make (at least one).
+    #[inline]
+    pub fn segments(&self, l2_len: usize) -> usize {
+        (l2_len - self.hdr_len as usize).div_ceil(self.mss as usize).max(1)
+    }
+
+    /// Segment `index` of a superframe of `l2_len` bytes.
+    #[inline]
+    pub fn segment(&self, l2_len: usize, index: usize) -> Segment {
+        let payload = l2_len - self.hdr_len as usize;
+        let offset = index * self.mss as usize;
+        let len = (payload - offset.min(payload)).min(self.mss as usize);
+        Segment {
+            gso: *self,
+            index: index as u16,
+            offset: offset as u32,
+            len: len as u16,
+            last: offset + len >= payload,
+        }
+    }
+
+    /// The L3 length of its longest segment (what must fit an egress MTU).
+    #[inline]
+    pub fn segment_l3_len(&self) -> usize {
+        (self.hdr_len - self.l3) as usize + self.mss as usize
+    }
+}
+
+/// What a received frame's virtio-net header asked for, once checked against the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    /// The header as received (a `vnet` egress passes it on, moved by any tag change).
+    pub hdr: VirtioNetHdr,
+    /// The partial checksum to complete: (`csum_start`, `csum_offset`).
+    pub csum: Option<(u16, u16)>,
+    pub gso: Option<Gso>,
+}
+
+/// Checks the virtio-net header `hdr` that came with the L2 frame `l2`.
+pub fn check(hdr: &VirtioNetHdr, l2: &[u8]) -> Result<Offload, DropReason> {
+    let csum = if hdr.flags & VNET_F_NEEDS_CSUM != 0 {
+        let (start, offset) = (hdr.csum_start as usize, hdr.csum_offset as usize);
+        if start < ETH_HEADER_LEN || start + offset + 2 > l2.len() {
+            return Err(DropReason::VnetCsum);
+        }
+        Some((hdr.csum_start, hdr.csum_offset))
+    } else {
+        None
+    };
+    let kind = match hdr.gso_type & !VNET_GSO_ECN {
+        VNET_GSO_NONE => return Ok(Offload { hdr: *hdr, csum, gso: None }),
+        VNET_GSO_TCPV4 => Some(GsoKind::Tcp4),
+        VNET_GSO_TCPV6 => Some(GsoKind::Tcp6),
+        VNET_GSO_UDP_L4 => None, // the family comes from the frame
+        _ => return Err(DropReason::VnetGsoType),
+    };
+    if hdr.gso_size == 0 {
+        return Err(DropReason::VnetGsoSize);
+    }
+    let gso = layout(l2, kind, hdr.gso_size).ok_or(DropReason::VnetGsoHeaders)?;
+    Ok(Offload { hdr: *hdr, csum, gso: Some(gso) })
+}
+
+/// Parses the headers of a superframe; `None` if they are not what `kind` says (`None` kind:
+/// UDP over either family).
+fn layout(l2: &[u8], kind: Option<GsoKind>, mss: u16) -> Option<Gso> {
+    let mut l3 = ETH_HEADER_LEN;
+    let mut ethertype = u16::from_be_bytes([*l2.get(12)?, *l2.get(13)?]);
+    if ethertype == ETHERTYPE_VLAN {
+        ethertype = u16::from_be_bytes([*l2.get(16)?, *l2.get(17)?]);
+        l3 += VLAN_TAG_LEN;
+    }
+    let ip = l2.get(l3..)?;
+    let (family_v4, l4, proto) = match ethertype {
+        ETHERTYPE_IPV4 => {
+            let ihl = (*ip.first()? & 0x0f) as usize * 4;
+            let total = u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]) as usize;
+            let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff;
+            if ip[0] >> 4 != 4 || ihl < IPV4_HEADER_LEN || total != ip.len() || frag != 0 {
+                return None;
+            }
+            (true, l3 + ihl, ip[9])
+        }
+        ETHERTYPE_IPV6 => {
+            let payload = u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]) as usize;
+            if ip[0] >> 4 != 6 || IPV6_HEADER_LEN + payload != ip.len() {
+                return None;
+            }
+            // Extension headers before the transport header are not segmented here.
+            (false, l3 + IPV6_HEADER_LEN, ip[6])
+        }
+        _ => return None,
+    };
+    let kind = match (kind, family_v4, proto) {
+        (Some(GsoKind::Tcp4), true, IP_PROTO_TCP) => GsoKind::Tcp4,
+        (Some(GsoKind::Tcp6), false, IP_PROTO_TCP) => GsoKind::Tcp6,
+        (None, true, IP_PROTO_UDP) => GsoKind::Udp4,
+        (None, false, IP_PROTO_UDP) => GsoKind::Udp6,
+        _ => return None,
+    };
+    let l4_len = if kind.is_tcp() {
+        let doff = (*l2.get(l4 + 12)? >> 4) as usize * 4;
+        if doff < 20 {
+            return None;
+        }
+        doff
+    } else {
+        UDP_HEADER_LEN
+    };
+    let hdr_len = l4 + l4_len;
+    if hdr_len > l2.len() || l2.len() > MAX_FRAME {
+        return None;
+    }
+    Some(Gso { kind, mss, l3: l3 as u16, l4: l4 as u16, hdr_len: hdr_len as u16 })
+}
+
+/// One segment of a superframe: the headers up to `gso.hdr_len`, then `len` payload bytes
+/// from `offset` of the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub gso: Gso,
+    pub index: u16,
+    pub offset: u32,
+    pub len: u16,
+    pub last: bool,
+}
+
+impl Segment {
+    /// Length of the segment's L2 frame (as received: tag included if it had one).
+    #[inline]
+    pub fn l2_len(&self) -> usize {
+        self.gso.hdr_len as usize + self.len as usize
+    }
+
+    /// Fixes up the headers of the segment written into `frame` (its L2 frame, whose L3
+    /// header begins `shift` bytes after where the superframe's did: a tag pushed or popped):
+    /// lengths, IPv4 ID, TCP sequence number and flags, and the checksums.
+    pub fn finish(&self, frame: &mut [u8], shift: isize) {
+        let g = &self.gso;
+        let l3 = (g.l3 as isize + shift) as usize;
+        let l4 = (g.l4 as isize + shift) as usize;
+        let l4_len = frame.len() - l4;
+        let pseudo = if g.kind.is_ipv4() {
+            let ip = &mut frame[l3..l4];
+            let total = (ip.len() + l4_len) as u16;
+            ip[2..4].copy_from_slice(&total.to_be_bytes());
+            let id = u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(self.index);
+            ip[4..6].copy_from_slice(&id.to_be_bytes());
+            ip[10..12].copy_from_slice(&[0, 0]);
+            let sum = checksum_fold(checksum_sum(ip));
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            checksum_sum(&ip[12..20]) + ip[9] as u64 + l4_len as u64
+        } else {
+            let ip = &mut frame[l3..l4];
+            ip[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            checksum_sum(&ip[8..40]) + ip[6] as u64 + l4_len as u64
+        };
+        let seg = &mut frame[l4..];
+        let at = if g.kind.is_tcp() {
+            let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]).wrapping_add(self.offset);
+            seg[4..8].copy_from_slice(&seq.to_be_bytes());
+            if !self.last {
+                seg[13] &= !(TCP_FLAG_FIN | TCP_FLAG_PSH);
+            }
+            if self.index > 0 {
+                seg[13] &= !TCP_FLAG_CWR;
+            }
+            16
+        } else {
+            seg[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            6
+        };
+        seg[at..at + 2].copy_from_slice(&[0, 0]);
+        let mut csum = checksum_fold(pseudo + checksum_sum(seg));
+        if !g.kind.is_tcp() && csum == 0 {
+            csum = 0xffff;
+        }
+        seg[at..at + 2].copy_from_slice(&csum.to_be_bytes());
+    }
+}
+
+/// Completes the partial checksum of `frame` as a NIC does for `NEEDS_CSUM`: the one's
+/// complement sum from `start` to the end (the field holds the pseudo-header sum the sender
+/// put there), stored at `start + offset`. Bounds were checked by [`check`].
+pub fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) {
+    if start + offset + 2 > frame.len() {
+        return;
+    }
+    let csum = checksum_fold(checksum_sum(&frame[start..]));
+    frame[start + offset..start + offset + 2].copy_from_slice(&csum.to_be_bytes());
+}
+
+/// The virtio-net header for sending the superframe `o` whole to a `vnet` port, its L2 frame
+/// `shift` bytes longer before L3 than received (a tag pushed: 4, popped: -4).
+pub fn vnet_header(o: &Offload, shift: isize) -> VirtioNetHdr {
+    let at = |v: u16| (v as isize + shift) as u16;
+    let mut h = o.hdr;
+    if let Some(g) = &o.gso {
+        h.hdr_len = at(g.hdr_len);
+    }
+    if o.csum.is_some() {
+        h.csum_start = at(h.csum_start);
+    }
+    h
+}
