@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, RawFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, XdpFlags};
+use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, OpenObject, XdpFlags};
 
 mod skel {
     #![allow(clippy::all, dead_code, non_camel_case_types, non_snake_case, unused_imports)]
@@ -49,6 +49,8 @@ pub struct SteerCounters {
     pub no_socket: u64,
     pub unknown_iface: u64,
     pub sink: u64,
+    /// Frames of `vnet` ports dropped at tc ingress after the packet socket took its copy.
+    pub vnet_held: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +216,29 @@ impl Steering {
             no_socket: read(3),
             unknown_iface: read(4),
             sink: read(5),
+            vnet_held: read(6),
         }
+    }
+
+    /// Keeps the kernel off the frames arriving on the `vnet` port `iface`: a tcx ingress
+    /// program drops them after the port's packet sockets have their copies. No XDP is
+    /// attached (it would strip the peer's GSO). [`Steering::detach`] undoes it.
+    pub fn attach_vnet(&mut self, iface: &str, ifindex: u32) -> Result<(), SteerError> {
+        let prog = &self.skel.progs.xvtep_vnet_hold;
+        // SAFETY: a zeroed bpf_tcx_opts with its size set is libbpf's default.
+        let mut opts: libbpf_sys::bpf_tcx_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<libbpf_sys::bpf_tcx_opts>() as _;
+        // SAFETY: the program is loaded and outlives the call; libbpf returns NULL on error.
+        let ptr = unsafe {
+            libbpf_sys::bpf_program__attach_tcx(prog.as_libbpf_object().as_ptr(), ifindex as i32, &opts)
+        };
+        let link = std::ptr::NonNull::new(ptr).ok_or_else(|| SteerError::Attach {
+            iface: iface.into(),
+            err: libbpf_rs::Error::from(std::io::Error::last_os_error()),
+        })?;
+        // SAFETY: a link libbpf just created, owned by nobody else.
+        self.links.push((iface.to_string(), unsafe { Link::from_ptr(link) }));
+        Ok(())
     }
 
     /// Attaches the benchmark sink program to `ifindex` instead: every frame is counted

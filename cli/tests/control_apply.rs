@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use xvtep::control::apply::{PortAttach, Running};
 use xvtep::control::protocol::{decode, Request};
 use xvtep::control::words;
+use xvtep_dataplane::config::PortIo;
 use xvtep_dataplane::{Config, NextHops, PortId, RxFrame, Switch, TxBatch, Underlay};
 
 const CONFIG: &str = r#"
@@ -32,12 +33,12 @@ dst = "10.0.0.2"
 struct Recorder(Arc<Mutex<Vec<String>>>);
 
 impl PortAttach for Recorder {
-    fn attach(&mut self, name: &str, id: PortId) -> Result<(), String> {
+    fn attach(&mut self, name: &str, id: PortId, io: PortIo) -> Result<PortIo, String> {
         if name.starts_with("bad") {
             return Err(format!("cannot attach {name}"));
         }
         self.0.lock().unwrap().push(format!("attach {name} {}", id.0));
-        Ok(())
+        Ok(io)
     }
 
     fn detach(&mut self, name: &str, id: PortId) {

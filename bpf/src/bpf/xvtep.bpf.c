@@ -44,6 +44,7 @@ enum counter {
 	C_NO_SOCKET,         /* would redirect, but no socket bound for the queue: passed */
 	C_UNKNOWN_IFACE,     /* program attached to an interface it has no entry for: passed */
 	C_SINK,              /* frames counted and dropped by xvtep_sink (benchmarks) */
+	C_VNET_HELD,         /* frames of vnet ports kept from the kernel's bridge and stack */
 	C_COUNT,
 };
 
@@ -155,6 +156,20 @@ int xvtep_sink(struct xdp_md *ctx)
 {
 	count(C_SINK);
 	return XDP_DROP;
+}
+
+/*
+ * On a vnet port (AF_PACKET with virtio-net headers, no XDP so that the peer keeps its GSO):
+ * the packet socket has its copy already (packet taps run before tc ingress), so the frame is
+ * dropped here, before the kernel's bridge or IP stack can act on it too. Attached with tcx,
+ * the program goes with the daemon's file descriptors, and the kernel forwards again.
+ */
+#define XVTEP_TC_ACT_SHOT 2
+SEC("tcx/ingress")
+int xvtep_vnet_hold(struct __sk_buff *skb)
+{
+	count(C_VNET_HELD);
+	return XVTEP_TC_ACT_SHOT;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use xvtep_dataplane::config::{
-    FdbScope, FdbTarget, NeighConfig, PortConfig, PortVlan, StaticFdb, VlanMap, MAX_LOCAL_PORTS,
+    FdbScope, FdbTarget, NeighConfig, PortConfig, PortIo, PortVlan, StaticFdb, VlanMap, MAX_LOCAL_PORTS,
 };
 use xvtep_dataplane::fdb::{EntryKind, FdbDst, Flushed, Remote};
 use xvtep_dataplane::wire::MacAddr;
@@ -24,8 +24,9 @@ use super::protocol::{FdbOp, Request, Response};
 /// XDP program and AF_XDP sockets. A port joining is attached before it joins the topology (a
 /// failure refuses the change); a port leaving is detached after it left.
 pub trait PortAttach: Send {
-    /// Makes `name` switch frames as port `id`; the error says what to do.
-    fn attach(&mut self, name: &str, id: PortId) -> Result<(), String>;
+    /// Makes `name` switch frames as port `id` with port I/O `io`; returns the I/O it chose
+    /// (`auto` resolved for the interface). The error says what to do.
+    fn attach(&mut self, name: &str, id: PortId, io: PortIo) -> Result<PortIo, String>;
     /// Undoes `attach`.
     fn detach(&mut self, name: &str, id: PortId);
 }
@@ -98,27 +99,30 @@ impl Running {
         let mut candidate = self.config.clone();
         change(&mut candidate)?;
         let valid = candidate.revalidate()?;
-        let removed = self.apply_topology(&valid)?;
+        let mut valid = valid;
+        let removed = self.apply_topology(&mut valid)?;
         self.config = valid;
         Ok(removed)
     }
 
     /// Attaches `new`'s port `name` under the id it gets in `new`.
-    fn attach_new(&mut self, new: &Config, name: &str) -> Result<PortId, String> {
+    fn attach_new(&mut self, new: &mut Config, name: &str) -> Result<PortId, String> {
         let id = self.switch.port_id_after(new, name).filter(|id| id.index() <= MAX_LOCAL_PORTS).ok_or(
             format!(
                 "no port id free for '{name}' ({MAX_LOCAL_PORTS} at most, and a removed port's id is free \
                  only after the change that removes it): remove ports first, then add"
             ),
         )?;
-        self.ports.attach(name, id)?;
+        let port = new.ports.iter_mut().find(|p| p.name == name).ok_or(format!("no port '{name}'"))?;
+        port.io = self.ports.attach(name, id, port.io)?;
         Ok(id)
     }
 
     /// Swaps in the topology of `new`: ports new in it are attached first (if one fails, those
     /// attached are detached again and nothing changes), ports gone from it are detached after
     /// the swap. Returns the FDB entries that left with removed ports.
-    fn apply_topology(&mut self, new: &Config) -> Result<Vec<Flushed>, String> {
+    /// The I/O each added port was attached with is written into `new`.
+    fn apply_topology(&mut self, new: &mut Config) -> Result<Vec<Flushed>, String> {
         let names = |c: &Config| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
         let (old_names, new_names) = (names(&self.config), names(new));
         let mut attached = Vec::new();
@@ -482,8 +486,14 @@ impl Running {
     /// Applies a re-read config file (SIGHUP): ports, topology, static FDB entries, flood
     /// lists and neighbours become those of `new` (ports added are attached, ports removed
     /// detached, as by `link add` and `link del`).
-    pub fn reload(&mut self, new: Config) -> Result<(), String> {
-        self.apply_topology(&new)?;
+    pub fn reload(&mut self, mut new: Config) -> Result<(), String> {
+        // Ports kept keep the I/O they were attached with.
+        for p in new.ports.iter_mut() {
+            if let Some(old) = self.config.ports.iter().find(|o| o.name == p.name) {
+                p.io = old.io;
+            }
+        }
+        self.apply_topology(&mut new)?;
         for old in self.config.fdb.iter().filter(|e| !new.fdb.contains(e)) {
             self.switch.remove_static(old);
         }

@@ -16,6 +16,8 @@ pub struct Iface {
     pub mtu: u32,
     /// Receive queues: one AF_XDP socket is bound to each.
     pub queues: u32,
+    /// The driver (`ethtool -i`): "veth", "tun" (taps), ...
+    pub driver: String,
 }
 
 impl Iface {
@@ -47,8 +49,42 @@ impl Iface {
             })
             .unwrap_or(1)
             .max(1) as u32;
-        Ok(Iface { name: name.to_string(), index, mac, mtu, queues })
+        let driver = driver(name).unwrap_or_default();
+        Ok(Iface { name: name.to_string(), index, mac, mtu, queues, driver })
     }
+}
+
+/// The driver of interface `name`, as `ethtool -i` reads it (SIOCETHTOOL, ETHTOOL_GDRVINFO).
+fn driver(name: &str) -> Option<String> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 32 * 4 + 12 + 4 * 5],
+    }
+    let mut info = DrvInfo { cmd: ETHTOOL_GDRVINFO, driver: [0; 32], rest: [0; 32 * 4 + 12 + 20] };
+    // SAFETY: a zeroed ifreq with its name set and its data pointing at `info`, which lives
+    // through the ioctl; the socket is closed on return.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+            *d = s as libc::c_char;
+        }
+        req.ifr_ifru.ifru_data = &mut info as *mut DrvInfo as *mut libc::c_char;
+        let r = libc::ioctl(fd, SIOCETHTOOL, &mut req);
+        libc::close(fd);
+        if r < 0 {
+            return None;
+        }
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
 /// Fails unless `ip` is configured on `dev`.

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 use xvtep_bpf::{Role, Steering};
-use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, Xsk};
+use xvtep_dataplane::config::PortIo;
+use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters};
 use xvtep_dataplane::{Config, DropReason, NextHops, PortId, Switch, Underlay};
 
 use host::Iface;
@@ -54,7 +55,7 @@ pub fn run(args: Args) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("xvtep run attaches XDP programs and opens AF_XDP sockets, which needs root: run it with sudo");
     }
-    let config = Config::load(&args.config)?;
+    let mut config = Config::load(&args.config)?;
     let t = &config.tunnel;
     let dev = Iface::inspect(&t.dev, "tunnel.dev", &args.config)?;
     host::require_address(&t.dev, t.local, &args.config)?;
@@ -63,12 +64,20 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|p| Iface::inspect(&p.name, "a [[port]]", &args.config))
         .collect::<Result<_>>()?;
+    // `auto` resolved per interface: the running configuration says what each port uses.
+    for (p, iface) in config.ports.iter_mut().zip(&ports) {
+        p.io = ports::resolve_io(p.io, iface);
+    }
+    let config = config;
+    let t = &config.tunnel;
     let underlay = Underlay { mac: dev.mac, mtu: t.mtu.unwrap_or(dev.mtu) };
     let switch = Switch::new(&config, underlay, NextHops::default());
 
-    // Workers: one per core given, at most the fewest queues of any interface, so that every
-    // worker has a socket (and so a tx ring) on every interface.
-    let min_queues = ports.iter().chain([&dev]).map(|i| i.queues).min().unwrap_or(1);
+    // Workers: one per core given, at most the fewest queues of any AF_XDP interface, so that
+    // every worker has a socket (and so a tx ring) on every interface (a vnet port gets a
+    // packet socket per worker whatever its queues).
+    let afxdp_ports = config.ports.iter().zip(&ports).filter(|(p, _)| p.io == PortIo::Afxdp).map(|(_, i)| i);
+    let min_queues = afxdp_ports.chain([&dev]).map(|i| i.queues).min().unwrap_or(1);
     let wanted = args.cores.len().max(1);
     let workers = wanted.min(min_queues as usize);
     if workers < wanted {
@@ -80,9 +89,6 @@ pub fn run(args: Args) -> Result<()> {
     // Attached before any socket exists: until a socket is bound, the program passes frames
     // to the kernel, so no interface is black-holed while we start.
     steering.attach(&dev.name, dev.index, Role::Underlay)?;
-    for p in &ports {
-        steering.attach(&p.name, p.index, Role::Port)?;
-    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -92,12 +98,17 @@ pub fn run(args: Args) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing signal handlers")?;
     let epoch = Instant::now();
-    let mut per_worker: Vec<Vec<Xsk>> = (0..workers).map(|_| Vec::new()).collect();
-    let all = std::iter::once((PortId::TUNNEL, &dev))
-        .chain(ports.iter().enumerate().map(|(i, p)| (PortId(i as u16 + 1), p)));
-    for (port, iface) in all {
-        for (w, socks) in ports::open_sockets(&mut steering, port, iface, workers)?.into_iter().enumerate() {
-            per_worker[w].extend(socks);
+    let mut per_worker: Vec<ports::WorkerSockets> = (0..workers).map(|_| Default::default()).collect();
+    for (w, socks) in
+        ports::open_sockets(&mut steering, PortId::TUNNEL, &dev, workers)?.into_iter().enumerate()
+    {
+        per_worker[w].xsks.extend(socks);
+    }
+    for (i, (p, iface)) in config.ports.iter().zip(&ports).enumerate() {
+        let opened = ports::open_port(&mut steering, PortId(i as u16 + 1), iface, p.io, workers)?;
+        for (w, s) in opened.into_iter().enumerate() {
+            per_worker[w].xsks.extend(s.xsks);
+            per_worker[w].vnet.extend(s.vnet);
         }
     }
     let mut handles = Vec::new();
@@ -105,7 +116,7 @@ pub fn run(args: Args) -> Result<()> {
     for (w, socks) in per_worker.into_iter().enumerate() {
         let (command, receiver) = crossbeam_channel::unbounded();
         commands.push(command);
-        let io = AfXdpIo::new(socks, receiver, stop.clone(), epoch);
+        let io = AfXdpIo::new(socks.xsks, socks.vnet, receiver, stop.clone(), epoch);
         let counters = io.counters.clone();
         let core = args.cores.get(w).copied();
         let mut pipeline = switch.pipeline();
@@ -176,7 +187,7 @@ pub fn run(args: Args) -> Result<()> {
     info!(
         config = %args.config.display(),
         underlay = %format!("{} ({}, mtu {}, {} queue(s))", dev.name, t.local, underlay.mtu, dev.queues),
-        ports = %ports.iter().map(|p| format!("{} ({} queue(s))", p.name, p.queues)).collect::<Vec<_>>().join(", "),
+        ports = %config.ports.iter().zip(&ports).map(|(p, i)| format!("{} ({}, {} queue(s))", i.name, p.io.name(), i.queues)).collect::<Vec<_>>().join(", "),
         vnis = %config.vlans.iter().map(|m| format!("{}<->{}", m.vid, m.vni)).collect::<Vec<_>>().join(" "),
         workers,
         control = %args.control.display(),
@@ -274,8 +285,15 @@ pub fn run(args: Args) -> Result<()> {
         io(|c| c.csum_completed.get()),
     );
     println!(
-        "xdp: port_redirect {} underlay_redirect {} underlay_pass {} no_socket {}",
-        xdp.port_redirect, xdp.underlay_redirect, xdp.underlay_pass, xdp.no_socket
+        "xdp: port_redirect {} underlay_redirect {} underlay_pass {} no_socket {}; tc: vnet_held {}",
+        xdp.port_redirect, xdp.underlay_redirect, xdp.underlay_pass, xdp.no_socket, xdp.vnet_held
+    );
+    println!(
+        "vnet: rx {} tx {}, dropped: tx_refused {} rx_short {}",
+        io(|c| c.vnet_rx.get()),
+        io(|c| c.vnet_tx.get()),
+        io(|c| c.vnet_tx_refused.get()),
+        io(|c| c.vnet_rx_short.get()),
     );
     match failed {
         Some(e) => Err(e),
@@ -366,8 +384,9 @@ impl Watch {
                     let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
                     let Some(id) = r.switch.topology().port_id(&name) else { continue };
                     r.ports.detach(&name, id);
-                    match r.ports.attach(&name, id) {
-                        Ok(()) => {
+                    let io = r.config.ports.iter().find(|p| p.name == name).map_or(PortIo::Auto, |p| p.io);
+                    match r.ports.attach(&name, id, io) {
+                        Ok(_) => {
                             info!(port = %name, ifindex = now, "port is back as a new interface; attached it again")
                         }
                         Err(e) => warn!(port = %name, "port is back but attaching it failed: {e}; \

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use crossbeam_channel::Sender;
 use tracing::{info, warn};
 use xvtep::control::apply::PortAttach;
 use xvtep_bpf::{Role, Steering};
+use xvtep_dataplane::config::PortIo;
 use xvtep_dataplane::io::afxdp::{IoCommand, Xsk, XskSpec};
+use xvtep_dataplane::io::vnet::VnetSocket;
 use xvtep_dataplane::PortId;
 
 use super::host::Iface;
@@ -33,6 +35,69 @@ pub fn open_sockets(
         let xsk = Xsk::open(XskSpec { port, ifname: iface.name.clone(), queue })?;
         steering.set_socket(iface.index, queue, xsk.fd())?;
         per_worker[queue as usize % workers].push(xsk);
+    }
+    Ok(per_worker)
+}
+
+/// What `auto` means for `iface`: `vnet` for veth and tap (tun driver) interfaces, whose
+/// other side keeps its offloads that way, `afxdp` for the rest.
+pub fn resolve_io(io: PortIo, iface: &Iface) -> PortIo {
+    match io {
+        PortIo::Auto if matches!(iface.driver.as_str(), "veth" | "tun") => PortIo::Vnet,
+        PortIo::Auto => PortIo::Afxdp,
+        chosen => chosen,
+    }
+}
+
+/// A port's sockets for one worker.
+#[derive(Default)]
+pub struct WorkerSockets {
+    pub xsks: Vec<Xsk>,
+    pub vnet: Vec<VnetSocket>,
+}
+
+/// Makes `iface` switch frames as port `port` with I/O `io` (resolved): attaches the XDP
+/// program and opens AF_XDP sockets, or holds its frames from the kernel at tc ingress and
+/// opens a packet socket per worker (sharing the port's frames by flow with fanout). Returns
+/// each worker's sockets; on error nothing stays attached.
+pub fn open_port(
+    steering: &mut Steering,
+    port: PortId,
+    iface: &Iface,
+    io: PortIo,
+    workers: usize,
+) -> Result<Vec<WorkerSockets>> {
+    let mut per_worker: Vec<WorkerSockets> = (0..workers).map(|_| WorkerSockets::default()).collect();
+    let opened: Result<()> = (|| {
+        if io == PortIo::Vnet {
+            let fanout = (workers > 1).then_some(iface.index as u16);
+            for (w, sockets) in per_worker.iter_mut().enumerate() {
+                let sock = VnetSocket::open(port, &iface.name, iface.index, fanout)
+                    .with_context(|| format!("opening a packet socket on {} for worker {w}", iface.name))?;
+                sockets.vnet.push(sock);
+            }
+            // Held from the kernel only once our sockets have their copies.
+            steering.attach_vnet(&iface.name, iface.index)?;
+            return Ok(());
+        }
+        if (iface.queues as usize) < workers {
+            bail!(
+                "{} has {} rx queue(s) but xvtep runs {workers} workers, each of which needs a queue on \
+                 every AF_XDP port: give it more queues (veth: ip link add ... numrxqueues {workers} \
+                 numtxqueues {workers}), make it a vnet port (io = \"vnet\"), or run xvtep with fewer --cores",
+                iface.name,
+                iface.queues
+            );
+        }
+        steering.attach(&iface.name, iface.index, Role::Port)?;
+        for (w, xsks) in open_sockets(steering, port, iface, workers)?.into_iter().enumerate() {
+            per_worker[w].xsks = xsks;
+        }
+        Ok(())
+    })();
+    if let Err(e) = opened {
+        steering.detach(&iface.name, iface.index);
+        return Err(e);
     }
     Ok(per_worker)
 }
@@ -66,40 +131,26 @@ impl PortHost {
         }
     }
 
-    fn try_attach(&mut self, name: &str, id: PortId) -> Result<()> {
+    fn try_attach(&mut self, name: &str, id: PortId, io: PortIo) -> Result<PortIo> {
         let iface = Iface::lookup(name, "the port to add", "create it first")?;
-        let workers = self.workers.len();
-        if (iface.queues as usize) < workers {
-            bail!(
-                "{name} has {} rx queue(s) but xvtep runs {workers} workers, each of which needs a queue on \
-                 every port: give it more queues (veth: ip link add ... numrxqueues {workers} numtxqueues \
-                 {workers}) or run xvtep with fewer --cores",
-                iface.queues
-            );
-        }
-        let mut steering = lock(&self.steering);
-        steering.attach(name, iface.index, Role::Port)?;
-        let sockets = match open_sockets(&mut steering, id, &iface, workers) {
-            Ok(s) => s,
-            Err(e) => {
-                steering.detach(name, iface.index);
-                return Err(e);
-            }
-        };
-        drop(steering);
+        let io = resolve_io(io, &iface);
+        let sockets = open_port(&mut lock(&self.steering), id, &iface, io, self.workers.len())?;
         // The port joins the topology when this returns: wait until every worker serves its
         // sockets, so that no frame for it finds no socket.
         let mut sockets = sockets.into_iter();
-        self.ask_workers(name, |done| IoCommand::Add { socks: sockets.next().unwrap_or_default(), done });
-        info!(port = name, id = id.0, ifindex = iface.index, queues = iface.queues, "attached port");
+        self.ask_workers(name, |done| {
+            let s = sockets.next().unwrap_or_default();
+            IoCommand::Add { socks: s.xsks, vnet: s.vnet, done }
+        });
+        info!(port = name, id = id.0, ifindex = iface.index, io = io.name(), "attached port");
         lock(&self.attached).insert(name.to_string(), iface);
-        Ok(())
+        Ok(io)
     }
 }
 
 impl PortAttach for PortHost {
-    fn attach(&mut self, name: &str, id: PortId) -> Result<(), String> {
-        self.try_attach(name, id).map_err(|e| format!("{e:#}"))
+    fn attach(&mut self, name: &str, id: PortId, io: PortIo) -> Result<PortIo, String> {
+        self.try_attach(name, id, io).map_err(|e| format!("{e:#}"))
     }
 
     fn detach(&mut self, name: &str, id: PortId) {

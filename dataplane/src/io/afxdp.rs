@@ -25,6 +25,7 @@ use crossbeam_channel::{Receiver, Sender};
 use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
+use super::vnet::{VnetSender, VnetSocket};
 use super::{FrameIo, BATCH_SIZE};
 use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
@@ -75,6 +76,14 @@ pub struct IoCounters {
     pub rx_fill_empty: Counter,
     /// Dropped: received on a port's socket, not yet switched when `link del` closed it.
     pub rx_port_removed: Counter,
+    /// Frames received on `vnet` ports (a superframe counts once).
+    pub vnet_rx: Counter,
+    /// Frames sent on `vnet` ports.
+    pub vnet_tx: Counter,
+    /// Dropped: a `vnet` port's socket refused the frame (its queue full).
+    pub vnet_tx_refused: Counter,
+    /// Dropped: a `vnet` port's socket gave a frame too short for its virtio-net header.
+    pub vnet_rx_short: Counter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +100,7 @@ pub enum AfXdpError {
 pub enum IoCommand {
     /// Serve these sockets too (a port added while running); `done` hears when they are
     /// served.
-    Add { socks: Vec<Xsk>, done: Sender<()> },
+    Add { socks: Vec<Xsk>, vnet: Vec<VnetSocket>, done: Sender<()> },
     /// Close the sockets of `port` (a port removed); `done` hears when they are closed.
     Remove { port: PortId, done: Sender<()> },
 }
@@ -201,8 +210,12 @@ impl Xsk {
         }
         self.pending.clear();
         if done > 0 && self.tx.needs_wakeup() {
-            counters.tx_wakeups.add(1);
-            let _ = self.tx.wakeup();
+            // In copy mode one kick sends at most 32 frames (the kernel's TX_BATCH_SIZE):
+            // kick once per 32, or the segments of a superframe wait for the next poll.
+            for _ in 0..done.div_ceil(32) {
+                counters.tx_wakeups.add(1);
+                let _ = self.tx.wakeup();
+            }
         }
     }
 }
@@ -210,6 +223,15 @@ impl Xsk {
 /// One worker's sockets. See the module docs.
 pub struct AfXdpIo {
     socks: Vec<Xsk>,
+    /// The `vnet` ports' sockets this worker serves.
+    vnet: Vec<VnetSocket>,
+    /// The sending half of each of `vnet` (same index).
+    vnet_tx: Vec<VnetSender>,
+    /// PortId → the `vnet` socket this worker sends on for that port.
+    vnet_of_port: Vec<Option<usize>>,
+    /// The `vnet` frames of the batch: (socket, frame of its last receive), after the AF_XDP
+    /// frames in the batch's order.
+    vnet_rx: Vec<(usize, usize)>,
     /// A second handle on each socket's UMEM (same index): the received frames of a batch
     /// borrow these while staging writes other frames through `socks`.
     readers: Vec<Umem>,
@@ -264,12 +286,17 @@ impl AfXdpIo {
     /// workers).
     pub fn new(
         socks: Vec<Xsk>,
+        vnet: Vec<VnetSocket>,
         commands: Receiver<IoCommand>,
         stop: Arc<AtomicBool>,
         epoch: Instant,
     ) -> AfXdpIo {
         let mut io = AfXdpIo {
             socks,
+            vnet,
+            vnet_tx: Vec::new(),
+            vnet_of_port: Vec::new(),
+            vnet_rx: Vec::with_capacity(BATCH_SIZE),
             readers: Vec::new(),
             commands,
             tx_of_port: Vec::new(),
@@ -298,8 +325,17 @@ impl AfXdpIo {
             }
             self.tx_of_port[p].get_or_insert(i);
         }
-        self.pollfds =
-            self.socks.iter().map(|s| libc::pollfd { fd: s.fd, events: libc::POLLIN, revents: 0 }).collect();
+        self.vnet_tx = self.vnet.iter().map(VnetSocket::sender).collect();
+        self.vnet_of_port.clear();
+        for (i, s) in self.vnet.iter().enumerate() {
+            let p = s.port.index();
+            if self.vnet_of_port.len() <= p {
+                self.vnet_of_port.resize(p + 1, None);
+            }
+            self.vnet_of_port[p].get_or_insert(i);
+        }
+        let fds = self.socks.iter().map(|s| s.fd).chain(self.vnet.iter().map(|v| v.fd()));
+        self.pollfds = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
         self.readers = self.socks.iter().map(|s| s.umem.clone()).collect();
         self.first = 0;
     }
@@ -309,8 +345,9 @@ impl AfXdpIo {
         let mut answers = Vec::new();
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                IoCommand::Add { socks, done } => {
+                IoCommand::Add { socks, vnet, done } => {
                     self.socks.extend(socks);
+                    self.vnet.extend(vnet);
                     answers.push(done);
                 }
                 IoCommand::Remove { port, done } => {
@@ -322,6 +359,7 @@ impl AfXdpIo {
                     }
                     // Dropping a socket closes it and unmaps its UMEM, frames and all.
                     self.socks.retain(|s| s.spec.port != port);
+                    self.vnet.retain(|s| s.port != port);
                     answers.push(done);
                 }
             }
@@ -372,6 +410,13 @@ impl AfXdpIo {
             let n = unsafe { s.rx.consume(&mut self.scratch[..want]) };
             self.rx.extend(self.scratch[..n].iter().map(|d| (i, *d)));
         }
+        self.vnet_rx.clear();
+        for (i, v) in self.vnet.iter_mut().enumerate() {
+            let want = BATCH_SIZE - self.rx.len() - self.vnet_rx.len();
+            // An error (the interface went away) reads as nothing; the daemon's watch reports it.
+            let n = v.receive(want).unwrap_or(0);
+            self.vnet_rx.extend((0..n).map(|k| (i, k)));
+        }
     }
 
     /// Sleeps until a socket has something, or the idle timeout passes.
@@ -403,17 +448,21 @@ impl AfXdpIo {
         self.last_use.clear();
         self.last_use.resize(self.rx.len(), usize::MAX);
         for (i, a) in actions.iter().enumerate() {
-            if let TxSource::Rx(r) = a.source {
-                self.last_use[r as usize] = i;
+            if let Some(r) = afxdp_frame(a.source, self.rx.len()) {
+                self.last_use[r] = i;
             }
         }
         for (i, a) in actions.iter().enumerate() {
+            if let Some(v) = self.vnet_of_port.get(a.port.index()).copied().flatten() {
+                let out = &mut self.vnet_tx[v];
+                out.stage(&TxBatch::vnet_header(a), a.edit.out_len(), |buf| tx.write(a, rx, buf));
+                continue;
+            }
             let Some(k) = self.tx_of_port.get(a.port.index()).copied().flatten() else {
                 self.counters.tx_no_socket.add(1);
                 continue;
             };
-            if let TxSource::Rx(r) = a.source {
-                let r = r as usize;
+            if let Some(r) = afxdp_frame(a.source, self.rx.len()) {
                 let (from, desc) = self.rx[r];
                 if from == k && a.is_verbatim() && self.last_use[r] == i && !self.moved[r] {
                     // The last use of an unchanged frame, out of the socket (so the UMEM) it
@@ -455,6 +504,20 @@ impl AfXdpIo {
         for s in &mut self.socks {
             s.transmit(&self.counters);
         }
+        for v in &mut self.vnet_tx {
+            let (sent, refused) = v.transmit();
+            self.counters.vnet_tx.add(sent as u64);
+            self.counters.vnet_tx_refused.add(refused as u64);
+        }
+    }
+}
+
+/// The index of `source` among the batch's AF_XDP frames (its first `afxdp` frames, movable
+/// by descriptor); `None` for the `vnet` frames after them and for generated frames.
+fn afxdp_frame(source: TxSource, afxdp: usize) -> Option<usize> {
+    match source {
+        TxSource::Rx(r) if (r as usize) < afxdp => Some(r as usize),
+        _ => None,
     }
 }
 
@@ -469,7 +532,7 @@ impl FrameIo for AfXdpIo {
         self.read_kernel_stats();
         self.reclaim_and_refill();
         self.receive();
-        if self.rx.is_empty() {
+        if self.rx.is_empty() && self.vnet_rx.is_empty() {
             self.sleep()?;
             return Ok(true);
         }
@@ -487,7 +550,7 @@ impl FrameIo for AfXdpIo {
         }
         let now: Nanos = self.epoch.elapsed().as_nanos() as Nanos;
         let readers = std::mem::take(&mut self.readers);
-        let frames: Vec<RxFrame> = self
+        let mut frames: Vec<RxFrame> = self
             .rx
             .iter()
             .map(|(s, desc)| RxFrame {
@@ -497,9 +560,18 @@ impl FrameIo for AfXdpIo {
                 vnet: None,
             })
             .collect();
+        let vnet = std::mem::take(&mut self.vnet);
+        self.counters.vnet_rx.add(self.vnet_rx.len() as u64);
+        for &(v, k) in &self.vnet_rx {
+            match vnet[v].frame(k) {
+                Some((hdr, data)) => frames.push(RxFrame { port: vnet[v].port, data, vnet: Some(hdr) }),
+                None => self.counters.vnet_rx_short.add(1),
+            }
+        }
         pipeline.process(now, &frames, tx);
         self.stage(tx, &frames);
         drop(frames);
+        self.vnet = vnet;
         self.readers = readers;
         self.transmit();
         Ok(true)

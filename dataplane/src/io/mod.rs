@@ -6,6 +6,8 @@
 pub mod afxdp;
 pub mod memory;
 pub mod replay;
+#[cfg(feature = "afxdp")]
+pub mod vnet;
 
 use crate::pipeline::{Pipeline, TxBatch};
 

@@ -1,0 +1,226 @@
+//! `vnet` port I/O: an AF_PACKET socket with `PACKET_VNET_HDR` on the host end of a veth.
+//!
+//! Unlike AF_XDP this needs no XDP program on the interface, so the container's side keeps its
+//! GSO and checksum offloads: its TCP stack hands over 64 KiB superframes, each with a
+//! virtio-net header saying how to cut it and which checksum is left partial
+//! ([`crate::pipeline::superframe`]). Frames sent here carry a header too, so a superframe
+//! goes to the container whole. Batched with recvmmsg(2)/sendmmsg(2): one system call per
+//! batch each way.
+//!
+//! The socket sees what arrives on the interface before the kernel's bridge and IP stack do
+//! (packet taps come first); keeping the kernel off the frames is the XDP-free tc program's
+//! job (see `xvtep-bpf`). `PACKET_IGNORE_OUTGOING` keeps our own transmissions out of our
+//! receive queue.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::ids::PortId;
+use crate::pipeline::superframe::MAX_FRAME;
+use crate::wire::virtio_net::{VirtioNetHdr, VNET_HDR_LEN};
+
+// <linux/if_packet.h> socket options libc does not name on every target.
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_FANOUT_HASH: u32 = 0;
+
+/// Frames one socket receives per batch at most: superframes are up to 64 KiB, and each may
+/// leave as dozens of segments, which the AF_XDP rings must have room for.
+pub const RX_BATCH: usize = 16;
+/// A receive buffer: the header and the longest frame.
+const RX_BUF: usize = VNET_HDR_LEN + MAX_FRAME;
+
+/// One `vnet` port's socket as served by one worker.
+pub struct VnetSocket {
+    pub port: PortId,
+    pub ifname: String,
+    fd: OwnedFd,
+    rx_bufs: Vec<Box<[u8]>>,
+    /// Bytes received in each buffer by the last [`VnetSocket::receive`] (header included).
+    rx_lens: Vec<usize>,
+}
+
+/// The sending half of a [`VnetSocket`], apart so that frames can be staged while the
+/// received ones they come from are borrowed. Valid while its socket is open.
+pub struct VnetSender {
+    fd: RawFd,
+    /// Frames staged for sending: headers and bytes back to back, and where each one is.
+    tx_arena: Vec<u8>,
+    tx_frames: Vec<(usize, usize)>,
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> std::io::Result<()> {
+    // SAFETY: `value` is a live T and its size is passed with it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as _,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl VnetSocket {
+    /// Opens a socket on interface `ifindex` for switch port `port`. With `fanout` (more than
+    /// one worker), the sockets of one port share its frames by flow hash.
+    pub fn open(
+        port: PortId,
+        ifname: &str,
+        ifindex: u32,
+        fanout: Option<u16>,
+    ) -> std::io::Result<VnetSocket> {
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2) call; the descriptor is owned right away.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                proto as i32,
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let one: libc::c_int = 1;
+        setsockopt(raw, libc::SOL_PACKET, PACKET_VNET_HDR, &one)?;
+        setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)?;
+        setsockopt(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one)?;
+        let buf: libc::c_int = 8 << 20;
+        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf);
+        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &buf);
+        // SAFETY: a zeroed sockaddr_ll is valid; the fields set are those bind(2) reads.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto;
+        addr.sll_ifindex = ifindex as i32;
+        // SAFETY: `addr` is a valid sockaddr_ll of the size given.
+        let r = unsafe {
+            libc::bind(
+                raw,
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if let Some(group) = fanout {
+            let arg: u32 = group as u32 | PACKET_FANOUT_HASH << 16;
+            setsockopt(raw, libc::SOL_PACKET, PACKET_FANOUT, &arg)?;
+        }
+        Ok(VnetSocket {
+            port,
+            ifname: ifname.to_string(),
+            fd,
+            rx_bufs: (0..RX_BATCH).map(|_| vec![0u8; RX_BUF].into_boxed_slice()).collect(),
+            rx_lens: Vec::with_capacity(RX_BATCH),
+        })
+    }
+
+    /// A sender on this socket; it must not outlive it.
+    pub fn sender(&self) -> VnetSender {
+        VnetSender { fd: self.fd.as_raw_fd(), tx_arena: Vec::new(), tx_frames: Vec::new() }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Receives up to `max` frames (at most [`RX_BATCH`]) without blocking; returns how many.
+    pub fn receive(&mut self, max: usize) -> std::io::Result<usize> {
+        self.rx_lens.clear();
+        let n = max.min(RX_BATCH);
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut iov: [libc::iovec; RX_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: an all-zero mmsghdr is a valid empty message header.
+        let mut msgs: [libc::mmsghdr; RX_BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            iov[i] = libc::iovec { iov_base: self.rx_bufs[i].as_mut_ptr() as *mut _, iov_len: RX_BUF };
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs[..n]` point at `n` live buffers of RX_BUF bytes each.
+        let r = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        self.rx_lens.extend(msgs[..r as usize].iter().map(|m| m.msg_len as usize));
+        Ok(r as usize)
+    }
+
+    /// Frame `i` of the last receive: its virtio-net header and bytes (`None` if too short to
+    /// hold a header).
+    pub fn frame(&self, i: usize) -> Option<(VirtioNetHdr, &[u8])> {
+        let len = *self.rx_lens.get(i)?;
+        let buf = &self.rx_bufs[i][..len];
+        Some((VirtioNetHdr::parse(buf)?, &buf[VNET_HDR_LEN..]))
+    }
+}
+
+impl VnetSender {
+    /// Stages a frame of `len` bytes with header `hdr`, written by `write`.
+    pub fn stage(&mut self, hdr: &VirtioNetHdr, len: usize, write: impl FnOnce(&mut [u8]) -> usize) {
+        let at = self.tx_arena.len();
+        self.tx_arena.resize(at + VNET_HDR_LEN + len, 0);
+        hdr.emit(&mut self.tx_arena[at..]);
+        let n = write(&mut self.tx_arena[at + VNET_HDR_LEN..]);
+        self.tx_arena.truncate(at + VNET_HDR_LEN + n);
+        self.tx_frames.push((at, VNET_HDR_LEN + n));
+    }
+
+    /// Sends what was staged; returns (sent, dropped: the socket refused them, e.g. its
+    /// queue was full).
+    pub fn transmit(&mut self) -> (usize, usize) {
+        const CHUNK: usize = 64;
+        let total = self.tx_frames.len();
+        let (mut next, mut sent) = (0, 0);
+        while next < total {
+            let chunk = &self.tx_frames[next..(next + CHUNK).min(total)];
+            // SAFETY: all-zero iovecs and mmsghdrs are valid; each used one is filled below.
+            let mut iov: [libc::iovec; CHUNK] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; CHUNK] = unsafe { std::mem::zeroed() };
+            for (k, &(at, len)) in chunk.iter().enumerate() {
+                iov[k] = libc::iovec { iov_base: self.tx_arena[at..].as_mut_ptr() as *mut _, iov_len: len };
+                msgs[k].msg_hdr.msg_iov = &mut iov[k];
+                msgs[k].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: the messages point into the arena, which is not touched during the call.
+            let r =
+                unsafe { libc::sendmmsg(self.fd, msgs.as_mut_ptr(), chunk.len() as u32, libc::MSG_DONTWAIT) };
+            if r <= 0 {
+                // The first frame was refused (queue full, or a header the kernel rejects):
+                // count it dropped and go on with the rest.
+                next += 1;
+                continue;
+            }
+            next += r as usize;
+            sent += r as usize;
+        }
+        self.tx_arena.clear();
+        self.tx_frames.clear();
+        (sent, total - sent)
+    }
+}
