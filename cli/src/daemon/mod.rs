@@ -187,7 +187,7 @@ pub fn run(args: Args) -> Result<()> {
     info!(
         config = %args.config.display(),
         underlay = %format!("{} ({}, mtu {}, {} queue(s))", dev.name, t.local, underlay.mtu, dev.queues),
-        ports = %config.ports.iter().zip(&ports).map(|(p, i)| format!("{} ({}, {} queue(s))", i.name, p.io.name(), i.queues)).collect::<Vec<_>>().join(", "),
+        ports = %config.ports.iter().zip(&ports).map(|(p, i)| format!("{} ({}, {}, {} queue(s))", i.name, p.io.name(), i.driver, i.queues)).collect::<Vec<_>>().join(", "),
         vnis = %config.vlans.iter().map(|m| format!("{}<->{}", m.vid, m.vni)).collect::<Vec<_>>().join(" "),
         workers,
         control = %args.control.display(),
