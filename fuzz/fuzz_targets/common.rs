@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use xvtep_dataplane::wire::virtio_net::{VirtioNetHdr, VNET_HDR_LEN};
 use xvtep_dataplane::{Config, NextHops, Pipeline, RxFrame, Switch, TxBatch, Underlay};
 
 pub const CONFIG: &str = r#"
@@ -63,8 +64,18 @@ pub fn switch(frames: &[(u16, &[u8])]) {
     STATE.with(|s| {
         let (switch, pipeline, tx, buf, clock) = &mut *s.borrow_mut();
         *clock += 50_000_000;
-        let rx: Vec<RxFrame> =
-            frames.iter().map(|(p, d)| RxFrame { port: xvtep_dataplane::PortId(*p), data: d }).collect();
+        // From a local port, an odd first byte means "a virtio-net header comes first": the
+        // superframe checks and segmentation are fuzzed too.
+        let rx: Vec<RxFrame> = frames
+            .iter()
+            .map(|&(p, d)| {
+                let port = xvtep_dataplane::PortId(p);
+                match VirtioNetHdr::parse(d) {
+                    Some(h) if p != 0 && d[0] & 1 == 1 => RxFrame { port, data: &d[VNET_HDR_LEN..], vnet: Some(h) },
+                    _ => RxFrame::new(port, d),
+                }
+            })
+            .collect();
         pipeline.process(*clock, &rx, tx);
         for a in tx.actions() {
             let len = a.edit.out_len();
