@@ -3,10 +3,11 @@
 //! AF_XDP port and to the tunnel. Every expected segment is built independently with
 //! etherparse by the rules of the kernel's `tcp_gso_segment` / `__udp_gso_segment`.
 
-use etherparse::{IpHeaders, IpNumber, Ipv4Header, Ipv6Header, PacketBuilder, TcpOptionElement};
+use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 use xvtep_dataplane::wire::virtio_net::{
     VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP, VNET_GSO_UDP_L4,
 };
+use xvtep_tests::tcp::{make_partial, payload, sum16, tcp_pseudo_sum, Flags, TcpFrame, PSH_FIN_CWR};
 use xvtep_tests::{assert_encap, assert_frame, mac, secs, Harness, Mac};
 
 const CONFIG: &str = r#"
@@ -55,56 +56,9 @@ const UNKNOWN: &str = "02:00:00:00:00:99";
 const MSS: usize = 1398;
 const SEQ: u32 = 0xffff_f000; // wraps within the superframe
 
-#[derive(Clone, Copy, Default)]
-struct Flags {
-    psh: bool,
-    fin: bool,
-    cwr: bool,
-}
-
-const ALL: Flags = Flags { psh: true, fin: true, cwr: true };
-
-fn payload(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
-}
-
-/// A TCP frame over IPv4 (`v6` false) or IPv6 with timestamps, as a guest stack builds it.
+/// A guest's TCP frame to `dst` (IPv4 or IPv6, timestamps) with flags `f`.
 fn tcp(dst: Mac, v6: bool, seq: u32, ident: u16, f: Flags, data: &[u8]) -> Vec<u8> {
-    let eth = PacketBuilder::ethernet2(mac(SRC), dst);
-    let ip = if v6 {
-        IpHeaders::Ipv6(
-            Ipv6Header {
-                hop_limit: 64,
-                source: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-                destination: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                ..Default::default()
-            },
-            Default::default(),
-        )
-    } else {
-        let mut h = Ipv4Header::new(0, 64, IpNumber::TCP, [10, 2, 0, 1], [10, 2, 0, 2]).unwrap();
-        h.identification = ident;
-        h.dont_fragment = true;
-        IpHeaders::Ipv4(h, Default::default())
-    };
-    let mut b = eth
-        .ip(ip)
-        .tcp(40000, 5201, seq, 502)
-        .ack(77)
-        .options(&[TcpOptionElement::Noop, TcpOptionElement::Noop, TcpOptionElement::Timestamp(1, 2)])
-        .unwrap();
-    if f.psh {
-        b = b.psh();
-    }
-    if f.fin {
-        b = b.fin();
-    }
-    if f.cwr {
-        b = b.cwr();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, data).unwrap();
-    out
+    TcpFrame { ident, flags: f, ..TcpFrame::new(SRC, dst, v6, seq) }.build(data)
 }
 
 fn udp4(dst: Mac, ident: u16, data: &[u8]) -> Vec<u8> {
@@ -126,32 +80,18 @@ fn tcp_segments(dst: Mac, v6: bool, total: usize) -> Vec<Vec<u8>> {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let f = Flags { psh: i == last, fin: i == last, cwr: i == 0 };
+            let f = Flags { psh: i == last, fin: i == last, cwr: i == 0, ..Flags::default() };
             tcp(dst, v6, SEQ.wrapping_add((i * MSS) as u32), 100 + i as u16, f, c)
         })
         .collect()
 }
 
-/// A partial checksum as the guest's stack leaves it: the pseudo-header sum, not complemented.
-fn make_partial(frame: &mut [u8], l4: usize, at: usize, pseudo: u64) {
-    let mut s = pseudo;
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    frame[l4 + at..l4 + at + 2].copy_from_slice(&(s as u16).to_be_bytes());
-}
-
-fn sum16(b: &[u8]) -> u64 {
-    b.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u64).sum()
-}
-
 /// A TCP superframe as the guest hands it over: one header, `total` payload bytes, checksum
 /// partial, and its virtio-net header.
 fn tcp_superframe(dst: Mac, v6: bool, total: usize) -> (VirtioNetHdr, Vec<u8>) {
-    let mut f = tcp(dst, v6, SEQ, 100, ALL, &payload(total));
+    let mut f = tcp(dst, v6, SEQ, 100, PSH_FIN_CWR, &payload(total));
     let (l4, gso) = if v6 { (54, VNET_GSO_TCPV6) } else { (34, VNET_GSO_TCPV4) };
-    let len = (f.len() - l4) as u64;
-    let pseudo = if v6 { sum16(&f[22..54]) + 6 + len } else { sum16(&f[26..34]) + 6 + len };
+    let pseudo = tcp_pseudo_sum(&f, l4);
     make_partial(&mut f, l4, 16, pseudo);
     let hdr = VirtioNetHdr {
         flags: VNET_F_NEEDS_CSUM,
@@ -269,7 +209,7 @@ fn udp_gso_segments_are_whole_datagrams() {
 
 #[test]
 fn a_partial_checksum_is_completed_for_afxdp_and_passed_on_to_vnet() {
-    let full = tcp(mac(ON_CT), false, 5, 1, ALL, &payload(100));
+    let full = tcp(mac(ON_CT), false, 5, 1, PSH_FIN_CWR, &payload(100));
     let mut partial = full.clone();
     let pseudo = sum16(&partial[26..34]) + 6 + (partial.len() - 34) as u64;
     make_partial(&mut partial, 34, 16, pseudo);

@@ -319,6 +319,14 @@ fn vnet_ports_keep_offloads_and_the_kernel_off() {
         .unwrap_or_else(|| panic!("no tc counter:\n{out}"));
     assert!(held > 0, "{out}");
     assert!(out.contains("tx_refused 0 rx_short 0"), "{out}");
+    // Segments from the tunnel reached the container coalesced (GRO on decap).
+    let coalesced: u64 = out
+        .split("segments coalesced: ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no coalescing counter:\n{out}"));
+    assert!(coalesced > 1000, "{out}");
     // The tc program went with the daemon: the kernel has the port's frames again.
     assert!(h1.a.ping_ok("10.2.0.99", UP), "the host's stack is not reached after xvtep stopped");
 }

@@ -102,6 +102,8 @@ pub struct PortCounters {
     pub learn_refused: Counter,
     /// ARP requests answered from the neighbour table (ARP suppression).
     pub arp_suppressed: Counter,
+    /// Received segments sent on as part of a coalesced superframe (GRO).
+    pub tx_coalesced: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -114,6 +116,7 @@ impl Default for PortCounters {
             tx_bytes: Counter::default(),
             learn_refused: Counter::default(),
             arp_suppressed: Counter::default(),
+            tx_coalesced: Counter::default(),
             drops: DropReason::ALL.iter().map(|_| Counter::default()).collect(),
         }
     }
@@ -156,6 +159,9 @@ pub struct PortStats {
     pub tx_bytes: u64,
     pub learn_refused: u64,
     pub arp_suppressed: u64,
+    /// Segments that left inside a coalesced superframe rather than on their own.
+    #[serde(default)]
+    pub tx_coalesced: u64,
     /// Non-zero drop counters by reason name.
     pub drops: BTreeMap<String, u64>,
 }
@@ -169,6 +175,7 @@ impl PortStats {
         self.tx_bytes += c.tx_bytes.get();
         self.learn_refused += c.learn_refused.get();
         self.arp_suppressed += c.arp_suppressed.get();
+        self.tx_coalesced += c.tx_coalesced.get();
         for (reason, counter) in DropReason::ALL.iter().zip(c.drops.iter()) {
             let v = counter.get();
             if v != 0 {
@@ -195,6 +202,7 @@ impl PortStats {
             (&mut self.tx_bytes, other.tx_bytes),
             (&mut self.learn_refused, other.learn_refused),
             (&mut self.arp_suppressed, other.arp_suppressed),
+            (&mut self.tx_coalesced, other.tx_coalesced),
         ] {
             *a = f(*a, b);
         }

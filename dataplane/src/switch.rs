@@ -364,14 +364,19 @@ impl fmt::Display for Stats {
                 writeln!(f, "  {reason:<22} {n:>10}  ({})", by_port.join(", "))?;
             }
         }
-        let (refused, suppressed): (u64, u64) =
-            self.ports.iter().fold((0, 0), |(r, s), p| (r + p.learn_refused, s + p.arp_suppressed));
+        let total = |f: fn(&PortStats) -> u64| self.ports.iter().map(f).sum::<u64>();
+        let (refused, suppressed) = (total(|p| p.learn_refused), total(|p| p.arp_suppressed));
         let s = &self.fdb;
         writeln!(
             f,
             "fdb: {} entries ({} learned); learned {}, moved {}, aged {}, refused at limit {}",
             s.entries, s.learned, s.learned_total, s.moved_total, s.aged_total, refused
         )?;
-        write!(f, "arp suppressed: {suppressed}; events lost: {}", self.events_lost)
+        write!(
+            f,
+            "arp suppressed: {suppressed}; segments coalesced: {}; events lost: {}",
+            total(|p| p.tx_coalesced),
+            self.events_lost
+        )
     }
 }

@@ -48,6 +48,12 @@ pub fn render(src: &Sources) -> String {
         "ARP requests answered locally, per port.",
         per_port(|p| p.arp_suppressed),
     );
+    family(
+        "xvtep_tx_coalesced_total",
+        "counter",
+        "Segments from the tunnel sent inside a coalesced superframe (GRO), per port.",
+        per_port(|p| p.tx_coalesced),
+    );
     let drops = stats
         .ports
         .iter()

@@ -2,6 +2,7 @@
 //! tagging, encapsulation to a remote VTEP, and flooding (DESIGN.md "Forwarding rules" 5).
 
 use super::encap::{EncapKey, InnerFacts, IPV4_MTU_OVERHEAD};
+use super::gro;
 use super::tx::{Edit, TxAction, TxOffload, TxSource};
 use super::{Ctx, Frame};
 use crate::counters::DropReason;
@@ -134,6 +135,11 @@ fn to_port(cx: &mut Ctx, f: &Frame, p: PortId) -> Result<(), DropReason> {
             return Ok(());
         }
         (Some(o), None) => edit.offload = partial_checksum(&o),
+        // From the tunnel to a vnet port: TCP segments may leave coalesced.
+        (None, None) if superframes && f.ingress.is_tunnel() => {
+            gro::emit_coalescing(cx, f, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
+            return Ok(());
+        }
         (None, None) => {}
     }
     emit(cx, p, TxAction { port: p, source: TxSource::Rx(f.rx), edit });

@@ -11,6 +11,7 @@ mod bridge;
 mod decap;
 pub mod encap;
 mod forward;
+pub mod gro;
 pub mod superframe;
 pub mod tx;
 
@@ -50,11 +51,19 @@ pub struct Pipeline {
     ip_ident: u16,
     encap: EncapCache,
     fdb: FdbCache,
+    gro: gro::Gro,
 }
 
 impl Pipeline {
     pub(crate) fn new(switch: Arc<Switch>, counters: Arc<WorkerCounters>) -> Pipeline {
-        Pipeline { switch, counters, ip_ident: 0, encap: EncapCache::default(), fdb: FdbCache::default() }
+        Pipeline {
+            switch,
+            counters,
+            ip_ident: 0,
+            encap: EncapCache::default(),
+            fdb: FdbCache::default(),
+            gro: gro::Gro::default(),
+        }
     }
 
     pub fn switch(&self) -> &Arc<Switch> {
@@ -69,6 +78,7 @@ impl Pipeline {
         let topo = self.switch.topology();
         self.encap.revalidate(&self.switch.nexthops, &topo);
         self.fdb.begin_batch(&self.switch.fdb);
+        self.gro.clear();
         let mut cx = Ctx {
             topo: &topo,
             sw: &self.switch,
@@ -78,6 +88,7 @@ impl Pipeline {
             ip_ident: &mut self.ip_ident,
             encap: &mut self.encap,
             fdb: &mut self.fdb,
+            gro: &mut self.gro,
         };
         for (i, frame) in rx.iter().enumerate() {
             if frame.port.is_tunnel() {
@@ -99,6 +110,7 @@ pub(crate) struct Ctx<'s> {
     pub ip_ident: &'s mut u16,
     pub encap: &'s mut EncapCache,
     pub fdb: &'s mut FdbCache,
+    pub gro: &'s mut gro::Gro,
 }
 
 impl Ctx<'_> {

@@ -11,24 +11,20 @@
 //! segment only, CWR on the first only, every checksum whole.
 
 use crate::counters::DropReason;
+use crate::wire::tcp::{TCP_FLAG_CWR, TCP_FLAG_FIN, TCP_FLAG_PSH};
 use crate::wire::virtio_net::{
     VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6,
     VNET_GSO_UDP_L4,
 };
 use crate::wire::{
     checksum_fold, checksum_sum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HEADER_LEN,
-    IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VLAN_TAG_LEN,
+    IPV4_HEADER_LEN, IPV6_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VLAN_TAG_LEN,
 };
 
 /// The most IP packet a superframe may hold (IPv4 total length, IPv6 payload + header).
 pub const MAX_IP_PACKET: usize = 65535;
 /// The longest frame a port may hand over: a 64 KiB IP packet behind a tagged Ethernet header.
 pub const MAX_FRAME: usize = ETH_HEADER_LEN + VLAN_TAG_LEN + MAX_IP_PACKET;
-
-const IPV6_HEADER_LEN: usize = 40;
-const TCP_FLAG_FIN: u8 = 0x01;
-const TCP_FLAG_PSH: u8 = 0x08;
-const TCP_FLAG_CWR: u8 = 0x80;
 
 /// What segmentation cuts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

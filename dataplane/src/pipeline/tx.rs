@@ -7,6 +7,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::gro::{Coalesced, Part};
 use super::superframe::{complete_checksum, vnet_header, Offload, Segment};
 use super::RxFrame;
 use crate::ids::PortId;
@@ -51,6 +52,9 @@ pub enum TxOffload {
     Segment(Segment),
     /// Send the frame whole with a virtio-net header ([`TxBatch::vnet_header`]).
     Whole(Offload),
+    /// Send the frame with the payload of further segments appended, as one superframe
+    /// with a virtio-net header (GRO, see [`super::gro`]).
+    Coalesced(Coalesced),
 }
 
 /// How to turn the source bytes into the frame to send: take the L2 frame at
@@ -90,6 +94,7 @@ impl Edit {
     pub fn out_len(&self) -> usize {
         let mut len = match &self.offload {
             TxOffload::Segment(s) => s.l2_len(),
+            TxOffload::Coalesced(c) => self.l2_len as usize + c.extra as usize,
             _ => self.l2_len as usize,
         };
         if self.strip_tag {
@@ -137,16 +142,23 @@ impl TxAction {
 pub struct TxBatch {
     actions: Vec<TxAction>,
     scratch: Vec<u8>,
+    /// The further segments of coalesced superframes.
+    parts: Vec<Part>,
 }
 
 impl TxBatch {
     pub fn with_capacity(actions: usize) -> TxBatch {
-        TxBatch { actions: Vec::with_capacity(actions), scratch: Vec::with_capacity(4096) }
+        TxBatch {
+            actions: Vec::with_capacity(actions),
+            scratch: Vec::with_capacity(4096),
+            parts: Vec::with_capacity(actions),
+        }
     }
 
     pub fn clear(&mut self) {
         self.actions.clear();
         self.scratch.clear();
+        self.parts.clear();
     }
 
     pub fn actions(&self) -> &[TxAction] {
@@ -164,6 +176,21 @@ impl TxBatch {
     #[inline]
     pub(crate) fn push(&mut self, action: TxAction) {
         self.actions.push(action);
+    }
+
+    pub(crate) fn action_mut(&mut self, index: usize) -> &mut TxAction {
+        &mut self.actions[index]
+    }
+
+    /// Adds `part` to a superframe's chain after part `after` (none: it starts a chain);
+    /// returns its index.
+    pub(crate) fn push_part(&mut self, after: Option<u32>, part: Part) -> u32 {
+        let index = self.parts.len() as u32;
+        if let Some(prev) = after {
+            self.parts[prev as usize].next = Some(index);
+        }
+        self.parts.push(part);
+        index
     }
 
     /// Appends a generated frame of `len` bytes written by `fill`; returns its source.
@@ -186,13 +213,26 @@ impl TxBatch {
     /// Writes the frame of `action` into `out` (at least `action.edit.out_len()` bytes);
     /// returns its length.
     pub fn write(&self, action: &TxAction, rx: &[RxFrame<'_>], out: &mut [u8]) -> usize {
-        apply_edit(&action.edit, self.source_bytes(action, rx), out)
+        let mut n = apply_edit(&action.edit, self.source_bytes(action, rx), out);
+        if let TxOffload::Coalesced(c) = &action.edit.offload {
+            let mut next = Some(c.first);
+            while let Some(i) = next {
+                let p = &self.parts[i as usize];
+                let payload = &rx[p.rx as usize].data[p.offset as usize..][..p.len as usize];
+                out[n..n + payload.len()].copy_from_slice(payload);
+                n += payload.len();
+                next = p.next;
+            }
+            c.finish(&mut out[..n], action.edit.tag_shift());
+        }
+        n
     }
 
     /// The virtio-net header a `vnet` port sends `action`'s frame with.
     pub fn vnet_header(action: &TxAction) -> VirtioNetHdr {
         match &action.edit.offload {
             TxOffload::Whole(o) => vnet_header(o, action.edit.tag_shift()),
+            TxOffload::Coalesced(c) => c.vnet_header(action.edit.tag_shift()),
             _ => VirtioNetHdr::default(),
         }
     }
@@ -234,7 +274,7 @@ pub fn apply_edit(edit: &Edit, src: &[u8], out: &mut [u8]) -> usize {
         TxOffload::Checksum { start, offset } => {
             complete_checksum(&mut out[inner..o], (*start as isize + shift) as usize, *offset as usize)
         }
-        TxOffload::None | TxOffload::Whole(_) => {}
+        TxOffload::None | TxOffload::Whole(_) | TxOffload::Coalesced(_) => {}
     }
     if let Some(h) = &edit.outer {
         if h.udp_checksum {

@@ -11,6 +11,7 @@ mod ethernet;
 pub mod ipv4;
 mod mac;
 pub mod offload;
+pub mod tcp;
 pub mod udp;
 pub mod virtio_net;
 mod vxlan;
@@ -24,6 +25,9 @@ pub use ethernet::{
 pub use ipv4::{Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP};
 pub use mac::{MacAddr, MacParseError};
 pub use udp::{UdpDatagram, UdpRepr, UDP_HEADER_LEN};
+/// Length of the fixed IPv6 header.
+pub const IPV6_HEADER_LEN: usize = 40;
+
 pub use vxlan::{VxlanHeader, VXLAN_FLAG_I, VXLAN_HEADER_LEN, VXLAN_VALID_BITS};
 
 /// A frame or header is shorter than its format requires.

@@ -8,7 +8,7 @@
 //! (1 in 65536) is rewritten with the same value.
 
 use super::checksum::{checksum_fold, checksum_sum};
-use super::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, IP_PROTO_TCP, IP_PROTO_UDP};
+use super::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, IPV6_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP};
 
 /// Completes a partial IPv4/IPv6 TCP or UDP checksum of the Ethernet frame `frame` (one
 /// 802.1Q tag allowed); returns whether it did.
@@ -41,16 +41,17 @@ pub fn complete_partial_checksum(frame: &mut [u8]) -> bool {
             (checksum_sum(&ip[12..20]) + ip[9] as u64 + len, ihl..total, ip[9])
         }
         ETHERTYPE_IPV6 => {
-            if ip.len() < 40 || ip[0] >> 4 != 6 {
+            if ip.len() < IPV6_HEADER_LEN || ip[0] >> 4 != 6 {
                 return false;
             }
             let len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
-            if 40 + len > ip.len() {
+            if IPV6_HEADER_LEN + len > ip.len() {
                 return false;
             }
             // Only a transport header right after the fixed header; extension headers are rare
             // on this path and are left alone.
-            (checksum_sum(&ip[8..40]) + ip[6] as u64 + len as u64, 40..40 + len, ip[6])
+            let end = IPV6_HEADER_LEN + len;
+            (checksum_sum(&ip[8..IPV6_HEADER_LEN]) + ip[6] as u64 + len as u64, IPV6_HEADER_LEN..end, ip[6])
         }
         _ => return false,
     };

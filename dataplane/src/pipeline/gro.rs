@@ -1,0 +1,351 @@
+//! GRO on decap: consecutive in-order TCP segments of one inner flow, decapsulated in one
+//! batch and going to the same `vnet` port, leave as one superframe with the virtio-net header
+//! that lets the container's stack take it whole — one skb instead of dozens.
+//!
+//! What may merge follows the kernel's `inet_gro_receive`/`ipv6_gro_receive` and
+//! `tcp_gro_receive`: the same VNI, MAC and IP addresses and ports; the same TOS/traffic
+//! class, TTL/hop limit, DF, IPv6 flow label; no IPv4 options or IPv6 extension headers; the
+//! same ACK number, header length and options; contiguous sequence numbers; IPv4 IDs that
+//! count up by one (or stay fixed under DF); ACK set and nothing else but PSH; a segment of
+//! payload no longer than the first one's (which sets the superframe's MSS). A segment with
+//! PSH, or shorter than the MSS, ends its superframe. Each segment's checksums are verified
+//! before it joins: the superframe's own TCP checksum is left partial for the receiver's
+//! "hardware", so a corrupt segment must never hide inside it. Everything else goes as it came.
+//!
+//! A frame of a held flow that cannot join ends that flow's superframe and goes after it,
+//! so a flow's frames never reorder; frames of other flows may pass a held superframe, as
+//! they may in the kernel.
+
+use super::forward::emit;
+use super::superframe::{Gso, GsoKind, MAX_IP_PACKET};
+use super::tx::{TxAction, TxOffload};
+use super::{Ctx, Frame};
+use crate::ids::{Domain, PortId};
+use crate::wire::tcp::{TcpHeader, TCP_CHECKSUM_OFFSET, TCP_FLAGS_OFFSET, TCP_FLAG_ACK, TCP_FLAG_PSH};
+use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_TCPV6};
+use crate::wire::{
+    checksum_fold, checksum_sum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IPV4_HEADER_LEN,
+    IPV6_HEADER_LEN, IP_PROTO_TCP,
+};
+
+/// Flows held open at once per batch (the kernel's GRO holds 8 per bucket too).
+const MAX_HELD: usize = 8;
+/// Room for what must be equal across a superframe: MACs (12), IPv6 traffic class and flow
+/// label, hop limit (5) or IPv4 TOS, TTL, DF (3), ACK number (4), TCP options (up to 40).
+const SIGNATURE_MAX: usize = 12 + 5 + 4 + 40;
+/// Room for a flow's addresses and ports: IPv6 source and destination (32), ports (4).
+const FLOW_MAX: usize = 36;
+const IPV4_DF: u8 = 0x40;
+
+/// A superframe built from coalesced segments: the first segment's headers and payload (the
+/// action's own source), then the payload of each further segment, chained in the batch's
+/// part list from `first` to `last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coalesced {
+    /// The layout of the first segment; `mss` is its payload length.
+    pub gso: Gso,
+    pub first: u32,
+    pub last: u32,
+    /// Payload bytes after the first segment's.
+    pub extra: u32,
+    /// A later segment had PSH: the superframe carries it.
+    pub psh: bool,
+}
+
+/// One further segment's payload: `len` bytes at `offset` of received frame `rx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub rx: u32,
+    pub offset: u32,
+    pub len: u16,
+    /// The next part of the same superframe.
+    pub next: Option<u32>,
+}
+
+impl Coalesced {
+    /// Fixes up the headers of the superframe written into `frame` (its L2 frame, whose L3
+    /// header begins `shift` bytes after the first segment's did): the IP length and IPv4
+    /// header checksum, PSH, and the TCP checksum left partial (the pseudo-header sum), as
+    /// the kernel's `tcp_gro_complete` leaves it.
+    pub fn finish(&self, frame: &mut [u8], shift: isize) {
+        let g = &self.gso;
+        let l3 = (g.l3 as isize + shift) as usize;
+        let l4 = (g.l4 as isize + shift) as usize;
+        let l4_len = frame.len() - l4;
+        let pseudo = if g.kind == GsoKind::Tcp4 {
+            let ip = &mut frame[l3..l4];
+            ip[2..4].copy_from_slice(&((l4 - l3 + l4_len) as u16).to_be_bytes());
+            ip[10..12].copy_from_slice(&[0, 0]);
+            let sum = checksum_fold(checksum_sum(ip));
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            checksum_sum(&ip[12..20]) + IP_PROTO_TCP as u64 + l4_len as u64
+        } else {
+            let ip = &mut frame[l3..l4];
+            ip[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            checksum_sum(&ip[8..40]) + IP_PROTO_TCP as u64 + l4_len as u64
+        };
+        let tcp = &mut frame[l4..];
+        if self.psh {
+            tcp[TCP_FLAGS_OFFSET] |= TCP_FLAG_PSH;
+        }
+        let partial = !checksum_fold(pseudo);
+        tcp[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&partial.to_be_bytes());
+    }
+
+    /// The virtio-net header the superframe is sent with, its L3 header `shift` bytes after
+    /// where the first segment's was.
+    pub fn vnet_header(&self, shift: isize) -> VirtioNetHdr {
+        let g = &self.gso;
+        let at = |v: u16| (v as isize + shift) as u16;
+        VirtioNetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: if g.kind == GsoKind::Tcp4 { VNET_GSO_TCPV4 } else { VNET_GSO_TCPV6 },
+            hdr_len: at(g.hdr_len),
+            gso_size: g.mss,
+            csum_start: at(g.l4),
+            csum_offset: TCP_CHECKSUM_OFFSET as u16,
+        }
+    }
+}
+
+/// Bytes gathered into a fixed array; unused bytes stay zero, so equal contents compare equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bytes<const N: usize> {
+    buf: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> Bytes<N> {
+    fn new() -> Self {
+        Bytes { buf: [0; N], len: 0 }
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        let at = self.len as usize;
+        self.buf[at..at + b.len()].copy_from_slice(b);
+        self.len += b.len() as u8;
+    }
+}
+
+/// An inner TCP segment, as far as coalescing is concerned. Offsets are from its L2 frame.
+struct TcpSegment {
+    kind: GsoKind,
+    l4: usize,
+    hdr_len: usize,
+    flow: Bytes<FLOW_MAX>,
+    signature: Bytes<SIGNATURE_MAX>,
+    seq: u32,
+    flags: u8,
+    ip_id: u16,
+    df: bool,
+    payload: usize,
+}
+
+impl TcpSegment {
+    /// The TCP segment in the (untagged) frame `l2`, if it is one GRO could consider: TCP
+    /// right behind an IPv4 header without options or a bare IPv6 header, whose length is
+    /// the frame's exactly (no padding), not a fragment.
+    fn parse(l2: &[u8]) -> Option<TcpSegment> {
+        let ethertype = u16::from_be_bytes([*l2.get(12)?, *l2.get(13)?]);
+        let ip = l2.get(ETH_HEADER_LEN..)?;
+        let mut flow = Bytes::new();
+        let mut signature = Bytes::new();
+        signature.push(&l2[..12]);
+        let (kind, ip_len, ip_id, df) = match ethertype {
+            ETHERTYPE_IPV4 => {
+                let h = ip.get(..IPV4_HEADER_LEN)?;
+                let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+                let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
+                if h[0] != 0x45 || total != ip.len() || fragment || h[9] != IP_PROTO_TCP {
+                    return None;
+                }
+                flow.push(&h[12..20]);
+                signature.push(&[h[1], h[8], h[6] & IPV4_DF]);
+                (GsoKind::Tcp4, IPV4_HEADER_LEN, u16::from_be_bytes([h[4], h[5]]), h[6] & IPV4_DF != 0)
+            }
+            ETHERTYPE_IPV6 => {
+                let h = ip.get(..IPV6_HEADER_LEN)?;
+                let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
+                if h[0] >> 4 != 6 || IPV6_HEADER_LEN + payload != ip.len() || h[6] != IP_PROTO_TCP {
+                    return None;
+                }
+                flow.push(&h[8..40]);
+                signature.push(&[h[0], h[1], h[2], h[3], h[7]]);
+                (GsoKind::Tcp6, IPV6_HEADER_LEN, 0, false)
+            }
+            _ => return None,
+        };
+        let l4 = ETH_HEADER_LEN + ip_len;
+        let tcp = TcpHeader::new_checked(&l2[l4..])?;
+        flow.push(&tcp.ports());
+        signature.push(&tcp.ack_bytes());
+        signature.push(tcp.options());
+        Some(TcpSegment {
+            kind,
+            l4,
+            hdr_len: l4 + tcp.len(),
+            flow,
+            signature,
+            seq: tcp.seq(),
+            flags: tcp.flags(),
+            ip_id,
+            df,
+            payload: l2.len() - l4 - tcp.len(),
+        })
+    }
+
+    /// Data with nothing but ACK (and PSH) set: the only segments that coalesce.
+    fn is_plain_data(&self) -> bool {
+        self.payload > 0 && self.flags & !TCP_FLAG_PSH == TCP_FLAG_ACK
+    }
+
+    /// Whether the IPv4 header checksum (if any) and the TCP checksum of `l2` are right.
+    fn checksums_ok(&self, l2: &[u8]) -> bool {
+        let ip = &l2[ETH_HEADER_LEN..self.l4];
+        let pseudo = match self.kind {
+            GsoKind::Tcp4 => {
+                if checksum_fold(checksum_sum(ip)) != 0 {
+                    return false;
+                }
+                checksum_sum(&ip[12..20])
+            }
+            _ => checksum_sum(&ip[8..40]),
+        };
+        let tcp = &l2[self.l4..];
+        checksum_fold(pseudo + IP_PROTO_TCP as u64 + tcp.len() as u64 + checksum_sum(tcp)) == 0
+    }
+}
+
+/// A superframe being built: the action that sends it and what the next segment must be.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    action: u32,
+    port: PortId,
+    domain: Domain,
+    flow: Bytes<FLOW_MAX>,
+    signature: Bytes<SIGNATURE_MAX>,
+    gso: Gso,
+    next_seq: u32,
+    first_ip_id: u16,
+    df: bool,
+    segments: u16,
+    ip_len: usize,
+    last_part: Option<u32>,
+}
+
+impl Held {
+    fn admits(&self, s: &TcpSegment) -> bool {
+        let counted_id = self.first_ip_id.wrapping_add(self.segments);
+        s.kind == self.gso.kind
+            && s.signature == self.signature
+            && s.seq == self.next_seq
+            && s.payload <= self.gso.mss as usize
+            && self.ip_len + s.payload <= MAX_IP_PACKET
+            && (s.kind != GsoKind::Tcp4 || s.ip_id == counted_id || (self.df && s.ip_id == self.first_ip_id))
+    }
+}
+
+/// The flows held open in the current batch.
+#[derive(Debug, Default)]
+pub(crate) struct Gro {
+    held: [Option<Held>; MAX_HELD],
+    /// Where the next flow goes when all are held (the oldest is let go).
+    next: usize,
+}
+
+impl Gro {
+    /// Lets every superframe go: they are complete at the end of a batch.
+    pub fn clear(&mut self) {
+        self.held = [None; MAX_HELD];
+        self.next = 0;
+    }
+
+    fn find(&self, port: PortId, domain: Domain, flow: &Bytes<FLOW_MAX>) -> Option<usize> {
+        self.held
+            .iter()
+            .position(|h| h.as_ref().is_some_and(|h| h.port == port && h.domain == domain && h.flow == *flow))
+    }
+
+    fn hold(&mut self, h: Held) {
+        let slot = self.held.iter().position(Option::is_none).unwrap_or_else(|| {
+            let oldest = self.next;
+            self.next = (self.next + 1) % MAX_HELD;
+            oldest
+        });
+        self.held[slot] = Some(h);
+    }
+}
+
+/// Sends `action`, frame `f` from the tunnel to a `vnet` port, merged into the superframe
+/// held for its flow if the rules allow; otherwise as it is, holding it open for the
+/// segments after it if it may lead a superframe.
+pub(crate) fn emit_coalescing(cx: &mut Ctx, f: &Frame, action: TxAction) {
+    let Some(seg) = TcpSegment::parse(f.l2) else { return emit(cx, action.port, action) };
+    let mergeable = seg.is_plain_data() && seg.checksums_ok(f.l2);
+    if let Some(i) = cx.gro.find(action.port, f.domain, &seg.flow) {
+        let held = cx.gro.held[i].take().expect("found");
+        if mergeable && held.admits(&seg) {
+            return merge(cx, held, i, f, &seg);
+        }
+    }
+    emit(cx, action.port, action);
+    let ends = seg.flags & TCP_FLAG_PSH != 0;
+    if !mergeable || ends || seg.hdr_len + seg.payload > u16::MAX as usize {
+        return;
+    }
+    cx.gro.hold(Held {
+        action: (cx.tx.len() - 1) as u32,
+        port: action.port,
+        domain: f.domain,
+        flow: seg.flow,
+        signature: seg.signature,
+        gso: Gso {
+            kind: seg.kind,
+            mss: seg.payload as u16,
+            l3: ETH_HEADER_LEN as u16,
+            l4: seg.l4 as u16,
+            hdr_len: seg.hdr_len as u16,
+        },
+        next_seq: seg.seq.wrapping_add(seg.payload as u32),
+        first_ip_id: seg.ip_id,
+        df: seg.df,
+        segments: 1,
+        ip_len: f.l2.len() - ETH_HEADER_LEN,
+        last_part: None,
+    });
+}
+
+/// Appends segment `s` of frame `f` to the superframe `held` (taken from slot `slot`).
+fn merge(cx: &mut Ctx, mut held: Held, slot: usize, f: &Frame, s: &TcpSegment) {
+    let part = Part { rx: f.rx, offset: (f.l2_offset + s.hdr_len) as u32, len: s.payload as u16, next: None };
+    let index = cx.tx.push_part(held.last_part, part);
+    let psh = s.flags & TCP_FLAG_PSH != 0;
+    let edit = &mut cx.tx.action_mut(held.action as usize).edit;
+    match &mut edit.offload {
+        TxOffload::Coalesced(c) => {
+            c.last = index;
+            c.extra += s.payload as u32;
+            c.psh |= psh;
+        }
+        other => {
+            *other = TxOffload::Coalesced(Coalesced {
+                gso: held.gso,
+                first: index,
+                last: index,
+                extra: s.payload as u32,
+                psh,
+            })
+        }
+    }
+    let c = cx.counters.port(held.port);
+    c.tx_bytes.add(s.payload as u64);
+    c.tx_coalesced.add(1);
+    held.last_part = Some(index);
+    held.segments += 1;
+    held.ip_len += s.payload;
+    held.next_seq = held.next_seq.wrapping_add(s.payload as u32);
+    // A short segment or PSH ends the superframe (the kernel flushes on both).
+    if !psh && s.payload == held.gso.mss as usize {
+        cx.gro.held[slot] = Some(held);
+    }
+}
