@@ -54,7 +54,9 @@ for i in 1 2; do
     for _ in $(seq 100); do grep -q "xvtep: running" "$work/h$i.log" && break; sleep 0.1; done
     grep -q "xvtep: running" "$work/h$i.log" || { cat "$work/h$i.log"; exit 1; }
 done
-ip -n $P-h1 link show tap1_0 | grep -o "prog/xdp.*"
+echo "== host 1's ports: veths, so vnet I/O (the containers keep their TCP offloads); XDP steers the underlay"
+"$bin" --socket "$work/h1.sock" link show
+ip -n $P-h1 link show eth0 | grep -o "prog/xdp.*"
 
 echo
 echo "== VNI 2: a1 (10.2.0.1, host 1) -> a2 (10.2.0.2, host 2)"

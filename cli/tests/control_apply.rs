@@ -301,8 +301,8 @@ fn link_del_and_add_change_forwarding_and_keep_port_ids() {
     assert_eq!(
         xvtep::control::output::link(&links),
         "0: vxlan0: underlay eth0 local 10.0.0.1 learning on mtu 1500\n\
-         1: p3: pvid 10 hairpin off learning on flood on mtu 1500\n\
-         2: p2: pvid 10 hairpin off learning on flood on mtu 1500\n"
+         1: p3: pvid 10 hairpin off learning on flood on mtu 1500 io auto\n\
+         2: p2: pvid 10 hairpin off learning on flood on mtu 1500 io auto\n"
     );
     let ports: Vec<&str> = r.run.config.ports.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(ports, ["p2", "p3"]);

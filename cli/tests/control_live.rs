@@ -148,7 +148,8 @@ fn sighup_reloads_including_ports() {
     require_root!();
     let t = topo(&prefix("hup"), 1);
     let h = &t.hosts[0];
-    let base = seed_config("192.168.1.1", &["192.168.1.9"], "");
+    // AF_XDP ports: which interfaces have the XDP program shows which are ports.
+    let base = ports_io(&seed_config("192.168.1.1", &["192.168.1.9"], ""), "afxdp");
     let mut d = Daemon::start(&h.h, &base, t.dir.path(), "h1");
     let config = t.dir.path().join("h1.toml");
     std::fs::write(
@@ -206,11 +207,14 @@ fn link_add_and_del_while_running() {
     let p = prefix("link");
     let t = topo(&p, 2);
     let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
-    let d1 = Daemon::start(&h1.h, &seed_config("192.168.1.1", &["192.168.1.2"], ""), t.dir.path(), "h1");
+    let c1 = ports_io(&seed_config("192.168.1.1", &["192.168.1.2"], ""), "afxdp");
+    let d1 = Daemon::start(&h1.h, &c1, t.dir.path(), "h1");
     let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
     assert!(h1.a.ping_ok("10.2.0.2", UP));
 
-    // A container on a new interface joins VNI 2 while the switch runs.
+    // A container on a new interface joins VNI 2 while the switch runs: first as an AF_XDP
+    // port (the XDP program comes and goes with it), then with the default I/O (vnet on a
+    // veth: no XDP program, frames held from the kernel at tc).
     let c = Netns::new(&format!("{p}-c1"));
     veth(&h1.h, "tap9", &c, "eth0");
     c.sh("ip addr add 10.2.0.11/24 dev eth0 && ip link set eth0 mtu 1450");
@@ -220,12 +224,17 @@ fn link_add_and_del_while_running() {
         !ok && err.contains("interface tap9x (the port to add) does not exist: create it first"),
         "{err}"
     );
-    for round in 0..2 {
-        d1.ctl_ok("link add dev tap9");
+    for (round, io) in ["afxdp", "vnet"].into_iter().enumerate() {
+        d1.ctl_ok(if io == "afxdp" { "link add dev tap9 io afxdp" } else { "link add dev tap9" });
         d1.ctl_ok("vlan add dev tap9 vid 2 pvid untagged");
         d1.ctl_ok("vlan del dev tap9 vid 1");
-        assert!(d1.ctl_ok("link show").contains("3: tap9: pvid 2 hairpin off"), "round {round}");
-        assert_eq!(xdp_attached(&h1.h), ["eth0", "tap1_0", "tap2_0", "tap9"], "round {round}");
+        let links = d1.ctl_ok("link show");
+        assert!(
+            links.contains("3: tap9: pvid 2 hairpin off") && links.contains(&format!("mtu 1500 io {io}\n"))
+        );
+        let with_xdp: &[&str] =
+            if io == "afxdp" { &["eth0", "tap1_0", "tap2_0", "tap9"] } else { &["eth0", "tap1_0", "tap2_0"] };
+        assert_eq!(xdp_attached(&h1.h), with_xdp, "round {round}");
         assert!(c.ping_ok("10.2.0.2", UP), "round {round}: through the tunnel");
         assert!(c.ping_ok("10.2.0.1", UP), "round {round}: to the neighbour port");
         assert!(d1.ctl_ok("fdb show dev tap9").contains(&format!("{c_mac} dev tap9 vlan 2 vni 2")));
@@ -261,21 +270,28 @@ fn link_add_with_two_workers() {
     veth_queues(&h, "tap2_0", &b, "eth0", 2);
     a.sh("ip addr add 10.2.0.1/24 dev eth0");
     let dir = tempfile::tempdir().unwrap();
-    let d =
-        Daemon::start_with(&h, &seed_config("192.168.1.1", &[], ""), dir.path(), "h", &["--cores", "0,1"]);
+    let config = ports_io(&seed_config("192.168.1.1", &[], ""), "afxdp");
+    let d = Daemon::start_with(&h, &config, dir.path(), "h", &["--cores", "0,1"]);
     assert!(d.log().contains("2 worker(s)"), "{}", d.log());
 
     veth(&h, "tap8", &c8, "eth0");
-    let (ok, _, err) = d.ctl("link add dev tap8");
+    let (ok, _, err) = d.ctl("link add dev tap8 io afxdp");
     assert!(!ok && err.contains("tap8 has 1 rx queue(s) but xvtep runs 2 workers"), "{err}");
     assert!(!d.ctl_ok("link show").contains("tap8"));
     assert_eq!(xdp_attached(&h), ["eth0", "tap1_0", "tap2_0"], "nothing left attached by the refusal");
+
+    // A vnet port needs no queue per worker: the workers' packet sockets share its frames.
+    c8.sh("ip addr add 10.2.0.8/24 dev eth0");
+    d.ctl_ok("link add dev tap8");
+    d.ctl_ok("vlan add dev tap8 vid 2 pvid untagged");
+    assert!(c8.ping_ok("10.2.0.1", UP), "vnet port with two workers");
+    d.ctl_ok("link del dev tap8");
 
     // Each worker gets a socket on one of tap9's queues; frames switch between the two ports
     // whichever queue (and so worker) they arrive on.
     veth_queues(&h, "tap9", &c9, "eth0", 2);
     c9.sh("ip addr add 10.2.0.9/24 dev eth0");
-    d.ctl_ok("link add dev tap9");
+    d.ctl_ok("link add dev tap9 io afxdp");
     d.ctl_ok("vlan add dev tap9 vid 2 pvid untagged");
     assert!(c9.ping_ok("10.2.0.1", UP));
     d.ctl_ok("link del dev tap9");

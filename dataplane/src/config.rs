@@ -73,6 +73,19 @@ pub enum PortIo {
     Vnet,
 }
 
+impl std::str::FromStr for PortIo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PortIo, String> {
+        match s {
+            "auto" => Ok(PortIo::Auto),
+            "afxdp" => Ok(PortIo::Afxdp),
+            "vnet" => Ok(PortIo::Vnet),
+            other => Err(format!("unknown port I/O '{other}': use auto, afxdp or vnet")),
+        }
+    }
+}
+
 impl PortIo {
     pub fn name(self) -> &'static str {
         match self {

@@ -43,8 +43,10 @@ pub struct Args {
     /// Flows (UDP source ports).
     #[arg(long, default_value_t = 16)]
     flows: u16,
-    /// Paths to measure.
-    #[arg(long, value_delimiter = ',', default_value = "kernel,xvtep,bare")]
+    /// Paths to measure: kernel (bridge + vxlan), xvtep (default port I/O: vnet on these veths),
+    /// xvtep-afxdp (AF_XDP ports), bare (the AF_XDP forwarder, the ceiling), kernel-tso (the
+    /// kernel with TSO on its underlay veth: superframes cross the underlay, as no wire carries).
+    #[arg(long, value_delimiter = ',', default_value = "kernel,xvtep,xvtep-afxdp,bare")]
     paths: Vec<String>,
     /// Directions to measure.
     #[arg(long, value_delimiter = ',', default_value = "encap,decap")]
@@ -88,7 +90,18 @@ fn build(prefix: &str) -> Result<Topo> {
     s.sh(&format!("ip link set eth0 address {} && ip addr add {}/24 dev eth0", S.mac, S.ip));
     d.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", S.ip, S.mac));
     s.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", D.ip, D.mac));
+    underlay_is_a_wire(&d, &s);
     Ok(Topo { g, d, s, dir: tempfile::tempdir()? })
+}
+
+/// Makes the veth between `d` and `s` behave as a wire between two NICs, for every path alike:
+/// what `d` sends crosses as MTU-sized frames (no TSO on its end: a veth passes superframes to
+/// its peer whole, which no wire does), and `s` receives as a NIC driver does, with GRO, in its
+/// own NAPI context (threaded NAPI; a veth otherwise receives in the sender's softirq, on the
+/// sender's core, one frame at a time, and GRO never sees two frames together).
+pub fn underlay_is_a_wire(d: &Netns, s: &Netns) {
+    d.sh("ethtool -K eth0 tso off >/dev/null");
+    s.sh("ethtool -K eth0 gro on >/dev/null && echo 1 > /sys/class/net/eth0/threaded");
 }
 
 /// A device under test running as a process, its output in a log; stopped on drop.
@@ -137,7 +150,10 @@ fn spawn_in(ns: &Netns, dir: &std::path::Path, args: &[&str], ready: &str) -> Re
 
 fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option<Dut>> {
     match path {
-        "kernel" => {
+        "kernel" | "kernel-tso" => {
+            if path == "kernel-tso" {
+                t.d.sh("ethtool -K eth0 tso on >/dev/null");
+            }
             t.d.sh(&format!(
                 "ip link add br2 type bridge && ip link set br2 up && \
                  ip link add vx2 type vxlan id 2 local {} dstport 4789 dev eth0 nolearning && \
@@ -149,10 +165,11 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
             ));
             Ok(None)
         }
-        "xvtep" => {
+        "xvtep" | "xvtep-afxdp" => {
+            let io = if path == "xvtep" { "" } else { "io = \"afxdp\"\n" };
             let config = format!(
                 "[tunnel]\nlocal = \"{}\"\ndev = \"eth0\"\nlearning = false\n[[vlan]]\nvid = 2\nvni = 2\n\
-                 [[port]]\nname = \"tap1_0\"\nlearning = false\nvlans = [{{ vid = 2, pvid = true, untagged = true }}]\n\
+                 [[port]]\nname = \"tap1_0\"\n{io}learning = false\nvlans = [{{ vid = 2, pvid = true, untagged = true }}]\n\
                  [[fdb]]\nmac = \"{}\"\nvni = 2\ndst = \"{}\"\n[[fdb]]\nmac = \"{}\"\nvni = 2\nport = \"tap1_0\"\n\
                  [[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"{}\"\n",
                 D.ip, B.mac, S.ip, A.mac, S.ip
@@ -179,7 +196,7 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
                 "bench-forward:",
             )?))
         }
-        other => bail!("unknown path '{other}': use kernel, xvtep or bare"),
+        other => bail!("unknown path '{other}': use kernel, xvtep, xvtep-afxdp, bare or kernel-tso"),
     }
 }
 
@@ -289,7 +306,8 @@ fn measure(
     Ok(s)
 }
 
-/// TCP (1 and 4 streams) and RTT through `path`, to a container behind a kernel VTEP.
+/// TCP (1 and 4 streams, both directions) and RTT through `path`, to a container behind a
+/// kernel VTEP.
 fn measure_tcp(
     args: &Args,
     path: &str,
@@ -304,15 +322,42 @@ fn measure_tcp(
         bail!("{path}: no connectivity between the containers; cannot measure TCP");
     }
     let rtt = RttSample::new(path, tcp::ping_rtts(&t.g, 200)?);
-    progress.println(format!("{path:>6} ping: p50 {:.0} us, p99 {:.0} us", rtt.p50_us, rtt.p99_us));
+    progress.println(format!("{path:>11} ping: p50 {:.0} us, p99 {:.0} us", rtt.p50_us, rtt.p99_us));
     results.rtt.push(rtt);
-    for streams in [1, 4] {
-        let bps = tcp::iperf(&t.g, &r, args.tcp_seconds, streams)?;
-        progress.println(format!("{path:>6} TCP x{streams}: {:.2} Gbit/s", bps / 1e9));
-        results.tcp.push(TcpSample { path: path.into(), streams, gbps: bps / 1e9 });
-        progress.inc(1);
+    for direction in ["encap", "decap"] {
+        for streams in [1, 4] {
+            let cpu0 = cpu_times();
+            let run = tcp::iperf(&t.g, &r, args.tcp_seconds, streams, direction == "decap")?;
+            let cpu1 = cpu_times();
+            let (all0, all1) = (cpu0[cpu0.len() - 1], cpu1[cpu1.len() - 1]);
+            let busy_s = (all1.0 - all0.0) as f64 / clock_ticks_per_second();
+            let sample = TcpSample {
+                path: path.into(),
+                direction: direction.into(),
+                streams,
+                gbps: run.bits_per_second / 1e9,
+                cpu_s_per_gb: report::ratio(busy_s, run.bytes as f64 / 1e9),
+            };
+            progress.println(format!(
+                "{path:>11} TCP {direction} x{streams}: {:.2} Gbit/s, {:.2} CPU s/GB",
+                sample.gbps, sample.cpu_s_per_gb
+            ));
+            results.tcp.push(sample);
+            progress.inc(1);
+        }
     }
     Ok(())
+}
+
+/// The kernel's clock ticks per second, the unit of /proc/stat.
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
 }
 
 /// Writes the table, results.json and the plot of `results` into `dir`; returns the table.
@@ -337,10 +382,13 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("xvtep bench builds network namespaces and attaches XDP, which needs root: run it with sudo");
     }
-    let tcp_paths: Vec<&String> =
-        args.paths.iter().filter(|p| args.tcp_seconds > 0 && (*p == "kernel" || *p == "xvtep")).collect();
+    let tcp_paths: Vec<&String> = args
+        .paths
+        .iter()
+        .filter(|p| args.tcp_seconds > 0 && (p.starts_with("kernel") || p.starts_with("xvtep")))
+        .collect();
     let total = args.rounds as usize * args.sizes.len() * args.directions.len() * args.paths.len()
-        + 2 * tcp_paths.len();
+        + 4 * tcp_paths.len();
     let progress = indicatif::ProgressBar::new(total as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template(

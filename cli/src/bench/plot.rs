@@ -26,7 +26,14 @@ pub fn pps_by_size(samples: &[Sample], file: &Path) -> Result<()> {
             .build_cartesian_2d(0f64..x_max, 0f64..top)
             .map_err(|x| e(&x))?;
         chart.configure_mesh().x_desc("frame size (bytes)").y_desc("Mpps").draw().map_err(|x| e(&x))?;
-        for (path, color) in [("kernel", RED), ("xvtep", BLUE), ("bare", GREEN)] {
+        let colors = [
+            ("kernel", RED),
+            ("xvtep", BLUE),
+            ("xvtep-afxdp", CYAN),
+            ("bare", GREEN),
+            ("kernel-tso", MAGENTA),
+        ];
+        for (path, color) in colors {
             let points: Vec<(f64, f64)> = sizes
                 .iter()
                 .filter_map(|s| m.get(&(path.to_string(), dir.to_string(), *s)).map(|p| (*s as f64, p / 1e6)))

@@ -3,12 +3,22 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// TCP throughput of one path.
+/// TCP throughput of one path in one direction.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TcpSample {
     pub path: String,
+    /// `encap`: from the container behind the device under test; `decap`: to it.
+    #[serde(default = "encap")]
+    pub direction: String,
     pub streams: u32,
     pub gbps: f64,
+    /// CPU seconds the whole machine spent per GB received (both hosts, both containers).
+    #[serde(default)]
+    pub cpu_s_per_gb: f64,
+}
+
+fn encap() -> String {
+    "encap".into()
 }
 
 /// Ping round-trip times of one path, in microseconds.
@@ -118,27 +128,61 @@ pub fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-/// The TCP and RTT tables.
+/// The TCP and RTT tables; TCP rates also as a ratio to the `kernel` path's.
 pub fn tcp_rtt_table(r: &Results) -> String {
     let mut out = String::new();
     if !r.tcp.is_empty() {
-        let _ = writeln!(out, "{:<8} {:>8} {:>12}", "path", "streams", "TCP Gbit/s");
-        for t in &r.tcp {
-            let _ = writeln!(out, "{:<8} {:>8} {:>12.2}", t.path, t.streams, t.gbps);
+        let _ = writeln!(
+            out,
+            "{:<12} {:<6} {:>8} {:>11} {:>9} {:>9}",
+            "path", "dir", "streams", "TCP Gbit/s", "/kernel", "CPU s/GB"
+        );
+        let kernel = |t: &TcpSample| {
+            r.tcp
+                .iter()
+                .find(|k| k.path == "kernel" && k.direction == t.direction && k.streams == t.streams)
+                .map_or(0.0, |k| k.gbps)
+        };
+        let mut rows: Vec<&TcpSample> = r.tcp.iter().collect();
+        rows.sort_by_key(|t| (t.direction.clone(), t.streams));
+        for t in rows {
+            let _ = writeln!(
+                out,
+                "{:<12} {:<6} {:>8} {:>11.2} {:>8.2}x {:>9.2}",
+                t.path,
+                t.direction,
+                t.streams,
+                t.gbps,
+                ratio(t.gbps, kernel(t)),
+                t.cpu_s_per_gb
+            );
         }
     }
     if !r.rtt.is_empty() {
-        let _ = writeln!(out, "{:<8} {:>8} {:>12} {:>12}", "path", "pings", "RTT p50 us", "RTT p99 us");
+        let _ = writeln!(out, "{:<12} {:>8} {:>12} {:>12}", "path", "pings", "RTT p50 us", "RTT p99 us");
         for t in &r.rtt {
-            let _ = writeln!(out, "{:<8} {:>8} {:>12.0} {:>12.0}", t.path, t.count, t.p50_us, t.p99_us);
+            let _ = writeln!(out, "{:<12} {:>8} {:>12.0} {:>12.0}", t.path, t.count, t.p50_us, t.p99_us);
         }
     }
     out
 }
 
-/// The table: one row per direction and size, one column per path, and the two ratios.
+/// The paths of `samples` in the order first measured.
+pub fn paths(samples: &[Sample]) -> Vec<String> {
+    let mut paths: Vec<String> = Vec::new();
+    for s in samples {
+        if !paths.contains(&s.path) {
+            paths.push(s.path.clone());
+        }
+    }
+    paths
+}
+
+/// The table: one row per direction and size; per path its pps, its ratio to the kernel's
+/// (to the bare forwarder's for xvtep paths too), and the CPU busy % per core.
 pub fn table(samples: &[Sample]) -> String {
     let m = medians(samples);
+    let paths = paths(samples);
     let mut keys: Vec<(String, usize)> = m.keys().map(|(_, d, s)| (d.clone(), *s)).collect();
     keys.sort();
     keys.dedup();
@@ -153,35 +197,30 @@ pub fn table(samples: &[Sample]) -> String {
             .unwrap_or_else(|| "-".into())
     };
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<8} {:>6} {:>14} {:>14} {:>14} {:>12} {:>12}   {:<22} CPU % per core: kernel | xvtep | bare",
-        "dir",
-        "bytes",
-        "kernel pps",
-        "xvtep pps",
-        "bare pps",
-        "xvtep/kern",
-        "xvtep/bare",
-        "Gbit/s kern|xvtep|bare",
-    );
+    let mut head = format!("{:<6} {:>6}", "dir", "bytes");
+    for p in &paths {
+        let _ = write!(head, " {:>14}", format!("{p} pps"));
+    }
+    for p in paths.iter().filter(|p| p.starts_with("xvtep")) {
+        let _ = write!(head, " {:>18} {:>18}", format!("{p}/kernel"), format!("{p}/bare"));
+    }
+    let _ = writeln!(out, "{head}   CPU % per core: {}", paths.join(" | "));
     for (d, s) in keys {
-        let (k, x, b) = (get("kernel", &d, s), get("xvtep", &d, s), get("bare", &d, s));
-        let _ = writeln!(
-            out,
-            "{:<8} {:>6} {:>14.0} {:>14.0} {:>14.0} {:>11.2}x {:>11.0}%   {:<22} {} | {} | {}",
-            d,
-            s,
-            k,
-            x,
-            b,
-            ratio(x, k),
-            100.0 * ratio(x, b),
-            format!("{:.2}|{:.2}|{:.2}", gbps(k, s), gbps(x, s), gbps(b, s)),
-            cpu("kernel", &d, s),
-            cpu("xvtep", &d, s),
-            cpu("bare", &d, s)
-        );
+        let mut row = format!("{:<6} {:>6}", d, s);
+        for p in &paths {
+            let _ = write!(row, " {:>14.0}", get(p, &d, s));
+        }
+        for p in paths.iter().filter(|p| p.starts_with("xvtep")) {
+            let x = get(p, &d, s);
+            let _ = write!(
+                row,
+                " {:>17.2}x {:>17.0}%",
+                ratio(x, get("kernel", &d, s)),
+                100.0 * ratio(x, get("bare", &d, s))
+            );
+        }
+        let cpus: Vec<String> = paths.iter().map(|p| cpu(p, &d, s)).collect();
+        let _ = writeln!(out, "{row}   {}", cpus.join(" | "));
     }
     out
 }
@@ -215,11 +254,27 @@ mod tests {
         assert_eq!((r.count, r.p50_us, r.p99_us), (3, 200.0, 300.0));
         let t = tcp_rtt_table(&Results {
             pps: vec![],
-            tcp: vec![TcpSample { path: "kernel".into(), streams: 4, gbps: 9.5 }],
+            tcp: vec![
+                TcpSample {
+                    path: "kernel".into(),
+                    direction: "encap".into(),
+                    streams: 4,
+                    gbps: 9.5,
+                    cpu_s_per_gb: 1.5,
+                },
+                TcpSample {
+                    path: "xvtep".into(),
+                    direction: "encap".into(),
+                    streams: 4,
+                    gbps: 7.6,
+                    cpu_s_per_gb: 2.25,
+                },
+            ],
             rtt: vec![r],
         });
-        assert!(t.contains("kernel          4         9.50"), "{t}");
-        assert!(t.contains("xvtep           3          200          300"), "{t}");
+        assert!(t.contains("kernel       encap         4        9.50     1.00x      1.50"), "{t}");
+        assert!(t.contains("xvtep        encap         4        7.60     0.80x      2.25"), "{t}");
+        assert!(t.contains("xvtep               3          200          300"), "{t}");
     }
 
     #[test]
@@ -236,8 +291,8 @@ mod tests {
         assert_eq!(ratio(1.0, 0.0), 0.0);
         let t = table(&runs);
         assert!(t.contains("encap"), "{t}");
+        assert!(t.contains("xvtep/kernel"), "{t}");
         assert!(t.contains("4.00x"), "{t}");
-        assert!(t.contains("0.00|0.00|0.00"), "{t}");
         assert_eq!(gbps(1_000_000.0, 125), 1.0);
         let even = medians(&[s("bare", 100, 1.0), s("bare", 300, 1.0)]);
         assert_eq!(even[&("bare".into(), "encap".into(), 64)], 200.0);

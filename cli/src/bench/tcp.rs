@@ -25,13 +25,25 @@ pub fn add_remote_container(s: &Netns, g: &Netns, prefix: &str) -> Result<Netns>
     Ok(r)
 }
 
-/// iperf3 from `g` to `r` for `secs` with `streams` parallel streams; bits per second received.
-pub fn iperf(g: &Netns, r: &Netns, secs: u64, streams: u32) -> Result<f64> {
+/// What one iperf3 run moved.
+pub struct IperfRun {
+    pub bits_per_second: f64,
+    pub bytes: u64,
+}
+
+/// iperf3 between `g` and `r` for `secs` with `streams` parallel streams, from `g` (or to it,
+/// `reverse`); what the receiver got.
+pub fn iperf(g: &Netns, r: &Netns, secs: u64, streams: u32, reverse: bool) -> Result<IperfRun> {
     r.sh("iperf3 -s -1 -D");
     std::thread::sleep(Duration::from_millis(300));
-    let out = g.sh(&format!("iperf3 -c {} -t {secs} -P {streams} -J", B.ip));
+    let flag = if reverse { " -R" } else { "" };
+    let out = g.sh(&format!("iperf3 -c {} -t {secs} -P {streams} -J{flag}", B.ip));
     let v: serde_json::Value = serde_json::from_str(&out).context("reading iperf3's JSON")?;
-    Ok(v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0))
+    let got = &v["end"]["sum_received"];
+    Ok(IperfRun {
+        bits_per_second: got["bits_per_second"].as_f64().unwrap_or(0.0),
+        bytes: got["bytes"].as_u64().unwrap_or(0),
+    })
 }
 
 /// Round-trip times of `count` pings at 10 ms intervals, in microseconds.

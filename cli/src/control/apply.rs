@@ -64,7 +64,7 @@ impl Running {
             }
             Request::VlanDel { dev, vid } => self.vlan_del(dev, *vid),
             Request::LinkShow => Ok(self.link_show()),
-            Request::LinkAdd { dev } => self.link_add(dev),
+            Request::LinkAdd { dev, io } => self.link_add(dev, io.unwrap_or_default()),
             Request::LinkDel { dev } => self.link_del(dev),
             Request::LinkSet { dev, hairpin, learning, flood } => {
                 self.link_set(dev, *hairpin, *learning, *flood)
@@ -366,13 +366,13 @@ impl Running {
             let pvid = p.vlans.iter().find(|v| v.pvid).map(|v| v.vid);
             let id = topo.port_id(&p.name).map(|id| id.0);
             rows.push(json!({"id": id, "dev": p.name, "pvid": pvid, "hairpin": p.hairpin,
-                "learning": p.learning, "flood": p.flood, "mtu": p.mtu}));
+                "learning": p.learning, "flood": p.flood, "mtu": p.mtu, "io": p.io.name()}));
         }
         rows.sort_by_key(|r| r["id"].as_u64());
         Value::Array(rows)
     }
 
-    fn link_add(&mut self, dev: &str) -> Outcome {
+    fn link_add(&mut self, dev: &str, io: PortIo) -> Outcome {
         if self.config.ports.iter().any(|p| p.name == dev) || dev == TUNNEL {
             return Err(format!("'{dev}' is a port of the switch already"));
         }
@@ -385,7 +385,7 @@ impl Running {
                 learning: true,
                 flood: true,
                 mtu: 1500,
-                io: Default::default(),
+                io,
             });
             Ok(())
         })?;

@@ -61,12 +61,13 @@ pub fn link(data: &Value) -> String {
             let pvid = if l["pvid"].is_null() { "none".to_string() } else { s(&l["pvid"]) };
             let _ = writeln!(
                 o,
-                "{i}: {}: pvid {pvid} hairpin {} learning {} flood {} mtu {}",
+                "{i}: {}: pvid {pvid} hairpin {} learning {} flood {} mtu {} io {}",
                 s(&l["dev"]),
                 on(&l["hairpin"]),
                 on(&l["learning"]),
                 on(&l["flood"]),
-                s(&l["mtu"])
+                s(&l["mtu"]),
+                s(&l["io"])
             );
         }
     }

@@ -80,9 +80,12 @@ pub enum Request {
         vid: u16,
     },
     LinkShow,
-    /// Makes an interface a port (in VLAN 1, untagged, as a new kernel bridge port).
+    /// Makes an interface a port (in VLAN 1, untagged, as a new kernel bridge port), with
+    /// port I/O `io` (default `auto`).
     LinkAdd {
         dev: String,
+        #[serde(default)]
+        io: Option<xvtep_dataplane::config::PortIo>,
     },
     /// Removes a port, with its FDB entries.
     LinkDel {

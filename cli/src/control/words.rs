@@ -136,13 +136,13 @@ pub fn vlan(verb: &str, args: &[String]) -> Result<Request, String> {
     Ok(r)
 }
 
-/// `link show | add dev IFACE | del dev IFACE | set dev PORT [hairpin on|off] [learning on|off]
+/// `link show | add dev IFACE [io auto|afxdp|vnet] | del dev IFACE | set dev PORT [hairpin on|off] [learning on|off]
 /// [flood on|off]`
 pub fn link(verb: &str, args: &[String]) -> Result<Request, String> {
     let mut w = Words::new(args);
     let r = match verb {
         "show" | "list" => Request::LinkShow,
-        "add" => Request::LinkAdd { dev: w.required("dev")? },
+        "add" => Request::LinkAdd { dev: w.required("dev")?, io: w.value("io")? },
         "del" | "delete" => Request::LinkDel { dev: w.required("dev")? },
         "set" => {
             let dev = w.required("dev")?;
@@ -266,7 +266,12 @@ mod tests {
         assert_eq!(vlan("del", &w("dev p1 vid 10")).unwrap(), Request::VlanDel { dev: "p1".into(), vid: 10 });
         assert_eq!(vlan("add", &w("dev p1")).unwrap_err(), "'vid' is required");
         assert_eq!(vlan("add", &w("dev vxlan0 vid 10 tunnel_info")).unwrap_err(), "'id' is required");
-        assert_eq!(link("add", &w("dev p9")).unwrap(), Request::LinkAdd { dev: "p9".into() });
+        assert_eq!(link("add", &w("dev p9")).unwrap(), Request::LinkAdd { dev: "p9".into(), io: None });
+        assert_eq!(
+            link("add", &w("dev p9 io afxdp")).unwrap(),
+            Request::LinkAdd { dev: "p9".into(), io: Some(xvtep_dataplane::config::PortIo::Afxdp) }
+        );
+        assert!(link("add", &w("dev p9 io xdp")).unwrap_err().contains("use auto, afxdp or vnet"));
         assert_eq!(link("delete", &w("dev p9")).unwrap(), Request::LinkDel { dev: "p9".into() });
         assert_eq!(link("del", &w("p9")).unwrap_err(), "'dev' is required");
         assert_eq!(link("add", &w("dev p9 hairpin on")).unwrap_err(), "unexpected 'hairpin'");

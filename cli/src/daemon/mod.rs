@@ -289,11 +289,12 @@ pub fn run(args: Args) -> Result<()> {
         xdp.port_redirect, xdp.underlay_redirect, xdp.underlay_pass, xdp.no_socket, xdp.vnet_held
     );
     println!(
-        "vnet: rx {} tx {}, dropped: tx_refused {} rx_short {}",
+        "vnet: rx {} tx {}, dropped: tx_refused {} rx_short {} rx_queue_full {}",
         io(|c| c.vnet_rx.get()),
         io(|c| c.vnet_tx.get()),
         io(|c| c.vnet_tx_refused.get()),
         io(|c| c.vnet_rx_short.get()),
+        io(|c| c.vnet_rx_queue_full.get()),
     );
     match failed {
         Some(e) => Err(e),
@@ -395,13 +396,18 @@ impl Watch {
                 }
             }
         }
-        let full: u64 =
-            workers.iter().map(|w| w.counters.rx_ring_full.get() + w.counters.rx_fill_empty.get()).sum();
+        let full: u64 = workers
+            .iter()
+            .map(|w| {
+                let c = &w.counters;
+                c.rx_ring_full.get() + c.rx_fill_empty.get() + c.vnet_rx_queue_full.get()
+            })
+            .sum();
         if full > self.rx_ring_full
             && self.last_overload_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
         {
             warn!(
-                "overload: the kernel dropped {} frame(s) because workers did not keep up (rx ring full or fill ring empty); \
+                "overload: the kernel dropped {} frame(s) because workers did not keep up (rx ring full, fill ring empty, or a vnet port's socket queue full); \
                  forwarding goes on; more workers (--cores) raise the ceiling",
                 full - self.rx_ring_full
             );

@@ -39,11 +39,12 @@ pub fn open_sockets(
     Ok(per_worker)
 }
 
-/// What `auto` means for `iface`: `afxdp` for now. DESIGN.md wants `vnet` for veth and tap
-/// interfaces (their other side keeps its offloads that way) once the bench has measured both
-/// modes and the AF_XDP-specific tests name their mode; `iface.driver` tells them apart.
-pub fn resolve_io(io: PortIo, _iface: &Iface) -> PortIo {
+/// What `auto` means for `iface`: `vnet` for a veth or a tap (driver `tun`), whose other side
+/// keeps its TCP offloads that way (the bench: TCP several times faster than through AF_XDP,
+/// where an XDP program strips GSO from the veth's peer); `afxdp` for anything else.
+pub fn resolve_io(io: PortIo, iface: &Iface) -> PortIo {
     match io {
+        PortIo::Auto if matches!(iface.driver.as_str(), "veth" | "tun") => PortIo::Vnet,
         PortIo::Auto => PortIo::Afxdp,
         chosen => chosen,
     }

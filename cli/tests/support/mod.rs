@@ -186,6 +186,13 @@ pub fn seed_config(local: &str, flood: &[&str], extra_tunnel: &str) -> String {
     c
 }
 
+/// `config` with every port on port I/O `io` ("afxdp", "vnet"), for tests of one mode.
+pub fn ports_io(config: &str, io: &str) -> String {
+    config
+        .replace("[[port]]\nname = \"tap1_0\"\n", &format!("[[port]]\nname = \"tap1_0\"\nio = \"{io}\"\n"))
+        .replace("[[port]]\nname = \"tap2_0\"\n", &format!("[[port]]\nname = \"tap2_0\"\nio = \"{io}\"\n"))
+}
+
 /// Number of XDP programs attached in `ns`.
 pub fn xdp_programs(ns: &Netns) -> usize {
     ns.sh("ip link show").matches("prog/xdp").count()

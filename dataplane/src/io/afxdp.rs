@@ -84,6 +84,9 @@ pub struct IoCounters {
     pub vnet_tx_refused: Counter,
     /// Dropped: a `vnet` port's socket gave a frame too short for its virtio-net header.
     pub vnet_rx_short: Counter,
+    /// Dropped by the kernel: a `vnet` port's socket receive queue was full (the worker did
+    /// not keep up).
+    pub vnet_rx_queue_full: Counter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -381,6 +384,9 @@ impl AfXdpIo {
         self.last_kernel_stats = Instant::now();
         for s in &mut self.socks {
             s.read_kernel_stats(&self.counters);
+        }
+        for v in &self.vnet {
+            self.counters.vnet_rx_queue_full.add(v.kernel_drops());
         }
     }
 

@@ -23,6 +23,7 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_FANOUT_HASH: u32 = 0;
 
 /// Frames one socket receives per batch at most: superframes are up to 64 KiB, and each may
@@ -169,6 +170,29 @@ impl VnetSocket {
         }
         self.rx_lens.extend(msgs[..r as usize].iter().map(|m| m.msg_len as usize));
         Ok(r as usize)
+    }
+
+    /// Frames the kernel dropped because this socket's receive queue was full, since the last
+    /// call (the kernel resets the count when read).
+    pub fn kernel_drops(&self) -> u64 {
+        // struct tpacket_stats: tp_packets, tp_drops.
+        let mut st = [0u32; 2];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: `st` has room for the `len` bytes the kernel may write.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                st.as_mut_ptr() as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r < 0 {
+            0
+        } else {
+            st[1] as u64
+        }
     }
 
     /// Frame `i` of the last receive: its virtio-net header and bytes (`None` if too short to
