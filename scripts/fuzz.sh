@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-12}
-targets=(local_ingress underlay_ingress config control_protocol)
+targets=(local_ingress underlay_ingress superframes config control_protocol)
 # cargo-fuzz needs nightly features; the stable toolchain allows them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -225,6 +225,15 @@ fn a_partial_checksum_is_completed_for_afxdp_and_passed_on_to_vnet() {
     let out = send(&mut h, hdr, to_vm2.clone());
     assert_eq!((out[0].0.as_str(), out[0].1), ("vm2", hdr));
     assert_frame(&out[0].2, &to_vm2);
+
+    // Into the tunnel: the inner checksum completed, and the outer UDP checksum over it right
+    // (computed from the inner one, as the kernel's local checksum offload does).
+    let mut to_remote = partial.clone();
+    to_remote[..6].copy_from_slice(&mac(REMOTE));
+    let out = send(&mut h, hdr, to_remote);
+    let full_remote = tcp(mac(REMOTE), false, 5, 1, PSH_FIN_CWR, &payload(100));
+    assert_eq!(out.len(), 1);
+    assert_encap(&out[0].2, "10.0.0.1", "10.0.0.2", 1000, 0, &full_remote);
 }
 
 #[test]

@@ -70,6 +70,18 @@ impl Drop for Netns {
 }
 
 /// A veth pair `a` (in `na`) ↔ `b` (in `nb`), both up, with one queue each.
+/// Makes the veth link from `sender`'s `tx_dev` to `receiver`'s `rx_dev` behave as a wire
+/// between two NICs: the sending end passes MTU-sized frames only (no TSO: a veth hands
+/// superframes to its peer whole, which no wire carries; and with TSO on, veth.c never hands
+/// a frame to its peer's NAPI), and the receiving end coalesces as a NIC driver does (GRO) in
+/// its own NAPI context (threaded NAPI; a veth otherwise receives in the sender's softirq, on
+/// the sender's core, one frame at a time, so GRO never sees two frames together).
+pub fn make_wire(sender: &Netns, tx_dev: &str, receiver: &Netns, rx_dev: &str) {
+    sender.sh(&format!("ethtool -K {tx_dev} tso off >/dev/null"));
+    receiver
+        .sh(&format!("ethtool -K {rx_dev} gro on >/dev/null && echo 1 > /sys/class/net/{rx_dev}/threaded"));
+}
+
 pub fn veth(na: &Netns, a: &str, nb: &Netns, b: &str) {
     veth_queues(na, a, nb, b, 1);
 }

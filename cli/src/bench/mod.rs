@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use xvtep::netns::{veth, Netns};
+use xvtep::netns::{make_wire, veth, Netns};
 use xvtep::traffic::{frames, gen};
 use xvtep_dataplane::wire::MacAddr;
 
@@ -90,18 +90,10 @@ fn build(prefix: &str) -> Result<Topo> {
     s.sh(&format!("ip link set eth0 address {} && ip addr add {}/24 dev eth0", S.mac, S.ip));
     d.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", S.ip, S.mac));
     s.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", D.ip, D.mac));
-    underlay_is_a_wire(&d, &s);
+    // The underlay is a wire both ways, for every path alike (`kernel-tso` turns TSO back on).
+    make_wire(&d, "eth0", &s, "eth0");
+    make_wire(&s, "eth0", &d, "eth0");
     Ok(Topo { g, d, s, dir: tempfile::tempdir()? })
-}
-
-/// Makes the veth between `d` and `s` behave as a wire between two NICs, for every path alike:
-/// what `d` sends crosses as MTU-sized frames (no TSO on its end: a veth passes superframes to
-/// its peer whole, which no wire does), and `s` receives as a NIC driver does, with GRO, in its
-/// own NAPI context (threaded NAPI; a veth otherwise receives in the sender's softirq, on the
-/// sender's core, one frame at a time, and GRO never sees two frames together).
-pub fn underlay_is_a_wire(d: &Netns, s: &Netns) {
-    d.sh("ethtool -K eth0 tso off >/dev/null");
-    s.sh("ethtool -K eth0 gro on >/dev/null && echo 1 > /sys/class/net/eth0/threaded");
 }
 
 /// A device under test running as a process, its output in a log; stopped on drop.
@@ -153,6 +145,7 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
         "kernel" | "kernel-tso" => {
             if path == "kernel-tso" {
                 t.d.sh("ethtool -K eth0 tso on >/dev/null");
+                t.s.sh("ethtool -K eth0 tso on >/dev/null");
             }
             t.d.sh(&format!(
                 "ip link add br2 type bridge && ip link set br2 up && \
@@ -294,7 +287,7 @@ fn measure(
         busy_cores,
         cpu_percent,
     };
-    progress.println(format!(
+    say(progress, format!(
         "round {} {path:>6} {direction:<5} {size:>5} B: {:>10.0} pps ({:.3} Gbit/s) received ({:.1}% of {} sent), CPU {}",
         round + 1,
         s.pps(),
@@ -322,7 +315,7 @@ fn measure_tcp(
         bail!("{path}: no connectivity between the containers; cannot measure TCP");
     }
     let rtt = RttSample::new(path, tcp::ping_rtts(&t.g, 200)?);
-    progress.println(format!("{path:>11} ping: p50 {:.0} us, p99 {:.0} us", rtt.p50_us, rtt.p99_us));
+    say(progress, format!("{path:>11} ping: p50 {:.0} us, p99 {:.0} us", rtt.p50_us, rtt.p99_us));
     results.rtt.push(rtt);
     for direction in ["encap", "decap"] {
         for streams in [1, 4] {
@@ -338,15 +331,27 @@ fn measure_tcp(
                 gbps: run.bits_per_second / 1e9,
                 cpu_s_per_gb: report::ratio(busy_s, run.bytes as f64 / 1e9),
             };
-            progress.println(format!(
-                "{path:>11} TCP {direction} x{streams}: {:.2} Gbit/s, {:.2} CPU s/GB",
-                sample.gbps, sample.cpu_s_per_gb
-            ));
+            say(
+                progress,
+                format!(
+                    "{path:>11} TCP {direction} x{streams}: {:.2} Gbit/s, {:.2} CPU s/GB",
+                    sample.gbps, sample.cpu_s_per_gb
+                ),
+            );
             results.tcp.push(sample);
             progress.inc(1);
         }
     }
     Ok(())
+}
+
+/// Prints a line above the progress bar, or plainly when there is no bar (not a terminal).
+fn say(progress: &indicatif::ProgressBar, line: String) {
+    if progress.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        progress.println(line);
+    }
 }
 
 /// The kernel's clock ticks per second, the unit of /proc/stat.

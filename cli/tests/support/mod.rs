@@ -235,6 +235,18 @@ pub fn topo(prefix: &str, n: usize) -> Topo {
     Topo { hosts, _ul: ul, dir: tempfile::tempdir().unwrap() }
 }
 
+impl Topo {
+    /// Makes the underlay between the hosts behave as a wire between NICs (see
+    /// `xvtep::netns::make_wire`): hosts send MTU-sized frames, and each host's `eth0`
+    /// receives from the underlay bridge with GRO in its own NAPI context.
+    pub fn underlay_is_a_wire(&self) {
+        for (i, host) in self.hosts.iter().enumerate() {
+            host.h.sh("ethtool -K eth0 tso off >/dev/null");
+            xvtep::netns::make_wire(&self._ul, &format!("p{}", i + 1), &host.h, "eth0");
+        }
+    }
+}
+
 pub fn prefix(test: &str) -> String {
     format!("xv{}-{}", std::process::id() % 100000, test)
 }

@@ -194,8 +194,9 @@ impl Segment {
 
     /// Fixes up the headers of the segment written into `frame` (its L2 frame, whose L3
     /// header begins `shift` bytes after where the superframe's did: a tag pushed or popped):
-    /// lengths, IPv4 ID, TCP sequence number and flags, and the checksums.
-    pub fn finish(&self, frame: &mut [u8], shift: isize) {
+    /// lengths, IPv4 ID, TCP sequence number and flags, and the checksums. Returns where the
+    /// transport header starts in `frame` and what the bytes from there on sum to (folded).
+    pub fn finish(&self, frame: &mut [u8], shift: isize) -> (usize, u16) {
         let g = &self.gso;
         let l3 = (g.l3 as isize + shift) as usize;
         let l4 = (g.l4 as isize + shift) as usize;
@@ -236,18 +237,25 @@ impl Segment {
             csum = 0xffff;
         }
         seg[at..at + 2].copy_from_slice(&csum.to_be_bytes());
+        // A complete checksum makes the segment sum to the complement of its pseudo-header.
+        (l4, checksum_fold(pseudo))
     }
 }
 
 /// Completes the partial checksum of `frame` as a NIC does for `NEEDS_CSUM`: the one's
 /// complement sum from `start` to the end (the field holds the pseudo-header sum the sender
-/// put there), stored at `start + offset`. Bounds were checked by [`check`].
-pub fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) {
+/// put there), stored at `start + offset`. Bounds were checked by [`check`]. Returns what the
+/// bytes from `start` on sum to afterwards (folded): the complement of the pseudo-header sum
+/// the field held.
+pub fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) -> Option<u16> {
     if start + offset + 2 > frame.len() {
-        return;
+        return None;
     }
+    let field = &mut frame[start + offset..start + offset + 2];
+    let partial = u16::from_be_bytes([field[0], field[1]]);
     let csum = checksum_fold(checksum_sum(&frame[start..]));
     frame[start + offset..start + offset + 2].copy_from_slice(&csum.to_be_bytes());
+    Some(!partial)
 }
 
 /// The virtio-net header for sending the superframe `o` whole to a `vnet` port, its L2 frame

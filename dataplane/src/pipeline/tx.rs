@@ -267,18 +267,25 @@ pub fn apply_edit(edit: &Edit, src: &[u8], out: &mut [u8]) -> usize {
     o += rest.len();
     out[o..o + payload.len()].copy_from_slice(payload);
     o += payload.len();
-    // Inner checksums first: the outer UDP checksum covers them.
+    // Inner checksums first: the outer UDP checksum covers them. Where an inner checksum was
+    // completed here, the outer one need not read the segment again (`known`).
     let shift = edit.tag_shift();
-    match &edit.offload {
-        TxOffload::Segment(s) => s.finish(&mut out[inner..o], shift),
+    let known = match &edit.offload {
+        TxOffload::Segment(s) => Some(s.finish(&mut out[inner..o], shift)),
         TxOffload::Checksum { start, offset } => {
-            complete_checksum(&mut out[inner..o], (*start as isize + shift) as usize, *offset as usize)
+            let start = (*start as isize + shift) as usize;
+            complete_checksum(&mut out[inner..o], start, *offset as usize).map(|sum| (start, sum))
         }
-        TxOffload::None | TxOffload::Whole(_) | TxOffload::Coalesced(_) => {}
-    }
+        TxOffload::None | TxOffload::Whole(_) | TxOffload::Coalesced(_) => None,
+    };
     if let Some(h) = &edit.outer {
         if h.udp_checksum {
-            UdpRepr::fill_checksum(&mut out[h.udp_offset as usize..o], h.src, h.dst);
+            let at = h.udp_offset as usize;
+            let dgram = &mut out[at..o];
+            match known {
+                Some((l4, sum)) => UdpRepr::fill_checksum_with(dgram, h.src, h.dst, inner + l4 - at, sum),
+                None => UdpRepr::fill_checksum(dgram, h.src, h.dst),
+            }
         }
     }
     o

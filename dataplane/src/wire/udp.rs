@@ -78,8 +78,25 @@ impl UdpRepr {
     /// Computes and stores the checksum of the datagram `dgram` (header and payload, written).
     /// A computed 0 is sent as 0xffff (RFC 768).
     pub fn fill_checksum(dgram: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+        Self::fill_checksum_with(dgram, src, dst, dgram.len(), 0);
+    }
+
+    /// As [`UdpRepr::fill_checksum`], for a datagram whose bytes from `known_from` on are
+    /// known to sum to `known_sum` (folded): a transport segment inside whose own checksum is
+    /// complete sums to the complement of its pseudo-header, so only the bytes before it are
+    /// read — the kernel's local checksum offload (`lco_csum`), one pass over the payload
+    /// instead of two.
+    pub fn fill_checksum_with(
+        dgram: &mut [u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        known_from: usize,
+        known_sum: u16,
+    ) {
         dgram[6..8].copy_from_slice(&[0, 0]);
-        let sum = pseudo_header_sum(src, dst, IP_PROTO_UDP, dgram.len() as u16) + checksum_sum(dgram);
+        let sum = pseudo_header_sum(src, dst, IP_PROTO_UDP, dgram.len() as u16)
+            + checksum_sum(&dgram[..known_from])
+            + known_sum as u64;
         let csum = match checksum_fold(sum) {
             0 => 0xffff,
             c => c,
