@@ -46,8 +46,11 @@ pub struct VnetSocket {
 /// received ones they come from are borrowed. Valid while its socket is open.
 pub struct VnetSender {
     fd: RawFd,
-    /// Frames staged for sending: headers and bytes back to back, and where each one is.
+    /// Frames staged for sending: headers and bytes back to back, and where each one is. The
+    /// arena keeps its size from batch to batch (`tx_used` is its filled part), so staging a
+    /// 64 KiB superframe does not zero 64 KiB first.
     tx_arena: Vec<u8>,
+    tx_used: usize,
     tx_frames: Vec<(usize, usize)>,
 }
 
@@ -129,7 +132,7 @@ impl VnetSocket {
 
     /// A sender on this socket; it must not outlive it.
     pub fn sender(&self) -> VnetSender {
-        VnetSender { fd: self.fd.as_raw_fd(), tx_arena: Vec::new(), tx_frames: Vec::new() }
+        VnetSender { fd: self.fd.as_raw_fd(), tx_arena: Vec::new(), tx_used: 0, tx_frames: Vec::new() }
     }
 
     pub fn fd(&self) -> RawFd {
@@ -207,11 +210,14 @@ impl VnetSocket {
 impl VnetSender {
     /// Stages a frame of `len` bytes with header `hdr`, written by `write`.
     pub fn stage(&mut self, hdr: &VirtioNetHdr, len: usize, write: impl FnOnce(&mut [u8]) -> usize) {
-        let at = self.tx_arena.len();
-        self.tx_arena.resize(at + VNET_HDR_LEN + len, 0);
+        let at = self.tx_used;
+        let end = at + VNET_HDR_LEN + len;
+        if self.tx_arena.len() < end {
+            self.tx_arena.resize(end, 0);
+        }
         hdr.emit(&mut self.tx_arena[at..]);
-        let n = write(&mut self.tx_arena[at + VNET_HDR_LEN..]);
-        self.tx_arena.truncate(at + VNET_HDR_LEN + n);
+        let n = write(&mut self.tx_arena[at + VNET_HDR_LEN..end]);
+        self.tx_used = at + VNET_HDR_LEN + n;
         self.tx_frames.push((at, VNET_HDR_LEN + n));
     }
 
@@ -235,15 +241,21 @@ impl VnetSender {
             let r =
                 unsafe { libc::sendmmsg(self.fd, msgs.as_mut_ptr(), chunk.len() as u32, libc::MSG_DONTWAIT) };
             if r <= 0 {
-                // The first frame was refused (queue full, or a header the kernel rejects):
-                // count it dropped and go on with the rest.
+                let e = std::io::Error::last_os_error();
+                if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) {
+                    // The queue is full: the rest would be refused one system call at a
+                    // time; they are dropped together.
+                    break;
+                }
+                // The first frame was refused (a header the kernel rejects): it is dropped,
+                // the rest go on.
                 next += 1;
                 continue;
             }
             next += r as usize;
             sent += r as usize;
         }
-        self.tx_arena.clear();
+        self.tx_used = 0;
         self.tx_frames.clear();
         (sent, total - sent)
     }

@@ -60,6 +60,7 @@ fn classify<'a>(cx: &Ctx, rx: u32, frame: &RxFrame<'a>) -> Result<Frame<'a>, Dro
         priority,
         domain: cx.topo.domain_of(vid),
         offload,
+        inner_sum: None,
     })
 }
 

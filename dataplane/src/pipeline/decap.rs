@@ -12,8 +12,8 @@ use crate::ids::{Domain, PortId};
 use crate::wire::ipv4::Ipv4Error;
 use crate::wire::udp::UdpError;
 use crate::wire::{
-    EthernetHeader, Ipv4Packet, UdpDatagram, VxlanHeader, ETHERTYPE_IPV4, ETH_HEADER_LEN, IP_PROTO_UDP,
-    UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+    checksum_fold_sum, checksum_sub, checksum_sum, EthernetHeader, Ipv4Packet, UdpDatagram, VxlanHeader,
+    ETHERTYPE_IPV4, ETH_HEADER_LEN, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
 };
 
 pub(crate) fn ingress(cx: &mut Ctx, rx: u32, data: &[u8]) {
@@ -58,9 +58,7 @@ fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, Ipv4
     if udp.dst_port() != t.dstport {
         return Err(DropReason::NotVxlan);
     }
-    if !udp.checksum_ok(ip.src(), ip.dst()) {
-        return Err(DropReason::UdpChecksum);
-    }
+    let payload_sum = udp.verify_checksum(ip.src(), ip.dst()).map_err(|()| DropReason::UdpChecksum)?;
     let vxlan = VxlanHeader::parse(udp.payload()).map_err(|_| DropReason::OuterTruncated)?;
     if !vxlan.has_vni_flag() {
         return Err(DropReason::VxlanFlags);
@@ -98,6 +96,10 @@ fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, Ipv4
         priority: 0,
         domain: Domain::vni(vni),
         offload: None,
+        // The VXLAN payload's sum without the VXLAN header: the inner frame's.
+        inner_sum: payload_sum.map(|sum| {
+            checksum_sub(sum, checksum_fold_sum(checksum_sum(&udp.payload()[..VXLAN_HEADER_LEN])))
+        }),
     };
     Ok((frame, ip.src()))
 }

@@ -24,8 +24,8 @@ use crate::ids::{Domain, PortId};
 use crate::wire::tcp::{TcpHeader, TCP_CHECKSUM_OFFSET, TCP_FLAGS_OFFSET, TCP_FLAG_ACK, TCP_FLAG_PSH};
 use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_TCPV6};
 use crate::wire::{
-    checksum_fold, checksum_sum, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IPV4_HEADER_LEN,
-    IPV6_HEADER_LEN, IP_PROTO_TCP,
+    checksum_fold, checksum_fold_sum, checksum_sub, checksum_sum, ETHERTYPE_IPV4, ETHERTYPE_IPV6,
+    ETH_HEADER_LEN, IPV4_HEADER_LEN, IPV6_HEADER_LEN, IP_PROTO_TCP,
 };
 
 /// Flows held open at once per batch (the kernel's GRO holds 8 per bucket too).
@@ -199,8 +199,9 @@ impl TcpSegment {
         self.payload > 0 && self.flags & !TCP_FLAG_PSH == TCP_FLAG_ACK
     }
 
-    /// Whether the IPv4 header checksum (if any) and the TCP checksum of `l2` are right.
-    fn checksums_ok(&self, l2: &[u8]) -> bool {
+    /// Whether the IPv4 header checksum (if any) and the TCP checksum of `l2` are right;
+    /// `l2_sum`, what all of `l2` sums to if known, spares reading the payload.
+    fn checksums_ok(&self, l2: &[u8], l2_sum: Option<u16>) -> bool {
         let ip = &l2[ETH_HEADER_LEN..self.l4];
         let pseudo = match self.kind {
             GsoKind::Tcp4 => {
@@ -212,7 +213,11 @@ impl TcpSegment {
             _ => checksum_sum(&ip[8..40]),
         };
         let tcp = &l2[self.l4..];
-        checksum_fold(pseudo + IP_PROTO_TCP as u64 + tcp.len() as u64 + checksum_sum(tcp)) == 0
+        let tcp_sum = match l2_sum {
+            Some(all) => checksum_sub(all, checksum_fold_sum(checksum_sum(&l2[..self.l4]))) as u64,
+            None => checksum_sum(tcp),
+        };
+        checksum_fold(pseudo + IP_PROTO_TCP as u64 + tcp.len() as u64 + tcp_sum) == 0
     }
 }
 
@@ -281,7 +286,7 @@ impl Gro {
 /// segments after it if it may lead a superframe.
 pub(crate) fn emit_coalescing(cx: &mut Ctx, f: &Frame, action: TxAction) {
     let Some(seg) = TcpSegment::parse(f.l2) else { return emit(cx, action.port, action) };
-    let mergeable = seg.is_plain_data() && seg.checksums_ok(f.l2);
+    let mergeable = seg.is_plain_data() && seg.checksums_ok(f.l2, f.inner_sum);
     if let Some(i) = cx.gro.find(action.port, f.domain, &seg.flow) {
         let held = cx.gro.held[i].take().expect("found");
         if mergeable && held.admits(&seg) {

@@ -135,6 +135,9 @@ pub(crate) struct Frame<'a> {
     pub domain: Domain,
     /// What the sender left to the switch's "hardware" (from a `vnet` port).
     pub offload: Option<Offload>,
+    /// What the bytes of `l2` sum to (folded), when a verified outer UDP checksum gave it for
+    /// free: inner checksums can then be verified without reading the payload again.
+    pub inner_sum: Option<u16>,
 }
 
 impl Frame<'_> {

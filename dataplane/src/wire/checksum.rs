@@ -41,6 +41,19 @@ pub fn checksum_fold(mut sum: u64) -> u16 {
     !(sum as u16)
 }
 
+/// Folds a sum from [`checksum_sum`] to 16 bits without complementing it.
+#[inline]
+pub fn checksum_fold_sum(sum: u64) -> u16 {
+    !checksum_fold(sum)
+}
+
+/// One's complement `a - b` of two folded sums: what the bytes of `a` without those of `b`
+/// sum to (both ranges starting at even offsets).
+#[inline]
+pub fn checksum_sub(a: u16, b: u16) -> u16 {
+    checksum_fold_sum(a as u64 + !b as u64)
+}
+
 /// Sum of the IPv4 pseudo-header of a UDP or TCP segment.
 #[inline]
 pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> u64 {
@@ -56,6 +69,10 @@ mod tests {
         // RFC 1071 §3 example bytes: 00 01 f2 03 f4 f5 f6 f7 → sum 0xddf2, checksum 0x220d.
         let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(checksum_fold(checksum_sum(&d)), !0xddf2u16);
+        // Sums of parts subtract: (d) - (its first 4 bytes) = (its last 4 bytes).
+        let whole = checksum_fold_sum(checksum_sum(&d));
+        let head = checksum_fold_sum(checksum_sum(&d[..4]));
+        assert_eq!(checksum_sub(whole, head), checksum_fold_sum(checksum_sum(&d[4..])));
         // Odd length pads with zero.
         assert_eq!(checksum_sum(&[0x12]), 0x1200);
         assert_eq!(checksum_sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);

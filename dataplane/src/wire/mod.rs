@@ -17,7 +17,7 @@ pub mod virtio_net;
 mod vxlan;
 
 pub use arp::{ArpPacket, ARP_IPV4_LEN, ARP_OP_REPLY, ARP_OP_REQUEST};
-pub use checksum::{checksum_fold, checksum_sum, pseudo_header_sum};
+pub use checksum::{checksum_fold, checksum_fold_sum, checksum_sub, checksum_sum, pseudo_header_sum};
 pub use ethernet::{
     EthernetHeader, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HEADER_LEN,
     VLAN_TAG_LEN,

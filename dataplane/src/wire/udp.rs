@@ -1,6 +1,6 @@
 use std::net::Ipv4Addr;
 
-use super::checksum::{checksum_fold, checksum_sum, pseudo_header_sum};
+use super::checksum::{checksum_fold, checksum_fold_sum, checksum_sum, pseudo_header_sum};
 use super::ipv4::IP_PROTO_UDP;
 
 pub const UDP_HEADER_LEN: usize = 8;
@@ -46,10 +46,24 @@ impl<'a> UdpDatagram<'a> {
     }
     /// A zero checksum means "not computed" over IPv4 (RFC 768) and is accepted.
     pub fn checksum_ok(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        self.checksum() == 0
-            || checksum_fold(
-                pseudo_header_sum(src, dst, IP_PROTO_UDP, self.buf.len() as u16) + checksum_sum(self.buf),
-            ) == 0
+        self.verify_checksum(src, dst).is_ok()
+    }
+
+    /// Checks the checksum; if there is one and it is right, returns what the payload sums
+    /// to (folded), so that a checksum inside the payload can be verified without reading it
+    /// again (as the kernel converts a verified UDP checksum to CHECKSUM_COMPLETE).
+    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Result<Option<u16>, ()> {
+        if self.checksum() == 0 {
+            return Ok(None);
+        }
+        let payload = checksum_sum(self.payload());
+        let whole = pseudo_header_sum(src, dst, IP_PROTO_UDP, self.buf.len() as u16)
+            + checksum_sum(&self.buf[..UDP_HEADER_LEN])
+            + payload;
+        if checksum_fold(whole) != 0 {
+            return Err(());
+        }
+        Ok(Some(checksum_fold_sum(payload)))
     }
     #[inline]
     pub fn payload(&self) -> &'a [u8] {
