@@ -58,7 +58,7 @@ fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, Ipv4
     if udp.dst_port() != t.dstport {
         return Err(DropReason::NotVxlan);
     }
-    let payload_sum = udp.verify_checksum(ip.src(), ip.dst()).map_err(|()| DropReason::UdpChecksum)?;
+    let payload_sum = udp.verify_checksum(ip.src(), ip.dst()).map_err(|_| DropReason::UdpChecksum)?;
     let vxlan = VxlanHeader::parse(udp.payload()).map_err(|_| DropReason::OuterTruncated)?;
     if !vxlan.has_vni_flag() {
         return Err(DropReason::VxlanFlags);

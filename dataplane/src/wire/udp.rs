@@ -52,7 +52,7 @@ impl<'a> UdpDatagram<'a> {
     /// Checks the checksum; if there is one and it is right, returns what the payload sums
     /// to (folded), so that a checksum inside the payload can be verified without reading it
     /// again (as the kernel converts a verified UDP checksum to CHECKSUM_COMPLETE).
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Result<Option<u16>, ()> {
+    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Result<Option<u16>, BadChecksum> {
         if self.checksum() == 0 {
             return Ok(None);
         }
@@ -61,7 +61,7 @@ impl<'a> UdpDatagram<'a> {
             + checksum_sum(&self.buf[..UDP_HEADER_LEN])
             + payload;
         if checksum_fold(whole) != 0 {
-            return Err(());
+            return Err(BadChecksum);
         }
         Ok(Some(checksum_fold_sum(payload)))
     }
@@ -70,6 +70,10 @@ impl<'a> UdpDatagram<'a> {
         &self.buf[UDP_HEADER_LEN..]
     }
 }
+
+/// A UDP checksum that does not match its datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadChecksum;
 
 /// A UDP header to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
