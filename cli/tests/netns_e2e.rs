@@ -345,3 +345,129 @@ fn vnet_ports_keep_offloads_and_the_kernel_off() {
         down / kdown
     );
 }
+
+/// A VM's NIC behind a tap port, as a hypervisor provides it: the test owns the tap `tap` in
+/// `ns` with a virtio-net header and checksum/TSO offloads (as QEMU sets them) and relays
+/// between it and `guest_if`, a veth whose peer is the "guest" (a namespace with its own TCP
+/// stack, offloads on), frames and their virtio-net headers both ways. Stops on drop.
+struct TapRelay {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TapRelay {
+    fn start(ns: &Netns, tap: &str, guest_if: &str) -> TapRelay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use xvtep_dataplane::io::vnet::VnetSocket;
+        use xvtep_dataplane::wire::virtio_net::{VirtioNetHdr, VNET_HDR_LEN};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let (name, tap, guest_if, halt) =
+            (ns.name.clone(), tap.to_string(), guest_if.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            // SAFETY: plain open(2) and ioctl(2) calls on a descriptor this thread owns.
+            let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK) };
+            assert!(fd >= 0, "open /dev/net/tun: {}", std::io::Error::last_os_error());
+            let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+            for (d, s) in ifr.ifr_name.iter_mut().zip(tap.bytes()) {
+                *d = s as libc::c_char;
+            }
+            ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+            assert_eq!(unsafe { libc::ioctl(fd, libc::TUNSETIFF, &ifr) }, 0, "TUNSETIFF");
+            let offloads = (libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6) as libc::c_ulong;
+            assert_eq!(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, offloads) }, 0, "TUNSETOFFLOAD");
+            let index = nix::net::if_::if_nametoindex(guest_if.as_str()).unwrap();
+            let mut guest = VnetSocket::open(xvtep_dataplane::PortId(1), &guest_if, index, None).unwrap();
+            let mut to_guest = guest.sender();
+            ready_tx.send(()).unwrap();
+            let mut buf = vec![0u8; 70_000];
+            while !halt.load(Ordering::Relaxed) {
+                let mut fds = [
+                    libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
+                    libc::pollfd { fd: guest.fd(), events: libc::POLLIN, revents: 0 },
+                ];
+                unsafe { libc::poll(fds.as_mut_ptr(), 2, 50) };
+                // From the switch (the tap's transmit side) to the guest.
+                loop {
+                    let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+                    if n <= VNET_HDR_LEN as isize {
+                        break;
+                    }
+                    let n = n as usize;
+                    let hdr = VirtioNetHdr::parse(&buf).unwrap();
+                    to_guest.stage(&hdr, n - VNET_HDR_LEN, |out| {
+                        out[..n - VNET_HDR_LEN].copy_from_slice(&buf[VNET_HDR_LEN..n]);
+                        n - VNET_HDR_LEN
+                    });
+                }
+                to_guest.transmit();
+                // From the guest into the tap (the switch's port receives it).
+                while let Ok(n @ 1..) = guest.receive(16) {
+                    for i in 0..n {
+                        let Some((hdr, frame)) = guest.frame(i) else { continue };
+                        hdr.emit(&mut buf);
+                        buf[VNET_HDR_LEN..VNET_HDR_LEN + frame.len()].copy_from_slice(frame);
+                        let len = VNET_HDR_LEN + frame.len();
+                        unsafe { libc::write(fd, buf.as_ptr() as *const libc::c_void, len) };
+                    }
+                }
+            }
+            drop(to_guest);
+            drop(guest);
+            unsafe { libc::close(fd) };
+        });
+        ready.recv_timeout(Duration::from_secs(5)).expect("the tap relay did not start");
+        TapRelay { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for TapRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A VM on a tap port (driver `tun`: `auto` makes it a vnet port): its TCP superframes cross
+/// xvtep to a kernel VTEP and to another xvtep, every byte checked, both ways.
+#[test]
+fn tap_ports_move_superframes_to_a_kernel_vtep_and_to_xvtep() {
+    require_root!();
+    let t = topo(&prefix("tap"), 2);
+    t.underlay_is_a_wire();
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    // Host 1's container a1 becomes a VM: its NIC is the tap tap1_0, relayed to a veth.
+    h1.h.sh("ip link del tap1_0");
+    veth(&h1.h, "gv0", &h1.a, "eth0");
+    h1.a.sh("ip addr add 10.2.0.1/24 dev eth0 && ip link set eth0 mtu 1450");
+    let _vm = TapRelay::start(&h1.h, "tap1_0", "gv0");
+    h1.h.sh("ip link set tap1_0 up");
+    kernel_vtep(&h2.h, "192.168.1.2", &["192.168.1.1"], None);
+    let config = seed_config("192.168.1.1", &["192.168.1.2"], "");
+    let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+    assert!(d1.log().contains("tap1_0 (vnet"), "{}", d1.log());
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "VM → kernel VTEP");
+    let up = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 3, false);
+    let down = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 3, true);
+    eprintln!("iperf3 TCP, VM on a tap port ↔ kernel VTEP: {:.0} / {:.0} Mbit/s", up / 1e6, down / 1e6);
+    let n = 32 << 20;
+    assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", n), n, "VM → kernel");
+    assert_eq!(tcp_transfer_checked(&h2.a, &h1.a, "10.2.0.1", n), n, "kernel → VM");
+    let out = d1.stop();
+    assert!(out.contains("tx_refused 0 rx_short 0"), "{out}");
+    assert!(!out.contains("segments coalesced: 0;"), "{out}");
+
+    // The same VM to another xvtep host.
+    h2.h.sh("ip link del br2 && ip link del vx2 && ip link del br3 && ip link del vx3");
+    let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1b");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "VM → xvtep");
+    assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", n), n, "VM → xvtep");
+    assert_eq!(tcp_transfer_checked(&h2.a, &h1.a, "10.2.0.1", n), n, "xvtep → VM");
+    let out = d1.stop();
+    assert!(out.contains("tx_refused 0 rx_short 0"), "{out}");
+}
