@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xvtep::control::protocol::Request;
 use xvtep::control::{client, output, words};
-use xvtep_dataplane::Config;
 
 #[derive(Parser)]
 #[command(name = "xvtep", version, about = "A userspace VXLAN tunnel endpoint (software VTEP)")]
@@ -157,7 +156,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // netlink-packet-route warns about every attribute newer than itself in a link dump.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,netlink_packet_route=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -246,7 +247,7 @@ fn monitor(cli: &Ctx, args: &[String]) -> anyhow::Result<()> {
 }
 
 fn check(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    let c = Config::load(path)?;
+    let c = daemon::kernel::load_config(path)?;
     if json {
         let summary = serde_json::json!({
             "ports": c.ports.iter().map(|p| &p.name).collect::<Vec<_>>(),

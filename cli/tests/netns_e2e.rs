@@ -471,3 +471,40 @@ fn tap_ports_move_superframes_to_a_kernel_vtep_and_to_xvtep() {
     let out = d1.stop();
     assert!(out.contains("tx_refused 0 rx_short 0"), "{out}");
 }
+
+/// `[kernel]` mode: xvtep takes its whole configuration from the kernel's bridges (one vxlan
+/// device each, flood lists, static entries) and switches for them; when it stops, the
+/// kernel's bridges forward again, untouched.
+#[test]
+fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
+    require_root!();
+    let t = topo(&prefix("kmode"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    kernel_vtep(&h1.h, "192.168.1.1", &["192.168.1.2"], None);
+    kernel_vtep(&h2.h, "192.168.1.2", &["192.168.1.1"], None);
+    let a1_mac = h1.a.sh("cat /sys/class/net/eth0/address").trim().to_string();
+    h1.h.sh(&format!("bridge fdb add {a1_mac} dev tap1_0 master static"));
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "the kernel's bridges forward before xvtep starts");
+
+    let config = "[kernel]\nbridges = [\"br2\", \"br3\"]\n[switch]\nageing = 120\n";
+    let mut d1 = Daemon::start(&h1.h, config, t.dir.path(), "h1");
+    let fdb = d1.ctl_ok("fdb show");
+    assert!(fdb.contains("00:00:00:00:00:00 dev vxlan0 vlan 2 vni 2 dst 192.168.1.2 static"), "{fdb}");
+    assert!(fdb.contains("00:00:00:00:00:00 dev vxlan0 vlan 3 vni 3 dst 192.168.1.2 static"), "{fdb}");
+    assert!(fdb.contains(&format!("{a1_mac} dev tap1_0 vlan 2 vni 2 static")), "{fdb}");
+    let links = d1.ctl_ok("link show");
+    assert!(links.contains("1: tap1_0: pvid 2") && links.contains("2: tap2_0: pvid 3"), "{links}");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "VNI 2 through xvtep");
+    assert!(h1.b.ping_ok("10.3.0.2", UP), "VNI 3 through xvtep");
+    h2.b.sh("ip addr add 10.2.0.99/24 dev eth0");
+    assert!(!h1.a.try_sh("ping -c 2 -W 1 10.2.0.99").status.success(), "VNI 3 reached from VNI 2");
+    let (ok, _, err) = d1.ctl("save");
+    assert!(!ok && err.contains("never overwritten"), "{err}");
+    let out = d1.stop();
+    let tunnel = out.lines().find(|l| l.starts_with("vxlan0")).unwrap_or_else(|| panic!("{out}"));
+    let rx: u64 = tunnel.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(rx >= 4, "the pings did not go through xvtep: {tunnel}");
+    // The kernel's configuration is as it was, and its bridges forward again.
+    assert!(h1.h.sh("bridge fdb show dev vx2").contains("00:00:00:00:00:00 dst 192.168.1.2"));
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "the kernel's bridges forward again after xvtep stops");
+}

@@ -474,7 +474,7 @@ impl Running {
     }
 
     fn save(&self, path: Option<PathBuf>) -> Outcome {
-        let path = path.or_else(|| self.path.clone()).ok_or("no file to save to: give one")?;
+        let path = path.or_else(|| self.path.clone()).ok_or("no file to save to: give one (xvtep save PATH; in [kernel] mode the config file only names the bridges and is never overwritten)")?;
         let tmp = path.with_extension("toml.partial");
         let text = format!("# Written by `xvtep save`.\n{}", self.config.to_toml());
         std::fs::write(&tmp, text)

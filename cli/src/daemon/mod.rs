@@ -3,6 +3,7 @@
 //! then detaches everything it attached.
 
 mod host;
+pub mod kernel;
 mod metrics;
 mod netlink;
 mod ports;
@@ -20,7 +21,7 @@ use tracing::{info, warn};
 use xvtep_bpf::{Role, Steering};
 use xvtep_dataplane::config::PortIo;
 use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters};
-use xvtep_dataplane::{Config, DropReason, NextHops, PortId, Switch, Underlay};
+use xvtep_dataplane::{DropReason, NextHops, PortId, Switch, Underlay};
 
 use host::Iface;
 use ports::{Attached, PortHost};
@@ -55,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("xvtep run attaches XDP programs and opens AF_XDP sockets, which needs root: run it with sudo");
     }
-    let mut config = Config::load(&args.config)?;
+    let mut config = kernel::load_config(&args.config)?;
     let t = &config.tunnel;
     let dev = Iface::inspect(&t.dev, "tunnel.dev", &args.config)?;
     host::require_address(&t.dev, t.local, &args.config)?;
@@ -162,7 +163,9 @@ pub fn run(args: Args) -> Result<()> {
         switch: switch.clone(),
         config: config.clone(),
         underlay,
-        path: Some(args.config.clone()),
+        // In [kernel] mode the file only names bridges: `save` must not overwrite it with
+        // what the kernel gave (it writes to a path given explicitly).
+        path: (!kernel::is_kernel_mode(&args.config)).then(|| args.config.clone()),
         clock: Box::new(move || epoch.elapsed().as_nanos() as u64),
         ports: Box::new(PortHost {
             steering: steering.clone(),
@@ -220,7 +223,7 @@ pub fn run(args: Args) -> Result<()> {
         watch.check(&attached, &running, &handles);
         follow_underlay_mac(&dev, &steering, &running);
         if hup.swap(false, Ordering::Relaxed) {
-            let result = Config::load(&args.config)
+            let result = kernel::load_config(&args.config)
                 .map_err(|e| e.to_string())
                 .and_then(|new| running.lock().unwrap_or_else(|e| e.into_inner()).reload(new));
             match result {

@@ -9,6 +9,8 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE,
     NLM_F_REQUEST,
 };
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -132,6 +134,47 @@ impl Rtnl {
             }
         }
         Ok(out)
+    }
+
+    /// Every link, with its attributes (bridge port data and vxlan settings included).
+    pub fn links(&mut self) -> io::Result<Vec<LinkMessage>> {
+        let msg = LinkMessage::default();
+        let replies = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every IPv4 address.
+    pub fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        let replies = self.request(RouteNetlinkMessage::GetAddress(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewAddress(a) => Some(a),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every bridge FDB entry (`bridge fdb show`): on bridge ports and on vxlan devices.
+    pub fn bridge_fdb(&mut self) -> io::Result<Vec<NeighbourMessage>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        let replies = self.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewNeighbour(n) => Some(n),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Asks the kernel to resolve `ip` on `ifindex` (`ip neigh replace IP dev IF use`): it

@@ -1,0 +1,591 @@
+//! Following the kernel (DESIGN.md "Following the kernel"), first part: the configuration is
+//! read from the kernel's traditional bridges, each with one vxlan device, instead of the file.
+//!
+//! A config file with `[kernel] bridges = ["br2", ...]` (and optionally `[switch]`) makes the
+//! daemon dump links, addresses and bridge FDB entries over netlink and translate them into the
+//! switch's configuration: each bridge is one VLAN (VID = its VNI when that is a valid VID),
+//! its vxlan device gives the tunnel and the VNI, its other ports become ports, static FDB
+//! entries on the vxlan device (flood lists `00:00:00:00:00:00 dst ...` included) and static
+//! entries on ports become static entries. The translation is pure ([`translate`]) so that it
+//! is tested without a kernel. SIGHUP reads the kernel again.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use xvtep_dataplane::wire::MacAddr;
+use xvtep_dataplane::Config;
+
+use super::netlink::Rtnl;
+
+/// A vxlan device's settings that xvtep takes over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelVxlan {
+    pub vni: u32,
+    pub local: Option<Ipv4Addr>,
+    /// `remote` (unicast) or `group` (multicast).
+    pub group: Option<Ipv4Addr>,
+    /// The underlay device (`dev`), by index.
+    pub link: Option<u32>,
+    pub dstport: u16,
+    pub learning: bool,
+    pub ttl: u8,
+    pub tos: u8,
+    pub udpcsum: bool,
+    pub proxy: bool,
+    pub l2miss: bool,
+    pub l3miss: bool,
+}
+
+/// One kernel interface, as far as xvtep cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelLink {
+    pub index: u32,
+    pub name: String,
+    /// The bridge it is a port of.
+    pub master: Option<u32>,
+    pub mtu: u32,
+    pub is_bridge: bool,
+    pub vxlan: Option<KernelVxlan>,
+    /// Bridge port flags: learning, (unicast) flood, hairpin.
+    pub learning: bool,
+    pub flood: bool,
+    pub hairpin: bool,
+}
+
+/// One static bridge FDB entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelFdb {
+    pub ifindex: u32,
+    pub mac: MacAddr,
+    /// `permanent` (else `static`): on a bridge port, that is the host's own address.
+    pub permanent: bool,
+    /// The remote VTEP (entries on a vxlan device).
+    pub dst: Option<Ipv4Addr>,
+    pub vni: Option<u32>,
+    pub port: Option<u16>,
+}
+
+/// What the kernel has, read in one go.
+#[derive(Debug, Clone, Default)]
+pub struct KernelState {
+    pub links: Vec<KernelLink>,
+    pub addrs: Vec<(u32, Ipv4Addr)>,
+    pub fdb: Vec<KernelFdb>,
+}
+
+/// The bridges named by the `[kernel]` table of a config file, if it has one.
+pub fn kernel_bridges(text: &str, file: &Path) -> Result<Option<(Vec<String>, String)>> {
+    let Ok(table) = text.parse::<toml::Table>() else { return Ok(None) };
+    let Some(kernel) = table.get("kernel") else { return Ok(None) };
+    for key in table.keys() {
+        if key != "kernel" && key != "switch" {
+            bail!(
+                "{}: [{key}] cannot be used with [kernel]: the kernel's bridges are the configuration \
+                 (keep only [kernel] and [switch])",
+                file.display()
+            );
+        }
+    }
+    let bridges = kernel
+        .get("bridges")
+        .and_then(|b| b.as_array())
+        .map(|b| b.iter().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>())
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| anyhow!("{}: [kernel] needs bridges = [\"br2\", ...]", file.display()))?;
+    let switch = match table.get("switch") {
+        Some(s) => {
+            let mut t = toml::Table::new();
+            t.insert("switch".into(), s.clone());
+            toml::to_string(&t)?
+        }
+        None => String::new(),
+    };
+    Ok(Some((bridges, switch)))
+}
+
+/// Whether the config file at `path` is in `[kernel]` mode.
+pub fn is_kernel_mode(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| matches!(kernel_bridges(&t, path), Ok(Some(_))))
+}
+
+/// Loads the configuration: from the file, or, in `[kernel]` mode, from the kernel's bridges.
+pub fn load_config(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    match kernel_bridges(&text, path)? {
+        None => Ok(Config::parse(&text, &path.display().to_string())?),
+        Some((bridges, switch)) => {
+            let state = read(&mut Rtnl::new().context("opening netlink")?)?;
+            let toml = translate(&bridges, &state, &switch)?;
+            let source = format!("the kernel's bridges {} (as configuration)", bridges.join(", "));
+            Config::parse(&toml, &source).map_err(|e| anyhow!("{e}\n--- what the kernel gave ---\n{toml}"))
+        }
+    }
+}
+
+/// Dumps links, IPv4 addresses and bridge FDB entries.
+pub fn read(rtnl: &mut Rtnl) -> Result<KernelState> {
+    let links = rtnl.links().context("dumping links")?.iter().map(link_of).collect();
+    let addrs = rtnl.addresses().context("dumping addresses")?.iter().flat_map(addrs_of).collect();
+    let fdb = rtnl.bridge_fdb().context("dumping the bridge FDB")?.iter().filter_map(fdb_of).collect();
+    Ok(KernelState { links, addrs, fdb })
+}
+
+/// The parts of a link message xvtep uses.
+pub fn link_of(m: &LinkMessage) -> KernelLink {
+    let mut l = KernelLink { index: m.header.index, learning: true, flood: true, ..Default::default() };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Controller(i) => l.master = Some(*i),
+            LinkAttribute::Mtu(mtu) => l.mtu = *mtu,
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    match i {
+                        LinkInfo::Kind(InfoKind::Bridge) => l.is_bridge = true,
+                        LinkInfo::Data(InfoData::Vxlan(v)) => l.vxlan = Some(vxlan_of(v)),
+                        LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
+                            for f in p {
+                                match f {
+                                    InfoBridgePort::Learning(b) => l.learning = *b,
+                                    InfoBridgePort::UnicastFlood(b) => l.flood = *b,
+                                    InfoBridgePort::HairpinMode(b) => l.hairpin = *b,
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+fn vxlan_of(attrs: &[InfoVxlan]) -> KernelVxlan {
+    let mut v = KernelVxlan { dstport: 4789, learning: true, ..Default::default() };
+    for a in attrs {
+        match a {
+            InfoVxlan::Id(id) => v.vni = *id,
+            InfoVxlan::Local(ip) => v.local = Some(*ip),
+            InfoVxlan::Group(ip) => v.group = Some(*ip),
+            InfoVxlan::Link(i) => v.link = Some(*i),
+            InfoVxlan::Port(p) => v.dstport = *p,
+            InfoVxlan::Learning(b) => v.learning = *b,
+            InfoVxlan::Ttl(t) => v.ttl = *t,
+            InfoVxlan::Tos(t) => v.tos = *t,
+            InfoVxlan::UDPCsum(b) => v.udpcsum = *b,
+            InfoVxlan::Proxy(b) => v.proxy = *b,
+            InfoVxlan::L2Miss(b) => v.l2miss = *b,
+            InfoVxlan::L3Miss(b) => v.l3miss = *b,
+            _ => {}
+        }
+    }
+    v
+}
+
+fn addrs_of(m: &AddressMessage) -> Vec<(u32, Ipv4Addr)> {
+    m.attributes
+        .iter()
+        .filter_map(|a| match a {
+            AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some((m.header.index, *ip)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A static or permanent unicast bridge FDB entry (`bridge fdb add|append`, or what a control
+/// plane installed); `None` for what the kernel learned and for multicast addresses.
+pub fn fdb_of(m: &NeighbourMessage) -> Option<KernelFdb> {
+    // NUD_PERMANENT and NUD_NOARP (`static`), alone or together (a vxlan device reports
+    // both for an entry added by hand, which the crate calls `Other(0xc0)`).
+    const NUD_NOARP: u16 = 0x40;
+    const NUD_PERMANENT: u16 = 0x80;
+    let state = u16::from(m.header.state);
+    if state & (NUD_NOARP | NUD_PERMANENT) == 0 {
+        return None;
+    }
+    let permanent = state & NUD_PERMANENT != 0;
+    let mut e = KernelFdb {
+        ifindex: m.header.ifindex,
+        mac: MacAddr([0; 6]),
+        permanent,
+        dst: None,
+        vni: None,
+        port: None,
+    };
+    let mut has_mac = false;
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
+                e.mac = MacAddr::from_bytes(l);
+                has_mac = true;
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => e.dst = Some(*ip),
+            // In a bridge (AF_BRIDGE) message the crate cannot tell the address's family.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 4 => {
+                e.dst = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            }
+            NeighbourAttribute::Vni(v) => e.vni = Some(*v),
+            NeighbourAttribute::Port(p) => e.port = Some(*p),
+            _ => {}
+        }
+    }
+    (has_mac && !e.mac.is_multicast()).then_some(e)
+}
+
+/// The configuration (TOML) equivalent to `bridges` in `state`, with the `[switch]` table
+/// `switch` (TOML, possibly empty).
+pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Result<String> {
+    let by_index: BTreeMap<u32, &KernelLink> = state.links.iter().map(|l| (l.index, l)).collect();
+    let name_of = |i: u32| by_index.get(&i).map_or_else(|| format!("#{i}"), |l| l.name.clone());
+    let mut tunnel: Option<(&KernelLink, &KernelVxlan)> = None;
+    let mut vlans = String::new();
+    let mut ports = String::new();
+    let mut fdb = String::new();
+    let mut used_vids: Vec<u16> = Vec::new();
+    for b in bridges {
+        let bridge = state.links.iter().find(|l| &l.name == b).ok_or_else(|| {
+            anyhow!("[kernel] bridge {b} does not exist: create it (ip link add {b} type bridge)")
+        })?;
+        if !bridge.is_bridge {
+            bail!("[kernel] {b} is not a bridge");
+        }
+        let members: Vec<&KernelLink> =
+            state.links.iter().filter(|l| l.master == Some(bridge.index)).collect();
+        let vxlans: Vec<&&KernelLink> = members.iter().filter(|l| l.vxlan.is_some()).collect();
+        let vx = match vxlans.as_slice() {
+            [one] => *one,
+            [] => bail!("bridge {b} has no vxlan device: add one (ip link set vxN master {b})"),
+            _ => bail!(
+                "bridge {b} has {} vxlan devices; xvtep follows one vxlan device per bridge",
+                vxlans.len()
+            ),
+        };
+        let v = vx.vxlan.as_ref().expect("filtered");
+        if v.vni == 0 {
+            bail!("{}: a vxlan device with `external` (no VNI) needs a VLAN-aware bridge with vlan_tunnel, which this kernel does not have (no bridge VLAN filtering); use one vxlan device with an id per bridge", vx.name);
+        }
+        match tunnel {
+            None => tunnel = Some((vx, v)),
+            Some((first, f)) => {
+                if (f.local, f.dstport, f.link) != (v.local, v.dstport, v.link) {
+                    bail!(
+                        "{} and {} differ in local address, dstport or underlay device; xvtep runs one tunnel for all bridges",
+                        first.name,
+                        vx.name
+                    );
+                }
+            }
+        }
+        let vid = if (1..=4094).contains(&v.vni) && !used_vids.contains(&(v.vni as u16)) {
+            v.vni as u16
+        } else {
+            (1..=4094).find(|x| !used_vids.contains(x) && !bridges_vni_vid(state, bridges, *x)).unwrap_or(1)
+        };
+        used_vids.push(vid);
+        let _ = write!(vlans, "[[vlan]]\nvid = {vid}\nvni = {}\n", v.vni);
+        if let Some(g) = v.group.filter(|g| g.is_multicast()) {
+            let _ = writeln!(vlans, "group = \"{g}\"");
+        }
+        for p in members.iter().filter(|l| l.vxlan.is_none()) {
+            let _ = write!(
+                ports,
+                "[[port]]\nname = \"{}\"\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
+                 learning = {}\nflood = {}\nhairpin = {}\nmtu = {}\n",
+                p.name,
+                p.learning,
+                p.flood,
+                p.hairpin,
+                if p.mtu > 0 { p.mtu } else { 1500 }
+            );
+        }
+        for e in state.fdb.iter().filter(|e| e.ifindex == vx.index) {
+            let Some(dst) = e.dst else { continue };
+            let _ = write!(fdb, "[[fdb]]\nmac = \"{}\"\nvni = {}\ndst = \"{dst}\"\n", e.mac, v.vni);
+            if let Some(p) = e.port.filter(|p| *p != v.dstport) {
+                let _ = writeln!(fdb, "dst_port = {p}");
+            }
+            if let Some(r) = e.vni.filter(|r| *r != v.vni) {
+                let _ = writeln!(fdb, "remote_vni = {r}");
+            }
+        }
+        // On ports only `static` entries: a `permanent` one is the host's own address there.
+        let on_port = |e: &&KernelFdb| {
+            !e.permanent && members.iter().any(|p| p.vxlan.is_none() && p.index == e.ifindex)
+        };
+        for e in state.fdb.iter().filter(on_port) {
+            let _ = write!(
+                fdb,
+                "[[fdb]]\nmac = \"{}\"\nvni = {}\nport = \"{}\"\n",
+                e.mac,
+                v.vni,
+                name_of(e.ifindex)
+            );
+        }
+    }
+    let (vx, v) = tunnel.ok_or_else(|| anyhow!("[kernel] names no bridge"))?;
+    let local = v.local.ok_or_else(|| {
+        anyhow!(
+            "{}: no local address; xvtep needs `local` (ip link set {} type vxlan ... local ADDR)",
+            vx.name,
+            vx.name
+        )
+    })?;
+    let dev = match v.link {
+        Some(i) => name_of(i),
+        None => state
+            .addrs
+            .iter()
+            .find(|(_, ip)| *ip == local)
+            .map(|(i, _)| name_of(*i))
+            .ok_or_else(|| anyhow!("{}: local {local} is not an address of any interface", vx.name))?,
+    };
+    let mut out = String::new();
+    out += switch;
+    let _ = write!(
+        out,
+        "[tunnel]\nlocal = \"{local}\"\ndev = \"{dev}\"\ndstport = {}\nlearning = {}\nudpcsum = {}\n\
+         proxy = {}\nl2miss = {}\nl3miss = {}\n",
+        v.dstport, v.learning, v.udpcsum, v.proxy, v.l2miss, v.l3miss
+    );
+    if v.ttl != 0 {
+        let _ = writeln!(out, "ttl = {}", v.ttl);
+    }
+    // TOS 1 is the kernel's "inherit", which xvtep does not do; 0 is xvtep's default too.
+    if v.tos > 1 {
+        let _ = writeln!(out, "tos = {}", v.tos);
+    }
+    if let Some(r) = v.group.filter(|g| !g.is_multicast() && !g.is_unspecified()) {
+        let _ = writeln!(out, "remote = \"{r}\"");
+    }
+    Ok(out + &vlans + &ports + &fdb)
+}
+
+/// Whether some bridge's VNI equals `vid`, so that VID is better left for it.
+fn bridges_vni_vid(state: &KernelState, bridges: &[String], vid: u16) -> bool {
+    bridges.iter().any(|b| {
+        state.links.iter().find(|l| &l.name == b).is_some_and(|br| {
+            state
+                .links
+                .iter()
+                .any(|l| l.master == Some(br.index) && l.vxlan.as_ref().is_some_and(|v| v.vni == vid as u32))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourState};
+
+    fn link(index: u32, name: &str, master: Option<u32>) -> KernelLink {
+        KernelLink {
+            index,
+            name: name.into(),
+            master,
+            mtu: 1500,
+            learning: true,
+            flood: true,
+            ..Default::default()
+        }
+    }
+
+    fn vxlan(index: u32, name: &str, master: u32, vni: u32) -> KernelLink {
+        KernelLink {
+            vxlan: Some(KernelVxlan {
+                vni,
+                local: Some(Ipv4Addr::new(192, 168, 1, 1)),
+                dstport: 4789,
+                learning: false,
+                ..Default::default()
+            }),
+            ..link(index, name, Some(master))
+        }
+    }
+
+    fn seed() -> KernelState {
+        let mut br2 = link(10, "br2", None);
+        br2.is_bridge = true;
+        let mut br3 = link(20, "br3", None);
+        br3.is_bridge = true;
+        let mut tap2 = link(22, "tap2_0", Some(20));
+        tap2.hairpin = true;
+        tap2.flood = false;
+        KernelState {
+            links: vec![
+                link(2, "eth0", None),
+                br2,
+                vxlan(11, "vx2", 10, 2),
+                link(12, "tap1_0", Some(10)),
+                br3,
+                vxlan(21, "vx3", 20, 5000),
+                tap2,
+            ],
+            addrs: vec![(2, Ipv4Addr::new(192, 168, 1, 1))],
+            fdb: vec![
+                KernelFdb {
+                    ifindex: 11,
+                    mac: MacAddr([0; 6]),
+                    permanent: true,
+                    dst: Some(Ipv4Addr::new(192, 168, 1, 2)),
+                    vni: None,
+                    port: None,
+                },
+                KernelFdb {
+                    ifindex: 21,
+                    permanent: true,
+                    mac: MacAddr([2, 0, 0, 0, 0, 0xb]),
+                    dst: Some(Ipv4Addr::new(192, 168, 1, 3)),
+                    vni: Some(5000),
+                    port: Some(4790),
+                },
+                KernelFdb {
+                    ifindex: 12,
+                    mac: MacAddr([2, 0, 0, 0, 0, 0xa]),
+                    permanent: false,
+                    dst: None,
+                    vni: None,
+                    port: None,
+                },
+                // The host's own address on a port: not an entry to switch by.
+                KernelFdb {
+                    ifindex: 12,
+                    mac: MacAddr([2, 0, 0, 0, 0, 0xc]),
+                    permanent: true,
+                    dst: None,
+                    vni: None,
+                    port: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn two_traditional_bridges_become_two_vlans() {
+        let bridges = ["br2".to_string(), "br3".to_string()];
+        let toml = translate(&bridges, &seed(), "[switch]\nageing = 30\n").unwrap();
+        assert_eq!(
+            toml,
+            "[switch]\nageing = 30\n\
+             [tunnel]\nlocal = \"192.168.1.1\"\ndev = \"eth0\"\ndstport = 4789\nlearning = false\nudpcsum = false\n\
+             proxy = false\nl2miss = false\nl3miss = false\n\
+             [[vlan]]\nvid = 2\nvni = 2\n[[vlan]]\nvid = 1\nvni = 5000\n\
+             [[port]]\nname = \"tap1_0\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n\
+             learning = true\nflood = true\nhairpin = false\nmtu = 1500\n\
+             [[port]]\nname = \"tap2_0\"\nvlans = [{ vid = 1, pvid = true, untagged = true }]\n\
+             learning = true\nflood = false\nhairpin = true\nmtu = 1500\n\
+             [[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"192.168.1.2\"\n\
+             [[fdb]]\nmac = \"02:00:00:00:00:0a\"\nvni = 2\nport = \"tap1_0\"\n\
+             [[fdb]]\nmac = \"02:00:00:00:00:0b\"\nvni = 5000\ndst = \"192.168.1.3\"\ndst_port = 4790\n"
+        );
+        // And the switch takes it: the flood list, the static entries, the ports' flags.
+        let c = Config::parse(&toml, "kernel").unwrap();
+        assert_eq!((c.switch.ageing_secs, c.tunnel.dev.as_str(), c.vid_of(5000)), (30, "eth0", Some(1)));
+        assert_eq!(c.fdb.len(), 3);
+        assert!(c.ports[1].hairpin && !c.ports[1].flood);
+    }
+
+    #[test]
+    fn what_cannot_be_followed_is_a_clear_error() {
+        let s = seed();
+        let err = |bridges: &[&str], s: &KernelState| {
+            let b: Vec<String> = bridges.iter().map(|b| b.to_string()).collect();
+            translate(&b, s, "").unwrap_err().to_string()
+        };
+        assert!(err(&["br9"], &s).contains("bridge br9 does not exist"));
+        assert!(err(&["eth0"], &s).contains("eth0 is not a bridge"));
+        let mut external = s.clone();
+        external.links[2].vxlan.as_mut().unwrap().vni = 0;
+        assert!(err(&["br2"], &external).contains("needs a VLAN-aware bridge with vlan_tunnel"));
+        let mut two_tunnels = s.clone();
+        two_tunnels.links[5].vxlan.as_mut().unwrap().dstport = 8472;
+        assert!(err(&["br2", "br3"], &two_tunnels).contains("xvtep runs one tunnel for all bridges"));
+        let mut no_vxlan = s.clone();
+        no_vxlan.links.retain(|l| l.name != "vx2");
+        assert!(err(&["br2"], &no_vxlan).contains("bridge br2 has no vxlan device"));
+        let mut nowhere = s;
+        nowhere.addrs.clear();
+        assert!(err(&["br2"], &nowhere).contains("local 192.168.1.1 is not an address of any interface"));
+    }
+
+    #[test]
+    fn the_config_file_names_the_bridges() {
+        let p = Path::new("x.toml");
+        assert_eq!(kernel_bridges("[tunnel]\nlocal = \"1.2.3.4\"\n", p).unwrap(), None);
+        let (b, sw) = kernel_bridges("[kernel]\nbridges = [\"br2\", \"br3\"]\n[switch]\nageing = 30\n", p)
+            .unwrap()
+            .unwrap();
+        assert_eq!((b, sw.as_str()), (vec!["br2".to_string(), "br3".to_string()], "[switch]\nageing = 30\n"));
+        let e = kernel_bridges("[kernel]\nbridges = [\"br2\"]\n[[port]]\nname = \"p\"\n", p).unwrap_err();
+        assert!(e.to_string().contains("[port] cannot be used with [kernel]"), "{e}");
+        let e = kernel_bridges("[kernel]\n", p).unwrap_err();
+        assert!(e.to_string().contains("[kernel] needs bridges"), "{e}");
+    }
+
+    #[test]
+    fn netlink_messages_translate() {
+        use netlink_packet_route::link::LinkHeader;
+        let mut m = LinkMessage::default();
+        m.header = LinkHeader { index: 11, ..Default::default() };
+        m.attributes = vec![
+            LinkAttribute::IfName("vx2".into()),
+            LinkAttribute::Controller(10),
+            LinkAttribute::Mtu(1450),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Vxlan),
+                LinkInfo::Data(InfoData::Vxlan(vec![
+                    InfoVxlan::Id(2),
+                    InfoVxlan::Local(Ipv4Addr::new(192, 168, 1, 1)),
+                    InfoVxlan::Port(4789),
+                    InfoVxlan::Learning(false),
+                    InfoVxlan::Ttl(10),
+                ])),
+            ]),
+        ];
+        let l = link_of(&m);
+        assert_eq!((l.index, l.name.as_str(), l.master, l.mtu), (11, "vx2", Some(10), 1450));
+        let v = l.vxlan.unwrap();
+        assert_eq!((v.vni, v.local, v.learning, v.ttl), (2, Some(Ipv4Addr::new(192, 168, 1, 1)), false, 10));
+
+        let mut n = NeighbourMessage::default();
+        n.header.ifindex = 11;
+        // What a vxlan device reports for `bridge fdb append ... dst`: permanent and noarp.
+        n.header.state = NeighbourState::from(0xc0u16);
+        n.header.flags = NeighbourFlags::Own;
+        n.attributes = vec![
+            NeighbourAttribute::LinkLocalAddress(vec![0; 6]),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(Ipv4Addr::new(192, 168, 1, 2))),
+        ];
+        assert_eq!(
+            fdb_of(&n),
+            Some(KernelFdb {
+                ifindex: 11,
+                mac: MacAddr([0; 6]),
+                permanent: true,
+                dst: Some(Ipv4Addr::new(192, 168, 1, 2)),
+                vni: None,
+                port: None
+            })
+        );
+        // As the crate parses an AF_BRIDGE message: the address's family unknown.
+        n.attributes[1] = NeighbourAttribute::Destination(NeighbourAddress::Other(vec![192, 168, 1, 2]));
+        assert_eq!(fdb_of(&n).and_then(|e| e.dst), Some(Ipv4Addr::new(192, 168, 1, 2)));
+        // Learned entries and multicast addresses are not configuration.
+        n.header.state = NeighbourState::Reachable;
+        assert_eq!(fdb_of(&n), None);
+        n.header.state = NeighbourState::Permanent;
+        n.attributes[0] = NeighbourAttribute::LinkLocalAddress(vec![0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(fdb_of(&n), None);
+    }
+}
