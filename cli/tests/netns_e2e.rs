@@ -500,6 +500,47 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
     assert!(!h1.a.try_sh("ping -c 2 -W 1 10.2.0.99").status.success(), "VNI 3 reached from VNI 2");
     let (ok, _, err) = d1.ctl("save");
     assert!(!ok && err.contains("never overwritten"), "{err}");
+
+    // Followed while running: a flood-list entry comes and goes.
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < Duration::from_secs(30), "not followed within 30 s: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        start.elapsed()
+    };
+    let extra = "00:00:00:00:00:00 dev vxlan0 vlan 2 vni 2 dst 192.168.1.9 static";
+    h1.h.sh("bridge fdb append 00:00:00:00:00:00 dev vx2 dst 192.168.1.9");
+    wait_for("a flood entry added", &|| d1.ctl_ok("fdb show").contains(extra));
+    h1.h.sh("bridge fdb del 00:00:00:00:00:00 dev vx2 dst 192.168.1.9");
+    wait_for("a flood entry removed", &|| !d1.ctl_ok("fdb show").contains(extra));
+    // A container joins br2 while xvtep runs: it becomes a port and reaches host 2.
+    let c = Netns::new(&format!("{}-c1", prefix("kmode")));
+    veth(&h1.h, "tap9", &c, "eth0");
+    c.sh("ip addr add 10.2.0.11/24 dev eth0 && ip link set eth0 mtu 1450");
+    h1.h.sh("ip link set tap9 master br2");
+    wait_for("a port added", &|| d1.ctl_ok("link show").contains("tap9: pvid 2"));
+    assert!(c.ping_ok("10.2.0.2", UP), "a port added to the kernel's bridge forwards through xvtep");
+    // 20,000 remote MACs in one burst, as a control plane installs them.
+    let batch = t.dir.path().join("macs.batch");
+    let lines: String = (0..20_000u32)
+        .map(|i| {
+            format!(
+                "fdb add 02:aa:00:{:02x}:{:02x}:{:02x} dev vx2 dst 192.168.1.2\n",
+                i >> 16,
+                (i >> 8) & 0xff,
+                i & 0xff
+            )
+        })
+        .collect();
+    std::fs::write(&batch, lines).unwrap();
+    h1.h.sh(&format!("bridge -batch {}", batch.display()));
+    let took = wait_for("20,000 MACs", &|| {
+        d1.ctl_ok("fdb show").lines().filter(|l| l.starts_with("02:aa:")).count() == 20_000
+    });
+    eprintln!("kernel mode: 20,000 remote MACs added in one burst were followed in {took:?}");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "forwarding goes on");
     let out = d1.stop();
     let tunnel = out.lines().find(|l| l.starts_with("vxlan0")).unwrap_or_else(|| panic!("{out}"));
     let rx: u64 = tunnel.split_whitespace().nth(1).unwrap().parse().unwrap();

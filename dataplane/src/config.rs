@@ -186,13 +186,13 @@ impl From<Domain> for FdbScope {
 }
 
 /// Where a static FDB entry points.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FdbTarget {
     Port(String),
     Remote { ip: Ipv4Addr, port: Option<u16>, vni: Option<u32> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StaticFdb {
     pub mac: MacAddr,
     pub scope: FdbScope,
@@ -520,6 +520,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let vni_of = |vid: u16| vlans.iter().find(|m| m.vid == vid).map(|m| m.vni);
 
     let mut fdb: Vec<StaticFdb> = Vec::new();
+    let mut fdb_keys = std::collections::HashSet::new();
     for e in &raw.fdb {
         let (span, e) = (e.span(), e.get_ref());
         let scope = match (e.vni, e.vid) {
@@ -582,10 +583,10 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             }
         };
         let entry = StaticFdb { mac: e.mac, scope, target, permanent: e.permanent };
-        let clash = fdb.iter().find(|o| {
-            o.mac == entry.mac && o.scope == entry.scope && (!entry.mac.is_zero() || o.target == entry.target)
-        });
-        if clash.is_some() {
+        // One entry per MAC and scope; the flood list (all-zeros MAC) one per target. A set:
+        // a control plane may install tens of thousands.
+        let key = (entry.mac, entry.scope, entry.mac.is_zero().then(|| entry.target.clone()));
+        if !fdb_keys.insert(key) {
             return Err((span, format!("[[fdb]] {} in {:?} is given twice", entry.mac, entry.scope)));
         }
         fdb.push(entry);

@@ -6,6 +6,7 @@
 //! the running configuration. A refused request changes nothing. The running configuration is
 //! what `save` writes: static entries added live are in it, learned ones are not.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -494,10 +495,13 @@ impl Running {
             }
         }
         self.apply_topology(&mut new)?;
-        for old in self.config.fdb.iter().filter(|e| !new.fdb.contains(e)) {
+        // Sets: a control plane's FDB may hold tens of thousands of entries.
+        let (old_set, new_set): (HashSet<&StaticFdb>, HashSet<&StaticFdb>) =
+            (self.config.fdb.iter().collect(), new.fdb.iter().collect());
+        for old in self.config.fdb.iter().filter(|e| !new_set.contains(e)) {
             self.switch.remove_static(old);
         }
-        for e in new.fdb.iter().filter(|e| !self.config.fdb.contains(e)) {
+        for e in new.fdb.iter().filter(|e| !old_set.contains(e)) {
             let _ = self.switch.install_static(e, true, (self.clock)());
         }
         for n in self.config.neigh.iter().filter(|n| !new.neigh.contains(n)) {

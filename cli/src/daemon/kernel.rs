@@ -111,6 +111,89 @@ pub fn kernel_bridges(text: &str, file: &Path) -> Result<Option<(Vec<String>, St
     Ok(Some((bridges, switch)))
 }
 
+/// Follows the kernel while the daemon runs: sets `changed` when links, IPv4 addresses or the
+/// bridge FDB changed — once 100 ms pass without another change, at most 1 s after the first
+/// — or when the socket overran (ENOBUFS: events were lost, so only a full re-read keeps the
+/// switch from diverging). The daemon then reads the kernel again and applies the difference,
+/// as for SIGHUP. Ends when `stop` is set.
+pub fn follow(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    changed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+    use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    const RTNLGRP_LINK: u32 = 1;
+    const RTNLGRP_NEIGH: u32 = 3;
+    const RTNLGRP_IPV4_IFADDR: u32 = 5;
+    let mut sock = Socket::new(NETLINK_ROUTE).context("opening a netlink socket to follow the kernel")?;
+    sock.bind_auto()?;
+    for g in [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR] {
+        sock.add_membership(g).context("joining a netlink group")?;
+    }
+    let relevant = |m: &RouteNetlinkMessage| match m {
+        RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n) => {
+            n.header.family == AddressFamily::Bridge
+        }
+        RouteNetlinkMessage::NewLink(_)
+        | RouteNetlinkMessage::DelLink(_)
+        | RouteNetlinkMessage::NewAddress(_)
+        | RouteNetlinkMessage::DelAddress(_) => true,
+        _ => false,
+    };
+    let thread = std::thread::Builder::new().name("xvtep-follow".into()).spawn(move || {
+        let mut first_change: Option<Instant> = None;
+        let mut last_change = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let mut fd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut fd, 1, 50) } > 0;
+            if ready {
+                match sock.recv_from_full() {
+                    Ok((data, _)) => {
+                        let mut offset = 0;
+                        while offset < data.len() {
+                            let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                            else {
+                                // Not understood: read everything again rather than miss it.
+                                first_change.get_or_insert_with(Instant::now);
+                                break;
+                            };
+                            let len = msg.header.length as usize;
+                            if let NetlinkPayload::InnerMessage(m) = &msg.payload {
+                                if relevant(m) {
+                                    first_change.get_or_insert_with(Instant::now);
+                                    last_change = Instant::now();
+                                }
+                            }
+                            if len == 0 {
+                                break;
+                            }
+                            offset += len;
+                        }
+                    }
+                    // ENOBUFS and the like: events were lost.
+                    Err(_) => {
+                        first_change.get_or_insert_with(Instant::now);
+                    }
+                }
+            }
+            if let Some(first) = first_change {
+                if last_change.elapsed() >= Duration::from_millis(100)
+                    || first.elapsed() >= Duration::from_secs(1)
+                {
+                    changed.store(true, Ordering::Relaxed);
+                    first_change = None;
+                }
+            }
+        }
+    })?;
+    Ok(thread)
+}
+
 /// Whether the config file at `path` is in `[kernel]` mode.
 pub fn is_kernel_mode(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|t| matches!(kernel_bridges(&t, path), Ok(Some(_))))

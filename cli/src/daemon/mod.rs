@@ -208,7 +208,30 @@ pub fn run(args: Args) -> Result<()> {
     let mut watch = Watch::default();
     let mut last_housekeeping = Instant::now() - Duration::from_secs(1);
     let mut unresolved = 0;
+    // In [kernel] mode, changes to the kernel's bridges are applied as they happen.
+    let kernel_changed = Arc::new(AtomicBool::new(false));
+    let _follower = if kernel::is_kernel_mode(&args.config) {
+        Some(kernel::follow(stop.clone(), kernel_changed.clone())?)
+    } else {
+        None
+    };
     while !stop.load(Ordering::Relaxed) {
+        let reload = if hup.swap(false, Ordering::Relaxed) {
+            Some("SIGHUP")
+        } else if kernel_changed.swap(false, Ordering::Relaxed) {
+            Some("followed a change of the kernel's bridges")
+        } else {
+            None
+        };
+        if let Some(reason) = reload {
+            let result = kernel::load_config(&args.config)
+                .map_err(|e| e.to_string())
+                .and_then(|new| running.lock().unwrap_or_else(|e| e.into_inner()).reload(new));
+            match result {
+                Ok(()) => info!(config = %args.config.display(), "reloaded the configuration ({reason})"),
+                Err(e) => warn!("reload refused, the running configuration is unchanged: {e}"),
+            }
+        }
         // Every second, or every 50 ms while a next hop is being resolved.
         let period = if unresolved > 0 { Duration::from_millis(50) } else { Duration::from_secs(1) };
         if last_housekeeping.elapsed() < period {
@@ -222,15 +245,6 @@ pub fn run(args: Args) -> Result<()> {
         misconfig.check(&switch.stats());
         watch.check(&attached, &running, &handles);
         follow_underlay_mac(&dev, &steering, &running);
-        if hup.swap(false, Ordering::Relaxed) {
-            let result = kernel::load_config(&args.config)
-                .map_err(|e| e.to_string())
-                .and_then(|new| running.lock().unwrap_or_else(|e| e.into_inner()).reload(new));
-            match result {
-                Ok(()) => info!(config = %args.config.display(), "reloaded the configuration (SIGHUP)"),
-                Err(e) => warn!("reload refused, the running configuration is unchanged: {e}"),
-            }
-        }
         if handles.iter().any(|w| w.handle.is_finished()) {
             warn!("a worker stopped; shutting down");
             break;
