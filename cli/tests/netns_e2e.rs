@@ -500,7 +500,6 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
     assert!(!h1.a.try_sh("ping -c 2 -W 1 10.2.0.99").status.success(), "VNI 3 reached from VNI 2");
     let (ok, _, err) = d1.ctl("save");
     assert!(!ok && err.contains("never overwritten"), "{err}");
-
     // Followed while running: a flood-list entry comes and goes.
     let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
         let start = std::time::Instant::now();
@@ -510,6 +509,14 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
         }
         start.elapsed()
     };
+    // What xvtep learned on a port is written back as extern_learn (what zebra advertises).
+    let b1_mac = h1.b.sh("cat /sys/class/net/eth0/address").trim().to_string();
+    let written_back = || {
+        h1.h.sh("bridge fdb show dev tap2_0")
+            .lines()
+            .any(|l| l.starts_with(&b1_mac) && l.contains("extern_learn"))
+    };
+    wait_for("a learned MAC written back", &written_back);
     let extra = "00:00:00:00:00:00 dev vxlan0 vlan 2 vni 2 dst 192.168.1.9 static";
     h1.h.sh("bridge fdb append 00:00:00:00:00:00 dev vx2 dst 192.168.1.9");
     wait_for("a flood entry added", &|| d1.ctl_ok("fdb show").contains(extra));
@@ -545,6 +552,7 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
     let tunnel = out.lines().find(|l| l.starts_with("vxlan0")).unwrap_or_else(|| panic!("{out}"));
     let rx: u64 = tunnel.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(rx >= 4, "the pings did not go through xvtep: {tunnel}");
+    assert!(!written_back(), "the written-back entries stay after xvtep stopped");
     // The kernel's configuration is as it was, and its bridges forward again.
     assert!(h1.h.sh("bridge fdb show dev vx2").contains("00:00:00:00:00:00 dst 192.168.1.2"));
     assert!(h1.a.ping_ok("10.2.0.2", UP), "the kernel's bridges forward again after xvtep stops");

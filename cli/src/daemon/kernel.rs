@@ -19,7 +19,9 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
 };
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+};
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::Config;
 
@@ -67,6 +69,9 @@ pub struct KernelFdb {
     pub mac: MacAddr,
     /// `permanent` (else `static`): on a bridge port, that is the host's own address.
     pub permanent: bool,
+    /// Installed by a control plane (zebra's remote MACs on a vxlan device) or written back
+    /// by xvtep (on a port): `extern_learn`.
+    pub ext_learned: bool,
     /// The remote VTEP (entries on a vxlan device).
     pub dst: Option<Ipv4Addr>,
     pub vni: Option<u32>,
@@ -135,8 +140,10 @@ pub fn follow(
         sock.add_membership(g).context("joining a netlink group")?;
     }
     let relevant = |m: &RouteNetlinkMessage| match m {
+        // Not the entries xvtep writes back itself (extern_learn on a bridge port).
         RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n) => {
             n.header.family == AddressFamily::Bridge
+                && !n.header.flags.contains(NeighbourFlags::Controller | NeighbourFlags::ExtLearned)
         }
         RouteNetlinkMessage::NewLink(_)
         | RouteNetlinkMessage::DelLink(_)
@@ -287,15 +294,17 @@ fn addrs_of(m: &AddressMessage) -> Vec<(u32, Ipv4Addr)> {
         .collect()
 }
 
-/// A static or permanent unicast bridge FDB entry (`bridge fdb add|append`, or what a control
-/// plane installed); `None` for what the kernel learned and for multicast addresses.
+/// A static, permanent or externally learned unicast bridge FDB entry (`bridge fdb
+/// add|append`, or what a control plane installed); `None` for what the kernel learned itself
+/// and for multicast addresses.
 pub fn fdb_of(m: &NeighbourMessage) -> Option<KernelFdb> {
+    let ext_learned = m.header.flags.contains(NeighbourFlags::ExtLearned);
     // NUD_PERMANENT and NUD_NOARP (`static`), alone or together (a vxlan device reports
     // both for an entry added by hand, which the crate calls `Other(0xc0)`).
     const NUD_NOARP: u16 = 0x40;
     const NUD_PERMANENT: u16 = 0x80;
     let state = u16::from(m.header.state);
-    if state & (NUD_NOARP | NUD_PERMANENT) == 0 {
+    if state & (NUD_NOARP | NUD_PERMANENT) == 0 && !ext_learned {
         return None;
     }
     let permanent = state & NUD_PERMANENT != 0;
@@ -303,6 +312,7 @@ pub fn fdb_of(m: &NeighbourMessage) -> Option<KernelFdb> {
         ifindex: m.header.ifindex,
         mac: MacAddr([0; 6]),
         permanent,
+        ext_learned,
         dst: None,
         vni: None,
         port: None,
@@ -403,9 +413,12 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
                 let _ = writeln!(fdb, "remote_vni = {r}");
             }
         }
-        // On ports only `static` entries: a `permanent` one is the host's own address there.
+        // On ports only `static` entries: a `permanent` one is the host's own address there,
+        // an `extern_learn` one what xvtep itself learned and wrote back.
         let on_port = |e: &&KernelFdb| {
-            !e.permanent && members.iter().any(|p| p.vxlan.is_none() && p.index == e.ifindex)
+            !e.permanent
+                && !e.ext_learned
+                && members.iter().any(|p| p.vxlan.is_none() && p.index == e.ifindex)
         };
         for e in state.fdb.iter().filter(on_port) {
             let _ = write!(
@@ -470,7 +483,7 @@ fn bridges_vni_vid(state: &KernelState, bridges: &[String], vid: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourState};
+    use netlink_packet_route::neighbour::NeighbourState;
 
     fn link(index: u32, name: &str, master: Option<u32>) -> KernelLink {
         KernelLink {
@@ -521,6 +534,7 @@ mod tests {
                     ifindex: 11,
                     mac: MacAddr([0; 6]),
                     permanent: true,
+                    ext_learned: false,
                     dst: Some(Ipv4Addr::new(192, 168, 1, 2)),
                     vni: None,
                     port: None,
@@ -528,6 +542,7 @@ mod tests {
                 KernelFdb {
                     ifindex: 21,
                     permanent: true,
+                    ext_learned: false,
                     mac: MacAddr([2, 0, 0, 0, 0, 0xb]),
                     dst: Some(Ipv4Addr::new(192, 168, 1, 3)),
                     vni: Some(5000),
@@ -537,6 +552,7 @@ mod tests {
                     ifindex: 12,
                     mac: MacAddr([2, 0, 0, 0, 0, 0xa]),
                     permanent: false,
+                    ext_learned: false,
                     dst: None,
                     vni: None,
                     port: None,
@@ -546,6 +562,7 @@ mod tests {
                     ifindex: 12,
                     mac: MacAddr([2, 0, 0, 0, 0, 0xc]),
                     permanent: true,
+                    ext_learned: false,
                     dst: None,
                     vni: None,
                     port: None,
@@ -656,6 +673,7 @@ mod tests {
                 ifindex: 11,
                 mac: MacAddr([0; 6]),
                 permanent: true,
+                ext_learned: false,
                 dst: Some(Ipv4Addr::new(192, 168, 1, 2)),
                 vni: None,
                 port: None

@@ -8,6 +8,7 @@ mod metrics;
 mod netlink;
 mod ports;
 mod resolver;
+mod writeback;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::PathBuf;
@@ -210,8 +211,11 @@ pub fn run(args: Args) -> Result<()> {
     let mut unresolved = 0;
     // In [kernel] mode, changes to the kernel's bridges are applied as they happen.
     let kernel_changed = Arc::new(AtomicBool::new(false));
-    let _follower = if kernel::is_kernel_mode(&args.config) {
-        Some(kernel::follow(stop.clone(), kernel_changed.clone())?)
+    let following = if kernel::is_kernel_mode(&args.config) {
+        Some((
+            kernel::follow(stop.clone(), kernel_changed.clone())?,
+            writeback::spawn(switch.clone(), stop.clone())?,
+        ))
     } else {
         None
     };
@@ -261,6 +265,11 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    // The write-back thread removes what it wrote to the kernel's bridge before it ends.
+    if let Some((follower, writer)) = following {
+        let _ = follower.join();
+        let _ = writer.join();
+    }
     let mut failed = None;
     let mut io_totals = Vec::new();
     for w in handles {

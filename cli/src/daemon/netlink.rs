@@ -177,6 +177,23 @@ impl Rtnl {
             .collect())
     }
 
+    /// Adds (or moves here) or removes `mac` as an externally learned entry of the bridge port
+    /// `ifindex` (`bridge fdb replace MAC dev PORT master extern_learn`).
+    pub fn bridge_extern_learn(&mut self, ifindex: u32, mac: MacAddr, add: bool) -> io::Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = ifindex;
+        msg.header.state = NeighbourState::Reachable;
+        msg.header.flags = NeighbourFlags::Controller | NeighbourFlags::ExtLearned;
+        msg.attributes.push(NeighbourAttribute::LinkLocalAddress(mac.0.to_vec()));
+        let (m, flags) = if add {
+            (RouteNetlinkMessage::NewNeighbour(msg), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE)
+        } else {
+            (RouteNetlinkMessage::DelNeighbour(msg), NLM_F_REQUEST | NLM_F_ACK)
+        };
+        self.request(m, flags).map(|_| ())
+    }
+
     /// Asks the kernel to resolve `ip` on `ifindex` (`ip neigh replace IP dev IF use`): it
     /// sends ARP, and the answer shows up in the neighbour table.
     pub fn resolve(&mut self, ip: Ipv4Addr, ifindex: u32) -> io::Result<()> {
