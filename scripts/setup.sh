@@ -6,8 +6,8 @@ set -euo pipefail
 # tcpdump: tests decode every output capture with it. iproute2/iputils-ping/iperf3: the
 # network-namespace tests and the demo. clang/llvm/libelf/zlib/m4/pkg-config: the XDP program
 # and the libxdp/libbpf builds of the AF_XDP backend (libxdp's configure also wants libpcap-dev).
-# ethtool: the daemon tests inspect port offloads.
-packages=(tcpdump iproute2 iputils-ping iperf3 clang llvm libelf-dev zlib1g-dev libpcap-dev m4 pkg-config make ethtool)
+# ethtool: the daemon tests inspect port offloads. frr: the EVPN test (zebra, bgpd in namespaces).
+packages=(tcpdump iproute2 iputils-ping iperf3 clang llvm libelf-dev zlib1g-dev libpcap-dev m4 pkg-config make ethtool frr)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,147 @@
+//! EVPN with FRR, unmodified (root; CI is root and installs `frr`): three VTEP hosts with iBGP
+//! `l2vpn evpn` and `advertise-all-vni`, two running xvtep in `[kernel]` mode and one the plain
+//! kernel. zebra drives xvtep through the kernel's bridges (flood lists, remote MACs), and
+//! reads back what xvtep learns (extern_learn entries) to advertise it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const UP: Duration = Duration::from_secs(10);
+
+/// zebra and bgpd of one host, in its namespace; stopped on drop.
+struct Frr {
+    ns: String,
+    dir: PathBuf,
+}
+
+impl Frr {
+    fn start(h: &Netns, dir: &Path, me: u8, peers: &[u8]) -> Frr {
+        let dir = dir.join(format!("frr-{me}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let mut bgp = format!(
+            "hostname h{me}\nlog file {d}/frr.log\nrouter bgp 65000\n bgp router-id 192.168.1.{me}\n \
+             no bgp default ipv4-unicast\n"
+        );
+        for p in peers {
+            bgp += &format!(" neighbor 192.168.1.{p} remote-as 65000\n");
+        }
+        bgp += " address-family l2vpn evpn\n";
+        for p in peers {
+            bgp += &format!("  neighbor 192.168.1.{p} activate\n");
+        }
+        bgp += "  advertise-all-vni\n exit-address-family\n";
+        std::fs::write(dir.join("bgpd.conf"), bgp).unwrap();
+        std::fs::write(dir.join("zebra.conf"), format!("hostname h{me}\nlog file {d}/frr.log\n")).unwrap();
+        std::fs::write(dir.join("vtysh.conf"), "").unwrap();
+        // The daemons drop to the frr user: it must be able to write here.
+        sh(&format!("chmod 755 {} && chown -R frr:frr {d}", dir.parent().unwrap().display()));
+        for daemon in ["zebra", "bgpd"] {
+            h.sh(&format!(
+                "/usr/lib/frr/{daemon} -d -N h{me} -u frr -g frr -f {d}/{daemon}.conf -i {d}/{daemon}.pid \
+                 -z {d}/zserv.api --vty_socket {d} 2>/dev/null"
+            ));
+        }
+        Frr { ns: h.name.clone(), dir }
+    }
+
+    fn vtysh(&self, cmd: &str) -> String {
+        let d = self.dir.display();
+        sh(&format!("ip netns exec {} vtysh --vty_socket {d} --config_dir {d} -c '{cmd}'", self.ns))
+    }
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        for daemon in ["bgpd", "zebra"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))) {
+                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Bridges as an EVPN host has them: br2/vx2 (VNI 2, tap1_0) and br3/vx3 (VNI 3, tap2_0), the
+/// vxlan devices without learning (the control plane installs remote MACs), no flood lists.
+fn evpn_bridges(h: &Netns, local: &str) {
+    for (vni, port) in [(2, "tap1_0"), (3, "tap2_0")] {
+        h.sh(&format!(
+            "ip link add br{vni} type bridge && ip link set br{vni} up && \
+             ip link add vx{vni} type vxlan id {vni} local {local} dstport 4789 dev eth0 nolearning && \
+             ip link set vx{vni} master br{vni} && ip link set vx{vni} up && ip link set {port} master br{vni} && \
+             bridge link set dev vx{vni} learning off"
+        ));
+    }
+}
+
+fn wait_for(what: &str, within: Duration, cond: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    start.elapsed()
+}
+
+fn mac_of(ns: &Netns) -> String {
+    ns.sh("cat /sys/class/net/eth0/address").trim().to_string()
+}
+
+#[test]
+fn frr_evpn_drives_two_xvtep_hosts_and_a_kernel_host() {
+    require_root!();
+    if !Path::new("/usr/lib/frr/bgpd").exists() {
+        eprintln!("SKIP: FRR is not installed (apt install frr; scripts/setup.sh does)");
+        return;
+    }
+    let t = topo(&prefix("evpn"), 3);
+    for (i, host) in t.hosts.iter().enumerate() {
+        evpn_bridges(&host.h, &format!("192.168.1.{}", i + 1));
+    }
+    let kernel_mode = "[kernel]\nbridges = [\"br2\", \"br3\"]\n";
+    let d1 = Daemon::start(&t.hosts[0].h, kernel_mode, t.dir.path(), "h1");
+    let d2 = Daemon::start(&t.hosts[1].h, kernel_mode, t.dir.path(), "h2");
+    let _frr: Vec<Frr> = (1..=3u8)
+        .map(|me| {
+            let peers: Vec<u8> = (1..=3u8).filter(|p| *p != me).collect();
+            Frr::start(&t.hosts[me as usize - 1].h, t.dir.path(), me, &peers)
+        })
+        .collect();
+
+    // Type-3 routes: zebra installs flood lists on the vxlan devices; xvtep follows them.
+    let took = wait_for("flood lists from EVPN type-3 routes", Duration::from_secs(60), || {
+        let fdb = d1.ctl_ok("fdb show");
+        [(2, 2), (2, 3), (3, 2), (3, 3)].iter().all(|(vni, host)| {
+            fdb.contains(&format!("00:00:00:00:00:00 dev vxlan0 vlan {vni} vni {vni} dst 192.168.1.{host}"))
+        })
+    });
+    eprintln!("evpn: flood lists in xvtep {took:?} after FRR started");
+
+    // Every pair in each VNI, none across.
+    let h = &t.hosts;
+    for (from, to) in [(0, 1), (0, 2), (1, 2), (2, 0)] {
+        assert!(h[from].a.ping_ok(&format!("10.2.0.{}", to + 1), UP), "VNI 2: a{} → a{}", from + 1, to + 1);
+        assert!(h[from].b.ping_ok(&format!("10.3.0.{}", to + 1), UP), "VNI 3: b{} → b{}", from + 1, to + 1);
+    }
+    h[2].b.sh("ip addr add 10.2.0.99/24 dev eth0");
+    assert!(!h[0].a.try_sh("ping -c 2 -W 1 10.2.0.99").status.success(), "VNI 3 reached from VNI 2");
+
+    // Type-2 routes both ways: the kernel host's FRR lists the MAC xvtep learned behind host 1
+    // (written back as extern_learn), and xvtep has the kernel host's MAC from zebra.
+    let (a1, a3) = (mac_of(&h[0].a), mac_of(&h[2].a));
+    wait_for("a1's MAC advertised by host 1", Duration::from_secs(30), || {
+        _frr[2].vtysh("show evpn mac vni 2").lines().any(|l| l.contains(&a1) && l.contains("192.168.1.1"))
+    });
+    wait_for("a3's MAC installed in xvtep", Duration::from_secs(30), || {
+        d1.ctl_ok("fdb show").contains(&format!("{a3} dev vxlan0 vlan 2 vni 2 dst 192.168.1.3"))
+    });
+    let mut d1 = d1;
+    let mut d2 = d2;
+    d1.stop();
+    d2.stop();
+}
