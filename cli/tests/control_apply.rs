@@ -68,7 +68,15 @@ fn rig() -> Rig {
     let attach = Recorder::default();
     let ports = Box::new(attach.clone());
     Rig {
-        run: Running { switch, config, underlay, path: None, clock: Box::new(|| 0), ports },
+        run: Running {
+            switch,
+            config,
+            underlay,
+            path: None,
+            clock: Box::new(|| 0),
+            ports,
+            kernel_mode: false,
+        },
         attach,
         pipeline,
         tx: TxBatch::default(),

@@ -157,9 +157,15 @@ fn frr_evpn_drives_two_xvtep_hosts_and_a_kernel_host() {
     let d1 = Daemon::start(&h[0].h, kernel_mode, t.dir.path(), "h1-again");
     let out = ping.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let summary = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("{text}"));
+    let summary =
+        text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_else(|| panic!("{text}"));
     let num = |word: &str| -> u64 {
-        summary.split(", ").find(|p| p.contains(word)).and_then(|p| p.split(' ').next()).and_then(|n| n.parse().ok()).unwrap()
+        summary
+            .split(", ")
+            .find(|p| p.contains(word))
+            .and_then(|p| p.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
     };
     let lost = num("transmitted") - num("received");
     eprintln!("evpn: SIGKILL and restart of xvtep under a 10 ms ping: {lost} lost ({} ms without forwarding in all)", lost * 10);

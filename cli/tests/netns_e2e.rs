@@ -494,12 +494,22 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
     assert!(fdb.contains(&format!("{a1_mac} dev tap1_0 vlan 2 vni 2 static")), "{fdb}");
     let links = d1.ctl_ok("link show");
     assert!(links.contains("1: tap1_0: pvid 2") && links.contains("2: tap2_0: pvid 3"), "{links}");
+    assert!(links.contains("mtu 1500 (following the kernel's bridges)"), "{links}");
     assert!(h1.a.ping_ok("10.2.0.2", UP), "VNI 2 through xvtep");
     assert!(h1.b.ping_ok("10.3.0.2", UP), "VNI 3 through xvtep");
     h2.b.sh("ip addr add 10.2.0.99/24 dev eth0");
     assert!(!h1.a.try_sh("ping -c 2 -W 1 10.2.0.99").status.success(), "VNI 3 reached from VNI 2");
     let (ok, _, err) = d1.ctl("save");
     assert!(!ok && err.contains("never overwritten"), "{err}");
+    // Changes are made in the kernel, not through xvtep.
+    let (ok, _, err) = d1.ctl("fdb add 02:00:00:00:00:99 dev vxlan0 dst 192.168.1.7 vni 2");
+    assert!(
+        !ok && err
+            .contains("in [kernel] mode the kernel's bridges are the configuration; instead: bridge fdb"),
+        "{err}"
+    );
+    let (ok, _, err) = d1.ctl("link set dev tap1_0 hairpin on");
+    assert!(!ok && err.contains("bridge link set dev PORT"), "{err}");
     // Followed while running: a flood-list entry comes and goes.
     let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
         let start = std::time::Instant::now();

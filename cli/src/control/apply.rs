@@ -43,6 +43,30 @@ pub struct Running {
     pub clock: Box<dyn Fn() -> Nanos + Send>,
     /// Attaches and detaches ports added and removed while running.
     pub ports: Box<dyn PortAttach>,
+    /// The configuration follows the kernel's bridges (`[kernel]`): changes are made there.
+    pub kernel_mode: bool,
+}
+
+/// In `[kernel]` mode the kernel's bridges are the configuration: a change made here would be
+/// undone by the next change followed from the kernel, so it is refused with what to run
+/// instead. Showing, statistics, `monitor`, `save PATH` and flushing learned entries remain.
+fn kernel_mode_refusal(request: &Request) -> Option<String> {
+    let instead = match request {
+        Request::FdbAdd { .. } | Request::FdbDel { .. } => {
+            "bridge fdb add|append|del MAC dev vxN dst IP self (a remote), or bridge fdb add|del MAC dev PORT master static"
+        }
+        Request::FdbFlush { dynamic: false, .. } => "xvtep fdb flush ... dynamic (static entries come from the kernel)",
+        Request::VlanAdd { .. } | Request::VlanDel { .. } => {
+            "a bridge with one vxlan device per VNI, named in [kernel] bridges"
+        }
+        Request::LinkAdd { .. } | Request::LinkDel { .. } => "ip link set PORT master brN | nomaster",
+        Request::LinkSet { .. } => "bridge link set dev PORT learning|flood|hairpin on|off",
+        Request::NeighAdd { .. } | Request::NeighDel { .. } => {
+            "nothing yet: neighbours for ARP suppression are not followed from the kernel in [kernel] mode"
+        }
+        _ => return None,
+    };
+    Some(format!("in [kernel] mode the kernel's bridges are the configuration; instead: {instead}"))
 }
 
 type Outcome = Result<Value, String>;
@@ -52,6 +76,9 @@ const TUNNEL: &str = "vxlan0";
 impl Running {
     /// Answers `request` (all but `monitor`, which the server streams).
     pub fn handle(&mut self, request: &Request) -> Response {
+        if let Some(refusal) = self.kernel_mode.then(|| kernel_mode_refusal(request)).flatten() {
+            return Response::error(refusal);
+        }
         let result = match request {
             Request::FdbShow { vni, dev } => self.fdb_show(*vni, dev.as_deref()),
             Request::FdbAdd { op, mac, dev, dst, vni, vlan, permanent } => {
@@ -360,7 +387,7 @@ impl Running {
     fn link_show(&self) -> Value {
         let mut rows = vec![
             json!({"id": 0, "dev": TUNNEL, "underlay": self.config.tunnel.dev, "local": self.config.tunnel.local,
-            "learning": self.config.tunnel.learning, "mtu": self.underlay.mtu}),
+            "learning": self.config.tunnel.learning, "mtu": self.underlay.mtu, "kernel_mode": self.kernel_mode}),
         ];
         let topo = self.switch.topology();
         for p in &self.config.ports {

@@ -51,11 +51,12 @@ pub fn link(data: &Value) -> String {
         if l["dev"] == "vxlan0" {
             let _ = writeln!(
                 o,
-                "{i}: vxlan0: underlay {} local {} learning {} mtu {}",
+                "{i}: vxlan0: underlay {} local {} learning {} mtu {}{}",
                 s(&l["underlay"]),
                 s(&l["local"]),
                 on(&l["learning"]),
-                s(&l["mtu"])
+                s(&l["mtu"]),
+                if l["kernel_mode"] == true { " (following the kernel's bridges)" } else { "" }
             );
         } else {
             let pvid = if l["pvid"].is_null() { "none".to_string() } else { s(&l["pvid"]) };

@@ -167,6 +167,7 @@ pub fn run(args: Args) -> Result<()> {
         // In [kernel] mode the file only names bridges: `save` must not overwrite it with
         // what the kernel gave (it writes to a path given explicitly).
         path: (!kernel::is_kernel_mode(&args.config)).then(|| args.config.clone()),
+        kernel_mode: kernel::is_kernel_mode(&args.config),
         clock: Box::new(move || epoch.elapsed().as_nanos() as u64),
         ports: Box::new(PortHost {
             steering: steering.clone(),
