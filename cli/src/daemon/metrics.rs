@@ -96,45 +96,18 @@ pub fn render(src: &Sources) -> String {
         "Events a slow subscriber missed.",
         vec![(String::new(), stats.events_lost)],
     );
-    let per_worker = |f: fn(&IoCounters) -> u64| {
-        src.workers.iter().enumerate().map(|(i, c)| (format!("{{worker=\"{i}\"}}"), f(c))).collect::<Vec<_>>()
-    };
-    family(
-        "xvtep_tx_ring_full_total",
-        "counter",
-        "Frames dropped: tx ring full.",
-        per_worker(|c| c.tx_ring_full.get()),
-    );
-    family(
-        "xvtep_tx_no_frame_total",
-        "counter",
-        "Frames dropped: no free UMEM frame.",
-        per_worker(|c| c.tx_no_frame.get()),
-    );
-    family(
-        "xvtep_rx_port_removed_total",
-        "counter",
-        "Frames dropped: received on a port's socket, not yet switched when link del closed it.",
-        per_worker(|c| c.rx_port_removed.get()),
-    );
-    family(
-        "xvtep_fill_starved_total",
-        "counter",
-        "Fill ring top-ups short of frames.",
-        per_worker(|c| c.fill_starved.get()),
-    );
-    family(
-        "xvtep_tx_wakeups_total",
-        "counter",
-        "sendto() wakeups of the kernel.",
-        per_worker(|c| c.tx_wakeups.get()),
-    );
-    family(
-        "xvtep_tx_zero_copy_total",
-        "counter",
-        "Frames forwarded by moving the buffer.",
-        per_worker(|c| c.tx_zero_copy.get()),
-    );
+    // Every I/O counter, per worker, from the one list that defines them.
+    let fields = src.workers.first().map(|c| c.all().len()).unwrap_or(0);
+    for k in 0..fields {
+        let (name, help, _) = src.workers[0].all()[k];
+        let rows = src
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("{{worker=\"{i}\"}}"), c.all()[k].2))
+            .collect();
+        family(name, "counter", help.trim(), rows);
+    }
     let up = src.started.elapsed().as_nanos().max(1) as f64;
     let _ =
         writeln!(o, "# HELP xvtep_worker_busy_ratio Share of its life a worker was not sleeping in poll(2).");
@@ -172,4 +145,50 @@ pub fn serve(addr: SocketAddr, src: Sources, stop: Arc<AtomicBool>) -> Result<st
             }
         }
     })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xvtep_dataplane::{Config, NextHops, Underlay};
+
+    /// Every counter the daemon keeps is exported: each I/O counter per worker (with its help
+    /// text) and each per-port counter.
+    #[test]
+    fn every_counter_is_exported() {
+        let config = Config::parse(
+            "[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\n[[vlan]]\nvid = 2\nvni = 2\n\
+             [[port]]\nname = \"p1\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let switch = Switch::new(&config, Underlay::for_replay(&config), NextHops::default());
+        let io = Arc::new(IoCounters::default());
+        io.rx_packets.add(1000);
+        io.vnet_rx_queue_full.add(1018);
+        let text = render(&Sources { switch, workers: vec![io.clone()], started: Instant::now() });
+        for (name, help, value) in io.all() {
+            assert!(text.contains(&format!("# HELP {name} {}", help.trim())), "{name} has no help:\n{text}");
+            assert!(
+                text.contains(&format!("{name}{{worker=\"0\"}} {value}\n")),
+                "{name} not exported:\n{text}"
+            );
+        }
+        assert!(text.contains("xvtep_io_rx_packets_total{worker=\"0\"} 1000\n"));
+        assert!(text.contains("xvtep_vnet_rx_queue_full_total{worker=\"0\"} 1018\n"));
+        for per_port in [
+            "xvtep_rx_packets_total",
+            "xvtep_rx_bytes_total",
+            "xvtep_tx_packets_total",
+            "xvtep_tx_bytes_total",
+            "xvtep_learn_refused_total",
+            "xvtep_arp_suppressed_total",
+            "xvtep_tx_coalesced_total",
+        ] {
+            assert!(
+                text.contains(&format!("{per_port}{{port=\"p1\"}} 0\n")),
+                "{per_port} not exported:\n{text}"
+            );
+        }
+    }
 }

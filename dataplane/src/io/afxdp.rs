@@ -47,46 +47,64 @@ pub struct XskSpec {
     pub queue: u32,
 }
 
-/// The I/O layer's own named counters (one writer: the worker).
-#[derive(Debug, Default)]
-pub struct IoCounters {
-    pub rx_packets: Counter,
-    pub tx_packets: Counter,
+macro_rules! io_counters {
+    ($($(#[doc = $doc:literal])+ $field:ident => $metric:literal;)*) => {
+        /// The I/O layer's own named counters (one writer: the worker).
+        #[derive(Debug, Default)]
+        pub struct IoCounters {
+            $($(#[doc = $doc])+ pub $field: Counter,)*
+        }
+
+        impl IoCounters {
+            /// Every counter: (Prometheus metric name, help, value). Metrics and the exit
+            /// summary read this list, so a counter added here is exported everywhere.
+            pub fn all(&self) -> [(&'static str, &'static str, u64); [$(stringify!($field)),*].len()] {
+                [$(($metric, concat!($($doc),+), self.$field.get())),*]
+            }
+        }
+    };
+}
+
+io_counters! {
+    /// Frames received from AF_XDP rings.
+    rx_packets => "xvtep_io_rx_packets_total";
+    /// Frames handed to AF_XDP rings.
+    tx_packets => "xvtep_io_tx_packets_total";
     /// Frames sent by moving the received buffer (no copy).
-    pub tx_zero_copy: Counter,
+    tx_zero_copy => "xvtep_tx_zero_copy_total";
     /// Dropped: the egress socket's tx ring was full.
-    pub tx_ring_full: Counter,
+    tx_ring_full => "xvtep_tx_ring_full_total";
     /// Dropped: no free UMEM frame to write an edited or replicated frame into.
-    pub tx_no_frame: Counter,
+    tx_no_frame => "xvtep_tx_no_frame_total";
     /// Dropped: this worker has no socket on the egress port.
-    pub tx_no_socket: Counter,
+    tx_no_socket => "xvtep_tx_no_socket_total";
     /// Times a fill ring could not be topped up for want of free frames.
-    pub fill_starved: Counter,
+    fill_starved => "xvtep_fill_starved_total";
     /// sendto() calls to kick transmission (need_wakeup).
-    pub tx_wakeups: Counter,
+    tx_wakeups => "xvtep_tx_wakeups_total";
     /// Partial TCP/UDP checksums completed (see `wire::offload`).
-    pub csum_completed: Counter,
+    csum_completed => "xvtep_csum_completed_total";
     /// poll(2) sleeps with nothing to do.
-    pub idle_sleeps: Counter,
+    idle_sleeps => "xvtep_idle_sleeps_total";
     /// Time spent in those sleeps, in nanoseconds (the rest of the worker's life is busy).
-    pub idle_nanos: Counter,
+    idle_nanos => "xvtep_idle_nanoseconds_total";
     /// Dropped by the kernel: the socket's rx ring was full (the worker did not keep up).
-    pub rx_ring_full: Counter,
+    rx_ring_full => "xvtep_rx_ring_full_total";
     /// Dropped by the kernel: no frame in the fill ring to receive into.
-    pub rx_fill_empty: Counter,
+    rx_fill_empty => "xvtep_rx_fill_empty_total";
     /// Dropped: received on a port's socket, not yet switched when `link del` closed it.
-    pub rx_port_removed: Counter,
+    rx_port_removed => "xvtep_rx_port_removed_total";
     /// Frames received on `vnet` ports (a superframe counts once).
-    pub vnet_rx: Counter,
+    vnet_rx => "xvtep_vnet_rx_total";
     /// Frames sent on `vnet` ports.
-    pub vnet_tx: Counter,
+    vnet_tx => "xvtep_vnet_tx_total";
     /// Dropped: a `vnet` port's socket refused the frame (its queue full).
-    pub vnet_tx_refused: Counter,
+    vnet_tx_refused => "xvtep_vnet_tx_refused_total";
     /// Dropped: a `vnet` port's socket gave a frame too short for its virtio-net header.
-    pub vnet_rx_short: Counter,
+    vnet_rx_short => "xvtep_vnet_rx_short_total";
     /// Dropped by the kernel: a `vnet` port's socket receive queue was full (the worker did
     /// not keep up).
-    pub vnet_rx_queue_full: Counter,
+    vnet_rx_queue_full => "xvtep_vnet_rx_queue_full_total";
 }
 
 #[derive(Debug, thiserror::Error)]
