@@ -269,6 +269,8 @@ pub struct AfXdpIo {
     stop: Arc<AtomicBool>,
     epoch: Instant,
     last_kernel_stats: Instant,
+    /// The allocation of the batch's frame list, kept from batch to batch (see [`recycle`]).
+    frames: Vec<RxFrame<'static>>,
     /// The socket served first in the next poll: rotates, so that one busy interface cannot
     /// starve the others of service.
     first: usize,
@@ -329,6 +331,7 @@ impl AfXdpIo {
             stop,
             epoch,
             last_kernel_stats: Instant::now(),
+            frames: Vec::with_capacity(BATCH_SIZE),
             first: 0,
             counters: Arc::default(),
         };
@@ -536,6 +539,13 @@ impl AfXdpIo {
     }
 }
 
+/// An empty vector with `buf`'s allocation, for frames borrowing from something else: the
+/// batch's frame list is rebuilt every batch without allocating (std collects in place when
+/// the element layouts match, as they do here: only the lifetime differs).
+fn recycle<'a, 'b>(buf: Vec<RxFrame<'a>>) -> Vec<RxFrame<'b>> {
+    buf.into_iter().filter_map(|_| None).collect()
+}
+
 /// The index of `source` among the batch's AF_XDP frames (its first `afxdp` frames, movable
 /// by descriptor); `None` for the `vnet` frames after them and for generated frames.
 fn afxdp_frame(source: TxSource, afxdp: usize) -> Option<usize> {
@@ -574,16 +584,13 @@ impl FrameIo for AfXdpIo {
         }
         let now: Nanos = self.epoch.elapsed().as_nanos() as Nanos;
         let readers = std::mem::take(&mut self.readers);
-        let mut frames: Vec<RxFrame> = self
-            .rx
-            .iter()
-            .map(|(s, desc)| RxFrame {
-                port: self.socks[*s].spec.port,
-                // SAFETY: as above; only read from here until the batch is staged.
-                data: unsafe { readers[*s].data(desc) }.contents(),
-                vnet: None,
-            })
-            .collect();
+        let mut frames: Vec<RxFrame> = recycle(std::mem::take(&mut self.frames));
+        frames.extend(self.rx.iter().map(|(s, desc)| RxFrame {
+            port: self.socks[*s].spec.port,
+            // SAFETY: as above; only read from here until the batch is staged.
+            data: unsafe { readers[*s].data(desc) }.contents(),
+            vnet: None,
+        }));
         let vnet = std::mem::take(&mut self.vnet);
         self.counters.vnet_rx.add(self.vnet_rx.len() as u64);
         for &(v, k) in &self.vnet_rx {
@@ -594,10 +601,27 @@ impl FrameIo for AfXdpIo {
         }
         pipeline.process(now, &frames, tx);
         self.stage(tx, &frames);
-        drop(frames);
+        self.frames = recycle(frames);
         self.vnet = vnet;
         self.readers = readers;
         self.transmit();
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_list_keeps_its_allocation() {
+        let data = [0u8; 60];
+        let mut frames: Vec<RxFrame<'static>> = Vec::with_capacity(BATCH_SIZE);
+        let at = frames.as_ptr();
+        let mut borrowed: Vec<RxFrame> = recycle(std::mem::take(&mut frames));
+        borrowed.push(RxFrame::new(PortId(1), &data));
+        assert_eq!((borrowed.as_ptr(), borrowed.capacity()), (at, BATCH_SIZE));
+        let back: Vec<RxFrame<'static>> = recycle(borrowed);
+        assert_eq!((back.as_ptr(), back.capacity(), back.len()), (at, BATCH_SIZE, 0));
     }
 }
