@@ -532,6 +532,16 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
     wait_for("a flood entry added", &|| d1.ctl_ok("fdb show").contains(extra));
     h1.h.sh("bridge fdb del 00:00:00:00:00:00 dev vx2 dst 192.168.1.9");
     wait_for("a flood entry removed", &|| !d1.ctl_ok("fdb show").contains(extra));
+    // ARP suppression as the kernel's: neigh_suppress on vx2, answers from br2's neighbours
+    // (where zebra puts remote hosts). a1 asks for a host that does not exist; xvtep answers.
+    h1.h.sh("bridge link set dev vx2 neigh_suppress on");
+    h1.h.sh("ip neigh add 10.2.0.77 lladdr 02:00:00:00:00:77 dev br2 nud permanent");
+    wait_for("a neighbour followed", &|| {
+        d1.ctl_ok("neigh show").contains("10.2.0.77 lladdr 02:00:00:00:00:77 vni 2")
+    });
+    let _ = h1.a.try_sh("ping -c 1 -W 1 10.2.0.77");
+    let arp = h1.a.sh("ip neigh show 10.2.0.77");
+    assert!(arp.contains("lladdr 02:00:00:00:00:77"), "ARP not answered from the kernel's neighbours: {arp}");
     // A container joins br2 while xvtep runs: it becomes a port and reaches host 2.
     let c = Netns::new(&format!("{}-c1", prefix("kmode")));
     veth(&h1.h, "tap9", &c, "eth0");

@@ -56,10 +56,11 @@ pub struct KernelLink {
     pub mtu: u32,
     pub is_bridge: bool,
     pub vxlan: Option<KernelVxlan>,
-    /// Bridge port flags: learning, (unicast) flood, hairpin.
+    /// Bridge port flags: learning, (unicast) flood, hairpin, neigh_suppress.
     pub learning: bool,
     pub flood: bool,
     pub hairpin: bool,
+    pub neigh_suppress: bool,
 }
 
 /// One static bridge FDB entry.
@@ -84,6 +85,9 @@ pub struct KernelState {
     pub links: Vec<KernelLink>,
     pub addrs: Vec<(u32, Ipv4Addr)>,
     pub fdb: Vec<KernelFdb>,
+    /// IPv4 neighbours (ifindex, address, MAC): those on a bridge device feed ARP suppression,
+    /// as zebra puts the remote hosts' there.
+    pub neighbours: Vec<(u32, Ipv4Addr, MacAddr)>,
 }
 
 /// The bridges named by the `[kernel]` table of a config file, if it has one.
@@ -122,6 +126,7 @@ pub fn kernel_bridges(text: &str, file: &Path) -> Result<Option<(Vec<String>, St
 /// switch from diverging). The daemon then reads the kernel again and applies the difference,
 /// as for SIGHUP. Ends when `stop` is set.
 pub fn follow(
+    bridges: Vec<String>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     changed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
@@ -139,11 +144,21 @@ pub fn follow(
     for g in [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR] {
         sock.add_membership(g).context("joining a netlink group")?;
     }
-    let relevant = |m: &RouteNetlinkMessage| match m {
-        // Not the entries xvtep writes back itself (extern_learn on a bridge port).
+    let on_a_bridge = move |ifindex: u32| {
+        nix::net::if_::if_indextoname(ifindex)
+            .is_ok_and(|n| bridges.iter().any(|b| n.to_str() == Ok(b.as_str())))
+    };
+    let relevant = move |m: &RouteNetlinkMessage| match m {
+        // Not the entries xvtep writes back itself (extern_learn on a bridge port); IPv4
+        // neighbours only on the bridges (ARP suppression), not the underlay's.
         RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n) => {
-            n.header.family == AddressFamily::Bridge
-                && !n.header.flags.contains(NeighbourFlags::Controller | NeighbourFlags::ExtLearned)
+            match n.header.family {
+                AddressFamily::Bridge => {
+                    !n.header.flags.contains(NeighbourFlags::Controller | NeighbourFlags::ExtLearned)
+                }
+                AddressFamily::Inet => on_a_bridge(n.header.ifindex),
+                _ => false,
+            }
         }
         RouteNetlinkMessage::NewLink(_)
         | RouteNetlinkMessage::DelLink(_)
@@ -201,9 +216,15 @@ pub fn follow(
     Ok(thread)
 }
 
+/// The bridges of the config file at `path`, if it is in `[kernel]` mode.
+pub fn bridges_of(path: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    kernel_bridges(&text, path).ok().flatten().map(|(bridges, _)| bridges)
+}
+
 /// Whether the config file at `path` is in `[kernel]` mode.
 pub fn is_kernel_mode(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|t| matches!(kernel_bridges(&t, path), Ok(Some(_))))
+    bridges_of(path).is_some()
 }
 
 /// Loads the configuration: from the file, or, in `[kernel]` mode, from the kernel's bridges.
@@ -226,7 +247,14 @@ pub fn read(rtnl: &mut Rtnl) -> Result<KernelState> {
     let links = rtnl.links().context("dumping links")?.iter().map(link_of).collect();
     let addrs = rtnl.addresses().context("dumping addresses")?.iter().flat_map(addrs_of).collect();
     let fdb = rtnl.bridge_fdb().context("dumping the bridge FDB")?.iter().filter_map(fdb_of).collect();
-    Ok(KernelState { links, addrs, fdb })
+    let mut neighbours: Vec<(u32, Ipv4Addr, MacAddr)> = rtnl
+        .neighbours()
+        .context("dumping neighbours")?
+        .into_iter()
+        .map(|((ip, i), mac)| (i, ip, mac))
+        .collect();
+    neighbours.sort();
+    Ok(KernelState { links, addrs, fdb, neighbours })
 }
 
 /// The parts of a link message xvtep uses.
@@ -248,6 +276,7 @@ pub fn link_of(m: &LinkMessage) -> KernelLink {
                                     InfoBridgePort::Learning(b) => l.learning = *b,
                                     InfoBridgePort::UnicastFlood(b) => l.flood = *b,
                                     InfoBridgePort::HairpinMode(b) => l.hairpin = *b,
+                                    InfoBridgePort::NeighSupress(b) => l.neigh_suppress = *b,
                                     _ => {}
                                 }
                             }
@@ -346,6 +375,8 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
     let mut vlans = String::new();
     let mut ports = String::new();
     let mut fdb = String::new();
+    let mut neigh = String::new();
+    let mut suppress = false;
     let mut used_vids: Vec<u16> = Vec::new();
     for b in bridges {
         let bridge = state.links.iter().find(|l| &l.name == b).ok_or_else(|| {
@@ -413,6 +444,22 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
                 let _ = writeln!(fdb, "remote_vni = {r}");
             }
         }
+        // ARP suppression as the kernel's: `neigh_suppress` on the vxlan port, answering from
+        // the neighbours of the bridge device.
+        if vx.neigh_suppress {
+            suppress = true;
+            // Hosts only: the bridge also holds multicast groups' entries (224.0.0.22 ...).
+            let host = |(i, ip, mac): &&(u32, Ipv4Addr, MacAddr)| {
+                *i == bridge.index
+                    && !ip.is_multicast()
+                    && !ip.is_broadcast()
+                    && !mac.is_multicast()
+                    && !mac.is_zero()
+            };
+            for (_, ip, mac) in state.neighbours.iter().filter(host) {
+                let _ = write!(neigh, "[[neigh]]\nvni = {}\nip = \"{ip}\"\nmac = \"{mac}\"\n", v.vni);
+            }
+        }
         // On ports only `static` entries: a `permanent` one is the host's own address there,
         // an `extern_learn` one what xvtep itself learned and wrote back.
         let on_port = |e: &&KernelFdb| {
@@ -453,7 +500,12 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
         out,
         "[tunnel]\nlocal = \"{local}\"\ndev = \"{dev}\"\ndstport = {}\nlearning = {}\nudpcsum = {}\n\
          proxy = {}\nl2miss = {}\nl3miss = {}\n",
-        v.dstport, v.learning, v.udpcsum, v.proxy, v.l2miss, v.l3miss
+        v.dstport,
+        v.learning,
+        v.udpcsum,
+        v.proxy || suppress,
+        v.l2miss,
+        v.l3miss
     );
     if v.ttl != 0 {
         let _ = writeln!(out, "ttl = {}", v.ttl);
@@ -465,7 +517,7 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
     if let Some(r) = v.group.filter(|g| !g.is_multicast() && !g.is_unspecified()) {
         let _ = writeln!(out, "remote = \"{r}\"");
     }
-    Ok(out + &vlans + &ports + &fdb)
+    Ok(out + &vlans + &ports + &fdb + &neigh)
 }
 
 /// Whether some bridge's VNI equals `vid`, so that VID is better left for it.
@@ -527,6 +579,12 @@ mod tests {
                 br3,
                 vxlan(21, "vx3", 20, 5000),
                 tap2,
+            ],
+            // A neighbour on br2 (zebra's place for remote hosts), one on the underlay.
+            neighbours: vec![
+                (10, Ipv4Addr::new(10, 2, 0, 77), MacAddr([2, 0, 0, 0, 0, 0x77])),
+                (10, Ipv4Addr::new(224, 0, 0, 22), MacAddr([1, 0, 0x5e, 0, 0, 0x16])),
+                (2, Ipv4Addr::new(192, 168, 1, 2), MacAddr([2, 0, 0, 0, 1, 2])),
             ],
             addrs: vec![(2, Ipv4Addr::new(192, 168, 1, 1))],
             fdb: vec![
@@ -594,6 +652,23 @@ mod tests {
         assert_eq!((c.switch.ageing_secs, c.tunnel.dev.as_str(), c.vid_of(5000)), (30, "eth0", Some(1)));
         assert_eq!(c.fdb.len(), 3);
         assert!(c.ports[1].hairpin && !c.ports[1].flood);
+    }
+
+    #[test]
+    fn neigh_suppress_answers_from_the_bridges_neighbours() {
+        let mut s = seed();
+        // Off: no suppression, no neighbours.
+        let toml = translate(&["br2".to_string()], &s, "").unwrap();
+        assert!(toml.contains("proxy = false\n") && !toml.contains("[[neigh]]"), "{toml}");
+        s.links[2].neigh_suppress = true; // vx2
+        let toml = translate(&["br2".to_string()], &s, "").unwrap();
+        assert!(toml.contains("proxy = true\n"), "{toml}");
+        assert!(
+            toml.ends_with("[[neigh]]\nvni = 2\nip = \"10.2.0.77\"\nmac = \"02:00:00:00:00:77\"\n"),
+            "{toml}"
+        );
+        let c = Config::parse(&toml, "kernel").unwrap();
+        assert_eq!(c.neigh.len(), 1, "the underlay's neighbour is not the overlay's");
     }
 
     #[test]

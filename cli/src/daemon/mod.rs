@@ -212,9 +212,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut unresolved = 0;
     // In [kernel] mode, changes to the kernel's bridges are applied as they happen.
     let kernel_changed = Arc::new(AtomicBool::new(false));
-    let following = if kernel::is_kernel_mode(&args.config) {
+    let following = if let Some(bridges) = kernel::bridges_of(&args.config) {
         Some((
-            kernel::follow(stop.clone(), kernel_changed.clone())?,
+            kernel::follow(bridges, stop.clone(), kernel_changed.clone())?,
             writeback::spawn(switch.clone(), stop.clone())?,
         ))
     } else {
