@@ -562,6 +562,19 @@ mod tests {
         }
     }
 
+    /// `bridge fdb append 00:00:00:00:00:00 dev vx2 dst 192.168.1.2` as the dump gives it.
+    fn flood_entry() -> KernelFdb {
+        KernelFdb {
+            ifindex: 11,
+            mac: MacAddr([0; 6]),
+            permanent: true,
+            ext_learned: false,
+            dst: Some(Ipv4Addr::new(192, 168, 1, 2)),
+            vni: None,
+            port: None,
+        }
+    }
+
     fn seed() -> KernelState {
         let mut br2 = link(10, "br2", None);
         br2.is_bridge = true;
@@ -588,15 +601,7 @@ mod tests {
             ],
             addrs: vec![(2, Ipv4Addr::new(192, 168, 1, 1))],
             fdb: vec![
-                KernelFdb {
-                    ifindex: 11,
-                    mac: MacAddr([0; 6]),
-                    permanent: true,
-                    ext_learned: false,
-                    dst: Some(Ipv4Addr::new(192, 168, 1, 2)),
-                    vni: None,
-                    port: None,
-                },
+                flood_entry(),
                 KernelFdb {
                     ifindex: 21,
                     permanent: true,
@@ -742,18 +747,7 @@ mod tests {
             NeighbourAttribute::LinkLocalAddress(vec![0; 6]),
             NeighbourAttribute::Destination(NeighbourAddress::Inet(Ipv4Addr::new(192, 168, 1, 2))),
         ];
-        assert_eq!(
-            fdb_of(&n),
-            Some(KernelFdb {
-                ifindex: 11,
-                mac: MacAddr([0; 6]),
-                permanent: true,
-                ext_learned: false,
-                dst: Some(Ipv4Addr::new(192, 168, 1, 2)),
-                vni: None,
-                port: None
-            })
-        );
+        assert_eq!(fdb_of(&n), Some(flood_entry()));
         // As the crate parses an AF_BRIDGE message: the address's family unknown.
         n.attributes[1] = NeighbourAttribute::Destination(NeighbourAddress::Other(vec![192, 168, 1, 2]));
         assert_eq!(fdb_of(&n).and_then(|e| e.dst), Some(Ipv4Addr::new(192, 168, 1, 2)));

@@ -136,45 +136,41 @@ impl Rtnl {
         Ok(out)
     }
 
+    /// Dumps with `request` and keeps what `pick` takes of each reply.
+    fn dump<T>(
+        &mut self,
+        request: RouteNetlinkMessage,
+        pick: impl Fn(RouteNetlinkMessage) -> Option<T>,
+    ) -> io::Result<Vec<T>> {
+        Ok(self.request(request, NLM_F_REQUEST | NLM_F_DUMP)?.into_iter().filter_map(pick).collect())
+    }
+
     /// Every link, with its attributes (bridge port data and vxlan settings included).
     pub fn links(&mut self) -> io::Result<Vec<LinkMessage>> {
-        let msg = LinkMessage::default();
-        let replies = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewLink(l) => Some(l),
-                _ => None,
-            })
-            .collect())
+        self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), |r| match r {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })
     }
 
     /// Every IPv4 address.
     pub fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet;
-        let replies = self.request(RouteNetlinkMessage::GetAddress(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewAddress(a) => Some(a),
-                _ => None,
-            })
-            .collect())
+        self.dump(RouteNetlinkMessage::GetAddress(msg), |r| match r {
+            RouteNetlinkMessage::NewAddress(a) => Some(a),
+            _ => None,
+        })
     }
 
     /// Every bridge FDB entry (`bridge fdb show`): on bridge ports and on vxlan devices.
     pub fn bridge_fdb(&mut self) -> io::Result<Vec<NeighbourMessage>> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Bridge;
-        let replies = self.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewNeighbour(n) => Some(n),
-                _ => None,
-            })
-            .collect())
+        self.dump(RouteNetlinkMessage::GetNeighbour(msg), |r| match r {
+            RouteNetlinkMessage::NewNeighbour(n) => Some(n),
+            _ => None,
+        })
     }
 
     /// Adds (or moves here) or removes `mac` as an externally learned entry of the bridge port
