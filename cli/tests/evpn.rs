@@ -172,6 +172,16 @@ fn frr_evpn_drives_two_xvtep_hosts_and_a_kernel_host() {
     assert!(h[0].a.ping_ok("10.2.0.3", UP), "xvtep took over again");
     let fdb = d1.ctl_ok("fdb show");
     assert!(fdb.contains("00:00:00:00:00:00 dev vxlan0 vlan 2 vni 2 dst 192.168.1.3"), "{fdb}");
+
+    // A host that leaves the fabric (its bgpd stopped): its routes are withdrawn, zebra takes
+    // its entries out of the kernel, and xvtep follows.
+    let mut frr = _frr;
+    drop(frr.pop()); // host 3's zebra and bgpd
+    let gone = wait_for("host 3 gone from xvtep's FDB", Duration::from_secs(60), || {
+        !d1.ctl_ok("fdb show").contains("dst 192.168.1.3")
+    });
+    eprintln!("evpn: a host that left was gone from xvtep's FDB {gone:?} after its bgpd stopped");
+    assert!(h[0].a.ping_ok("10.2.0.2", UP), "the other hosts still reach each other");
     let mut d1 = d1;
     let mut d2 = d2;
     d1.stop();
