@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all setup build test demo demo-replay bench bench-live release fuzz soak fmt clean
+.PHONY: all setup build test demo demo-replay demo-evpn bench bench-live release fuzz soak fmt clean
 
 all: build
 
@@ -28,6 +28,10 @@ demo: build
 
 demo-replay: build
 	@scripts/demo-replay.sh
+
+# EVPN with FRR: three hosts, two running xvtep in [kernel] mode (root).
+demo-evpn: build
+	@scripts/demo-evpn.sh
 
 bench: setup
 	$(CARGO) bench -p xvtep-benches
