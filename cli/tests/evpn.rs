@@ -173,6 +173,44 @@ fn frr_evpn_drives_two_xvtep_hosts_and_a_kernel_host() {
     let fdb = d1.ctl_ok("fdb show");
     assert!(fdb.contains("00:00:00:00:00:00 dev vxlan0 vlan 2 vni 2 dst 192.168.1.3"), "{fdb}");
 
+    // A container that moves (same MAC and IP) from xvtep host 1 to kernel host 3: host 3
+    // advertises it with a higher sequence number, zebra on host 2 moves it behind host 3 in
+    // the kernel, and xvtep on host 2 follows.
+    h[0].h.sh("ip link del tap1_0");
+    veth(&h[2].h, "tap5", &h[0].a, "eth0");
+    h[0].a.sh(&format!(
+        "ip link set eth0 address {a1} && ip addr add 10.2.0.1/24 dev eth0 && ip link set eth0 mtu 1450"
+    ));
+    h[2].h.sh("ip link set tap5 master br2");
+    let moved = Instant::now();
+    assert!(h[0].a.ping_ok("10.2.0.3", UP), "the moved container reaches its new neighbour");
+    wait_for("the moved MAC behind host 3 in xvtep on host 2", Duration::from_secs(30), || {
+        d2.ctl_ok("fdb show").contains(&format!("{a1} dev vxlan0 vlan 2 vni 2 dst 192.168.1.3"))
+    });
+    assert!(h[1].a.ping_ok("10.2.0.1", UP), "a2 (xvtep) reaches the moved container");
+    eprintln!(
+        "evpn: a container moved from an xvtep host to the kernel host was reachable again {:?} later",
+        moved.elapsed()
+    );
+
+    // ... and back to xvtep host 1: xvtep learns the MAC on its port over zebra's remote entry
+    // (as the kernel's bridge moves an extern_learn entry), writes it back, zebra advertises
+    // it with a higher sequence number, and host 2 follows.
+    h[2].h.sh("ip link del tap5");
+    veth(&h[0].h, "tap1_0", &h[0].a, "eth0");
+    h[0].a.sh(&format!(
+        "ip link set eth0 address {a1} && ip addr add 10.2.0.1/24 dev eth0 && ip link set eth0 mtu 1450"
+    ));
+    h[0].h.sh("ip link set tap1_0 master br2");
+    let back = Instant::now();
+    wait_for("tap1_0 a port again", Duration::from_secs(10), || d1.ctl_ok("link show").contains("tap1_0"));
+    assert!(h[0].a.ping_ok("10.2.0.3", UP), "the container moved back reaches host 3");
+    wait_for("the MAC back behind host 1 in xvtep on host 2", Duration::from_secs(30), || {
+        d2.ctl_ok("fdb show").contains(&format!("{a1} dev vxlan0 vlan 2 vni 2 dst 192.168.1.1"))
+    });
+    assert!(h[1].a.ping_ok("10.2.0.1", UP), "a2 reaches the container moved back");
+    eprintln!("evpn: moved back to an xvtep host, reachable again {:?} later", back.elapsed());
+
     // A host that leaves the fabric (its bgpd stopped): its routes are withdrawn, zebra takes
     // its entries out of the kernel, and xvtep follows.
     let mut frr = _frr;
@@ -181,7 +219,7 @@ fn frr_evpn_drives_two_xvtep_hosts_and_a_kernel_host() {
         !d1.ctl_ok("fdb show").contains("dst 192.168.1.3")
     });
     eprintln!("evpn: a host that left was gone from xvtep's FDB {gone:?} after its bgpd stopped");
-    assert!(h[0].a.ping_ok("10.2.0.2", UP), "the other hosts still reach each other");
+    assert!(h[0].b.ping_ok("10.3.0.2", UP), "the other hosts still reach each other");
     let mut d1 = d1;
     let mut d2 = d2;
     d1.stop();

@@ -170,6 +170,18 @@ pub enum FdbScope {
     Vid(u16),
 }
 
+impl StaticFdb {
+    /// The kind of FDB entry it installs.
+    pub fn kind(&self) -> crate::fdb::EntryKind {
+        use crate::fdb::EntryKind;
+        match (self.permanent, self.extern_learn) {
+            (true, _) => EntryKind::Permanent,
+            (false, true) => EntryKind::External,
+            (false, false) => EntryKind::Static,
+        }
+    }
+}
+
 impl From<FdbScope> for Domain {
     fn from(scope: FdbScope) -> Domain {
         match scope {
@@ -198,6 +210,8 @@ pub struct StaticFdb {
     pub scope: FdbScope,
     pub target: FdbTarget,
     pub permanent: bool,
+    /// Installed by a control plane (`extern_learn`): never ages, but learning moves it.
+    pub extern_learn: bool,
 }
 
 /// A neighbour for ARP suppression.
@@ -428,6 +442,8 @@ struct RawFdb {
     remote_vni: Option<u32>,
     #[serde(default)]
     permanent: bool,
+    #[serde(default)]
+    extern_learn: bool,
 }
 
 #[derive(Deserialize)]
@@ -582,7 +598,11 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
                 ))
             }
         };
-        let entry = StaticFdb { mac: e.mac, scope, target, permanent: e.permanent };
+        check(!e.extern_learn || (e.dst.is_some() && !e.permanent && !e.mac.is_zero()), &span, || {
+            "[[fdb]] extern_learn is for a remote MAC (with dst, not permanent, not the flood entry)".into()
+        })?;
+        let entry =
+            StaticFdb { mac: e.mac, scope, target, permanent: e.permanent, extern_learn: e.extern_learn };
         // One entry per MAC and scope; the flood list (all-zeros MAC) one per target. A set:
         // a control plane may install tens of thousands.
         let key = (entry.mac, entry.scope, entry.mac.is_zero().then(|| entry.target.clone()));

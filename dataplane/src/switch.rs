@@ -74,19 +74,19 @@ impl Switch {
                 return Ok(());
             }
         }
-        let kind = if e.permanent { EntryKind::Permanent } else { EntryKind::Static };
-        self.fdb.add(e.mac, domain, dst, kind, replace, now)
+        self.fdb.add(e.mac, domain, dst, e.kind(), replace, now)
     }
 
-    /// Undoes [`Switch::install_static`] (nothing if the entry is not there any more).
+    /// Undoes [`Switch::install_static`]: nothing if the entry is not there any more, or if
+    /// learning moved it since (a control plane's entry for a MAC that came here).
     pub fn remove_static(&self, e: &StaticFdb) {
         let domain = Domain::from(e.scope);
         match self.topology().fdb_dst(&e.target) {
             FdbDst::Remote(r) if e.mac.is_zero() => {
                 self.fdb.flood_remove(domain, r);
             }
-            _ => {
-                let _ = self.fdb.remove(e.mac, domain);
+            dst => {
+                self.fdb.remove_exact(e.mac, domain, dst, e.kind());
             }
         }
     }
@@ -196,6 +196,7 @@ impl Switch {
                         EntryKind::Learned => "learned",
                         EntryKind::Static => "static",
                         EntryKind::Permanent => "permanent",
+                        EntryKind::External => "extern_learn",
                     }
                     .into(),
                     age: r.age_secs,

@@ -234,7 +234,7 @@ impl Running {
         if op == FdbOp::Append && !mac.is_zero() {
             return Err("append adds a remote to the flood list: use it with 00:00:00:00:00:00".into());
         }
-        let entry = StaticFdb { mac, scope, target, permanent };
+        let entry = StaticFdb { mac, scope, target, permanent, extern_learn: false };
         let mut candidate = self.config.clone();
         if !mac.is_zero() {
             candidate.fdb.retain(|e| !(e.mac == mac && e.scope == scope));

@@ -443,6 +443,10 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
             if let Some(r) = e.vni.filter(|r| *r != v.vni) {
                 let _ = writeln!(fdb, "remote_vni = {r}");
             }
+            // A control plane's MAC (zebra's type-2): learning here moves it, as in the kernel.
+            if e.ext_learned && !e.mac.is_zero() {
+                let _ = writeln!(fdb, "extern_learn = true");
+            }
         }
         // ARP suppression as the kernel's: `neigh_suppress` on the vxlan port, answering from
         // the neighbours of the bridge device.
@@ -657,6 +661,27 @@ mod tests {
         assert_eq!((c.switch.ageing_secs, c.tunnel.dev.as_str(), c.vid_of(5000)), (30, "eth0", Some(1)));
         assert_eq!(c.fdb.len(), 3);
         assert!(c.ports[1].hairpin && !c.ports[1].flood);
+    }
+
+    #[test]
+    fn zebras_remote_macs_stay_movable() {
+        let mut s = seed();
+        s.fdb.push(KernelFdb {
+            ifindex: 11,
+            mac: MacAddr([2, 0, 0, 0, 0, 0x33]),
+            permanent: false,
+            ext_learned: true,
+            dst: Some(Ipv4Addr::new(192, 168, 1, 3)),
+            vni: None,
+            port: None,
+        });
+        let toml = translate(&["br2".to_string()], &s, "").unwrap();
+        assert!(
+            toml.contains(
+                "[[fdb]]\nmac = \"02:00:00:00:00:33\"\nvni = 2\ndst = \"192.168.1.3\"\nextern_learn = true\n"
+            ),
+            "{toml}"
+        );
     }
 
     #[test]

@@ -93,6 +93,17 @@ fn fdb_entry_rules() {
     // Two different remotes under the all-zeros MAC are a flood list, not a clash.
     let ok = format!("{base}{twice}[[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"10.0.0.3\"\n");
     assert_eq!(Config::parse(&ok, "x").unwrap().fdb.len(), 2);
+    // A control plane's entry: a remote MAC only; it survives `save`.
+    let e = err(&format!(
+        "{base}[[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"10.0.0.2\"\nextern_learn = true\n"
+    ));
+    assert!(e.message.contains("extern_learn is for a remote MAC"), "{e}");
+    let ext = format!(
+        "{base}[[fdb]]\nmac = \"02:00:00:00:00:01\"\nvni = 2\ndst = \"10.0.0.2\"\nextern_learn = true\n"
+    );
+    let c = Config::parse(&ext, "x").unwrap();
+    assert_eq!(c.fdb[0].kind(), crate::fdb::EntryKind::External);
+    assert_eq!(Config::parse(&c.to_toml(), "saved").unwrap(), c);
 }
 
 #[test]

@@ -91,6 +91,9 @@ impl Config {
                     }
                 }
             }
+            if e.extern_learn {
+                let _ = writeln!(o, "extern_learn = true");
+            }
             if e.permanent {
                 let _ = writeln!(o, "permanent = true");
             }

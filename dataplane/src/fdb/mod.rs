@@ -57,6 +57,18 @@ pub enum EntryKind {
     Static,
     /// As static; the kernel's "permanent" (a local address of the switch).
     Permanent,
+    /// Installed by a control plane (the kernel's `extern_learn`: zebra's remote MACs): never
+    /// ages, but the MAC showing up elsewhere moves it and makes it learned there, as the
+    /// kernel's bridge does — MAC mobility.
+    External,
+}
+
+impl EntryKind {
+    /// Whether learning may move an entry of this kind.
+    #[inline]
+    fn movable(self) -> bool {
+        matches!(self, EntryKind::Learned | EntryKind::External)
+    }
 }
 
 #[derive(Debug)]
@@ -222,7 +234,7 @@ impl Fdb {
         let key = Key::new(mac, domain);
         let ageing = self.ageing();
         if let Some(e) = self.entries.get(&key) {
-            if e.kind != EntryKind::Learned {
+            if !e.kind.movable() || (e.kind == EntryKind::External && e.dst == dst) {
                 return if e.dst == dst { Learned::Refreshed } else { Learned::Static { dst: e.dst } };
             }
             if e.dst == dst && !e.expired(now, ageing) {
@@ -233,9 +245,10 @@ impl Fdb {
         match self.entries.entry(key) {
             Entry::Occupied(mut o) => {
                 let e = o.get_mut();
-                if e.kind != EntryKind::Learned {
+                if !e.kind.movable() {
                     return Learned::Static { dst: e.dst };
                 }
+                let was_external = e.kind == EntryKind::External;
                 let expired = e.expired(now, ageing);
                 let old = e.dst;
                 if old == dst && !expired {
@@ -244,6 +257,9 @@ impl Fdb {
                 }
                 *e = FdbEntry::new(dst, EntryKind::Learned, now);
                 self.bump_epoch();
+                if was_external {
+                    self.learned.fetch_add(1, Relaxed);
+                }
                 if expired {
                     self.aged_total.fetch_add(1, Relaxed);
                     self.learned_total.fetch_add(1, Relaxed);
@@ -293,6 +309,16 @@ impl Fdb {
             }
         }
         Ok(())
+    }
+
+    /// Removes the entry of `mac` in `domain` if it is still `kind` towards `dst` (a
+    /// configured entry that learning has not moved since); returns whether it did.
+    pub fn remove_exact(&self, mac: MacAddr, domain: Domain, dst: FdbDst, kind: EntryKind) -> bool {
+        let removed = self.entries.remove_if(&Key::new(mac, domain), |_, e| e.dst == dst && e.kind == kind);
+        if removed.is_some() {
+            self.bump_epoch();
+        }
+        removed.is_some()
     }
 
     /// Removes an entry (`bridge fdb del`).
@@ -480,6 +506,29 @@ mod tests {
         assert_eq!(fdb.lookup(mac(1), D, 1000 * S), Some(p1));
         assert_eq!(fdb.remove(mac(1), D), Ok(p1));
         assert_eq!(fdb.remove(mac(1), D), Err(FdbError::NotFound(mac(1), D)));
+    }
+
+    #[test]
+    fn a_control_planes_entry_never_ages_but_learning_moves_it() {
+        let fdb = Fdb::new(10 * S, 0);
+        let p1 = FdbDst::Port(PortId(1));
+        let r = FdbDst::Remote(Remote::new(Ipv4Addr::new(10, 0, 0, 3)));
+        fdb.add(mac(1), D, r, EntryKind::External, false, 0).unwrap();
+        assert_eq!(fdb.age(1000 * S), vec![]);
+        assert_eq!(fdb.learn(mac(1), D, r, 1000 * S), Learned::Refreshed);
+        assert_eq!(fdb.stats().learned, 0);
+        // The MAC shows up on a port: the entry moves and is learned there (MAC mobility).
+        assert_eq!(fdb.learn(mac(1), D, p1, 1001 * S), Learned::Moved { from: r });
+        assert_eq!(fdb.stats().learned, 1);
+        assert_eq!(fdb.lookup(mac(1), D, 1001 * S), Some(p1));
+        // The control plane withdrawing its entry later does not take the learned one.
+        assert!(!fdb.remove_exact(mac(1), D, r, EntryKind::External));
+        assert_eq!(fdb.lookup(mac(1), D, 1001 * S), Some(p1));
+        // ... and it ages as learned entries do.
+        assert_eq!(fdb.age(1011 * S), vec![(mac(1), D, p1)]);
+        fdb.add(mac(2), D, r, EntryKind::External, false, 0).unwrap();
+        assert!(fdb.remove_exact(mac(2), D, r, EntryKind::External));
+        assert_eq!(fdb.lookup(mac(2), D, 0), None);
     }
 
     #[test]
