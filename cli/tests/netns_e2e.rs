@@ -501,6 +501,13 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
     assert!(!h1.a.try_sh("ping -c 2 -W 1 10.2.0.99").status.success(), "VNI 3 reached from VNI 2");
     let (ok, _, err) = d1.ctl("save");
     assert!(!ok && err.contains("never overwritten"), "{err}");
+    let snapshot = t.dir.path().join("snapshot.toml");
+    d1.ctl_ok(&format!("save {}", snapshot.display()));
+    let saved = std::fs::read_to_string(&snapshot).unwrap();
+    assert!(
+        saved.starts_with("# Written by `xvtep save` from the kernel's bridges ([kernel] mode)"),
+        "{saved}"
+    );
     // Changes are made in the kernel, not through xvtep.
     let (ok, _, err) = d1.ctl("fdb add 02:00:00:00:00:99 dev vxlan0 dst 192.168.1.7 vni 2");
     assert!(

@@ -504,7 +504,12 @@ impl Running {
     fn save(&self, path: Option<PathBuf>) -> Outcome {
         let path = path.or_else(|| self.path.clone()).ok_or("no file to save to: give one (xvtep save PATH; in [kernel] mode the config file only names the bridges and is never overwritten)")?;
         let tmp = path.with_extension("toml.partial");
-        let text = format!("# Written by `xvtep save`.\n{}", self.config.to_toml());
+        let origin = if self.kernel_mode {
+            " from the kernel's bridges ([kernel] mode): a snapshot; the daemon keeps following the kernel"
+        } else {
+            ""
+        };
+        let text = format!("# Written by `xvtep save`{origin}.\n{}", self.config.to_toml());
         std::fs::write(&tmp, text)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;

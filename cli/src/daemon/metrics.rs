@@ -17,6 +17,8 @@ pub struct Sources {
     pub switch: Arc<Switch>,
     pub workers: Vec<Arc<IoCounters>>,
     pub started: Instant,
+    /// The configuration follows the kernel's bridges (`[kernel]`).
+    pub kernel_mode: bool,
 }
 
 /// The exposition text.
@@ -108,6 +110,12 @@ pub fn render(src: &Sources) -> String {
             .collect();
         family(name, "counter", help.trim(), rows);
     }
+    family(
+        "xvtep_kernel_mode",
+        "gauge",
+        "1 when the configuration follows the kernel's bridges ([kernel] mode), else 0.",
+        vec![(String::new(), src.kernel_mode as u64)],
+    );
     let up = src.started.elapsed().as_nanos().max(1) as f64;
     let _ =
         writeln!(o, "# HELP xvtep_worker_busy_ratio Share of its life a worker was not sleeping in poll(2).");
@@ -166,7 +174,13 @@ mod tests {
         let io = Arc::new(IoCounters::default());
         io.rx_packets.add(1000);
         io.vnet_rx_queue_full.add(1018);
-        let text = render(&Sources { switch, workers: vec![io.clone()], started: Instant::now() });
+        let text = render(&Sources {
+            switch,
+            workers: vec![io.clone()],
+            started: Instant::now(),
+            kernel_mode: true,
+        });
+        assert!(text.contains("xvtep_kernel_mode 1\n"), "{text}");
         for (name, help, value) in io.all() {
             assert!(text.contains(&format!("# HELP {name} {}", help.trim())), "{name} has no help:\n{text}");
             assert!(

@@ -182,6 +182,7 @@ pub fn run(args: Args) -> Result<()> {
                 switch: switch.clone(),
                 workers: handles.iter().map(|w| w.counters.clone()).collect(),
                 started: epoch,
+                kernel_mode: kernel::is_kernel_mode(&args.config),
             };
             info!(%addr, "serving metrics");
             Some(metrics::serve(addr, sources, stop.clone())?)
