@@ -2,7 +2,9 @@
 //! as `extern_learn` entries (`NTF_MASTER | NTF_EXT_LEARNED` on the bridge port), as a switchdev
 //! driver reports what its hardware learned. That is what FRR's zebra advertises as EVPN type-2
 //! routes. An entry goes when the MAC ages out or moves away from the port, and all of them go
-//! when xvtep stops (the kernel's bridge never ages extern_learn entries itself).
+//! when xvtep stops (the kernel's bridge never ages extern_learn entries itself). Events come
+//! over a bounded channel; if the bus reports events lost, what was written is reconciled
+//! against the switch's FDB, so the kernel never diverges silently.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,49 +20,124 @@ use xvtep_dataplane::{Domain, Event, PortId, Switch};
 
 use super::netlink::Rtnl;
 
+/// What xvtep has written to the kernel's bridge: (MAC, domain) → the port's interface index.
+struct Written {
+    rtnl: Rtnl,
+    entries: HashMap<Key, u32>,
+}
+
+impl Written {
+    /// Makes the kernel hold `mac` on interface `to` (or not at all).
+    fn set(&mut self, key: Key, to: Option<u32>) {
+        let old = self.entries.remove(&key);
+        if let (Some(old), true) = (old, to != old) {
+            if let Err(e) = self.rtnl.bridge_extern_learn(old, key.0, false) {
+                warn!("could not remove {} from the kernel's bridge: {e}", key.0);
+            }
+        }
+        if let Some(index) = to {
+            match self.rtnl.bridge_extern_learn(index, key.0, true) {
+                Ok(()) => {
+                    self.entries.insert(key, index);
+                }
+                Err(e) => warn!("could not write learned {} back to the kernel's bridge: {e}", key.0),
+            }
+        }
+    }
+
+    /// Makes the kernel hold exactly `learned`.
+    fn reconcile(&mut self, learned: &HashMap<Key, u32>) {
+        let (add, remove) = plan(learned, &self.entries);
+        warn!(add = add.len(), remove = remove.len(), "write-back events were lost; reconciled with the FDB");
+        for key in remove {
+            self.set(key, None);
+        }
+        for (key, index) in add {
+            self.set(key, Some(index));
+        }
+    }
+}
+
 /// Starts writing back; the thread ends (removing what it wrote) once `stop` is set.
 pub fn spawn(switch: Arc<Switch>, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>> {
     let events = switch.events.subscribe(1 << 16);
-    let mut rtnl = Rtnl::new().context("opening netlink to write learned MACs back")?;
+    let rtnl = Rtnl::new().context("opening netlink to write learned MACs back")?;
     let thread = std::thread::Builder::new().name("xvtep-writeback".into()).spawn(move || {
-        let mut written: HashMap<(MacAddr, Domain), u32> = HashMap::new();
+        let mut written = Written { rtnl, entries: HashMap::new() };
         let ifindex = |port: PortId| {
             let name = switch.topology().port(port).map(|p| p.name.clone())?;
             nix::net::if_::if_nametoindex(name.as_str()).ok()
         };
-        let mut write = |rtnl: &mut Rtnl, mac: MacAddr, domain: Domain, to: Option<PortId>| {
-            let old = written.remove(&(mac, domain));
-            let new = to.and_then(ifindex);
-            if let (Some(old), true) = (old, new != old) {
-                if let Err(e) = rtnl.bridge_extern_learn(old, mac, false) {
-                    warn!("could not remove {mac} from the kernel's bridge: {e}");
-                }
-            }
-            if let Some(new) = new {
-                match rtnl.bridge_extern_learn(new, mac, true) {
-                    Ok(()) => {
-                        written.insert((mac, domain), new);
-                    }
-                    Err(e) => warn!("could not write learned {mac} back to the kernel's bridge: {e}"),
-                }
-            }
-        };
-        let port_of = |dst: FdbDst| match dst {
-            FdbDst::Port(p) => Some(p),
+        let on_port = |dst: FdbDst| match dst {
+            FdbDst::Port(p) => ifindex(p),
             FdbDst::Remote(_) => None,
         };
+        let mut lost = switch.events.lost();
         while !stop.load(Ordering::Relaxed) {
+            if switch.events.lost() != lost {
+                lost = switch.events.lost();
+                written.reconcile(&learned_on_ports(&switch));
+                continue;
+            }
             let Ok(event) = events.recv_timeout(Duration::from_millis(200)) else { continue };
             match event {
-                Event::Learn { mac, domain, dst } => write(&mut rtnl, mac, domain, port_of(dst)),
-                Event::Move { mac, domain, to, .. } => write(&mut rtnl, mac, domain, port_of(to)),
-                Event::Age { mac, domain, .. } => write(&mut rtnl, mac, domain, None),
+                Event::Learn { mac, domain, dst } => written.set((mac, domain), on_port(dst)),
+                Event::Move { mac, domain, to, .. } => written.set((mac, domain), on_port(to)),
+                Event::Age { mac, domain, .. } => written.set((mac, domain), None),
                 _ => {}
             }
         }
-        for ((mac, _), index) in written {
-            let _ = rtnl.bridge_extern_learn(index, mac, false);
+        for (key, _) in written.entries.clone() {
+            written.set(key, None);
         }
     })?;
     Ok(thread)
+}
+
+/// The MACs the switch has learned on its ports, with the port's interface index.
+fn learned_on_ports(switch: &Switch) -> HashMap<(MacAddr, Domain), u32> {
+    switch
+        .fdb_rows(0)
+        .into_iter()
+        .filter(|r| r.state == "learned" && r.dev != "vxlan0")
+        .filter_map(|r| {
+            let domain = match (r.vni, r.vlan) {
+                (Some(vni), _) => Domain::vni(vni),
+                (None, Some(vid)) => Domain::vid(vid),
+                _ => return None,
+            };
+            let index = nix::net::if_::if_nametoindex(r.dev.as_str()).ok()?;
+            Some(((r.mac, domain), index))
+        })
+        .collect()
+}
+
+type Key = (MacAddr, Domain);
+
+/// What to write (new, or moved to another port) and what to remove so that the kernel holds
+/// exactly `learned`, given that it holds `written`.
+fn plan(learned: &HashMap<Key, u32>, written: &HashMap<Key, u32>) -> (Vec<(Key, u32)>, Vec<Key>) {
+    let mut add: Vec<(Key, u32)> =
+        learned.iter().filter(|(k, i)| written.get(k) != Some(i)).map(|(k, i)| (*k, *i)).collect();
+    let mut remove: Vec<Key> = written.keys().filter(|k| !learned.contains_key(k)).copied().collect();
+    add.sort();
+    remove.sort();
+    (add, remove)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciling_writes_the_missing_and_moved_and_removes_the_stale() {
+        let m = |n: u8| MacAddr([2, 0, 0, 0, 0, n]);
+        let d = Domain::vni(2);
+        let learned: HashMap<Key, u32> = [((m(1), d), 5), ((m(2), d), 6), ((m(3), d), 7)].into();
+        let written: HashMap<Key, u32> = [((m(1), d), 5), ((m(2), d), 9), ((m(4), d), 5)].into();
+        let (add, remove) = plan(&learned, &written);
+        assert_eq!(add, vec![((m(2), d), 6), ((m(3), d), 7)]);
+        assert_eq!(remove, vec![(m(4), d)]);
+        assert_eq!(plan(&learned, &learned), (vec![], vec![]));
+    }
 }
