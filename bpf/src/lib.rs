@@ -53,6 +53,52 @@ pub struct SteerCounters {
     pub vnet_held: u64,
 }
 
+impl SteerCounters {
+    /// Every counter: (name, Prometheus metric, help, value), the one list that metrics and
+    /// the exit report read.
+    pub fn all(&self) -> [(&'static str, &'static str, &'static str, u64); 7] {
+        [
+            (
+                "port_redirect",
+                "xvtep_xdp_port_redirect_total",
+                "Port frames redirected to AF_XDP sockets.",
+                self.port_redirect,
+            ),
+            (
+                "underlay_redirect",
+                "xvtep_xdp_underlay_redirect_total",
+                "VXLAN frames to us redirected to AF_XDP sockets.",
+                self.underlay_redirect,
+            ),
+            (
+                "underlay_pass",
+                "xvtep_xdp_underlay_pass_total",
+                "Underlay frames passed to the kernel (not VXLAN to us).",
+                self.underlay_pass,
+            ),
+            (
+                "no_socket",
+                "xvtep_xdp_no_socket_total",
+                "Frames passed to the kernel: no AF_XDP socket on their queue.",
+                self.no_socket,
+            ),
+            (
+                "unknown_iface",
+                "xvtep_xdp_unknown_iface_total",
+                "Frames on an interface the program does not know.",
+                self.unknown_iface,
+            ),
+            ("sink", "xvtep_xdp_sink_total", "Frames counted and dropped by the bench's sink.", self.sink),
+            (
+                "vnet_held",
+                "xvtep_tc_vnet_held_total",
+                "vnet port frames kept from the kernel at tc ingress.",
+                self.vnet_held,
+            ),
+        ]
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SteerError {
     #[error("loading the XDP program failed: {0} (needs root with CAP_BPF and CAP_NET_ADMIN, and a kernel with BTF)")]

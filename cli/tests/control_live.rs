@@ -298,7 +298,7 @@ fn link_add_with_two_workers() {
     assert!(!c9.try_sh("ping -c 2 -W 1 10.2.0.1").status.success());
     let mut d = d;
     let out = d.stop();
-    assert!(out.contains("tx_no_socket 0 rx_port_removed 0"), "{out}");
+    assert!(out.contains(" tx_no_socket 0 ") && out.contains(" rx_port_removed 0 "), "{out}");
 }
 
 #[test]

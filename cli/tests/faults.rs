@@ -157,7 +157,7 @@ fn overload_is_counted_and_recovers() {
     // AF_XDP ports: the kernel drops at the socket's rx ring; vnet ports: at the packet
     // socket's receive queue.
     let modes: [(&str, &[&str]); 2] =
-        [("afxdp", &["rx_ring_full", "rx_fill_empty"]), ("vnet", &["rx_queue_full"])];
+        [("afxdp", &["rx_ring_full", "rx_fill_empty"]), ("vnet", &["vnet_rx_queue_full"])];
     for (io, drop_fields) in modes {
         let t = topo(&prefix(&format!("ovl{}", &io[..1])), 2);
         let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
@@ -175,8 +175,7 @@ fn overload_is_counted_and_recovers() {
         assert!(sent > 100_000);
         assert!(h1.a.ping_ok("10.2.0.2", UP), "{io}: forwarding recovers once the burst ends");
         let out = d1.stop();
-        let line = if io == "afxdp" { "io: " } else { "vnet: " };
-        let counters = out.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("{out}"));
+        let counters = out.lines().find(|l| l.starts_with("io: ")).unwrap_or_else(|| panic!("{out}"));
         let field = |name: &str| -> u64 {
             counters
                 .split(&format!("{name} "))

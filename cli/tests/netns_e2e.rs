@@ -316,7 +316,7 @@ fn vnet_ports_keep_offloads_and_the_kernel_off() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no tc counter:\n{out}"));
     assert!(held > 0, "{out}");
-    assert!(out.contains("tx_refused 0 rx_short 0"), "{out}");
+    assert!(out.contains("vnet_tx_refused 0 vnet_rx_short 0"), "{out}");
     // Segments from the tunnel reached the container coalesced (GRO on decap).
     let coalesced: u64 = out
         .split("segments coalesced: ")
@@ -458,7 +458,7 @@ fn tap_ports_move_superframes_to_a_kernel_vtep_and_to_xvtep() {
     assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", n), n, "VM → kernel");
     assert_eq!(tcp_transfer_checked(&h2.a, &h1.a, "10.2.0.1", n), n, "kernel → VM");
     let out = d1.stop();
-    assert!(out.contains("tx_refused 0 rx_short 0"), "{out}");
+    assert!(out.contains("vnet_tx_refused 0 vnet_rx_short 0"), "{out}");
     assert!(!out.contains("segments coalesced: 0;"), "{out}");
 
     // The same VM to another xvtep host.
@@ -469,7 +469,7 @@ fn tap_ports_move_superframes_to_a_kernel_vtep_and_to_xvtep() {
     assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", n), n, "VM → xvtep");
     assert_eq!(tcp_transfer_checked(&h2.a, &h1.a, "10.2.0.1", n), n, "xvtep → VM");
     let out = d1.stop();
-    assert!(out.contains("tx_refused 0 rx_short 0"), "{out}");
+    assert!(out.contains("vnet_tx_refused 0 vnet_rx_short 0"), "{out}");
 }
 
 /// `[kernel]` mode: xvtep takes its whole configuration from the kernel's bridges (one vxlan

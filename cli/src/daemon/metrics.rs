@@ -19,6 +19,8 @@ pub struct Sources {
     pub started: Instant,
     /// The configuration follows the kernel's bridges (`[kernel]`).
     pub kernel_mode: bool,
+    /// The XDP/tc programs, for their counters (none in tests).
+    pub steering: Option<Arc<std::sync::Mutex<xvtep_bpf::Steering>>>,
 }
 
 /// The exposition text.
@@ -101,14 +103,21 @@ pub fn render(src: &Sources) -> String {
     // Every I/O counter, per worker, from the one list that defines them.
     let fields = src.workers.first().map(|c| c.all().len()).unwrap_or(0);
     for k in 0..fields {
-        let (name, help, _) = src.workers[0].all()[k];
+        let c = src.workers[0].all()[k];
         let rows = src
             .workers
             .iter()
             .enumerate()
-            .map(|(i, c)| (format!("{{worker=\"{i}\"}}"), c.all()[k].2))
+            .map(|(i, w)| (format!("{{worker=\"{i}\"}}"), w.all()[k].value))
             .collect();
-        family(name, "counter", help.trim(), rows);
+        family(c.metric, "counter", c.help.trim(), rows);
+    }
+    // The XDP and tc programs' counters.
+    if let Some(steering) = &src.steering {
+        let counters = steering.lock().unwrap_or_else(|e| e.into_inner()).counters();
+        for (_, metric, help, value) in counters.all() {
+            family(metric, "counter", help, vec![(String::new(), value)]);
+        }
     }
     family(
         "xvtep_kernel_mode",
@@ -179,9 +188,11 @@ mod tests {
             workers: vec![io.clone()],
             started: Instant::now(),
             kernel_mode: true,
+            steering: None,
         });
         assert!(text.contains("xvtep_kernel_mode 1\n"), "{text}");
-        for (name, help, value) in io.all() {
+        for c in io.all() {
+            let (name, help, value) = (c.metric, c.help, c.value);
             assert!(text.contains(&format!("# HELP {name} {}", help.trim())), "{name} has no help:\n{text}");
             assert!(
                 text.contains(&format!("{name}{{worker=\"0\"}} {value}\n")),

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 use xvtep_bpf::{Role, Steering};
 use xvtep_dataplane::config::PortIo;
-use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters};
+use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, Named};
 use xvtep_dataplane::{DropReason, NextHops, PortId, Switch, Underlay};
 
 use host::Iface;
@@ -183,6 +183,7 @@ pub fn run(args: Args) -> Result<()> {
                 workers: handles.iter().map(|w| w.counters.clone()).collect(),
                 started: epoch,
                 kernel_mode: kernel::is_kernel_mode(&args.config),
+                steering: Some(steering.clone()),
             };
             info!(%addr, "serving metrics");
             Some(metrics::serve(addr, sources, stop.clone())?)
@@ -298,32 +299,15 @@ pub fn run(args: Args) -> Result<()> {
     for line in switch.fdb_show(epoch.elapsed().as_nanos() as u64) {
         println!("  {line}");
     }
-    let io = |f: fn(&IoCounters) -> u64| io_totals.iter().map(|c| f(c)).sum::<u64>();
-    println!(
-        "io: rx {} tx {} (zero-copy {}), dropped: rx_ring_full {} rx_fill_empty {} tx_ring_full {} tx_no_frame {} tx_no_socket {} rx_port_removed {}; checksums completed {}",
-        io(|c| c.rx_packets.get()),
-        io(|c| c.tx_packets.get()),
-        io(|c| c.tx_zero_copy.get()),
-        io(|c| c.rx_ring_full.get()),
-        io(|c| c.rx_fill_empty.get()),
-        io(|c| c.tx_ring_full.get()),
-        io(|c| c.tx_no_frame.get()),
-        io(|c| c.tx_no_socket.get()),
-        io(|c| c.rx_port_removed.get()),
-        io(|c| c.csum_completed.get()),
-    );
-    println!(
-        "xdp: port_redirect {} underlay_redirect {} underlay_pass {} no_socket {}; tc: vnet_held {}",
-        xdp.port_redirect, xdp.underlay_redirect, xdp.underlay_pass, xdp.no_socket, xdp.vnet_held
-    );
-    println!(
-        "vnet: rx {} tx {}, dropped: tx_refused {} rx_short {} rx_queue_full {}",
-        io(|c| c.vnet_rx.get()),
-        io(|c| c.vnet_tx.get()),
-        io(|c| c.vnet_tx_refused.get()),
-        io(|c| c.vnet_rx_short.get()),
-        io(|c| c.vnet_rx_queue_full.get()),
-    );
+    // Every I/O counter summed over the workers, and the programs' counters, from their lists.
+    let mut totals = IoCounters::default().all();
+    for w in &io_totals {
+        for (t, c) in totals.iter_mut().zip(w.all()) {
+            t.value += c.value;
+        }
+    }
+    println!("io: {}", Named::line(totals));
+    println!("xdp: {}", xdp.all().map(|(name, _, _, v)| format!("{name} {v}")).join(" "));
     match failed {
         Some(e) => Err(e),
         None => Ok(()),

@@ -47,6 +47,23 @@ pub struct XskSpec {
     pub queue: u32,
 }
 
+/// One counter as exported: its name (in the exit report), its Prometheus metric, its help
+/// text and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Named {
+    pub name: &'static str,
+    pub metric: &'static str,
+    pub help: &'static str,
+    pub value: u64,
+}
+
+impl Named {
+    /// "name value" pairs, as the exit report prints them.
+    pub fn line(counters: impl IntoIterator<Item = Named>) -> String {
+        counters.into_iter().map(|c| format!("{} {}", c.name, c.value)).collect::<Vec<_>>().join(" ")
+    }
+}
+
 macro_rules! io_counters {
     ($($(#[doc = $doc:literal])+ $field:ident => $metric:literal;)*) => {
         /// The I/O layer's own named counters (one writer: the worker).
@@ -56,10 +73,15 @@ macro_rules! io_counters {
         }
 
         impl IoCounters {
-            /// Every counter: (Prometheus metric name, help, value). Metrics and the exit
-            /// summary read this list, so a counter added here is exported everywhere.
-            pub fn all(&self) -> [(&'static str, &'static str, u64); [$(stringify!($field)),*].len()] {
-                [$(($metric, concat!($($doc),+), self.$field.get())),*]
+            /// Every counter: (name, Prometheus metric name, help, value). Metrics and the
+            /// exit report read this list, so a counter added here is exported everywhere.
+            pub fn all(&self) -> [Named; [$(stringify!($field)),*].len()] {
+                [$(Named {
+                    name: stringify!($field),
+                    metric: $metric,
+                    help: concat!($($doc),+),
+                    value: self.$field.get(),
+                }),*]
             }
         }
     };
