@@ -119,6 +119,15 @@ fn live_control_of_a_running_daemon() {
         port("tap1_0")["drops"]["vlan_no_pvid"].as_u64().unwrap()
     );
     assert!(metric(&text, "xvtep_fdb_entries{vni=\"2\",vlan=\"2\"}") >= 3);
+    // A worker that mostly waits is mostly idle (its sleeps are timed), and the steering
+    // program's counters are there.
+    let busy: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("xvtep_worker_busy_ratio{worker=\"0\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no busy ratio:\n{text}"));
+    assert!(busy < 0.5, "an idle worker reported busy {busy}");
+    assert!(metric(&text, "xvtep_xdp_underlay_redirect_total") > 0, "{text}");
 
     // Monitor saw the learning and the miss.
     let _ = monitor.kill();

@@ -471,6 +471,14 @@ impl AfXdpIo {
     /// Sleeps until a socket has something, or the idle timeout passes.
     fn sleep(&mut self) -> Result<(), AfXdpError> {
         self.counters.idle_sleeps.add(1);
+        let start = Instant::now();
+        let result = self.wait();
+        self.counters.idle_nanos.add(start.elapsed().as_nanos() as u64);
+        result
+    }
+
+    /// Waits in poll(2) for a socket to have something (or the idle timeout).
+    fn wait(&mut self) -> Result<(), AfXdpError> {
         if self.pollfds.is_empty() {
             // No sockets (every port removed, and no underlay socket on this worker).
             std::thread::sleep(std::time::Duration::from_millis(IDLE_POLL_MS as u64));
