@@ -1,4 +1,4 @@
-//! The configuration file of DESIGN.md "Interfaces users see": TOML, parsed with serde, then
+//! The configuration file (README "Configuration"): TOML, parsed with serde, then
 //! validated as a whole. Every error names the file, the line and what is wrong, and a config
 //! that fails validation produces no [`Config`] at all, so nothing starts half-configured.
 
@@ -59,7 +59,7 @@ pub enum DfMode {
     Inherit,
 }
 
-/// How a port's frames reach the workers (DESIGN.md "Port I/O").
+/// How a port's frames reach the workers (docs/design.md "Port I/O").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PortIo {
@@ -548,7 +548,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             }
             (None, Some(vid)) => {
                 check(vid_ok(vid), &span, || format!("[[fdb]] vid {vid} is out of range 1..={MAX_VID}"))?;
-                // A VID that has a VNI is keyed by its VNI (DESIGN.md: the FDB is keyed by <MAC, VNI>).
+                // A VID that has a VNI is keyed by its VNI (docs/design.md: the FDB is keyed by <MAC, VNI>).
                 vni_of(vid).map_or(FdbScope::Vid(vid), FdbScope::Vni)
             }
             _ => return Err((span, "[[fdb]] needs exactly one of `vni` or `vid`".into())),

@@ -1,5 +1,5 @@
 //! The xvtep switch core: one VLAN-aware bridge plus one external VXLAN port with a VID↔VNI
-//! map, as pure logic over frames (DESIGN.md). No syscalls in the forwarding path: the same
+//! map, as pure logic over frames (docs/design.md). No syscalls in the forwarding path: the same
 //! pipeline runs under AF_XDP, from pcap files ([`io::replay`]) and in tests.
 //!
 //! ```

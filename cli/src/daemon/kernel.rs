@@ -1,4 +1,4 @@
-//! Following the kernel (DESIGN.md "Following the kernel"), first part: the configuration is
+//! Following the kernel (docs/design.md "Following the kernel"): the configuration is
 //! read from the kernel's traditional bridges, each with one vxlan device, instead of the file.
 //!
 //! A config file with `[kernel] bridges = ["br2", ...]` (and optionally `[switch]`) makes the

@@ -1,5 +1,5 @@
 //! pcap replay: captures in, one capture per interface out, with the capture timestamps as
-//! the switch clock. No root, no kernel, deterministic (DESIGN.md "pcap replay").
+//! the switch clock. No root, no kernel, deterministic (docs/design.md "pcap replay").
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};

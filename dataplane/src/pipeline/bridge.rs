@@ -1,4 +1,4 @@
-//! Ingress from a local port (DESIGN.md "Forwarding rules", local ingress 1–4).
+//! Ingress from a local port (docs/design.md "Forwarding rules", ingress from a local port).
 
 use super::forward::{forward, learn};
 use super::superframe::{self, MAX_FRAME};

@@ -1,4 +1,4 @@
-//! Ingress from the underlay (DESIGN.md "Forwarding rules", underlay ingress 1–5): validate the
+//! Ingress from the underlay (docs/design.md "Forwarding rules", ingress from the underlay): validate the
 //! outer IPv4/UDP/VXLAN headers as the kernel does, map the VNI to its VID, learn the inner
 //! source behind the outer source address, and deliver to local ports only.
 

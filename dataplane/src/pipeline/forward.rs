@@ -1,5 +1,5 @@
 //! The egress half shared by both directions: FDB lookup, local delivery with per-port
-//! tagging, encapsulation to a remote VTEP, and flooding (DESIGN.md "Forwarding rules" 5).
+//! tagging, encapsulation to a remote VTEP, and flooding (docs/design.md "Forwarding rules").
 
 use super::encap::{EncapKey, InnerFacts, IPV4_MTU_OVERHEAD};
 use super::gro;
