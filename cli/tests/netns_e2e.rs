@@ -584,3 +584,64 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
     assert!(h1.h.sh("bridge fdb show dev vx2").contains("00:00:00:00:00:00 dst 192.168.1.2"));
     assert!(h1.a.ping_ok("10.2.0.2", UP), "the kernel's bridges forward again after xvtep stops");
 }
+
+/// An internal port: the host's own interface on the overlay. xvtep creates it with its
+/// address, the host's stack reaches containers on both hosts through it (ping, TCP), and it
+/// goes with xvtep, after SIGTERM and after SIGKILL (replaced at the next start).
+#[test]
+fn internal_port_puts_the_host_on_the_overlay() {
+    require_root!();
+    let t = topo(&prefix("intp"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    let internal = "[[port]]\nname = \"xv2\"\ninternal = true\naddress = [\"10.2.0.100/24\"]\n\
+                    mac = \"02:00:00:00:02:64\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n";
+    let config = format!("{}{internal}", seed_config("192.168.1.1", &["192.168.1.2"], ""));
+    let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+    let addr = h1.h.sh("ip -4 -o addr show dev xv2");
+    assert!(addr.contains("10.2.0.100/24"), "{addr}");
+    let fdb = d1.ctl_ok("fdb show dev xv2");
+    assert!(fdb.contains("02:00:00:00:02:64 dev xv2 vlan 2 vni 2 permanent"), "{fdb}");
+    assert!(h1.h.ping_ok("10.2.0.2", UP), "the host reaches a container on the other host");
+    assert!(h1.h.ping_ok("10.2.0.1", UP), "the host reaches a container on its own host");
+    assert!(h2.a.ping_ok("10.2.0.100", UP), "a remote container reaches the host");
+    let up = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, false);
+    let down = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, true);
+    assert!(up > 0.0 && down > 0.0);
+    eprintln!("iperf3 TCP from the host's internal port: {:.0} / {:.0} Mbit/s", up / 1e6, down / 1e6);
+    let (ok, _, err) = d1.ctl("link del dev xv2");
+    assert!(!ok && err.contains("is an internal port"), "{err}");
+    d1.stop();
+    assert!(h1.h.try_sh("ip link show xv2").status.code() != Some(0), "xv2 left after SIGTERM");
+
+    // Killed: the pair stays; the next start replaces it, the stop after removes it.
+    let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1b");
+    d1.kill();
+    assert!(h1.h.try_sh("ip link show xv2").status.success(), "a killed xvtep cannot clean up");
+    let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1c");
+    assert!(h1.h.ping_ok("10.2.0.2", UP), "after a restart over the stale pair");
+    d1.stop();
+    assert!(h1.h.try_sh("ip link show xv2").status.code() != Some(0));
+
+    // A name that is an interface already: a clear error, and nothing created or removed.
+    let clash = config
+        .replace("name = \"xv2\"\ninternal", "name = \"tap2_0\"\ninternal")
+        .replace("[[port]]\nname = \"tap2_0\"\nvlans = [{ vid = 3, pvid = true, untagged = true }]\n", "");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &h1.h.name])
+        .arg(xvtep())
+        .args(["run", "-c"])
+        .arg({
+            let p = t.dir.path().join("clash.toml");
+            std::fs::write(&p, &clash).unwrap();
+            p
+        })
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("interface tap2_0 exists: an internal port creates its own"),
+        "{err}"
+    );
+    assert!(h1.h.try_sh("ip link show tap2_0").status.success(), "the existing interface was touched");
+}

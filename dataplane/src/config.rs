@@ -161,6 +161,17 @@ pub struct PortConfig {
     pub mtu: u32,
     /// How its frames reach the workers.
     pub io: PortIo,
+    /// An internal port: the host's own interface on the overlay, which xvtep creates.
+    pub internal: Option<InternalPort>,
+}
+
+/// What xvtep gives the host's own interface of an internal port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalPort {
+    /// Addresses with their prefix length ("10.2.0.1/24").
+    pub addresses: Vec<(Ipv4Addr, u8)>,
+    /// Its MAC; `None`: one the kernel picks.
+    pub mac: Option<MacAddr>,
 }
 
 /// The key of a static FDB entry: a VNI, or a VID that has no VNI.
@@ -424,6 +435,11 @@ struct RawPort {
     mtu: u32,
     #[serde(default)]
     io: PortIo,
+    #[serde(default)]
+    internal: bool,
+    #[serde(default)]
+    address: Vec<String>,
+    mac: Option<MacAddr>,
 }
 
 fn default_port_mtu() -> u32 {
@@ -754,6 +770,30 @@ fn validate_port(
             pvid = Some(v.vid);
         }
     }
+    check(p.internal || (p.address.is_empty() && p.mac.is_none()), &span, || {
+        format!("port '{name}': address and mac are for an internal port (internal = true)")
+    })?;
+    let mut addresses = Vec::new();
+    for a in &p.address {
+        let parsed = a
+            .split_once('/')
+            .and_then(|(ip, len)| Some((ip.parse::<Ipv4Addr>().ok()?, len.parse::<u8>().ok()?)));
+        let ok = parsed.filter(|(ip, len)| *len <= 32 && unicast_ip(*ip));
+        let Some(a) = ok else {
+            return Err((
+                span,
+                format!(
+                    "port '{name}' address '{a}' is not an IPv4 address with a prefix length (10.2.0.1/24)"
+                ),
+            ));
+        };
+        addresses.push(a);
+    }
+    if let Some(mac) = p.mac {
+        check(!mac.is_multicast() && !mac.is_zero(), &span, || {
+            format!("port '{name}' mac {mac} is not a unicast MAC")
+        })?;
+    }
     Ok(PortConfig {
         name: name.clone(),
         vlans: p.vlans.iter().map(|v| PortVlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged }).collect(),
@@ -762,6 +802,7 @@ fn validate_port(
         flood: p.flood,
         mtu: p.mtu,
         io: p.io,
+        internal: p.internal.then(|| InternalPort { addresses, mac: p.mac }),
     })
 }
 

@@ -414,6 +414,7 @@ impl Running {
                 flood: true,
                 mtu: 1500,
                 io,
+                internal: None,
             });
             Ok(())
         })?;
@@ -428,6 +429,11 @@ impl Running {
             return Err(format!("{TUNNEL} is the tunnel port; it cannot be removed"));
         }
         let i = self.port_index(dev)?;
+        if self.config.ports[i].internal.is_some() {
+            return Err(format!(
+                "{dev} is an internal port: remove it from the config file and restart xvtep"
+            ));
+        }
         let removed = self.reconfigure(|c| {
             c.ports.remove(i);
             c.fdb.retain(|e| !matches!(&e.target, FdbTarget::Port(p) if p == dev));
@@ -520,6 +526,22 @@ impl Running {
     /// lists and neighbours become those of `new` (ports added are attached, ports removed
     /// detached, as by `link add` and `link del`).
     pub fn reload(&mut self, mut new: Config) -> Result<(), String> {
+        // Internal ports are created at start only.
+        let internal =
+            |c: &Config, name: &str| c.ports.iter().find(|p| p.name == name).map(|p| p.internal.clone());
+        let changed = new
+            .ports
+            .iter()
+            .filter(|p| p.internal.is_some())
+            .map(|p| &p.name)
+            .chain(self.config.ports.iter().filter(|p| p.internal.is_some()).map(|p| &p.name));
+        for name in changed {
+            if internal(&self.config, name) != internal(&new, name) {
+                return Err(format!(
+                    "internal port {name} is added, changed or removed: restart xvtep for that"
+                ));
+            }
+        }
         // Ports kept keep the I/O they were attached with.
         for p in new.ports.iter_mut() {
             if let Some(old) = self.config.ports.iter().find(|o| o.name == p.name) {

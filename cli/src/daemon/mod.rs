@@ -3,6 +3,7 @@
 //! then detaches everything it attached.
 
 mod host;
+mod internal;
 pub mod kernel;
 mod metrics;
 mod netlink;
@@ -21,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 use xvtep_bpf::{Role, Steering};
 use xvtep_dataplane::config::PortIo;
+use xvtep_dataplane::config::{FdbScope, FdbTarget, StaticFdb};
 use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, Named};
 use xvtep_dataplane::{DropReason, NextHops, PortId, Switch, Underlay};
 
@@ -61,11 +63,21 @@ pub fn run(args: Args) -> Result<()> {
     let t = &config.tunnel;
     let dev = Iface::inspect(&t.dev, "tunnel.dev", &args.config)?;
     host::require_address(&t.dev, t.local, &args.config)?;
-    let ports: Vec<Iface> = config
-        .ports
-        .iter()
-        .map(|p| Iface::inspect(&p.name, "a [[port]]", &args.config))
-        .collect::<Result<_>>()?;
+    // Internal ports are created first (and removed when `internal_ports` goes, also if the
+    // start fails); the switch serves their peer interfaces.
+    let mut internal_ports = internal::InternalPorts::default();
+    let mut internal_macs = Vec::new();
+    let mut ports: Vec<Iface> = Vec::new();
+    for p in &config.ports {
+        ports.push(match &p.internal {
+            Some(i) => {
+                let (peer, mac) = internal_ports.create(&p.name, i)?;
+                internal_macs.push((p.name.clone(), mac));
+                Iface::inspect(&peer, "an internal [[port]]", &args.config)?
+            }
+            None => Iface::inspect(&p.name, "a [[port]]", &args.config)?,
+        });
+    }
     // `auto` resolved per interface: the running configuration says what each port uses.
     for (p, iface) in config.ports.iter_mut().zip(&ports) {
         p.io = ports::resolve_io(p.io, iface);
@@ -74,6 +86,16 @@ pub fn run(args: Args) -> Result<()> {
     let t = &config.tunnel;
     let underlay = Underlay { mac: dev.mac, mtu: t.mtu.unwrap_or(dev.mtu) };
     let switch = Switch::new(&config, underlay, NextHops::default());
+    // An internal port's own MAC is a permanent entry on it, as a kernel bridge's own address.
+    for (name, mac) in &internal_macs {
+        let port = config.ports.iter().find(|p| &p.name == name).expect("an internal port");
+        for v in &port.vlans {
+            let scope = config.vni_of(v.vid).map_or(FdbScope::Vid(v.vid), FdbScope::Vni);
+            let target = FdbTarget::Port(name.clone());
+            let entry = StaticFdb { mac: *mac, scope, target, permanent: true, extern_learn: false };
+            let _ = switch.install_static(&entry, true, 0);
+        }
+    }
 
     // Workers: one per core given, at most the fewest queues of any AF_XDP interface, so that
     // every worker has a socket (and so a tx ring) on every interface (a vnet port gets a

@@ -173,6 +173,54 @@ impl Rtnl {
         })
     }
 
+    /// Creates a veth pair `name` ⇄ `peer`, `name` with MAC `mac` if given (`ip link add`).
+    pub fn add_veth(&mut self, name: &str, peer: &str, mac: Option<MacAddr>) -> io::Result<()> {
+        use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo};
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        if let Some(mac) = mac {
+            msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL;
+        self.request(RouteNetlinkMessage::NewLink(msg), flags).map(|_| ())
+    }
+
+    /// Sets interface `index` up (`ip link set ... up`).
+    pub fn set_up(&mut self, index: u32) -> io::Result<()> {
+        use netlink_packet_route::link::LinkFlags;
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_REQUEST | NLM_F_ACK).map(|_| ())
+    }
+
+    /// Adds `ip/len` to interface `index` (`ip addr add`).
+    pub fn add_address(&mut self, index: u32, ip: Ipv4Addr, len: u8) -> io::Result<()> {
+        use netlink_packet_route::address::AddressAttribute;
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = len;
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(ip.into()));
+        msg.attributes.push(AddressAttribute::Address(ip.into()));
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+        self.request(RouteNetlinkMessage::NewAddress(msg), flags).map(|_| ())
+    }
+
+    /// Deletes interface `index` (`ip link del`; a veth takes its peer with it).
+    pub fn del_link(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(msg), NLM_F_REQUEST | NLM_F_ACK).map(|_| ())
+    }
+
     /// Adds (or moves here) or removes `mac` as an externally learned entry of the bridge port
     /// `ifindex` (`bridge fdb replace MAC dev PORT master extern_learn`).
     pub fn bridge_extern_learn(&mut self, ifindex: u32, mac: MacAddr, add: bool) -> io::Result<()> {

@@ -70,6 +70,14 @@ impl Config {
                 p.mtu,
                 p.io.name()
             );
+            if let Some(i) = &p.internal {
+                let addrs: Vec<String> =
+                    i.addresses.iter().map(|(ip, len)| format!("\"{ip}/{len}\"")).collect();
+                let _ = writeln!(o, "internal = true\naddress = [{}]", addrs.join(", "));
+                if let Some(mac) = i.mac {
+                    let _ = writeln!(o, "mac = \"{mac}\"");
+                }
+            }
         }
         for e in &self.fdb {
             let _ = write!(o, "\n[[fdb]]\nmac = \"{}\"\n", e.mac);
