@@ -802,7 +802,7 @@ fn validate_port(
         flood: p.flood,
         mtu: p.mtu,
         io: p.io,
-        internal: p.internal.then(|| InternalPort { addresses, mac: p.mac }),
+        internal: p.internal.then_some(InternalPort { addresses, mac: p.mac }),
     })
 }
 
