@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, live: the seed-000 topology in network namespaces, two hosts each running the
-# xvtep daemon over a shared underlay, containers in VNI 2 and VNI 3 pinging across, a port
+# xvtep daemon over a shared underlay, containers in VNI 2 and VNI 3 pinging across, host 1's
+# own address on the overlay (an internal port) reaching and reached by a container, a port
 # added and removed while running, then the daemons' FDBs and counters. Everything it creates
 # is removed on exit, also on failure. Without root it runs the pcap replay of the same
 # scenario instead.
@@ -43,6 +44,9 @@ for i in 1 2; do
     sed -e "s/192.168.1.4/192.168.1.$i/" -e "s/dst = \"192.168.1.2\"/dst = \"192.168.1.$other\"/" \
         configs/seed000-host1.toml > "$work/h$i.toml"
 done
+# Host 1's own address on the overlay: an internal port in VNI 2.
+printf '\n[[port]]\nname = "xv2"\ninternal = true\naddress = ["10.2.0.100/24"]\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n' \
+    >> "$work/h1.toml"
 
 for i in 1 2; do
     echo "== starting xvtep on h$i"
@@ -61,6 +65,13 @@ ip -n $P-h1 link show eth0 | grep -o "prog/xdp.*"
 echo
 echo "== VNI 2: a1 (10.2.0.1, host 1) -> a2 (10.2.0.2, host 2)"
 ip netns exec $P-a1 ping -c 3 10.2.0.2
+echo
+echo "== host 1 itself on the overlay (internal port xv2, 10.2.0.100) -> a2 on host 2"
+ip netns exec $P-h1 ping -c 2 10.2.0.2
+echo "== a2 reaches a service listening on host 1's overlay address (iperf3, 1 s)"
+ip netns exec $P-h1 iperf3 -s -1 -D -B 10.2.0.100
+sleep 0.3
+ip netns exec $P-a2 iperf3 -c 10.2.0.100 -t 1 | grep -E "sender|receiver"
 echo
 echo "== VNI 3: b1 (10.3.0.1) -> b2 (10.3.0.2)"
 ip netns exec $P-b1 ping -c 3 10.3.0.2
