@@ -88,6 +88,17 @@ fn wait_for(what: &str, within: Duration, cond: impl Fn() -> bool) -> Duration {
     start.elapsed()
 }
 
+/// Moves container `c` (VNI 2, 10.2.0.1, MAC `mac`) from port `from` of one host to a new
+/// port `to` of another, in that host's br2: same MAC and IP, as a live migration does.
+fn move_container(c: &Netns, mac: &str, from: (&Netns, &str), to: (&Netns, &str)) {
+    from.0.sh(&format!("ip link del {}", from.1));
+    veth(to.0, to.1, c, "eth0");
+    c.sh(&format!(
+        "ip link set eth0 address {mac} && ip addr add 10.2.0.1/24 dev eth0 && ip link set eth0 mtu 1450"
+    ));
+    to.0.sh(&format!("ip link set {} master br2", to.1));
+}
+
 fn mac_of(ns: &Netns) -> String {
     ns.sh("cat /sys/class/net/eth0/address").trim().to_string()
 }
@@ -186,12 +197,7 @@ fn frr_evpn_drives_two_xvtep_hosts_and_a_kernel_host() {
     // A container that moves (same MAC and IP) from xvtep host 1 to kernel host 3: host 3
     // advertises it with a higher sequence number, zebra on host 2 moves it behind host 3 in
     // the kernel, and xvtep on host 2 follows.
-    h[0].h.sh("ip link del tap1_0");
-    veth(&h[2].h, "tap5", &h[0].a, "eth0");
-    h[0].a.sh(&format!(
-        "ip link set eth0 address {a1} && ip addr add 10.2.0.1/24 dev eth0 && ip link set eth0 mtu 1450"
-    ));
-    h[2].h.sh("ip link set tap5 master br2");
+    move_container(&h[0].a, &a1, (&h[0].h, "tap1_0"), (&h[2].h, "tap5"));
     let moved = Instant::now();
     assert!(h[0].a.ping_ok("10.2.0.3", UP), "the moved container reaches its new neighbour");
     wait_for("the moved MAC behind host 3 in xvtep on host 2", Duration::from_secs(30), || {
@@ -206,12 +212,7 @@ fn frr_evpn_drives_two_xvtep_hosts_and_a_kernel_host() {
     // ... and back to xvtep host 1: xvtep learns the MAC on its port over zebra's remote entry
     // (as the kernel's bridge moves an extern_learn entry), writes it back, zebra advertises
     // it with a higher sequence number, and host 2 follows.
-    h[2].h.sh("ip link del tap5");
-    veth(&h[0].h, "tap1_0", &h[0].a, "eth0");
-    h[0].a.sh(&format!(
-        "ip link set eth0 address {a1} && ip addr add 10.2.0.1/24 dev eth0 && ip link set eth0 mtu 1450"
-    ));
-    h[0].h.sh("ip link set tap1_0 master br2");
+    move_container(&h[0].a, &a1, (&h[2].h, "tap5"), (&h[0].h, "tap1_0"));
     let back = Instant::now();
     wait_for("tap1_0 a port again", Duration::from_secs(10), || d1.ctl_ok("link show").contains("tap1_0"));
     assert!(h[0].a.ping_ok("10.2.0.3", UP), "the container moved back reaches host 3");

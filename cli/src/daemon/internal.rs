@@ -11,9 +11,24 @@ use xvtep_dataplane::wire::MacAddr;
 
 use super::netlink::Rtnl;
 
-/// The switch-side name of internal port `name`.
+/// The switch-side name of internal port `name`: at most 12 bytes of it (cut at a character
+/// boundary: an interface name may be any UTF-8) and "~xv", within the kernel's 15.
 pub fn peer_name(name: &str) -> String {
-    format!("{}~xv", &name[..name.len().min(12)])
+    let mut end = name.len().min(12);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}~xv", &name[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peer_names_fit_and_never_split_a_character() {
+        assert_eq!(super::peer_name("xv2"), "xv2~xv");
+        assert_eq!(super::peer_name("abcdefghijklmno"), "abcdefghijkl~xv");
+        assert_eq!(super::peer_name("abcdefghijké"), "abcdefghijk~xv");
+    }
 }
 
 /// Created internal ports; removed on drop (also when the start fails half-way).

@@ -222,11 +222,6 @@ pub fn bridges_of(path: &Path) -> Option<Vec<String>> {
     kernel_bridges(&text, path).ok().flatten().map(|(bridges, _)| bridges)
 }
 
-/// Whether the config file at `path` is in `[kernel]` mode.
-pub fn is_kernel_mode(path: &Path) -> bool {
-    bridges_of(path).is_some()
-}
-
 /// Loads the configuration: from the file, or, in `[kernel]` mode, from the kernel's bridges.
 pub fn load_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)

@@ -101,16 +101,16 @@ pub fn render(src: &Sources) -> String {
         vec![(String::new(), stats.events_lost)],
     );
     // Every I/O counter, per worker, from the one list that defines them.
-    let fields = src.workers.first().map(|c| c.all().len()).unwrap_or(0);
-    for k in 0..fields {
-        let c = src.workers[0].all()[k];
-        let rows = src
-            .workers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (format!("{{worker=\"{i}\"}}"), w.all()[k].value))
-            .collect();
-        family(c.metric, "counter", c.help.trim(), rows);
+    let per_worker: Vec<_> = src.workers.iter().map(|w| w.all()).collect();
+    if let Some(first) = per_worker.first() {
+        for (k, c) in first.iter().enumerate() {
+            let rows = per_worker
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("{{worker=\"{i}\"}}"), w[k].value))
+                .collect();
+            family(c.metric, "counter", c.help.trim(), rows);
+        }
     }
     // The XDP and tc programs' counters.
     if let Some(steering) = &src.steering {

@@ -59,6 +59,8 @@ pub fn run(args: Args) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("xvtep run attaches XDP programs and opens AF_XDP sockets, which needs root: run it with sudo");
     }
+    // Decided once: whether the file names kernel bridges to follow rather than a switch.
+    let kernel_bridges = kernel::bridges_of(&args.config);
     let mut config = kernel::load_config(&args.config)?;
     let t = &config.tunnel;
     let dev = Iface::inspect(&t.dev, "tunnel.dev", &args.config)?;
@@ -188,8 +190,8 @@ pub fn run(args: Args) -> Result<()> {
         underlay,
         // In [kernel] mode the file only names bridges: `save` must not overwrite it with
         // what the kernel gave (it writes to a path given explicitly).
-        path: (!kernel::is_kernel_mode(&args.config)).then(|| args.config.clone()),
-        kernel_mode: kernel::is_kernel_mode(&args.config),
+        path: kernel_bridges.is_none().then(|| args.config.clone()),
+        kernel_mode: kernel_bridges.is_some(),
         clock: Box::new(move || epoch.elapsed().as_nanos() as u64),
         ports: Box::new(PortHost {
             steering: steering.clone(),
@@ -204,7 +206,7 @@ pub fn run(args: Args) -> Result<()> {
                 switch: switch.clone(),
                 workers: handles.iter().map(|w| w.counters.clone()).collect(),
                 started: epoch,
-                kernel_mode: kernel::is_kernel_mode(&args.config),
+                kernel_mode: kernel_bridges.is_some(),
                 steering: Some(steering.clone()),
             };
             info!(%addr, "serving metrics");
@@ -236,7 +238,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut unresolved = 0;
     // In [kernel] mode, changes to the kernel's bridges are applied as they happen.
     let kernel_changed = Arc::new(AtomicBool::new(false));
-    let following = if let Some(bridges) = kernel::bridges_of(&args.config) {
+    let following = if let Some(bridges) = kernel_bridges.clone() {
         Some((
             kernel::follow(bridges, stop.clone(), kernel_changed.clone())?,
             writeback::spawn(switch.clone(), stop.clone())?,

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tracing::warn;
-use xvtep_dataplane::fdb::FdbDst;
+use xvtep_dataplane::fdb::{EntryKind, FdbDst};
 use xvtep_dataplane::wire::MacAddr;
-use xvtep_dataplane::{Domain, Event, PortId, Switch};
+use xvtep_dataplane::{Domain, Event, Switch};
 
 use super::netlink::Rtnl;
 
@@ -64,14 +64,7 @@ pub fn spawn(switch: Arc<Switch>, stop: Arc<AtomicBool>) -> Result<JoinHandle<()
     let rtnl = Rtnl::new().context("opening netlink to write learned MACs back")?;
     let thread = std::thread::Builder::new().name("xvtep-writeback".into()).spawn(move || {
         let mut written = Written { rtnl, entries: HashMap::new() };
-        let ifindex = |port: PortId| {
-            let name = switch.topology().port(port).map(|p| p.name.clone())?;
-            nix::net::if_::if_nametoindex(name.as_str()).ok()
-        };
-        let on_port = |dst: FdbDst| match dst {
-            FdbDst::Port(p) => ifindex(p),
-            FdbDst::Remote(_) => None,
-        };
+        let on_port = |dst: FdbDst| port_ifindex(&switch, dst);
         let mut lost = switch.events.lost();
         while !stop.load(Ordering::Relaxed) {
             if switch.events.lost() != lost {
@@ -97,19 +90,19 @@ pub fn spawn(switch: Arc<Switch>, stop: Arc<AtomicBool>) -> Result<JoinHandle<()
 /// The MACs the switch has learned on its ports, with the port's interface index.
 fn learned_on_ports(switch: &Switch) -> HashMap<(MacAddr, Domain), u32> {
     switch
-        .fdb_rows(0)
+        .fdb
+        .records(0)
         .into_iter()
-        .filter(|r| r.state == "learned" && r.dev != "vxlan0")
-        .filter_map(|r| {
-            let domain = match (r.vni, r.vlan) {
-                (Some(vni), _) => Domain::vni(vni),
-                (None, Some(vid)) => Domain::vid(vid),
-                _ => return None,
-            };
-            let index = nix::net::if_::if_nametoindex(r.dev.as_str()).ok()?;
-            Some(((r.mac, domain), index))
-        })
+        .filter(|r| r.kind == EntryKind::Learned)
+        .filter_map(|r| Some(((r.mac, r.domain), port_ifindex(switch, r.dst)?)))
         .collect()
+}
+
+/// The interface index of the port `dst` names (`None` for the tunnel or a port gone).
+fn port_ifindex(switch: &Switch, dst: FdbDst) -> Option<u32> {
+    let FdbDst::Port(port) = dst else { return None };
+    let name = switch.topology().port(port).map(|p| p.name.clone())?;
+    nix::net::if_::if_nametoindex(name.as_str()).ok()
 }
 
 type Key = (MacAddr, Domain);

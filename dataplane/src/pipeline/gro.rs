@@ -17,7 +17,7 @@
 //! they may in the kernel.
 
 use super::forward::emit;
-use super::superframe::{Gso, GsoKind, MAX_IP_PACKET};
+use super::superframe::{rewrite_ip, Gso, GsoKind, MAX_IP_PACKET};
 use super::tx::{TxAction, TxOffload};
 use super::{Ctx, Frame};
 use crate::ids::{Domain, PortId};
@@ -72,18 +72,7 @@ impl Coalesced {
         let l3 = (g.l3 as isize + shift) as usize;
         let l4 = (g.l4 as isize + shift) as usize;
         let l4_len = frame.len() - l4;
-        let pseudo = if g.kind == GsoKind::Tcp4 {
-            let ip = &mut frame[l3..l4];
-            ip[2..4].copy_from_slice(&((l4 - l3 + l4_len) as u16).to_be_bytes());
-            ip[10..12].copy_from_slice(&[0, 0]);
-            let sum = checksum_fold(checksum_sum(ip));
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-            checksum_sum(&ip[12..20]) + IP_PROTO_TCP as u64 + l4_len as u64
-        } else {
-            let ip = &mut frame[l3..l4];
-            ip[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            checksum_sum(&ip[8..40]) + IP_PROTO_TCP as u64 + l4_len as u64
-        };
+        let pseudo = rewrite_ip(&mut frame[l3..l4], g.kind.is_ipv4(), l4_len, 0);
         let tcp = &mut frame[l4..];
         if self.psh {
             tcp[TCP_FLAGS_OFFSET] |= TCP_FLAG_PSH;
@@ -183,14 +172,14 @@ impl TcpSegment {
         Some(TcpSegment {
             kind,
             l4,
-            hdr_len: l4 + tcp.len(),
+            hdr_len: l4 + tcp.header_len(),
             flow,
             signature,
             seq: tcp.seq(),
             flags: tcp.flags(),
             ip_id,
             df,
-            payload: l2.len() - l4 - tcp.len(),
+            payload: l2.len() - l4 - tcp.header_len(),
         })
     }
 

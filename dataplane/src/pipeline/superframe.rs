@@ -36,7 +36,7 @@ pub enum GsoKind {
 }
 
 impl GsoKind {
-    fn is_ipv4(self) -> bool {
+    pub(crate) fn is_ipv4(self) -> bool {
         matches!(self, GsoKind::Tcp4 | GsoKind::Udp4)
     }
 
@@ -201,21 +201,7 @@ impl Segment {
         let l3 = (g.l3 as isize + shift) as usize;
         let l4 = (g.l4 as isize + shift) as usize;
         let l4_len = frame.len() - l4;
-        let pseudo = if g.kind.is_ipv4() {
-            let ip = &mut frame[l3..l4];
-            let total = (ip.len() + l4_len) as u16;
-            ip[2..4].copy_from_slice(&total.to_be_bytes());
-            let id = u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(self.index);
-            ip[4..6].copy_from_slice(&id.to_be_bytes());
-            ip[10..12].copy_from_slice(&[0, 0]);
-            let sum = checksum_fold(checksum_sum(ip));
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-            checksum_sum(&ip[12..20]) + ip[9] as u64 + l4_len as u64
-        } else {
-            let ip = &mut frame[l3..l4];
-            ip[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            checksum_sum(&ip[8..40]) + ip[6] as u64 + l4_len as u64
-        };
+        let pseudo = rewrite_ip(&mut frame[l3..l4], g.kind.is_ipv4(), l4_len, self.index);
         let seg = &mut frame[l4..];
         let at = if g.kind.is_tcp() {
             let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]).wrapping_add(self.offset);
@@ -239,6 +225,25 @@ impl Segment {
         seg[at..at + 2].copy_from_slice(&csum.to_be_bytes());
         // A complete checksum makes the segment sum to the complement of its pseudo-header.
         (l4, checksum_fold(pseudo))
+    }
+}
+
+/// Rewrites the IP header `ip` (IPv4 with its checksum, or a bare IPv6 header) of a packet
+/// cut or joined to `l4_len` bytes of transport: its length, and for IPv4 its ID moved on by
+/// `id_add`. Returns the pseudo-header sum for the transport checksum.
+pub(crate) fn rewrite_ip(ip: &mut [u8], ipv4: bool, l4_len: usize, id_add: u16) -> u64 {
+    if ipv4 {
+        let total = (ip.len() + l4_len) as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        let id = u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(id_add);
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+        ip[10..12].copy_from_slice(&[0, 0]);
+        let sum = checksum_fold(checksum_sum(ip));
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        checksum_sum(&ip[12..20]) + ip[9] as u64 + l4_len as u64
+    } else {
+        ip[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        checksum_sum(&ip[8..IPV6_HEADER_LEN]) + ip[6] as u64 + l4_len as u64
     }
 }
 

@@ -50,13 +50,8 @@ impl<'a> TcpHeader<'a> {
     }
 
     /// The header's length (data offset), options included.
-    pub fn len(&self) -> usize {
+    pub fn header_len(&self) -> usize {
         self.bytes.len()
-    }
-
-    /// Never true: a checked header has at least [`TCP_HEADER_LEN`] bytes.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     pub fn options(&self) -> &'a [u8] {
