@@ -109,6 +109,8 @@ pub enum SteerError {
     Busy { iface: String, id: u32, name: String },
     #[error("updating the BPF map '{map}' failed: {err}")]
     Map { map: &'static str, err: libbpf_rs::Error },
+    #[error("running {prog} failed: {err} (BPF_PROG_RUN with live frames needs root and kernel 5.18 or later)")]
+    Run { prog: &'static str, err: libbpf_rs::Error },
     #[error("too many {0}: the XDP program has room for {1}")]
     Full(&'static str, u32),
 }
@@ -303,6 +305,84 @@ impl Steering {
     /// The interfaces the program is attached to.
     pub fn attached(&self) -> impl Iterator<Item = &str> {
         self.links.iter().map(|(i, _)| i.as_str())
+    }
+}
+
+/// A field of the generator's frame that differs per flow: the big-endian 16-bit value at
+/// byte `field` is `base + flow`, and the checksum at byte `csum` (if any) covers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowField {
+    pub field: u16,
+    pub csum: Option<u16>,
+    pub base: u16,
+}
+
+/// Most [`FlowField`]s a generated frame can have (GEN_PATCHES in the C program).
+pub const GEN_FIELDS: usize = 4;
+/// BPF_F_TEST_XDP_LIVE_FRAMES from <linux/bpf.h>.
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// The benchmark's generator: the `xvtep_gen` XDP program run by the kernel on the calling
+/// thread's CPU with live frames (BPF_PROG_RUN), each redirected out of an interface. No skb is
+/// built on the sending side, so it outruns the AF_XDP generator several times over.
+pub struct LiveGenerator(Steering);
+
+impl LiveGenerator {
+    /// Loads the program to send out of `ifindex` (in the calling thread's namespace), cycling
+    /// through `flows` flows that differ in `fields`, at most `pps` frames per second if given.
+    pub fn new(ifindex: u32, flows: u16, fields: &[FlowField], pps: Option<u64>) -> Result<LiveGenerator, SteerError> {
+        if fields.len() > GEN_FIELDS {
+            return Err(SteerError::Full("per-flow fields", GEN_FIELDS as u32));
+        }
+        let steering = Steering::load(Ipv4Addr::UNSPECIFIED, 0, &[], [0; 6])?;
+        let mut cfg = skel::types::gen_config {
+            ifindex,
+            flows,
+            npatches: fields.len() as u16,
+            interval_ns: pps.map_or(0, |r| 1_000_000_000 / r.max(1)),
+            ..Default::default()
+        };
+        for (p, f) in cfg.patches.iter_mut().zip(fields) {
+            *p = skel::types::gen_patch { field: f.field, csum: f.csum.unwrap_or(0), base: f.base, ..Default::default() };
+        }
+        steering
+            .skel
+            .maps
+            .gen
+            .update(&0u32.to_ne_bytes(), as_bytes(&cfg), MapFlags::ANY)
+            .map_err(|err| SteerError::Map { map: "gen", err })?;
+        Ok(LiveGenerator(steering))
+    }
+
+    /// Sends `frame` `count` times (flows interleaved); returns when the kernel has run them
+    /// all, or early when a signal arrives for this thread (not an error: see
+    /// [`LiveGenerator::generated`]). Frames a full receive ring refuses are lost, as on a wire.
+    /// Each call costs two RCU grace periods (the kernel swaps its XDP dispatcher in and out),
+    /// milliseconds in a VM: send many frames per call.
+    pub fn send(&self, frame: &[u8], count: u32) -> Result<(), SteerError> {
+        let input = libbpf_rs::ProgramInput {
+            data_in: Some(frame),
+            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+            repeat: count,
+            ..Default::default()
+        };
+        match self.0.skel.progs.xvtep_gen.test_run(input) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => Ok(()),
+            Err(err) => Err(SteerError::Run { prog: "xvtep_gen", err }),
+        }
+    }
+
+    /// Frames generated so far (the program's own count).
+    pub fn generated(&self) -> u64 {
+        match self.0.skel.maps.gen.lookup(&0u32.to_ne_bytes(), MapFlags::ANY) {
+            Ok(Some(v)) if v.len() >= std::mem::size_of::<skel::types::gen_config>() => {
+                // SAFETY: the map's value is a gen_config, read unaligned from its bytes.
+                let cfg: skel::types::gen_config = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
+                cfg.seq
+            }
+            _ => 0,
+        }
     }
 }
 

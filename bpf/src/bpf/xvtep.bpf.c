@@ -159,6 +159,89 @@ int xvtep_sink(struct xdp_md *ctx)
 }
 
 /*
+ * The benchmark's generator, run with BPF_PROG_RUN and BPF_F_TEST_XDP_LIVE_FRAMES on the
+ * generator's CPU: every run redirects the prebuilt frame out of `ifindex` (a veth, whose peer
+ * receives it through ndo_xdp_xmit, as from a NIC), so no skb is built on the sending side.
+ * With a rate set, runs that come before their time are dropped, so frames leave evenly spaced.
+ * Frame number n belongs to flow n % flows: each patch sets a 16-bit big-endian field to
+ * base + flow and fixes the checksum covering it incrementally (RFC 1624), because live-frame
+ * pages are recycled without being rewritten from the original.
+ */
+#define GEN_PATCHES 4
+
+struct gen_patch {
+	__u16 field;  /* offset of the field in the frame */
+	__u16 csum;   /* offset of the checksum covering it; 0 = none (or a zero UDP checksum) */
+	__u16 base;   /* the field's value for flow 0, host order */
+	__u16 pad;
+};
+
+struct gen_config {
+	__u32 ifindex;
+	__u16 flows;
+	__u16 npatches;
+	struct gen_patch patches[GEN_PATCHES];
+	__u64 interval_ns; /* pacing: at most one frame per interval; 0 = as fast as possible */
+	__u64 next_ns;     /* when the next frame may go */
+	__u64 seq;         /* frames generated so far; one CPU runs the generator */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_config);
+} gen SEC(".maps");
+
+static __always_inline void patch16(void *data, void *end, const struct gen_patch *p, __u16 value)
+{
+	__u16 *field = data + (p->field & 0x7ff);
+	if ((void *)(field + 1) > end)
+		return;
+	__u16 old = *field, new = bpf_htons(value);
+	*field = new;
+	if (!p->csum)
+		return;
+	__u16 *csum = data + (p->csum & 0x7ff);
+	if ((void *)(csum + 1) > end || *csum == 0)
+		return;
+	/* HC' = ~(~HC + ~m + m') */
+	__u32 sum = (__u16)~*csum + (__u16)~old + new;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	__u16 out = ~sum;
+	*csum = out ? out : 0xffff;
+}
+
+SEC("xdp")
+int xvtep_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct gen_config *cfg = bpf_map_lookup_elem(&gen, &zero);
+
+	if (!cfg)
+		return XDP_ABORTED;
+	if (cfg->interval_ns) {
+		/* Paced: a run that comes early is dropped here, before it costs anyone anything. A
+		 * stall does not earn a burst: the schedule restarts from now. */
+		__u64 now = bpf_ktime_get_ns();
+		if (now < cfg->next_ns)
+			return XDP_DROP;
+		if (cfg->next_ns + 64 * cfg->interval_ns < now)
+			cfg->next_ns = now;
+		cfg->next_ns += cfg->interval_ns;
+	}
+	__u16 flow = cfg->flows ? cfg->seq % cfg->flows : 0;
+	cfg->seq++;
+	for (int i = 0; i < GEN_PATCHES; i++)
+		if (i < cfg->npatches)
+			patch16(data, end, &cfg->patches[i], cfg->patches[i].base + flow);
+	return bpf_redirect(cfg->ifindex, 0);
+}
+
+/*
  * On a vnet port (AF_PACKET with virtio-net headers, no XDP so that the peer keeps its GSO):
  * the packet socket has its copy already (packet taps run before tc ingress), so the frame is
  * dropped here, before the kernel's bridge or IP stack can act on it too. Attached with tcx,

@@ -8,6 +8,7 @@
 //! sends those frames in VXLAN (VNI 2), counted arriving at `g`. Static neighbours and FDB
 //! entries keep ARP and flooding out of the measurement.
 
+mod cpu;
 pub mod forward;
 mod plot;
 mod report;
@@ -24,29 +25,39 @@ use xvtep::traffic::{frames, gen};
 use xvtep_dataplane::wire::MacAddr;
 
 use frames::Endpoint;
-use report::{Results, RttSample, Sample, TcpSample};
+use report::{IdleCpu, Results, RttSample, Sample, TcpSample};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Seconds of traffic per sample.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     duration: u64,
     /// Rounds; each round measures every path once, alternating, and the table shows medians.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     rounds: u32,
+    /// Generators: live (an XDP program run with BPF_PROG_RUN live frames, redirecting into
+    /// the sender's veth: no skb on the sending side, the fast one) and afxdp (an AF_XDP
+    /// socket: through the skb path, as a container's traffic goes).
+    #[arg(long, value_delimiter = ',', default_value = "live,afxdp")]
+    sources: Vec<String>,
     /// Frame sizes in bytes (inner frame, without FCS).
-    #[arg(long, value_delimiter = ',', default_value = "64,512,1450")]
+    #[arg(long, value_delimiter = ',', default_value = "64,1450")]
     sizes: Vec<usize>,
     /// Seconds of iperf3 TCP per path and stream count (0 = no TCP and no RTT measurements).
     #[arg(long, default_value_t = 3)]
     tcp_seconds: u64,
+    /// Trials (0.4 s each) in the search for each path's peak forwarding rate with the live
+    /// generator (0: measure at the generator's full rate only).
+    #[arg(long, default_value_t = 5)]
+    peak_trials: u32,
     /// Flows (UDP source ports).
     #[arg(long, default_value_t = 16)]
     flows: u16,
-    /// Paths to measure: kernel (bridge + vxlan), xvtep (default port I/O: vnet on these veths),
-    /// xvtep-afxdp (AF_XDP ports), bare (the AF_XDP forwarder, the ceiling), kernel-tso (the
-    /// kernel with TSO on its underlay veth: superframes cross the underlay, as no wire carries).
-    #[arg(long, value_delimiter = ',', default_value = "kernel,xvtep,xvtep-afxdp,bare")]
+    /// Paths to measure: generator (the generator alone into a sink: what caps the others),
+    /// kernel (bridge + vxlan), xvtep (default port I/O: vnet on these veths), xvtep-afxdp
+    /// (AF_XDP ports), bare (the AF_XDP forwarder, the ceiling), kernel-tso (the kernel with TSO
+    /// on its underlay veth, for TCP: superframes cross the underlay, as no wire carries).
+    #[arg(long, value_delimiter = ',', default_value = "generator,kernel,xvtep,xvtep-afxdp,bare")]
     paths: Vec<String>,
     /// Directions to measure.
     #[arg(long, value_delimiter = ',', default_value = "encap,decap")]
@@ -54,7 +65,8 @@ pub struct Args {
     /// CPU of the generator.
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
-    /// CPU of the device under test (the xvtep worker, the bare forwarder).
+    /// CPU of the device under test (the xvtep worker, the bare forwarder, the kernel's
+    /// receive work for the device's ingress).
     #[arg(long, default_value_t = 1)]
     dut_cpu: usize,
     /// Measure nothing: redraw the table and plot from an earlier run's results.json.
@@ -100,6 +112,10 @@ struct Dut {
 }
 
 impl Dut {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops it and returns what it printed (its counters, for a daemon).
     fn stop(&mut self) -> String {
         if let Some(mut c) = self.child.take() {
@@ -210,90 +226,163 @@ impl Sink {
     }
 }
 
-/// (busy, total) jiffies of each CPU, and of all together last.
-fn cpu_times() -> Vec<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let mut per: Vec<(u64, u64)> = Vec::new();
-    let mut all = (0, 0);
-    for line in stat.lines().filter(|l| l.starts_with("cpu")) {
-        let f: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-        let total: u64 = f.iter().sum();
-        let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
-        if line.starts_with("cpu ") {
-            all = (total - idle, total);
-        } else {
-            per.push((total - idle, total));
-        }
-    }
-    per.push(all);
-    per
+/// The frame(s) of one run: the AF_XDP generator cycles through one frame per flow; the live
+/// generator takes flow 0's and the fields in which the flows differ.
+struct Traffic {
+    per_flow: Vec<Vec<u8>>,
+    fields: Vec<xvtep_bpf::FlowField>,
 }
 
-fn measure(
+impl Traffic {
+    fn new(direction: &str, flows: u16, size: usize) -> Traffic {
+        if direction == "encap" {
+            Traffic {
+                per_flow: (0..flows).map(|f| frames::udp_frame(A, B, f, size)).collect(),
+                fields: frames::udp_flow_fields(0).to_vec(),
+            }
+        } else {
+            // From B, behind the remote, back to A.
+            Traffic {
+                per_flow: (0..flows)
+                    .map(|f| frames::vxlan_frame(S, D, 2, f, &frames::udp_frame(B, A, f, size)))
+                    .collect(),
+                fields: frames::vxlan_flow_fields(),
+            }
+        }
+    }
+
+    /// Sends for `duration` from `ns`'s eth0 on `cpu` with `source`; how many frames were sent.
+    fn send(&self, source: &str, ns: &str, cpu: usize, flows: u16, pps: Option<u64>, duration: Duration) -> Result<u64> {
+        if source == "live" {
+            let (frame, fields) = (self.per_flow[0].clone(), self.fields.clone());
+            gen::in_netns(ns, Some(cpu), move || gen::transmit_live("eth0", &frame, flows, &fields, pps, duration))
+        } else {
+            let frames = self.per_flow.clone();
+            gen::in_netns(ns, Some(cpu), move || gen::transmit("eth0", &frames, duration))
+        }
+    }
+}
+
+/// Every size from every generator through one device under test in one direction: the
+/// topology and the device are built once, then each (size, generator) is measured in turn.
+///
+/// The same cores for every path: the generator runs alone on `gen_cpu`; the receive work of
+/// the device under test's ingress veth runs in a threaded NAPI pinned to `dut_cpu` (GRO on,
+/// which gives a veth its NAPI), beside the xvtep worker or the bare forwarder; and so does
+/// the kernel's bridge + vxlan, which runs in that NAPI thread. What the device sends reaches
+/// the sink in a softirq on the sender's core, the same for every path. `generator` is the
+/// generator alone: the sink sits on the ingress veth instead of a device.
+fn measure_path(
     args: &Args,
     round: u32,
     path: &str,
     direction: &str,
-    size: usize,
     progress: &indicatif::ProgressBar,
-) -> Result<Sample> {
+) -> Result<Vec<Sample>> {
     let t = build(&format!("xvb{}", std::process::id() % 100000))?;
-    let mut dut = start_dut(&t, path, direction, args.dut_cpu)?;
-    let (sender, frames, sink, sink_dev) = if direction == "encap" {
-        let inner: Vec<Vec<u8>> = (0..args.flows).map(|f| frames::udp_frame(A, B, f, size)).collect();
-        (&t.g, inner, &t.s, "eth0")
+    let ingress = if direction == "encap" { "tap1_0" } else { "eth0" };
+    let napi_before = cpu::napi_threads();
+    t.d.sh(&format!("ethtool -K {ingress} gro on >/dev/null && echo 1 > /sys/class/net/{ingress}/threaded"));
+    let (mut dut, counter) = if path == report::GENERATOR {
+        (None, Sink::attach(&t.d, ingress)?)
     } else {
-        // From B, behind the remote, back to A.
-        let wrapped = (0..args.flows)
-            .map(|f| frames::vxlan_frame(S, D, 2, f, &frames::udp_frame(B, A, f, size)))
-            .collect();
-        (&t.s, wrapped, &t.g, "eth0")
+        let dut = start_dut(&t, path, direction, args.dut_cpu)?;
+        let (sink, dev) = if direction == "encap" { (&t.s, "eth0") } else { (&t.g, "eth0") };
+        (dut, Sink::attach(sink, dev)?)
     };
-    let ns = sender.name.clone();
-    let gen_cpu = Some(args.gen_cpu);
-    // Warm up (caches, the FDB), then measure.
-    let warm = frames.clone();
-    gen::in_netns(&ns, gen_cpu, move || gen::transmit("eth0", &warm, Duration::from_millis(300)))?;
-    std::thread::sleep(Duration::from_millis(100));
-    let counter = Sink::attach(sink, sink_dev)?;
-    let before = counter.count();
-    let cpu0 = cpu_times();
-    let start = Instant::now();
-    let duration = Duration::from_secs(args.duration);
-    let sent = gen::in_netns(&ns, gen_cpu, move || gen::transmit("eth0", &frames, duration))?;
-    let seconds = start.elapsed().as_secs_f64();
-    let cpu1 = cpu_times();
-    std::thread::sleep(Duration::from_millis(100));
-    let received = counter.count() - before;
-    if received == 0 {
-        let log = dut.as_mut().map(Dut::stop).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
-        progress
-            .println(format!("{path} {direction}: nothing arrived; the device under test reported:\n{log}"));
+    if cpu::pin_new_napi_threads(&napi_before, args.dut_cpu) == 0 {
+        say(progress, format!("{path} {direction}: no NAPI thread to pin; the receive work may run on any CPU"));
     }
-    let share = |(b0, t0): (u64, u64), (b1, t1): (u64, u64)| (b1 - b0) as f64 / (t1 - t0).max(1) as f64;
-    let cpu_percent: Vec<f64> =
-        cpu0.iter().zip(&cpu1).take(cpu0.len() - 1).map(|(a, b)| 100.0 * share(*a, *b)).collect();
-    let busy_cores = cpu_percent.iter().sum::<f64>() / 100.0;
-    let s = Sample {
-        path: path.into(),
-        direction: direction.into(),
-        size,
-        sent,
-        received,
-        seconds,
-        busy_cores,
-        cpu_percent,
-    };
-    say(progress, format!(
-        "round {} {path:>6} {direction:<5} {size:>5} B: {:>10.0} pps ({:.3} Gbit/s) received ({:.1}% of {} sent), CPU {}",
+    let sender = if direction == "encap" { &t.g } else { &t.s };
+    let mut samples = Vec::new();
+    for &size in &args.sizes {
+        let traffic = Traffic::new(direction, args.flows, size);
+        // One trial: `source` at `pps` (as fast as it goes if None) for `duration`.
+        let mut trial = |source: &str, pps: Option<u64>, duration: Duration| -> Result<Sample> {
+            let before = counter.count();
+            let (cpu0, rx0) = (cpu::cpu_times(), cpu::net_rx_softirqs());
+            let cycles = cpu::Cycles::start(args.dut_cpu, duration.as_secs().max(1));
+            let start = Instant::now();
+            let sent = traffic.send(source, &sender.name, args.gen_cpu, args.flows, pps, duration)?;
+            let seconds = start.elapsed().as_secs_f64();
+            let (cpu1, rx1, dut_cycles) = (cpu::cpu_times(), cpu::net_rx_softirqs(), cycles.stop());
+            // What is still in flight arrives.
+            std::thread::sleep(Duration::from_millis(50));
+            let received = counter.count() - before;
+            if received == 0 {
+                let log = dut.as_mut().map(Dut::stop).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
+                say(progress, format!("{path} {direction}: nothing arrived; the device under test reported:\n{log}"));
+            }
+            let cpu_percent = cpu::busy_percent(&cpu0, &cpu1);
+            Ok(Sample {
+                source: source.into(),
+                path: path.into(),
+                direction: direction.into(),
+                size,
+                sent,
+                received,
+                seconds,
+                busy_cores: cpu_percent.iter().sum::<f64>() / 100.0,
+                cpu_percent,
+                dut_cpu: args.dut_cpu,
+                net_rx: rx1.iter().zip(&rx0).map(|(a, b)| a.saturating_sub(*b)).collect(),
+                dut_cycles,
+            })
+        };
+        for source in &args.sources {
+            progress.set_message(format!("{path} {direction} {size} B, {source} generator"));
+            // Warm up (caches, the FDB), then measure at the most the generator can offer.
+            traffic.send(source, &sender.name, args.gen_cpu, args.flows, None, Duration::from_millis(200))?;
+            std::thread::sleep(Duration::from_millis(100));
+            let full = trial(source, None, Duration::from_secs(args.duration))?;
+            say(progress, line(round, &full));
+            let start = full.pps();
+            samples.push(full);
+            progress.inc(1);
+            if source == "live" && path != report::GENERATOR {
+                // The most the path forwards at any offered load: where a receive thread
+                // shares the core with the switch, an overload it cannot shed early costs it
+                // more than it costs the kernel, which drops at the ring.
+                let mut best: Option<Sample> = None;
+                report::search_peak(start, args.peak_trials, |pps| {
+                    let mut s = trial(source, Some(pps), PEAK_TRIAL)?;
+                    s.source = report::PEAK.into();
+                    let no_loss = s.loss() <= report::PEAK_LOSS;
+                    if best.as_ref().is_none_or(|b| s.pps() > b.pps()) {
+                        best = Some(s);
+                    }
+                    Ok(no_loss)
+                })?;
+                if let Some(b) = best {
+                    say(progress, line(round, &b));
+                    samples.push(b);
+                }
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// How long each trial of the peak search offers its load.
+const PEAK_TRIAL: Duration = Duration::from_millis(400);
+
+/// The progress line of one sample.
+fn line(round: u32, s: &Sample) -> String {
+    format!(
+        "round {} {:>9} {:>11} {:<5} {:>5} B: {:>10.0} pps ({:.3} Gbit/s) received ({:.1}% of {} sent), CPU {}, {:.3} CPU s/Mpkt on CPU {}",
         round + 1,
+        s.source,
+        s.path,
+        s.direction,
+        s.size,
         s.pps(),
         s.gbps(),
         100.0 * (1.0 - s.loss()),
-        sent,
-        s.cpu_percent.iter().map(|c| format!("{c:.0}%")).collect::<Vec<_>>().join(" ")
-    ));
-    Ok(s)
+        s.sent,
+        s.cpu_percent.iter().map(|c| format!("{c:.0}%")).collect::<Vec<_>>().join(" "),
+        s.dut_cpu_s_per_mpkt(),
+        s.dut_cpu,
+    )
 }
 
 /// TCP (1 and 4 streams, both directions) and RTT through `path`, to a container behind a
@@ -307,25 +396,35 @@ fn measure_tcp(
     let prefix = format!("xvb{}", std::process::id() % 100000);
     let t = build(&prefix)?;
     // For TCP the underlay is a wire both ways, for every path alike (`kernel-tso` turns TSO
-    // back on). Not for packet rates: there the generator sends MTU-sized frames anyway, the
-    // sink drops them in XDP, and a NAPI thread would take a core from the device under test.
+    // back on). Not for packet rates: there the generator sends MTU-sized frames anyway and
+    // the sink drops them in XDP.
     make_wire(&t.d, "eth0", &t.s, "eth0");
     make_wire(&t.s, "eth0", &t.d, "eth0");
     let r = tcp::add_remote_container(&t.s, &t.g, &prefix)?;
-    let _dut = start_dut(&t, path, "encap", args.dut_cpu)?;
+    let dut = start_dut(&t, path, "encap", args.dut_cpu)?;
     if !t.g.ping_ok(&B.ip.to_string(), Duration::from_secs(10)) {
         bail!("{path}: no connectivity between the containers; cannot measure TCP");
     }
-    let rtt = RttSample::new(path, tcp::ping_rtts(&t.g, 200)?);
-    say(progress, format!("{path:>11} ping: p50 {:.0} us, p99 {:.0} us", rtt.p50_us, rtt.p99_us));
-    results.rtt.push(rtt);
+    let idle = RttSample::new(path, "idle", tcp::ping_rtts(&t.g, 200)?);
+    // The same under a TCP stream (1 stream to the container), the pings starting once it runs.
+    let loaded = std::thread::scope(|scope| -> Result<RttSample> {
+        let stream = scope.spawn(|| tcp::iperf(&t.g, &r, args.tcp_seconds.max(3), 1, true));
+        std::thread::sleep(Duration::from_millis(800));
+        let rtts = tcp::ping_rtts(&t.g, 100);
+        stream.join().map_err(|_| anyhow::anyhow!("the iperf3 thread panicked"))??;
+        Ok(RttSample::new(path, "tcp", rtts?))
+    })?;
+    for rtt in [idle, loaded] {
+        say(progress, format!("{path:>11} ping ({}): p50 {:.0} us, p99 {:.0} us", rtt.load, rtt.p50_us, rtt.p99_us));
+        results.rtt.push(rtt);
+    }
     for direction in ["encap", "decap"] {
         for streams in [1, 4] {
-            let cpu0 = cpu_times();
+            let cpu0 = cpu::cpu_times();
             let run = tcp::iperf(&t.g, &r, args.tcp_seconds, streams, direction == "decap")?;
-            let cpu1 = cpu_times();
+            let cpu1 = cpu::cpu_times();
             let (all0, all1) = (cpu0[cpu0.len() - 1], cpu1[cpu1.len() - 1]);
-            let busy_s = (all1.0 - all0.0) as f64 / clock_ticks_per_second();
+            let busy_s = (all1.0 - all0.0) as f64 / cpu::clock_ticks_per_second();
             let sample = TcpSample {
                 path: path.into(),
                 direction: direction.into(),
@@ -344,6 +443,15 @@ fn measure_tcp(
             progress.inc(1);
         }
     }
+    // What the daemon costs once traffic stops: its CPU share over 2 s, from 1 s after.
+    if let Some(pid) = dut.as_ref().and_then(Dut::pid) {
+        std::thread::sleep(Duration::from_secs(1));
+        let before = cpu::process_cpu_seconds(pid);
+        std::thread::sleep(Duration::from_secs(2));
+        let percent = 100.0 * (cpu::process_cpu_seconds(pid) - before) / 2.0;
+        say(progress, format!("{path:>11} idle CPU 1 s after traffic: {percent:.1} % of a core"));
+        results.idle_cpu.push(IdleCpu { path: path.into(), percent });
+    }
     Ok(())
 }
 
@@ -353,17 +461,6 @@ fn say(progress: &indicatif::ProgressBar, line: String) {
         eprintln!("{line}");
     } else {
         progress.println(line);
-    }
-}
-
-/// The kernel's clock ticks per second, the unit of /proc/stat.
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 {
-        hz as f64
-    } else {
-        100.0
     }
 }
 
@@ -394,7 +491,14 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         .iter()
         .filter(|p| args.tcp_seconds > 0 && (p.starts_with("kernel") || p.starts_with("xvtep")))
         .collect();
-    let total = args.rounds as usize * args.sizes.len() * args.directions.len() * args.paths.len()
+    if let Some(bad) = args.sources.iter().find(|s| *s != "live" && *s != "afxdp") {
+        bail!("unknown generator '{bad}': use live or afxdp");
+    }
+    let total = args.rounds as usize
+        * args.sizes.len()
+        * args.sources.len()
+        * args.directions.len()
+        * args.paths.iter().filter(|p| *p != "kernel-tso").count()
         + 4 * tcp_paths.len();
     let progress = indicatif::ProgressBar::new(total as u64);
     progress.set_style(
@@ -405,13 +509,10 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     );
     let mut results = Results::default();
     for round in 0..args.rounds {
-        for &size in &args.sizes {
-            for direction in &args.directions {
-                for path in &args.paths {
-                    progress.set_message(format!("{path} {direction} {size} B"));
-                    results.pps.push(measure(&args, round, path, direction, size, &progress)?);
-                    progress.inc(1);
-                }
+        for direction in &args.directions {
+            // kernel-tso differs from kernel only where superframes can cross the underlay.
+            for path in args.paths.iter().filter(|p| *p != "kernel-tso") {
+                results.pps.extend(measure_path(&args, round, path, direction, &progress)?);
             }
         }
     }

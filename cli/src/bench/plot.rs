@@ -7,8 +7,14 @@ use plotters::prelude::*;
 
 use super::report::{medians, Sample};
 
+/// Plots the live generator's figures (the AF_XDP generator's where there are none).
 pub fn pps_by_size(samples: &[Sample], file: &Path) -> Result<()> {
-    let m = medians(samples);
+    let source = if samples.iter().any(|s| s.source == "live") { "live" } else { "afxdp" };
+    let m: std::collections::BTreeMap<(String, String, usize), f64> = medians(samples)
+        .into_iter()
+        .filter(|((g, ..), _)| g == source)
+        .map(|((_, p, d, s), v)| ((p, d, s), v))
+        .collect();
     let mut sizes: Vec<usize> = m.keys().map(|k| k.2).collect();
     sizes.sort();
     sizes.dedup();
@@ -19,7 +25,7 @@ pub fn pps_by_size(samples: &[Sample], file: &Path) -> Result<()> {
     root.fill(&WHITE).map_err(|x| e(&x))?;
     for (area, dir) in root.split_evenly((1, 2)).iter().zip(["encap", "decap"]) {
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("{dir}: million packets/s by frame size"), ("sans-serif", 18))
+            .caption(format!("{dir}: million packets/s by frame size ({source} generator)"), ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
@@ -32,6 +38,7 @@ pub fn pps_by_size(samples: &[Sample], file: &Path) -> Result<()> {
             ("xvtep-afxdp", CYAN),
             ("bare", GREEN),
             ("kernel-tso", MAGENTA),
+            ("generator", BLACK),
         ];
         for (path, color) in colors {
             let points: Vec<(f64, f64)> = sizes
@@ -41,7 +48,11 @@ pub fn pps_by_size(samples: &[Sample], file: &Path) -> Result<()> {
             if points.is_empty() {
                 continue;
             }
-            let label = if path == "bare" { "bare AF_XDP (ceiling)" } else { path };
+            let label = match path {
+                "bare" => "bare AF_XDP (ceiling)",
+                "generator" => "generator alone",
+                _ => path,
+            };
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(|x| e(&x))?

@@ -25,16 +25,32 @@ fn encap() -> String {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RttSample {
     pub path: String,
+    /// `idle`, or `tcp`: while a TCP stream runs through the same path.
+    #[serde(default = "idle")]
+    pub load: String,
     pub count: usize,
     pub p50_us: f64,
     pub p99_us: f64,
 }
 
+fn idle() -> String {
+    "idle".into()
+}
+
+/// The CPU share a daemon used once traffic had stopped.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IdleCpu {
+    pub path: String,
+    /// Percent of one core.
+    pub percent: f64,
+}
+
 impl RttSample {
-    pub fn new(path: &str, mut rtts: Vec<f64>) -> RttSample {
+    pub fn new(path: &str, load: &str, mut rtts: Vec<f64>) -> RttSample {
         rtts.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         RttSample {
             path: path.into(),
+            load: load.into(),
             count: rtts.len(),
             p50_us: percentile(&rtts, 50.0),
             p99_us: percentile(&rtts, 99.0),
@@ -57,11 +73,16 @@ pub struct Results {
     pub pps: Vec<Sample>,
     pub tcp: Vec<TcpSample>,
     pub rtt: Vec<RttSample>,
+    #[serde(default)]
+    pub idle_cpu: Vec<IdleCpu>,
 }
 
 /// One measured run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
+    /// The generator: `live` (XDP live frames) or `afxdp`.
+    #[serde(default = "afxdp")]
+    pub source: String,
     pub path: String,
     pub direction: String,
     pub size: usize,
@@ -72,6 +93,23 @@ pub struct Sample {
     pub busy_cores: f64,
     /// Busy share of each CPU over the run, in percent.
     pub cpu_percent: Vec<f64>,
+    /// The CPU the device under test (and the kernel's receive work) ran on.
+    #[serde(default = "one")]
+    pub dut_cpu: usize,
+    /// NET_RX softirqs run on each CPU over the run.
+    #[serde(default)]
+    pub net_rx: Vec<u64>,
+    /// Cycles spent on `dut_cpu`, where the machine counts them.
+    #[serde(default)]
+    pub dut_cycles: Option<f64>,
+}
+
+fn afxdp() -> String {
+    "afxdp".into()
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Sample {
@@ -95,13 +133,62 @@ impl Sample {
             1.0 - (self.received as f64 / self.sent as f64).min(1.0)
         }
     }
+
+    /// CPU seconds of the switching core per million packets received.
+    pub fn dut_cpu_s_per_mpkt(&self) -> f64 {
+        let busy = self.cpu_percent.get(self.dut_cpu).copied().unwrap_or(0.0) / 100.0 * self.seconds;
+        ratio(busy, self.received as f64 / 1e6)
+    }
+
+    /// Cycles of the switching core per packet received, where counted.
+    pub fn cycles_per_packet(&self) -> Option<f64> {
+        self.dut_cycles.map(|c| ratio(c, self.received as f64))
+    }
 }
 
-/// Median of the received rate over rounds, per (path, direction, size).
-pub fn medians(samples: &[Sample]) -> BTreeMap<(String, String, usize), f64> {
-    let mut groups: BTreeMap<(String, String, usize), Vec<f64>> = BTreeMap::new();
+/// The source name of a live-generator sample taken at the peak of the search below.
+pub const PEAK: &str = "peak";
+/// A trial lost nothing if it lost at most this share (scheduling noise on a veth).
+pub const PEAK_LOSS: f64 = 0.01;
+
+/// The search for a path's maximum forwarding rate (RFC 2285): `trial(pps)` offers `pps` and
+/// says whether (nearly) everything arrived. From `start` (what arrived at the generator's full
+/// rate) the offered load grows by half until a trial loses frames, then bisects between the
+/// highest load without loss and the lowest with. The caller keeps the best trial's figures.
+pub fn search_peak(start: f64, trials: u32, mut trial: impl FnMut(u64) -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let (mut lossless, mut lossy): (f64, Option<f64>) = (0.0, None);
+    let mut offered = start.max(1000.0);
+    for _ in 0..trials {
+        if trial(offered as u64)? {
+            lossless = lossless.max(offered);
+        } else {
+            lossy = Some(lossy.map_or(offered, |l: f64| l.min(offered)));
+        }
+        offered = match lossy {
+            None => offered * 1.5,
+            Some(l) => (lossless + l) / 2.0,
+        };
+    }
+    Ok(())
+}
+
+/// The key of a table cell: (source, path, direction, size).
+pub type Key = (String, String, String, usize);
+
+/// A figure within this share of the generator's own rate is the generator's limit, not the
+/// path's: marked "capped".
+pub const CAPPED: f64 = 0.9;
+
+/// Whether `pps` is within 10 % of (or above) what the generator alone reached.
+pub fn capped(pps: f64, generator: f64) -> bool {
+    generator > 0.0 && pps >= CAPPED * generator
+}
+
+/// Median of the received rate over rounds, per (source, path, direction, size).
+pub fn medians(samples: &[Sample]) -> BTreeMap<Key, f64> {
+    let mut groups: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
     for s in samples {
-        groups.entry((s.path.clone(), s.direction.clone(), s.size)).or_default().push(s.pps());
+        groups.entry((s.source.clone(), s.path.clone(), s.direction.clone(), s.size)).or_default().push(s.pps());
     }
     groups
         .into_iter()
@@ -159,15 +246,32 @@ pub fn tcp_rtt_table(r: &Results) -> String {
         }
     }
     if !r.rtt.is_empty() {
-        let _ = writeln!(out, "{:<12} {:>8} {:>12} {:>12}", "path", "pings", "RTT p50 us", "RTT p99 us");
+        let _ = writeln!(
+            out,
+            "{:<12} {:<6} {:>6} {:>11} {:>11} {:>9} {:>9} {:>16}",
+            "path", "load", "pings", "RTT p50 us", "RTT p99 us", "p50/kern", "p99/kern", "idle CPU % core"
+        );
         for t in &r.rtt {
-            let _ = writeln!(out, "{:<12} {:>8} {:>12.0} {:>12.0}", t.path, t.count, t.p50_us, t.p99_us);
+            let kernel = r.rtt.iter().find(|k| k.path == "kernel" && k.load == t.load);
+            let idle = r.idle_cpu.iter().find(|i| i.path == t.path).map_or("-".into(), |i| format!("{:.1}", i.percent));
+            let _ = writeln!(
+                out,
+                "{:<12} {:<6} {:>6} {:>11.0} {:>11.0} {:>8.2}x {:>8.2}x {:>16}",
+                t.path,
+                t.load,
+                t.count,
+                t.p50_us,
+                t.p99_us,
+                ratio(t.p50_us, kernel.map_or(0.0, |k| k.p50_us)),
+                ratio(t.p99_us, kernel.map_or(0.0, |k| k.p99_us)),
+                idle
+            );
         }
     }
     out
 }
 
-/// The paths of `samples` in the order first measured.
+/// The paths of `samples` in the order first measured, the generator alone first.
 pub fn paths(samples: &[Sample]) -> Vec<String> {
     let mut paths: Vec<String> = Vec::new();
     for s in samples {
@@ -175,52 +279,85 @@ pub fn paths(samples: &[Sample]) -> Vec<String> {
             paths.push(s.path.clone());
         }
     }
+    paths.sort_by_key(|p| p != GENERATOR);
     paths
 }
 
-/// The table: one row per direction and size; per path its pps, its ratio to the kernel's
-/// (to the bare forwarder's for xvtep paths too), and the CPU busy % per core.
+/// The path that is the generator alone, into a sink where the device under test would be.
+pub const GENERATOR: &str = "generator";
+
+/// The packet-rate table: one row per generator, direction and size; per path its pps
+/// (`*`: capped, within 10 % of the generator alone), the xvtep paths' ratios to the kernel
+/// and to the bare forwarder; then the cost per switching core (CPU seconds per million
+/// packets on the device under test's core, or cycles per packet where counted) and the NET_RX
+/// softirqs per CPU (thousands), which show where the kernel's receive work ran.
 pub fn table(samples: &[Sample]) -> String {
     let m = medians(samples);
     let paths = paths(samples);
-    let mut keys: Vec<(String, usize)> = m.keys().map(|(_, d, s)| (d.clone(), *s)).collect();
-    keys.sort();
+    let mut keys: Vec<(String, String, usize)> = m.keys().map(|(g, _, d, s)| (g.clone(), d.clone(), *s)).collect();
+    keys.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     keys.dedup();
-    let get = |p: &str, d: &str, s: usize| m.get(&(p.to_string(), d.to_string(), s)).copied().unwrap_or(0.0);
-    // CPU busy % per core of the last sample of each (path, direction, size).
-    let cpu = |p: &str, d: &str, size: usize| {
-        samples
-            .iter()
-            .rev()
-            .find(|x| x.path == p && x.direction == d && x.size == size)
-            .map(|x| x.cpu_percent.iter().map(|c| format!("{c:.0}")).collect::<Vec<_>>().join("/"))
-            .unwrap_or_else(|| "-".into())
+    let get = |g: &str, p: &str, d: &str, s: usize| {
+        m.get(&(g.to_string(), p.to_string(), d.to_string(), s)).copied().unwrap_or(0.0)
     };
+    let last = |g: &str, p: &str, d: &str, size: usize| {
+        samples.iter().rev().find(|x| x.source == g && x.path == p && x.direction == d && x.size == size)
+    };
+    let xvteps: Vec<&String> = paths.iter().filter(|p| p.starts_with("xvtep")).collect();
     let mut out = String::new();
-    let mut head = format!("{:<6} {:>6}", "dir", "bytes");
+    let mut head = format!("{:<6} {:<6} {:>6}", "gen", "dir", "bytes");
     for p in &paths {
-        let _ = write!(head, " {:>14}", format!("{p} pps"));
+        let _ = write!(head, " {:>15}", format!("{p} pps"));
     }
-    for p in paths.iter().filter(|p| p.starts_with("xvtep")) {
-        let _ = write!(head, " {:>18} {:>18}", format!("{p}/kernel"), format!("{p}/bare"));
+    for p in &xvteps {
+        let _ = write!(head, " {:>18} {:>16}", format!("{p}/kernel"), format!("{p}/bare"));
     }
-    let _ = writeln!(out, "{head}   CPU % per core: {}", paths.join(" | "));
-    for (d, s) in keys {
-        let mut row = format!("{:<6} {:>6}", d, s);
+    let _ = writeln!(out, "{head}");
+    for (g, d, s) in &keys {
+        // The peak search is the live generator's, paced: its ceiling is the live generator's.
+        let generator = get(if g == PEAK { "live" } else { g }, GENERATOR, d, *s);
+        let mut row = format!("{:<6} {:<6} {:>6}", g, d, s);
         for p in &paths {
-            let _ = write!(row, " {:>14.0}", get(p, &d, s));
+            let x = get(g, p, d, *s);
+            let mark = if p != GENERATOR && capped(x, generator) { "*" } else { " " };
+            let _ = write!(row, " {:>14.0}{mark}", x);
         }
-        for p in paths.iter().filter(|p| p.starts_with("xvtep")) {
-            let x = get(p, &d, s);
+        for p in &xvteps {
+            let x = get(g, p, d, *s);
             let _ = write!(
                 row,
-                " {:>17.2}x {:>17.0}%",
-                ratio(x, get("kernel", &d, s)),
-                100.0 * ratio(x, get("bare", &d, s))
+                " {:>17.2}x {:>15.0}%",
+                ratio(x, get(g, "kernel", d, *s)),
+                100.0 * ratio(x, get(g, "bare", d, *s))
             );
         }
-        let cpus: Vec<String> = paths.iter().map(|p| cpu(p, &d, s)).collect();
-        let _ = writeln!(out, "{row}   {}", cpus.join(" | "));
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(out, "* capped: within 10 % of the generator alone, so the generator's limit, not the path's");
+    let cycles = samples.iter().any(|x| x.dut_cycles.is_some());
+    let unit = if cycles { "cycles per packet" } else { "CPU s per Mpkt" };
+    let dut_cpu = samples.first().map_or(1, |x| x.dut_cpu);
+    let mut head = format!("{:<6} {:<6} {:>6}", "gen", "dir", "bytes");
+    for p in &paths {
+        let _ = write!(head, " {:>15}", p);
+    }
+    let _ = writeln!(
+        out,
+        "\nper switching core (CPU {dut_cpu}): {unit} | NET_RX softirqs per CPU, thousands\n{head}   | {}",
+        paths.join(" | ")
+    );
+    for (g, d, s) in &keys {
+        let mut row = format!("{:<6} {:<6} {:>6}", g, d, s);
+        let mut softirqs = Vec::new();
+        for p in &paths {
+            let x = last(g, p, d, *s);
+            let cost = x.map_or(0.0, |x| x.cycles_per_packet().unwrap_or_else(|| x.dut_cpu_s_per_mpkt()));
+            let _ = write!(row, " {:>15.3}", cost);
+            softirqs.push(x.map_or("-".into(), |x| {
+                x.net_rx.iter().map(|n| format!("{}", n / 1000)).collect::<Vec<_>>().join("/")
+            }));
+        }
+        let _ = writeln!(out, "{row}   | {}", softirqs.join(" | "));
     }
     out
 }
@@ -231,6 +368,10 @@ mod tests {
 
     fn s(path: &str, received: u64, seconds: f64) -> Sample {
         Sample {
+            source: "live".into(),
+            dut_cpu: 1,
+            net_rx: vec![3000, 120000],
+            dut_cycles: None,
             path: path.into(),
             direction: "encap".into(),
             size: 64,
@@ -250,7 +391,8 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), 100.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
-        let r = RttSample::new("xvtep", vec![300.0, 100.0, 200.0]);
+        let r = RttSample::new("xvtep", "idle", vec![300.0, 100.0, 200.0]);
+        let k = RttSample::new("kernel", "idle", vec![100.0, 150.0]);
         assert_eq!((r.count, r.p50_us, r.p99_us), (3, 200.0, 300.0));
         let t = tcp_rtt_table(&Results {
             pps: vec![],
@@ -270,11 +412,75 @@ mod tests {
                     cpu_s_per_gb: 2.25,
                 },
             ],
-            rtt: vec![r],
+            rtt: vec![k, r],
+            idle_cpu: vec![IdleCpu { path: "xvtep".into(), percent: 0.5 }],
         });
         assert!(t.contains("kernel       encap         4        9.50     1.00x      1.50"), "{t}");
         assert!(t.contains("xvtep        encap         4        7.60     0.80x      2.25"), "{t}");
-        assert!(t.contains("xvtep               3          200          300"), "{t}");
+        assert!(t.contains("kernel       idle        2         100         150     1.00x     1.00x                -"), "{t}");
+        assert!(t.contains("xvtep        idle        3         200         300     2.00x     2.00x              0.5"), "{t}");
+    }
+
+    fn at(source: &str, path: &str, pps: u64, cpu1: f64) -> Sample {
+        Sample { source: source.into(), cpu_percent: vec![100.0, cpu1], ..s(path, pps, 1.0) }
+    }
+
+    /// The capped marks (within 10 % of the generator alone, judged against the live
+    /// generator for the peak search) and the cost per switching core.
+    #[test]
+    fn capped_marks_and_cost_per_core() {
+        let runs = vec![
+            at("live", GENERATOR, 1_000_000, 10.0),
+            at("live", "kernel", 400_000, 100.0),
+            at("live", "xvtep", 950_000, 100.0),
+            at("live", "bare", 900_000, 100.0),
+            at(PEAK, "kernel", 450_000, 90.0),
+            at(PEAK, "xvtep", 899_999, 100.0),
+            at(PEAK, "bare", 900_000, 100.0),
+        ];
+        assert!(capped(900_000.0, 1_000_000.0) && !capped(899_999.0, 1_000_000.0) && !capped(5.0, 0.0));
+        assert_eq!(runs[1].dut_cpu_s_per_mpkt(), 2.5);
+        let t = table(&runs);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>()[3..], ["generator", "pps", "kernel", "pps", "xvtep", "pps", "bare", "pps", "xvtep/kernel", "xvtep/bare"]);
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["peak", "encap", "64", "0", "450000", "899999", "900000*", "2.00x", "100%"],
+            "{t}"
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["live", "encap", "64", "1000000", "400000", "950000*", "900000*", "2.38x", "106%"],
+            "{t}"
+        );
+        // The second "live encap" line is the cost table's.
+        let cost_line = t.lines().filter(|l| l.starts_with("live   encap")).nth(1).unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(
+            cost_line.split_whitespace().collect::<Vec<_>>(),
+            ["live", "encap", "64", "0.100", "2.500", "1.053", "1.111", "|", "3/120", "|", "3/120", "|", "3/120", "|", "3/120"],
+            "{t}"
+        );
+    }
+
+    /// The peak search grows the offered load by half until a trial loses frames, then
+    /// bisects; on a path that forwards 470 kpps and collapses beyond, it closes in on 470k.
+    #[test]
+    fn the_peak_search_closes_in_on_the_capacity() {
+        let mut offered = Vec::new();
+        search_peak(200_000.0, 8, |pps| {
+            offered.push(pps);
+            Ok(pps <= 470_000)
+        })
+        .unwrap();
+        assert_eq!(&offered[..4], &[200_000, 300_000, 450_000, 675_000]);
+        assert_eq!(&offered[4..], &[562_500, 506_250, 478_125, 464_062]);
+        let mut none = 0;
+        search_peak(0.0, 0, |_| {
+            none += 1;
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(none, 0);
     }
 
     #[test]
@@ -286,7 +492,7 @@ mod tests {
         let runs =
             vec![s("xvtep", 300, 1.0), s("xvtep", 100, 1.0), s("xvtep", 200, 1.0), s("kernel", 50, 1.0)];
         let m = medians(&runs);
-        assert_eq!(m[&("xvtep".into(), "encap".into(), 64)], 200.0);
+        assert_eq!(m[&("live".into(), "xvtep".into(), "encap".into(), 64)], 200.0);
         assert_eq!(ratio(200.0, 50.0), 4.0);
         assert_eq!(ratio(1.0, 0.0), 0.0);
         let t = table(&runs);
@@ -295,6 +501,6 @@ mod tests {
         assert!(t.contains("4.00x"), "{t}");
         assert_eq!(gbps(1_000_000.0, 125), 1.0);
         let even = medians(&[s("bare", 100, 1.0), s("bare", 300, 1.0)]);
-        assert_eq!(even[&("bare".into(), "encap".into(), 64)], 200.0);
+        assert_eq!(even[&("live".into(), "bare".into(), "encap".into(), 64)], 200.0);
     }
 }

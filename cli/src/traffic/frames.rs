@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 #[cfg(test)]
 use xvtep_dataplane::wire::{checksum_fold, checksum_sum};
+use xvtep_bpf::FlowField;
 use xvtep_dataplane::wire::{
     EthernetHeader, Ipv4Repr, MacAddr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4, IP_PROTO_UDP,
 };
@@ -55,6 +56,24 @@ pub fn udp_frame(src: Endpoint, dst: Endpoint, flow: u16, size: usize) -> Vec<u8
     f
 }
 
+/// The fields in which [`udp_frame`]'s flows differ, for a frame starting at byte `at`: the
+/// UDP source port (10000 + flow, under the UDP checksum) and the IPv4 ID (flow, under the
+/// header checksum). The live generator rewrites them per frame.
+pub fn udp_flow_fields(at: u16) -> [FlowField; 2] {
+    [
+        FlowField { field: at + 34, csum: Some(at + 40), base: 10000 },
+        FlowField { field: at + 18, csum: Some(at + 24), base: 0 },
+    ]
+}
+
+/// The fields in which [`vxlan_frame`]s around [`udp_frame`]s differ: the outer UDP source port
+/// (40000 + flow, checksum 0) and the inner frame's.
+pub fn vxlan_flow_fields() -> Vec<FlowField> {
+    let mut v = vec![FlowField { field: 34, csum: None, base: 40000 }];
+    v.extend(udp_flow_fields(50));
+    v
+}
+
 /// `inner` in VXLAN (`vni`) from `src` to `dst` on port 4789, UDP checksum 0 as the kernel sends.
 pub fn vxlan_frame(src: Endpoint, dst: Endpoint, vni: u32, flow: u16, inner: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 50 + inner.len()];
@@ -88,6 +107,43 @@ mod tests {
             assert!(udp.checksum_ok(ip.src(), ip.dst()));
         }
         assert_eq!(udp_frame(ep(1), ep(2), 0, 10).len(), 60, "padded to the Ethernet minimum");
+    }
+
+    /// What the live generator's XDP program does to a field (RFC 1624 incremental checksum),
+    /// here in Rust: applied to flow 0's frame it must give flow f's frame byte for byte.
+    fn patch(frame: &mut [u8], fields: &[FlowField], flow: u16) {
+        for f in fields {
+            let at = f.field as usize;
+            let old = u16::from_be_bytes([frame[at], frame[at + 1]]);
+            let new = f.base + flow;
+            frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
+            if let Some(c) = f.csum.map(usize::from) {
+                let hc = u16::from_be_bytes([frame[c], frame[c + 1]]);
+                if hc == 0 {
+                    continue;
+                }
+                let mut sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
+                sum = (sum & 0xffff) + (sum >> 16);
+                sum = (sum & 0xffff) + (sum >> 16);
+                let out = !(sum as u16);
+                frame[c..c + 2].copy_from_slice(&(if out == 0 { 0xffff } else { out }).to_be_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn flow_fields_turn_flow_zero_into_every_flow() {
+        let (a, b, c, d) = (ep(1), ep(2), ep(3), ep(4));
+        for size in [64, 1450] {
+            let mut f = udp_frame(a, b, 0, size);
+            let mut v = vxlan_frame(c, d, 2, 0, &udp_frame(a, b, 0, size));
+            for flow in [1, 7, 15, 3, 0] {
+                patch(&mut f, &udp_flow_fields(0), flow);
+                assert_eq!(f, udp_frame(a, b, flow, size), "flow {flow}, {size} B");
+                patch(&mut v, &vxlan_flow_fields(), flow);
+                assert_eq!(v, vxlan_frame(c, d, 2, flow, &udp_frame(a, b, flow, size)), "vxlan flow {flow}");
+            }
+        }
     }
 
     #[test]

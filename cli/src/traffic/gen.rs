@@ -6,7 +6,12 @@ use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::{anyhow, Context, Result};
+use nix::sys::pthread::{pthread_kill, pthread_self};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use xsk_rs::config::Interface;
 use xsk_rs::{FrameDesc, Socket};
 use xvtep_dataplane::io::afxdp::{new_umem, socket_config};
@@ -41,6 +46,48 @@ pub fn in_netns<T: Send + 'static>(
 pub fn transmit(ifname: &str, frames: &[Vec<u8>], duration: Duration) -> Result<u64> {
     transmit_with(ifname, frames, duration, u64::MAX, None)
 }
+
+/// Sends `frame` from `ifname` for `duration` with the live-frames XDP generator, cycling
+/// through `flows` flows that differ in `fields`, at most `pps` frames per second if given;
+/// returns how many frames it generated (a full receive ring on the peer drops some, as a wire
+/// would). Must run inside the sender's namespace, on the CPU it is to load (see [`in_netns`]).
+pub fn transmit_live(
+    ifname: &str,
+    frame: &[u8],
+    flows: u16,
+    fields: &[xvtep_bpf::FlowField],
+    pps: Option<u64>,
+    duration: Duration,
+) -> Result<u64> {
+    let index = nix::net::if_::if_nametoindex(ifname).with_context(|| format!("no interface {ifname}"))?;
+    let generator = xvtep_bpf::LiveGenerator::new(index, flows, fields, pps)?;
+    // One long run, ended by a signal: each run costs the kernel two RCU grace periods, during
+    // which nothing is sent. A handler that does nothing makes the signal interrupt the run
+    // rather than kill the process; it is sent until the run has ended, so one that lands
+    // before the run begins is not lost.
+    let handler = SigAction::new(SigHandler::Handler(wake), SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler does nothing, so it is async-signal-safe.
+    unsafe { sigaction(Signal::SIGUSR1, &handler) }.context("installing a SIGUSR1 handler")?;
+    let me = pthread_self();
+    let done = Arc::new(AtomicBool::new(false));
+    let stopper = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(duration);
+            while !done.load(Ordering::Acquire) {
+                let _ = pthread_kill(me, Signal::SIGUSR1);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let result = generator.send(frame, u32::MAX);
+    done.store(true, Ordering::Release);
+    let _ = stopper.join();
+    result?;
+    Ok(generator.generated())
+}
+
+extern "C" fn wake(_: i32) {}
 
 /// Changes a frame before it is sent: (frame bytes, sequence number of the send).
 pub type Rewrite = dyn Fn(&mut [u8], u64) + Send;
