@@ -455,6 +455,25 @@ fn measure_tcp(
     Ok(())
 }
 
+/// Interrupted (Ctrl-C, SIGTERM), the bench removes its namespaces (and with them every
+/// process, interface and XDP program in them) before it exits, as the guards would have.
+fn clean_up_on_interrupt() -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let prefix = format!("xvb{}-", std::process::id() % 100000);
+            eprintln!("\ninterrupted: removing the bench's namespaces ({prefix}*)");
+            let list = std::process::Command::new("ip").args(["netns", "list"]).output();
+            let names = list.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            for name in names.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with(&prefix)) {
+                drop(Netns { name: name.to_string() });
+            }
+            std::process::exit(128 + sig);
+        }
+    });
+    Ok(())
+}
+
 /// Prints a line above the progress bar, or plainly when there is no bar (not a terminal).
 fn say(progress: &indicatif::ProgressBar, line: String) {
     if progress.is_hidden() {
@@ -486,6 +505,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("xvtep bench builds network namespaces and attaches XDP, which needs root: run it with sudo");
     }
+    clean_up_on_interrupt()?;
     let tcp_paths: Vec<&String> = args
         .paths
         .iter()
