@@ -109,7 +109,9 @@ pub enum SteerError {
     Busy { iface: String, id: u32, name: String },
     #[error("updating the BPF map '{map}' failed: {err}")]
     Map { map: &'static str, err: libbpf_rs::Error },
-    #[error("running {prog} failed: {err} (BPF_PROG_RUN with live frames needs root and kernel 5.18 or later)")]
+    #[error(
+        "running {prog} failed: {err} (BPF_PROG_RUN with live frames needs root and kernel 5.18 or later)"
+    )]
     Run { prog: &'static str, err: libbpf_rs::Error },
     #[error("too many {0}: the XDP program has room for {1}")]
     Full(&'static str, u32),
@@ -330,7 +332,12 @@ pub struct LiveGenerator(Steering);
 impl LiveGenerator {
     /// Loads the program to send out of `ifindex` (in the calling thread's namespace), cycling
     /// through `flows` flows that differ in `fields`, at most `pps` frames per second if given.
-    pub fn new(ifindex: u32, flows: u16, fields: &[FlowField], pps: Option<u64>) -> Result<LiveGenerator, SteerError> {
+    pub fn new(
+        ifindex: u32,
+        flows: u16,
+        fields: &[FlowField],
+        pps: Option<u64>,
+    ) -> Result<LiveGenerator, SteerError> {
         if fields.len() > GEN_FIELDS {
             return Err(SteerError::Full("per-flow fields", GEN_FIELDS as u32));
         }
@@ -343,7 +350,12 @@ impl LiveGenerator {
             ..Default::default()
         };
         for (p, f) in cfg.patches.iter_mut().zip(fields) {
-            *p = skel::types::gen_patch { field: f.field, csum: f.csum.unwrap_or(0), base: f.base, ..Default::default() };
+            *p = skel::types::gen_patch {
+                field: f.field,
+                csum: f.csum.unwrap_or(0),
+                base: f.base,
+                ..Default::default()
+            };
         }
         steering
             .skel

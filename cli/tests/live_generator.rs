@@ -10,10 +10,14 @@ use support::*;
 use xvtep::traffic::{frames, gen};
 use xvtep_dataplane::wire::MacAddr;
 
-const A: frames::Endpoint = frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 0x0a]), ip: Ipv4Addr::new(10, 2, 0, 1) };
-const B: frames::Endpoint = frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 0x0b]), ip: Ipv4Addr::new(10, 2, 0, 2) };
-const S: frames::Endpoint = frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 2]), ip: Ipv4Addr::new(192, 168, 1, 2) };
-const D: frames::Endpoint = frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 1]), ip: Ipv4Addr::new(192, 168, 1, 1) };
+const A: frames::Endpoint =
+    frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 0x0a]), ip: Ipv4Addr::new(10, 2, 0, 1) };
+const B: frames::Endpoint =
+    frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 0x0b]), ip: Ipv4Addr::new(10, 2, 0, 2) };
+const S: frames::Endpoint =
+    frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 2]), ip: Ipv4Addr::new(192, 168, 1, 2) };
+const D: frames::Endpoint =
+    frames::Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 1]), ip: Ipv4Addr::new(192, 168, 1, 1) };
 
 /// Receives up to `n` frames on `ifname` with a packet socket (inside the current thread's
 /// namespace) until one second passes without a frame.
@@ -94,8 +98,12 @@ fn live_generator_sends_every_flow_exactly() {
 fn live_generator_sends_vxlan_flows_exactly() {
     require_root!();
     let inner = |flow| frames::udp_frame(B, A, flow, 512);
-    let got =
-        send_and_capture(&prefix("lgenv"), frames::vxlan_frame(S, D, 2, 0, &inner(0)), frames::vxlan_flow_fields(), 32);
+    let got = send_and_capture(
+        &prefix("lgenv"),
+        frames::vxlan_frame(S, D, 2, 0, &inner(0)),
+        frames::vxlan_flow_fields(),
+        32,
+    );
     assert_eq!(got.len(), 32, "every frame arrives");
     for (n, f) in got.iter().enumerate() {
         let flow = (n % 16) as u16;

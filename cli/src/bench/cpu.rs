@@ -26,7 +26,12 @@ pub fn cpu_times() -> Vec<(u64, u64)> {
 /// Busy percent of each CPU between two [`cpu_times`] readings (the total left out).
 pub fn busy_percent(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
     let share = |(b0, t0): (u64, u64), (b1, t1): (u64, u64)| (b1 - b0) as f64 / (t1 - t0).max(1) as f64;
-    before.iter().zip(after).take(before.len().saturating_sub(1)).map(|(a, b)| 100.0 * share(*a, *b)).collect()
+    before
+        .iter()
+        .zip(after)
+        .take(before.len().saturating_sub(1))
+        .map(|(a, b)| 100.0 * share(*a, *b))
+        .collect()
 }
 
 /// NET_RX softirqs run so far on each CPU (/proc/softirqs): where the kernel's receive work
@@ -103,7 +108,18 @@ impl Cycles {
     pub fn start(cpu: usize, seconds: u64) -> Cycles {
         Cycles(
             Command::new("perf")
-                .args(["stat", "-x", ",", "-e", "cycles", "-C", &cpu.to_string(), "--", "sleep", &seconds.to_string()])
+                .args([
+                    "stat",
+                    "-x",
+                    ",",
+                    "-e",
+                    "cycles",
+                    "-C",
+                    &cpu.to_string(),
+                    "--",
+                    "sleep",
+                    &seconds.to_string(),
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()

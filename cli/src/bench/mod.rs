@@ -252,10 +252,20 @@ impl Traffic {
     }
 
     /// Sends for `duration` from `ns`'s eth0 on `cpu` with `source`; how many frames were sent.
-    fn send(&self, source: &str, ns: &str, cpu: usize, flows: u16, pps: Option<u64>, duration: Duration) -> Result<u64> {
+    fn send(
+        &self,
+        source: &str,
+        ns: &str,
+        cpu: usize,
+        flows: u16,
+        pps: Option<u64>,
+        duration: Duration,
+    ) -> Result<u64> {
         if source == "live" {
             let (frame, fields) = (self.per_flow[0].clone(), self.fields.clone());
-            gen::in_netns(ns, Some(cpu), move || gen::transmit_live("eth0", &frame, flows, &fields, pps, duration))
+            gen::in_netns(ns, Some(cpu), move || {
+                gen::transmit_live("eth0", &frame, flows, &fields, pps, duration)
+            })
         } else {
             let frames = self.per_flow.clone();
             gen::in_netns(ns, Some(cpu), move || gen::transmit("eth0", &frames, duration))
@@ -291,7 +301,10 @@ fn measure_path(
         (dut, Sink::attach(sink, dev)?)
     };
     if cpu::pin_new_napi_threads(&napi_before, args.dut_cpu) == 0 {
-        say(progress, format!("{path} {direction}: no NAPI thread to pin; the receive work may run on any CPU"));
+        say(
+            progress,
+            format!("{path} {direction}: no NAPI thread to pin; the receive work may run on any CPU"),
+        );
     }
     let sender = if direction == "encap" { &t.g } else { &t.s };
     let mut samples = Vec::new();
@@ -310,8 +323,12 @@ fn measure_path(
             std::thread::sleep(Duration::from_millis(50));
             let received = counter.count() - before;
             if received == 0 {
-                let log = dut.as_mut().map(Dut::stop).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
-                say(progress, format!("{path} {direction}: nothing arrived; the device under test reported:\n{log}"));
+                let log =
+                    dut.as_mut().map(Dut::stop).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
+                say(
+                    progress,
+                    format!("{path} {direction}: nothing arrived; the device under test reported:\n{log}"),
+                );
             }
             let cpu_percent = cpu::busy_percent(&cpu0, &cpu1);
             Ok(Sample {
@@ -415,7 +432,10 @@ fn measure_tcp(
         Ok(RttSample::new(path, "tcp", rtts?))
     })?;
     for rtt in [idle, loaded] {
-        say(progress, format!("{path:>11} ping ({}): p50 {:.0} us, p99 {:.0} us", rtt.load, rtt.p50_us, rtt.p99_us));
+        say(
+            progress,
+            format!("{path:>11} ping ({}): p50 {:.0} us, p99 {:.0} us", rtt.load, rtt.p50_us, rtt.p99_us),
+        );
         results.rtt.push(rtt);
     }
     for direction in ["encap", "decap"] {
@@ -458,14 +478,17 @@ fn measure_tcp(
 /// Interrupted (Ctrl-C, SIGTERM), the bench removes its namespaces (and with them every
 /// process, interface and XDP program in them) before it exits, as the guards would have.
 fn clean_up_on_interrupt() -> Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             let prefix = format!("xvb{}-", std::process::id() % 100000);
             eprintln!("\ninterrupted: removing the bench's namespaces ({prefix}*)");
             let list = std::process::Command::new("ip").args(["netns", "list"]).output();
             let names = list.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-            for name in names.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with(&prefix)) {
+            for name in
+                names.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with(&prefix))
+            {
                 drop(Netns { name: name.to_string() });
             }
             std::process::exit(128 + sig);

@@ -25,7 +25,10 @@ pub fn pps_by_size(samples: &[Sample], file: &Path) -> Result<()> {
     root.fill(&WHITE).map_err(|x| e(&x))?;
     for (area, dir) in root.split_evenly((1, 2)).iter().zip(["encap", "decap"]) {
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("{dir}: million packets/s by frame size ({source} generator)"), ("sans-serif", 18))
+            .caption(
+                format!("{dir}: million packets/s by frame size ({source} generator)"),
+                ("sans-serif", 18),
+            )
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)

@@ -155,7 +155,11 @@ pub const PEAK_LOSS: f64 = 0.01;
 /// says whether (nearly) everything arrived. From `start` (what arrived at the generator's full
 /// rate) the offered load grows by half until a trial loses frames, then bisects between the
 /// highest load without loss and the lowest with. The caller keeps the best trial's figures.
-pub fn search_peak(start: f64, trials: u32, mut trial: impl FnMut(u64) -> anyhow::Result<bool>) -> anyhow::Result<()> {
+pub fn search_peak(
+    start: f64,
+    trials: u32,
+    mut trial: impl FnMut(u64) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let (mut lossless, mut lossy): (f64, Option<f64>) = (0.0, None);
     let mut offered = start.max(1000.0);
     for _ in 0..trials {
@@ -188,7 +192,10 @@ pub fn capped(pps: f64, generator: f64) -> bool {
 pub fn medians(samples: &[Sample]) -> BTreeMap<Key, f64> {
     let mut groups: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
     for s in samples {
-        groups.entry((s.source.clone(), s.path.clone(), s.direction.clone(), s.size)).or_default().push(s.pps());
+        groups
+            .entry((s.source.clone(), s.path.clone(), s.direction.clone(), s.size))
+            .or_default()
+            .push(s.pps());
     }
     groups
         .into_iter()
@@ -253,7 +260,11 @@ pub fn tcp_rtt_table(r: &Results) -> String {
         );
         for t in &r.rtt {
             let kernel = r.rtt.iter().find(|k| k.path == "kernel" && k.load == t.load);
-            let idle = r.idle_cpu.iter().find(|i| i.path == t.path).map_or("-".into(), |i| format!("{:.1}", i.percent));
+            let idle = r
+                .idle_cpu
+                .iter()
+                .find(|i| i.path == t.path)
+                .map_or("-".into(), |i| format!("{:.1}", i.percent));
             let _ = writeln!(
                 out,
                 "{:<12} {:<6} {:>6} {:>11.0} {:>11.0} {:>8.2}x {:>8.2}x {:>16}",
@@ -294,7 +305,8 @@ pub const GENERATOR: &str = "generator";
 pub fn table(samples: &[Sample]) -> String {
     let m = medians(samples);
     let paths = paths(samples);
-    let mut keys: Vec<(String, String, usize)> = m.keys().map(|(g, _, d, s)| (g.clone(), d.clone(), *s)).collect();
+    let mut keys: Vec<(String, String, usize)> =
+        m.keys().map(|(g, _, d, s)| (g.clone(), d.clone(), *s)).collect();
     keys.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     keys.dedup();
     let get = |g: &str, p: &str, d: &str, s: usize| {
@@ -333,7 +345,10 @@ pub fn table(samples: &[Sample]) -> String {
         }
         let _ = writeln!(out, "{row}");
     }
-    let _ = writeln!(out, "* capped: within 10 % of the generator alone, so the generator's limit, not the path's");
+    let _ = writeln!(
+        out,
+        "* capped: within 10 % of the generator alone, so the generator's limit, not the path's"
+    );
     let cycles = samples.iter().any(|x| x.dut_cycles.is_some());
     let unit = if cycles { "cycles per packet" } else { "CPU s per Mpkt" };
     let dut_cpu = samples.first().map_or(1, |x| x.dut_cpu);
@@ -417,8 +432,18 @@ mod tests {
         });
         assert!(t.contains("kernel       encap         4        9.50     1.00x      1.50"), "{t}");
         assert!(t.contains("xvtep        encap         4        7.60     0.80x      2.25"), "{t}");
-        assert!(t.contains("kernel       idle        2         100         150     1.00x     1.00x                -"), "{t}");
-        assert!(t.contains("xvtep        idle        3         200         300     2.00x     2.00x              0.5"), "{t}");
+        assert!(
+            t.contains(
+                "kernel       idle        2         100         150     1.00x     1.00x                -"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "xvtep        idle        3         200         300     2.00x     2.00x              0.5"
+            ),
+            "{t}"
+        );
     }
 
     fn at(source: &str, path: &str, pps: u64, cpu1: f64) -> Sample {
@@ -442,7 +467,21 @@ mod tests {
         assert_eq!(runs[1].dut_cpu_s_per_mpkt(), 2.5);
         let t = table(&runs);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>()[3..], ["generator", "pps", "kernel", "pps", "xvtep", "pps", "bare", "pps", "xvtep/kernel", "xvtep/bare"]);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>()[3..],
+            [
+                "generator",
+                "pps",
+                "kernel",
+                "pps",
+                "xvtep",
+                "pps",
+                "bare",
+                "pps",
+                "xvtep/kernel",
+                "xvtep/bare"
+            ]
+        );
         assert_eq!(
             lines[1].split_whitespace().collect::<Vec<_>>(),
             ["peak", "encap", "64", "0", "450000", "899999", "900000*", "2.00x", "100%"],
@@ -454,10 +493,14 @@ mod tests {
             "{t}"
         );
         // The second "live encap" line is the cost table's.
-        let cost_line = t.lines().filter(|l| l.starts_with("live   encap")).nth(1).unwrap_or_else(|| panic!("{t}"));
+        let cost_line =
+            t.lines().filter(|l| l.starts_with("live   encap")).nth(1).unwrap_or_else(|| panic!("{t}"));
         assert_eq!(
             cost_line.split_whitespace().collect::<Vec<_>>(),
-            ["live", "encap", "64", "0.100", "2.500", "1.053", "1.111", "|", "3/120", "|", "3/120", "|", "3/120", "|", "3/120"],
+            [
+                "live", "encap", "64", "0.100", "2.500", "1.053", "1.111", "|", "3/120", "|", "3/120", "|",
+                "3/120", "|", "3/120"
+            ],
             "{t}"
         );
     }

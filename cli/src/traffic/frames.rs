@@ -3,9 +3,9 @@
 
 use std::net::Ipv4Addr;
 
+use xvtep_bpf::FlowField;
 #[cfg(test)]
 use xvtep_dataplane::wire::{checksum_fold, checksum_sum};
-use xvtep_bpf::FlowField;
 use xvtep_dataplane::wire::{
     EthernetHeader, Ipv4Repr, MacAddr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4, IP_PROTO_UDP,
 };
