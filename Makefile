@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all setup build test demo demo-replay demo-evpn bench bench-live release fuzz soak fmt clean
+.PHONY: all setup build test demo demo-replay demo-evpn bench bench-live release deb fuzz soak fmt clean
 
 all: build
 
@@ -39,10 +39,14 @@ bench: setup
 bench-live: build
 	target/release/xvtep bench --duration 3 --rounds 3 --out-dir target/bench
 
+# One stripped binary with the XDP program embedded; STATIC=1: no dynamic dependencies at all.
+STATIC ?= 0
 release: setup
-	$(CARGO) build --profile dist -p xvtep
-	@ls -l target/dist/xvtep | awk '{printf "target/dist/xvtep: %.1f MiB\n", $$5 / 1048576}'
-	@ldd target/dist/xvtep
+	@STATIC=$(STATIC) scripts/release.sh
+
+# The Debian package (target/deb/xvtep_VERSION_ARCH.deb), checked with lintian.
+deb: setup
+	@STATIC=$(STATIC) scripts/deb.sh
 
 # Soak: SOAK_SECONDS (default 600) at the maximum rate with FDB churn; RSS must stay flat.
 SOAK_SECONDS ?= 600

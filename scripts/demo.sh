@@ -7,7 +7,8 @@
 # scenario instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$PWD/target/release/xvtep
+# XVTEP_BIN: another build of xvtep, e.g. the static one (make release STATIC=1).
+bin=${XVTEP_BIN:-$PWD/target/release/xvtep}
 if [ "$(id -u)" -ne 0 ]; then
     echo "demo: not root, so no namespaces or XDP; showing the pcap replay of the scenario instead"
     exec scripts/demo-replay.sh

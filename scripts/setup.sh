@@ -7,7 +7,10 @@ set -euo pipefail
 # network-namespace tests and the demo. clang/llvm/libelf/zlib/m4/pkg-config: the XDP program
 # and the libxdp/libbpf builds of the AF_XDP backend (libxdp's configure also wants libpcap-dev).
 # ethtool: the daemon tests inspect port offloads. frr: the EVPN test (zebra, bgpd in namespaces).
-packages=(tcpdump iproute2 iputils-ping iperf3 clang llvm libelf-dev zlib1g-dev libpcap-dev m4 pkg-config make ethtool frr)
+# dpkg-dev/lintian/man-db/groff-base/zsh/fish: `make deb` and the packaging test (dependencies
+# from dpkg-shlibdeps, man pages rendered, completion scripts parsed by each shell).
+packages=(tcpdump iproute2 iputils-ping iperf3 clang llvm libelf-dev zlib1g-dev libpcap-dev m4 pkg-config make ethtool frr
+          dpkg-dev lintian man-db groff-base zsh fish)
 
 missing=()
 for p in "${packages[@]}"; do

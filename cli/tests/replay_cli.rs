@@ -5,30 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod support;
+
 fn xvtep(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xvtep")).args(args).output().unwrap()
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    support::repo()
 }
 
 fn seed_args(out: &Path) -> Vec<String> {
-    let r = root();
-    let g = r.join("tests/golden/seed000");
-    vec![
-        "replay".into(),
-        "--config".into(),
-        r.join("configs/seed000-host1.toml").display().to_string(),
-        "--in".into(),
-        format!("eth0={}", g.join("in-eth0.pcap").display()),
-        "--in".into(),
-        format!("tap1_0={}", g.join("in-tap1_0.pcap").display()),
-        "--in".into(),
-        format!("tap2_0={}", g.join("in-tap2_0.pcap").display()),
-        "--out-dir".into(),
-        out.display().to_string(),
-    ]
+    support::seed_replay_args(out)
 }
 
 fn run(args: &[String]) -> Output {

@@ -806,6 +806,7 @@ fn validate_port(
     })
 }
 
+pub mod keys;
 mod write;
 
 #[cfg(test)]

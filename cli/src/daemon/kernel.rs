@@ -90,6 +90,14 @@ pub struct KernelState {
     pub neighbours: Vec<(u32, Ipv4Addr, MacAddr)>,
 }
 
+/// The `[kernel]` table as written (its keys are documented in `xvtep.toml(5)` too).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    #[serde(default)]
+    bridges: Vec<String>,
+}
+
 /// The bridges named by the `[kernel]` table of a config file, if it has one.
 pub fn kernel_bridges(text: &str, file: &Path) -> Result<Option<(Vec<String>, String)>> {
     let Ok(table) = text.parse::<toml::Table>() else { return Ok(None) };
@@ -103,10 +111,10 @@ pub fn kernel_bridges(text: &str, file: &Path) -> Result<Option<(Vec<String>, St
             );
         }
     }
-    let bridges = kernel
-        .get("bridges")
-        .and_then(|b| b.as_array())
-        .map(|b| b.iter().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>())
+    let kernel: RawKernel = kernel.clone().try_into().map_err(|e: toml::de::Error| {
+        anyhow!("{}: [kernel]: {} (see xvtep.toml(5))", file.display(), e.message().trim())
+    })?;
+    let bridges = Some(kernel.bridges)
         .filter(|b| !b.is_empty())
         .ok_or_else(|| anyhow!("{}: [kernel] needs bridges = [\"br2\", ...]", file.display()))?;
     let switch = match table.get("switch") {
@@ -731,6 +739,21 @@ mod tests {
         assert!(e.to_string().contains("[port] cannot be used with [kernel]"), "{e}");
         let e = kernel_bridges("[kernel]\n", p).unwrap_err();
         assert!(e.to_string().contains("[kernel] needs bridges"), "{e}");
+        let e = kernel_bridges("[kernel]\nbridges = [\"br2\"]\nbrigdes = [\"br3\"]\n", p).unwrap_err();
+        assert!(
+            e.to_string().contains("x.toml: [kernel]: unknown field `brigdes`, expected `bridges`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_documented_kernel_keys_are_the_keys_the_parser_accepts() {
+        use xvtep_dataplane::config::keys;
+        let probe = format!("[kernel]\n{} = 1\n", keys::PROBE_KEY);
+        let e = kernel_bridges(&probe, Path::new("x.toml")).unwrap_err().to_string();
+        let mut found = keys::keys_in_unknown_field_error(&e).unwrap_or_else(|| panic!("{e}"));
+        found.sort();
+        assert_eq!(found, keys::documented_keys("kernel"));
     }
 
     #[test]

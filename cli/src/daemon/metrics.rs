@@ -25,6 +25,12 @@ pub struct Sources {
 
 /// The exposition text.
 pub fn render(src: &Sources) -> String {
+    let steer = src.steering.as_ref().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).counters());
+    render_with(src, steer)
+}
+
+/// The exposition text, with the XDP and tc programs' counters as read (none: no programs).
+fn render_with(src: &Sources, steer: Option<xvtep_bpf::SteerCounters>) -> String {
     let stats = src.switch.stats();
     let mut o = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
@@ -113,8 +119,7 @@ pub fn render(src: &Sources) -> String {
         }
     }
     // The XDP and tc programs' counters.
-    if let Some(steering) = &src.steering {
-        let counters = steering.lock().unwrap_or_else(|e| e.into_inner()).counters();
+    if let Some(counters) = steer {
         for (_, metric, help, value) in counters.all() {
             family(metric, "counter", help, vec![(String::new(), value)]);
         }
@@ -169,17 +174,22 @@ mod tests {
     use super::*;
     use xvtep_dataplane::{Config, NextHops, Underlay};
 
+    fn switch() -> Arc<Switch> {
+        let config = Config::parse(
+            "[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\n[[vlan]]\nvid = 2\nvni = 2\n\
+             [[port]]\nname = \"p1\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n\
+             [[fdb]]\nmac = \"02:00:00:00:00:01\"\nvni = 2\ndst = \"10.0.0.2\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        Switch::new(&config, Underlay::for_replay(&config), NextHops::default())
+    }
+
     /// Every counter the daemon keeps is exported: each I/O counter per worker (with its help
     /// text) and each per-port counter.
     #[test]
     fn every_counter_is_exported() {
-        let config = Config::parse(
-            "[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\n[[vlan]]\nvid = 2\nvni = 2\n\
-             [[port]]\nname = \"p1\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n",
-            "t.toml",
-        )
-        .unwrap();
-        let switch = Switch::new(&config, Underlay::for_replay(&config), NextHops::default());
+        let switch = switch();
         let io = Arc::new(IoCounters::default());
         io.rx_packets.add(1000);
         io.vnet_rx_queue_full.add(1018);
@@ -214,6 +224,111 @@ mod tests {
                 text.contains(&format!("{per_port}{{port=\"p1\"}} 0\n")),
                 "{per_port} not exported:\n{text}"
             );
+        }
+    }
+
+    /// The metric names in a PromQL expression (or a label_values() query).
+    fn metrics_in(expr: &str) -> Vec<&str> {
+        let mut found = Vec::new();
+        let mut rest = expr;
+        while let Some(at) = rest.find("xvtep_") {
+            let name = &rest[at..];
+            let end = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(name.len());
+            found.push(&name[..end]);
+            rest = &name[end..];
+        }
+        found
+    }
+
+    /// Labels an expression groups or selects by: `by (a, b)` and `{a=~"..."}`, without the
+    /// ones Prometheus adds itself (instance, job).
+    fn labels_in(expr: &str) -> Vec<String> {
+        let mut labels = Vec::new();
+        for part in expr.split("by (").skip(1) {
+            let list = &part[..part.find(')').unwrap()];
+            labels.extend(list.split(',').map(|l| l.trim().to_string()));
+        }
+        for part in expr.split('{').skip(1) {
+            let sel = &part[..part.find('}').unwrap()];
+            labels.extend(
+                sel.split(',').filter_map(|m| m.split(['=', '!']).next()).map(|l| l.trim().to_string()),
+            );
+        }
+        labels.retain(|l| !l.is_empty() && l != "instance" && l != "job");
+        labels
+    }
+
+    /// Every query of the Grafana dashboard in packaging/ names a metric xvtep exports, with
+    /// the labels it has.
+    #[test]
+    fn the_grafana_dashboard_queries_only_what_xvtep_exports() {
+        let switch = switch();
+        // A drop and a learned entry, so that the labelled families have rows.
+        let mut pipeline = switch.pipeline();
+        let mut tx = xvtep_dataplane::TxBatch::with_capacity(4);
+        let p1 = switch.topology().port_id("p1").unwrap();
+        pipeline.process(0, &[xvtep_dataplane::RxFrame::new(p1, &[0u8; 10])], &mut tx);
+        let io = Arc::new(IoCounters::default());
+        let src = Sources {
+            switch,
+            workers: vec![io],
+            started: Instant::now(),
+            kernel_mode: false,
+            steering: None,
+        };
+        let text = render_with(&src, Some(xvtep_bpf::SteerCounters::default()));
+        let exported: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let has_label = |metric: &str, label: &str| {
+            text.lines().any(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&format!("{label}=\"")))
+        };
+
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../packaging/grafana-dashboard.json")).unwrap();
+        let mut queries = Vec::new();
+        fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        match (k.as_str(), v) {
+                            ("expr" | "definition", serde_json::Value::String(s)) => out.push(s.clone()),
+                            _ => collect(v, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
+                _ => {}
+            }
+        }
+        collect(&dashboard, &mut queries);
+        assert!(queries.len() >= 30, "only {} queries found", queries.len());
+        let mut used = std::collections::BTreeSet::new();
+        for q in &queries {
+            let metrics = metrics_in(q);
+            assert!(!metrics.is_empty(), "a query names no xvtep metric: {q}");
+            for m in &metrics {
+                assert!(exported.contains(m), "the dashboard queries {m}, which xvtep does not export: {q}");
+                used.insert(m.to_string());
+                if q.starts_with("label_values(") {
+                    continue;
+                }
+                for label in labels_in(q) {
+                    assert!(has_label(m, &label), "{m} has no label {label}: {q}");
+                }
+            }
+        }
+        // The panels cover traffic, drops, the FDB, the workers and the XDP programs.
+        for m in [
+            "xvtep_rx_bytes_total",
+            "xvtep_drops_total",
+            "xvtep_fdb_entries",
+            "xvtep_worker_busy_ratio",
+            "xvtep_xdp_no_socket_total",
+        ] {
+            assert!(used.contains(m), "no panel shows {m}");
         }
     }
 }

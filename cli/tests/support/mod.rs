@@ -31,6 +31,29 @@ extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+/// The repository's top directory.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("the repository exists")
+}
+
+/// `xvtep replay` of the seed scenario (golden captures in tests/golden/seed000), writing
+/// into `out`.
+pub fn seed_replay_args(out: &Path) -> Vec<String> {
+    let r = repo();
+    let g = r.join("tests/golden/seed000");
+    let mut args = vec![
+        "replay".to_string(),
+        "--config".into(),
+        r.join("configs/seed000-host1.toml").display().to_string(),
+    ];
+    for iface in ["eth0", "tap1_0", "tap2_0"] {
+        args.push("--in".into());
+        args.push(format!("{iface}={}", g.join(format!("in-{iface}.pcap")).display()));
+    }
+    args.extend(["--out-dir".to_string(), out.display().to_string()]);
+    args
+}
+
 /// The xvtep binary under test.
 pub fn xvtep() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_xvtep"))

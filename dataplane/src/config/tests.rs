@@ -158,3 +158,48 @@ fn internal_ports_parse_check_and_save() {
     let e = err(&format!("{base}{}", port.replace("02:00:00:00:02:01", "01:00:00:00:02:01")));
     assert!(e.message.contains("is not a unicast MAC"), "{e}");
 }
+
+/// The keys the parser accepts where `probe` puts [`keys::PROBE_KEY`], sorted.
+fn parser_keys(probe: &str) -> Vec<String> {
+    let text = probe.replace("PROBE", keys::PROBE_KEY);
+    let message = match toml::from_str::<RawConfig>(&text) {
+        Ok(_) => panic!("the probe was accepted: {text}"),
+        Err(e) => e.message().to_string(),
+    };
+    let mut found =
+        keys::keys_in_unknown_field_error(&message).unwrap_or_else(|| panic!("{text}: {message}"));
+    found.sort();
+    found
+}
+
+#[test]
+fn the_documented_keys_are_the_keys_the_parser_accepts() {
+    let probes = [
+        ("switch", "[switch]\nPROBE = 1"),
+        ("tunnel", "[tunnel]\nPROBE = 1"),
+        ("vlan", "[[vlan]]\nPROBE = 1"),
+        ("port", "[[port]]\nPROBE = 1"),
+        ("port.vlans", "[[port]]\nvlans = [{ PROBE = 1 }]"),
+        ("fdb", "[[fdb]]\nPROBE = 1"),
+        ("neigh", "[[neigh]]\nPROBE = 1"),
+        ("nexthop", "[[nexthop]]\nPROBE = 1"),
+    ];
+    for (table, probe) in probes {
+        assert_eq!(keys::documented_keys(table), parser_keys(probe), "keys of [{table}]");
+    }
+    // Every top-level table of the parser is documented, and every documented one is parsed
+    // here or, for [kernel], by the daemon (its own test checks that one).
+    let mut tables: Vec<&str> =
+        keys::TABLES.iter().map(|t| t.name).filter(|n| !n.contains('.') && *n != "kernel").collect();
+    tables.sort();
+    assert_eq!(parser_keys("PROBE = 1"), tables);
+}
+
+#[test]
+fn the_key_probe_reads_serde_errors_of_one_and_of_many_fields() {
+    let one = format!("unknown field `{}`, expected `bridges`", keys::PROBE_KEY);
+    assert_eq!(keys::keys_in_unknown_field_error(&one), Some(vec!["bridges".to_string()]));
+    let many = format!("unknown field `{}`, expected one of `a`, `b`", keys::PROBE_KEY);
+    assert_eq!(keys::keys_in_unknown_field_error(&many), Some(vec!["a".to_string(), "b".to_string()]));
+    assert_eq!(keys::keys_in_unknown_field_error("missing field `vid`"), None);
+}
