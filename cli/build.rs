@@ -5,8 +5,13 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=XVTEP_COMMIT");
-    println!("cargo:rerun-if-changed=../.git/HEAD");
-    println!("cargo:rerun-if-changed=../.git/refs/heads");
+    // Only paths that exist: cargo reruns a build script whose watched path is missing
+    // every time, which would rebuild the binary on every cargo command.
+    for watched in ["../.git/HEAD", "../.git/refs/heads", "../.git/packed-refs"] {
+        if std::path::Path::new(watched).exists() {
+            println!("cargo:rerun-if-changed={watched}");
+        }
+    }
     let commit = std::env::var("XVTEP_COMMIT").ok().filter(|c| !c.is_empty()).or_else(|| {
         let out = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
         let text = String::from_utf8(out.stdout).ok()?;
