@@ -292,3 +292,25 @@ fn segments_to_an_afxdp_port_are_never_coalesced() {
     let want: Vec<_> = inner.iter().map(|f| ("ct", plain, f.clone())).collect();
     assert_sent(&out, &want);
 }
+
+#[test]
+fn a_segment_marked_ce_on_the_way_ends_its_superframe_and_leaves_marked() {
+    let mut h = Harness::new(CONFIG);
+    // ECN-capable segments (ECT(0)); the tunnel's path marked the third one's outer header CE.
+    let s = |i: usize| TcpFrame { tos: 0x02, ..segment(mac(ON_VM), false, i) };
+    let inner: Vec<_> = (0..4).map(|i| s(i).build(&stream(i, MSS))).collect();
+    let frames: Vec<_> = inner
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mut outer = Outer::from_peer("10.0.0.2", "10.0.0.1");
+            outer.tos = if i == 2 { 0x03 } else { 0x02 };
+            (None, vxlan(&outer, 1000, f))
+        })
+        .collect();
+    let out = h.send_vnet_batch(secs(1.0), "eth0", &frames);
+    let (h01, f01) = superframe(s(0), false, &payload(2 * MSS));
+    let plain = VirtioNetHdr::default();
+    let marked = TcpFrame { tos: 0x03, ..s(2) }.build(&stream(2, MSS));
+    assert_sent(&out, &[("vm", h01, f01), ("vm", plain, marked), ("vm", plain, inner[3].clone())]);
+}

@@ -184,6 +184,12 @@ fn underlay_drops() {
     let short_vxlan = udp_frame(underlay_mac(PEER), underlay_mac(LOCAL), PEER, LOCAL, 1, 4789, &[8, 0, 0, 0]);
     assert_drop(CONFIG, "eth0", &short_vxlan, OuterTruncated);
     assert_drop(CONFIG, "eth0", &edit(good.clone(), |f| f[14] = 0x65), IpHeaderInvalid);
+    // Congestion marked (CE) on the underlay over an inner frame that is not ECN-capable.
+    let ce = edit(good.clone(), |f| {
+        f[15] = 0x03;
+        fix_ipv4_checksum(f, 14)
+    });
+    assert_drop(CONFIG, "eth0", &ce, EcnCeNotEct);
     assert_drop(
         CONFIG,
         "eth0",
@@ -320,6 +326,7 @@ fn every_reason_has_a_case_here() {
         "inner_truncated",
         "inner_vlan_tagged",
         "src_mac_local",
+        "ecn_ce_not_ect",
         "src_mac_static",
         "split_horizon",
     ];

@@ -59,6 +59,36 @@ pub enum DfMode {
     Inherit,
 }
 
+/// An outer header field set to a number, or copied from the inner frame (`"inherit"`), as
+/// iproute2's `tos` and `ttl` options of a vxlan device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inheritable {
+    Fixed(u8),
+    Inherit,
+}
+
+impl Inheritable {
+    /// The value for an inner frame whose own field is `inner` (`None`: not IP), `default`
+    /// when there is none to inherit.
+    #[inline]
+    pub fn resolve(self, inner: Option<u8>, default: u8) -> u8 {
+        match self {
+            Inheritable::Fixed(v) => v,
+            Inheritable::Inherit => inner.unwrap_or(default),
+        }
+    }
+}
+
+/// As written in the config file: the number, or `"inherit"`.
+impl fmt::Display for Inheritable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Inheritable::Fixed(v) => write!(f, "{v}"),
+            Inheritable::Inherit => f.write_str("\"inherit\""),
+        }
+    }
+}
+
 /// How a port's frames reach the workers (docs/design.md "Port I/O").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -117,8 +147,11 @@ pub struct TunnelConfig {
     pub l3miss: bool,
     pub remote: Option<Ipv4Addr>,
     pub group: Option<Ipv4Addr>,
-    pub ttl: u8,
-    pub tos: u8,
+    /// Outer TTL: a number, or the inner TTL / hop limit (64 for non-IP).
+    pub ttl: Inheritable,
+    /// Outer TOS: a number, or the inner TOS / traffic class (0 for non-IP). Either way its
+    /// ECN field comes from the inner frame ([`crate::wire::ecn::encapsulate`]).
+    pub tos: Inheritable,
     pub df: DfMode,
     pub udpcsum: bool,
     pub srcport: (u16, u16),
@@ -363,9 +396,9 @@ struct RawTunnel {
     remote: Option<Spanned<Ipv4Addr>>,
     group: Option<Spanned<Ipv4Addr>>,
     #[serde(default = "default_ttl")]
-    ttl: Spanned<u8>,
-    #[serde(default)]
-    tos: u8,
+    ttl: Spanned<RawInheritable>,
+    #[serde(default = "default_tos")]
+    tos: Spanned<RawInheritable>,
     #[serde(default = "default_df")]
     df: DfMode,
     #[serde(default = "yes")]
@@ -382,8 +415,31 @@ struct RawTunnel {
 fn default_dstport() -> Spanned<u16> {
     Spanned::new(0..0, 4789)
 }
-fn default_ttl() -> Spanned<u8> {
-    Spanned::new(0..0, 64)
+fn default_ttl() -> Spanned<RawInheritable> {
+    Spanned::new(0..0, RawInheritable::Int(64))
+}
+fn default_tos() -> Spanned<RawInheritable> {
+    Spanned::new(0..0, RawInheritable::Int(0))
+}
+
+/// A number, or a word (which must be "inherit").
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawInheritable {
+    Int(i64),
+    Word(String),
+}
+
+/// `tunnel.NAME` as a number in `min..=255` or "inherit".
+fn inheritable(raw: &Spanned<RawInheritable>, name: &str, min: u8) -> Result<Inheritable, Invalid> {
+    let bad = || (raw.span(), format!("tunnel.{name} must be a number {min}..=255 or \"inherit\""));
+    match raw.get_ref() {
+        RawInheritable::Int(v) => {
+            u8::try_from(*v).ok().filter(|v| *v >= min).map(Inheritable::Fixed).ok_or_else(bad)
+        }
+        RawInheritable::Word(w) if w == "inherit" => Ok(Inheritable::Inherit),
+        RawInheritable::Word(_) => Err(bad()),
+    }
 }
 fn default_df() -> DfMode {
     DfMode::Unset
@@ -679,7 +735,8 @@ fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
             format!("tunnel.group {} is not an IPv4 multicast address", g.get_ref())
         })?;
     }
-    check(*t.ttl.get_ref() >= 1, &t.ttl.span(), || "tunnel.ttl must be 1..=255".into())?;
+    let ttl = inheritable(&t.ttl, "ttl", 1)?;
+    let tos = inheritable(&t.tos, "tos", 0)?;
     let [lo, hi] = *t.srcport.get_ref();
     check(lo >= 1 && lo <= hi, &t.srcport.span(), || {
         format!("tunnel.srcport [{lo}, {hi}] is not a range [low, high] with 1 <= low <= high")
@@ -721,8 +778,8 @@ fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
         l3miss: t.l3miss,
         remote: t.remote.map(|r| *r.get_ref()),
         group: t.group.map(|g| *g.get_ref()),
-        ttl: *t.ttl.get_ref(),
-        tos: t.tos,
+        ttl,
+        tos,
         df: t.df,
         udpcsum: t.udpcsum,
         srcport: (lo, hi),

@@ -70,6 +70,7 @@ drop_reasons! {
     InnerTruncated => "inner_truncated", "inner frame shorter than an Ethernet header";
     InnerTagged => "inner_vlan_tagged", "inner frame carries an 802.1Q tag; its VLAN comes from the VNI, so the tag could cross VLANs";
     SrcMacLocal => "src_mac_local", "inner source MAC is our own underlay MAC";
+    EcnCeNotEct => "ecn_ce_not_ect", "outer IP header marked CE (congestion) over an inner frame that is not ECN-capable (RFC 6040: drop)";
     SrcMacStatic => "src_mac_static", "inner source MAC has a static FDB entry elsewhere; it is not moved (kernel: VXLAN_ENTRY_EXISTS)";
     SplitHorizon => "split_horizon", "destination is behind the tunnel: a frame from the tunnel never goes back into it";
 }

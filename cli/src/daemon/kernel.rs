@@ -39,6 +39,8 @@ pub struct KernelVxlan {
     pub dstport: u16,
     pub learning: bool,
     pub ttl: u8,
+    /// `ttl inherit`: the outer TTL copies the inner one.
+    pub ttl_inherit: bool,
     pub tos: u8,
     pub udpcsum: bool,
     pub proxy: bool,
@@ -305,6 +307,7 @@ fn vxlan_of(attrs: &[InfoVxlan]) -> KernelVxlan {
             InfoVxlan::Port(p) => v.dstport = *p,
             InfoVxlan::Learning(b) => v.learning = *b,
             InfoVxlan::Ttl(t) => v.ttl = *t,
+            InfoVxlan::TtlInherit(b) => v.ttl_inherit = *b,
             InfoVxlan::Tos(t) => v.tos = *t,
             InfoVxlan::UDPCsum(b) => v.udpcsum = *b,
             InfoVxlan::Proxy(b) => v.proxy = *b,
@@ -514,12 +517,19 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
         v.l2miss,
         v.l3miss
     );
-    if v.ttl != 0 {
+    // TTL 0 is the kernel's "auto" (the route's hop limit, 64 by default): xvtep's default.
+    if v.ttl_inherit {
+        let _ = writeln!(out, "ttl = \"inherit\"");
+    } else if v.ttl != 0 {
         let _ = writeln!(out, "ttl = {}", v.ttl);
     }
-    // TOS 1 is the kernel's "inherit", which xvtep does not do; 0 is xvtep's default too.
-    if v.tos > 1 {
-        let _ = writeln!(out, "tos = {}", v.tos);
+    // TOS 1 is the kernel's "inherit".
+    match v.tos {
+        0 => {}
+        1 => out.push_str("tos = \"inherit\"\n"),
+        tos => {
+            let _ = writeln!(out, "tos = {tos}");
+        }
     }
     if let Some(r) = v.group.filter(|g| !g.is_multicast() && !g.is_unspecified()) {
         let _ = writeln!(out, "remote = \"{r}\"");

@@ -64,8 +64,15 @@ pub const TABLES: &[TableDoc] = &[
             key("l3miss", "bool", Some("false"), "With proxy: emit an l3miss event for an ARP request missing from [[neigh]]."),
             key("remote", "IPv4 address", UNSET, "A point-to-point default remote for every VNI (BUM and unknown unicast)."),
             key("group", "IPv4 multicast address", UNSET, "The multicast group of every VNI's BUM traffic; joined through the kernel (IGMP)."),
-            key("ttl", "1..255", Some("64"), "The outer IPv4 TTL."),
-            key("tos", "0..255", Some("0"), "The outer IPv4 TOS byte."),
+            key("ttl", "1..255 | \"inherit\"", Some("64"), "The outer IPv4 TTL; inherit: the inner TTL or hop limit (64 for non-IP frames)."),
+            key(
+                "tos",
+                "0..255 | \"inherit\"",
+                Some("0"),
+                "The outer IPv4 TOS; inherit: the inner TOS or traffic class (0 for non-IP). Either way the ECN field follows \
+                 RFC 6040 as the kernel's: copied from the inner frame on encap (CE sent as ECT(0)); on decap an outer CE \
+                 marks the inner frame CE, and is dropped (ecn_ce_not_ect) over an inner frame that is not ECN-capable.",
+            ),
             key("df", "\"unset\" | \"set\" | \"inherit\"", Some("\"unset\""), "The outer DF bit: clear, set, or copied from an inner IPv4 header."),
             key("udpcsum", "bool", Some("true"), "Fill in the outer UDP checksum."),
             key("srcport", "[low, high]", Some("[32768, 60999]"), "The range of outer UDP source ports, picked by a hash of the inner flow."),

@@ -12,7 +12,8 @@ fn seed_config_parses_with_defaults() {
     assert_eq!(c.switch, SwitchConfig { ageing_secs: 300, max_learned: 65536 });
     assert_eq!(c.tunnel.local, Ipv4Addr::new(192, 168, 1, 4));
     assert_eq!(c.tunnel.srcport, (32768, 60999));
-    assert_eq!((c.tunnel.ttl, c.tunnel.df, c.tunnel.udpcsum), (64, DfMode::Unset, true));
+    assert_eq!((c.tunnel.ttl, c.tunnel.tos), (Inheritable::Fixed(64), Inheritable::Fixed(0)));
+    assert_eq!((c.tunnel.df, c.tunnel.udpcsum), (DfMode::Unset, true));
     assert_eq!(c.tunnel.allowed_bits, VXLAN_VALID_BITS);
     assert_eq!(c.vlans.len(), 2);
     assert_eq!(c.ports[0].vlans, vec![PortVlan { vid: 2, pvid: true, untagged: true }]);
@@ -202,4 +203,24 @@ fn the_key_probe_reads_serde_errors_of_one_and_of_many_fields() {
     let many = format!("unknown field `{}`, expected one of `a`, `b`", keys::PROBE_KEY);
     assert_eq!(keys::keys_in_unknown_field_error(&many), Some(vec!["a".to_string(), "b".to_string()]));
     assert_eq!(keys::keys_in_unknown_field_error("missing field `vid`"), None);
+}
+
+#[test]
+fn tos_and_ttl_are_numbers_or_inherit() {
+    let c = Config::parse(&format!("{MIN}ttl = \"inherit\"\ntos = \"inherit\"\n"), "x.toml").unwrap();
+    assert_eq!((c.tunnel.ttl, c.tunnel.tos), (Inheritable::Inherit, Inheritable::Inherit));
+    let c = Config::parse(&format!("{MIN}ttl = 5\ntos = 0xb8\n"), "x.toml").unwrap();
+    assert_eq!((c.tunnel.ttl, c.tunnel.tos), (Inheritable::Fixed(5), Inheritable::Fixed(0xb8)));
+    assert_eq!(
+        err(&format!("{MIN}ttl = 0\n")).to_string(),
+        "x.toml:4:7: tunnel.ttl must be a number 1..=255 or \"inherit\""
+    );
+    assert_eq!(
+        err(&format!("{MIN}tos = 256\n")).to_string(),
+        "x.toml:4:7: tunnel.tos must be a number 0..=255 or \"inherit\""
+    );
+    assert_eq!(
+        err(&format!("{MIN}tos = \"inherited\"\n")).to_string(),
+        "x.toml:4:7: tunnel.tos must be a number 0..=255 or \"inherit\""
+    );
 }

@@ -61,6 +61,7 @@ fn classify<'a>(cx: &Ctx, rx: u32, frame: &RxFrame<'a>) -> Result<Frame<'a>, Dro
         domain: cx.topo.domain_of(vid),
         offload,
         inner_sum: None,
+        ecn: None,
     })
 }
 

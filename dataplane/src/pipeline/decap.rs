@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::forward::{forward, learn};
+use super::tx::EcnMark;
 use super::{Ctx, Frame};
 use crate::counters::DropReason;
 use crate::fdb::{FdbDst, Learned, Remote};
@@ -12,8 +13,8 @@ use crate::ids::{Domain, PortId};
 use crate::wire::ipv4::Ipv4Error;
 use crate::wire::udp::UdpError;
 use crate::wire::{
-    checksum_fold_sum, checksum_sub, checksum_sum, EthernetHeader, Ipv4Packet, UdpDatagram, VxlanHeader,
-    ETHERTYPE_IPV4, ETH_HEADER_LEN, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+    checksum_fold_sum, checksum_sub, checksum_sum, ecn, EthernetHeader, Ipv4Packet, UdpDatagram, VxlanHeader,
+    ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
 };
 
 pub(crate) fn ingress(cx: &mut Ctx, rx: u32, data: &[u8]) {
@@ -21,13 +22,18 @@ pub(crate) fn ingress(cx: &mut Ctx, rx: u32, data: &[u8]) {
     c.rx_packets.add(1);
     c.rx_bytes.add(data.len() as u64);
     match decapsulate(cx, rx, data) {
-        Ok((f, peer)) => switch(cx, &f, peer),
+        Ok((f, peer, ecn)) => switch(cx, &f, peer, ecn),
         Err(reason) => cx.drop(PortId::TUNNEL, reason),
     }
 }
 
-/// Returns the inner frame and the outer source address (the remote VTEP it came from).
-fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, Ipv4Addr), DropReason> {
+/// Returns the inner frame, the outer source address (the remote VTEP it came from) and what
+/// the outer ECN field does to the inner frame.
+fn decapsulate<'a>(
+    cx: &Ctx,
+    rx: u32,
+    data: &'a [u8],
+) -> Result<(Frame<'a>, Ipv4Addr, ecn::Decap), DropReason> {
     let t = &cx.topo.tunnel;
     let outer = EthernetHeader::parse(data).map_err(|_| DropReason::OuterTruncated)?;
     // Unicast to another MAC is not for us, as the kernel drops PACKET_OTHERHOST frames.
@@ -86,6 +92,9 @@ fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, Ipv4
         return Err(DropReason::LinkLocal);
     }
     let l2_offset = ETH_HEADER_LEN + ip.header_len() + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
+    // RFC 6040 on the inner IP header, if there is one (the kernel's IP_ECN_decapsulate).
+    let inner_ds = ecn::inner_ds_ttl(&inner[ETH_HEADER_LEN..], eth.ethertype).map(|(ds, _)| ds);
+    let decap = inner_ds.map_or(ecn::Decap::Keep, |ds| ecn::decapsulate(ip.tos(), ds));
     let frame = Frame {
         rx,
         ingress: PortId::TUNNEL,
@@ -100,17 +109,28 @@ fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, Ipv4
         inner_sum: payload_sum.map(|sum| {
             checksum_sub(sum, checksum_fold_sum(checksum_sum(&udp.payload()[..VXLAN_HEADER_LEN])))
         }),
+        ecn: match decap {
+            ecn::Decap::Set(e) => {
+                Some(EcnMark { l3: ETH_HEADER_LEN as u16, ipv6: eth.ethertype == ETHERTYPE_IPV6, ecn: e })
+            }
+            _ => None,
+        },
     };
-    Ok((frame, ip.src()))
+    Ok((frame, ip.src(), decap))
 }
 
-fn switch(cx: &mut Ctx, f: &Frame, peer: Ipv4Addr) {
+fn switch(cx: &mut Ctx, f: &Frame, peer: Ipv4Addr, decap: ecn::Decap) {
     if cx.topo.tunnel.learning {
         if let Learned::Static { .. } = learn(cx, f, FdbDst::Remote(Remote::new(peer))) {
             // The kernel drops these (VXLAN_ENTRY_EXISTS): a static MAC claimed from elsewhere
             // is a loop or a spoof, and must not reach the port that owns it.
             return cx.drop(PortId::TUNNEL, DropReason::SrcMacStatic);
         }
+    }
+    // After learning, as the kernel's vxlan_rcv: the sender is real, its frame is not
+    // deliverable.
+    if decap == ecn::Decap::Drop {
+        return cx.drop(PortId::TUNNEL, DropReason::EcnCeNotEct);
     }
     forward(cx, f);
 }

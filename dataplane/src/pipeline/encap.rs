@@ -14,8 +14,9 @@ use crate::config::DfMode;
 use crate::nexthop::NextHops;
 use crate::topology::{Topology, Tunnel};
 use crate::wire::{
-    checksum_fold, checksum_sum, EthernetHeader, Ipv4Packet, Ipv4Repr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4,
-    ETH_HEADER_LEN, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+    checksum_fold, checksum_sum, ecn, EthernetHeader, Ipv4Packet, Ipv4Repr, UdpRepr, VxlanHeader,
+    ETHERTYPE_IPV4, ETH_HEADER_LEN, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN,
+    VXLAN_HEADER_LEN,
 };
 
 /// Outer Ethernet + IPv4 + UDP + VXLAN.
@@ -36,6 +37,9 @@ pub struct InnerFacts {
     pub flow_hash: u32,
     /// The inner frame is IPv4 with DF set (for `df = "inherit"`).
     pub inner_df: bool,
+    /// The inner IP header's DS field and TTL / hop limit (`None`: not IP), for ECN and the
+    /// inherited TOS and TTL.
+    pub ds_ttl: Option<(u8, u8)>,
 }
 
 impl InnerFacts {
@@ -48,6 +52,7 @@ impl InnerFacts {
             len,
             flow_hash: flow_hash(l2, ip.as_ref(), ethertype),
             inner_df: ip.is_some_and(|ip| ip.dont_fragment()),
+            ds_ttl: ecn::inner_ds_ttl(&l2[l3..], ethertype),
         }
     }
 }
@@ -60,8 +65,8 @@ pub struct EncapKey {
     pub vni: u32,
 }
 
-/// Outer headers for one key, with every per-packet field zero, and the one's-complement sum
-/// of the fixed IPv4 header words.
+/// Outer headers for one key, with every per-packet field zero (TOS and TTL too: they may
+/// follow the inner frame), and the one's-complement sum of the fixed IPv4 header words.
 struct Template {
     bytes: [u8; IPV4_OVERHEAD],
     ip_sum: u64,
@@ -126,8 +131,8 @@ impl Template {
             src: t.local,
             dst: key.dst,
             protocol: IP_PROTO_UDP,
-            ttl: t.ttl,
-            tos: t.tos,
+            ttl: 0,
+            tos: 0,
             dont_fragment: false,
             ident: 0,
             payload_len: 0,
@@ -154,8 +159,13 @@ impl Template {
             DfMode::Inherit => inner.inner_df,
         };
         let flags = if df { DF_BIT } else { 0 };
-        let csum = checksum_fold(self.ip_sum + total as u64 + ident as u64 + flags);
+        let (tos, ttl) = outer_tos_ttl(t, inner.ds_ttl);
+        // TOS is the low byte of the first header word, TTL the high byte of the fifth.
+        let varying = total as u64 + ident as u64 + flags + tos as u64 + ((ttl as u64) << 8);
+        let csum = checksum_fold(self.ip_sum + varying);
         let ip = &mut bytes[IP_OFF..UDP_OFF];
+        ip[1] = tos;
+        ip[8] = ttl;
         ip[2..4].copy_from_slice(&total.to_be_bytes());
         ip[4..6].copy_from_slice(&ident.to_be_bytes());
         ip[6..8].copy_from_slice(&(flags as u16).to_be_bytes());
@@ -175,6 +185,19 @@ impl Template {
         }
     }
 }
+
+/// The outer TOS and TTL for an inner frame with IP DS field and TTL `ds_ttl`: configured or
+/// inherited (0 and 64 for non-IP, as the kernel's `ip_tunnel_get_dsfield` and default hop
+/// limit), and the ECN field from the inner frame whatever `tos` says.
+#[inline]
+pub fn outer_tos_ttl(t: &Tunnel, ds_ttl: Option<(u8, u8)>) -> (u8, u8) {
+    let (ds, ttl) = (ds_ttl.map(|(d, _)| d), ds_ttl.map(|(_, t)| t));
+    let tos = ecn::encapsulate(t.tos.resolve(ds, 0), ds.unwrap_or(0));
+    (tos, t.ttl.resolve(ttl, DEFAULT_TTL))
+}
+
+/// The TTL of a frame that has none to inherit (the kernel's `net.ipv4.ip_default_ttl`).
+const DEFAULT_TTL: u8 = 64;
 
 /// Maps a flow hash into `[lo, hi]` by multiply-shift, as the kernel's `udp_flow_src_port`
 /// does, so that every port of the range is used evenly and one flow keeps one port.

@@ -117,6 +117,7 @@ fn to_port(cx: &mut Ctx, f: &Frame, p: PortId) -> Result<(), DropReason> {
         push_tci,
         outer: None,
         offload: TxOffload::None,
+        ecn: f.ecn,
     };
     if edit.strip_tag && edit.push_tci == f.eth.tci {
         // Leaving with the tag it came with: send it as it is.
@@ -168,6 +169,7 @@ fn to_remote(cx: &mut Ctx, f: &Frame, r: &Remote, inner: InnerFacts) -> Result<(
         push_tci: None,
         outer: None,
         offload: f.offload.as_ref().map_or(TxOffload::None, partial_checksum),
+        ecn: None,
     };
     let segments = f.gso().map_or(1, |g| g.segments(f.l2.len()));
     for i in 0..segments {

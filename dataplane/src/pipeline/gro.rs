@@ -275,7 +275,9 @@ impl Gro {
 /// segments after it if it may lead a superframe.
 pub(crate) fn emit_coalescing(cx: &mut Ctx, f: &Frame, action: TxAction) {
     let Some(seg) = TcpSegment::parse(f.l2) else { return emit(cx, action.port, action) };
-    let mergeable = seg.is_plain_data() && seg.checksums_ok(f.l2, f.inner_sum);
+    // A segment whose ECN field decapsulation changes (CE) differs from its neighbours as
+    // they were received: it ends its flow's superframe and goes as it is, after it.
+    let mergeable = f.ecn.is_none() && seg.is_plain_data() && seg.checksums_ok(f.l2, f.inner_sum);
     if let Some(i) = cx.gro.find(action.port, f.domain, &seg.flow) {
         let held = cx.gro.held[i].take().expect("found");
         if mergeable && held.admits(&seg) {

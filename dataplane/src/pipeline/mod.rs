@@ -26,6 +26,7 @@ use crate::wire::virtio_net::VirtioNetHdr;
 use crate::wire::{EthernetHeader, ETH_HEADER_LEN, VLAN_TAG_LEN};
 use encap::EncapCache;
 use superframe::{Gso, Offload};
+use tx::EcnMark;
 pub use tx::{Edit, TxAction, TxBatch, TxOffload, TxSource};
 
 /// A received frame: the port it arrived on, its bytes, and the virtio-net header it came with
@@ -138,6 +139,8 @@ pub(crate) struct Frame<'a> {
     /// What the bytes of `l2` sum to (folded), when a verified outer UDP checksum gave it for
     /// free: inner checksums can then be verified without reading the payload again.
     pub inner_sum: Option<u16>,
+    /// The inner ECN field to set on the way out (decapsulation, RFC 6040).
+    pub ecn: Option<EcnMark>,
 }
 
 impl Frame<'_> {

@@ -12,7 +12,7 @@ use super::superframe::{complete_checksum, vnet_header, Offload, Segment};
 use super::RxFrame;
 use crate::ids::PortId;
 use crate::wire::virtio_net::VirtioNetHdr;
-use crate::wire::{UdpRepr, ETHERTYPE_VLAN, VLAN_TAG_LEN};
+use crate::wire::{ecn, UdpRepr, ETHERTYPE_VLAN, VLAN_TAG_LEN};
 
 /// Room for the longest outer header: Ethernet + IPv6 + UDP + VXLAN = 70 bytes.
 pub const OUTER_MAX: usize = 72;
@@ -68,6 +68,17 @@ pub struct Edit {
     pub push_tci: Option<u16>,
     pub outer: Option<OuterHeader>,
     pub offload: TxOffload,
+    /// Set the inner IP header's ECN field (decapsulation).
+    pub ecn: Option<EcnMark>,
+}
+
+/// An ECN field to set: in the IP header `l3` bytes into the source L2 frame (before tag
+/// edits), IPv6 or IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EcnMark {
+    pub l3: u16,
+    pub ipv6: bool,
+    pub ecn: u8,
 }
 
 impl Edit {
@@ -80,6 +91,7 @@ impl Edit {
             push_tci: None,
             outer: None,
             offload: TxOffload::None,
+            ecn: None,
         }
     }
 
@@ -132,6 +144,7 @@ impl TxAction {
             && !self.edit.strip_tag
             && self.edit.push_tci.is_none()
             && self.edit.outer.is_none()
+            && self.edit.ecn.is_none()
             && matches!(self.edit.offload, TxOffload::None)
     }
 }
@@ -267,9 +280,12 @@ pub fn apply_edit(edit: &Edit, src: &[u8], out: &mut [u8]) -> usize {
     o += rest.len();
     out[o..o + payload.len()].copy_from_slice(payload);
     o += payload.len();
+    let shift = edit.tag_shift();
+    if let Some(m) = &edit.ecn {
+        ecn::set_ecn(&mut out[(inner as isize + m.l3 as isize + shift) as usize..], m.ipv6, m.ecn);
+    }
     // Inner checksums first: the outer UDP checksum covers them. Where an inner checksum was
     // completed here, the outer one need not read the segment again (`known`).
-    let shift = edit.tag_shift();
     let known = match &edit.offload {
         TxOffload::Segment(s) => Some(s.finish(&mut out[inner..o], shift)),
         TxOffload::Checksum { start, offset } => {

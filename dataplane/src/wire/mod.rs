@@ -7,6 +7,7 @@
 
 mod arp;
 mod checksum;
+pub mod ecn;
 mod ethernet;
 pub mod ipv4;
 mod mac;
