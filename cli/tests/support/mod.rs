@@ -31,6 +31,79 @@ extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+/// A packet socket bound to one interface of a namespace: frames sent go out of it as they
+/// are, and every frame it sees (both directions) can be read. Closed on drop.
+pub struct PacketSocket {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl PacketSocket {
+    /// Opens it on `ifname` inside namespace `ns` (the socket stays in that namespace).
+    pub fn open(ns: &Netns, ifname: &str) -> PacketSocket {
+        use std::os::fd::FromRawFd;
+        let ifname = ifname.to_string();
+        let fd = xvtep::traffic::gen::in_netns(&ns.name, None, move || {
+            let index = nix::net::if_::if_nametoindex(ifname.as_str())?;
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain socket calls; the descriptor is owned by the caller from here.
+            unsafe {
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
+                anyhow::ensure!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
+                let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+                sll.sll_family = libc::AF_PACKET as u16;
+                sll.sll_protocol = proto;
+                sll.sll_ifindex = index as i32;
+                let r = libc::bind(
+                    fd,
+                    &sll as *const _ as *const libc::sockaddr,
+                    std::mem::size_of_val(&sll) as u32,
+                );
+                anyhow::ensure!(r == 0, "bind: {}", std::io::Error::last_os_error());
+                Ok(owned)
+            }
+        })
+        .unwrap();
+        PacketSocket { fd }
+    }
+
+    /// Sends `frame` out of the interface.
+    pub fn send(&self, frame: &[u8]) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `frame` is a live buffer of the length given.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(n, frame.len() as isize, "send: {}", std::io::Error::last_os_error());
+    }
+
+    /// Frames seen until `idle` passes without one, or `max` were read.
+    pub fn receive(&self, max: usize, idle: Duration) -> Vec<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let tv = libc::timeval { tv_sec: idle.as_secs() as _, tv_usec: idle.subsec_micros() as _ };
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: `tv` is a valid timeval of the size given; `buf` a live buffer.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of_val(&tv) as u32,
+            );
+        }
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while out.len() < max {
+            // SAFETY: as above.
+            let len = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if len <= 0 {
+                break;
+            }
+            out.push(buf[..len as usize].to_vec());
+        }
+        out
+    }
+}
+
 /// The repository's top directory.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("the repository exists")
