@@ -178,6 +178,28 @@ fn arp_suppression_hit_answers_locally() {
     h.assert_tcpdump_clean();
 }
 
+/// RFC 9161 (and the kernel's bridge, checked in the conformance suite): only broadcast
+/// requests are answered; a unicast request and a gratuitous ARP go on as they came; a DAD
+/// probe is never answered and stays off the tunnel.
+#[test]
+fn arp_suppression_answers_only_broadcast_requests() {
+    let mut h = Harness::new(PROXY);
+    let mut unicast = arp_request(A, "10.1.0.1", "10.1.0.2");
+    unicast[..6].copy_from_slice(&B);
+    let out = h.send(0.0, "p1", &unicast);
+    assert_eq!(names(&out), ["trunk", "eth0"], "a unicast request is forwarded (B is unknown: flooded)");
+    let gratuitous = arp_request(A, "10.1.0.2", "10.1.0.2");
+    let out = h.send(1.0, "p1", &gratuitous);
+    assert_eq!(names(&out), ["trunk", "eth0"], "a gratuitous ARP is forwarded");
+    assert_encap(&out[1].1, LOCAL, "10.0.0.2", 1000, 1, &gratuitous);
+    let probe = arp_request(A, "0.0.0.0", "10.1.0.2");
+    let out = h.send(2.0, "p1", &probe);
+    assert_eq!(names(&out), ["trunk"], "a DAD probe: not answered, local ports only");
+    assert_frame(&out[0].1, &tagged(&probe, 10, 0));
+    assert_eq!(h.stats().port("p1").unwrap().arp_suppressed, 0);
+    assert!(h.take_events().iter().all(|e| !matches!(e, Event::L3Miss { .. })));
+}
+
 #[test]
 fn arp_suppression_miss_reports_l3miss_and_floods() {
     let mut h = Harness::new(PROXY);

@@ -1,5 +1,10 @@
-//! ARP suppression (the vxlan `proxy` option): answer an ARP request from the neighbour
-//! table instead of flooding it across the tunnel, as the kernel's `arp_reduce` does.
+//! ARP suppression (the vxlan `proxy` option, the bridge's `neigh_suppress` on its vxlan
+//! port): answer an ARP request from the neighbour table instead of flooding it across the
+//! tunnel. As RFC 9161 and the kernel: only broadcast requests are answered; a unicast
+//! request (its sender checking that the owner is still there) and a gratuitous ARP go on as
+//! they came; a DAD probe (sender 0.0.0.0) is never answered and not sent across the tunnel,
+//! where the control plane, not the probe, finds duplicates (the kernel's bridge does the
+//! same).
 
 use super::forward::emit;
 use super::tx::{Edit, TxAction};
@@ -7,26 +12,43 @@ use super::{Ctx, Frame};
 use crate::events::Event;
 use crate::wire::{ArpPacket, EthernetHeader, ARP_IPV4_LEN, ARP_OP_REPLY, ARP_OP_REQUEST, ETHERTYPE_ARP};
 
-/// Answers `f` if it is an ARP request for a known neighbour; returns true if it did (the
-/// request is then consumed). A miss emits `l3miss` if enabled and lets the request flood.
-pub(crate) fn suppress(cx: &mut Ctx, f: &Frame) -> bool {
+/// What became of an ARP frame under suppression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suppressed {
+    /// Answered here: the request goes no further.
+    Answered,
+    /// Not for suppression: forward it as any frame.
+    Forward,
+    /// A DAD probe: to the local ports only.
+    LocalOnly,
+}
+
+/// Answers `f` if it is a broadcast ARP request for a known neighbour. A miss emits
+/// `l3miss` if enabled and lets the request flood.
+pub(crate) fn suppress(cx: &mut Ctx, f: &Frame) -> Suppressed {
     let t = &cx.topo.tunnel;
     let Some(vni) = f.domain.as_vni().filter(|_| t.proxy) else {
-        return false;
+        return Suppressed::Forward;
     };
     let Ok(Some(arp)) = ArpPacket::new_checked(&f.l2[f.eth.len()..]) else {
-        return false;
+        return Suppressed::Forward;
     };
     let target = arp.target_ip();
     if arp.operation() != ARP_OP_REQUEST || target.is_loopback() || target.is_multicast() {
-        return false;
+        return Suppressed::Forward;
+    }
+    if arp.sender_ip().is_unspecified() {
+        return Suppressed::LocalOnly;
+    }
+    if !f.eth.dst.is_multicast() || arp.sender_ip() == target {
+        return Suppressed::Forward;
     }
     let Some(mac) = cx.sw.neigh.lookup(vni, target) else {
         if t.l3miss {
             let port = f.ingress;
             cx.sw.events.publish(|| Event::L3Miss { ip: target, vni, port });
         }
-        return false;
+        return Suppressed::Forward;
     };
     // The reply leaves by the ingress port, tagged as that port sends the VLAN.
     let port = &cx.topo.ports[f.ingress.index()];
@@ -40,5 +62,5 @@ pub(crate) fn suppress(cx: &mut Ctx, f: &Frame) -> bool {
     });
     cx.counters.port(f.ingress).arp_suppressed.add(1);
     emit(cx, f.ingress, TxAction { port: f.ingress, source, edit: Edit::identity(len) });
-    true
+    Suppressed::Answered
 }

@@ -1,6 +1,6 @@
 //! Ingress from a local port (docs/design.md "Forwarding rules", ingress from a local port).
 
-use super::forward::{forward, learn};
+use super::forward::{flood_locally, forward, learn};
 use super::superframe::{self, MAX_FRAME};
 use super::{arp, Ctx, Frame, RxFrame};
 use crate::counters::DropReason;
@@ -69,8 +69,12 @@ fn switch(cx: &mut Ctx, f: &Frame) {
     if cx.topo.ports[f.ingress.index()].learning {
         learn(cx, f, FdbDst::Port(f.ingress));
     }
-    if f.eth.ethertype == ETHERTYPE_ARP && arp::suppress(cx, f) {
-        return;
+    if f.eth.ethertype == ETHERTYPE_ARP {
+        match arp::suppress(cx, f) {
+            arp::Suppressed::Answered => return,
+            arp::Suppressed::LocalOnly => return flood_locally(cx, f),
+            arp::Suppressed::Forward => {}
+        }
     }
     forward(cx, f);
 }

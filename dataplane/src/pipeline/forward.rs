@@ -60,10 +60,19 @@ pub(crate) fn forward(cx: &mut Ctx, f: &Frame) {
     }
 }
 
+/// Floods `f` to the other local members of its VLAN only, never into the tunnel.
+pub(crate) fn flood_locally(cx: &mut Ctx, f: &Frame) {
+    flood_to(cx, f, false, false);
+}
+
 /// Floods `f` to the other local members of its VLAN and, from a local port, to the tunnel's
 /// BUM targets for its VNI. `unknown_unicast` honours the ports' `flood` flag, which (as the
 /// kernel's) governs unknown unicast only.
 fn flood(cx: &mut Ctx, f: &Frame, unknown_unicast: bool) {
+    flood_to(cx, f, unknown_unicast, true);
+}
+
+fn flood_to(cx: &mut Ctx, f: &Frame, unknown_unicast: bool, tunnel: bool) {
     let mut targets = 0usize;
     for &p in cx.topo.members(f.vid) {
         let port = &cx.topo.ports[p.index()];
@@ -75,7 +84,7 @@ fn flood(cx: &mut Ctx, f: &Frame, unknown_unicast: bool) {
             cx.drop(f.ingress, reason);
         }
     }
-    if let (false, Some(vni)) = (f.ingress.is_tunnel(), f.domain.as_vni()) {
+    if let (true, false, Some(vni)) = (tunnel, f.ingress.is_tunnel(), f.domain.as_vni()) {
         let facts = inner_facts(f);
         let mut send = |cx: &mut Ctx, r: &Remote| {
             targets += 1;
