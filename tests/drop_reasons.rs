@@ -299,6 +299,10 @@ fn every_reason_has_a_case_here() {
         "vlan_no_pvid",
         "vlan_not_member",
         "src_mac_invalid",
+        // The ND cases are in scenarios.rs (nd_suppression_drops_what_rfc_4861_ignores).
+        "nd_truncated",
+        "nd_checksum",
+        "nd_hop_limit",
         "link_local",
         "hairpin_off",
         "egress_not_member",

@@ -209,7 +209,7 @@ fn arp_suppression_miss_reports_l3miss_and_floods() {
     assert_frame(&out[0].1, &tagged(&req, 10, 0));
     assert_encap(&out[1].1, LOCAL, "10.0.0.2", 1000, 0, &req);
     let events = h.take_events();
-    assert_eq!(events.last(), Some(&Event::L3Miss { ip: ip("10.1.0.9"), vni: 1000, port: PortId(1) }));
+    assert_eq!(events.last(), Some(&Event::L3Miss { ip: ip("10.1.0.9").into(), vni: 1000, port: PortId(1) }));
     // A reply (not a request) for a known address is forwarded, not answered.
     let out = h.send(1.0, "p1", &arp_reply(A, "10.1.0.1", B, "10.1.0.2"));
     assert_eq!(names(&out), ["trunk", "eth0"]);

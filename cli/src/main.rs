@@ -130,11 +130,11 @@ configuration (see `save`).")]
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Neighbours for ARP suppression.
-    #[command(long_about = "The neighbour table that ARP suppression (tunnel.proxy) answers from.
+    /// Neighbours for ARP and ND suppression.
+    #[command(long_about = "The neighbour table that ARP and ND suppression (tunnel.proxy) answer from.
 
   xvtep neigh show
-  xvtep neigh add IP lladdr MAC vni N
+  xvtep neigh add IP lladdr MAC vni N       (IP: IPv4 or IPv6)
   xvtep neigh del IP vni N")]
     Neigh {
         #[arg(default_value = "show")]

@@ -130,6 +130,10 @@ fn rig(test: &str, dut: Dut, setup: Setup) -> Rig {
                 d.sh(&format!("bridge fdb append 00:00:00:00:00:00 dev vx0 dst {dst} self permanent"));
             }
             if let Some((ip, mac)) = setup.proxy {
+                // IPv6 is off in test namespaces; the bridge needs it for its ND table.
+                if ip.contains(':') {
+                    d.sh("sysctl -qw net.ipv6.conf.br0.disable_ipv6=0");
+                }
                 d.sh(&format!(
                     "bridge link set dev vx0 neigh_suppress on && ip neigh add {ip} lladdr {mac} dev br0 nud permanent"
                 ));
@@ -521,6 +525,51 @@ fn arp_suppression_answers_known_neighbours_and_forwards_the_rest() {
                 let tunnel = vxlan_to(&r.underlay.receive(64, IDLE), REMOTE_IP, request);
                 let answer =
                     r.port.receive(8, IDLE).into_iter().find(|f| f[12..14] == [8, 6] && f[20..22] == [0, 2]);
+                (answer, tunnel)
+            })
+            .collect()
+    });
+}
+
+#[test]
+fn nd_suppression_answers_known_neighbours_and_forwards_the_rest() {
+    require_root!();
+    use xvtep_tests::nd::{advertisement, solicitation_from, v6};
+    let setup = Setup { flood: &[REMOTE_IP], proxy: Some(("fd00::2", "02:00:00:00:77:0b")), ..PLAIN };
+    let ns = |src: &str, target: &str, unicast: bool| {
+        solicitation_from(HOST, v6(src), v6(target), Some(HOST), unicast.then_some([2, 0, 0, 0, 0x77, 0x0c]))
+    };
+    let requests = [
+        ("multicast NS for fd00::2 (known)", ns("fd00::1", "fd00::2", false)),
+        ("multicast NS for fd00::5 (unknown)", ns("fd00::1", "fd00::5", false)),
+        ("DAD NS for fd00::2 (source ::)", solicitation_from(HOST, v6("::"), v6("fd00::2"), None, None)),
+        ("unicast NS for fd00::2 (to an unknown MAC)", ns("fd00::1", "fd00::2", true)),
+    ];
+    let labels: Vec<String> = requests.iter().map(|r| r.0.to_string()).collect();
+    // (the advertisement the host got, VXLAN copies of the solicitation sent to the remote)
+    let expected = vec![
+        (Some(advertisement(HOST, v6("fd00::1"), v6("fd00::2"), FAR)), 0),
+        (None, 1),
+        (None, 0),
+        (None, 1),
+    ];
+    let show = |c: &(Option<Vec<u8>>, usize)| {
+        let na =
+            c.0.as_ref()
+                .map_or("no NA".into(), |f| format!("NA from {:02x?} ({} bytes)", &f[6..12], f.len()));
+        format!("{na}, {} to the tunnel", c.1)
+    };
+    both("cfnd", setup, &labels, &expected, show, |r| {
+        requests
+            .iter()
+            .map(|(_, request)| {
+                r.port.send(request);
+                let tunnel = vxlan_to(&r.underlay.receive(64, IDLE), REMOTE_IP, request);
+                // An advertisement (ICMPv6 type 136) to the host.
+                let answer =
+                    r.port.receive(16, IDLE).into_iter().find(|f| {
+                        f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[54] == 136 && f[..6] == HOST
+                    });
                 (answer, tunnel)
             })
             .collect()

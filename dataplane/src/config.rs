@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::path::Path;
 
@@ -262,7 +262,7 @@ pub struct StaticFdb {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighConfig {
     pub vni: u32,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub mac: MacAddr,
 }
 
@@ -522,7 +522,7 @@ struct RawFdb {
 #[serde(deny_unknown_fields)]
 struct RawNeigh {
     vni: u32,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     mac: MacAddr,
 }
 
@@ -547,6 +547,15 @@ fn check(ok: bool, span: &Range<usize>, msg: impl FnOnce() -> String) -> Result<
 
 fn unicast_ip(ip: Ipv4Addr) -> bool {
     !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback())
+}
+
+/// A neighbour address suppression can answer for: IPv4 as [`unicast_ip`], IPv6 neither
+/// unspecified, loopback nor multicast.
+pub fn unicast_neighbour(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => unicast_ip(v4),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_loopback() || v6.is_multicast()),
+    }
 }
 
 fn vni_ok(vni: u32) -> bool {
@@ -690,7 +699,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         check(vid_of(n.vni).is_some(), &span, || {
             format!("[[neigh]] vni {} is not mapped to any VID; add a [[vlan]] with vni = {}", n.vni, n.vni)
         })?;
-        check(unicast_ip(n.ip), &span, || format!("[[neigh]] ip {} is not a unicast address", n.ip))?;
+        check(unicast_neighbour(n.ip), &span, || format!("[[neigh]] ip {} is not a unicast address", n.ip))?;
         check(!n.mac.is_multicast() && !n.mac.is_zero(), &span, || {
             format!("[[neigh]] mac {} is not a unicast MAC", n.mac)
         })?;

@@ -42,6 +42,9 @@ drop_reasons! {
     VlanNoPvid => "vlan_no_pvid", "untagged or priority-tagged frame on a port with no PVID";
     VlanNotMember => "vlan_not_member", "tagged frame in a VLAN the ingress port is not a member of";
     SrcMacInvalid => "src_mac_invalid", "source MAC is multicast or all-zeros";
+    NdTruncated => "nd_truncated", "IPv6 neighbour solicitation or advertisement cut short (with proxy on: RFC 4861 says to ignore it)";
+    NdChecksum => "nd_checksum", "IPv6 neighbour solicitation or advertisement with a wrong ICMPv6 checksum (with proxy on)";
+    NdHopLimit => "nd_hop_limit", "IPv6 neighbour solicitation or advertisement with a hop limit other than 255: not from the link (with proxy on)";
     LinkLocal => "link_local", "destination 01:80:c2:00:00:0x (STP, LACP, LLDP, pause) is never forwarded";
     HairpinOff => "hairpin_off", "destination is behind the ingress port and the port has hairpin off";
     EgressNotMember => "egress_not_member", "FDB entry points to a port that is no longer a member of the VLAN";
@@ -103,6 +106,8 @@ pub struct PortCounters {
     pub learn_refused: Counter,
     /// ARP requests answered from the neighbour table (ARP suppression).
     pub arp_suppressed: Counter,
+    /// Neighbour solicitations answered locally (ND suppression).
+    pub nd_suppressed: Counter,
     /// Received segments sent on as part of a coalesced superframe (GRO).
     pub tx_coalesced: Counter,
     pub drops: Box<[Counter]>,
@@ -117,6 +122,7 @@ impl Default for PortCounters {
             tx_bytes: Counter::default(),
             learn_refused: Counter::default(),
             arp_suppressed: Counter::default(),
+            nd_suppressed: Counter::default(),
             tx_coalesced: Counter::default(),
             drops: DropReason::ALL.iter().map(|_| Counter::default()).collect(),
         }
@@ -160,6 +166,7 @@ pub struct PortStats {
     pub tx_bytes: u64,
     pub learn_refused: u64,
     pub arp_suppressed: u64,
+    pub nd_suppressed: u64,
     /// Segments that left inside a coalesced superframe rather than on their own.
     #[serde(default)]
     pub tx_coalesced: u64,
@@ -176,6 +183,7 @@ impl PortStats {
         self.tx_bytes += c.tx_bytes.get();
         self.learn_refused += c.learn_refused.get();
         self.arp_suppressed += c.arp_suppressed.get();
+        self.nd_suppressed += c.nd_suppressed.get();
         self.tx_coalesced += c.tx_coalesced.get();
         for (reason, counter) in DropReason::ALL.iter().zip(c.drops.iter()) {
             let v = counter.get();
@@ -203,6 +211,7 @@ impl PortStats {
             (&mut self.tx_bytes, other.tx_bytes),
             (&mut self.learn_refused, other.learn_refused),
             (&mut self.arp_suppressed, other.arp_suppressed),
+            (&mut self.nd_suppressed, other.nd_suppressed),
             (&mut self.tx_coalesced, other.tx_coalesced),
         ] {
             *a = f(*a, b);

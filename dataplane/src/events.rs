@@ -1,7 +1,7 @@
 //! Events for subscribers (the `monitor` command, a controller): what `ip monitor` and
 //! `bridge monitor` show for a kernel bridge + vxlan.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::RwLock;
 
@@ -22,7 +22,7 @@ pub enum Event {
     /// A unicast destination was unknown (`tunnel.l2miss`): a controller may install it.
     L2Miss { mac: MacAddr, domain: Domain, port: PortId },
     /// An ARP target was not in the neighbour table (`tunnel.proxy` and `tunnel.l3miss`).
-    L3Miss { ip: Ipv4Addr, vni: u32, port: PortId },
+    L3Miss { ip: IpAddr, vni: u32, port: PortId },
 }
 
 /// Fan-out of events to subscribers over bounded channels. Publishing never blocks the

@@ -1,6 +1,6 @@
-//! The neighbour table for ARP suppression: <VNI, IPv4> → MAC.
+//! The neighbour table for ARP and ND suppression: <VNI, IPv4 or IPv6> → MAC.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use dashmap::DashMap;
 
@@ -8,26 +8,26 @@ use crate::wire::MacAddr;
 
 #[derive(Default)]
 pub struct NeighTable {
-    map: DashMap<(u32, Ipv4Addr), MacAddr, ahash::RandomState>,
+    map: DashMap<(u32, IpAddr), MacAddr, ahash::RandomState>,
 }
 
 impl NeighTable {
     #[inline]
-    pub fn lookup(&self, vni: u32, ip: Ipv4Addr) -> Option<MacAddr> {
-        self.map.get(&(vni, ip)).map(|m| *m)
+    pub fn lookup(&self, vni: u32, ip: impl Into<IpAddr>) -> Option<MacAddr> {
+        self.map.get(&(vni, ip.into())).map(|m| *m)
     }
 
     /// Adds or replaces; returns the previous MAC.
-    pub fn insert(&self, vni: u32, ip: Ipv4Addr, mac: MacAddr) -> Option<MacAddr> {
+    pub fn insert(&self, vni: u32, ip: IpAddr, mac: MacAddr) -> Option<MacAddr> {
         self.map.insert((vni, ip), mac)
     }
 
-    pub fn remove(&self, vni: u32, ip: Ipv4Addr) -> Option<MacAddr> {
+    pub fn remove(&self, vni: u32, ip: IpAddr) -> Option<MacAddr> {
         self.map.remove(&(vni, ip)).map(|(_, m)| m)
     }
 
     /// All entries sorted by VNI and address.
-    pub fn entries(&self) -> Vec<(u32, Ipv4Addr, MacAddr)> {
+    pub fn entries(&self) -> Vec<(u32, IpAddr, MacAddr)> {
         let mut v: Vec<_> = self.map.iter().map(|r| (r.key().0, r.key().1, *r.value())).collect();
         v.sort();
         v

@@ -375,7 +375,8 @@ impl fmt::Display for Stats {
         )?;
         write!(
             f,
-            "arp suppressed: {suppressed}; segments coalesced: {}; events lost: {}",
+            "arp suppressed: {suppressed}; nd suppressed: {}; segments coalesced: {}; events lost: {}",
+            total(|p| p.nd_suppressed),
             total(|p| p.tx_coalesced),
             self.events_lost
         )

@@ -4,6 +4,7 @@
 //! Ethernet/IPv4/UDP/ICMP (its checksums are its own), and ARP byte by byte from RFC 826. An
 //! expected frame is therefore an independent statement of what should appear on the wire.
 
+pub mod nd;
 pub mod tcp;
 
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@
 //! what `save` writes: static entries added live are in it, learned ones are not.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -481,7 +481,7 @@ impl Running {
         )
     }
 
-    fn neigh_add(&mut self, ip: Ipv4Addr, mac: MacAddr, vni: u32) -> Outcome {
+    fn neigh_add(&mut self, ip: IpAddr, mac: MacAddr, vni: u32) -> Outcome {
         let mut candidate = self.config.clone();
         candidate.neigh.retain(|n| !(n.vni == vni && n.ip == ip));
         candidate.neigh.push(NeighConfig { vni, ip, mac });
@@ -490,7 +490,7 @@ impl Running {
         Ok(Value::Null)
     }
 
-    fn neigh_del(&mut self, ip: Ipv4Addr, vni: u32) -> Outcome {
+    fn neigh_del(&mut self, ip: IpAddr, vni: u32) -> Outcome {
         self.switch.neigh.remove(vni, ip).ok_or(format!("no neighbour {ip} in VNI {vni}"))?;
         self.config.neigh.retain(|n| !(n.vni == vni && n.ip == ip));
         Ok(Value::Null)

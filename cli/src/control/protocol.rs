@@ -5,7 +5,7 @@
 //! `monitor` answers `{"ok":true}` and then streams one `{"event":...}` line per event until
 //! the client closes the connection. Every field not listed for a command is an error.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -102,12 +102,12 @@ pub enum Request {
     },
     NeighShow,
     NeighAdd {
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: MacAddr,
         vni: u32,
     },
     NeighDel {
-        ip: Ipv4Addr,
+        ip: IpAddr,
         vni: u32,
     },
     Stats {

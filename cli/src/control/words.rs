@@ -1,7 +1,7 @@
 //! The command line in iproute2's `bridge` words: `fdb add MAC dev PORT dst IP vni N static`.
 //! Turns the words after the object into a [`Request`], with exact errors.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use xvtep_dataplane::wire::MacAddr;
@@ -159,7 +159,7 @@ pub fn link(verb: &str, args: &[String]) -> Result<Request, String> {
     Ok(r)
 }
 
-/// `neigh show | add IP lladdr MAC vni N | del IP vni N`
+/// `neigh show | add IP lladdr MAC vni N | del IP vni N` (IPv4 or IPv6)
 pub fn neigh(verb: &str, args: &[String]) -> Result<Request, String> {
     let mut w = Words::new(args);
     let r = match verb {
@@ -167,12 +167,12 @@ pub fn neigh(verb: &str, args: &[String]) -> Result<Request, String> {
         "add" | "replace" => {
             let mac = w.required("lladdr")?;
             let vni = w.required("vni")?;
-            let ip: Ipv4Addr = w.positional("IP")?;
+            let ip: IpAddr = w.positional("IP")?;
             Request::NeighAdd { ip, mac, vni }
         }
         "del" | "delete" => {
             let vni = w.required("vni")?;
-            let ip: Ipv4Addr = w.positional("IP")?;
+            let ip: IpAddr = w.positional("IP")?;
             Request::NeighDel { ip, vni }
         }
         _ => return Err(format!("unknown neigh command '{verb}': use show, add or del")),
@@ -296,6 +296,18 @@ mod tests {
             }
         );
         assert_eq!(neigh("add", &w("10.2.0.9 vni 2")).unwrap_err(), "'lladdr' is required");
+        assert_eq!(
+            neigh("add", &w("2001:db8::5 lladdr 02:00:00:00:00:05 vni 2")).unwrap(),
+            Request::NeighAdd {
+                ip: "2001:db8::5".parse().unwrap(),
+                mac: "02:00:00:00:00:05".parse().unwrap(),
+                vni: 2
+            }
+        );
+        assert_eq!(
+            neigh("del", &w("2001:db8::5 vni 2")).unwrap(),
+            Request::NeighDel { ip: "2001:db8::5".parse().unwrap(), vni: 2 }
+        );
         assert_eq!(monitor(&w("")).unwrap(), Request::Monitor { fdb: true, miss: true });
         assert_eq!(monitor(&w("miss")).unwrap(), Request::Monitor { fdb: false, miss: true });
         assert_eq!(monitor(&w("everything")).unwrap_err(), "unexpected 'everything'");

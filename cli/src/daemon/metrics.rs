@@ -59,6 +59,12 @@ fn render_with(src: &Sources, steer: Option<xvtep_bpf::SteerCounters>) -> String
         per_port(|p| p.arp_suppressed),
     );
     family(
+        "xvtep_nd_suppressed_total",
+        "counter",
+        "IPv6 neighbour solicitations answered locally, per port.",
+        per_port(|p| p.nd_suppressed),
+    );
+    family(
         "xvtep_tx_coalesced_total",
         "counter",
         "Segments from the tunnel sent inside a coalesced superframe (GRO), per port.",
@@ -218,6 +224,7 @@ mod tests {
             "xvtep_tx_bytes_total",
             "xvtep_learn_refused_total",
             "xvtep_arp_suppressed_total",
+            "xvtep_nd_suppressed_total",
             "xvtep_tx_coalesced_total",
         ] {
             assert!(

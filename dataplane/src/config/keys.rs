@@ -59,7 +59,12 @@ pub const TABLES: &[TableDoc] = &[
             key("dev", "interface", None, "The underlay interface (1 to 15 bytes)."),
             key("dstport", "port", Some("4789"), "The UDP port VXLAN is sent to and received on."),
             key("learning", "bool", Some("true"), "Learn remote MACs <MAC, VNI> -> outer source address from decapsulated frames."),
-            key("proxy", "bool", Some("false"), "ARP suppression: answer ARP requests for addresses in [[neigh]] locally."),
+            key(
+                "proxy",
+                "bool",
+                Some("false"),
+                "ARP and ND suppression: answer broadcast ARP requests and multicast neighbour solicitations for addresses in [[neigh]] locally.",
+            ),
             key("l2miss", "bool", Some("false"), "Emit an l2miss event for unknown unicast (xvtep monitor miss)."),
             key("l3miss", "bool", Some("false"), "With proxy: emit an l3miss event for an ARP request missing from [[neigh]]."),
             key("remote", "IPv4 address", UNSET, "A point-to-point default remote for every VNI (BUM and unknown unicast)."),
@@ -148,10 +153,11 @@ pub const TABLES: &[TableDoc] = &[
     TableDoc {
         name: "neigh",
         array: true,
-        doc: "A neighbour ARP suppression answers for (tunnel.proxy).",
+        doc: "A neighbour ARP and ND suppression answer for (tunnel.proxy): broadcast ARP requests and multicast \
+              neighbour solicitations for it are answered locally (RFC 9161).",
         keys: &[
             key("vni", "1..16777215", None, "The VNI it lives in."),
-            key("ip", "IPv4 address", None, "Its address."),
+            key("ip", "IPv4 or IPv6 address", None, "Its address."),
             key("mac", "MAC", None, "Its MAC."),
         ],
     },

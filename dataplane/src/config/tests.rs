@@ -224,3 +224,15 @@ fn tos_and_ttl_are_numbers_or_inherit() {
         "x.toml:4:7: tunnel.tos must be a number 0..=255 or \"inherit\""
     );
 }
+
+#[test]
+fn neighbours_are_ipv4_or_ipv6_unicast() {
+    let text = |ip: &str| {
+        format!("{MIN}[[vlan]]\nvid = 2\nvni = 2\n[[neigh]]\nvni = 2\nip = \"{ip}\"\nmac = \"02:00:00:00:00:09\"\n")
+    };
+    let c = Config::parse(&text("fd00::9"), "x.toml").unwrap();
+    assert_eq!(c.neigh[0].ip, "fd00::9".parse::<std::net::IpAddr>().unwrap());
+    for bad in ["ff02::1", "::", "::1", "224.0.0.1"] {
+        assert!(err(&text(bad)).message.contains("is not a unicast address"), "{bad}");
+    }
+}

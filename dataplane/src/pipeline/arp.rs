@@ -10,7 +10,9 @@ use super::forward::emit;
 use super::tx::{Edit, TxAction};
 use super::{Ctx, Frame};
 use crate::events::Event;
-use crate::wire::{ArpPacket, EthernetHeader, ARP_IPV4_LEN, ARP_OP_REPLY, ARP_OP_REQUEST, ETHERTYPE_ARP};
+use crate::wire::{
+    ArpPacket, EthernetHeader, MacAddr, ARP_IPV4_LEN, ARP_OP_REPLY, ARP_OP_REQUEST, ETHERTYPE_ARP,
+};
 
 /// What became of an ARP frame under suppression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,21 +48,36 @@ pub(crate) fn suppress(cx: &mut Ctx, f: &Frame) -> Suppressed {
     let Some(mac) = cx.sw.neigh.lookup(vni, target) else {
         if t.l3miss {
             let port = f.ingress;
-            cx.sw.events.publish(|| Event::L3Miss { ip: target, vni, port });
+            cx.sw.events.publish(|| Event::L3Miss { ip: target.into(), vni, port });
         }
         return Suppressed::Forward;
     };
-    // The reply leaves by the ingress port, tagged as that port sends the VLAN.
-    let port = &cx.topo.ports[f.ingress.index()];
-    let tci = (!port.untagged.contains(f.vid)).then_some(f.priority | f.vid);
-    let eth = EthernetHeader { dst: arp.sender_mac(), src: mac, tci, ethertype: ETHERTYPE_ARP };
-    let len = eth.len() + ARP_IPV4_LEN;
     let (requester_mac, requester_ip) = (arp.sender_mac(), arp.sender_ip());
-    let source = cx.tx.generate(len, |buf| {
-        let o = eth.emit(buf);
-        ArpPacket::emit(&mut buf[o..], ARP_OP_REPLY, mac, target, requester_mac, requester_ip);
+    reply(cx, f, requester_mac, mac, ETHERTYPE_ARP, ARP_IPV4_LEN, |buf| {
+        ArpPacket::emit(buf, ARP_OP_REPLY, mac, target, requester_mac, requester_ip);
     });
     cx.counters.port(f.ingress).arp_suppressed.add(1);
-    emit(cx, f.ingress, TxAction { port: f.ingress, source, edit: Edit::identity(len) });
     Suppressed::Answered
+}
+
+/// Sends a reply to `f` from `src` to `dst` out of the port `f` came in on, tagged as that
+/// port sends the VLAN: an Ethernet header of `ethertype`, then `len` bytes written by `fill`.
+pub(crate) fn reply(
+    cx: &mut Ctx,
+    f: &Frame,
+    dst: MacAddr,
+    src: MacAddr,
+    ethertype: u16,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) {
+    let port = &cx.topo.ports[f.ingress.index()];
+    let tci = (!port.untagged.contains(f.vid)).then_some(f.priority | f.vid);
+    let eth = EthernetHeader { dst, src, tci, ethertype };
+    let len = eth.len() + len;
+    let source = cx.tx.generate(len, |buf| {
+        let o = eth.emit(buf);
+        fill(&mut buf[o..]);
+    });
+    emit(cx, f.ingress, TxAction { port: f.ingress, source, edit: Edit::identity(len) });
 }

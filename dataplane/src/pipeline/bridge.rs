@@ -2,10 +2,10 @@
 
 use super::forward::{flood_locally, forward, learn};
 use super::superframe::{self, MAX_FRAME};
-use super::{arp, Ctx, Frame, RxFrame};
+use super::{arp, nd, Ctx, Frame, RxFrame};
 use crate::counters::DropReason;
 use crate::fdb::FdbDst;
-use crate::wire::{EthernetHeader, ETHERTYPE_ARP};
+use crate::wire::{EthernetHeader, ETHERTYPE_ARP, ETHERTYPE_IPV6};
 
 /// 802.1Q reserves VID 4095; VID 0 means "priority tag only".
 const VID_RESERVED: u16 = 4095;
@@ -69,12 +69,17 @@ fn switch(cx: &mut Ctx, f: &Frame) {
     if cx.topo.ports[f.ingress.index()].learning {
         learn(cx, f, FdbDst::Port(f.ingress));
     }
-    if f.eth.ethertype == ETHERTYPE_ARP {
-        match arp::suppress(cx, f) {
-            arp::Suppressed::Answered => return,
-            arp::Suppressed::LocalOnly => return flood_locally(cx, f),
-            arp::Suppressed::Forward => {}
-        }
+    let suppressed = match f.eth.ethertype {
+        ETHERTYPE_ARP => arp::suppress(cx, f),
+        ETHERTYPE_IPV6 => match nd::suppress(cx, f) {
+            Ok(s) => s,
+            Err(reason) => return cx.drop(f.ingress, reason),
+        },
+        _ => arp::Suppressed::Forward,
+    };
+    match suppressed {
+        arp::Suppressed::Answered => {}
+        arp::Suppressed::LocalOnly => flood_locally(cx, f),
+        arp::Suppressed::Forward => forward(cx, f),
     }
-    forward(cx, f);
 }

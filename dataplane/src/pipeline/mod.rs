@@ -12,6 +12,7 @@ mod decap;
 pub mod encap;
 mod forward;
 pub mod gro;
+mod nd;
 pub mod superframe;
 pub mod tx;
 

@@ -11,6 +11,7 @@ pub mod ecn;
 mod ethernet;
 pub mod ipv4;
 mod mac;
+pub mod nd;
 pub mod offload;
 pub mod tcp;
 pub mod udp;
