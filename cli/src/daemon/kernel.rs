@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -87,9 +87,10 @@ pub struct KernelState {
     pub links: Vec<KernelLink>,
     pub addrs: Vec<(u32, Ipv4Addr)>,
     pub fdb: Vec<KernelFdb>,
-    /// IPv4 neighbours (ifindex, address, MAC): those on a bridge device feed ARP suppression,
+    /// IPv4 and IPv6 neighbours (ifindex, address, MAC): those on a bridge device feed ARP and
+    /// ND suppression,
     /// as zebra puts the remote hosts' there.
-    pub neighbours: Vec<(u32, Ipv4Addr, MacAddr)>,
+    pub neighbours: Vec<(u32, IpAddr, MacAddr)>,
 }
 
 /// The `[kernel]` table as written (its keys are documented in `xvtep.toml(5)` too).
@@ -252,11 +253,11 @@ pub fn read(rtnl: &mut Rtnl) -> Result<KernelState> {
     let links = rtnl.links().context("dumping links")?.iter().map(link_of).collect();
     let addrs = rtnl.addresses().context("dumping addresses")?.iter().flat_map(addrs_of).collect();
     let fdb = rtnl.bridge_fdb().context("dumping the bridge FDB")?.iter().filter_map(fdb_of).collect();
-    let mut neighbours: Vec<(u32, Ipv4Addr, MacAddr)> = rtnl
-        .neighbours()
+    let mut neighbours: Vec<(u32, IpAddr, MacAddr)> = rtnl
+        .all_neighbours()
         .context("dumping neighbours")?
         .into_iter()
-        .map(|((ip, i), mac)| (i, ip, mac))
+        .map(|(ip, i, mac)| (i, ip, mac))
         .collect();
     neighbours.sort();
     Ok(KernelState { links, addrs, fdb, neighbours })
@@ -454,15 +455,14 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
                 let _ = writeln!(fdb, "extern_learn = true");
             }
         }
-        // ARP suppression as the kernel's: `neigh_suppress` on the vxlan port, answering from
-        // the neighbours of the bridge device.
+        // ARP and ND suppression as the kernel's: `neigh_suppress` on the vxlan port, answering
+        // from the IPv4 and IPv6 neighbours of the bridge device.
         if vx.neigh_suppress {
             suppress = true;
             // Hosts only: the bridge also holds multicast groups' entries (224.0.0.22 ...).
-            let host = |(i, ip, mac): &&(u32, Ipv4Addr, MacAddr)| {
+            let host = |(i, ip, mac): &&(u32, IpAddr, MacAddr)| {
                 *i == bridge.index
-                    && !ip.is_multicast()
-                    && !ip.is_broadcast()
+                    && xvtep_dataplane::config::unicast_neighbour(*ip)
                     && !mac.is_multicast()
                     && !mac.is_zero()
             };
@@ -612,9 +612,11 @@ mod tests {
             ],
             // A neighbour on br2 (zebra's place for remote hosts), one on the underlay.
             neighbours: vec![
-                (10, Ipv4Addr::new(10, 2, 0, 77), MacAddr([2, 0, 0, 0, 0, 0x77])),
-                (10, Ipv4Addr::new(224, 0, 0, 22), MacAddr([1, 0, 0x5e, 0, 0, 0x16])),
-                (2, Ipv4Addr::new(192, 168, 1, 2), MacAddr([2, 0, 0, 0, 1, 2])),
+                (10, Ipv4Addr::new(10, 2, 0, 77).into(), MacAddr([2, 0, 0, 0, 0, 0x77])),
+                (10, Ipv4Addr::new(224, 0, 0, 22).into(), MacAddr([1, 0, 0x5e, 0, 0, 0x16])),
+                (10, "fd00:2::77".parse().unwrap(), MacAddr([2, 0, 0, 0, 0, 0x77])),
+                (10, "ff02::1:ff00:77".parse().unwrap(), MacAddr([0x33, 0x33, 0xff, 0, 0, 0x77])),
+                (2, Ipv4Addr::new(192, 168, 1, 2).into(), MacAddr([2, 0, 0, 0, 1, 2])),
             ],
             addrs: vec![(2, Ipv4Addr::new(192, 168, 1, 1))],
             fdb: vec![
@@ -707,11 +709,14 @@ mod tests {
         let toml = translate(&["br2".to_string()], &s, "").unwrap();
         assert!(toml.contains("proxy = true\n"), "{toml}");
         assert!(
-            toml.ends_with("[[neigh]]\nvni = 2\nip = \"10.2.0.77\"\nmac = \"02:00:00:00:00:77\"\n"),
+            toml.ends_with(
+                "[[neigh]]\nvni = 2\nip = \"10.2.0.77\"\nmac = \"02:00:00:00:00:77\"\n\
+                 [[neigh]]\nvni = 2\nip = \"fd00:2::77\"\nmac = \"02:00:00:00:00:77\"\n"
+            ),
             "{toml}"
         );
         let c = Config::parse(&toml, "kernel").unwrap();
-        assert_eq!(c.neigh.len(), 1, "the underlay's neighbour is not the overlay's");
+        assert_eq!(c.neigh.len(), 2, "IPv4 and IPv6; neither the underlay's nor multicast groups'");
     }
 
     #[test]

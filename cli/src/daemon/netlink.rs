@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE,
@@ -110,10 +110,29 @@ impl Rtnl {
 
     /// Every usable IPv4 neighbour entry: (address, ifindex) → MAC.
     pub fn neighbours(&mut self) -> io::Result<HashMap<(Ipv4Addr, u32), MacAddr>> {
+        Ok(self
+            .neighbour_dump(AddressFamily::Inet)?
+            .into_iter()
+            .filter_map(|(ip, i, mac)| match ip {
+                IpAddr::V4(v4) => Some(((v4, i), mac)),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// Every usable IPv4 and IPv6 neighbour entry: (address, ifindex, MAC).
+    pub fn all_neighbours(&mut self) -> io::Result<Vec<(IpAddr, u32, MacAddr)>> {
+        let mut all = self.neighbour_dump(AddressFamily::Inet)?;
+        all.extend(self.neighbour_dump(AddressFamily::Inet6)?);
+        Ok(all)
+    }
+
+    /// The usable neighbour entries of one address family.
+    fn neighbour_dump(&mut self, family: AddressFamily) -> io::Result<Vec<(IpAddr, u32, MacAddr)>> {
         let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = family;
         let replies = self.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
-        let mut out = HashMap::new();
+        let mut out = Vec::new();
         for r in replies {
             let RouteNetlinkMessage::NewNeighbour(n) = r else { continue };
             if matches!(n.header.state, NeighbourState::Incomplete | NeighbourState::Failed) {
@@ -122,7 +141,8 @@ impl Rtnl {
             let (mut ip, mut mac) = (None, None);
             for a in n.attributes {
                 match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(a),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(a)),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => ip = Some(IpAddr::V6(a)),
                     NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
                         mac = Some(MacAddr::from_bytes(&l))
                     }
@@ -130,7 +150,7 @@ impl Rtnl {
                 }
             }
             if let (Some(ip), Some(mac)) = (ip, mac) {
-                out.insert((ip, n.header.ifindex), mac);
+                out.push((ip, n.header.ifindex, mac));
             }
         }
         Ok(out)
