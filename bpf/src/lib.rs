@@ -142,11 +142,7 @@ impl Steering {
         if groups.len() > MAX_GROUPS {
             return Err(SteerError::Full("multicast groups", MAX_GROUPS as u32));
         }
-        // The skeleton borrows its object storage for its whole life; one program is loaded
-        // per daemon, so the storage is allocated once and kept.
-        let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-        let open = XvtepSkelBuilder::default().open(storage).map_err(SteerError::Load)?;
-        let skel = open.load().map_err(SteerError::Load)?;
+        let skel = load_skeleton(false)?;
         let mut cfg = skel::types::steer_config {
             local: u32::from_ne_bytes(local.octets()),
             dstport: dstport.to_be(),
@@ -327,7 +323,21 @@ const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 /// The benchmark's generator: the `xvtep_gen` XDP program run by the kernel on the calling
 /// thread's CPU with live frames (BPF_PROG_RUN), each redirected out of an interface. No skb is
 /// built on the sending side, so it outruns the AF_XDP generator several times over.
-pub struct LiveGenerator(Steering);
+pub struct LiveGenerator(XvtepSkel<'static>);
+
+/// Opens and loads the object: the steering programs (XDP, the sink, tc), or only the
+/// generator (`generator`), which needs none of them.
+fn load_skeleton(generator: bool) -> Result<XvtepSkel<'static>, SteerError> {
+    // The skeleton borrows its object storage for its whole life; a process loads the object
+    // once per daemon or bench trial, so the small storage is allocated and kept.
+    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = XvtepSkelBuilder::default().open(storage).map_err(SteerError::Load)?;
+    open.progs.xvtep_steer.set_autoload(!generator);
+    open.progs.xvtep_sink.set_autoload(!generator);
+    open.progs.xvtep_vnet_hold.set_autoload(!generator);
+    open.progs.xvtep_gen.set_autoload(generator);
+    open.load().map_err(SteerError::Load)
+}
 
 impl LiveGenerator {
     /// Loads the program to send out of `ifindex` (in the calling thread's namespace), cycling
@@ -341,7 +351,7 @@ impl LiveGenerator {
         if fields.len() > GEN_FIELDS {
             return Err(SteerError::Full("per-flow fields", GEN_FIELDS as u32));
         }
-        let steering = Steering::load(Ipv4Addr::UNSPECIFIED, 0, &[], [0; 6])?;
+        let skel = load_skeleton(true)?;
         let mut cfg = skel::types::gen_config {
             ifindex,
             flows,
@@ -357,13 +367,11 @@ impl LiveGenerator {
                 ..Default::default()
             };
         }
-        steering
-            .skel
-            .maps
+        skel.maps
             .gen
             .update(&0u32.to_ne_bytes(), as_bytes(&cfg), MapFlags::ANY)
             .map_err(|err| SteerError::Map { map: "gen", err })?;
-        Ok(LiveGenerator(steering))
+        Ok(LiveGenerator(skel))
     }
 
     /// Sends `frame` `count` times (flows interleaved); returns when the kernel has run them
@@ -378,7 +386,7 @@ impl LiveGenerator {
             repeat: count,
             ..Default::default()
         };
-        match self.0.skel.progs.xvtep_gen.test_run(input) {
+        match self.0.progs.xvtep_gen.test_run(input) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => Ok(()),
             Err(err) => Err(SteerError::Run { prog: "xvtep_gen", err }),
@@ -387,7 +395,7 @@ impl LiveGenerator {
 
     /// Frames generated so far (the program's own count).
     pub fn generated(&self) -> u64 {
-        match self.0.skel.maps.gen.lookup(&0u32.to_ne_bytes(), MapFlags::ANY) {
+        match self.0.maps.gen.lookup(&0u32.to_ne_bytes(), MapFlags::ANY) {
             Ok(Some(v)) if v.len() >= std::mem::size_of::<skel::types::gen_config>() => {
                 // SAFETY: the map's value is a gen_config, read unaligned from its bytes.
                 let cfg: skel::types::gen_config = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };

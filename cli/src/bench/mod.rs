@@ -116,6 +116,11 @@ impl Dut {
         self.child.as_ref().map(Child::id)
     }
 
+    /// What it printed so far; it keeps running.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Stops it and returns what it printed (its counters, for a daemon).
     fn stop(&mut self) -> String {
         if let Some(mut c) = self.child.take() {
@@ -293,7 +298,7 @@ fn measure_path(
     let ingress = if direction == "encap" { "tap1_0" } else { "eth0" };
     let napi_before = cpu::napi_threads();
     t.d.sh(&format!("ethtool -K {ingress} gro on >/dev/null && echo 1 > /sys/class/net/{ingress}/threaded"));
-    let (mut dut, counter) = if path == report::GENERATOR {
+    let (dut, counter) = if path == report::GENERATOR {
         (None, Sink::attach(&t.d, ingress)?)
     } else {
         let dut = start_dut(&t, path, direction, args.dut_cpu)?;
@@ -308,6 +313,9 @@ fn measure_path(
     }
     let sender = if direction == "encap" { &t.g } else { &t.s };
     let mut samples = Vec::new();
+    // A trial where nothing arrived is reported once, with what the device under test said;
+    // it keeps running, so that the trials after it (a peak search) still measure it.
+    let mut reported_silence = false;
     for &size in &args.sizes {
         let traffic = Traffic::new(direction, args.flows, size);
         // One trial: `source` at `pps` (as fast as it goes if None) for `duration`.
@@ -322,9 +330,9 @@ fn measure_path(
             // What is still in flight arrives.
             std::thread::sleep(Duration::from_millis(50));
             let received = counter.count() - before;
-            if received == 0 {
+            if received == 0 && !std::mem::replace(&mut reported_silence, true) {
                 let log =
-                    dut.as_mut().map(Dut::stop).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
+                    dut.as_ref().map(Dut::log).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
                 say(
                     progress,
                     format!("{path} {direction}: nothing arrived; the device under test reported:\n{log}"),

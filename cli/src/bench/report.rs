@@ -330,7 +330,8 @@ pub fn table(samples: &[Sample]) -> String {
         let generator = get(if g == PEAK { "live" } else { g }, GENERATOR, d, *s);
         let mut row = format!("{:<6} {:<6} {:>6}", g, d, s);
         for p in &paths {
-            let x = get(g, p, d, *s);
+            // The generator's column of a peak row is the ceiling the peak search had.
+            let x = if p == GENERATOR { generator } else { get(g, p, d, *s) };
             let mark = if p != GENERATOR && capped(x, generator) { "*" } else { " " };
             let _ = write!(row, " {:>14.0}{mark}", x);
         }
@@ -484,7 +485,7 @@ mod tests {
         );
         assert_eq!(
             lines[1].split_whitespace().collect::<Vec<_>>(),
-            ["peak", "encap", "64", "0", "450000", "899999", "900000*", "2.00x", "100%"],
+            ["peak", "encap", "64", "1000000", "450000", "899999", "900000*", "2.00x", "100%"],
             "{t}"
         );
         assert_eq!(
