@@ -593,18 +593,23 @@ fn internal_port_puts_the_host_on_the_overlay() {
     require_root!();
     let t = topo(&prefix("intp"), 2);
     let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
-    let internal = "[[port]]\nname = \"xv2\"\ninternal = true\naddress = [\"10.2.0.100/24\"]\n\
+    let internal =
+        "[[port]]\nname = \"xv2\"\ninternal = true\naddress = [\"10.2.0.100/24\", \"fd00:2::64/64\"]\n\
                     mac = \"02:00:00:00:02:64\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n";
     let config = format!("{}{internal}", seed_config("192.168.1.1", &["192.168.1.2"], ""));
     let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
     let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
-    let addr = h1.h.sh("ip -4 -o addr show dev xv2");
-    assert!(addr.contains("10.2.0.100/24"), "{addr}");
+    let addr = h1.h.sh("ip -o addr show dev xv2");
+    assert!(addr.contains("10.2.0.100/24") && addr.contains("fd00:2::64/64"), "{addr}");
     let fdb = d1.ctl_ok("fdb show dev xv2");
     assert!(fdb.contains("02:00:00:00:02:64 dev xv2 vlan 2 vni 2 permanent"), "{fdb}");
     assert!(h1.h.ping_ok("10.2.0.2", UP), "the host reaches a container on the other host");
     assert!(h1.h.ping_ok("10.2.0.1", UP), "the host reaches a container on its own host");
     assert!(h2.a.ping_ok("10.2.0.100", UP), "a remote container reaches the host");
+    // IPv6 on the overlay too: neighbour discovery and echo across the tunnel, both ways.
+    h2.a.sh("sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0 && ip addr add fd00:2::2/64 dev eth0 nodad");
+    assert!(h1.h.ping_ok("fd00:2::2", UP), "the host reaches a remote container over IPv6");
+    assert!(h2.a.ping_ok("fd00:2::64", UP), "a remote container reaches the host over IPv6");
     let up = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, false);
     let down = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, true);
     assert!(up > 0.0 && down > 0.0);

@@ -202,7 +202,7 @@ pub struct PortConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternalPort {
     /// Addresses with their prefix length ("10.2.0.1/24").
-    pub addresses: Vec<(Ipv4Addr, u8)>,
+    pub addresses: Vec<(IpAddr, u8)>,
     /// Its MAC; `None`: one the kernel picks.
     pub mac: Option<MacAddr>,
 }
@@ -843,13 +843,15 @@ fn validate_port(
     for a in &p.address {
         let parsed = a
             .split_once('/')
-            .and_then(|(ip, len)| Some((ip.parse::<Ipv4Addr>().ok()?, len.parse::<u8>().ok()?)));
-        let ok = parsed.filter(|(ip, len)| *len <= 32 && unicast_ip(*ip));
+            .and_then(|(ip, len)| Some((ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?)));
+        let bits = |ip: &IpAddr| if ip.is_ipv4() { 32 } else { 128 };
+        let ok = parsed.filter(|(ip, len)| *len <= bits(ip) && unicast_neighbour(*ip));
         let Some(a) = ok else {
             return Err((
                 span,
                 format!(
-                    "port '{name}' address '{a}' is not an IPv4 address with a prefix length (10.2.0.1/24)"
+                    "port '{name}' address '{a}' is not an IPv4 or IPv6 address with a prefix length \
+                     (10.2.0.1/24, fd00:2::1/64)"
                 ),
             ));
         };

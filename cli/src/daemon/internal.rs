@@ -59,6 +59,12 @@ impl InternalPorts {
             rtnl.set_up(if_nametoindex(n)?)?;
         }
         let index = if_nametoindex(name)?;
+        if port.addresses.iter().any(|(ip, _)| ip.is_ipv6()) {
+            // An IPv6 address was asked for: IPv6 must be on for this interface, whatever the
+            // namespace's default says.
+            let knob = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+            std::fs::write(&knob, "0").with_context(|| format!("enabling IPv6 on {name} ({knob})"))?;
+        }
         for (ip, len) in &port.addresses {
             rtnl.add_address(index, *ip, *len).with_context(|| format!("adding {ip}/{len} to {name}"))?;
         }

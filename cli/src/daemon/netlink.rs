@@ -222,14 +222,17 @@ impl Rtnl {
     }
 
     /// Adds `ip/len` to interface `index` (`ip addr add`).
-    pub fn add_address(&mut self, index: u32, ip: Ipv4Addr, len: u8) -> io::Result<()> {
+    pub fn add_address(&mut self, index: u32, ip: IpAddr, len: u8) -> io::Result<()> {
         use netlink_packet_route::address::AddressAttribute;
         let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
         msg.header.prefix_len = len;
         msg.header.index = index;
-        msg.attributes.push(AddressAttribute::Local(ip.into()));
-        msg.attributes.push(AddressAttribute::Address(ip.into()));
+        // IPv4 names the local address twice (IFA_LOCAL, IFA_ADDRESS); IPv6 only IFA_ADDRESS.
+        if ip.is_ipv4() {
+            msg.attributes.push(AddressAttribute::Local(ip));
+        }
+        msg.attributes.push(AddressAttribute::Address(ip));
         let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
         self.request(RouteNetlinkMessage::NewAddress(msg), flags).map(|_| ())
     }

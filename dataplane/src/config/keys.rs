@@ -120,7 +120,12 @@ pub const TABLES: &[TableDoc] = &[
                 "How frames reach the workers: AF_XDP, or a virtio-net-header channel that keeps the container's offloads; auto: vnet on veth and tap.",
             ),
             key("internal", "bool", Some("false"), "xvtep creates this interface at start (a veth pair) and removes it at stop."),
-            key("address", "[\"IPv4/len\", ...]", Some("[]"), "Internal ports only: the host's addresses on it."),
+            key(
+                "address",
+                "[\"IPv4/len\" | \"IPv6/len\", ...]",
+                Some("[]"),
+                "Internal ports only: the host's addresses on it (IPv6 is turned on for the interface if one is IPv6).",
+            ),
             key("mac", "MAC", Some("one the kernel picks"), "Internal ports only: its MAC, permanent in the FDB."),
         ],
     },

@@ -146,14 +146,16 @@ fn every_error_says_something() {
 #[test]
 fn internal_ports_parse_check_and_save() {
     let base = format!("{MIN}[[vlan]]\nvid = 2\nvni = 2\n");
-    let port = "[[port]]\nname = \"xv2\"\ninternal = true\naddress = [\"10.2.0.100/24\"]\nmac = \"02:00:00:00:02:01\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n";
+    let port = "[[port]]\nname = \"xv2\"\ninternal = true\naddress = [\"10.2.0.100/24\", \"fd00:2::64/64\"]\nmac = \"02:00:00:00:02:01\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n";
     let c = Config::parse(&format!("{base}{port}"), "x").unwrap();
     let i = c.ports[0].internal.as_ref().unwrap();
-    assert_eq!(i.addresses, vec![("10.2.0.100".parse().unwrap(), 24)]);
+    assert_eq!(i.addresses, vec![("10.2.0.100".parse().unwrap(), 24), ("fd00:2::64".parse().unwrap(), 64)]);
     assert_eq!(i.mac, Some("02:00:00:00:02:01".parse().unwrap()));
     assert_eq!(Config::parse(&c.to_toml(), "saved").unwrap(), c, "save round trip");
-    let e = err(&format!("{base}{}", port.replace("10.2.0.100/24", "10.2.0.100")));
-    assert!(e.message.contains("not an IPv4 address with a prefix length"), "{e}");
+    for bad in ["10.2.0.100", "10.2.0.100/33", "fd00:2::64/129", "ff02::1/64", "::/0"] {
+        let e = err(&format!("{base}{}", port.replace("10.2.0.100/24", bad)));
+        assert!(e.message.contains("is not an IPv4 or IPv6 address with a prefix length"), "{bad}: {e}");
+    }
     let e = err(&format!("{base}{}", port.replace("internal = true\n", "")));
     assert!(e.message.contains("address and mac are for an internal port"), "{e}");
     let e = err(&format!("{base}{}", port.replace("02:00:00:00:02:01", "01:00:00:00:02:01")));
