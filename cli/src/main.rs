@@ -114,6 +114,7 @@ entries still valid) and refused whole if it is not."
 
   xvtep link show
   xvtep link add dev IFACE
+  xvtep link add dev NAME internal [address A/LEN[,A/LEN...]] [mac MAC]
   xvtep link del dev PORT
   xvtep link set dev PORT [hairpin on|off] [learning on|off] [flood on|off]
   xvtep link set dev vxlan0 learning on|off
@@ -122,7 +123,9 @@ add makes an existing interface a port while the switch runs: the XDP program is
 it and a socket is opened on each of its rx queues for the worker serving that queue (it needs
 at least as many queues as xvtep has workers). It starts as a kernel bridge port does: in VLAN 1
 (PVID, untagged), learning and flood on, hairpin off; change that with `vlan` and `link set`.
-del detaches it; its FDB entries go with it, static ones too. Both change the running
+An internal port is the host's own interface on the overlay: xvtep creates NAME (a veth pair,
+the host's end with the addresses given) and serves the other end. del detaches a port; its
+FDB entries go with it, static ones too (an internal port's interface is removed). Both change the running
 configuration (see `save`).")]
     Link {
         #[arg(default_value = "show")]

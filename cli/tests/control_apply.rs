@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use xvtep::control::apply::{PortAttach, Running};
 use xvtep::control::protocol::{decode, Request};
 use xvtep::control::words;
-use xvtep_dataplane::config::PortIo;
+use xvtep_dataplane::config::{InternalPort, PortIo};
+use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::{Config, NextHops, PortId, RxFrame, Switch, TxBatch, Underlay};
 
 const CONFIG: &str = r#"
@@ -32,13 +33,23 @@ dst = "10.0.0.2"
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<String>>>);
 
+/// The own MAC the recorder gives an internal port that asks for none.
+const OWN_MAC: &str = "02:00:00:00:0e:01";
+
 impl PortAttach for Recorder {
-    fn attach(&mut self, name: &str, id: PortId, io: PortIo) -> Result<PortIo, String> {
+    fn attach(
+        &mut self,
+        name: &str,
+        id: PortId,
+        io: PortIo,
+        internal: Option<&InternalPort>,
+    ) -> Result<(PortIo, Option<MacAddr>), String> {
         if name.starts_with("bad") {
             return Err(format!("cannot attach {name}"));
         }
-        self.0.lock().unwrap().push(format!("attach {name} {}", id.0));
-        Ok(io)
+        let kind = if internal.is_some() { "internal " } else { "" };
+        self.0.lock().unwrap().push(format!("attach {kind}{name} {}", id.0));
+        Ok((io, internal.map(|i| i.mac.unwrap_or_else(|| OWN_MAC.parse().unwrap()))))
     }
 
     fn detach(&mut self, name: &str, id: PortId) {
@@ -76,6 +87,7 @@ fn rig() -> Rig {
             clock: Box::new(|| 0),
             ports,
             kernel_mode: false,
+            own_macs: Default::default(),
         },
         attach,
         pipeline,
@@ -411,4 +423,50 @@ fn reload_remapping_a_vni_flushes_the_old_domains_learned_entries() {
     r.cmd("fdb del 00:00:00:00:00:00 dev vxlan0 dst 10.0.0.2 vni 2000").unwrap();
     r.cmd("vlan add dev vxlan0 vid 10 tunnel_info id 3000").unwrap();
     assert!(learned(&mut r).is_empty());
+}
+
+/// `link add dev NAME internal`: the daemon makes the interface (here: the recorder says so),
+/// its own MAC becomes a permanent entry in each VLAN the port joins, `save` keeps it, and
+/// `link del` takes it away with its entries.
+#[test]
+fn an_internal_port_joins_and_leaves_while_running() {
+    let mut r = rig();
+    let added = r.cmd("link add dev xv5 internal address 10.9.0.1/24,fd00:9::1/64").unwrap();
+    assert_eq!(added, serde_json::json!({"dev": "xv5", "id": 3}));
+    assert_eq!(r.attach.take(), ["attach internal xv5 3"]);
+    let port = r.run.config.ports.iter().find(|p| p.name == "xv5").unwrap();
+    let internal = port.internal.clone().unwrap();
+    assert_eq!(
+        internal.addresses,
+        vec![("10.9.0.1".parse().unwrap(), 24), ("fd00:9::1".parse().unwrap(), 64)]
+    );
+    let fdb = r.run.switch.fdb_show(0);
+    assert!(fdb.contains(&format!("{OWN_MAC} dev xv5 vlan 1 permanent")), "{fdb:?}");
+    // Into VLAN 10: its own MAC follows, as a kernel bridge's own address does.
+    r.cmd("vlan add dev xv5 vid 10 pvid untagged").unwrap();
+    let fdb = r.run.switch.fdb_show(0);
+    assert!(fdb.contains(&format!("{OWN_MAC} dev xv5 vlan 10 vni 1000 permanent")), "{fdb:?}");
+    let saved = Config::parse(&r.run.config.to_toml(), "saved").unwrap();
+    assert_eq!(saved.ports.iter().find(|p| p.name == "xv5").unwrap().internal, Some(internal));
+
+    let del = r.cmd("link del dev xv5").unwrap();
+    assert_eq!(del["dev"], "xv5");
+    assert_eq!(r.attach.take(), ["detach xv5 3"]);
+    assert!(r.run.switch.fdb_show(0).iter().all(|l| !l.contains("xv5")));
+    assert!(r.run.own_macs.is_empty());
+
+    for (line, err) in [
+        ("link add dev xv6 address 10.9.0.1/24", "address and mac are for an internal port: add 'internal'"),
+        (
+            "link add dev xv6 internal address 10.9.0.1",
+            "address '10.9.0.1': not an IPv4 or IPv6 address with a prefix length (10.2.0.1/24)",
+        ),
+        (
+            "link add dev xv6 internal mac 01:00:00:00:00:01",
+            "port 'xv6' mac 01:00:00:00:00:01 is not a unicast MAC",
+        ),
+    ] {
+        assert_eq!(r.cmd(line).unwrap_err(), err, "{line}");
+    }
+    assert_eq!(r.attach.take(), Vec::<String>::new(), "nothing attached on a refused change");
 }

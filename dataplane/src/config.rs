@@ -199,7 +199,7 @@ pub struct PortConfig {
 }
 
 /// What xvtep gives the host's own interface of an internal port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct InternalPort {
     /// Addresses with their prefix length ("10.2.0.1/24").
     pub addresses: Vec<(IpAddr, u8)>,
@@ -549,6 +549,15 @@ fn unicast_ip(ip: Ipv4Addr) -> bool {
     !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback())
 }
 
+/// An address of the host with its prefix length ("10.2.0.1/24", "fd00:2::1/64"): unicast,
+/// the length within the family's.
+pub fn parse_host_prefix(text: &str) -> Option<(IpAddr, u8)> {
+    let (ip, len) = text.split_once('/')?;
+    let (ip, len) = (ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?);
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= bits && unicast_neighbour(ip)).then_some((ip, len))
+}
+
 /// A neighbour address suppression can answer for: IPv4 as [`unicast_ip`], IPv6 neither
 /// unspecified, loopback nor multicast.
 pub fn unicast_neighbour(ip: IpAddr) -> bool {
@@ -841,12 +850,7 @@ fn validate_port(
     })?;
     let mut addresses = Vec::new();
     for a in &p.address {
-        let parsed = a
-            .split_once('/')
-            .and_then(|(ip, len)| Some((ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?)));
-        let bits = |ip: &IpAddr| if ip.is_ipv4() { 32 } else { 128 };
-        let ok = parsed.filter(|(ip, len)| *len <= bits(ip) && unicast_neighbour(*ip));
-        let Some(a) = ok else {
+        let Some(a) = parse_host_prefix(a) else {
             return Err((
                 span,
                 format!(

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::config::{Config, StaticFdb, MAX_LOCAL_PORTS};
+use crate::config::{Config, FdbScope, FdbTarget, StaticFdb, MAX_LOCAL_PORTS};
 use crate::counters::{PortStats, WorkerCounters};
 use crate::events::{Event, EventBus};
 use crate::fdb::{EntryKind, Fdb, FdbDst, FdbError, FdbStats, Flushed};
@@ -16,6 +16,7 @@ use crate::neigh::NeighTable;
 use crate::nexthop::NextHops;
 use crate::pipeline::Pipeline;
 use crate::topology::{PortSlots, Topology, Underlay};
+use crate::wire::MacAddr;
 
 /// One bridge with one external VXLAN port. See the crate docs for an example.
 pub struct Switch {
@@ -64,6 +65,18 @@ impl Switch {
     /// Installs a configured entry: the all-zeros MAC with a remote joins its VNI's flood list,
     /// anything else becomes a static or permanent entry (`replace`: overwriting one there).
     /// Remote VTEPs are handed to the next-hop resolver.
+    /// Installs `mac`, the own address of internal port `port`, as a permanent entry on it in
+    /// each of its VLANs (as a kernel bridge's own address is).
+    pub fn install_own_mac(&self, config: &Config, port: &str, mac: MacAddr) {
+        let Some(p) = config.ports.iter().find(|p| p.name == port) else { return };
+        for v in &p.vlans {
+            let scope = config.vni_of(v.vid).map_or(FdbScope::Vid(v.vid), FdbScope::Vni);
+            let target = FdbTarget::Port(port.to_string());
+            let entry = StaticFdb { mac, scope, target, permanent: true, extern_learn: false };
+            let _ = self.install_static(&entry, true, 0);
+        }
+    }
+
     pub fn install_static(&self, e: &StaticFdb, replace: bool, now: Nanos) -> Result<(), FdbError> {
         let domain = Domain::from(e.scope);
         let dst = self.topology().fdb_dst(&e.target);

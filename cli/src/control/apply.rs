@@ -6,14 +6,15 @@
 //! the running configuration. A refused request changes nothing. The running configuration is
 //! what `save` writes: static entries added live are in it, learned ones are not.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 use xvtep_dataplane::config::{
-    FdbScope, FdbTarget, NeighConfig, PortConfig, PortIo, PortVlan, StaticFdb, VlanMap, MAX_LOCAL_PORTS,
+    FdbScope, FdbTarget, InternalPort, NeighConfig, PortConfig, PortIo, PortVlan, StaticFdb, VlanMap,
+    MAX_LOCAL_PORTS,
 };
 use xvtep_dataplane::fdb::{EntryKind, FdbDst, Flushed, Remote};
 use xvtep_dataplane::wire::MacAddr;
@@ -25,10 +26,17 @@ use super::protocol::{FdbOp, Request, Response};
 /// XDP program and AF_XDP sockets. A port joining is attached before it joins the topology (a
 /// failure refuses the change); a port leaving is detached after it left.
 pub trait PortAttach: Send {
-    /// Makes `name` switch frames as port `id` with port I/O `io`; returns the I/O it chose
-    /// (`auto` resolved for the interface). The error says what to do.
-    fn attach(&mut self, name: &str, id: PortId, io: PortIo) -> Result<PortIo, String>;
-    /// Undoes `attach`.
+    /// Makes `name` switch frames as port `id` with port I/O `io` (for an internal port,
+    /// creating its interface first); returns the I/O it chose (`auto` resolved for the
+    /// interface) and, for an internal port, the host side's MAC. The error says what to do.
+    fn attach(
+        &mut self,
+        name: &str,
+        id: PortId,
+        io: PortIo,
+        internal: Option<&InternalPort>,
+    ) -> Result<(PortIo, Option<MacAddr>), String>;
+    /// Undoes `attach` (an internal port's interface goes too).
     fn detach(&mut self, name: &str, id: PortId);
 }
 
@@ -45,6 +53,8 @@ pub struct Running {
     pub ports: Box<dyn PortAttach>,
     /// The configuration follows the kernel's bridges (`[kernel]`): changes are made there.
     pub kernel_mode: bool,
+    /// Each internal port's own MAC, a permanent entry on it in every VLAN it is a member of.
+    pub own_macs: BTreeMap<String, MacAddr>,
 }
 
 /// In `[kernel]` mode the kernel's bridges are the configuration: a change made here would be
@@ -92,7 +102,9 @@ impl Running {
             }
             Request::VlanDel { dev, vid } => self.vlan_del(dev, *vid),
             Request::LinkShow => Ok(self.link_show()),
-            Request::LinkAdd { dev, io } => self.link_add(dev, io.unwrap_or_default()),
+            Request::LinkAdd { dev, io, internal } => {
+                self.link_add(dev, io.unwrap_or_default(), internal.clone())
+            }
             Request::LinkDel { dev } => self.link_del(dev),
             Request::LinkSet { dev, hairpin, learning, flood } => {
                 self.link_set(dev, *hairpin, *learning, *flood)
@@ -130,11 +142,20 @@ impl Running {
         let mut valid = valid;
         let removed = self.apply_topology(&mut valid)?;
         self.config = valid;
+        self.install_own_macs();
         Ok(removed)
     }
 
-    /// Attaches `new`'s port `name` under the id it gets in `new`.
-    fn attach_new(&mut self, new: &mut Config, name: &str) -> Result<PortId, String> {
+    /// Puts each internal port's own MAC in every VLAN the port is now a member of.
+    fn install_own_macs(&self) {
+        for (name, mac) in &self.own_macs {
+            self.switch.install_own_mac(&self.config, name, *mac);
+        }
+    }
+
+    /// Attaches `new`'s port `name` under the id it gets in `new`; returns the id and, for an
+    /// internal port, its own MAC.
+    fn attach_new(&mut self, new: &mut Config, name: &str) -> Result<(PortId, Option<MacAddr>), String> {
         let id = self.switch.port_id_after(new, name).filter(|id| id.index() <= MAX_LOCAL_PORTS).ok_or(
             format!(
                 "no port id free for '{name}' ({MAX_LOCAL_PORTS} at most, and a removed port's id is free \
@@ -142,8 +163,9 @@ impl Running {
             ),
         )?;
         let port = new.ports.iter_mut().find(|p| p.name == name).ok_or(format!("no port '{name}'"))?;
-        port.io = self.ports.attach(name, id, port.io)?;
-        Ok(id)
+        let (io, own_mac) = self.ports.attach(name, id, port.io, port.internal.as_ref())?;
+        port.io = io;
+        Ok((id, own_mac))
     }
 
     /// Swaps in the topology of `new`: ports new in it are attached first (if one fails, those
@@ -156,9 +178,9 @@ impl Running {
         let mut attached = Vec::new();
         for name in new_names.iter().filter(|n| !old_names.contains(n)) {
             match self.attach_new(new, name) {
-                Ok(id) => attached.push((name, id)),
+                Ok((id, own_mac)) => attached.push((name, id, own_mac)),
                 Err(e) => {
-                    for (name, id) in attached {
+                    for (name, id, _) in attached {
                         self.ports.detach(name, id);
                     }
                     return Err(e);
@@ -175,6 +197,12 @@ impl Running {
         let removed = self.switch.apply_topology(new, self.underlay);
         for (name, id) in gone {
             self.ports.detach(name, id);
+            self.own_macs.remove(name);
+        }
+        for (name, _, own_mac) in attached {
+            if let Some(mac) = own_mac {
+                self.own_macs.insert(name.clone(), mac);
+            }
         }
         Ok(removed)
     }
@@ -400,7 +428,7 @@ impl Running {
         Value::Array(rows)
     }
 
-    fn link_add(&mut self, dev: &str, io: PortIo) -> Outcome {
+    fn link_add(&mut self, dev: &str, io: PortIo, internal: Option<InternalPort>) -> Outcome {
         if self.config.ports.iter().any(|p| p.name == dev) || dev == TUNNEL {
             return Err(format!("'{dev}' is a port of the switch already"));
         }
@@ -414,7 +442,7 @@ impl Running {
                 flood: true,
                 mtu: 1500,
                 io,
-                internal: None,
+                internal,
             });
             Ok(())
         })?;
@@ -429,11 +457,6 @@ impl Running {
             return Err(format!("{TUNNEL} is the tunnel port; it cannot be removed"));
         }
         let i = self.port_index(dev)?;
-        if self.config.ports[i].internal.is_some() {
-            return Err(format!(
-                "{dev} is an internal port: remove it from the config file and restart xvtep"
-            ));
-        }
         let removed = self.reconfigure(|c| {
             c.ports.remove(i);
             c.fdb.retain(|e| !matches!(&e.target, FdbTarget::Port(p) if p == dev));
@@ -526,19 +549,15 @@ impl Running {
     /// lists and neighbours become those of `new` (ports added are attached, ports removed
     /// detached, as by `link add` and `link del`).
     pub fn reload(&mut self, mut new: Config) -> Result<(), String> {
-        // Internal ports are created at start only.
+        // An internal port is created when it joins and removed when it leaves; one that stays
+        // keeps the interface it has, so its addresses or MAC cannot change in place.
         let internal =
             |c: &Config, name: &str| c.ports.iter().find(|p| p.name == name).map(|p| p.internal.clone());
-        let changed = new
-            .ports
-            .iter()
-            .filter(|p| p.internal.is_some())
-            .map(|p| &p.name)
-            .chain(self.config.ports.iter().filter(|p| p.internal.is_some()).map(|p| &p.name));
-        for name in changed {
-            if internal(&self.config, name) != internal(&new, name) {
+        for p in new.ports.iter().filter(|p| self.config.ports.iter().any(|o| o.name == p.name)) {
+            if internal(&self.config, &p.name) != internal(&new, &p.name) {
                 return Err(format!(
-                    "internal port {name} is added, changed or removed: restart xvtep for that"
+                    "internal port {} changed: remove it (reload without it, or xvtep link del dev {}), then add it again",
+                    p.name, p.name
                 ));
             }
         }

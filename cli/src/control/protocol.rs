@@ -86,6 +86,9 @@ pub enum Request {
         dev: String,
         #[serde(default)]
         io: Option<xvtep_dataplane::config::PortIo>,
+        /// An internal port: xvtep creates the interface, with these addresses and MAC.
+        #[serde(default)]
+        internal: Option<xvtep_dataplane::config::InternalPort>,
     },
     /// Removes a port, with its FDB entries.
     LinkDel {

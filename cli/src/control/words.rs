@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use xvtep_dataplane::config::{parse_host_prefix, InternalPort};
 use xvtep_dataplane::wire::MacAddr;
 
 use super::protocol::{FdbOp, Request};
@@ -142,7 +143,28 @@ pub fn link(verb: &str, args: &[String]) -> Result<Request, String> {
     let mut w = Words::new(args);
     let r = match verb {
         "show" | "list" => Request::LinkShow,
-        "add" => Request::LinkAdd { dev: w.required("dev")?, io: w.value("io")? },
+        "add" => {
+            let (dev, io) = (w.required("dev")?, w.value("io")?);
+            let addresses: Option<String> = w.value("address")?;
+            let mac: Option<MacAddr> = w.value("mac")?;
+            let internal = if w.flag("internal") {
+                let addresses = addresses.as_deref().map_or(Ok(Vec::new()), |list| {
+                    list.split(',')
+                        .map(|a| {
+                            parse_host_prefix(a).ok_or_else(|| {
+                                format!("address '{a}': not an IPv4 or IPv6 address with a prefix length (10.2.0.1/24)")
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })?;
+                Some(InternalPort { addresses, mac })
+            } else if addresses.is_some() || mac.is_some() {
+                return Err("address and mac are for an internal port: add 'internal'".into());
+            } else {
+                None
+            };
+            Request::LinkAdd { dev, io, internal }
+        }
         "del" | "delete" => Request::LinkDel { dev: w.required("dev")? },
         "set" => {
             let dev = w.required("dev")?;
@@ -266,10 +288,17 @@ mod tests {
         assert_eq!(vlan("del", &w("dev p1 vid 10")).unwrap(), Request::VlanDel { dev: "p1".into(), vid: 10 });
         assert_eq!(vlan("add", &w("dev p1")).unwrap_err(), "'vid' is required");
         assert_eq!(vlan("add", &w("dev vxlan0 vid 10 tunnel_info")).unwrap_err(), "'id' is required");
-        assert_eq!(link("add", &w("dev p9")).unwrap(), Request::LinkAdd { dev: "p9".into(), io: None });
+        assert_eq!(
+            link("add", &w("dev p9")).unwrap(),
+            Request::LinkAdd { dev: "p9".into(), io: None, internal: None }
+        );
         assert_eq!(
             link("add", &w("dev p9 io afxdp")).unwrap(),
-            Request::LinkAdd { dev: "p9".into(), io: Some(xvtep_dataplane::config::PortIo::Afxdp) }
+            Request::LinkAdd {
+                dev: "p9".into(),
+                io: Some(xvtep_dataplane::config::PortIo::Afxdp),
+                internal: None
+            }
         );
         assert!(link("add", &w("dev p9 io xdp")).unwrap_err().contains("use auto, afxdp or vnet"));
         assert_eq!(link("delete", &w("dev p9")).unwrap(), Request::LinkDel { dev: "p9".into() });

@@ -76,6 +76,21 @@ impl InternalPorts {
     }
 }
 
+impl InternalPorts {
+    /// Whether `name` is one of ours.
+    pub fn owns(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+
+    /// Removes internal port `name` (both ends of its pair).
+    pub fn remove(&mut self, name: &str) {
+        self.names.retain(|n| n != name);
+        if let (Ok(mut rtnl), Ok(index)) = (Rtnl::new(), if_nametoindex(name)) {
+            let _ = rtnl.del_link(index);
+        }
+    }
+}
+
 impl Drop for InternalPorts {
     fn drop(&mut self) {
         let Ok(mut rtnl) = Rtnl::new() else { return };

@@ -22,7 +22,6 @@ use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 use xvtep_bpf::{Role, Steering};
 use xvtep_dataplane::config::PortIo;
-use xvtep_dataplane::config::{FdbScope, FdbTarget, StaticFdb};
 use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, Named};
 use xvtep_dataplane::{DropReason, NextHops, PortId, Switch, Underlay};
 
@@ -67,13 +66,14 @@ pub fn run(args: Args) -> Result<()> {
     host::require_address(&t.dev, t.local, &args.config)?;
     // Internal ports are created first (and removed when `internal_ports` goes, also if the
     // start fails); the switch serves their peer interfaces.
-    let mut internal_ports = internal::InternalPorts::default();
+    let internal_ports = Arc::new(Mutex::new(internal::InternalPorts::default()));
     let mut internal_macs = Vec::new();
     let mut ports: Vec<Iface> = Vec::new();
     for p in &config.ports {
         ports.push(match &p.internal {
             Some(i) => {
-                let (peer, mac) = internal_ports.create(&p.name, i)?;
+                let (peer, mac) =
+                    internal_ports.lock().unwrap_or_else(|e| e.into_inner()).create(&p.name, i)?;
                 internal_macs.push((p.name.clone(), mac));
                 Iface::inspect(&peer, "an internal [[port]]", &args.config)?
             }
@@ -90,13 +90,7 @@ pub fn run(args: Args) -> Result<()> {
     let switch = Switch::new(&config, underlay, NextHops::default());
     // An internal port's own MAC is a permanent entry on it, as a kernel bridge's own address.
     for (name, mac) in &internal_macs {
-        let port = config.ports.iter().find(|p| &p.name == name).expect("an internal port");
-        for v in &port.vlans {
-            let scope = config.vni_of(v.vid).map_or(FdbScope::Vid(v.vid), FdbScope::Vni);
-            let target = FdbTarget::Port(name.clone());
-            let entry = StaticFdb { mac: *mac, scope, target, permanent: true, extern_learn: false };
-            let _ = switch.install_static(&entry, true, 0);
-        }
+        switch.install_own_mac(&config, name, *mac);
     }
 
     // Workers: one per core given, at most the fewest queues of any AF_XDP interface, so that
@@ -197,7 +191,9 @@ pub fn run(args: Args) -> Result<()> {
             steering: steering.clone(),
             workers: commands,
             attached: attached.clone(),
+            internal: internal_ports.clone(),
         }),
+        own_macs: internal_macs.iter().cloned().collect(),
     }));
     let _control = control::server::serve(&args.control, running.clone())?;
     let _metrics = match args.metrics {
@@ -420,9 +416,14 @@ impl Watch {
                     self.gone.remove(&name);
                     let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
                     let Some(id) = r.switch.topology().port_id(&name) else { continue };
+                    let Some(port) = r.config.ports.iter().find(|p| p.name == name) else { continue };
+                    // An internal port's interfaces are xvtep's own: not re-attached here.
+                    if port.internal.is_some() {
+                        continue;
+                    }
+                    let io = port.io;
                     r.ports.detach(&name, id);
-                    let io = r.config.ports.iter().find(|p| p.name == name).map_or(PortIo::Auto, |p| p.io);
-                    match r.ports.attach(&name, id, io) {
+                    match r.ports.attach(&name, id, io, None) {
                         Ok(_) => {
                             info!(port = %name, ifindex = now, "port is back as a new interface; attached it again")
                         }

@@ -11,12 +11,14 @@ use crossbeam_channel::Sender;
 use tracing::{info, warn};
 use xvtep::control::apply::PortAttach;
 use xvtep_bpf::{Role, Steering};
-use xvtep_dataplane::config::PortIo;
+use xvtep_dataplane::config::{InternalPort, PortIo};
 use xvtep_dataplane::io::afxdp::{IoCommand, Xsk, XskSpec};
 use xvtep_dataplane::io::vnet::VnetSocket;
+use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::PortId;
 
 use super::host::Iface;
+use super::internal::InternalPorts;
 
 /// How long `link del` waits for a worker to close its sockets (it looks between batches, at
 /// least every 100 ms when idle).
@@ -112,6 +114,8 @@ pub struct PortHost {
     /// Each worker's command channel, in worker order.
     pub workers: Vec<Sender<IoCommand>>,
     pub attached: Attached,
+    /// The internal ports' interfaces, made when such a port joins and removed when it leaves.
+    pub internal: Arc<Mutex<InternalPorts>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,8 +136,31 @@ impl PortHost {
         }
     }
 
-    fn try_attach(&mut self, name: &str, id: PortId, io: PortIo) -> Result<PortIo> {
-        let iface = Iface::lookup(name, "the port to add", "create it first")?;
+    fn try_attach(
+        &mut self,
+        name: &str,
+        id: PortId,
+        io: PortIo,
+        internal: Option<&InternalPort>,
+    ) -> Result<(PortIo, Option<MacAddr>)> {
+        // An internal port: its pair made first; the switch serves the peer.
+        let (served, own_mac) = match internal {
+            Some(i) => {
+                let (peer, mac) = lock(&self.internal).create(name, i)?;
+                (peer, Some(mac))
+            }
+            None => (name.to_string(), None),
+        };
+        let attached = self.open_and_serve(name, &served, id, io);
+        if attached.is_err() && internal.is_some() {
+            lock(&self.internal).remove(name);
+        }
+        Ok((attached?, own_mac))
+    }
+
+    /// Opens port `name`'s sockets on interface `served` and has every worker serve them.
+    fn open_and_serve(&mut self, name: &str, served: &str, id: PortId, io: PortIo) -> Result<PortIo> {
+        let iface = Iface::lookup(served, "the port to add", "create it first")?;
         let io = resolve_io(io, &iface);
         let sockets = open_port(&mut lock(&self.steering), id, &iface, io, self.workers.len())?;
         // The port joins the topology when this returns: wait until every worker serves its
@@ -150,8 +177,14 @@ impl PortHost {
 }
 
 impl PortAttach for PortHost {
-    fn attach(&mut self, name: &str, id: PortId, io: PortIo) -> Result<PortIo, String> {
-        self.try_attach(name, id, io).map_err(|e| format!("{e:#}"))
+    fn attach(
+        &mut self,
+        name: &str,
+        id: PortId,
+        io: PortIo,
+        internal: Option<&InternalPort>,
+    ) -> Result<(PortIo, Option<MacAddr>), String> {
+        self.try_attach(name, id, io, internal).map_err(|e| format!("{e:#}"))
     }
 
     fn detach(&mut self, name: &str, id: PortId) {
@@ -159,6 +192,10 @@ impl PortAttach for PortHost {
         // Frames go back to the kernel first, then the sockets close.
         lock(&self.steering).detach(name, iface.index);
         self.ask_workers(name, |done| IoCommand::Remove { port: id, done });
+        let mut internal = lock(&self.internal);
+        if internal.owns(name) {
+            internal.remove(name);
+        }
         info!(port = name, id = id.0, "detached port");
     }
 }
