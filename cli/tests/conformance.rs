@@ -282,29 +282,29 @@ fn both_except<T: PartialEq + Clone + std::fmt::Debug>(
     assert_eq!(xvtep, for_xvtep, "{test}: xvtep differs from the kernel");
 }
 
+/// Sends frames with each inner TOS of `table` (TTL 7) from the host; each must leave as a
+/// VXLAN frame with the table's outer TOS and TTL `outer_ttl`.
+fn encap_table(test: &str, knobs: Knobs, table: &[(u8, u8)], outer_ttl: u8, first_tag: u16) {
+    let labels: Vec<String> = table.iter().map(|(i, _)| format!("inner TOS {i:#04x}")).collect();
+    let expected: Vec<_> = table.iter().map(|&(_, o)| Some((o, outer_ttl))).collect();
+    let frames: Vec<_> =
+        table.iter().enumerate().map(|(n, &(t, _))| inner(HOST, FAR, first_tag + n as u16, t, 7)).collect();
+    both(test, Setup { knobs, ..PLAIN }, &labels, &expected, show_outer, |r| encap(r, &frames));
+}
+
 #[test]
 fn ecn_and_tos_ttl_inherit_on_encap() {
     require_root!();
-    let setup = Setup { knobs: Knobs { tos: "inherit", ttl: "inherit" }, ..PLAIN };
-    // Inner TOS → outer (TOS, TTL): the ECN field copied, CE sent as ECT(0), DSCP inherited.
+    // Inner TOS → outer TOS: the ECN field copied, CE sent as ECT(0), DSCP inherited; TTL too.
     let table = [(0x00, 0x00), (0x01, 0x01), (0x02, 0x02), (0x03, 0x02), (0xb8, 0xb8), (0xbb, 0xba)];
-    let labels: Vec<String> = table.iter().map(|(i, _)| format!("inner TOS {i:#04x}")).collect();
-    let expected: Vec<_> = table.iter().map(|&(_, o)| Some((o, 7))).collect();
-    let frames: Vec<_> =
-        table.iter().enumerate().map(|(n, &(t, _))| inner(HOST, FAR, 40000 + n as u16, t, 7)).collect();
-    both("cfenc", setup, &labels, &expected, show_outer, |r| encap(r, &frames));
+    encap_table("cfenc", Knobs { tos: "inherit", ttl: "inherit" }, &table, 7, 40000);
 }
 
 #[test]
 fn fixed_tos_and_ttl_on_encap_keep_the_inner_ecn() {
     require_root!();
-    let setup = Setup { knobs: Knobs { tos: "0xb8", ttl: "5" }, ..PLAIN };
     let table = [(0x00, 0xb8), (0x01, 0xb9), (0x02, 0xba), (0x03, 0xba)];
-    let labels: Vec<String> = table.iter().map(|(i, _)| format!("inner TOS {i:#04x}")).collect();
-    let expected: Vec<_> = table.iter().map(|&(_, o)| Some((o, 5))).collect();
-    let frames: Vec<_> =
-        table.iter().enumerate().map(|(n, &(t, _))| inner(HOST, FAR, 41000 + n as u16, t, 7)).collect();
-    both("cffix", setup, &labels, &expected, show_outer, |r| encap(r, &frames));
+    encap_table("cffix", Knobs { tos: "0xb8", ttl: "5" }, &table, 5, 41000);
 }
 
 #[test]
