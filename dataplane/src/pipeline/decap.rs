@@ -92,9 +92,13 @@ fn decapsulate<'a>(
         return Err(DropReason::LinkLocal);
     }
     let l2_offset = ETH_HEADER_LEN + ip.header_len() + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
-    // RFC 6040 on the inner IP header, if there is one (the kernel's IP_ECN_decapsulate).
-    let inner_ds = ecn::inner_ds_ttl(&inner[ETH_HEADER_LEN..], eth.ethertype).map(|(ds, _)| ds);
-    let decap = inner_ds.map_or(ecn::Decap::Keep, |ds| ecn::decapsulate(ip.tos(), ds));
+    // RFC 6040 on the inner IP header, if there is one (the kernel's IP_ECN_decapsulate). An
+    // outer Not-ECT changes nothing: the inner header is read only when the outer is marked.
+    let decap = match ip.tos() & ecn::ECN_MASK {
+        ecn::NOT_ECT => ecn::Decap::Keep,
+        _ => ecn::inner_ds_ttl(&inner[ETH_HEADER_LEN..], eth.ethertype)
+            .map_or(ecn::Decap::Keep, |(ds, _)| ecn::decapsulate(ip.tos(), ds)),
+    };
     let frame = Frame {
         rx,
         ingress: PortId::TUNNEL,
