@@ -11,30 +11,7 @@ use xvtep_tests::*;
 const A: Mac = [2, 0, 0, 0, 0, 0x0a];
 const B: Mac = [2, 0, 0, 0, 0, 0x0b];
 
-const CONFIG: &str = r#"
-[tunnel]
-local = "10.0.0.1"
-dev = "eth0"
-proxy = true
-l3miss = true
-[[vlan]]
-vid = 10
-vni = 1000
-[[port]]
-name = "p1"
-vlans = [{ vid = 10, pvid = true, untagged = true }]
-[[port]]
-name = "trunk"
-vlans = [{ vid = 10 }]
-[[fdb]]
-mac = "00:00:00:00:00:00"
-vni = 1000
-dst = "10.0.0.2"
-[[neigh]]
-vni = 1000
-ip = "fd00::2"
-mac = "02:00:00:00:00:0b"
-"#;
+const CONFIG: &str = PROXY_CONFIG;
 
 fn names(out: &[(String, Vec<u8>)]) -> Vec<&str> {
     out.iter().map(|(n, _)| n.as_str()).collect()

@@ -132,30 +132,8 @@ fn a_moved_mac_is_relearned_and_reported() {
     assert_eq!(h.stats().fdb.moved_total, 1);
 }
 
-const PROXY: &str = r#"
-[tunnel]
-local = "10.0.0.1"
-dev = "eth0"
-proxy = true
-l3miss = true
-[[vlan]]
-vid = 10
-vni = 1000
-[[port]]
-name = "p1"
-vlans = [{ vid = 10, pvid = true, untagged = true }]
-[[port]]
-name = "trunk"
-vlans = [{ vid = 10 }]
-[[fdb]]
-mac = "00:00:00:00:00:00"
-vni = 1000
-dst = "10.0.0.2"
-[[neigh]]
-vni = 1000
-ip = "10.1.0.2"
-mac = "02:00:00:00:00:0b"
-"#;
+/// Proxy on, a neighbour in each family (tests/common: the ND tests use it too).
+const PROXY: &str = PROXY_CONFIG;
 
 #[test]
 fn arp_suppression_hit_answers_locally() {

@@ -511,24 +511,42 @@ fn arp_suppression_answers_known_neighbours_and_forwards_the_rest() {
         (None, 1),
         "RFC 9161 and DESIGN.md: a gratuitous ARP is forwarded, so that remote caches learn",
     )];
-    let show = |c: &(Option<Vec<u8>>, usize)| {
-        let reply =
-            c.0.as_ref()
-                .map_or("no reply".into(), |f| format!("reply from {:02x?} ({} bytes)", &f[6..12], f.len()));
-        format!("{reply}, {} to the tunnel", c.1)
-    };
-    both_except("cfarp", setup, &labels, &expected, &deviations, show, |r| {
-        requests
-            .iter()
-            .map(|(_, request)| {
-                r.port.send(request);
-                let tunnel = vxlan_to(&r.underlay.receive(64, IDLE), REMOTE_IP, request);
-                let answer =
-                    r.port.receive(8, IDLE).into_iter().find(|f| f[12..14] == [8, 6] && f[20..22] == [0, 2]);
-                (answer, tunnel)
-            })
-            .collect()
-    });
+    let is_reply = |f: &[u8]| f[12..14] == [8, 6] && f[20..22] == [0, 2];
+    both_except(
+        "cfarp",
+        setup,
+        &labels,
+        &expected,
+        &deviations,
+        |c| show_answer("reply", c),
+        |r| ask(r, &requests, is_reply),
+    );
+}
+
+/// What a neighbour request got: the answer the host received, and the copies of the request
+/// sent across the tunnel.
+type Answered = (Option<Vec<u8>>, usize);
+
+/// Sends each request from the host; returns what it got, the answer being the first frame
+/// back that `is_answer` recognises.
+fn ask(r: &Rig, requests: &[(&str, Vec<u8>)], is_answer: impl Fn(&[u8]) -> bool) -> Vec<Answered> {
+    requests
+        .iter()
+        .map(|(_, request)| {
+            r.port.send(request);
+            let tunnel = vxlan_to(&r.underlay.receive(64, IDLE), REMOTE_IP, request);
+            let answer = r.port.receive(16, IDLE).into_iter().find(|f| is_answer(f));
+            (answer, tunnel)
+        })
+        .collect()
+}
+
+/// An [`Answered`] for the table, the answer called `what`.
+fn show_answer(what: &str, (answer, tunnel): &Answered) -> String {
+    let got = answer
+        .as_ref()
+        .map_or(format!("no {what}"), |f| format!("{what} from {:02x?} ({} bytes)", &f[6..12], f.len()));
+    format!("{got}, {tunnel} to the tunnel")
 }
 
 #[test]
@@ -553,25 +571,7 @@ fn nd_suppression_answers_known_neighbours_and_forwards_the_rest() {
         (None, 0),
         (None, 1),
     ];
-    let show = |c: &(Option<Vec<u8>>, usize)| {
-        let na =
-            c.0.as_ref()
-                .map_or("no NA".into(), |f| format!("NA from {:02x?} ({} bytes)", &f[6..12], f.len()));
-        format!("{na}, {} to the tunnel", c.1)
-    };
-    both("cfnd", setup, &labels, &expected, show, |r| {
-        requests
-            .iter()
-            .map(|(_, request)| {
-                r.port.send(request);
-                let tunnel = vxlan_to(&r.underlay.receive(64, IDLE), REMOTE_IP, request);
-                // An advertisement (ICMPv6 type 136) to the host.
-                let answer =
-                    r.port.receive(16, IDLE).into_iter().find(|f| {
-                        f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[54] == 136 && f[..6] == HOST
-                    });
-                (answer, tunnel)
-            })
-            .collect()
-    });
+    // An advertisement (ICMPv6 type 136) to the host.
+    let is_na = |f: &[u8]| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[54] == 136 && f[..6] == HOST;
+    both("cfnd", setup, &labels, &expected, |c| show_answer("NA", c), |r| ask(r, &requests, is_na));
 }

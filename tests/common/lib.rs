@@ -404,3 +404,35 @@ impl Harness {
         self.tx.len()
     }
 }
+
+/// A switch with ARP and ND suppression on (`proxy`, `l3miss`): ports p1 (VID 10 untagged)
+/// and trunk (VID 10 tagged), VID 10 ↔ VNI 1000 flooding to 10.0.0.2, and neighbour
+/// 02:00:00:00:00:0b as 10.1.0.2 and fd00::2.
+pub const PROXY_CONFIG: &str = r#"
+[tunnel]
+local = "10.0.0.1"
+dev = "eth0"
+proxy = true
+l3miss = true
+[[vlan]]
+vid = 10
+vni = 1000
+[[port]]
+name = "p1"
+vlans = [{ vid = 10, pvid = true, untagged = true }]
+[[port]]
+name = "trunk"
+vlans = [{ vid = 10 }]
+[[fdb]]
+mac = "00:00:00:00:00:00"
+vni = 1000
+dst = "10.0.0.2"
+[[neigh]]
+vni = 1000
+ip = "10.1.0.2"
+mac = "02:00:00:00:00:0b"
+[[neigh]]
+vni = 1000
+ip = "fd00::2"
+mac = "02:00:00:00:00:0b"
+"#;
