@@ -63,7 +63,8 @@ fn assert_drop(config: &str, iface: &str, frame: &[u8], reason: DropReason) {
     let drops: Vec<_> = h.drops().into_iter().collect();
     assert_eq!(drops, [(reason.name(), 1)], "expected exactly one {}", reason.name());
     // A is unknown: the valid frame floods to both members of VID 10.
-    let out = h.send(1.0, "eth0", &good_vxlan(&inner()));
+    let good = if config.contains(LOCAL6) { good_vxlan6(&inner()) } else { good_vxlan(&inner()) };
+    let out = h.send(1.0, "eth0", &good);
     assert_eq!(out.len(), 2, "valid traffic after {}", reason.name());
 }
 
@@ -152,7 +153,7 @@ fn nexthop_unresolved() {
     assert!(h.send(0.5, "p1", &udp_frame(A, B, "10.1.0.1", "10.1.0.2", 1, 1, b"x")).is_empty());
     assert_eq!(h.drops().into_iter().collect::<Vec<_>>(), [("nexthop_unresolved", 1)]);
     // Once the I/O layer resolves it, it flows.
-    h.switch.nexthops.insert(ip(PEER), xvtep_dataplane::wire::MacAddr([2, 0, 0, 0, 0, 0x99]));
+    h.switch.nexthops.insert(ip(PEER).into(), xvtep_dataplane::wire::MacAddr([2, 0, 0, 0, 0, 0x99]));
     let out = h.send(1.0, "p1", &udp_frame(A, B, "10.1.0.1", "10.1.0.2", 1, 1, b"x"));
     assert_eq!(out.len(), 1);
     assert_eq!(&out[0].1[..6], &[2, 0, 0, 0, 0, 0x99]);
@@ -248,6 +249,101 @@ fn underlay_drops() {
     assert_drop(&peers, "eth0", &vxlan(&stranger, 1000, &inner()), PeerNotAllowed);
 }
 
+const LOCAL6: &str = "2001:db8::1";
+const PEER6: &str = "2001:db8::2";
+
+/// [`CONFIG`] over an IPv6 underlay.
+fn config6() -> String {
+    CONFIG.replace(LOCAL, LOCAL6).replace(PEER, PEER6)
+}
+
+/// A valid VXLAN frame from the IPv6 peer (UDP checksum on: a zero one is not valid over IPv6).
+fn good_vxlan6(inner: &[u8]) -> Vec<u8> {
+    vxlan(&Outer::from_peer(PEER6, LOCAL6), 1000, inner)
+}
+
+/// `frame` (Ethernet + IPv6 without extension headers) with extension headers of the given
+/// types and lengths inserted before its transport header; `patch` edits each header's bytes.
+fn with_extensions(frame: &[u8], headers: &[(u8, usize)], patch: impl Fn(usize, &mut [u8])) -> Vec<u8> {
+    let mut ext = Vec::new();
+    for (i, &(_, len)) in headers.iter().enumerate() {
+        let next = headers.get(i + 1).map_or(frame[20], |h| h.0);
+        let mut h = vec![0u8; len];
+        (h[0], h[1]) = (next, (len / 8 - 1) as u8);
+        patch(i, &mut h);
+        ext.extend_from_slice(&h);
+    }
+    let mut f = frame[..54].to_vec();
+    f[20] = headers[0].0;
+    let payload = u16::from_be_bytes([f[18], f[19]]) + ext.len() as u16;
+    f[18..20].copy_from_slice(&payload.to_be_bytes());
+    f.extend_from_slice(&ext);
+    f.extend_from_slice(&frame[54..]);
+    f
+}
+
+const HOP_BY_HOP: u8 = 0;
+const ROUTING: u8 = 43;
+const FRAGMENT: u8 = 44;
+const DEST_OPTIONS: u8 = 60;
+
+/// The drops of an IPv6 underlay, each with the reason an IPv4 one has where they mean the
+/// same, and two of its own.
+#[test]
+fn ipv6_underlay_drops() {
+    use DropReason::*;
+    let config = config6();
+    let good = good_vxlan6(&inner());
+    // Offsets: outer Ethernet 0..14, IPv6 14..54, UDP 54..62, VXLAN 62..70, inner 70..
+    assert_drop(&config, "eth0", &good[..14 + 30], OuterTruncated);
+    assert_drop(&config, "eth0", &edit(good.clone(), |f| f[14] = 0x45), IpHeaderInvalid);
+    let long = edit(good.clone(), |f| {
+        let len = u16::from_be_bytes([f[18], f[19]]) + 10;
+        f[18..20].copy_from_slice(&len.to_be_bytes());
+    });
+    assert_drop(&config, "eth0", &long, IpLength);
+    assert_drop(&config, "eth0", &edit(good.clone(), |f| *f.last_mut().unwrap() ^= 1), UdpChecksum);
+    assert_drop(&config, "eth0", &edit(good.clone(), |f| f[59] += 1), UdpLength);
+    // Zero UDP checksum: dropped unless udp6zerocsumrx (RFC 6935), as the kernel.
+    let mut zero = Outer::from_peer(PEER6, LOCAL6);
+    zero.udp_csum = false;
+    let zero = vxlan(&zero, 1000, &inner());
+    assert_drop(&config, "eth0", &zero, Udp6ZeroChecksum);
+    let accepting = config.replace("dev = \"eth0\"", "dev = \"eth0\"\nudp6zerocsumrx = true");
+    assert_eq!(Harness::new(&accepting).send(0.0, "eth0", &zero).len(), 2);
+    // IPv4 VXLAN to an IPv6 tunnel is not ours; neither is IPv6 to another address.
+    assert_drop(&config, "eth0", &good_vxlan(&inner()), NotVxlan);
+    assert_drop(&config, "eth0", &vxlan(&Outer::from_peer(PEER6, "2001:db8::9"), 1000, &inner()), NotVxlan);
+
+    // Extension headers: hop-by-hop, destination options and an exhausted routing header are
+    // stepped over (the frame is delivered); a fragment, a routing header with segments left,
+    // too many headers or one running past the payload are not.
+    let stepped = with_extensions(&good, &[(HOP_BY_HOP, 8), (DEST_OPTIONS, 16), (ROUTING, 8)], |_, _| {});
+    let mut h = Harness::new(&config);
+    assert_eq!(h.send(0.0, "eth0", &stepped).len(), 2, "{:?}", h.drops());
+    let first_fragment = with_extensions(&good, &[(FRAGMENT, 8)], |_, h| h[3] = 1); // M flag
+    assert_drop(&config, "eth0", &first_fragment, IpFragment);
+    let routed = with_extensions(&good, &[(ROUTING, 8)], |_, h| h[3] = 1); // segments left
+    assert_drop(&config, "eth0", &routed, NotVxlan);
+    assert_drop(&config, "eth0", &with_extensions(&good, &[(DEST_OPTIONS, 8); 5], |_, _| {}), Ip6ExtHeaders);
+    assert!(Harness::new(&config).send(0.0, "eth0", &with_extensions(&good, &[(DEST_OPTIONS, 8); 4], |_, _| {})).len() == 2);
+    let overrun = with_extensions(&good, &[(DEST_OPTIONS, 8)], |_, h| h[1] = 200);
+    assert_drop(&config, "eth0", &overrun, OuterTruncated);
+
+    // A remote of the other family (as a control plane might install): named, not sent.
+    let mut h = Harness::new(&config);
+    let v4_remote = xvtep_dataplane::config::StaticFdb {
+        mac: xvtep_dataplane::wire::MacAddr(B),
+        scope: xvtep_dataplane::config::FdbScope::Vni(1000),
+        target: xvtep_dataplane::config::FdbTarget::Remote { ip: ip(PEER).into(), port: None, vni: None },
+        permanent: false,
+        extern_learn: true,
+    };
+    h.switch.install_static(&v4_remote, false, 0).unwrap();
+    assert!(h.send(0.0, "p1", &udp_frame(A, B, "10.1.0.1", "10.1.0.2", 1, 2, b"x")).is_empty());
+    assert_eq!(h.drops().into_iter().collect::<Vec<_>>(), [("remote_family", 1)]);
+}
+
 #[test]
 fn split_horizon() {
     let mut h = Harness::new(CONFIG);
@@ -309,6 +405,7 @@ fn every_reason_has_a_case_here() {
         "no_egress",
         "mtu_exceeded",
         "nexthop_unresolved",
+        "remote_family",
         // The virtio-net header cases are in superframes.rs (malformed_virtio_net_headers_*).
         "vnet_gso_type",
         "vnet_gso_size",
@@ -321,8 +418,10 @@ fn every_reason_has_a_case_here() {
         "ip_length",
         "ip_checksum",
         "ip_fragment",
+        "ip6_ext_headers",
         "udp_length",
         "udp_checksum",
+        "udp6_zero_checksum",
         "vxlan_flags",
         "vxlan_reserved_bits",
         "vni_unknown",

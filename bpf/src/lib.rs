@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsFd, RawFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -131,27 +131,36 @@ fn as_bytes<T: Copy>(v: &T) -> &[u8] {
 }
 
 impl Steering {
-    /// Loads the program and sets our VTEP address, UDP port, multicast groups and the
-    /// underlay's MAC (unicast VXLAN to another MAC is not steered).
-    pub fn load(
-        local: Ipv4Addr,
-        dstport: u16,
-        groups: &[Ipv4Addr],
-        mac: [u8; 6],
-    ) -> Result<Steering, SteerError> {
+    /// Loads the program and sets our VTEP address (IPv4 or IPv6), UDP port, multicast groups
+    /// (of the address's family) and the underlay's MAC (unicast VXLAN to another MAC is not
+    /// steered).
+    pub fn load(local: IpAddr, dstport: u16, groups: &[IpAddr], mac: [u8; 6]) -> Result<Steering, SteerError> {
         if groups.len() > MAX_GROUPS {
             return Err(SteerError::Full("multicast groups", MAX_GROUPS as u32));
         }
         let skel = load_skeleton(false)?;
-        let mut cfg = skel::types::steer_config {
-            local: u32::from_ne_bytes(local.octets()),
-            dstport: dstport.to_be(),
-            ngroups: groups.len() as u16,
-            mac,
-            ..Default::default()
+        let mut cfg =
+            skel::types::steer_config { dstport: dstport.to_be(), mac, ..Default::default() };
+        // Addresses in network order, as the program compares them with the packet's bytes.
+        let v6_words = |a: Ipv6Addr| {
+            let o = a.octets();
+            std::array::from_fn(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
         };
-        for (slot, g) in cfg.groups.iter_mut().zip(groups) {
-            *slot = u32::from_ne_bytes(g.octets());
+        match local {
+            IpAddr::V4(v4) => cfg.local = u32::from_ne_bytes(v4.octets()),
+            IpAddr::V6(v6) => cfg.local6 = v6_words(v6),
+        }
+        for g in groups {
+            match g {
+                IpAddr::V4(g) => {
+                    cfg.groups[cfg.ngroups as usize] = u32::from_ne_bytes(g.octets());
+                    cfg.ngroups += 1;
+                }
+                IpAddr::V6(g) => {
+                    cfg.groups6[cfg.ngroups6 as usize] = v6_words(*g);
+                    cfg.ngroups6 += 1;
+                }
+            }
         }
         let mut s = Steering { skel, config: cfg, links: Vec::new(), slots: HashMap::new() };
         s.write_config()?;

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
 use std::ops::Range;
 use std::path::Path;
 
@@ -22,8 +23,11 @@ pub const MAX_VID: u16 = 4094;
 pub const MAX_LOCAL_PORTS: usize = 1023;
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
-/// Outer Ethernet + IPv4 + UDP + VXLAN, as counted against the underlay MTU (RFC 7348 §4.3).
+/// Outer Ethernet + IPv4 + UDP + VXLAN, as counted against the underlay MTU (RFC 7348 §4.3);
+/// 20 more over IPv6 ([`TunnelConfig::overhead`]).
 pub const VXLAN_OVERHEAD: u32 = 50;
+/// The highest IPv6 flow label (20 bits).
+pub const MAX_FLOW_LABEL: u32 = 0xf_ffff;
 
 /// A configuration error: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,18 +64,18 @@ pub enum DfMode {
 }
 
 /// An outer header field set to a number, or copied from the inner frame (`"inherit"`), as
-/// iproute2's `tos` and `ttl` options of a vxlan device.
+/// iproute2's `tos`, `ttl` and `flowlabel` options of a vxlan device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inheritable {
-    Fixed(u8),
+pub enum Inheritable<T = u8> {
+    Fixed(T),
     Inherit,
 }
 
-impl Inheritable {
+impl<T: Copy> Inheritable<T> {
     /// The value for an inner frame whose own field is `inner` (`None`: not IP), `default`
     /// when there is none to inherit.
     #[inline]
-    pub fn resolve(self, inner: Option<u8>, default: u8) -> u8 {
+    pub fn resolve(self, inner: Option<T>, default: T) -> T {
         match self {
             Inheritable::Fixed(v) => v,
             Inheritable::Inherit => inner.unwrap_or(default),
@@ -80,7 +84,7 @@ impl Inheritable {
 }
 
 /// As written in the config file: the number, or `"inherit"`.
-impl fmt::Display for Inheritable {
+impl<T: fmt::Display> fmt::Display for Inheritable<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Inheritable::Fixed(v) => write!(f, "{v}"),
@@ -138,22 +142,29 @@ pub struct SwitchConfig {
 /// The one VXLAN port ("vxlan0").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelConfig {
-    pub local: Ipv4Addr,
+    /// Our VTEP address; its family is the underlay's: every remote, group and peer is of it.
+    pub local: IpAddr,
     pub dev: String,
     pub dstport: u16,
     pub learning: bool,
     pub proxy: bool,
     pub l2miss: bool,
     pub l3miss: bool,
-    pub remote: Option<Ipv4Addr>,
-    pub group: Option<Ipv4Addr>,
+    pub remote: Option<IpAddr>,
+    pub group: Option<IpAddr>,
     /// Outer TTL: a number, or the inner TTL / hop limit (64 for non-IP).
     pub ttl: Inheritable,
     /// Outer TOS: a number, or the inner TOS / traffic class (0 for non-IP). Either way its
     /// ECN field comes from the inner frame ([`crate::wire::ecn::encapsulate`]).
     pub tos: Inheritable,
     pub df: DfMode,
+    /// UDP checksum over an IPv4 underlay.
     pub udpcsum: bool,
+    /// Over an IPv6 underlay: send a zero UDP checksum (RFC 6935), accept one.
+    pub udp6zerocsumtx: bool,
+    pub udp6zerocsumrx: bool,
+    /// Outer IPv6 flow label: a number, or the inner IPv6 frame's (0 for others).
+    pub flowlabel: Inheritable<u32>,
     pub srcport: (u16, u16),
     /// Underlay MTU; `None` = read it from `dev` (daemon) or 1500 (replay).
     pub mtu: Option<u32>,
@@ -162,7 +173,25 @@ pub struct TunnelConfig {
     /// VXLAN header bits allowed to be set, as the kernel's `reserved_bits` (64-bit, network order).
     pub allowed_bits: u64,
     /// If non-empty, VXLAN is accepted only from these outer source addresses.
-    pub allowed_peers: Vec<Ipv4Addr>,
+    pub allowed_peers: Vec<IpAddr>,
+}
+
+impl TunnelConfig {
+    /// The underlay is IPv6.
+    pub fn ipv6(&self) -> bool {
+        self.local.is_ipv6()
+    }
+
+    /// What encapsulation adds, as counted against the underlay MTU (RFC 7348 section 4.3):
+    /// outer IP + UDP + VXLAN + the inner Ethernet header.
+    pub fn overhead(&self) -> u32 {
+        overhead(self.ipv6())
+    }
+}
+
+/// [`TunnelConfig::overhead`] for an IPv6 or IPv4 underlay.
+pub fn overhead(ipv6: bool) -> u32 {
+    VXLAN_OVERHEAD + if ipv6 { 20 } else { 0 }
 }
 
 /// One VID ↔ VNI mapping of the tunnel port (`tunnel_info id`).
@@ -171,7 +200,7 @@ pub struct VlanMap {
     pub vid: u16,
     pub vni: u32,
     /// Multicast group for this VNI's BUM traffic, overriding `tunnel.group`.
-    pub group: Option<Ipv4Addr>,
+    pub group: Option<IpAddr>,
 }
 
 /// A port's membership of one VLAN.
@@ -245,7 +274,7 @@ impl From<Domain> for FdbScope {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FdbTarget {
     Port(String),
-    Remote { ip: Ipv4Addr, port: Option<u16>, vni: Option<u32> },
+    Remote { ip: IpAddr, port: Option<u16>, vni: Option<u32> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -269,7 +298,7 @@ pub struct NeighConfig {
 /// An underlay next hop (replay; the daemon resolves next hops from the kernel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NextHopConfig {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub mac: MacAddr,
 }
 
@@ -381,7 +410,7 @@ fn yes() -> bool {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTunnel {
-    local: Spanned<Ipv4Addr>,
+    local: Spanned<IpAddr>,
     dev: Spanned<String>,
     #[serde(default = "default_dstport")]
     dstport: Spanned<u16>,
@@ -393,23 +422,25 @@ struct RawTunnel {
     l2miss: bool,
     #[serde(default)]
     l3miss: bool,
-    remote: Option<Spanned<Ipv4Addr>>,
-    group: Option<Spanned<Ipv4Addr>>,
+    remote: Option<Spanned<IpAddr>>,
+    group: Option<Spanned<IpAddr>>,
     #[serde(default = "default_ttl")]
     ttl: Spanned<RawInheritable>,
     #[serde(default = "default_tos")]
     tos: Spanned<RawInheritable>,
     #[serde(default = "default_df")]
     df: DfMode,
-    #[serde(default = "yes")]
-    udpcsum: bool,
+    udpcsum: Option<Spanned<bool>>,
+    udp6zerocsumtx: Option<Spanned<bool>>,
+    udp6zerocsumrx: Option<Spanned<bool>>,
+    flowlabel: Option<Spanned<RawInheritable>>,
     #[serde(default = "default_srcport")]
     srcport: Spanned<[u16; 2]>,
     mtu: Option<Spanned<u32>>,
     mac: Option<Spanned<MacAddr>>,
     reserved_bits: Option<Spanned<RawBits>>,
     #[serde(default)]
-    allowed_peers: Vec<Spanned<Ipv4Addr>>,
+    allowed_peers: Vec<Spanned<IpAddr>>,
 }
 
 fn default_dstport() -> Spanned<u16> {
@@ -430,12 +461,19 @@ enum RawInheritable {
     Word(String),
 }
 
-/// `tunnel.NAME` as a number in `min..=255` or "inherit".
-fn inheritable(raw: &Spanned<RawInheritable>, name: &str, min: u8) -> Result<Inheritable, Invalid> {
-    let bad = || (raw.span(), format!("tunnel.{name} must be a number {min}..=255 or \"inherit\""));
+/// `tunnel.NAME` as a number in `range` or "inherit".
+fn inheritable<T: TryFrom<i64> + PartialOrd + fmt::Display>(
+    raw: &Spanned<RawInheritable>,
+    name: &str,
+    range: RangeInclusive<T>,
+) -> Result<Inheritable<T>, Invalid> {
+    let bad = || {
+        let (lo, hi) = (range.start(), range.end());
+        (raw.span(), format!("tunnel.{name} must be a number {lo}..={hi} or \"inherit\""))
+    };
     match raw.get_ref() {
         RawInheritable::Int(v) => {
-            u8::try_from(*v).ok().filter(|v| *v >= min).map(Inheritable::Fixed).ok_or_else(bad)
+            T::try_from(*v).ok().filter(|v| range.contains(v)).map(Inheritable::Fixed).ok_or_else(bad)
         }
         RawInheritable::Word(w) if w == "inherit" => Ok(Inheritable::Inherit),
         RawInheritable::Word(_) => Err(bad()),
@@ -462,7 +500,7 @@ enum RawBits {
 struct RawVlan {
     vid: u16,
     vni: u32,
-    group: Option<Ipv4Addr>,
+    group: Option<IpAddr>,
 }
 
 #[derive(Deserialize)]
@@ -509,7 +547,7 @@ struct RawFdb {
     vni: Option<u32>,
     vid: Option<u16>,
     port: Option<String>,
-    dst: Option<Ipv4Addr>,
+    dst: Option<IpAddr>,
     dst_port: Option<u16>,
     remote_vni: Option<u32>,
     #[serde(default)]
@@ -529,7 +567,7 @@ struct RawNeigh {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNextHop {
-    ip: Ipv4Addr,
+    ip: IpAddr,
     mac: MacAddr,
 }
 
@@ -543,6 +581,11 @@ fn check(ok: bool, span: &Range<usize>, msg: impl FnOnce() -> String) -> Result<
     } else {
         Err((span.clone(), msg()))
     }
+}
+
+/// An IPv6 link-local address: not one a tunnel can be reached at from another link.
+fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local())
 }
 
 fn unicast_ip(ip: Ipv4Addr) -> bool {
@@ -605,9 +648,8 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             ));
         }
         if let Some(g) = v.group {
-            check(g.is_multicast(), &span, || {
-                format!("[[vlan]] group {g} is not an IPv4 multicast address")
-            })?;
+            check(g.is_multicast(), &span, || format!("[[vlan]] group {g} is not a multicast address"))?;
+            same_family(tunnel.local, g, "[[vlan]] group", &span)?;
         }
         vlans.push(VlanMap { vid: v.vid, vni: v.vni, group: v.group });
     }
@@ -668,9 +710,10 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
                 FdbTarget::Port(port.clone())
             }
             (None, Some(ip)) => {
-                check(unicast_ip(ip) || ip.is_multicast(), &span, || {
+                check(unicast_neighbour(ip) || ip.is_multicast(), &span, || {
                     format!("[[fdb]] dst {ip} is not a usable remote VTEP address")
                 })?;
+                same_family(tunnel.local, ip, "[[fdb]] dst", &span)?;
                 if let FdbScope::Vid(vid) = scope {
                     return Err((span, format!("VID {vid} has no VNI, so the tunnel cannot carry it: add a [[vlan]] mapping for VID {vid} or point the entry at a `port`")));
                 }
@@ -727,40 +770,86 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         check(!nexthops.iter().any(|o| o.ip == h.ip), &span, || {
             format!("[[nexthop]] {} is given twice", h.ip)
         })?;
+        same_family(tunnel.local, h.ip, "[[nexthop]] ip", &span)?;
         nexthops.push(NextHopConfig { ip: h.ip, mac: h.mac });
     }
 
     Ok(Config { switch, tunnel, vlans, ports, fdb, neigh, nexthops })
 }
 
+/// Every address of the tunnel is of `tunnel.local`'s family, as for one kernel vxlan device
+/// (docs/design.md "Wire format").
+fn same_family(local: IpAddr, ip: IpAddr, what: &str, span: &Range<usize>) -> Result<(), Invalid> {
+    let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+    check(ip.is_ipv4() == local.is_ipv4(), span, || {
+        format!(
+            "{what} {ip} is {} but tunnel.local {local} is {}: every address of the tunnel is of one family",
+            family(ip),
+            family(local)
+        )
+    })
+}
+
 fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
     let t = t.into_inner();
-    check(unicast_ip(*t.local.get_ref()), &t.local.span(), || {
-        format!("tunnel.local {} is not a unicast address", t.local.get_ref())
+    let local = *t.local.get_ref();
+    check(unicast_neighbour(local) && !is_link_local(local), &t.local.span(), || {
+        format!("tunnel.local {local} is not a unicast address (nor link-local)")
     })?;
+    let family = |a: IpAddr, what: &str, span: &Range<usize>| same_family(local, a, what, span);
     let dev = t.dev.get_ref();
     check(!dev.is_empty() && dev.len() <= IFNAME_MAX, &t.dev.span(), || {
         format!("tunnel.dev '{dev}' is not an interface name (1 to {IFNAME_MAX} bytes)")
     })?;
     check(*t.dstport.get_ref() != 0, &t.dstport.span(), || "tunnel.dstport must not be 0".into())?;
     if let Some(r) = &t.remote {
-        check(unicast_ip(*r.get_ref()), &r.span(), || {
+        check(unicast_neighbour(*r.get_ref()), &r.span(), || {
             format!("tunnel.remote {} is not a unicast address", r.get_ref())
         })?;
+        family(*r.get_ref(), "tunnel.remote", &r.span())?;
     }
     if let Some(g) = &t.group {
         check(g.get_ref().is_multicast(), &g.span(), || {
-            format!("tunnel.group {} is not an IPv4 multicast address", g.get_ref())
+            format!("tunnel.group {} is not a multicast address", g.get_ref())
         })?;
+        family(*g.get_ref(), "tunnel.group", &g.span())?;
     }
-    let ttl = inheritable(&t.ttl, "ttl", 1)?;
-    let tos = inheritable(&t.tos, "tos", 0)?;
+    for p in &t.allowed_peers {
+        family(*p.get_ref(), "tunnel.allowed_peers", &p.span())?;
+    }
+    let ttl = inheritable(&t.ttl, "ttl", 1..=255)?;
+    let tos = inheritable(&t.tos, "tos", 0..=255)?;
+    // Each checksum key belongs to one family, as the kernel's: a key of the other family
+    // would silently do nothing, so it is an error.
+    let for_family = |key: &Option<Spanned<bool>>, name: &str, v6: bool| match key {
+        Some(k) if local.is_ipv6() != v6 => Err((
+            k.span(),
+            format!(
+                "tunnel.{name} applies to an {} underlay, and tunnel.local {local} is not one{}",
+                if v6 { "IPv6" } else { "IPv4" },
+                if v6 { " (over IPv4 use udpcsum)" } else { " (over IPv6 use udp6zerocsumtx/udp6zerocsumrx)" }
+            ),
+        )),
+        k => Ok(k.as_ref().map(|k| *k.get_ref())),
+    };
+    let udpcsum = for_family(&t.udpcsum, "udpcsum", false)?.unwrap_or(true);
+    let udp6zerocsumtx = for_family(&t.udp6zerocsumtx, "udp6zerocsumtx", true)?.unwrap_or(false);
+    let udp6zerocsumrx = for_family(&t.udp6zerocsumrx, "udp6zerocsumrx", true)?.unwrap_or(false);
+    let flowlabel = match &t.flowlabel {
+        None => Inheritable::Fixed(0),
+        Some(f) => {
+            check(local.is_ipv6(), &f.span(), || {
+                format!("tunnel.flowlabel applies to an IPv6 underlay, and tunnel.local {local} is IPv4")
+            })?;
+            inheritable(f, "flowlabel", 0..=MAX_FLOW_LABEL)?
+        }
+    };
     let [lo, hi] = *t.srcport.get_ref();
     check(lo >= 1 && lo <= hi, &t.srcport.span(), || {
         format!("tunnel.srcport [{lo}, {hi}] is not a range [low, high] with 1 <= low <= high")
     })?;
     if let Some(m) = &t.mtu {
-        let min = VXLAN_OVERHEAD + 14 + 4;
+        let min = overhead(local.is_ipv6()) + 14 + 4;
         check((min..=65535).contains(m.get_ref()), &m.span(), || {
             format!("tunnel.mtu {} is out of range {min}..=65535", m.get_ref())
         })?;
@@ -787,7 +876,7 @@ fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
         }
     };
     Ok(TunnelConfig {
-        local: *t.local.get_ref(),
+        local,
         dev: dev.clone(),
         dstport: *t.dstport.get_ref(),
         learning: t.learning,
@@ -799,7 +888,10 @@ fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
         ttl,
         tos,
         df: t.df,
-        udpcsum: t.udpcsum,
+        udpcsum,
+        udp6zerocsumtx,
+        udp6zerocsumrx,
+        flowlabel,
         srcport: (lo, hi),
         mtu: t.mtu.map(|m| *m.get_ref()),
         mac: t.mac.map(|m| *m.get_ref()),

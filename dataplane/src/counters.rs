@@ -51,6 +51,7 @@ drop_reasons! {
     NoEgress => "no_egress", "no port to flood to: no other member of the VLAN and no tunnel target";
     MtuExceeded => "mtu_exceeded", "frame too long for the egress port MTU or, encapsulated, for the underlay MTU (never fragmented)";
     NextHopUnresolved => "nexthop_unresolved", "no MAC known for the underlay next hop of the remote VTEP";
+    RemoteFamily => "remote_family", "remote VTEP address of the other IP family than tunnel.local (an entry from a control plane); the kernel's vxlan refuses such entries";
     // Superframes and checksum offload from a vnet port (the virtio-net header).
     VnetGsoType => "vnet_gso_type", "virtio-net header with a GSO type other than TCPv4, TCPv6 or UDP_L4 (UFO and unknown types are not segmented)";
     VnetGsoSize => "vnet_gso_size", "virtio-net header with a GSO type and a gso_size of 0";
@@ -59,13 +60,15 @@ drop_reasons! {
     SuperframeTooLong => "superframe_too_long", "frame over 64 KiB of IP packet, the most a superframe may hold";
     // Ingress from the underlay.
     NotVxlan => "not_vxlan", "underlay frame that is not VXLAN to our VTEP address and port (the daemon leaves these to the kernel)";
-    OuterTruncated => "outer_truncated", "outer Ethernet/IPv4/UDP/VXLAN header cut short";
-    IpHeaderInvalid => "ip_header_invalid", "outer IPv4 version is not 4 or its header length is invalid";
-    IpLength => "ip_length", "outer IPv4 total length disagrees with the frame length";
+    OuterTruncated => "outer_truncated", "outer Ethernet/IP/UDP/VXLAN header (or an IPv6 extension header) cut short";
+    IpHeaderInvalid => "ip_header_invalid", "outer IP version is not the underlay's, or the IPv4 header length is invalid";
+    IpLength => "ip_length", "outer IPv4 total length or IPv6 payload length disagrees with the frame length";
     IpChecksum => "ip_checksum", "outer IPv4 header checksum is wrong";
-    IpFragment => "ip_fragment", "outer IPv4 is a fragment; VXLAN is never reassembled";
-    UdpLength => "udp_length", "outer UDP length disagrees with the IPv4 payload length";
+    IpFragment => "ip_fragment", "outer IPv4 or IPv6 packet is a fragment; VXLAN is never reassembled";
+    Ip6ExtHeaders => "ip6_ext_headers", "more than 4 IPv6 extension headers before UDP (the daemon's XDP program leaves these to the kernel)";
+    UdpLength => "udp_length", "outer UDP length disagrees with the IP payload length";
     UdpChecksum => "udp_checksum", "outer UDP checksum is wrong";
+    Udp6ZeroChecksum => "udp6_zero_checksum", "outer UDP over IPv6 with a zero checksum (accept it with tunnel.udp6zerocsumrx, RFC 6935)";
     VxlanFlags => "vxlan_flags", "VXLAN header without the I flag (no valid VNI)";
     VxlanReservedBits => "vxlan_reserved_bits", "VXLAN header with reserved bits set (allow them with tunnel.reserved_bits)";
     VniUnknown => "vni_unknown", "VNI not mapped to any VID";
@@ -237,7 +240,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in DropReason::ALL {
             assert!(seen.insert(r.name()), "duplicate {}", r.name());
-            assert!(r.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(r.name().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
             assert!(!r.help().is_empty());
         }
     }

@@ -278,7 +278,7 @@ pub struct FdbRow {
     pub dev: String,
     pub vlan: Option<u16>,
     pub vni: Option<u32>,
-    pub dst: Option<std::net::Ipv4Addr>,
+    pub dst: Option<std::net::IpAddr>,
     pub dst_port: Option<u16>,
     pub remote_vni: Option<u32>,
     /// learned, static or permanent.

@@ -3,7 +3,7 @@
 //! A topology is immutable; a change builds a new one and swaps it in (see `Switch`).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::config::{Config, FdbTarget, PortConfig, TunnelConfig};
 use crate::fdb::{FdbDst, Remote};
@@ -227,7 +227,7 @@ pub struct Topology {
     vid_vni: Box<[u32; VLAN_COUNT]>,
     // ahash: looked up for every frame from the underlay; std's SipHash costs several ns.
     vni_vid: HashMap<u32, u16, ahash::RandomState>,
-    vni_group: HashMap<u32, Ipv4Addr, ahash::RandomState>,
+    vni_group: HashMap<u32, IpAddr, ahash::RandomState>,
     /// VID → the local ports that are members of it, in port order (for flooding).
     vid_ports: Box<[Vec<PortId>]>,
 }
@@ -341,13 +341,13 @@ impl Topology {
 
     /// The multicast group BUM traffic of `vni` goes to, if any: the VNI's own, else the global.
     #[inline]
-    pub fn group_of(&self, vni: u32) -> Option<Ipv4Addr> {
+    pub fn group_of(&self, vni: u32) -> Option<IpAddr> {
         self.vni_group.get(&vni).copied().or(self.tunnel.group)
     }
 
     /// Whether the underlay accepts VXLAN addressed to `dst`: our address or a group we use.
     #[inline]
-    pub fn accepts_dst(&self, dst: Ipv4Addr) -> bool {
+    pub fn accepts_dst(&self, dst: IpAddr) -> bool {
         dst == self.tunnel.local
             || (dst.is_multicast()
                 && (Some(dst) == self.tunnel.group || self.vni_group.values().any(|g| *g == dst)))

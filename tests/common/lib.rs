@@ -8,12 +8,12 @@ pub mod nd;
 pub mod tcp;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, PacketBuilder};
+use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6Header, PacketBuilder};
 use xvtep_dataplane::events::Event;
 use xvtep_dataplane::fdb::Flushed;
 use xvtep_dataplane::ids::NANOS_PER_SEC;
@@ -36,9 +36,13 @@ pub fn ip(s: &str) -> Ipv4Addr {
 
 pub const BROADCAST: Mac = [0xff; 6];
 
-/// The MAC replay assumes for an underlay address without a `[[nexthop]]`: 02:00 + the address.
+/// The MAC replay assumes for an underlay address without a `[[nexthop]]`: 02:00 + the
+/// address (its last four bytes for IPv6).
 pub fn underlay_mac(addr: &str) -> Mac {
-    let o = ip(addr).octets();
+    let o = match addr.parse::<IpAddr>().unwrap() {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(v6) => v6.octets()[12..].try_into().unwrap(),
+    };
     [0x02, 0x00, o[0], o[1], o[2], o[3]]
 }
 
@@ -108,8 +112,10 @@ pub fn tagged(frame: &[u8], vid: u16, pcp: u8) -> Vec<u8> {
 pub struct Outer {
     pub src_mac: Mac,
     pub dst_mac: Mac,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    /// IPv4 or IPv6 (then `ident` and `df` do not apply, `ttl` is the hop limit and `tos` the
+    /// traffic class).
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub sport: u16,
     pub dport: u16,
     pub ident: u16,
@@ -118,6 +124,8 @@ pub struct Outer {
     pub df: bool,
     /// Compute the UDP checksum (else 0).
     pub udp_csum: bool,
+    /// IPv6 only.
+    pub flow_label: u32,
 }
 
 impl Outer {
@@ -126,8 +134,8 @@ impl Outer {
         Outer {
             src_mac: underlay_mac(src),
             dst_mac: underlay_mac(dst),
-            src: ip(src),
-            dst: ip(dst),
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
             sport: 50000,
             dport: 4789,
             ident: 0,
@@ -135,6 +143,7 @@ impl Outer {
             tos: 0,
             df: false,
             udp_csum: true,
+            flow_label: 0,
         }
     }
 }
@@ -156,29 +165,47 @@ pub fn vxlan(o: &Outer, vni: u32, inner: &[u8]) -> Vec<u8> {
 pub fn vxlan_raw(o: &Outer, header: &[u8; 8], inner: &[u8]) -> Vec<u8> {
     let mut payload = header.to_vec();
     payload.extend_from_slice(inner);
-    let mut iph = Ipv4Header::new(0, o.ttl, IpNumber::UDP, o.src.octets(), o.dst.octets()).unwrap();
-    iph.identification = o.ident;
-    iph.dont_fragment = o.df;
-    iph.dscp = etherparse::Ipv4Dscp::try_new(o.tos >> 2).unwrap();
-    iph.ecn = etherparse::Ipv4Ecn::try_new(o.tos & 3).unwrap();
-    let b = PacketBuilder::ethernet2(o.src_mac, o.dst_mac)
-        .ip(IpHeaders::Ipv4(iph, Ipv4Extensions::default()))
-        .udp(o.sport, o.dport);
+    let (ip, ip_len) = match (o.src, o.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let mut iph = Ipv4Header::new(0, o.ttl, IpNumber::UDP, src.octets(), dst.octets()).unwrap();
+            iph.identification = o.ident;
+            iph.dont_fragment = o.df;
+            iph.dscp = etherparse::Ipv4Dscp::try_new(o.tos >> 2).unwrap();
+            iph.ecn = etherparse::Ipv4Ecn::try_new(o.tos & 3).unwrap();
+            (IpHeaders::Ipv4(iph, Ipv4Extensions::default()), 20)
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let iph = Ipv6Header {
+                traffic_class: o.tos,
+                flow_label: etherparse::Ipv6FlowLabel::try_new(o.flow_label).unwrap(),
+                payload_length: 0,
+                next_header: IpNumber::UDP,
+                hop_limit: o.ttl,
+                source: src.octets(),
+                destination: dst.octets(),
+            };
+            (IpHeaders::Ipv6(iph, Ipv6Extensions::default()), 40)
+        }
+        _ => panic!("outer addresses of two families"),
+    };
+    let b = PacketBuilder::ethernet2(o.src_mac, o.dst_mac).ip(ip).udp(o.sport, o.dport);
     let mut out = Vec::new();
     b.write(&mut out, &payload).unwrap();
     if !o.udp_csum {
-        out[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+        out[14 + ip_len + 6..14 + ip_len + 8].copy_from_slice(&[0, 0]);
     }
     out
 }
 
 /// Asserts that `got` is exactly the VXLAN frame xvtep at `local` should send to `remote` with
-/// `inner` in `vni` (default knobs: TTL 64, DF clear, UDP checksum on, IP ID `ident`). The UDP
+/// `inner` in `vni` (default knobs: TTL 64, DF clear, UDP checksum on, IP ID `ident`; over
+/// IPv6: hop limit 64, traffic class and flow label 0). The UDP
 /// source port is a hash of the inner flow: it must lie in the default range, and it is taken
 /// from `got`; returned so callers can check it is stable per flow.
 pub fn assert_encap(got: &[u8], local: &str, remote: &str, vni: u32, ident: u16, inner: &[u8]) -> u16 {
-    assert!(got.len() >= 42, "frame too short for VXLAN: {got:02x?}");
-    let sport = u16::from_be_bytes([got[34], got[35]]);
+    let at = 14 + if local.contains(':') { 40 } else { 20 };
+    assert!(got.len() >= at + 16, "frame too short for VXLAN: {got:02x?}");
+    let sport = u16::from_be_bytes([got[at], got[at + 1]]);
     assert!((32768..=60999).contains(&sport), "source port {sport} outside the default range");
     let mut o = Outer::from_peer(local, remote);
     o.sport = sport;

@@ -3,14 +3,16 @@
  * xvtep's XDP steering program. It steers; it does not switch.
  *
  * On a local port every frame goes to the port's AF_XDP socket for its rx queue. On the
- * underlay only IPv4 UDP to (our VTEP address or one of our multicast groups, dstport) goes to
- * the socket; everything else (ARP, SSH, routing, other UDP) passes to the kernel untouched.
+ * underlay only UDP over IPv4 or IPv6 to (our VTEP address or one of our multicast groups,
+ * dstport) goes to the socket; everything else (ARP, ND, SSH, routing, other UDP) passes to
+ * the kernel untouched.
  * Where no socket is bound yet, frames pass to the kernel (bpf_redirect_map's XDP_PASS
  * default), so a starting daemon never black-holes an interface.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/udp.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
@@ -19,6 +21,7 @@
 #define MAX_QUEUES 64   /* sockets per interface */
 #define MAX_SLOTS 1024  /* interfaces */
 #define MAX_GROUPS 16
+#define MAX_EXT_HEADERS 4 /* keep in step with wire::ipv6::MAX_EXTENSION_HEADERS */
 
 enum role { ROLE_PORT = 1, ROLE_UNDERLAY = 2 };
 
@@ -34,6 +37,11 @@ struct steer_config {
 	__be32 groups[MAX_GROUPS];
 	__u8 mac[6];         /* the underlay interface's MAC */
 	__u8 pad[2];
+	/* An IPv6 underlay: our address and groups (all zero over IPv4, which never match). */
+	__be32 local6[4];
+	__u16 ngroups6;
+	__u16 pad6;
+	__be32 groups6[MAX_GROUPS][4];
 };
 
 /* Counters, per CPU; the loader sums them. Keep in step with `Counter` in lib.rs. */
@@ -91,29 +99,23 @@ static __always_inline int to_socket(struct xdp_md *ctx, const struct port_info 
 	return action;
 }
 
-/* Whether the frame is IPv4 UDP to (local or a group, dstport). */
-static __always_inline int is_our_vxlan(struct xdp_md *ctx)
+/* Unicast to another MAC is not for us (the kernel would drop it as PACKET_OTHERHOST): XDP
+ * runs before that filter, so check here. */
+static __always_inline int to_our_mac(const struct ethhdr *eth, const struct steer_config *cfg)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = data + sizeof(*eth);
-	__u32 zero = 0;
+	if (eth->h_dest[0] & 1)
+		return 1;
+	for (int i = 0; i < 6; i++)
+		if (eth->h_dest[i] != cfg->mac[i])
+			return 0;
+	return 1;
+}
 
-	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+/* Whether IPv4 `ip` is UDP to (local or a group, dstport). */
+static __always_inline int is_our_vxlan4(struct iphdr *ip, void *end, const struct steer_config *cfg)
+{
+	if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP || ip->ihl < 5)
 		return 0;
-	if (ip->protocol != IPPROTO_UDP || ip->ihl < 5)
-		return 0;
-	struct steer_config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg)
-		return 0;
-	/* Unicast to another MAC is not for us (the kernel would drop it as PACKET_OTHERHOST):
-	 * XDP runs before that filter, so check here. */
-	if (!(eth->h_dest[0] & 1)) {
-		for (int i = 0; i < 6; i++)
-			if (eth->h_dest[i] != cfg->mac[i])
-				return 0;
-	}
 	int ours = ip->daddr == cfg->local;
 	for (int i = 0; i < MAX_GROUPS && !ours; i++)
 		if (i < cfg->ngroups && ip->daddr == cfg->groups[i])
@@ -127,6 +129,74 @@ static __always_inline int is_our_vxlan(struct xdp_md *ctx)
 	if ((void *)(udp + 1) > end)
 		return 0;
 	return udp->dest == cfg->dstport;
+}
+
+static __always_inline int same6(const struct in6_addr *a, const __be32 *b)
+{
+	return a->in6_u.u6_addr32[0] == b[0] && a->in6_u.u6_addr32[1] == b[1] &&
+	       a->in6_u.u6_addr32[2] == b[2] && a->in6_u.u6_addr32[3] == b[3];
+}
+
+/* Whether IPv6 `ip` is UDP to (local6 or a group, dstport), stepping over the extension headers
+ * the switch steps over (hop-by-hop, destination options, an exhausted routing header), as
+ * wire::ipv6 does. A first fragment of such a datagram is steered too, for the switch to drop
+ * and count; anything the walk does not reach the end of is the kernel's. */
+static __always_inline int is_our_vxlan6(struct ipv6hdr *ip, void *end, const struct steer_config *cfg)
+{
+	if ((void *)(ip + 1) > end)
+		return 0;
+	int ours = same6(&ip->daddr, cfg->local6);
+	for (int i = 0; i < MAX_GROUPS && !ours; i++)
+		if (i < cfg->ngroups6 && same6(&ip->daddr, cfg->groups6[i]))
+			ours = 1;
+	if (!ours)
+		return 0;
+	__u8 next = ip->nexthdr;
+	void *at = ip + 1;
+	for (int i = 0; i < MAX_EXT_HEADERS + 1; i++) {
+		if (next == IPPROTO_UDP) {
+			struct udphdr *udp = at;
+			if ((void *)(udp + 1) > end)
+				return 0;
+			return udp->dest == cfg->dstport;
+		}
+		__u8 *h = at;
+		if ((void *)(h + 8) > end)
+			return 0;
+		if (next == IPPROTO_FRAGMENT) {
+			/* Offset 0: the first fragment, which holds the UDP header. */
+			if ((h[2] << 8 | h[3]) & 0xfff8)
+				return 0;
+			at += 8;
+		} else if (next == IPPROTO_HOPOPTS || next == IPPROTO_DSTOPTS ||
+			   (next == IPPROTO_ROUTING && h[3] == 0)) {
+			at += (h[1] + 1) * 8;
+		} else {
+			return 0;
+		}
+		next = h[0];
+	}
+	return 0;
+}
+
+/* Whether the frame is VXLAN for us, over IPv4 or IPv6. */
+static __always_inline int is_our_vxlan(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u32 zero = 0;
+
+	if ((void *)(eth + 1) > end)
+		return 0;
+	struct steer_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || !to_our_mac(eth, cfg))
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		return is_our_vxlan4((void *)(eth + 1), end, cfg);
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return is_our_vxlan6((void *)(eth + 1), end, cfg);
+	return 0;
 }
 
 SEC("xdp")

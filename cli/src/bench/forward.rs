@@ -37,7 +37,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let index = |n: &str| nix::net::if_::if_nametoindex(n).with_context(|| format!("no interface {n}"));
     let (from_index, _) = (index(&args.from)?, index(&args.to)?);
-    let mut steering = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED, 0, &[], [0; 6])?;
+    let mut steering = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED.into(), 0, &[], [0; 6])?;
     steering.attach(&args.from, from_index, xvtep_bpf::Role::Port)?;
 
     let (umem, mut free) = new_umem(4 * RING, RING)?;

@@ -220,7 +220,7 @@ impl Sink {
         let dev = dev.to_string();
         gen::in_netns(&ns.name, None, move || {
             let index = nix::net::if_::if_nametoindex(dev.as_str())?;
-            let mut s = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED, 0, &[], [0; 6])?;
+            let mut s = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED.into(), 0, &[], [0; 6])?;
             s.attach_sink(&dev, index)?;
             Ok(Sink(s))
         })

@@ -7,7 +7,7 @@
 //! what `save` writes: static entries added live are in it, learned ones are not.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -244,7 +244,7 @@ impl Running {
         op: FdbOp,
         mac: MacAddr,
         dev: &str,
-        dst: Option<Ipv4Addr>,
+        dst: Option<IpAddr>,
         vni: Option<u32>,
         vlan: Option<u16>,
         permanent: bool,
@@ -283,7 +283,7 @@ impl Running {
         &mut self,
         mac: MacAddr,
         dev: &str,
-        dst: Option<Ipv4Addr>,
+        dst: Option<IpAddr>,
         vni: Option<u32>,
         vlan: Option<u16>,
     ) -> Outcome {

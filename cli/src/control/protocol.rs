@@ -5,7 +5,7 @@
 //! `monitor` answers `{"ok":true}` and then streams one `{"event":...}` line per event until
 //! the client closes the connection. Every field not listed for a command is an error.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,7 @@ pub enum Request {
         mac: MacAddr,
         dev: String,
         #[serde(default)]
-        dst: Option<Ipv4Addr>,
+        dst: Option<IpAddr>,
         #[serde(default)]
         vni: Option<u32>,
         #[serde(default)]
@@ -50,7 +50,7 @@ pub enum Request {
         mac: MacAddr,
         dev: String,
         #[serde(default)]
-        dst: Option<Ipv4Addr>,
+        dst: Option<IpAddr>,
         #[serde(default)]
         vni: Option<u32>,
         #[serde(default)]
@@ -194,7 +194,7 @@ mod tests {
             op: FdbOp::Append,
             mac: MacAddr::ZERO,
             dev: "vxlan0".into(),
-            dst: Some(Ipv4Addr::new(10, 0, 0, 2)),
+            dst: Some(std::net::Ipv4Addr::new(10, 0, 0, 2).into()),
             vni: Some(2),
             vlan: None,
             permanent: false,

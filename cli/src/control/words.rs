@@ -237,6 +237,11 @@ mod tests {
                 permanent: false
             }
         );
+        // An IPv6 remote, as for an IPv6 underlay.
+        assert!(matches!(
+            fdb("add", &w("02:00:00:00:00:01 dev vxlan0 dst 2001:db8::2 vni 2")).unwrap(),
+            Request::FdbAdd { dst: Some(ip), .. } if ip == "2001:db8::2".parse::<std::net::IpAddr>().unwrap()
+        ));
         assert_eq!(
             fdb("add", &w("02:00:00:00:00:01 dev p1 vlan 10 permanent")).unwrap(),
             Request::FdbAdd {

@@ -1,7 +1,7 @@
 //! What the daemon needs to know about the host's interfaces, read from sysfs and
 //! getifaddrs(3), with errors that say what to do.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -88,15 +88,21 @@ fn driver(name: &str) -> Option<String> {
 }
 
 /// Fails unless `ip` is configured on `dev`.
-pub fn require_address(dev: &str, ip: Ipv4Addr, config: &Path) -> Result<()> {
+pub fn require_address(dev: &str, ip: IpAddr, config: &Path) -> Result<()> {
     let found = nix::ifaddrs::getifaddrs()
         .context("listing interface addresses")?
         .filter(|a| a.interface_name == dev)
-        .filter_map(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|s| IpAddr::V4(s.ip()))))
-        .any(|a| a == IpAddr::V4(ip));
+        .filter_map(|a| {
+            let s = a.address?;
+            s.as_sockaddr_in()
+                .map(|s| IpAddr::V4(s.ip()))
+                .or_else(|| s.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+        })
+        .any(|a| a == ip);
     if !found {
+        let len = if ip.is_ipv4() { 24 } else { 64 };
         bail!(
-            "tunnel.local {ip} is not an address of {dev}: add it (ip addr add {ip}/24 dev {dev}) or fix {}",
+            "tunnel.local {ip} is not an address of {dev}: add it (ip addr add {ip}/{len} dev {dev}) or fix {}",
             config.display()
         );
     }

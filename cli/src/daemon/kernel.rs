@@ -31,9 +31,9 @@ use super::netlink::Rtnl;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelVxlan {
     pub vni: u32,
-    pub local: Option<Ipv4Addr>,
+    pub local: Option<IpAddr>,
     /// `remote` (unicast) or `group` (multicast).
-    pub group: Option<Ipv4Addr>,
+    pub group: Option<IpAddr>,
     /// The underlay device (`dev`), by index.
     pub link: Option<u32>,
     pub dstport: u16,
@@ -43,6 +43,10 @@ pub struct KernelVxlan {
     pub ttl_inherit: bool,
     pub tos: u8,
     pub udpcsum: bool,
+    pub udp6zerocsumtx: bool,
+    pub udp6zerocsumrx: bool,
+    /// The IPv6 flow label (`label`).
+    pub label: u32,
     pub proxy: bool,
     pub l2miss: bool,
     pub l3miss: bool,
@@ -76,7 +80,7 @@ pub struct KernelFdb {
     /// by xvtep (on a port): `extern_learn`.
     pub ext_learned: bool,
     /// The remote VTEP (entries on a vxlan device).
-    pub dst: Option<Ipv4Addr>,
+    pub dst: Option<IpAddr>,
     pub vni: Option<u32>,
     pub port: Option<u16>,
 }
@@ -85,7 +89,7 @@ pub struct KernelFdb {
 #[derive(Debug, Clone, Default)]
 pub struct KernelState {
     pub links: Vec<KernelLink>,
-    pub addrs: Vec<(u32, Ipv4Addr)>,
+    pub addrs: Vec<(u32, IpAddr)>,
     pub fdb: Vec<KernelFdb>,
     /// IPv4 and IPv6 neighbours (ifindex, address, MAC): those on a bridge device feed ARP and
     /// ND suppression,
@@ -302,8 +306,14 @@ fn vxlan_of(attrs: &[InfoVxlan]) -> KernelVxlan {
     for a in attrs {
         match a {
             InfoVxlan::Id(id) => v.vni = *id,
-            InfoVxlan::Local(ip) => v.local = Some(*ip),
-            InfoVxlan::Group(ip) => v.group = Some(*ip),
+            InfoVxlan::Local(ip) => v.local = Some((*ip).into()),
+            InfoVxlan::Local6(ip) => v.local = Some((*ip).into()),
+            InfoVxlan::Group(ip) => v.group = Some((*ip).into()),
+            InfoVxlan::Group6(ip) => v.group = Some((*ip).into()),
+            InfoVxlan::UDPZeroCsumTX(b) => v.udp6zerocsumtx = *b,
+            InfoVxlan::UDPZeroCsumRX(b) => v.udp6zerocsumrx = *b,
+            // Network order on the wire; the crate reads it in host order.
+            InfoVxlan::Label(l) => v.label = u32::from_be(*l),
             InfoVxlan::Link(i) => v.link = Some(*i),
             InfoVxlan::Port(p) => v.dstport = *p,
             InfoVxlan::Learning(b) => v.learning = *b,
@@ -320,11 +330,13 @@ fn vxlan_of(attrs: &[InfoVxlan]) -> KernelVxlan {
     v
 }
 
-fn addrs_of(m: &AddressMessage) -> Vec<(u32, Ipv4Addr)> {
+fn addrs_of(m: &AddressMessage) -> Vec<(u32, IpAddr)> {
     m.attributes
         .iter()
         .filter_map(|a| match a {
-            AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some((m.header.index, *ip)),
+            // IPv4 addresses come as IFA_LOCAL, IPv6 ones as IFA_ADDRESS only.
+            AddressAttribute::Local(ip) => Some((m.header.index, *ip)),
+            AddressAttribute::Address(ip @ IpAddr::V6(_)) => Some((m.header.index, *ip)),
             _ => None,
         })
         .collect()
@@ -360,10 +372,16 @@ pub fn fdb_of(m: &NeighbourMessage) -> Option<KernelFdb> {
                 e.mac = MacAddr::from_bytes(l);
                 has_mac = true;
             }
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => e.dst = Some(*ip),
-            // In a bridge (AF_BRIDGE) message the crate cannot tell the address's family.
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => e.dst = Some((*ip).into()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => e.dst = Some((*ip).into()),
+            // In a bridge (AF_BRIDGE) message the crate cannot tell the address's family: its length does.
             NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 4 => {
-                e.dst = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+                e.dst = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]).into())
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 16 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(b);
+                e.dst = Some(std::net::Ipv6Addr::from(a).into())
             }
             NeighbourAttribute::Vni(v) => e.vni = Some(*v),
             NeighbourAttribute::Port(p) => e.port = Some(*p),
@@ -508,15 +526,24 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
     out += switch;
     let _ = write!(
         out,
-        "[tunnel]\nlocal = \"{local}\"\ndev = \"{dev}\"\ndstport = {}\nlearning = {}\nudpcsum = {}\n\
+        "[tunnel]\nlocal = \"{local}\"\ndev = \"{dev}\"\ndstport = {}\nlearning = {}\n\
          proxy = {}\nl2miss = {}\nl3miss = {}\n",
         v.dstport,
         v.learning,
-        v.udpcsum,
         v.proxy || suppress,
         v.l2miss,
         v.l3miss
     );
+    // The checksum options of the device's family (the config refuses the other's).
+    if local.is_ipv6() {
+        let _ = writeln!(
+            out,
+            "udp6zerocsumtx = {}\nudp6zerocsumrx = {}\nflowlabel = {}",
+            v.udp6zerocsumtx, v.udp6zerocsumrx, v.label
+        );
+    } else {
+        let _ = writeln!(out, "udpcsum = {}", v.udpcsum);
+    }
     // TTL 0 is the kernel's "auto" (the route's hop limit, 64 by default): xvtep's default.
     if v.ttl_inherit {
         let _ = writeln!(out, "ttl = \"inherit\"");
@@ -570,7 +597,7 @@ mod tests {
         KernelLink {
             vxlan: Some(KernelVxlan {
                 vni,
-                local: Some(Ipv4Addr::new(192, 168, 1, 1)),
+                local: Some(Ipv4Addr::new(192, 168, 1, 1).into()),
                 dstport: 4789,
                 learning: false,
                 ..Default::default()
@@ -586,7 +613,7 @@ mod tests {
             mac: MacAddr([0; 6]),
             permanent: true,
             ext_learned: false,
-            dst: Some(Ipv4Addr::new(192, 168, 1, 2)),
+            dst: Some(Ipv4Addr::new(192, 168, 1, 2).into()),
             vni: None,
             port: None,
         }
@@ -618,7 +645,7 @@ mod tests {
                 (10, "ff02::1:ff00:77".parse().unwrap(), MacAddr([0x33, 0x33, 0xff, 0, 0, 0x77])),
                 (2, Ipv4Addr::new(192, 168, 1, 2).into(), MacAddr([2, 0, 0, 0, 1, 2])),
             ],
-            addrs: vec![(2, Ipv4Addr::new(192, 168, 1, 1))],
+            addrs: vec![(2, Ipv4Addr::new(192, 168, 1, 1).into())],
             fdb: vec![
                 flood_entry(),
                 KernelFdb {
@@ -626,7 +653,7 @@ mod tests {
                     permanent: true,
                     ext_learned: false,
                     mac: MacAddr([2, 0, 0, 0, 0, 0xb]),
-                    dst: Some(Ipv4Addr::new(192, 168, 1, 3)),
+                    dst: Some(Ipv4Addr::new(192, 168, 1, 3).into()),
                     vni: Some(5000),
                     port: Some(4790),
                 },
@@ -686,7 +713,7 @@ mod tests {
             mac: MacAddr([2, 0, 0, 0, 0, 0x33]),
             permanent: false,
             ext_learned: true,
-            dst: Some(Ipv4Addr::new(192, 168, 1, 3)),
+            dst: Some(Ipv4Addr::new(192, 168, 1, 3).into()),
             vni: None,
             port: None,
         });
@@ -794,7 +821,7 @@ mod tests {
         let l = link_of(&m);
         assert_eq!((l.index, l.name.as_str(), l.master, l.mtu), (11, "vx2", Some(10), 1450));
         let v = l.vxlan.unwrap();
-        assert_eq!((v.vni, v.local, v.learning, v.ttl), (2, Some(Ipv4Addr::new(192, 168, 1, 1)), false, 10));
+        assert_eq!((v.vni, v.local, v.learning, v.ttl), (2, Some(Ipv4Addr::new(192, 168, 1, 1).into()), false, 10));
 
         let mut n = NeighbourMessage::default();
         n.header.ifindex = 11;
@@ -808,7 +835,7 @@ mod tests {
         assert_eq!(fdb_of(&n), Some(flood_entry()));
         // As the crate parses an AF_BRIDGE message: the address's family unknown.
         n.attributes[1] = NeighbourAttribute::Destination(NeighbourAddress::Other(vec![192, 168, 1, 2]));
-        assert_eq!(fdb_of(&n).and_then(|e| e.dst), Some(Ipv4Addr::new(192, 168, 1, 2)));
+        assert_eq!(fdb_of(&n).and_then(|e| e.dst), Some(Ipv4Addr::new(192, 168, 1, 2).into()));
         // Learned entries and multicast addresses are not configuration.
         n.header.state = NeighbourState::Reachable;
         assert_eq!(fdb_of(&n), None);

@@ -11,7 +11,7 @@ mod ports;
 mod resolver;
 mod writeback;
 
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -104,7 +104,7 @@ pub fn run(args: Args) -> Result<()> {
         warn!("running {workers} worker(s), not {wanted}: an interface has only {min_queues} rx queue(s)");
     }
 
-    let groups: Vec<Ipv4Addr> = config.vlans.iter().filter_map(|m| m.group).chain(t.group).collect();
+    let groups: Vec<IpAddr> = config.vlans.iter().filter_map(|m| m.group).chain(t.group).collect();
     let mut steering = Steering::load(t.local, t.dstport, &groups, dev.mac.0)?;
     // Attached before any socket exists: until a socket is bound, the program passes frames
     // to the kernel, so no interface is black-holed while we start.
@@ -160,12 +160,10 @@ pub fn run(args: Args) -> Result<()> {
     let attached: Attached =
         Arc::new(Mutex::new(ports.iter().map(|p| (p.name.clone(), p.clone())).collect()));
 
-    // Multicast underlay: join through the kernel so that IGMP goes out on dev.
+    // Multicast underlay: join through the kernel so that IGMP or MLD goes out on dev.
     let mut joined = Vec::new();
     for g in &groups {
-        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("opening a socket to join groups")?;
-        sock.join_multicast_v4(g, &t.local).with_context(|| format!("joining {g} on {}", t.dev))?;
-        joined.push(sock);
+        joined.push(join_group(*g, t.local, dev.index).with_context(|| format!("joining {g} on {}", t.dev))?);
     }
 
     // Resolve the remotes the config names now, not when the first frame needs them (the
@@ -475,4 +473,23 @@ fn follow_underlay_mac(dev: &Iface, steering: &Mutex<Steering>, running: &Mutex<
     r.underlay.mac = mac;
     let (config, underlay) = (r.config.clone(), r.underlay);
     r.switch.apply_topology(&config, underlay);
+}
+
+/// Joins multicast group `group` on the underlay (address `local`, interface `ifindex`)
+/// through a socket of the kernel's, which then sends the IGMP or MLD reports; the
+/// membership lasts as long as the socket.
+fn join_group(group: IpAddr, local: IpAddr, ifindex: u32) -> std::io::Result<UdpSocket> {
+    match (group, local) {
+        (IpAddr::V4(g), IpAddr::V4(local)) => {
+            let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+            sock.join_multicast_v4(&g, &local)?;
+            Ok(sock)
+        }
+        (IpAddr::V6(g), _) => {
+            let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
+            sock.join_multicast_v6(&g, ifindex)?;
+            Ok(sock)
+        }
+        (IpAddr::V4(_), IpAddr::V6(_)) => Err(std::io::Error::other("an IPv4 group on an IPv6 underlay")),
+    }
 }

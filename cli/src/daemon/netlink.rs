@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE,
@@ -28,7 +28,7 @@ pub struct Rtnl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     /// The address to resolve: the gateway, or the remote itself when on-link.
-    pub next_hop: Ipv4Addr,
+    pub next_hop: IpAddr,
     pub oif: u32,
 }
 
@@ -85,19 +85,24 @@ impl Rtnl {
         }
     }
 
-    /// The kernel's route to `dst` (`ip route get`).
-    pub fn route(&mut self, dst: Ipv4Addr) -> io::Result<Option<Route>> {
+    /// The kernel's route to `dst` (`ip route get`), IPv4 or IPv6.
+    pub fn route(&mut self, dst: IpAddr) -> io::Result<Option<Route>> {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = 32;
-        msg.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        let (family, len, addr) = match dst {
+            IpAddr::V4(v4) => (AddressFamily::Inet, 32, RouteAddress::Inet(v4)),
+            IpAddr::V6(v6) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(v6)),
+        };
+        msg.header.address_family = family;
+        msg.header.destination_prefix_length = len;
+        msg.attributes.push(RouteAttribute::Destination(addr));
         let replies = self.request(RouteNetlinkMessage::GetRoute(msg), NLM_F_REQUEST)?;
         for r in replies {
             if let RouteNetlinkMessage::NewRoute(r) = r {
                 let mut route = Route { next_hop: dst, oif: 0 };
                 for a in r.attributes {
                     match a {
-                        RouteAttribute::Gateway(RouteAddress::Inet(gw)) => route.next_hop = gw,
+                        RouteAttribute::Gateway(RouteAddress::Inet(gw)) => route.next_hop = gw.into(),
+                        RouteAttribute::Gateway(RouteAddress::Inet6(gw)) => route.next_hop = gw.into(),
                         RouteAttribute::Oif(i) => route.oif = i,
                         _ => {}
                     }
@@ -108,16 +113,9 @@ impl Rtnl {
         Ok(None)
     }
 
-    /// Every usable IPv4 neighbour entry: (address, ifindex) → MAC.
-    pub fn neighbours(&mut self) -> io::Result<HashMap<(Ipv4Addr, u32), MacAddr>> {
-        Ok(self
-            .neighbour_dump(AddressFamily::Inet)?
-            .into_iter()
-            .filter_map(|(ip, i, mac)| match ip {
-                IpAddr::V4(v4) => Some(((v4, i), mac)),
-                IpAddr::V6(_) => None,
-            })
-            .collect())
+    /// Every usable neighbour entry of `family`: (address, ifindex) → MAC.
+    pub fn neighbours(&mut self, family: AddressFamily) -> io::Result<HashMap<(IpAddr, u32), MacAddr>> {
+        Ok(self.neighbour_dump(family)?.into_iter().map(|(ip, i, mac)| ((ip, i), mac)).collect())
     }
 
     /// Every usable IPv4 and IPv6 neighbour entry: (address, ifindex, MAC).
@@ -262,18 +260,30 @@ impl Rtnl {
     }
 
     /// Asks the kernel to resolve `ip` on `ifindex` (`ip neigh replace IP dev IF use`): it
-    /// sends ARP, and the answer shows up in the neighbour table.
-    pub fn resolve(&mut self, ip: Ipv4Addr, ifindex: u32) -> io::Result<()> {
+    /// sends ARP or a neighbour solicitation, and the answer shows up in the neighbour table.
+    pub fn resolve(&mut self, ip: IpAddr, ifindex: u32) -> io::Result<()> {
         let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = family_of(ip);
         msg.header.ifindex = ifindex;
         msg.header.state = NeighbourState::Permanent;
         msg.header.flags = NeighbourFlags::Use;
-        msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        msg.attributes.push(NeighbourAttribute::Destination(match ip {
+            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+        }));
         self.request(
             RouteNetlinkMessage::NewNeighbour(msg),
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
         )
         .map(|_| ())
+    }
+}
+
+/// The netlink address family of `ip`.
+pub fn family_of(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
     }
 }

@@ -1,19 +1,19 @@
 //! Keeps the switch's next-hop table in step with the kernel's routes and neighbours: once a
 //! second, every remote asked for or known is looked up; unknown next hops are resolved by
-//! the kernel (ARP) on our request, changed ones are updated, failed ones removed (their
+//! the kernel (ARP, or ND over IPv6) on our request, changed ones are updated, failed ones removed (their
 //! traffic is then dropped and counted as nexthop_unresolved, not sent to a stale MAC).
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use xvtep_dataplane::NextHops;
 
-use super::netlink::Rtnl;
+use super::netlink::{family_of, Rtnl};
 
 pub struct Resolver {
     rtnl: Rtnl,
     dev: u32,
-    warned: HashSet<Ipv4Addr>,
+    warned: HashSet<IpAddr>,
 }
 
 impl Resolver {
@@ -23,11 +23,10 @@ impl Resolver {
 
     /// One pass; returns how many remotes are still unresolved.
     pub fn tick(&mut self, hops: &NextHops) -> usize {
-        let wanted: Vec<Ipv4Addr> = hops.to_resolve().into_iter().filter(|ip| !ip.is_multicast()).collect();
-        if wanted.is_empty() {
-            return 0;
-        }
-        let neighbours = match self.rtnl.neighbours() {
+        let wanted: Vec<IpAddr> = hops.to_resolve().into_iter().filter(|ip| !ip.is_multicast()).collect();
+        let Some(first) = wanted.first() else { return 0 };
+        // One tunnel, one family (the config's rule): its neighbour table is the one to read.
+        let neighbours = match self.rtnl.neighbours(family_of(*first)) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("reading the neighbour table failed: {e}");

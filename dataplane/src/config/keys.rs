@@ -55,7 +55,7 @@ pub const TABLES: &[TableDoc] = &[
         doc: "The switch's one VXLAN port, shown as vxlan0: what the kernel's `external` vxlan device with \
               `vlan_tunnel` does. Required, unless [kernel] is given.",
         keys: &[
-            key("local", "IPv4 address", None, "Our VTEP address on the underlay; it must be configured on dev."),
+            key("local", "IPv4 or IPv6 address", None, "Our VTEP address on the underlay; it must be configured on dev. Its family is the underlay's: every remote, group, peer and next hop is of the same family."),
             key("dev", "interface", None, "The underlay interface (1 to 15 bytes)."),
             key("dstport", "port", Some("4789"), "The UDP port VXLAN is sent to and received on."),
             key("learning", "bool", Some("true"), "Learn remote MACs <MAC, VNI> -> outer source address from decapsulated frames."),
@@ -67,21 +67,24 @@ pub const TABLES: &[TableDoc] = &[
             ),
             key("l2miss", "bool", Some("false"), "Emit an l2miss event for unknown unicast (xvtep monitor miss)."),
             key("l3miss", "bool", Some("false"), "With proxy: emit an l3miss event for an ARP request missing from [[neigh]]."),
-            key("remote", "IPv4 address", UNSET, "A point-to-point default remote for every VNI (BUM and unknown unicast)."),
-            key("group", "IPv4 multicast address", UNSET, "The multicast group of every VNI's BUM traffic; joined through the kernel (IGMP)."),
-            key("ttl", "1..255 | \"inherit\"", Some("64"), "The outer IPv4 TTL; inherit: the inner TTL or hop limit (64 for non-IP frames)."),
+            key("remote", "IP address", UNSET, "A point-to-point default remote for every VNI (BUM and unknown unicast)."),
+            key("group", "IP multicast address", UNSET, "The multicast group of every VNI's BUM traffic; joined through the kernel (IGMP or MLD)."),
+            key("ttl", "1..255 | \"inherit\"", Some("64"), "The outer IPv4 TTL or IPv6 hop limit; inherit: the inner TTL or hop limit (64 for non-IP frames)."),
             key(
                 "tos",
                 "0..255 | \"inherit\"",
                 Some("0"),
-                "The outer IPv4 TOS; inherit: the inner TOS or traffic class (0 for non-IP). Either way the ECN field follows \
+                "The outer IPv4 TOS or IPv6 traffic class; inherit: the inner TOS or traffic class (0 for non-IP). Either way the ECN field follows \
                  RFC 6040 as the kernel's: copied from the inner frame on encap (CE sent as ECT(0)); on decap an outer CE \
                  marks the inner frame CE, and is dropped (ecn_ce_not_ect) over an inner frame that is not ECN-capable.",
             ),
             key("df", "\"unset\" | \"set\" | \"inherit\"", Some("\"unset\""), "The outer DF bit: clear, set, or copied from an inner IPv4 header."),
-            key("udpcsum", "bool", Some("true"), "Fill in the outer UDP checksum."),
+            key("udpcsum", "bool", Some("true"), "IPv4 underlay: fill in the outer UDP checksum."),
+            key("udp6zerocsumtx", "bool", Some("false"), "IPv6 underlay: send a zero outer UDP checksum (RFC 6935) instead of computing it."),
+            key("udp6zerocsumrx", "bool", Some("false"), "IPv6 underlay: accept VXLAN with a zero UDP checksum (otherwise dropped as udp6_zero_checksum)."),
+            key("flowlabel", "0..1048575 | \"inherit\"", Some("0"), "IPv6 underlay: the outer flow label; inherit: the inner IPv6 flow label (0 for other frames)."),
             key("srcport", "[low, high]", Some("[32768, 60999]"), "The range of outer UDP source ports, picked by a hash of the inner flow."),
-            key("mtu", "68..65535", Some("the MTU of dev"), "The underlay MTU; frames that do not fit with 50 bytes of VXLAN overhead are dropped and counted."),
+            key("mtu", "68..65535", Some("the MTU of dev"), "The underlay MTU; frames that do not fit with 50 (IPv4) or 70 (IPv6) bytes of VXLAN overhead are dropped and counted."),
             key("mac", "MAC", Some("the MAC of dev"), "Our underlay MAC (for replay; the daemon reads it from dev)."),
             key(
                 "reserved_bits",
@@ -89,7 +92,7 @@ pub const TABLES: &[TableDoc] = &[
                 Some("0"),
                 "VXLAN header bits to accept besides the I flag and the VNI (64-bit, network order, as the kernel's reserved_bits).",
             ),
-            key("allowed_peers", "[IPv4 address, ...]", Some("[] (any)"), "Accept VXLAN only from these outer source addresses."),
+            key("allowed_peers", "[IP address, ...]", Some("[] (any)"), "Accept VXLAN only from these outer source addresses."),
         ],
     },
     TableDoc {
@@ -99,7 +102,7 @@ pub const TABLES: &[TableDoc] = &[
         keys: &[
             key("vid", "1..4094", None, "The VLAN ID."),
             key("vni", "1..16777215", None, "The VXLAN network identifier."),
-            key("group", "IPv4 multicast address", UNSET, "This VNI's own multicast group for BUM traffic, instead of tunnel.group."),
+            key("group", "IP multicast address", UNSET, "This VNI's own multicast group for BUM traffic, instead of tunnel.group."),
         ],
     },
     TableDoc {
@@ -148,7 +151,7 @@ pub const TABLES: &[TableDoc] = &[
             key("vni", "1..16777215", UNSET, "The VNI the entry belongs to (one of vni and vid)."),
             key("vid", "1..4094", UNSET, "The VLAN, for a VLAN that has no VNI (one of vni and vid)."),
             key("port", "port name", UNSET, "The local port the MAC is behind (one of port and dst)."),
-            key("dst", "IPv4 address", UNSET, "The remote VTEP the MAC is behind (one of port and dst)."),
+            key("dst", "IP address", UNSET, "The remote VTEP the MAC is behind (one of port and dst)."),
             key("dst_port", "port", Some("tunnel.dstport"), "With dst: the remote's UDP port."),
             key("remote_vni", "1..16777215", Some("vni"), "With dst: the VNI sent to the remote."),
             key("permanent", "bool", Some("false"), "A permanent entry; else static (neither ages, neither is moved by learning)."),
@@ -171,7 +174,7 @@ pub const TABLES: &[TableDoc] = &[
         array: true,
         doc: "An underlay next hop's MAC, for replay (the daemon resolves next hops from the kernel).",
         keys: &[
-            key("ip", "IPv4 address", None, "The remote VTEP or gateway address."),
+            key("ip", "IP address", None, "The remote VTEP or gateway address."),
             key("mac", "MAC", None, "Its MAC."),
         ],
     },

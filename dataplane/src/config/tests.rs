@@ -21,7 +21,7 @@ fn seed_config_parses_with_defaults() {
     assert_eq!(c.fdb.len(), 2);
     assert_eq!(
         c.fdb[0].target,
-        FdbTarget::Remote { ip: Ipv4Addr::new(192, 168, 1, 2), port: None, vni: None }
+        FdbTarget::Remote { ip: Ipv4Addr::new(192, 168, 1, 2).into(), port: None, vni: None }
     );
     assert_eq!(c.vni_of(3), Some(3));
 }
@@ -40,7 +40,7 @@ fn unknown_key_names_file_line_and_key() {
 fn bad_addresses_are_named() {
     let e = err("[tunnel]\nlocal = \"10.0.0.300\"\ndev = \"eth0\"\n");
     assert_eq!(e.line, 2);
-    assert!(e.message.contains("invalid IPv4 address"), "{e}");
+    assert!(e.message.contains("invalid IP address"), "{e}");
     let e = err(&format!(
         "{MIN}[[vlan]]\nvid = 2\nvni = 2\n[[neigh]]\nvni = 2\nip = \"10.0.0.9\"\nmac = \"02:00:00:00:00\"\n"
     ));
@@ -112,7 +112,7 @@ fn tunnel_knobs_are_checked() {
     let e = err("[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\nsrcport = [5000, 4000]\n");
     assert!(e.message.contains("srcport [5000, 4000]"), "{e}");
     let e = err("[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\ngroup = \"10.1.1.1\"\n");
-    assert!(e.message.contains("not an IPv4 multicast"), "{e}");
+    assert!(e.message.contains("not a multicast address"), "{e}");
     let e = err("[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\ndf = \"sometimes\"\n");
     assert!(e.message.contains("unknown variant `sometimes`"), "{e}");
     let c = Config::parse(
@@ -237,4 +237,57 @@ fn neighbours_are_ipv4_or_ipv6_unicast() {
     for bad in ["ff02::1", "::", "::1", "224.0.0.1"] {
         assert!(err(&text(bad)).message.contains("is not a unicast address"), "{bad}");
     }
+}
+
+/// An IPv6 underlay: every address of the tunnel IPv6, its own checksum and flow-label keys,
+/// the 70-byte overhead; `save` gives back the same configuration.
+#[test]
+fn an_ipv6_underlay_parses_checks_and_saves() {
+    let v6 = "[tunnel]\nlocal = \"2001:db8::1\"\ndev = \"eth0\"\n";
+    let text = format!(
+        "{v6}group = \"ff05::1:2\"\nallowed_peers = [\"2001:db8::2\"]\nudp6zerocsumrx = true\nflowlabel = \"inherit\"\n\
+         [[vlan]]\nvid = 2\nvni = 2\ngroup = \"ff05::2:2\"\n\
+         [[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"2001:db8::3\"\n\
+         [[nexthop]]\nip = \"2001:db8::3\"\nmac = \"02:00:00:00:00:03\"\n"
+    );
+    let c = Config::parse(&text, "x").unwrap();
+    let t = &c.tunnel;
+    assert!(t.ipv6());
+    assert_eq!(t.overhead(), 70);
+    assert_eq!((t.udp6zerocsumtx, t.udp6zerocsumrx, t.flowlabel), (false, true, Inheritable::Inherit));
+    assert_eq!(c.fdb[0].target, FdbTarget::Remote { ip: "2001:db8::3".parse().unwrap(), port: None, vni: None });
+    assert_eq!(Config::parse(&c.to_toml(), "saved").unwrap(), c);
+    assert_eq!(Config::parse(MIN, "x").unwrap().tunnel.overhead(), 50);
+
+    // One family per tunnel, as one kernel vxlan device: each place names the address.
+    let mixed = [
+        ("remote = \"10.0.0.2\"", 4, "tunnel.remote 10.0.0.2 is IPv4 but tunnel.local 2001:db8::1 is IPv6"),
+        ("group = \"239.1.1.1\"", 4, "tunnel.group 239.1.1.1 is IPv4"),
+        ("allowed_peers = [\"10.0.0.2\"]", 4, "tunnel.allowed_peers 10.0.0.2 is IPv4"),
+        ("[[vlan]]\nvid = 2\nvni = 2\ngroup = \"239.1.1.1\"", 4, "[[vlan]] group 239.1.1.1 is IPv4"),
+        ("[[nexthop]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:03\"", 4, "[[nexthop]] ip 10.0.0.2 is IPv4"),
+    ];
+    for (extra, line, want) in mixed {
+        let e = err(&format!("{v6}{extra}\n"));
+        assert!(e.message.contains(want), "{extra}: {e}");
+        assert_eq!(e.line, line, "{extra}: {e}");
+    }
+    let e = err(&format!(
+        "{v6}[[vlan]]\nvid = 2\nvni = 2\n[[fdb]]\nmac = \"02:00:00:00:00:01\"\nvni = 2\ndst = \"10.0.0.3\"\n"
+    ));
+    assert!(e.message.contains("[[fdb]] dst 10.0.0.3 is IPv4"), "{e}");
+    let e = err(&format!("{MIN}remote = \"2001:db8::2\"\n"));
+    assert!(e.message.contains("is IPv6 but tunnel.local 10.0.0.1 is IPv4"), "{e}");
+
+    // The checksum keys belong to one family each; the flow label to IPv6.
+    let e = err(&format!("{v6}udpcsum = false\n"));
+    assert!(e.message.contains("tunnel.udpcsum applies to an IPv4 underlay") && e.message.contains("udp6zerocsumtx"), "{e}");
+    let e = err(&format!("{MIN}udp6zerocsumtx = true\n"));
+    assert!(e.message.contains("tunnel.udp6zerocsumtx applies to an IPv6 underlay"), "{e}");
+    let e = err(&format!("{MIN}flowlabel = 5\n"));
+    assert!(e.message.contains("tunnel.flowlabel applies to an IPv6 underlay"), "{e}");
+    let e = err(&format!("{v6}flowlabel = 1048576\n"));
+    assert!(e.message.contains("tunnel.flowlabel must be a number 0..=1048575 or \"inherit\""), "{e}");
+    let e = err("[tunnel]\nlocal = \"fe80::1\"\ndev = \"eth0\"\n");
+    assert!(e.message.contains("tunnel.local fe80::1 is not a unicast address (nor link-local)"), "{e}");
 }

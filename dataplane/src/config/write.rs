@@ -32,7 +32,17 @@ impl Config {
             DfMode::Set => "set",
             DfMode::Inherit => "inherit",
         };
-        let _ = writeln!(o, "ttl = {}\ntos = {}\ndf = \"{df}\"\nudpcsum = {}", t.ttl, t.tos, t.udpcsum);
+        let _ = writeln!(o, "ttl = {}\ntos = {}\ndf = \"{df}\"", t.ttl, t.tos);
+        // Each checksum key is of one family (the parser refuses the other's).
+        if t.ipv6() {
+            let _ = writeln!(
+                o,
+                "udp6zerocsumtx = {}\nudp6zerocsumrx = {}\nflowlabel = {}",
+                t.udp6zerocsumtx, t.udp6zerocsumrx, t.flowlabel
+            );
+        } else {
+            let _ = writeln!(o, "udpcsum = {}", t.udpcsum);
+        }
         let _ = writeln!(o, "srcport = [{}, {}]", t.srcport.0, t.srcport.1);
         if let Some(m) = t.mtu {
             let _ = writeln!(o, "mtu = {m}");

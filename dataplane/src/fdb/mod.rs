@@ -14,7 +14,7 @@ mod cache;
 pub use cache::FdbCache;
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use crate::wire::MacAddr;
 /// A remote VTEP an entry or flood list points to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Remote {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// UDP destination port; `None` = the tunnel's `dstport`.
     pub port: Option<u16>,
     /// VNI to send with; `None` = the domain's VNI.
@@ -36,8 +36,8 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub fn new(ip: Ipv4Addr) -> Remote {
-        Remote { ip, port: None, vni: None }
+    pub fn new(ip: impl Into<IpAddr>) -> Remote {
+        Remote { ip: ip.into(), port: None, vni: None }
     }
 }
 
@@ -470,7 +470,7 @@ mod tests {
     fn learn_refresh_move_and_age() {
         let fdb = Fdb::new(300 * S, 0);
         let p1 = FdbDst::Port(PortId(1));
-        let r = FdbDst::Remote(Remote::new(Ipv4Addr::new(10, 0, 0, 2)));
+        let r = FdbDst::Remote(Remote::new(std::net::Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!(fdb.learn(mac(1), D, p1, 0), Learned::New);
         assert_eq!(fdb.learn(mac(1), D, p1, 10 * S), Learned::Refreshed);
         assert_eq!(fdb.lookup(mac(1), D, 20 * S), Some(p1));
@@ -512,7 +512,7 @@ mod tests {
     fn a_control_planes_entry_never_ages_but_learning_moves_it() {
         let fdb = Fdb::new(10 * S, 0);
         let p1 = FdbDst::Port(PortId(1));
-        let r = FdbDst::Remote(Remote::new(Ipv4Addr::new(10, 0, 0, 3)));
+        let r = FdbDst::Remote(Remote::new(std::net::Ipv4Addr::new(10, 0, 0, 3)));
         fdb.add(mac(1), D, r, EntryKind::External, false, 0).unwrap();
         assert_eq!(fdb.age(1000 * S), vec![]);
         assert_eq!(fdb.learn(mac(1), D, r, 1000 * S), Learned::Refreshed);
@@ -567,7 +567,7 @@ mod tests {
     #[test]
     fn flood_lists() {
         let fdb = Fdb::new(300 * S, 0);
-        let (a, b) = (Remote::new(Ipv4Addr::new(10, 0, 0, 2)), Remote::new(Ipv4Addr::new(10, 0, 0, 3)));
+        let (a, b) = (Remote::new(std::net::Ipv4Addr::new(10, 0, 0, 2)), Remote::new(std::net::Ipv4Addr::new(10, 0, 0, 3)));
         assert!(fdb.flood_list(D).is_none());
         assert!(fdb.flood_append(D, a));
         assert!(fdb.flood_append(D, b));

@@ -1,8 +1,8 @@
 //! Ingress from the underlay (docs/design.md "Forwarding rules", ingress from the underlay): validate the
-//! outer IPv4/UDP/VXLAN headers as the kernel does, map the VNI to its VID, learn the inner
-//! source behind the outer source address, and deliver to local ports only.
+//! outer IPv4 or IPv6, UDP and VXLAN headers as the kernel does, map the VNI to its VID, learn
+//! the inner source behind the outer source address, and deliver to local ports only.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::forward::{forward, learn};
 use super::tx::EcnMark;
@@ -11,10 +11,11 @@ use crate::counters::DropReason;
 use crate::fdb::{FdbDst, Learned, Remote};
 use crate::ids::{Domain, PortId};
 use crate::wire::ipv4::Ipv4Error;
+use crate::wire::ipv6::{ChainError, Ipv6Error};
 use crate::wire::udp::UdpError;
 use crate::wire::{
-    checksum_fold_sum, checksum_sub, checksum_sum, ecn, EthernetHeader, Ipv4Packet, UdpDatagram, VxlanHeader,
-    ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+    checksum_fold_sum, checksum_sub, checksum_sum, ecn, EthernetHeader, Ipv4Packet, Ipv6Packet, UdpDatagram,
+    VxlanHeader, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IP_PROTO_UDP, VXLAN_HEADER_LEN,
 };
 
 pub(crate) fn ingress(cx: &mut Ctx, rx: u32, data: &[u8]) {
@@ -27,23 +28,19 @@ pub(crate) fn ingress(cx: &mut Ctx, rx: u32, data: &[u8]) {
     }
 }
 
-/// Returns the inner frame, the outer source address (the remote VTEP it came from) and what
-/// the outer ECN field does to the inner frame.
-fn decapsulate<'a>(
-    cx: &Ctx,
-    rx: u32,
-    data: &'a [u8],
-) -> Result<(Frame<'a>, Ipv4Addr, ecn::Decap), DropReason> {
-    let t = &cx.topo.tunnel;
-    let outer = EthernetHeader::parse(data).map_err(|_| DropReason::OuterTruncated)?;
-    // Unicast to another MAC is not for us, as the kernel drops PACKET_OTHERHOST frames.
-    if outer.tci.is_some()
-        || outer.ethertype != ETHERTYPE_IPV4
-        || (!outer.dst.is_multicast() && outer.dst != t.mac)
-    {
-        return Err(DropReason::NotVxlan);
-    }
-    let ip = Ipv4Packet::new_checked(&data[ETH_HEADER_LEN..]).map_err(|e| match e {
+/// What the outer IP header says, whichever the family.
+struct OuterIp<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    /// The DS field (IPv4 TOS, IPv6 traffic class).
+    ds: u8,
+    /// The UDP datagram: the IP payload after any extension headers.
+    udp: &'a [u8],
+}
+
+/// An outer IPv4 header to our address carrying an unfragmented UDP datagram.
+fn outer_ipv4<'a>(cx: &Ctx, l3: &'a [u8]) -> Result<OuterIp<'a>, DropReason> {
+    let ip = Ipv4Packet::new_checked(l3).map_err(|e| match e {
         Ipv4Error::Truncated => DropReason::OuterTruncated,
         Ipv4Error::BadHeader => DropReason::IpHeaderInvalid,
         Ipv4Error::BadLength => DropReason::IpLength,
@@ -51,20 +48,63 @@ fn decapsulate<'a>(
     if !ip.checksum_ok() {
         return Err(DropReason::IpChecksum);
     }
-    if ip.protocol() != IP_PROTO_UDP || !cx.topo.accepts_dst(ip.dst()) {
+    if ip.protocol() != IP_PROTO_UDP || !cx.topo.accepts_dst(ip.dst().into()) {
         return Err(DropReason::NotVxlan);
     }
     if ip.is_fragment() {
         return Err(DropReason::IpFragment);
     }
-    let udp = UdpDatagram::new_checked(ip.payload()).map_err(|e| match e {
+    Ok(OuterIp { src: ip.src().into(), dst: ip.dst().into(), ds: ip.tos(), udp: ip.payload() })
+}
+
+/// An outer IPv6 header to our address whose extension headers lead to a UDP datagram.
+fn outer_ipv6<'a>(cx: &Ctx, l3: &'a [u8]) -> Result<OuterIp<'a>, DropReason> {
+    let ip = Ipv6Packet::new_checked(l3).map_err(|e| match e {
+        Ipv6Error::Truncated => DropReason::OuterTruncated,
+        Ipv6Error::BadHeader => DropReason::IpHeaderInvalid,
+        Ipv6Error::BadLength => DropReason::IpLength,
+    })?;
+    if !cx.topo.accepts_dst(ip.dst().into()) {
+        return Err(DropReason::NotVxlan);
+    }
+    let (protocol, udp) = ip.transport().map_err(|e| match e {
+        ChainError::Truncated => DropReason::OuterTruncated,
+        ChainError::Fragment => DropReason::IpFragment,
+        ChainError::Routed => DropReason::NotVxlan,
+        ChainError::TooLong => DropReason::Ip6ExtHeaders,
+    })?;
+    if protocol != IP_PROTO_UDP {
+        return Err(DropReason::NotVxlan);
+    }
+    Ok(OuterIp { src: ip.src().into(), dst: ip.dst().into(), ds: ip.traffic_class(), udp })
+}
+
+/// Returns the inner frame, the outer source address (the remote VTEP it came from) and what
+/// the outer ECN field does to the inner frame.
+fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, IpAddr, ecn::Decap), DropReason> {
+    let t = &cx.topo.tunnel;
+    let outer = EthernetHeader::parse(data).map_err(|_| DropReason::OuterTruncated)?;
+    // Unicast to another MAC is not for us, as the kernel drops PACKET_OTHERHOST frames.
+    if outer.tci.is_some() || (!outer.dst.is_multicast() && outer.dst != t.mac) {
+        return Err(DropReason::NotVxlan);
+    }
+    let l3 = &data[ETH_HEADER_LEN..];
+    let ip = match (outer.ethertype, t.ipv6()) {
+        (ETHERTYPE_IPV4, false) => outer_ipv4(cx, l3)?,
+        (ETHERTYPE_IPV6, true) => outer_ipv6(cx, l3)?,
+        _ => return Err(DropReason::NotVxlan),
+    };
+    let udp = UdpDatagram::new_checked(ip.udp).map_err(|e| match e {
         UdpError::Truncated => DropReason::OuterTruncated,
         UdpError::BadLength => DropReason::UdpLength,
     })?;
     if udp.dst_port() != t.dstport {
         return Err(DropReason::NotVxlan);
     }
-    let payload_sum = udp.verify_checksum(ip.src(), ip.dst()).map_err(|_| DropReason::UdpChecksum)?;
+    if t.ipv6() && udp.checksum() == 0 && !t.udp6zerocsumrx {
+        return Err(DropReason::Udp6ZeroChecksum);
+    }
+    let payload_sum = udp.verify_checksum(ip.src, ip.dst).map_err(|_| DropReason::UdpChecksum)?;
     let vxlan = VxlanHeader::parse(udp.payload()).map_err(|_| DropReason::OuterTruncated)?;
     if !vxlan.has_vni_flag() {
         return Err(DropReason::VxlanFlags);
@@ -74,7 +114,7 @@ fn decapsulate<'a>(
     }
     let vni = vxlan.vni();
     let vid = cx.topo.vid_of(vni).ok_or(DropReason::VniUnknown)?;
-    if !t.allowed_peers.is_empty() && !t.allowed_peers.contains(&ip.src()) {
+    if !t.allowed_peers.is_empty() && !t.allowed_peers.contains(&ip.src) {
         return Err(DropReason::PeerNotAllowed);
     }
     let inner = &udp.payload()[VXLAN_HEADER_LEN..];
@@ -91,13 +131,15 @@ fn decapsulate<'a>(
     if eth.dst.is_link_local() {
         return Err(DropReason::LinkLocal);
     }
-    let l2_offset = ETH_HEADER_LEN + ip.header_len() + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
+    // The inner frame's place in `data`: after the outer headers, whose length varies with
+    // IPv4 options and IPv6 extension headers.
+    let l2_offset = inner.as_ptr() as usize - data.as_ptr() as usize;
     // RFC 6040 on the inner IP header, if there is one (the kernel's IP_ECN_decapsulate). An
     // outer Not-ECT changes nothing: the inner header is read only when the outer is marked.
-    let decap = match ip.tos() & ecn::ECN_MASK {
+    let decap = match ip.ds & ecn::ECN_MASK {
         ecn::NOT_ECT => ecn::Decap::Keep,
         _ => ecn::inner_ds_ttl(&inner[ETH_HEADER_LEN..], eth.ethertype)
-            .map_or(ecn::Decap::Keep, |(ds, _)| ecn::decapsulate(ip.tos(), ds)),
+            .map_or(ecn::Decap::Keep, |(ds, _)| ecn::decapsulate(ip.ds, ds)),
     };
     let frame = Frame {
         rx,
@@ -120,10 +162,10 @@ fn decapsulate<'a>(
             _ => None,
         },
     };
-    Ok((frame, ip.src(), decap))
+    Ok((frame, ip.src, decap))
 }
 
-fn switch(cx: &mut Ctx, f: &Frame, peer: Ipv4Addr, decap: ecn::Decap) {
+fn switch(cx: &mut Ctx, f: &Frame, peer: IpAddr, decap: ecn::Decap) {
     if cx.topo.tunnel.learning {
         if let Learned::Static { .. } = learn(cx, f, FdbDst::Remote(Remote::new(peer))) {
             // The kernel drops these (VXLAN_ENTRY_EXISTS): a static MAC claimed from elsewhere

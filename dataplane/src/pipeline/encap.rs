@@ -1,31 +1,32 @@
-//! Building the outer headers of RFC 7348: Ethernet, IPv4, UDP, VXLAN.
+//! Building the outer headers of RFC 7348: Ethernet, IPv4 or IPv6, UDP, VXLAN.
 //!
 //! Per remote the outer headers barely change, so each worker keeps a rewrite template per
-//! (remote, port, VNI), as VPP's and OVS's tunnel rewrites do: the per-packet work is a
-//! 50-byte copy plus patching lengths, IP ID, source port and an incremental IP checksum.
-//! The template also carries the resolved next hop, so the shared next-hop table is read only
-//! when a template is built; a change of next hops or topology empties the cache.
+//! (remote, port, VNI), as VPP's and OVS's tunnel rewrites do: the per-packet work is a 50-
+//! or 70-byte copy plus patching lengths, TOS/TTL (traffic class/hop limit, flow label), IP ID
+//! and an incremental IPv4 checksum, and the source port. The template also carries the
+//! resolved next hop, so the shared next-hop table is read only when a template is built; a
+//! change of next hops or topology empties the cache.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::tx::{OuterHeader, OUTER_MAX};
 use crate::config::DfMode;
 use crate::nexthop::NextHops;
 use crate::topology::{Topology, Tunnel};
+use crate::wire::ipv6::write_class_label;
 use crate::wire::{
-    checksum_fold, checksum_sum, ecn, EthernetHeader, Ipv4Packet, Ipv4Repr, UdpRepr, VxlanHeader,
-    ETHERTYPE_IPV4, ETH_HEADER_LEN, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN,
-    VXLAN_HEADER_LEN,
+    address_sum, checksum_fold, checksum_sum, ecn, EthernetHeader, Ipv4Packet, Ipv4Repr, Ipv6Packet,
+    Ipv6Repr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IPV4_HEADER_LEN,
+    IPV6_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
 };
 
 /// Outer Ethernet + IPv4 + UDP + VXLAN.
 pub const IPV4_OVERHEAD: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
-/// What of the overhead counts against the underlay MTU (everything but the outer Ethernet).
-pub const IPV4_MTU_OVERHEAD: usize = IPV4_OVERHEAD - ETH_HEADER_LEN;
+/// Outer Ethernet + IPv6 + UDP + VXLAN.
+pub const IPV6_OVERHEAD: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
 
 const IP_OFF: usize = ETH_HEADER_LEN;
-const UDP_OFF: usize = IP_OFF + IPV4_HEADER_LEN;
 const DF_BIT: u64 = 0x4000;
 
 /// Facts about the inner frame the outer headers depend on.
@@ -40,6 +41,8 @@ pub struct InnerFacts {
     /// The inner IP header's DS field and TTL / hop limit (`None`: not IP), for ECN and the
     /// inherited TOS and TTL.
     pub ds_ttl: Option<(u8, u8)>,
+    /// The inner IPv6 header's flow label (`None`: not IPv6), for `flowlabel = "inherit"`.
+    pub flow_label: Option<u32>,
 }
 
 impl InnerFacts {
@@ -47,29 +50,47 @@ impl InnerFacts {
     /// `len` is its length without a tag.
     #[inline]
     pub fn of(l2: &[u8], l3: usize, ethertype: u16, len: usize) -> InnerFacts {
-        let ip = (ethertype == ETHERTYPE_IPV4).then(|| Ipv4Packet::new_checked(&l2[l3..]).ok()).flatten();
+        let ip = match ethertype {
+            ETHERTYPE_IPV4 => Ipv4Packet::new_checked(&l2[l3..]).ok().map(InnerIp::V4),
+            ETHERTYPE_IPV6 => Ipv6Packet::new_checked(&l2[l3..]).ok().map(InnerIp::V6),
+            _ => None,
+        };
         InnerFacts {
             len,
             flow_hash: flow_hash(l2, ip.as_ref(), ethertype),
-            inner_df: ip.is_some_and(|ip| ip.dont_fragment()),
+            inner_df: matches!(&ip, Some(InnerIp::V4(ip)) if ip.dont_fragment()),
             ds_ttl: ecn::inner_ds_ttl(&l2[l3..], ethertype),
+            flow_label: match &ip {
+                Some(InnerIp::V6(ip)) => Some(ip.flow_label()),
+                _ => None,
+            },
         }
     }
+}
+
+/// The inner frame's IP header, if it has a well-formed one.
+pub enum InnerIp<'a> {
+    V4(Ipv4Packet<'a>),
+    V6(Ipv6Packet<'a>),
 }
 
 /// Where an encapsulated frame goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EncapKey {
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub dst_port: u16,
     pub vni: u32,
 }
 
 /// Outer headers for one key, with every per-packet field zero (TOS and TTL too: they may
-/// follow the inner frame), and the one's-complement sum of the fixed IPv4 header words.
+/// follow the inner frame), the one's-complement sum of the fixed IPv4 header words and the
+/// address sum of the UDP pseudo-header.
 struct Template {
-    bytes: [u8; IPV4_OVERHEAD],
+    bytes: [u8; OUTER_MAX],
+    len: u8,
+    ipv6: bool,
     ip_sum: u64,
+    addresses: u64,
 }
 
 /// A worker's encapsulation templates. See the module docs.
@@ -96,8 +117,8 @@ impl EncapCache {
         }
     }
 
-    /// Outer headers for `inner` to `key`; `None` if the next hop is unresolved (not cached,
-    /// so that resolution is retried for the next frame).
+    /// Outer headers for `inner` to `key` (of the tunnel's family); `None` if the next hop
+    /// is unresolved (not cached, so that resolution is retried for the next frame).
     #[inline]
     pub fn outer(
         &mut self,
@@ -125,63 +146,103 @@ impl EncapCache {
 
 impl Template {
     fn build(t: &Tunnel, key: EncapKey, next_hop: crate::wire::MacAddr) -> Template {
-        let mut bytes = [0u8; IPV4_OVERHEAD];
-        EthernetHeader { dst: next_hop, src: t.mac, tci: None, ethertype: ETHERTYPE_IPV4 }.emit(&mut bytes);
-        let fixed = Ipv4Repr {
-            src: t.local,
-            dst: key.dst,
-            protocol: IP_PROTO_UDP,
-            ttl: 0,
-            tos: 0,
-            dont_fragment: false,
-            ident: 0,
-            payload_len: 0,
+        let mut bytes = [0u8; OUTER_MAX];
+        let ipv6 = t.local.is_ipv6();
+        let ethertype = if ipv6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        EthernetHeader { dst: next_hop, src: t.mac, tci: None, ethertype }.emit(&mut bytes);
+        let mut ip_sum = 0;
+        let udp_off = match (t.local, key.dst) {
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let fixed = Ipv6Repr {
+                    src,
+                    dst,
+                    next_header: IP_PROTO_UDP,
+                    hop_limit: 0,
+                    traffic_class: 0,
+                    flow_label: 0,
+                    payload_len: 0,
+                };
+                fixed.emit(&mut bytes[IP_OFF..]);
+                IP_OFF + IPV6_HEADER_LEN
+            }
+            (src, dst) => {
+                // The caller checked the family; an IPv6 address here would be a bug, and an
+                // unspecified one makes that visible on the wire rather than a panic.
+                let v4 = |a: IpAddr| match a {
+                    IpAddr::V4(a) => a,
+                    IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+                };
+                let fixed = Ipv4Repr {
+                    src: v4(src),
+                    dst: v4(dst),
+                    protocol: IP_PROTO_UDP,
+                    ttl: 0,
+                    tos: 0,
+                    dont_fragment: false,
+                    ident: 0,
+                    payload_len: 0,
+                };
+                fixed.emit(&mut bytes[IP_OFF..]);
+                let udp_off = IP_OFF + IPV4_HEADER_LEN;
+                // The sum without the length (20 written by emit) and without the checksum field.
+                bytes[IP_OFF + 2..IP_OFF + 4].copy_from_slice(&[0, 0]);
+                bytes[IP_OFF + 10..IP_OFF + 12].copy_from_slice(&[0, 0]);
+                ip_sum = checksum_sum(&bytes[IP_OFF..udp_off]);
+                udp_off
+            }
         };
-        fixed.emit(&mut bytes[IP_OFF..]);
-        // The sum without the length (20 written by emit) and without the checksum field.
-        bytes[IP_OFF + 2..IP_OFF + 4].copy_from_slice(&[0, 0]);
-        bytes[IP_OFF + 10..IP_OFF + 12].copy_from_slice(&[0, 0]);
-        let ip_sum = checksum_sum(&bytes[IP_OFF..UDP_OFF]);
-        UdpRepr { src_port: 0, dst_port: key.dst_port, payload_len: 0 }.emit(&mut bytes[UDP_OFF..]);
-        VxlanHeader::emit(key.vni, &mut bytes[UDP_OFF + UDP_HEADER_LEN..]);
-        Template { bytes, ip_sum }
+        UdpRepr { src_port: 0, dst_port: key.dst_port, payload_len: 0 }.emit(&mut bytes[udp_off..]);
+        VxlanHeader::emit(key.vni, &mut bytes[udp_off + UDP_HEADER_LEN..]);
+        Template {
+            bytes,
+            len: (udp_off + UDP_HEADER_LEN + VXLAN_HEADER_LEN) as u8,
+            ipv6,
+            ip_sum,
+            addresses: address_sum(t.local, key.dst),
+        }
     }
 
     #[inline]
     fn instantiate(&self, t: &Tunnel, inner: InnerFacts, ident: u16) -> OuterHeader {
-        let mut bytes = [0u8; OUTER_MAX];
-        bytes[..IPV4_OVERHEAD].copy_from_slice(&self.bytes);
+        let mut bytes = self.bytes;
         let udp_len = (UDP_HEADER_LEN + VXLAN_HEADER_LEN + inner.len) as u16;
-        let total = IPV4_HEADER_LEN as u16 + udp_len;
-        let df = match t.df {
-            DfMode::Unset => false,
-            DfMode::Set => true,
-            DfMode::Inherit => inner.inner_df,
-        };
-        let flags = if df { DF_BIT } else { 0 };
         let (tos, ttl) = outer_tos_ttl(t, inner.ds_ttl);
-        // TOS is the low byte of the first header word, TTL the high byte of the fifth.
-        let varying = total as u64 + ident as u64 + flags + tos as u64 + ((ttl as u64) << 8);
-        let csum = checksum_fold(self.ip_sum + varying);
-        let ip = &mut bytes[IP_OFF..UDP_OFF];
-        ip[1] = tos;
-        ip[8] = ttl;
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        ip[4..6].copy_from_slice(&ident.to_be_bytes());
-        ip[6..8].copy_from_slice(&(flags as u16).to_be_bytes());
-        ip[10..12].copy_from_slice(&csum.to_be_bytes());
-        let udp = &mut bytes[UDP_OFF..];
+        let udp_off = if self.ipv6 {
+            let ip = &mut bytes[IP_OFF..];
+            write_class_label(ip, tos, t.flowlabel.resolve(inner.flow_label, 0));
+            ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
+            ip[7] = ttl;
+            IP_OFF + IPV6_HEADER_LEN
+        } else {
+            let total = IPV4_HEADER_LEN as u16 + udp_len;
+            let df = match t.df {
+                DfMode::Unset => false,
+                DfMode::Set => true,
+                DfMode::Inherit => inner.inner_df,
+            };
+            let flags = if df { DF_BIT } else { 0 };
+            // TOS is the low byte of the first header word, TTL the high byte of the fifth.
+            let varying = total as u64 + ident as u64 + flags + tos as u64 + ((ttl as u64) << 8);
+            let csum = checksum_fold(self.ip_sum + varying);
+            let ip = &mut bytes[IP_OFF..];
+            ip[1] = tos;
+            ip[8] = ttl;
+            ip[2..4].copy_from_slice(&total.to_be_bytes());
+            ip[4..6].copy_from_slice(&ident.to_be_bytes());
+            ip[6..8].copy_from_slice(&(flags as u16).to_be_bytes());
+            ip[10..12].copy_from_slice(&csum.to_be_bytes());
+            IP_OFF + IPV4_HEADER_LEN
+        };
+        let udp = &mut bytes[udp_off..];
         udp[0..2].copy_from_slice(&source_port(inner.flow_hash, t.srcport).to_be_bytes());
         udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        let dst =
-            Ipv4Addr::new(bytes[IP_OFF + 16], bytes[IP_OFF + 17], bytes[IP_OFF + 18], bytes[IP_OFF + 19]);
         OuterHeader {
             bytes,
-            len: IPV4_OVERHEAD as u8,
-            udp_offset: UDP_OFF as u8,
-            udp_checksum: t.udpcsum,
-            src: t.local,
-            dst,
+            len: self.len,
+            udp_offset: udp_off as u8,
+            // Over IPv6 a zero checksum only if asked for (RFC 6935), as the kernel.
+            udp_checksum: if self.ipv6 { !t.udp6zerocsumtx } else { t.udpcsum },
+            addresses: self.addresses,
         }
     }
 }
@@ -207,28 +268,39 @@ pub fn source_port(hash: u32, (lo, hi): (u16, u16)) -> u16 {
     lo + ((hash as u64 * span) >> 32) as u16
 }
 
-/// A hash of the inner frame's flow: the IPv4 addresses, protocol and (unfragmented TCP/UDP)
-/// ports when it is IPv4 (`ip`), else its MACs and ethertype. Deterministic: one flow always
+/// A hash of the inner frame's flow: the IP addresses, protocol and (unfragmented TCP/UDP)
+/// ports when it is IP (`ip`), else its MACs and ethertype. Deterministic: one flow always
 /// gets one source port, which keeps it on one underlay ECMP path and makes replay stable.
 #[inline]
-pub fn flow_hash(l2: &[u8], ip: Option<&Ipv4Packet>, ethertype: u16) -> u32 {
+pub fn flow_hash(l2: &[u8], ip: Option<&InnerIp>, ethertype: u16) -> u32 {
     let mut h = Mix::default();
-    if let Some(ip) = ip {
-        h.add(u32::from(ip.src()) as u64 | (u32::from(ip.dst()) as u64) << 32);
-        let p = ip.payload();
-        let ports =
-            if matches!(ip.protocol(), IP_PROTO_TCP | IP_PROTO_UDP) && !ip.is_fragment() && p.len() >= 4 {
-                u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64
-            } else {
-                0
-            };
-        h.add(ip.protocol() as u64 | ports << 8);
-        return h.finish();
+    let ports = |protocol: u8, p: &[u8], fragment: bool| {
+        if matches!(protocol, IP_PROTO_TCP | IP_PROTO_UDP) && !fragment && p.len() >= 4 {
+            u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64
+        } else {
+            0
+        }
+    };
+    match ip {
+        Some(InnerIp::V4(ip)) => {
+            h.add(u32::from(ip.src()) as u64 | (u32::from(ip.dst()) as u64) << 32);
+            h.add(ip.protocol() as u64 | ports(ip.protocol(), ip.payload(), ip.is_fragment()) << 8);
+        }
+        Some(InnerIp::V6(ip)) => {
+            let (s, d) = (ip.src().to_bits(), ip.dst().to_bits());
+            for word in [s as u64, (s >> 64) as u64, d as u64, (d >> 64) as u64] {
+                h.add(word);
+            }
+            // Only a transport header right after the fixed one; extension headers hash as 0.
+            h.add(ip.next_header() as u64 | ports(ip.next_header(), ip.payload(), false) << 8);
+        }
+        None => {
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&l2[0..8]);
+            h.add(u64::from_ne_bytes(first));
+            h.add((u32::from_be_bytes([l2[8], l2[9], l2[10], l2[11]]) as u64) << 16 | ethertype as u64);
+        }
     }
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&l2[0..8]);
-    h.add(u64::from_ne_bytes(first));
-    h.add((u32::from_be_bytes([l2[8], l2[9], l2[10], l2[11]]) as u64) << 16 | ethertype as u64);
     h.finish()
 }
 
@@ -258,6 +330,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::topology::Underlay;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn source_port_covers_the_range() {
@@ -307,7 +380,7 @@ mod tests {
         let mut cache = EncapCache::default();
         let inner = udp4(7);
         let facts = InnerFacts::of(&inner, 14, ETHERTYPE_IPV4, inner.len());
-        let key = EncapKey { dst: Ipv4Addr::new(10, 0, 0, 2), dst_port: 4789, vni: 77 };
+        let key = EncapKey { dst: Ipv4Addr::new(10, 0, 0, 2).into(), dst_port: 4789, vni: 77 };
         cache.revalidate(&hops, &topo);
         let ttl = |h: OuterHeader| h.bytes[IP_OFF + 8];
         assert_eq!(ttl(cache.outer(&topo.tunnel, &hops, key, facts, 1).unwrap()), 9);
@@ -325,30 +398,12 @@ mod tests {
         for df in ["unset", "set", "inherit"] {
             let text =
                 format!("[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\ntos = 8\nttl = 9\ndf = \"{df}\"\n");
-            let config = Config::parse(&text, "t").unwrap();
-            let topo = Topology::new(&config, Underlay::for_replay(&config));
-            let hops = NextHops::with_fallback();
-            let mut cache = EncapCache::default();
-            cache.revalidate(&hops, &topo);
-            let inner = udp4(7);
-            let facts = InnerFacts::of(&inner, 14, ETHERTYPE_IPV4, inner.len());
-            let key = EncapKey { dst: Ipv4Addr::new(10, 0, 0, 2), dst_port: 4789, vni: 77 };
-            let got = cache.outer(&topo.tunnel, &hops, key, facts, 513).unwrap();
-            let got_again = cache.outer(&topo.tunnel, &hops, key, facts, 513).unwrap();
-            assert!(got == got_again);
-
+            let (got, inner, facts, t) = instantiate(&text, Ipv4Addr::new(10, 0, 0, 2).into());
             let mut want = [0u8; IPV4_OVERHEAD];
-            let t = &topo.tunnel;
-            EthernetHeader {
-                dst: hops.resolve(key.dst).unwrap(),
-                src: t.mac,
-                tci: None,
-                ethertype: ETHERTYPE_IPV4,
-            }
-            .emit(&mut want);
+            emit_ethernet(&mut want, &t, ETHERTYPE_IPV4, Ipv4Addr::new(10, 0, 0, 2).into());
             Ipv4Repr {
-                src: t.local,
-                dst: key.dst,
+                src: Ipv4Addr::new(10, 0, 0, 1),
+                dst: Ipv4Addr::new(10, 0, 0, 2),
                 protocol: IP_PROTO_UDP,
                 ttl: 9,
                 tos: 8,
@@ -357,14 +412,70 @@ mod tests {
                 payload_len: (16 + inner.len()) as u16,
             }
             .emit(&mut want[IP_OFF..]);
-            UdpRepr {
-                src_port: source_port(facts.flow_hash, t.srcport),
-                dst_port: 4789,
-                payload_len: (8 + inner.len()) as u16,
-            }
-            .emit(&mut want[UDP_OFF..]);
-            VxlanHeader::emit(77, &mut want[UDP_OFF + 8..]);
-            assert_eq!(&got.bytes[..IPV4_OVERHEAD], &want[..], "df = {df}");
+            emit_udp_vxlan(&mut want[IP_OFF + IPV4_HEADER_LEN..], &t, &facts, inner.len());
+            assert_eq!(&got.bytes[..got.len as usize], &want[..], "df = {df}");
+            assert!(got.udp_checksum);
         }
+    }
+
+    /// The same over IPv6: traffic class, hop limit, a fixed or inherited flow label, and the
+    /// UDP checksum left out only with `udp6zerocsumtx`.
+    #[test]
+    fn ipv6_template_equals_full_build() {
+        let (local, remote) = (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+        for (label, zero, want_label) in [("1234", false, 1234), ("\"inherit\"", true, 0)] {
+            let text = format!(
+                "[tunnel]\nlocal = \"{local}\"\ndev = \"eth0\"\ntos = 8\nttl = 9\nflowlabel = {label}\nudp6zerocsumtx = {zero}\n"
+            );
+            let (got, inner, facts, t) = instantiate(&text, remote.into());
+            let mut want = [0u8; IPV6_OVERHEAD];
+            emit_ethernet(&mut want, &t, ETHERTYPE_IPV6, remote.into());
+            Ipv6Repr {
+                src: local,
+                dst: remote,
+                next_header: IP_PROTO_UDP,
+                hop_limit: 9,
+                traffic_class: 8,
+                flow_label: want_label,
+                payload_len: (16 + inner.len()) as u16,
+            }
+            .emit(&mut want[IP_OFF..]);
+            emit_udp_vxlan(&mut want[IP_OFF + IPV6_HEADER_LEN..], &t, &facts, inner.len());
+            assert_eq!(got.len as usize, IPV6_OVERHEAD);
+            assert_eq!(&got.bytes[..IPV6_OVERHEAD], &want[..], "flowlabel = {label}");
+            assert_eq!(got.udp_checksum, !zero);
+        }
+    }
+
+    /// Outer headers for the IPv4 UDP frame `udp4(7)` to `dst` under the tunnel config `text`,
+    /// built twice (the second from the cache), with the frame, its facts and the tunnel.
+    fn instantiate(text: &str, dst: IpAddr) -> (OuterHeader, Vec<u8>, InnerFacts, Tunnel) {
+        let config = Config::parse(text, "t").unwrap();
+        let topo = Topology::new(&config, Underlay::for_replay(&config));
+        let hops = NextHops::with_fallback();
+        let mut cache = EncapCache::default();
+        cache.revalidate(&hops, &topo);
+        let inner = udp4(7);
+        let facts = InnerFacts::of(&inner, 14, ETHERTYPE_IPV4, inner.len());
+        let key = EncapKey { dst, dst_port: 4789, vni: 77 };
+        let got = cache.outer(&topo.tunnel, &hops, key, facts, 513).unwrap();
+        let got_again = cache.outer(&topo.tunnel, &hops, key, facts, 513).unwrap();
+        assert!(got == got_again);
+        (got, inner, facts, topo.tunnel.clone())
+    }
+
+    fn emit_ethernet(buf: &mut [u8], t: &Tunnel, ethertype: u16, dst: IpAddr) {
+        let next_hop = NextHops::with_fallback().resolve(dst).unwrap();
+        EthernetHeader { dst: next_hop, src: t.mac, tci: None, ethertype }.emit(buf);
+    }
+
+    fn emit_udp_vxlan(buf: &mut [u8], t: &Tunnel, facts: &InnerFacts, inner_len: usize) {
+        UdpRepr {
+            src_port: source_port(facts.flow_hash, t.srcport),
+            dst_port: 4789,
+            payload_len: (8 + inner_len) as u16,
+        }
+        .emit(buf);
+        VxlanHeader::emit(77, &mut buf[8..]);
     }
 }

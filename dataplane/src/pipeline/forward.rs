@@ -1,7 +1,7 @@
 //! The egress half shared by both directions: FDB lookup, local delivery with per-port
 //! tagging, encapsulation to a remote VTEP, and flooding (docs/design.md "Forwarding rules").
 
-use super::encap::{EncapKey, InnerFacts, IPV4_MTU_OVERHEAD};
+use super::encap::{EncapKey, InnerFacts};
 use super::gro;
 use super::tx::{Edit, TxAction, TxOffload, TxSource};
 use super::{Ctx, Frame};
@@ -9,7 +9,7 @@ use crate::counters::DropReason;
 use crate::events::Event;
 use crate::fdb::{FdbDst, Learned, Remote};
 use crate::ids::PortId;
-use crate::wire::{ETH_HEADER_LEN, VLAN_TAG_LEN};
+use crate::wire::VLAN_TAG_LEN;
 
 /// Learns the frame's source as reachable through `dst` and publishes what changed.
 pub(crate) fn learn(cx: &mut Ctx, f: &Frame, dst: FdbDst) -> Learned {
@@ -165,8 +165,13 @@ fn partial_checksum(o: &super::superframe::Offload) -> TxOffload {
 /// with outer headers of its own length and IP ID (the underlay is a wire).
 fn to_remote(cx: &mut Ctx, f: &Frame, r: &Remote, inner: InnerFacts) -> Result<(), DropReason> {
     let t = &cx.topo.tunnel;
-    if f.l3_len_on_wire() + ETH_HEADER_LEN + IPV4_MTU_OVERHEAD > t.mtu as usize {
+    if f.l3_len_on_wire() + t.overhead() as usize > t.mtu as usize {
         return Err(DropReason::MtuExceeded);
+    }
+    // Learned and configured remotes are of the underlay's family; one from a control plane
+    // may not be (the kernel's vxlan refuses such an entry; a switch that follows it drops).
+    if r.ip.is_ipv6() != t.ipv6() {
+        return Err(DropReason::RemoteFamily);
     }
     // A frame reaches here only in a domain with a VNI; an entry's own VNI overrides it.
     let vni = r.vni.or(f.domain.as_vni()).ok_or(DropReason::NoEgress)?;

@@ -5,8 +5,6 @@
 //! transmit buffer with [`TxBatch::write`], and an action whose edit is the identity can be
 //! sent by moving the received descriptor, with no copy at all ([`TxAction::is_verbatim`]).
 
-use std::net::Ipv4Addr;
-
 use super::gro::{Coalesced, Part};
 use super::superframe::{complete_checksum, vnet_header, Offload, Segment};
 use super::RxFrame;
@@ -25,10 +23,10 @@ pub struct OuterHeader {
     pub len: u8,
     /// Offset of the UDP header in `bytes`.
     pub udp_offset: u8,
-    /// Fill in the UDP checksum after writing (tunnel.udpcsum).
+    /// Fill in the UDP checksum after writing (`udpcsum`; over IPv6 unless `udp6zerocsumtx`).
     pub udp_checksum: bool,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    /// The outer addresses' part of the UDP pseudo-header sum ([`crate::wire::address_sum`]).
+    pub addresses: u64,
 }
 
 impl std::fmt::Debug for OuterHeader {
@@ -299,8 +297,8 @@ pub fn apply_edit(edit: &Edit, src: &[u8], out: &mut [u8]) -> usize {
             let at = h.udp_offset as usize;
             let dgram = &mut out[at..o];
             match known {
-                Some((l4, sum)) => UdpRepr::fill_checksum_with(dgram, h.src, h.dst, inner + l4 - at, sum),
-                None => UdpRepr::fill_checksum(dgram, h.src, h.dst),
+                Some((l4, sum)) => UdpRepr::fill_checksum_with(dgram, h.addresses, inner + l4 - at, sum),
+                None => UdpRepr::fill_checksum_with(dgram, h.addresses, dgram.len(), 0),
             }
         }
     }

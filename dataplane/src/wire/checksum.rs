@@ -1,6 +1,6 @@
 //! RFC 1071 Internet checksum.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// One's-complement sum of `data` as big-endian 16-bit words (odd tail padded with zero),
 /// not yet folded. Sums 4-byte words into a u64 so that carries are folded once at the end.
@@ -54,10 +54,27 @@ pub fn checksum_sub(a: u16, b: u16) -> u16 {
     checksum_fold_sum(a as u64 + !b as u64)
 }
 
-/// Sum of the IPv4 pseudo-header of a UDP or TCP segment.
+/// Sum of the addresses of a transport pseudo-header, IPv4 or IPv6: computed once per
+/// tunnel remote, added to the protocol and length per datagram.
 #[inline]
-pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> u64 {
-    u32::from(src) as u64 + u32::from(dst) as u64 + protocol as u64 + len as u64
+pub fn address_sum(src: IpAddr, dst: IpAddr) -> u64 {
+    fn one(a: IpAddr) -> u64 {
+        match a {
+            IpAddr::V4(a) => u32::from(a) as u64,
+            IpAddr::V6(a) => {
+                let b = a.to_bits();
+                (b >> 96) as u32 as u64 + (b >> 64) as u32 as u64 + (b >> 32) as u32 as u64 + b as u32 as u64
+            }
+        }
+    }
+    one(src) + one(dst)
+}
+
+/// Sum of the pseudo-header of a UDP, TCP or ICMPv6 segment of `len` bytes (RFC 768 over
+/// IPv4, RFC 8200 section 8.1 over IPv6: the same words, the length 32 bits wide).
+#[inline]
+pub fn pseudo_header_sum(src: IpAddr, dst: IpAddr, protocol: u8, len: u32) -> u64 {
+    address_sum(src, dst) + protocol as u64 + len as u64
 }
 
 #[cfg(test)]

@@ -56,6 +56,20 @@ impl MacAddr {
         let o = group.octets();
         MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
     }
+
+    /// The Ethernet address an IPv6 multicast group maps to (RFC 2464 section 7).
+    pub fn ipv6_multicast(group: std::net::Ipv6Addr) -> MacAddr {
+        let o = group.octets();
+        MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
+    }
+
+    /// The Ethernet address of multicast group `group`, IPv4 or IPv6.
+    pub fn ip_multicast(group: std::net::IpAddr) -> MacAddr {
+        match group {
+            std::net::IpAddr::V4(g) => Self::ipv4_multicast(g),
+            std::net::IpAddr::V6(g) => Self::ipv6_multicast(g),
+        }
+    }
 }
 
 impl fmt::Display for MacAddr {

@@ -10,6 +10,7 @@ mod checksum;
 pub mod ecn;
 mod ethernet;
 pub mod ipv4;
+pub mod ipv6;
 mod mac;
 pub mod nd;
 pub mod offload;
@@ -19,12 +20,15 @@ pub mod virtio_net;
 mod vxlan;
 
 pub use arp::{ArpPacket, ARP_IPV4_LEN, ARP_OP_REPLY, ARP_OP_REQUEST};
-pub use checksum::{checksum_fold, checksum_fold_sum, checksum_sub, checksum_sum, pseudo_header_sum};
+pub use checksum::{
+    address_sum, checksum_fold, checksum_fold_sum, checksum_sub, checksum_sum, pseudo_header_sum,
+};
 pub use ethernet::{
     EthernetHeader, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HEADER_LEN,
     VLAN_TAG_LEN,
 };
 pub use ipv4::{Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP};
+pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use mac::{MacAddr, MacParseError};
 pub use udp::{UdpDatagram, UdpRepr, UDP_HEADER_LEN};
 /// Length of the fixed IPv6 header.

@@ -4,7 +4,8 @@
 
 use std::net::Ipv6Addr;
 
-use super::{checksum_fold, checksum_sum, MacAddr, IPV6_HEADER_LEN};
+use super::ipv6::addr;
+use super::{checksum_fold, checksum_sum, Ipv6Repr, MacAddr, IPV6_HEADER_LEN};
 
 pub const IP_PROTO_ICMPV6: u8 = 58;
 pub const ICMPV6_NS: u8 = 135;
@@ -40,15 +41,9 @@ pub struct NdMessage<'a> {
     options: &'a [u8],
 }
 
-fn addr(b: &[u8]) -> Ipv6Addr {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[..16]);
-    Ipv6Addr::from(a)
-}
-
 /// Sum of the IPv6 pseudo-header of an ICMPv6 message of `len` bytes.
 fn pseudo_header_sum(src: &Ipv6Addr, dst: &Ipv6Addr, len: usize) -> u64 {
-    checksum_sum(&src.octets()) + checksum_sum(&dst.octets()) + len as u64 + IP_PROTO_ICMPV6 as u64
+    super::pseudo_header_sum((*src).into(), (*dst).into(), IP_PROTO_ICMPV6, len as u32)
 }
 
 impl<'a> NdMessage<'a> {
@@ -98,13 +93,16 @@ impl<'a> NdMessage<'a> {
 /// Writes into `buf` (at least IPv6 header + [`NA_LEN`] bytes) the IPv6 packet of the
 /// solicited advertisement that `mac` owns `target`, sent to `dst`.
 pub fn emit_advertisement(buf: &mut [u8], target: Ipv6Addr, dst: Ipv6Addr, mac: MacAddr) -> usize {
-    let ip = &mut buf[..IPV6_HEADER_LEN];
-    ip[..4].copy_from_slice(&(6u32 << 28).to_be_bytes());
-    ip[4..6].copy_from_slice(&(NA_LEN as u16).to_be_bytes());
-    ip[6] = IP_PROTO_ICMPV6;
-    ip[7] = 255;
-    ip[8..24].copy_from_slice(&target.octets());
-    ip[24..40].copy_from_slice(&dst.octets());
+    Ipv6Repr {
+        src: target,
+        dst,
+        next_header: IP_PROTO_ICMPV6,
+        hop_limit: 255,
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len: NA_LEN as u16,
+    }
+    .emit(buf);
     let na = &mut buf[IPV6_HEADER_LEN..IPV6_HEADER_LEN + NA_LEN];
     na.fill(0);
     na[0] = ICMPV6_NA;

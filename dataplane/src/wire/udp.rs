@@ -1,6 +1,6 @@
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use super::checksum::{checksum_fold, checksum_fold_sum, checksum_sum, pseudo_header_sum};
+use super::checksum::{address_sum, checksum_fold, checksum_fold_sum, checksum_sum, pseudo_header_sum};
 use super::ipv4::IP_PROTO_UDP;
 
 pub const UDP_HEADER_LEN: usize = 8;
@@ -44,20 +44,21 @@ impl<'a> UdpDatagram<'a> {
     pub fn checksum(&self) -> u16 {
         u16::from_be_bytes([self.buf[6], self.buf[7]])
     }
-    /// A zero checksum means "not computed" over IPv4 (RFC 768) and is accepted.
-    pub fn checksum_ok(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        self.verify_checksum(src, dst).is_ok()
+    /// A zero checksum means "not computed" (RFC 768) and is accepted here; over IPv6 the
+    /// caller decides whether it may be (RFC 6935, the kernel's `udp6zerocsumrx`).
+    pub fn checksum_ok(&self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> bool {
+        self.verify_checksum(src.into(), dst.into()).is_ok()
     }
 
     /// Checks the checksum; if there is one and it is right, returns what the payload sums
     /// to (folded), so that a checksum inside the payload can be verified without reading it
     /// again (as the kernel converts a verified UDP checksum to CHECKSUM_COMPLETE).
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Result<Option<u16>, BadChecksum> {
+    pub fn verify_checksum(&self, src: IpAddr, dst: IpAddr) -> Result<Option<u16>, BadChecksum> {
         if self.checksum() == 0 {
             return Ok(None);
         }
         let payload = checksum_sum(self.payload());
-        let whole = pseudo_header_sum(src, dst, IP_PROTO_UDP, self.buf.len() as u16)
+        let whole = pseudo_header_sum(src, dst, IP_PROTO_UDP, self.buf.len() as u32)
             + checksum_sum(&self.buf[..UDP_HEADER_LEN])
             + payload;
         if checksum_fold(whole) != 0 {
@@ -95,24 +96,20 @@ impl UdpRepr {
 
     /// Computes and stores the checksum of the datagram `dgram` (header and payload, written).
     /// A computed 0 is sent as 0xffff (RFC 768).
-    pub fn fill_checksum(dgram: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
-        Self::fill_checksum_with(dgram, src, dst, dgram.len(), 0);
+    pub fn fill_checksum(dgram: &mut [u8], src: impl Into<IpAddr>, dst: impl Into<IpAddr>) {
+        Self::fill_checksum_with(dgram, address_sum(src.into(), dst.into()), dgram.len(), 0);
     }
 
     /// As [`UdpRepr::fill_checksum`], for a datagram whose bytes from `known_from` on are
     /// known to sum to `known_sum` (folded): a transport segment inside whose own checksum is
     /// complete sums to the complement of its pseudo-header, so only the bytes before it are
     /// read — the kernel's local checksum offload (`lco_csum`), one pass over the payload
-    /// instead of two.
-    pub fn fill_checksum_with(
-        dgram: &mut [u8],
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        known_from: usize,
-        known_sum: u16,
-    ) {
+    /// instead of two. `addresses` is the [`address_sum`] of the pseudo-header.
+    pub fn fill_checksum_with(dgram: &mut [u8], addresses: u64, known_from: usize, known_sum: u16) {
         dgram[6..8].copy_from_slice(&[0, 0]);
-        let sum = pseudo_header_sum(src, dst, IP_PROTO_UDP, dgram.len() as u16)
+        let sum = addresses
+            + IP_PROTO_UDP as u64
+            + dgram.len() as u64
             + checksum_sum(&dgram[..known_from])
             + known_sum as u64;
         let csum = match checksum_fold(sum) {
@@ -129,7 +126,7 @@ mod tests {
 
     #[test]
     fn checksum_round_trip() {
-        let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let (s, d) = (std::net::Ipv4Addr::new(10, 0, 0, 1), std::net::Ipv4Addr::new(10, 0, 0, 2));
         let mut dg = [0u8; 13];
         UdpRepr { src_port: 1234, dst_port: 4789, payload_len: 5 }.emit(&mut dg);
         dg[8..].copy_from_slice(b"hello");
