@@ -326,7 +326,12 @@ fn ipv6_underlay_drops() {
     let routed = with_extensions(&good, &[(ROUTING, 8)], |_, h| h[3] = 1); // segments left
     assert_drop(&config, "eth0", &routed, NotVxlan);
     assert_drop(&config, "eth0", &with_extensions(&good, &[(DEST_OPTIONS, 8); 5], |_, _| {}), Ip6ExtHeaders);
-    assert!(Harness::new(&config).send(0.0, "eth0", &with_extensions(&good, &[(DEST_OPTIONS, 8); 4], |_, _| {})).len() == 2);
+    assert!(
+        Harness::new(&config)
+            .send(0.0, "eth0", &with_extensions(&good, &[(DEST_OPTIONS, 8); 4], |_, _| {}))
+            .len()
+            == 2
+    );
     let overrun = with_extensions(&good, &[(DEST_OPTIONS, 8)], |_, h| h[1] = 200);
     assert_drop(&config, "eth0", &overrun, OuterTruncated);
 

@@ -80,7 +80,9 @@ fn a_multicast_group_over_ipv6() {
     from_member.dst_mac = [0x33, 0x33, 0, 1, 0, 2];
     let reply = arp_reply(B, "10.1.0.2", A, "10.1.0.1");
     assert_eq!(names(&h.send(1.0, "eth0", &vxlan(&from_member, 1000, &reply))), ["p1"]);
-    assert!(h.fdb(1.0).contains(&"02:00:00:00:00:0b dev vxlan0 vlan 10 vni 1000 dst 2001:db8::7".to_string()));
+    assert!(h
+        .fdb(1.0)
+        .contains(&"02:00:00:00:00:0b dev vxlan0 vlan 10 vni 1000 dst 2001:db8::7".to_string()));
 }
 
 /// The knobs of an IPv6 underlay on the wire: hop limit, traffic class, a fixed flow label and

@@ -134,13 +134,17 @@ impl Steering {
     /// Loads the program and sets our VTEP address (IPv4 or IPv6), UDP port, multicast groups
     /// (of the address's family) and the underlay's MAC (unicast VXLAN to another MAC is not
     /// steered).
-    pub fn load(local: IpAddr, dstport: u16, groups: &[IpAddr], mac: [u8; 6]) -> Result<Steering, SteerError> {
+    pub fn load(
+        local: IpAddr,
+        dstport: u16,
+        groups: &[IpAddr],
+        mac: [u8; 6],
+    ) -> Result<Steering, SteerError> {
         if groups.len() > MAX_GROUPS {
             return Err(SteerError::Full("multicast groups", MAX_GROUPS as u32));
         }
         let skel = load_skeleton(false)?;
-        let mut cfg =
-            skel::types::steer_config { dstport: dstport.to_be(), mac, ..Default::default() };
+        let mut cfg = skel::types::steer_config { dstport: dstport.to_be(), mac, ..Default::default() };
         // Addresses in network order, as the program compares them with the packet's bytes.
         let v6_words = |a: Ipv6Addr| {
             let o = a.octets();

@@ -140,6 +140,64 @@ fn interop_with_kernel_vxlan() {
     assert!(out.contains(&format!("{mac_a1} dev tap1_0 vlan 2 vni 2")), "{out}");
 }
 
+/// xvtep and the kernel's vxlan over an IPv6 underlay: ping (also the largest that fits the
+/// 70-byte overhead, DF set), TCP and UDP both ways, learning on both sides behind IPv6
+/// addresses; then IPv6 tenants with ND suppression on xvtep's side.
+#[test]
+fn interop_with_kernel_vxlan_over_ipv6() {
+    require_root!();
+    let t = topo(&prefix("interop6"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    kernel_vtep(&h2.h, "2001:db8:1::2", &["2001:db8:1::1"], None);
+    // The inner MTU of a 1500-byte IPv6 underlay.
+    for c in [&h1.a, &h1.b, &h2.a, &h2.b] {
+        c.sh("ip link set eth0 mtu 1430");
+    }
+    let mac_a1 = h1.a.sh("cat /sys/class/net/eth0/address").trim().to_string();
+    let mac_a2 = h2.a.sh("cat /sys/class/net/eth0/address").trim().to_string();
+    for (c, i) in [(&h1.a, 1), (&h2.a, 2)] {
+        c.sh(&format!(
+            "sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0 && ip addr add fd00:2::{i}/64 dev eth0 nodad"
+        ));
+    }
+    let config = seed_config("2001:db8:1::1", &["2001:db8:1::2"], "proxy = true")
+        + &format!("[[neigh]]\nvni = 2\nip = \"fd00:2::2\"\nmac = \"{mac_a2}\"\n");
+    let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "xvtep → kernel over IPv6, VNI 2");
+    assert!(h2.b.ping_ok("10.3.0.1", UP), "kernel → xvtep over IPv6, VNI 3");
+    h1.a.sh("ping -c 3 -W 2 -s 1350 -M do 10.2.0.2");
+    h2.a.sh("ping -c 3 -W 2 -s 1350 -M do 10.2.0.1");
+    let up = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 3, false);
+    let down = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 3, true);
+    eprintln!(
+        "IPv6 underlay, iperf3 TCP xvtep→kernel {:.0} Mbit/s, kernel→xvtep {:.0} Mbit/s",
+        up / 1e6,
+        down / 1e6
+    );
+    assert!(up > 0.0 && down > 0.0, "TCP throughput up {up} down {down}");
+    udp_payloads_checked(&h1.b, &h2.b, "10.3.0.2", 100);
+    udp_payloads_checked(&h2.b, &h1.b, "10.3.0.1", 100);
+    // IPv6 tenants: xvtep answers the solicitation for fd00:2::2 itself.
+    h1.a.sh("ping -6 -c 2 -W 2 fd00:2::2");
+    h2.a.sh("ping -6 -c 2 -W 2 fd00:2::1");
+
+    let kernel_fdb = h2.h.sh("bridge fdb show dev vx2");
+    assert!(kernel_fdb.contains(&format!("{mac_a1} dst 2001:db8:1::1")), "kernel learned a1:\n{kernel_fdb}");
+    let out = d1.stop();
+    assert!(
+        out.contains(&format!("{mac_a2} dev vxlan0 vlan 2 vni 2 dst 2001:db8:1::2")),
+        "xvtep learned a2 behind the IPv6 remote:\n{out}"
+    );
+    let nd: u64 = out
+        .split("nd suppressed: ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ND count:\n{out}"));
+    assert!(nd >= 1, "no neighbour solicitation answered by xvtep:\n{out}");
+    assert_eq!(xdp_programs(&h1.h), 0, "XDP left attached after SIGTERM");
+}
+
 /// The "vxlan0" row of the stats a daemon printed on exit: (rx_packets, tx_packets).
 fn tunnel_counts(out: &str) -> (u64, u64) {
     let row = out.lines().find(|l| l.starts_with("vxlan0 ")).unwrap_or_else(|| panic!("no stats:\n{out}"));

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::ops::RangeInclusive;
 use std::ops::Range;
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -827,7 +827,11 @@ fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
             format!(
                 "tunnel.{name} applies to an {} underlay, and tunnel.local {local} is not one{}",
                 if v6 { "IPv6" } else { "IPv4" },
-                if v6 { " (over IPv4 use udpcsum)" } else { " (over IPv6 use udp6zerocsumtx/udp6zerocsumrx)" }
+                if v6 {
+                    " (over IPv4 use udpcsum)"
+                } else {
+                    " (over IPv6 use udp6zerocsumtx/udp6zerocsumrx)"
+                }
             ),
         )),
         k => Ok(k.as_ref().map(|k| *k.get_ref())),

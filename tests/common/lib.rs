@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6Header, PacketBuilder};
+use etherparse::{
+    IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6Header, PacketBuilder,
+};
 use xvtep_dataplane::events::Event;
 use xvtep_dataplane::fdb::Flushed;
 use xvtep_dataplane::ids::NANOS_PER_SEC;

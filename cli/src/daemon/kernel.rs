@@ -821,7 +821,10 @@ mod tests {
         let l = link_of(&m);
         assert_eq!((l.index, l.name.as_str(), l.master, l.mtu), (11, "vx2", Some(10), 1450));
         let v = l.vxlan.unwrap();
-        assert_eq!((v.vni, v.local, v.learning, v.ttl), (2, Some(Ipv4Addr::new(192, 168, 1, 1).into()), false, 10));
+        assert_eq!(
+            (v.vni, v.local, v.learning, v.ttl),
+            (2, Some(Ipv4Addr::new(192, 168, 1, 1).into()), false, 10)
+        );
 
         let mut n = NeighbourMessage::default();
         n.header.ifindex = 11;

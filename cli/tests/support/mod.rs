@@ -295,7 +295,7 @@ pub fn xdp_programs(ns: &Netns) -> usize {
 }
 
 /// The seed topology: an underlay namespace with a bridge joins the hosts' `eth0`
-/// (192.168.1.N/24). Host N has two "containers": aN on tap1_0 (VID 2 ↔ VNI 2, 10.2.0.N/24)
+/// (192.168.1.N/24 and 2001:db8:1::N/64). Host N has two "containers": aN on tap1_0 (VID 2 ↔ VNI 2, 10.2.0.N/24)
 /// and bN on tap2_0 (VID 3 ↔ VNI 3, 10.3.0.N/24).
 pub struct Host {
     pub h: Netns,
@@ -318,7 +318,11 @@ pub fn topo(prefix: &str, n: usize) -> Topo {
         let h = Netns::new(&format!("{prefix}-h{i}"));
         veth(&h, "eth0", &ul, &format!("p{i}"));
         ul.sh(&format!("ip link set p{i} master br0"));
-        h.sh(&format!("ip addr add 192.168.1.{i}/24 dev eth0"));
+        // IPv6 on the underlay too, for the IPv6 underlay tests (nodad: usable at once).
+        h.sh(&format!(
+            "ip addr add 192.168.1.{i}/24 dev eth0 && sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0 && \
+             ip addr add 2001:db8:1::{i}/64 dev eth0 nodad"
+        ));
         let a = Netns::new(&format!("{prefix}-a{i}"));
         let b = Netns::new(&format!("{prefix}-b{i}"));
         veth(&h, "tap1_0", &a, "eth0");

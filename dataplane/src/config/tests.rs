@@ -255,7 +255,10 @@ fn an_ipv6_underlay_parses_checks_and_saves() {
     assert!(t.ipv6());
     assert_eq!(t.overhead(), 70);
     assert_eq!((t.udp6zerocsumtx, t.udp6zerocsumrx, t.flowlabel), (false, true, Inheritable::Inherit));
-    assert_eq!(c.fdb[0].target, FdbTarget::Remote { ip: "2001:db8::3".parse().unwrap(), port: None, vni: None });
+    assert_eq!(
+        c.fdb[0].target,
+        FdbTarget::Remote { ip: "2001:db8::3".parse().unwrap(), port: None, vni: None }
+    );
     assert_eq!(Config::parse(&c.to_toml(), "saved").unwrap(), c);
     assert_eq!(Config::parse(MIN, "x").unwrap().tunnel.overhead(), 50);
 
@@ -281,7 +284,11 @@ fn an_ipv6_underlay_parses_checks_and_saves() {
 
     // The checksum keys belong to one family each; the flow label to IPv6.
     let e = err(&format!("{v6}udpcsum = false\n"));
-    assert!(e.message.contains("tunnel.udpcsum applies to an IPv4 underlay") && e.message.contains("udp6zerocsumtx"), "{e}");
+    assert!(
+        e.message.contains("tunnel.udpcsum applies to an IPv4 underlay")
+            && e.message.contains("udp6zerocsumtx"),
+        "{e}"
+    );
     let e = err(&format!("{MIN}udp6zerocsumtx = true\n"));
     assert!(e.message.contains("tunnel.udp6zerocsumtx applies to an IPv6 underlay"), "{e}");
     let e = err(&format!("{MIN}flowlabel = 5\n"));

@@ -567,7 +567,10 @@ mod tests {
     #[test]
     fn flood_lists() {
         let fdb = Fdb::new(300 * S, 0);
-        let (a, b) = (Remote::new(std::net::Ipv4Addr::new(10, 0, 0, 2)), Remote::new(std::net::Ipv4Addr::new(10, 0, 0, 3)));
+        let (a, b) = (
+            Remote::new(std::net::Ipv4Addr::new(10, 0, 0, 2)),
+            Remote::new(std::net::Ipv4Addr::new(10, 0, 0, 3)),
+        );
         assert!(fdb.flood_list(D).is_none());
         assert!(fdb.flood_append(D, a));
         assert!(fdb.flood_append(D, b));

@@ -422,7 +422,8 @@ mod tests {
     /// UDP checksum left out only with `udp6zerocsumtx`.
     #[test]
     fn ipv6_template_equals_full_build() {
-        let (local, remote) = (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+        let (local, remote) =
+            (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
         for (label, zero, want_label) in [("1234", false, 1234), ("\"inherit\"", true, 0)] {
             let text = format!(
                 "[tunnel]\nlocal = \"{local}\"\ndev = \"eth0\"\ntos = 8\nttl = 9\nflowlabel = {label}\nudp6zerocsumtx = {zero}\n"

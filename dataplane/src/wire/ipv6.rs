@@ -235,7 +235,10 @@ mod tests {
 
         let long = packet(NEXT_DEST_OPTIONS, &[(NEXT_DEST_OPTIONS, 8); 5]);
         assert_eq!(Ipv6Packet::new_checked(&long).unwrap().transport(), Err(ChainError::TooLong));
-        let four = packet(NEXT_DEST_OPTIONS, &[(NEXT_DEST_OPTIONS, 8), (NEXT_DEST_OPTIONS, 8), (NEXT_DEST_OPTIONS, 8), (IP_PROTO_UDP, 8)]);
+        let four = packet(
+            NEXT_DEST_OPTIONS,
+            &[(NEXT_DEST_OPTIONS, 8), (NEXT_DEST_OPTIONS, 8), (NEXT_DEST_OPTIONS, 8), (IP_PROTO_UDP, 8)],
+        );
         assert!(Ipv6Packet::new_checked(&four).unwrap().transport().is_ok());
 
         // An extension header whose length runs past the payload.

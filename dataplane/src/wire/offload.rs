@@ -84,12 +84,14 @@ pub fn complete_partial_checksum(frame: &mut [u8]) -> bool {
 pub fn complete_partial_checksums_underlay(frame: &mut [u8]) -> u32 {
     let mut done = 0;
     let inner = (|| {
-        if frame.get(12..14)? != ETHERTYPE_IPV4.to_be_bytes() || frame.get(23)? != &IP_PROTO_UDP {
-            return None;
-        }
-        let ihl = (frame[14] & 0x0f) as usize * 4;
-        // Outer Ethernet + IPv4 + UDP + VXLAN, then at least an inner Ethernet header.
-        let at = 14 + ihl + 8 + 8;
+        let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
+        // Outer Ethernet + IP + UDP + VXLAN, then at least an inner Ethernet header. Over IPv6
+        // only UDP right after the fixed header: a kernel VTEP sends no extension headers.
+        let at = match ethertype {
+            ETHERTYPE_IPV4 if *frame.get(23)? == IP_PROTO_UDP => 14 + (frame[14] & 0x0f) as usize * 4 + 16,
+            ETHERTYPE_IPV6 if *frame.get(20)? == IP_PROTO_UDP => 14 + IPV6_HEADER_LEN + 16,
+            _ => return None,
+        };
         (frame.len() >= at + 14).then_some(at)
     })();
     if let Some(at) = inner {
@@ -157,8 +159,8 @@ mod tests {
 #[cfg(test)]
 mod underlay_tests {
     use super::*;
-    use crate::wire::{Ipv4Repr, UdpRepr, VxlanHeader};
-    use std::net::Ipv4Addr;
+    use crate::wire::{pseudo_header_sum, Ipv4Repr, Ipv6Repr, UdpRepr, VxlanHeader};
+    use std::net::{IpAddr, Ipv4Addr};
 
     /// A VXLAN packet whose outer UDP checksum is partial, around a UDP frame whose checksum
     /// is partial too: both are completed, inner first.
@@ -185,30 +187,63 @@ mod underlay_tests {
         let ipsum = checksum_sum(&inner[26..34]) + IP_PROTO_UDP as u64 + 13;
         inner[40..42].copy_from_slice(&(!checksum_fold(ipsum)).to_be_bytes());
 
-        let (os, od) = (Ipv4Addr::new(192, 168, 1, 2), Ipv4Addr::new(192, 168, 1, 1));
-        let udp_len = 8 + 8 + inner.len();
-        let mut f = vec![0u8; 14 + 20 + udp_len];
-        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        Ipv4Repr {
-            src: os,
-            dst: od,
-            protocol: IP_PROTO_UDP,
-            ttl: 64,
-            tos: 0,
-            dont_fragment: false,
-            ident: 0,
-            payload_len: udp_len as u16,
+        for outer_v6 in [false, true] {
+            let (mut f, want) = partial_vxlan_around(&inner, &good_inner, outer_v6);
+            assert_eq!(complete_partial_checksums_underlay(&mut f), 2, "outer IPv6: {outer_v6}");
+            assert_eq!(f, want, "outer IPv6: {outer_v6}");
         }
-        .emit(&mut f[14..]);
-        UdpRepr { src_port: 5000, dst_port: 4789, payload_len: (8 + inner.len()) as u16 }.emit(&mut f[34..]);
-        VxlanHeader::emit(2, &mut f[42..]);
-        f[50..].copy_from_slice(&inner);
+    }
+
+    /// `inner` in VXLAN over IPv4 or IPv6 with a partial outer UDP checksum, and the frame
+    /// with `good_inner` and the outer checksum complete.
+    fn partial_vxlan_around(inner: &[u8], good_inner: &[u8], outer_v6: bool) -> (Vec<u8>, Vec<u8>) {
+        let (os, od): (IpAddr, IpAddr) = if outer_v6 {
+            ("2001:db8::2".parse().unwrap(), "2001:db8::1".parse().unwrap())
+        } else {
+            (Ipv4Addr::new(192, 168, 1, 2).into(), Ipv4Addr::new(192, 168, 1, 1).into())
+        };
+        let udp_len = 8 + 8 + inner.len();
+        let ip_len = if outer_v6 { 40 } else { 20 };
+        let udp = 14 + ip_len;
+        let mut f = vec![0u8; udp + udp_len];
+        match (os, od) {
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+                let ip = Ipv6Repr {
+                    src,
+                    dst,
+                    next_header: IP_PROTO_UDP,
+                    hop_limit: 64,
+                    traffic_class: 0,
+                    flow_label: 0,
+                    payload_len: udp_len as u16,
+                };
+                ip.emit(&mut f[14..]);
+            }
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+                let ip = Ipv4Repr {
+                    src,
+                    dst,
+                    protocol: IP_PROTO_UDP,
+                    ttl: 64,
+                    tos: 0,
+                    dont_fragment: false,
+                    ident: 0,
+                    payload_len: udp_len as u16,
+                };
+                ip.emit(&mut f[14..]);
+            }
+            _ => unreachable!(),
+        }
+        UdpRepr { src_port: 5000, dst_port: 4789, payload_len: (8 + inner.len()) as u16 }.emit(&mut f[udp..]);
+        VxlanHeader::emit(2, &mut f[udp + 8..]);
+        f[udp + 16..].copy_from_slice(inner);
         let mut want = f.clone();
-        want[50..].copy_from_slice(&good_inner);
-        UdpRepr::fill_checksum(&mut want[34..], os, od);
-        let osum = checksum_sum(&f[26..34]) + IP_PROTO_UDP as u64 + udp_len as u64;
-        f[40..42].copy_from_slice(&(!checksum_fold(osum)).to_be_bytes());
-        assert_eq!(complete_partial_checksums_underlay(&mut f), 2);
-        assert_eq!(f, want);
+        want[udp + 16..].copy_from_slice(good_inner);
+        UdpRepr::fill_checksum(&mut want[udp..], os, od);
+        let osum = pseudo_header_sum(os, od, IP_PROTO_UDP, udp_len as u32);
+        f[udp + 6..udp + 8].copy_from_slice(&(!checksum_fold(osum)).to_be_bytes());
+        (f, want)
     }
 }
