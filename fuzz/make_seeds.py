@@ -35,6 +35,8 @@ for i, f in enumerate(local):
 for i, f in enumerate(frames(os.path.join(golden, "in-eth0.pcap"))):
     write("underlay_ingress", f"raw{i}", bytes([0]) + f)
     write("underlay_ingress", f"wrapped{i}", bytes([1]) + f[42:])
+    # The same inner frames under IPv6 outer headers (mode bit 1: the IPv6-underlay switch).
+    write("underlay_ingress", f"wrapped6_{i}", bytes([3]) + f[42:])
 for p in glob.glob(os.path.join(root, "configs", "*.toml")) + [os.path.join(root, "packaging", "xvtep.toml")]:
     write("config", os.path.basename(p), open(p, "rb").read())
 requests = [

@@ -67,6 +67,23 @@ fn every_prefix_of_a_vxlan_frame() {
     assert_eq!(h.send(1e4, "eth0", &full).len(), 2, "the whole frame is delivered");
 }
 
+/// The same over an IPv6 underlay.
+#[test]
+fn every_prefix_of_an_ipv6_vxlan_frame() {
+    let config = CONFIG.replace(LOCAL, "2001:db8::1").replace("10.0.0.2", "2001:db8::2");
+    let mut h = Harness::new(&config);
+    let full = vxlan(&Outer::from_peer("2001:db8::2", "2001:db8::1"), 1000, &inner());
+    for len in 0..full.len() {
+        let (sent, drops) = send(&mut h, len as f64, "eth0", &full[..len]);
+        let want = match len {
+            0..=53 => "outer_truncated", // no complete outer Ethernet + IPv6 header
+            _ => "ip_length",            // the payload length claims more than arrived
+        };
+        assert_eq!((sent, drops), (0, vec![(want, 1)]), "prefix of {len} bytes");
+    }
+    assert_eq!(h.send(1e4, "eth0", &full).len(), 2, "the whole frame is delivered");
+}
+
 #[test]
 fn every_prefix_of_a_local_frame() {
     let mut h = Harness::new(CONFIG);

@@ -53,19 +53,38 @@ ip = "fd00::2"
 mac = "02:00:00:00:00:0b"
 "#;
 
+type State = RefCell<(Arc<Switch>, Pipeline, TxBatch, Vec<u8>, u64)>;
+
+fn state(text: &str) -> State {
+    let config = Config::parse(text, "fuzz.toml").expect("the fuzz config is valid");
+    let switch = Switch::new(&config, Underlay::for_replay(&config), NextHops::with_fallback());
+    let pipeline = switch.pipeline();
+    RefCell::new((switch, pipeline, TxBatch::default(), vec![0u8; 70_000], 0))
+}
+
+/// [`CONFIG`] over an IPv6 underlay: our address 2001:db8::1, the flood list 2001:db8::2.
+pub fn config6() -> String {
+    CONFIG.replace("10.0.0.1", "2001:db8::1").replace("dst = \"10.0.0.2\"", "dst = \"2001:db8::2\"")
+}
+
 thread_local! {
-    static STATE: RefCell<(Arc<Switch>, Pipeline, TxBatch, Vec<u8>, u64)> = {
-        let config = Config::parse(CONFIG, "fuzz.toml").expect("the fuzz config is valid");
-        let switch = Switch::new(&config, Underlay::for_replay(&config), NextHops::with_fallback());
-        let pipeline = switch.pipeline();
-        RefCell::new((switch, pipeline, TxBatch::default(), vec![0u8; 70_000], 0))
-    };
+    static STATE: State = state(CONFIG);
+    static STATE6: State = state(&config6());
+}
+
+/// [`switch`] on the switch with an IPv6 underlay.
+pub fn switch6(frames: &[(u16, &[u8])]) {
+    STATE6.with(|s| run(s, frames))
 }
 
 /// Switches `frames` as one batch (port, bytes) and writes every output frame, checking
 /// that each is exactly as long as announced.
 pub fn switch(frames: &[(u16, &[u8])]) {
-    STATE.with(|s| {
+    STATE.with(|s| run(s, frames))
+}
+
+fn run(s: &State, frames: &[(u16, &[u8])]) {
+    {
         let (switch, pipeline, tx, buf, clock) = &mut *s.borrow_mut();
         *clock += 50_000_000;
         // From a local port, an odd first byte means "a virtio-net header comes first": the
@@ -75,7 +94,9 @@ pub fn switch(frames: &[(u16, &[u8])]) {
             .map(|&(p, d)| {
                 let port = xvtep_dataplane::PortId(p);
                 match VirtioNetHdr::parse(d) {
-                    Some(h) if p != 0 && d[0] & 1 == 1 => RxFrame { port, data: &d[VNET_HDR_LEN..], vnet: Some(h) },
+                    Some(h) if p != 0 && d[0] & 1 == 1 => {
+                        RxFrame { port, data: &d[VNET_HDR_LEN..], vnet: Some(h) }
+                    }
                     _ => RxFrame::new(port, d),
                 }
             })
@@ -89,5 +110,5 @@ pub fn switch(frames: &[(u16, &[u8])]) {
             switch.age(*clock);
         }
         assert!(switch.fdb.stats().learned <= 64, "max_learned exceeded");
-    })
+    }
 }

@@ -1,49 +1,82 @@
-//! Frames from the underlay. First byte even: the rest is a raw underlay frame. Odd: the rest
-//! is an inner frame, wrapped in valid outer headers (checksums right) with a VNI and VXLAN
-//! flags taken from the input, so the fuzzer reaches decapsulation without having to learn
-//! to compute an IPv4 checksum.
+//! Frames from the underlay, to a switch with an IPv4 underlay or one with an IPv6 underlay
+//! (bit 1 of the first byte). Bit 0 clear: the rest is a raw underlay frame. Set: the rest is
+//! an inner frame, wrapped in valid outer headers (checksums right) with a VNI and VXLAN flags
+//! taken from the input, so the fuzzer reaches decapsulation without having to learn to
+//! compute a checksum.
 #![no_main]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
-use xvtep_dataplane::wire::{EthernetHeader, Ipv4Repr, MacAddr, UdpRepr, ETHERTYPE_IPV4, IP_PROTO_UDP};
+use xvtep_dataplane::wire::{
+    EthernetHeader, Ipv4Repr, Ipv6Repr, MacAddr, UdpRepr, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IP_PROTO_UDP,
+};
 
 #[path = "common.rs"]
 mod common;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    if mode % 2 == 0 {
-        common::switch(&[(0, rest)]);
+    let (wrapped, ipv6) = (mode & 1 == 1, mode & 2 == 2);
+    let switch = if ipv6 { common::switch6 } else { common::switch };
+    if !wrapped {
+        switch(&[(0, rest)]);
         return;
     }
     if rest.len() < 8 {
         return;
     }
     let (vxlan, inner) = rest.split_at(8);
-    let mut f = vec![0u8; 50 + inner.len()];
+    let udp = if ipv6 { 54 } else { 34 };
+    let mut f = vec![0u8; udp + 16 + inner.len()];
+    let ethertype = if ipv6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
     EthernetHeader {
-        dst: MacAddr([2, 0, 10, 0, 0, 1]),
-        src: MacAddr([2, 0, 10, 0, 0, 2]),
+        dst: MacAddr([2, 0, 0, 0, 0, 1]),
+        src: MacAddr([2, 0, 0, 0, 0, 2]),
         tci: None,
-        ethertype: ETHERTYPE_IPV4,
+        ethertype,
     }
     .emit(&mut f);
-    let peer = Ipv4Addr::new(10, 0, 0, 2 + mode % 4);
-    Ipv4Repr {
-        src: peer,
-        dst: Ipv4Addr::new(10, 0, 0, 1),
-        protocol: IP_PROTO_UDP,
-        ttl: 64,
-        tos: 0,
-        dont_fragment: false,
-        ident: 0,
-        payload_len: (16 + inner.len()).min(65_000) as u16,
+    // The MAC replay derives for 10.0.0.1 and for 2001:db8::1.
+    f[..6].copy_from_slice(if ipv6 { &[2, 0, 0, 0, 0, 1] } else { &[2, 0, 10, 0, 0, 1] });
+    let udp_len = (8 + 8 + inner.len()).min(65_000) as u16;
+    let (src, dst): (IpAddr, IpAddr) = if ipv6 {
+        let (src, dst) = (
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2 + (mode >> 2) as u16 % 4),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+        );
+        Ipv6Repr {
+            src,
+            dst,
+            next_header: IP_PROTO_UDP,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            payload_len: udp_len,
+        }
+        .emit(&mut f[14..]);
+        (src.into(), dst.into())
+    } else {
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2 + (mode >> 2) % 4), Ipv4Addr::new(10, 0, 0, 1));
+        Ipv4Repr {
+            src,
+            dst,
+            protocol: IP_PROTO_UDP,
+            ttl: 64,
+            tos: 0,
+            dont_fragment: false,
+            ident: 0,
+            payload_len: udp_len,
+        }
+        .emit(&mut f[14..]);
+        (src.into(), dst.into())
+    };
+    UdpRepr { src_port: 5000, dst_port: 4789, payload_len: udp_len - 8 }.emit(&mut f[udp..]);
+    f[udp + 8..udp + 16].copy_from_slice(vxlan);
+    f[udp + 16..].copy_from_slice(inner);
+    // Over IPv6 a zero UDP checksum is dropped: compute it, as any sender does.
+    if ipv6 && f.len() - udp == udp_len as usize {
+        UdpRepr::fill_checksum(&mut f[udp..], src, dst);
     }
-    .emit(&mut f[14..]);
-    UdpRepr { src_port: 5000, dst_port: 4789, payload_len: (8 + inner.len()).min(65_000) as u16 }.emit(&mut f[34..]);
-    f[42..50].copy_from_slice(vxlan);
-    f[50..].copy_from_slice(inner);
-    common::switch(&[(0, &f)]);
+    switch(&[(0, &f)]);
 });

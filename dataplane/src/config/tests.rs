@@ -298,3 +298,11 @@ fn an_ipv6_underlay_parses_checks_and_saves() {
     let e = err("[tunnel]\nlocal = \"fe80::1\"\ndev = \"eth0\"\n");
     assert!(e.message.contains("tunnel.local fe80::1 is not a unicast address (nor link-local)"), "{e}");
 }
+
+/// The IPv6 example of the README parses, and is an IPv6 tunnel.
+#[test]
+fn the_ipv6_example_parses() {
+    let c = Config::parse(include_str!("../../../configs/ipv6-underlay.toml"), "ipv6-underlay.toml").unwrap();
+    assert!(c.tunnel.ipv6());
+    assert_eq!(c.fdb.len(), 1);
+}
