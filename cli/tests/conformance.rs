@@ -15,6 +15,7 @@ mod support;
 use std::time::Duration;
 
 use support::*;
+use xvtep_dataplane::wire::UdpDatagram;
 use xvtep_tests::{fix_ipv4_checksum, udp_frame, vxlan, vxlan_header, vxlan_raw, Mac, Outer};
 
 const DUT_IP: &str = "192.168.77.1";
@@ -53,9 +54,16 @@ struct Setup {
     flood: &'static [&'static str],
     /// ARP suppression, answering for this neighbour (IP, MAC).
     proxy: Option<(&'static str, &'static str)>,
+    /// The underlay is IPv6: DUT_IP6 and REMOTE_IP6 instead of DUT_IP and REMOTE_IP.
+    ipv6: bool,
 }
 
-const PLAIN: Setup = Setup { knobs: DEFAULT, learning: false, far_static: true, flood: &[], proxy: None };
+const PLAIN: Setup =
+    Setup { knobs: DEFAULT, learning: false, far_static: true, flood: &[], proxy: None, ipv6: false };
+
+/// The underlay addresses of an IPv6 setup.
+const DUT_IP6: &str = "2001:db8:77::1";
+const REMOTE_IP6: &str = "2001:db8:77::2";
 
 /// A second remote VTEP address, on the same remote namespace, and one that no one answers.
 const OTHER_IP: &str = "192.168.77.3";
@@ -108,6 +116,20 @@ fn rig(test: &str, dut: Dut, setup: Setup) -> Rig {
         "ip link set u1 address 02:00:00:00:77:02 && ip addr add {REMOTE_IP}/24 dev u1 && \
          ip addr add {OTHER_IP}/24 dev u1"
     ));
+    if setup.ipv6 {
+        d.sh(&format!(
+            "sysctl -qw net.ipv6.conf.u0.disable_ipv6=0 && ip addr add {DUT_IP6}/64 dev u0 nodad && \
+             ip -6 neigh add {REMOTE_IP6} lladdr 02:00:00:00:77:02 dev u0"
+        ));
+        // The kernel leaves its IPv6 UDP checksum to the veth to finish (CHECKSUM_PARTIAL),
+        // and a packet socket sees it unfinished: with TX checksum offload off, u0 is a NIC
+        // that puts the finished checksum on the wire.
+        d.sh("ethtool -K u0 tx off >/dev/null");
+        r.sh(&format!(
+            "sysctl -qw net.ipv6.conf.u1.disable_ipv6=0 && ip addr add {REMOTE_IP6}/64 dev u1 nodad"
+        ));
+    }
+    let (dut_ip, remote_ip) = if setup.ipv6 { (DUT_IP6, REMOTE_IP6) } else { (DUT_IP, REMOTE_IP) };
     let dir = tempfile::tempdir().unwrap();
     let Knobs { tos, ttl } = setup.knobs;
     let daemon = match dut {
@@ -115,14 +137,14 @@ fn rig(test: &str, dut: Dut, setup: Setup) -> Rig {
             let learning = if setup.learning { "learning" } else { "nolearning" };
             d.sh(&format!(
                 "ip link add br0 type bridge && ip link set br0 up && \
-                 ip link add vx0 type vxlan id {VNI} local {DUT_IP} dstport 4789 dev u0 {learning} tos {tos} ttl {ttl} && \
+                 ip link add vx0 type vxlan id {VNI} local {dut_ip} dstport 4789 dev u0 {learning} tos {tos} ttl {ttl} && \
                  ip link set vx0 master br0 up && ip link set c0 master br0 && \
                  bridge fdb add 02:00:00:00:77:0a dev c0 master static"
             ));
             if setup.far_static {
                 // In the vxlan device's FDB (where it is sent) and the bridge's (which port).
                 d.sh(&format!(
-                    "bridge fdb add 02:00:00:00:77:0b dev vx0 dst {REMOTE_IP} self permanent && \
+                    "bridge fdb add 02:00:00:00:77:0b dev vx0 dst {remote_ip} self permanent && \
                      bridge fdb add 02:00:00:00:77:0b dev vx0 master static"
                 ));
             }
@@ -142,7 +164,7 @@ fn rig(test: &str, dut: Dut, setup: Setup) -> Rig {
         }
         Dut::Xvtep => {
             let mut config = format!(
-                "[tunnel]\nlocal = \"{DUT_IP}\"\ndev = \"u0\"\nlearning = {}\ntos = {}\nttl = {}\nproxy = {}\n\
+                "[tunnel]\nlocal = \"{dut_ip}\"\ndev = \"u0\"\nlearning = {}\ntos = {}\nttl = {}\nproxy = {}\n\
                  [[vlan]]\nvid = 1\nvni = {VNI}\n\
                  [[port]]\nname = \"c0\"\nvlans = [{{ vid = 1, pvid = true, untagged = true }}]\n\
                  [[fdb]]\nmac = \"02:00:00:00:77:0a\"\nvni = {VNI}\nport = \"c0\"\n",
@@ -153,7 +175,7 @@ fn rig(test: &str, dut: Dut, setup: Setup) -> Rig {
             );
             if setup.far_static {
                 config +=
-                    &format!("[[fdb]]\nmac = \"02:00:00:00:77:0b\"\nvni = {VNI}\ndst = \"{REMOTE_IP}\"\n");
+                    &format!("[[fdb]]\nmac = \"02:00:00:00:77:0b\"\nvni = {VNI}\ndst = \"{remote_ip}\"\n");
             }
             for dst in setup.flood {
                 config += &format!("[[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = {VNI}\ndst = \"{dst}\"\n");
@@ -422,6 +444,89 @@ fn unicast_to_a_static_entry_is_one_vxlan_frame_with_these_headers() {
                 .collect()
         },
     );
+}
+
+/// The kernel's `vxlan_bridge_1d_ipv6.sh` in short: unicast to a static entry over an IPv6
+/// underlay leaves as one VXLAN frame with these headers (hop limit, traffic class, flow label,
+/// a valid UDP checksum); VXLAN from the remote is delivered with a valid UDP checksum and
+/// dropped with a zero one (no `udp6zerocsumrx`) or a wrong one.
+#[test]
+fn an_ipv6_underlay_sends_and_takes_these_headers() {
+    require_root!();
+    let setup = Setup { ipv6: true, ..PLAIN };
+    let sent = inner(HOST, FAR, 44100, 0, 64);
+    let (dut, remote): (std::net::IpAddr, std::net::IpAddr) =
+        (DUT_IP6.parse().unwrap(), REMOTE_IP6.parse().unwrap());
+    let describe = |f: &[u8]| {
+        let udp = UdpDatagram::new_checked(&f[54..]).unwrap();
+        let sport = udp.src_port();
+        format!(
+            "to {:02x?} from {:02x?}, {} -> {}, hop limit {}, traffic class {:#04x}, flow label {:#x}, \
+             UDP checksum valid {}, sport in 32768..=60999 {}, dport {}, VXLAN {:02x?}, inner as sent {}",
+            &f[0..6],
+            &f[6..12],
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&f[22..38]).unwrap()),
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&f[38..54]).unwrap()),
+            f[21],
+            (u16::from_be_bytes([f[14], f[15]]) >> 4) as u8,
+            u32::from_be_bytes([f[14], f[15], f[16], f[17]]) & 0xf_ffff,
+            udp.checksum() != 0 && udp.checksum_ok(dut, remote),
+            (32768..=60999).contains(&sport),
+            udp.dst_port(),
+            &f[62..70],
+            f[70..] == sent[..],
+        )
+    };
+    let to_remote = |f: &&Vec<u8>| {
+        f.len() > 70
+            && f[12..14] == [0x86, 0xdd]
+            && f[20] == 17
+            && f[56..58] == [0x12, 0xb5]
+            && f[38..54] == remote_octets()
+    };
+    let mut want = Outer::from_peer(DUT_IP6, REMOTE_IP6);
+    (want.src_mac, want.dst_mac, want.sport) = ([2, 0, 0, 0, 0x77, 1], [2, 0, 0, 0, 0x77, 2], 40000);
+    let mut from = Outer::from_peer(REMOTE_IP6, DUT_IP6);
+    (from.src_mac, from.dst_mac) = ([2, 0, 0, 0, 0x77, 2], [2, 0, 0, 0, 0x77, 1]);
+    let good = vxlan(&from, VNI, &inner(FAR, HOST, 44101, 0, 64));
+    from.udp_csum = false;
+    let zero = vxlan(&from, VNI, &inner(FAR, HOST, 44102, 0, 64));
+    let mut bad = vxlan(&Outer { udp_csum: true, ..from.clone() }, VNI, &inner(FAR, HOST, 44103, 0, 64));
+    *bad.last_mut().unwrap() ^= 1;
+    let labels = [
+        "HOST -> FAR: one VXLAN frame".to_string(),
+        "decap, UDP checksum valid".to_string(),
+        "decap, UDP checksum zero".to_string(),
+        "decap, UDP checksum wrong".to_string(),
+    ];
+    let expected = vec![
+        describe(&vxlan(&want, VNI, &sent)),
+        "delivered".to_string(),
+        "dropped".to_string(),
+        "dropped".to_string(),
+    ];
+    both(
+        "cf6",
+        setup,
+        &labels,
+        &expected,
+        |s| s.clone(),
+        |r| {
+            r.port.send(&sent);
+            let got = r.underlay.receive(64, IDLE);
+            let mut rows: Vec<String> = got.iter().filter(to_remote).map(|f| describe(f)).collect();
+            rows.truncate(1);
+            let delivered = decap(r, &[(good.clone(), 44101), (zero.clone(), 44102), (bad.clone(), 44103)]);
+            rows.extend(
+                delivered.iter().map(|d| if d.is_some() { "delivered" } else { "dropped" }.to_string()),
+            );
+            rows
+        },
+    );
+}
+
+fn remote_octets() -> [u8; 16] {
+    REMOTE_IP6.parse::<std::net::Ipv6Addr>().unwrap().octets()
 }
 
 #[test]

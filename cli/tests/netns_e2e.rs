@@ -253,6 +253,26 @@ fn multicast_underlay_with_kernel_vxlan() {
     d1.stop();
 }
 
+/// The same over an IPv6 underlay: xvtep joins the group through its kernel (MLD), sends BUM
+/// traffic to it, and the XDP program steers what the kernel VTEP sends to the group.
+#[test]
+fn multicast_ipv6_underlay_with_kernel_vxlan() {
+    require_root!();
+    let t = topo(&prefix("mcast6"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    kernel_vtep(&h2.h, "2001:db8:1::2", &[], Some("ff05::1:2"));
+    for c in [&h1.a, &h2.a, &h1.b, &h2.b] {
+        c.sh("ip link set eth0 mtu 1430");
+    }
+    let config = seed_config("2001:db8:1::1", &[], "group = \"ff05::1:2\"");
+    let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "VNI 2 over the IPv6 multicast underlay");
+    assert!(h2.b.ping_ok("10.3.0.1", UP), "VNI 3, kernel side first");
+    let groups = h1.h.sh("ip -6 maddr show dev eth0");
+    assert!(groups.contains("ff05::1:2"), "xvtep's host did not join the group:\n{groups}");
+    d1.stop();
+}
+
 #[test]
 fn restart_after_sigkill_and_clean_sigterm() {
     require_root!();
