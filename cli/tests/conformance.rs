@@ -56,10 +56,19 @@ struct Setup {
     proxy: Option<(&'static str, &'static str)>,
     /// The underlay is IPv6: DUT_IP6 and REMOTE_IP6 instead of DUT_IP and REMOTE_IP.
     ipv6: bool,
+    /// Learned entries age out after this many seconds (default 300).
+    ageing: u32,
 }
 
-const PLAIN: Setup =
-    Setup { knobs: DEFAULT, learning: false, far_static: true, flood: &[], proxy: None, ipv6: false };
+const PLAIN: Setup = Setup {
+    knobs: DEFAULT,
+    learning: false,
+    far_static: true,
+    flood: &[],
+    proxy: None,
+    ipv6: false,
+    ageing: 300,
+};
 
 /// The underlay addresses of an IPv6 setup.
 const DUT_IP6: &str = "2001:db8:77::1";
@@ -135,9 +144,11 @@ fn rig(test: &str, dut: Dut, setup: Setup) -> Rig {
     let daemon = match dut {
         Dut::Kernel => {
             let learning = if setup.learning { "learning" } else { "nolearning" };
+            // Both FDBs age: the bridge's (which port) and the vxlan device's (which remote).
+            let (ageing, centis) = (setup.ageing, setup.ageing * 100);
             d.sh(&format!(
-                "ip link add br0 type bridge && ip link set br0 up && \
-                 ip link add vx0 type vxlan id {VNI} local {dut_ip} dstport 4789 dev u0 {learning} tos {tos} ttl {ttl} && \
+                "ip link add br0 type bridge ageing_time {centis} && ip link set br0 up && \
+                 ip link add vx0 type vxlan id {VNI} local {dut_ip} dstport 4789 dev u0 {learning} tos {tos} ttl {ttl} ageing {ageing} && \
                  ip link set vx0 master br0 up && ip link set c0 master br0 && \
                  bridge fdb add 02:00:00:00:77:0a dev c0 master static"
             ));
@@ -164,10 +175,11 @@ fn rig(test: &str, dut: Dut, setup: Setup) -> Rig {
         }
         Dut::Xvtep => {
             let mut config = format!(
-                "[tunnel]\nlocal = \"{dut_ip}\"\ndev = \"u0\"\nlearning = {}\ntos = {}\nttl = {}\nproxy = {}\n\
+                "[switch]\nageing = {}\n[tunnel]\nlocal = \"{dut_ip}\"\ndev = \"u0\"\nlearning = {}\ntos = {}\nttl = {}\nproxy = {}\n\
                  [[vlan]]\nvid = 1\nvni = {VNI}\n\
                  [[port]]\nname = \"c0\"\nvlans = [{{ vid = 1, pvid = true, untagged = true }}]\n\
                  [[fdb]]\nmac = \"02:00:00:00:77:0a\"\nvni = {VNI}\nport = \"c0\"\n",
+                setup.ageing,
                 setup.learning,
                 quoted(tos),
                 quoted(ttl),
@@ -572,6 +584,26 @@ fn learning_sends_to_the_learned_remote_until_the_entry_is_deleted() {
         r.fdb_del("02:00:00:00:77:0b");
         let deleted = copies(r, &inner(HOST, FAR, 46003, 0, 64));
         vec![before, learned, deleted]
+    });
+}
+
+/// Ageing (`vxlan_bridge_1d.sh` checks it with a short ageing time): a learned remote MAC that
+/// is not heard from again is forgotten, and frames to it are flooded again. The kernel's
+/// vxlan device sweeps its FDB every 10 s, so the wait is ageing + 11 s.
+#[test]
+fn a_learned_entry_ages_out() {
+    require_root!();
+    let setup =
+        Setup { learning: true, far_static: false, flood: &[REMOTE_IP, OTHER_IP], ageing: 2, ..PLAIN };
+    let labels =
+        ["to FAR after FAR came from .3", "to FAR after 13 s without FAR (ageing 2 s)"].map(String::from);
+    let show = |c: &(usize, usize, usize)| format!("{} to .2, {} to .3", c.0, c.1);
+    both("cfage", setup, &labels, &[(0, 1, 0), (1, 1, 0)], show, |r| {
+        r.underlay.send(&from_other(48000));
+        r.port.receive(8, IDLE);
+        let learned = copies(r, &inner(HOST, FAR, 48001, 0, 64));
+        std::thread::sleep(Duration::from_secs(13));
+        vec![learned, copies(r, &inner(HOST, FAR, 48002, 0, 64))]
     });
 }
 
