@@ -128,7 +128,7 @@ mod tests {
         }
         assert!(page.contains(".SS [[port]] vlans = [{ ... }]\n"));
         assert!(page.contains("\\fBdstport\\fR = \\fIport\\fR (default: 4789)"));
-        assert!(page.contains("\\fBlocal\\fR = \\fIIPv4 address\\fR (required)"));
+        assert!(page.contains("\\fBlocal\\fR = \\fIIPv4 or IPv6 address\\fR (required)"));
     }
 
     #[test]

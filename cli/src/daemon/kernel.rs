@@ -619,6 +619,41 @@ mod tests {
         }
     }
 
+    /// An IPv6 vxlan device: its local address, flow label and zero-checksum options, and an
+    /// IPv6 flood entry (AF_BRIDGE: the address as 16 bytes) become an IPv6 tunnel.
+    #[test]
+    fn an_ipv6_vxlan_device_becomes_an_ipv6_tunnel() {
+        let local6: IpAddr = "2001:db8:1::1".parse().unwrap();
+        let mut st = seed();
+        st.addrs.push((2, local6));
+        for l in &mut st.links {
+            if let Some(v) = &mut l.vxlan {
+                (v.local, v.udp6zerocsumrx, v.label) = (Some(local6), true, 0x123);
+            }
+        }
+        st.fdb.retain(|e| e.dst.is_none());
+        let mut m = NeighbourMessage::default();
+        m.header.ifindex = 11;
+        m.header.state = NeighbourState::Permanent;
+        m.attributes.push(NeighbourAttribute::LinkLocalAddress(vec![0; 6]));
+        let remote: std::net::Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Other(remote.octets().to_vec())));
+        let flood = fdb_of(&m).expect("a flood entry");
+        assert_eq!(flood.dst, Some(remote.into()));
+        st.fdb.push(flood);
+        let toml = translate(&["br2".to_string()], &st, "").unwrap();
+        assert!(
+            toml.contains("local = \"2001:db8:1::1\"\ndev = \"eth0\"")
+                && toml.contains("udp6zerocsumtx = false\nudp6zerocsumrx = true\nflowlabel = 291\n")
+                && !toml.contains("udpcsum"),
+            "{toml}"
+        );
+        let config = xvtep_dataplane::Config::parse(&toml, "kernel").unwrap();
+        assert!(config.tunnel.ipv6());
+        let want = xvtep_dataplane::config::FdbTarget::Remote { ip: remote.into(), port: None, vni: None };
+        assert!(config.fdb.iter().any(|e| e.mac.is_zero() && e.target == want), "{toml}");
+    }
+
     fn seed() -> KernelState {
         let mut br2 = link(10, "br2", None);
         br2.is_bridge = true;
@@ -687,8 +722,8 @@ mod tests {
         assert_eq!(
             toml,
             "[switch]\nageing = 30\n\
-             [tunnel]\nlocal = \"192.168.1.1\"\ndev = \"eth0\"\ndstport = 4789\nlearning = false\nudpcsum = false\n\
-             proxy = false\nl2miss = false\nl3miss = false\n\
+             [tunnel]\nlocal = \"192.168.1.1\"\ndev = \"eth0\"\ndstport = 4789\nlearning = false\n\
+             proxy = false\nl2miss = false\nl3miss = false\nudpcsum = false\n\
              [[vlan]]\nvid = 2\nvni = 2\n[[vlan]]\nvid = 1\nvni = 5000\n\
              [[port]]\nname = \"tap1_0\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n\
              learning = true\nflood = true\nhairpin = false\nmtu = 1500\n\
