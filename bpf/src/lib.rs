@@ -40,6 +40,12 @@ pub enum Role {
     Underlay = 2,
 }
 
+/// The tc ingress programs.
+enum TcxProgram {
+    VnetHold,
+    ToHost,
+}
+
 /// The program's counters (summed over CPUs), in the order of `enum counter` in the C source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SteerCounters {
@@ -51,12 +57,14 @@ pub struct SteerCounters {
     pub sink: u64,
     /// Frames of `vnet` ports dropped at tc ingress after the packet socket took its copy.
     pub vnet_held: u64,
+    /// Frames handed to a kernel bridge's host stack ([`Steering::attach_host_redirect`]).
+    pub to_host: u64,
 }
 
 impl SteerCounters {
     /// Every counter: (name, Prometheus metric, help, value), the one list that metrics and
     /// the exit report read.
-    pub fn all(&self) -> [(&'static str, &'static str, &'static str, u64); 7] {
+    pub fn all(&self) -> [(&'static str, &'static str, &'static str, u64); 8] {
         [
             (
                 "port_redirect",
@@ -94,6 +102,12 @@ impl SteerCounters {
                 "xvtep_tc_vnet_held_total",
                 "vnet port frames kept from the kernel at tc ingress.",
                 self.vnet_held,
+            ),
+            (
+                "to_host",
+                "xvtep_tc_to_host_total",
+                "Frames handed to a kernel bridge's host stack ([kernel] mode).",
+                self.to_host,
             ),
         ]
     }
@@ -233,6 +247,7 @@ impl Steering {
             }
         }
         let _ = self.skel.maps.ports.delete(&ifindex.to_ne_bytes());
+        let _ = self.skel.maps.host_redirect.delete(&ifindex.to_ne_bytes());
         // Dropping the bpf_link detaches the program.
         self.links.retain(|(name, _)| name != iface);
     }
@@ -276,6 +291,7 @@ impl Steering {
             unknown_iface: read(4),
             sink: read(5),
             vnet_held: read(6),
+            to_host: read(7),
         }
     }
 
@@ -283,7 +299,26 @@ impl Steering {
     /// program drops them after the port's packet sockets have their copies. No XDP is
     /// attached (it would strip the peer's GSO). [`Steering::detach`] undoes it.
     pub fn attach_vnet(&mut self, iface: &str, ifindex: u32) -> Result<(), SteerError> {
-        let prog = &self.skel.progs.xvtep_vnet_hold;
+        self.attach_tcx(iface, ifindex, TcxProgram::VnetHold)
+    }
+
+    /// Hands every frame arriving on the conduit `iface` to the ingress of `bridge` (an
+    /// ifindex), as if the kernel bridge had received it for its own stack; see the C program
+    /// `xvtep_to_host`. [`Steering::detach`] undoes it.
+    pub fn attach_host_redirect(&mut self, iface: &str, ifindex: u32, bridge: u32) -> Result<(), SteerError> {
+        self.skel
+            .maps
+            .host_redirect
+            .update(&ifindex.to_ne_bytes(), &bridge.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|err| SteerError::Map { map: "host_redirect", err })?;
+        self.attach_tcx(iface, ifindex, TcxProgram::ToHost)
+    }
+
+    fn attach_tcx(&mut self, iface: &str, ifindex: u32, which: TcxProgram) -> Result<(), SteerError> {
+        let prog = match which {
+            TcxProgram::VnetHold => &self.skel.progs.xvtep_vnet_hold,
+            TcxProgram::ToHost => &self.skel.progs.xvtep_to_host,
+        };
         // SAFETY: a zeroed bpf_tcx_opts with its size set is libbpf's default.
         let mut opts: libbpf_sys::bpf_tcx_opts = unsafe { std::mem::zeroed() };
         opts.sz = std::mem::size_of::<libbpf_sys::bpf_tcx_opts>() as _;

@@ -571,7 +571,7 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
     assert!(fdb.contains("00:00:00:00:00:00 dev vxlan0 vlan 3 vni 3 dst 192.168.1.2 static"), "{fdb}");
     assert!(fdb.contains(&format!("{a1_mac} dev tap1_0 vlan 2 vni 2 static")), "{fdb}");
     let links = d1.ctl_ok("link show");
-    assert!(links.contains("1: tap1_0: pvid 2") && links.contains("2: tap2_0: pvid 3"), "{links}");
+    assert!(links.contains("1: tap1_0: pvid 2") && links.contains("3: tap2_0: pvid 3"), "{links}");
     assert!(links.contains("mtu 1500 (following the kernel's bridges)"), "{links}");
     assert!(h1.a.ping_ok("10.2.0.2", UP), "VNI 2 through xvtep");
     assert!(h1.b.ping_ok("10.3.0.2", UP), "VNI 3 through xvtep");
@@ -666,6 +666,46 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
 /// An internal port: the host's own interface on the overlay. xvtep creates it with its
 /// address, the host's stack reaches containers on both hosts through it (ping, TCP), and it
 /// goes with xvtep, after SIGTERM and after SIGKILL (replaced at the next start).
+/// `[kernel]` mode with the host on the overlay (issue 16): the bridge br2 has the host's
+/// address 10.2.0.254. A local container and a remote one (behind a kernel VTEP) reach it
+/// through xvtep, which hands their frames to br2's stack; the host reaches them through the
+/// kernel's bridge and vxlan, as it always did; TCP both ways to the remote container.
+#[test]
+fn kernel_mode_puts_the_host_on_the_overlay() {
+    require_root!();
+    let t = topo(&prefix("khost"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    kernel_vtep(&h1.h, "192.168.1.1", &["192.168.1.2"], None);
+    kernel_vtep(&h2.h, "192.168.1.2", &["192.168.1.1"], None);
+    h1.h.sh("ip addr add 10.2.0.254/24 dev br2");
+    let config = "[kernel]\nbridges = [\"br2\", \"br3\"]\n";
+    let mut d1 = Daemon::start(&h1.h, config, t.dir.path(), "h1");
+    let links = d1.ctl_ok("link show");
+    assert!(links.contains("br2: pvid 2") && links.contains("br3: pvid 3"), "{links}");
+    let br2_mac = h1.h.sh("cat /sys/class/net/br2/address").trim().to_string();
+    let fdb = d1.ctl_ok("fdb show");
+    assert!(fdb.contains(&format!("{br2_mac} dev br2 vlan 2 vni 2 permanent")), "{fdb}");
+    assert!(h1.a.ping_ok("10.2.0.254", UP), "a local container reaches the host's bridge address");
+    assert!(h2.a.ping_ok("10.2.0.254", UP), "a remote container reaches it over the tunnel");
+    h1.h.sh("ping -c 2 -W 2 10.2.0.1");
+    h1.h.sh("ping -c 2 -W 2 10.2.0.2");
+    let up = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, false);
+    let down = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, true);
+    eprintln!("kernel mode, host ↔ remote container TCP: {:.0} / {:.0} Mbit/s", up / 1e6, down / 1e6);
+    assert!(up > 0.0 && down > 0.0, "TCP host ↔ remote container: {up} {down}");
+    let out = d1.stop();
+    let to_host: u64 = out
+        .split("to_host ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no to_host count:\n{out}"));
+    assert!(to_host > 0, "nothing handed to br2's stack:\n{out}");
+    assert!(!h1.h.try_sh("ip link show br2~in").status.success(), "the conduit stays after SIGTERM");
+    assert!(h1.h.sh("ip addr show dev br2").contains("10.2.0.254/24"), "br2 lost its address");
+    assert!(h1.a.ping_ok("10.2.0.254", UP), "the kernel's bridge serves the host again after xvtep stops");
+}
+
 #[test]
 fn internal_port_puts_the_host_on_the_overlay() {
     require_root!();

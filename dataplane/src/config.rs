@@ -234,6 +234,11 @@ pub struct InternalPort {
     pub addresses: Vec<(IpAddr, u8)>,
     /// Its MAC; `None`: one the kernel picks.
     pub mac: Option<MacAddr>,
+    /// The host's side is the existing kernel bridge of the port's name, not a new interface
+    /// (`[kernel]` mode): frames the switch sends to it reach the host's stack as received on
+    /// the bridge, and the host sends through the kernel's bridge.
+    #[serde(default)]
+    pub kernel_bridge: bool,
 }
 
 /// The key of a static FDB entry: a VNI, or a VID that has no VNI.
@@ -534,6 +539,8 @@ struct RawPort {
     #[serde(default)]
     address: Vec<String>,
     mac: Option<MacAddr>,
+    #[serde(default)]
+    kernel_bridge: bool,
 }
 
 fn default_port_mtu() -> u32 {
@@ -941,8 +948,14 @@ fn validate_port(
             pvid = Some(v.vid);
         }
     }
-    check(p.internal || (p.address.is_empty() && p.mac.is_none()), &span, || {
-        format!("port '{name}': address and mac are for an internal port (internal = true)")
+    check(p.internal || (p.address.is_empty() && p.mac.is_none() && !p.kernel_bridge), &span, || {
+        format!("port '{name}': address, mac and kernel_bridge are for an internal port (internal = true)")
+    })?;
+    check(!p.kernel_bridge || (p.address.is_empty() && p.mac.is_none()), &span, || {
+        format!(
+            "port '{name}': with kernel_bridge the host's side is the kernel bridge {name}, whose addresses \
+             and MAC are the kernel's: give it no address or mac"
+        )
     })?;
     let mut addresses = Vec::new();
     for a in &p.address {
@@ -970,7 +983,11 @@ fn validate_port(
         flood: p.flood,
         mtu: p.mtu,
         io: p.io,
-        internal: p.internal.then_some(InternalPort { addresses, mac: p.mac }),
+        internal: p.internal.then_some(InternalPort {
+            addresses,
+            mac: p.mac,
+            kernel_bridge: p.kernel_bridge,
+        }),
     })
 }
 

@@ -53,6 +53,7 @@ enum counter {
 	C_UNKNOWN_IFACE,     /* program attached to an interface it has no entry for: passed */
 	C_SINK,              /* frames counted and dropped by xvtep_sink (benchmarks) */
 	C_VNET_HELD,         /* frames of vnet ports kept from the kernel's bridge and stack */
+	C_TO_HOST,           /* frames handed to a kernel bridge's host stack ([kernel] mode) */
 	C_COUNT,
 };
 
@@ -323,6 +324,32 @@ int xvtep_vnet_hold(struct __sk_buff *skb)
 {
 	count(C_VNET_HELD);
 	return XVTEP_TC_ACT_SHOT;
+}
+
+/*
+ * The host's side of a kernel bridge's internal port ([kernel] mode): what the switch sends
+ * into the conduit veth (a frame to the bridge's own MAC, a broadcast) is handed to the
+ * bridge device's ingress, so that the host's stack receives it as received on the bridge,
+ * and the bridge does not forward it again (it was switched already).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, __u32);   /* the conduit's ifindex */
+	__type(value, __u32); /* the bridge's ifindex */
+} host_redirect SEC(".maps");
+
+#define XVTEP_TC_ACT_OK 0
+SEC("tcx/ingress")
+int xvtep_to_host(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	__u32 *bridge = bpf_map_lookup_elem(&host_redirect, &ifindex);
+
+	if (!bridge)
+		return XVTEP_TC_ACT_OK;
+	count(C_TO_HOST);
+	return bpf_redirect(*bridge, BPF_F_INGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

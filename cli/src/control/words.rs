@@ -157,7 +157,7 @@ pub fn link(verb: &str, args: &[String]) -> Result<Request, String> {
                         })
                         .collect::<Result<Vec<_>, _>>()
                 })?;
-                Some(InternalPort { addresses, mac })
+                Some(InternalPort { addresses, mac, kernel_bridge: false })
             } else if addresses.is_some() || mac.is_some() {
                 return Err("address and mac are for an internal port: add 'internal'".into());
             } else {

@@ -3,6 +3,11 @@
 //! MAC; its peer is the interface the switch serves as the port. The pair goes when xvtep
 //! stops, and a pair left by a killed xvtep is recognised by its peer's name and replaced at
 //! the next start.
+//!
+//! A kernel bridge's internal port (`kernel_bridge`, `[kernel]` mode) has the bridge itself as
+//! its host side: the pair is the served end and a conduit, whose every frame a tc program
+//! hands to the bridge's ingress (`xvtep_to_host`), so the host's stack receives it as
+//! received on the bridge; the host sends through the kernel's bridge as ever.
 
 use anyhow::{bail, Context, Result};
 use nix::net::if_::if_nametoindex;
@@ -14,11 +19,21 @@ use super::netlink::Rtnl;
 /// The switch-side name of internal port `name`: at most 12 bytes of it (cut at a character
 /// boundary: an interface name may be any UTF-8) and "~xv", within the kernel's 15.
 pub fn peer_name(name: &str) -> String {
-    let mut end = name.len().min(12);
+    with_suffix(name, "~xv")
+}
+
+/// The conduit of a kernel bridge's internal port `name`.
+fn conduit_name(name: &str) -> String {
+    with_suffix(name, "~in")
+}
+
+/// `name` cut to fit a 3-byte `suffix` within 15 bytes, and the suffix.
+fn with_suffix(name: &str, suffix: &str) -> String {
+    let mut end = name.len().min(15 - suffix.len());
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}~xv", &name[..end])
+    format!("{}{suffix}", &name[..end])
 }
 
 #[cfg(test)]
@@ -28,19 +43,49 @@ mod tests {
         assert_eq!(super::peer_name("xv2"), "xv2~xv");
         assert_eq!(super::peer_name("abcdefghijklmno"), "abcdefghijkl~xv");
         assert_eq!(super::peer_name("abcdefghijké"), "abcdefghijk~xv");
+        assert_eq!(super::conduit_name("br2"), "br2~in");
     }
 }
 
 /// Created internal ports; removed on drop (also when the start fails half-way).
 #[derive(Default)]
 pub struct InternalPorts {
-    names: Vec<String>,
+    /// (port name, the interface whose removal removes the pair).
+    names: Vec<(String, String)>,
+}
+
+/// What creating an internal port made.
+pub struct Created {
+    /// The interface the switch serves.
+    pub served: String,
+    /// The host side's MAC (a kernel bridge's own), permanent in the FDB.
+    pub mac: MacAddr,
+    /// A kernel bridge's port: the conduit, whose frames must be handed to the bridge.
+    pub conduit: Option<Conduit>,
+}
+
+/// The conduit of a kernel bridge's internal port: attach `xvtep_to_host` to it
+/// (`Steering::attach_host_redirect`).
+pub struct Conduit {
+    pub name: String,
+    pub index: u32,
+    pub bridge: u32,
+}
+
+fn mac_of(name: &str) -> Result<MacAddr> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/address"))?
+        .trim()
+        .parse::<MacAddr>()
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }
 
 impl InternalPorts {
-    /// Creates internal port `name`; returns the interface the switch serves and the host
-    /// side's MAC.
-    pub fn create(&mut self, name: &str, port: &InternalPort) -> Result<(String, MacAddr)> {
+    /// Creates internal port `name`: the interface the switch serves, the host side's MAC and,
+    /// for a kernel bridge's port, the conduit to the bridge.
+    pub fn create(&mut self, name: &str, port: &InternalPort) -> Result<Created> {
+        if port.kernel_bridge {
+            return self.create_for_bridge(name);
+        }
         let peer = peer_name(name);
         let mut rtnl = Rtnl::new().context("opening netlink")?;
         if let Ok(index) = if_nametoindex(name) {
@@ -54,7 +99,7 @@ impl InternalPorts {
             rtnl.del_link(index).with_context(|| format!("removing the stale internal port {name}"))?;
         }
         rtnl.add_veth(name, &peer, port.mac).with_context(|| format!("creating internal port {name}"))?;
-        self.names.push(name.to_string());
+        self.names.push((name.to_string(), name.to_string()));
         for n in [name, peer.as_str()] {
             rtnl.set_up(if_nametoindex(n)?)?;
         }
@@ -68,24 +113,55 @@ impl InternalPorts {
         for (ip, len) in &port.addresses {
             rtnl.add_address(index, *ip, *len).with_context(|| format!("adding {ip}/{len} to {name}"))?;
         }
-        let mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))?
-            .trim()
-            .parse::<MacAddr>()
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        Ok((peer, mac))
+        Ok(Created { served: peer, mac: mac_of(name)?, conduit: None })
+    }
+
+    /// A kernel bridge's internal port: the pair (served end, conduit) beside the bridge.
+    fn create_for_bridge(&mut self, bridge: &str) -> Result<Created> {
+        let bridge_index = if_nametoindex(bridge).map_err(|_| {
+            anyhow::anyhow!("kernel bridge {bridge} does not exist: its internal port needs it")
+        })?;
+        if !std::path::Path::new(&format!("/sys/class/net/{bridge}/bridge")).exists() {
+            bail!("{bridge} is not a bridge: kernel_bridge names a kernel bridge device");
+        }
+        let (served, conduit) = (peer_name(bridge), conduit_name(bridge));
+        let mut rtnl = Rtnl::new().context("opening netlink")?;
+        // Left by an xvtep that was killed: replace it.
+        if let Ok(index) = if_nametoindex(conduit.as_str()) {
+            rtnl.del_link(index).with_context(|| format!("removing the stale conduit {conduit}"))?;
+        }
+        rtnl.add_veth(&conduit, &served, None)
+            .with_context(|| format!("creating the internal port of kernel bridge {bridge}"))?;
+        self.names.push((bridge.to_string(), conduit.clone()));
+        for n in [conduit.as_str(), served.as_str()] {
+            rtnl.set_up(if_nametoindex(n)?)?;
+        }
+        let index = if_nametoindex(conduit.as_str())?;
+        Ok(Created {
+            served,
+            mac: mac_of(bridge)?,
+            conduit: Some(Conduit { name: conduit, index, bridge: bridge_index }),
+        })
     }
 }
 
 impl InternalPorts {
     /// Whether `name` is one of ours.
     pub fn owns(&self, name: &str) -> bool {
-        self.names.iter().any(|n| n == name)
+        self.names.iter().any(|(n, _)| n == name)
     }
 
-    /// Removes internal port `name` (both ends of its pair).
+    /// The conduit of kernel bridge port `name`, if it is one: (name, ifindex).
+    pub fn conduit_of(&self, name: &str) -> Option<(String, u32)> {
+        let (_, iface) = self.names.iter().find(|(n, i)| n == name && i != name)?;
+        Some((iface.clone(), if_nametoindex(iface.as_str()).ok()?))
+    }
+
+    /// Removes internal port `name` (both ends of its pair; never a kernel bridge).
     pub fn remove(&mut self, name: &str) {
-        self.names.retain(|n| n != name);
-        if let (Ok(mut rtnl), Ok(index)) = (Rtnl::new(), if_nametoindex(name)) {
+        let Some(at) = self.names.iter().position(|(n, _)| n == name) else { return };
+        let (_, iface) = self.names.remove(at);
+        if let (Ok(mut rtnl), Ok(index)) = (Rtnl::new(), if_nametoindex(iface.as_str())) {
             let _ = rtnl.del_link(index);
         }
     }
@@ -94,7 +170,7 @@ impl InternalPorts {
 impl Drop for InternalPorts {
     fn drop(&mut self) {
         let Ok(mut rtnl) = Rtnl::new() else { return };
-        for n in &self.names {
+        for (_, n) in &self.names {
             if let Ok(index) = if_nametoindex(n.as_str()) {
                 let _ = rtnl.del_link(index);
             }

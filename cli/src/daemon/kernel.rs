@@ -459,6 +459,14 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
                 if p.mtu > 0 { p.mtu } else { 1500 }
             );
         }
+        // The bridge is a port of itself: the host's stack on the overlay (README "Following
+        // the kernel"), through an internal port whose host side is the bridge.
+        let _ = write!(
+            ports,
+            "[[port]]\nname = \"{b}\"\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
+             mtu = {}\ninternal = true\nkernel_bridge = true\n",
+            if bridge.mtu > 0 { bridge.mtu } else { 1500 }
+        );
         for e in state.fdb.iter().filter(|e| e.ifindex == vx.index) {
             let Some(dst) = e.dst else { continue };
             let _ = write!(fdb, "[[fdb]]\nmac = \"{}\"\nvni = {}\ndst = \"{dst}\"\n", e.mac, v.vni);
@@ -727,8 +735,12 @@ mod tests {
              [[vlan]]\nvid = 2\nvni = 2\n[[vlan]]\nvid = 1\nvni = 5000\n\
              [[port]]\nname = \"tap1_0\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n\
              learning = true\nflood = true\nhairpin = false\nmtu = 1500\n\
+             [[port]]\nname = \"br2\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n\
+             mtu = 1500\ninternal = true\nkernel_bridge = true\n\
              [[port]]\nname = \"tap2_0\"\nvlans = [{ vid = 1, pvid = true, untagged = true }]\n\
              learning = true\nflood = false\nhairpin = true\nmtu = 1500\n\
+             [[port]]\nname = \"br3\"\nvlans = [{ vid = 1, pvid = true, untagged = true }]\n\
+             mtu = 1500\ninternal = true\nkernel_bridge = true\n\
              [[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"192.168.1.2\"\n\
              [[fdb]]\nmac = \"02:00:00:00:00:0a\"\nvni = 2\nport = \"tap1_0\"\n\
              [[fdb]]\nmac = \"02:00:00:00:00:0b\"\nvni = 5000\ndst = \"192.168.1.3\"\ndst_port = 4790\n"
@@ -737,7 +749,10 @@ mod tests {
         let c = Config::parse(&toml, "kernel").unwrap();
         assert_eq!((c.switch.ageing_secs, c.tunnel.dev.as_str(), c.vid_of(5000)), (30, "eth0", Some(1)));
         assert_eq!(c.fdb.len(), 3);
-        assert!(c.ports[1].hairpin && !c.ports[1].flood);
+        assert!(c.ports[2].hairpin && !c.ports[2].flood);
+        // Each bridge is a port of itself: the host's stack on the overlay.
+        let br2 = c.ports[1].internal.as_ref().expect("br2 is an internal port");
+        assert!(br2.kernel_bridge && br2.addresses.is_empty() && br2.mac.is_none());
     }
 
     #[test]

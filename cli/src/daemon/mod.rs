@@ -68,14 +68,15 @@ pub fn run(args: Args) -> Result<()> {
     // start fails); the switch serves their peer interfaces.
     let internal_ports = Arc::new(Mutex::new(internal::InternalPorts::default()));
     let mut internal_macs = Vec::new();
+    let mut conduits = Vec::new();
     let mut ports: Vec<Iface> = Vec::new();
     for p in &config.ports {
         ports.push(match &p.internal {
             Some(i) => {
-                let (peer, mac) =
-                    internal_ports.lock().unwrap_or_else(|e| e.into_inner()).create(&p.name, i)?;
-                internal_macs.push((p.name.clone(), mac));
-                Iface::inspect(&peer, "an internal [[port]]", &args.config)?
+                let made = internal_ports.lock().unwrap_or_else(|e| e.into_inner()).create(&p.name, i)?;
+                internal_macs.push((p.name.clone(), made.mac));
+                conduits.extend(made.conduit);
+                Iface::inspect(&made.served, "an internal [[port]]", &args.config)?
             }
             None => Iface::inspect(&p.name, "a [[port]]", &args.config)?,
         });
@@ -109,6 +110,10 @@ pub fn run(args: Args) -> Result<()> {
     // Attached before any socket exists: until a socket is bound, the program passes frames
     // to the kernel, so no interface is black-holed while we start.
     steering.attach(&dev.name, dev.index, Role::Underlay)?;
+    // Kernel bridges' internal ports: what the switch sends them goes to the bridges' stack.
+    for c in &conduits {
+        steering.attach_host_redirect(&c.name, c.index, c.bridge)?;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

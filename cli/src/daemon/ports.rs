@@ -144,18 +144,36 @@ impl PortHost {
         internal: Option<&InternalPort>,
     ) -> Result<(PortIo, Option<MacAddr>)> {
         // An internal port: its pair made first; the switch serves the peer.
-        let (served, own_mac) = match internal {
+        let (served, own_mac, conduit) = match internal {
             Some(i) => {
-                let (peer, mac) = lock(&self.internal).create(name, i)?;
-                (peer, Some(mac))
+                let made = lock(&self.internal).create(name, i)?;
+                (made.served, Some(made.mac), made.conduit)
             }
-            None => (name.to_string(), None),
+            None => (name.to_string(), None, None),
         };
-        let attached = self.open_and_serve(name, &served, id, io);
+        let redirected = match &conduit {
+            Some(c) => {
+                lock(&self.steering).attach_host_redirect(&c.name, c.index, c.bridge).map_err(Into::into)
+            }
+            None => Ok(()),
+        };
+        let attached = redirected.and_then(|()| self.open_and_serve(name, &served, id, io));
         if attached.is_err() && internal.is_some() {
-            lock(&self.internal).remove(name);
+            self.remove_internal(name);
         }
         Ok((attached?, own_mac))
+    }
+
+    /// Removes internal port `name`'s interfaces, if it is one, and a kernel bridge port's
+    /// redirect first.
+    fn remove_internal(&mut self, name: &str) {
+        let mut internal = lock(&self.internal);
+        if let Some((conduit, index)) = internal.conduit_of(name) {
+            lock(&self.steering).detach(&conduit, index);
+        }
+        if internal.owns(name) {
+            internal.remove(name);
+        }
     }
 
     /// Opens port `name`'s sockets on interface `served` and has every worker serve them.
@@ -192,10 +210,7 @@ impl PortAttach for PortHost {
         // Frames go back to the kernel first, then the sockets close.
         lock(&self.steering).detach(name, iface.index);
         self.ask_workers(name, |done| IoCommand::Remove { port: id, done });
-        let mut internal = lock(&self.internal);
-        if internal.owns(name) {
-            internal.remove(name);
-        }
+        self.remove_internal(name);
         info!(port = name, id = id.0, "detached port");
     }
 }

@@ -130,6 +130,13 @@ pub const TABLES: &[TableDoc] = &[
                 "Internal ports only: the host's addresses on it (IPv6 is turned on for the interface if one is IPv6).",
             ),
             key("mac", "MAC", Some("one the kernel picks"), "Internal ports only: its MAC, permanent in the FDB."),
+            key(
+                "kernel_bridge",
+                "bool",
+                Some("false"),
+                "Internal ports only ([kernel] mode writes it): the host's side is the existing kernel bridge of this name; \
+                 frames to it reach the host's stack as received on the bridge.",
+            ),
         ],
     },
     TableDoc {

@@ -157,9 +157,21 @@ fn internal_ports_parse_check_and_save() {
         assert!(e.message.contains("is not an IPv4 or IPv6 address with a prefix length"), "{bad}: {e}");
     }
     let e = err(&format!("{base}{}", port.replace("internal = true\n", "")));
-    assert!(e.message.contains("address and mac are for an internal port"), "{e}");
+    assert!(e.message.contains("address, mac and kernel_bridge are for an internal port"), "{e}");
     let e = err(&format!("{base}{}", port.replace("02:00:00:00:02:01", "01:00:00:00:02:01")));
     assert!(e.message.contains("is not a unicast MAC"), "{e}");
+    // A kernel bridge's port ([kernel] mode): the bridge's addresses and MAC are the kernel's.
+    let bridge = "[[port]]\nname = \"br2\"\ninternal = true\nkernel_bridge = true\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n";
+    let c = Config::parse(&format!("{base}{bridge}"), "x").unwrap();
+    assert!(c.ports[0].internal.as_ref().unwrap().kernel_bridge);
+    assert_eq!(Config::parse(&c.to_toml(), "saved").unwrap(), c, "save round trip");
+    let e = err(&format!("{base}{}", bridge.replace("internal = true\n", "mac = \"02:00:00:00:02:01\"\n")));
+    assert!(e.message.contains("are for an internal port"), "{e}");
+    let e = err(&format!(
+        "{base}{}",
+        bridge.replace("internal = true\n", "internal = true\naddress = [\"10.2.0.1/24\"]\n")
+    ));
+    assert!(e.message.contains("with kernel_bridge the host's side is the kernel bridge br2"), "{e}");
 }
 
 /// The keys the parser accepts where `probe` puts [`keys::PROBE_KEY`], sorted.

@@ -84,6 +84,9 @@ impl Config {
                 let addrs: Vec<String> =
                     i.addresses.iter().map(|(ip, len)| format!("\"{ip}/{len}\"")).collect();
                 let _ = writeln!(o, "internal = true\naddress = [{}]", addrs.join(", "));
+                if i.kernel_bridge {
+                    let _ = writeln!(o, "kernel_bridge = true");
+                }
                 if let Some(mac) = i.mac {
                     let _ = writeln!(o, "mac = \"{mac}\"");
                 }
