@@ -704,18 +704,46 @@ fn kernel_mode_puts_the_host_on_the_overlay() {
     assert!(!h1.h.try_sh("ip link show br2~in").status.success(), "the conduit stays after SIGTERM");
     assert!(h1.h.sh("ip addr show dev br2").contains("10.2.0.254/24"), "br2 lost its address");
     assert!(h1.a.ping_ok("10.2.0.254", UP), "the kernel's bridge serves the host again after xvtep stops");
+    // Killed: the conduit stays; the next start replaces it.
+    let mut d1 = Daemon::start(&h1.h, config, t.dir.path(), "h1b");
+    d1.kill();
+    assert!(h1.h.try_sh("ip link show br2~in").status.success(), "a killed xvtep cannot clean up");
+    let mut d1 = Daemon::start(&h1.h, config, t.dir.path(), "h1c");
+    assert!(h2.a.ping_ok("10.2.0.254", UP), "after a restart over the stale conduit");
+    d1.stop();
+    assert!(!h1.h.try_sh("ip link show br2~in").status.success(), "the conduit stays after SIGTERM");
 }
 
 #[test]
 fn internal_port_puts_the_host_on_the_overlay() {
     require_root!();
-    let t = topo(&prefix("intp"), 2);
+    internal_port_case("intp", "192.168.1");
+}
+
+/// The same over an IPv6 underlay.
+#[test]
+fn internal_port_puts_the_host_on_the_overlay_over_ipv6() {
+    require_root!();
+    internal_port_case("intp6", "2001:db8:1:");
+}
+
+/// The internal port tests, host N's underlay address `{underlay}.N` (IPv4) or `{underlay}:N`.
+fn internal_port_case(test: &str, underlay: &str) {
+    let v6 = underlay.contains(':');
+    let addr = |n: u8| if v6 { format!("{underlay}:{n}") } else { format!("{underlay}.{n}") };
+    let t = topo(&prefix(test), 2);
     let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    if v6 {
+        // The inner MTU of a 1500-byte IPv6 underlay.
+        for c in [&h1.a, &h1.b, &h2.a, &h2.b] {
+            c.sh("ip link set eth0 mtu 1430");
+        }
+    }
     let internal =
         "[[port]]\nname = \"xv2\"\ninternal = true\naddress = [\"10.2.0.100/24\", \"fd00:2::64/64\"]\n\
                     mac = \"02:00:00:00:02:64\"\nvlans = [{ vid = 2, pvid = true, untagged = true }]\n";
-    let config = format!("{}{internal}", seed_config("192.168.1.1", &["192.168.1.2"], ""));
-    let _d2 = Daemon::start(&h2.h, &seed_config("192.168.1.2", &["192.168.1.1"], ""), t.dir.path(), "h2");
+    let config = format!("{}{internal}", seed_config(&addr(1), &[&addr(2)], ""));
+    let _d2 = Daemon::start(&h2.h, &seed_config(&addr(2), &[&addr(1)], ""), t.dir.path(), "h2");
     let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
     let addr = h1.h.sh("ip -o addr show dev xv2");
     assert!(addr.contains("10.2.0.100/24") && addr.contains("fd00:2::64/64"), "{addr}");
@@ -751,6 +779,9 @@ fn internal_port_puts_the_host_on_the_overlay() {
     assert!(h1.h.ping_ok("10.2.0.2", UP), "after a restart over the stale pair");
     d1.stop();
     assert!(h1.h.try_sh("ip link show xv2").status.code() != Some(0));
+    if v6 {
+        return;
+    }
 
     // A name that is an interface already: a clear error, and nothing created or removed.
     let clash = config
