@@ -100,6 +100,16 @@ fn udp_payloads_checked(from: &Netns, to: &Netns, to_ip: &str, count: usize) {
     echo.join().unwrap();
 }
 
+/// iperf3 TCP both ways between `client` and `server_ip` for `secs` each; prints the rates
+/// under `what` and asserts that each direction moved something. Returns (up, down) in bits/s.
+fn tcp_both_ways(server: &Netns, client: &Netns, server_ip: &str, secs: u32, what: &str) -> (f64, f64) {
+    let up = iperf_tcp(server, client, server_ip, secs, false);
+    let down = iperf_tcp(server, client, server_ip, secs, true);
+    eprintln!("{what}: iperf3 TCP {:.0} Mbit/s to {server_ip}, {:.0} Mbit/s back", up / 1e6, down / 1e6);
+    assert!(up > 0.0 && down > 0.0, "{what}: TCP up {up} down {down}");
+    (up, down)
+}
+
 /// iperf3 TCP for `secs` from `client` to `server_ip` (reverse: server sends); bits/s.
 fn iperf_tcp(server: &Netns, client: &Netns, server_ip: &str, secs: u32, reverse: bool) -> f64 {
     server.sh("iperf3 -s -1 -D");
@@ -121,10 +131,7 @@ fn interop_with_kernel_vxlan() {
     assert!(h2.b.ping_ok("10.3.0.1", UP), "kernel → xvtep, VNI 3");
     h1.a.sh("ping -c 3 -W 2 -s 1400 10.2.0.2");
     h2.a.sh("ping -c 3 -W 2 -s 1400 10.2.0.1");
-    let up = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 5, false);
-    let down = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 5, true);
-    eprintln!("iperf3 TCP xvtep→kernel {:.0} Mbit/s, kernel→xvtep {:.0} Mbit/s", up / 1e6, down / 1e6);
-    assert!(up > 0.0 && down > 0.0, "TCP throughput up {up} down {down}");
+    tcp_both_ways(&h2.a, &h1.a, "10.2.0.2", 5, "xvtep ↔ kernel");
     udp_payloads_checked(&h1.b, &h2.b, "10.3.0.2", 200);
     udp_payloads_checked(&h2.b, &h1.b, "10.3.0.1", 200);
 
@@ -167,14 +174,7 @@ fn interop_with_kernel_vxlan_over_ipv6() {
     assert!(h2.b.ping_ok("10.3.0.1", UP), "kernel → xvtep over IPv6, VNI 3");
     h1.a.sh("ping -c 3 -W 2 -s 1350 -M do 10.2.0.2");
     h2.a.sh("ping -c 3 -W 2 -s 1350 -M do 10.2.0.1");
-    let up = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 3, false);
-    let down = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 3, true);
-    eprintln!(
-        "IPv6 underlay, iperf3 TCP xvtep→kernel {:.0} Mbit/s, kernel→xvtep {:.0} Mbit/s",
-        up / 1e6,
-        down / 1e6
-    );
-    assert!(up > 0.0 && down > 0.0, "TCP throughput up {up} down {down}");
+    tcp_both_ways(&h2.a, &h1.a, "10.2.0.2", 3, "IPv6 underlay, xvtep ↔ kernel");
     udp_payloads_checked(&h1.b, &h2.b, "10.3.0.2", 100);
     udp_payloads_checked(&h2.b, &h1.b, "10.3.0.1", 100);
     // IPv6 tenants: xvtep answers the solicitation for fd00:2::2 itself.
@@ -381,8 +381,7 @@ fn vnet_ports_keep_offloads_and_the_kernel_off() {
     h1.h.sh("ip addr add 10.2.0.99/24 dev tap1_0");
     let seen = h1.a.sh("ping -c 2 -W 1 10.2.0.99 >/dev/null 2>&1 && echo answered || echo silent");
     assert_eq!(seen.trim(), "silent", "the host's stack answered a frame of a vnet port");
-    let up = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 5, false);
-    let down = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 5, true);
+    let (up, down) = tcp_both_ways(&h2.a, &h1.a, "10.2.0.2", 5, "vnet ports ↔ kernel");
     let n = 48 << 20;
     assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", n), n, "xvtep → kernel");
     assert_eq!(tcp_transfer_checked(&h2.a, &h1.a, "10.2.0.1", n), n, "kernel → xvtep");
@@ -529,9 +528,7 @@ fn tap_ports_move_superframes_to_a_kernel_vtep_and_to_xvtep() {
     let mut d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
     assert!(d1.log().contains("tap1_0 (vnet"), "{}", d1.log());
     assert!(h1.a.ping_ok("10.2.0.2", UP), "VM → kernel VTEP");
-    let up = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 3, false);
-    let down = iperf_tcp(&h2.a, &h1.a, "10.2.0.2", 3, true);
-    eprintln!("iperf3 TCP, VM on a tap port ↔ kernel VTEP: {:.0} / {:.0} Mbit/s", up / 1e6, down / 1e6);
+    tcp_both_ways(&h2.a, &h1.a, "10.2.0.2", 3, "VM on a tap port ↔ kernel VTEP");
     let n = 32 << 20;
     assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", n), n, "VM → kernel");
     assert_eq!(tcp_transfer_checked(&h2.a, &h1.a, "10.2.0.1", n), n, "kernel → VM");
@@ -689,10 +686,7 @@ fn kernel_mode_puts_the_host_on_the_overlay() {
     assert!(h2.a.ping_ok("10.2.0.254", UP), "a remote container reaches it over the tunnel");
     h1.h.sh("ping -c 2 -W 2 10.2.0.1");
     h1.h.sh("ping -c 2 -W 2 10.2.0.2");
-    let up = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, false);
-    let down = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, true);
-    eprintln!("kernel mode, host ↔ remote container TCP: {:.0} / {:.0} Mbit/s", up / 1e6, down / 1e6);
-    assert!(up > 0.0 && down > 0.0, "TCP host ↔ remote container: {up} {down}");
+    tcp_both_ways(&h2.a, &h1.h, "10.2.0.2", 2, "kernel mode, host ↔ remote container");
     let out = d1.stop();
     let to_host: u64 = out
         .split("to_host ")
@@ -756,10 +750,7 @@ fn internal_port_case(test: &str, underlay: &str) {
     h2.a.sh("sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0 && ip addr add fd00:2::2/64 dev eth0 nodad");
     assert!(h1.h.ping_ok("fd00:2::2", UP), "the host reaches a remote container over IPv6");
     assert!(h2.a.ping_ok("fd00:2::64", UP), "a remote container reaches the host over IPv6");
-    let up = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, false);
-    let down = iperf_tcp(&h2.a, &h1.h, "10.2.0.2", 2, true);
-    assert!(up > 0.0 && down > 0.0);
-    eprintln!("iperf3 TCP from the host's internal port: {:.0} / {:.0} Mbit/s", up / 1e6, down / 1e6);
+    tcp_both_ways(&h2.a, &h1.h, "10.2.0.2", 2, "the host's internal port ↔ remote container");
     // Another internal port while running, into VNI 3, and away again.
     d1.ctl_ok("link add dev xv5 internal address 10.3.0.150/24");
     d1.ctl_ok("vlan add dev xv5 vid 3 pvid untagged");

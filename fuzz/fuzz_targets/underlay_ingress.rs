@@ -8,9 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
-use xvtep_dataplane::wire::{
-    EthernetHeader, Ipv4Repr, Ipv6Repr, MacAddr, UdpRepr, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IP_PROTO_UDP,
-};
+use xvtep_dataplane::wire::{EthernetHeader, IpRepr, MacAddr, UdpRepr, IP_PROTO_UDP};
 
 #[path = "common.rs"]
 mod common;
@@ -27,50 +25,29 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let (vxlan, inner) = rest.split_at(8);
-    let udp = if ipv6 { 54 } else { 34 };
+    let udp_len = (8 + 8 + inner.len()).min(65_000) as u16;
+    let peer = 2 + (mode >> 2) % 4;
+    let (src, dst): (IpAddr, IpAddr) = if ipv6 {
+        (
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, peer as u16).into(),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(),
+        )
+    } else {
+        (Ipv4Addr::new(10, 0, 0, peer).into(), Ipv4Addr::new(10, 0, 0, 1).into())
+    };
+    let ip = IpRepr { src, dst, protocol: IP_PROTO_UDP, ttl: 64, payload_len: udp_len };
+    let udp = 14 + ip.header_len();
     let mut f = vec![0u8; udp + 16 + inner.len()];
-    let ethertype = if ipv6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+    // To the MAC replay derives for 10.0.0.1 and for 2001:db8::1.
+    let to: [u8; 6] = if ipv6 { [2, 0, 0, 0, 0, 1] } else { [2, 0, 10, 0, 0, 1] };
     EthernetHeader {
-        dst: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst: MacAddr(to),
         src: MacAddr([2, 0, 0, 0, 0, 2]),
         tci: None,
-        ethertype,
+        ethertype: ip.ethertype(),
     }
     .emit(&mut f);
-    // The MAC replay derives for 10.0.0.1 and for 2001:db8::1.
-    f[..6].copy_from_slice(if ipv6 { &[2, 0, 0, 0, 0, 1] } else { &[2, 0, 10, 0, 0, 1] });
-    let udp_len = (8 + 8 + inner.len()).min(65_000) as u16;
-    let (src, dst): (IpAddr, IpAddr) = if ipv6 {
-        let (src, dst) = (
-            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2 + (mode >> 2) as u16 % 4),
-            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
-        );
-        Ipv6Repr {
-            src,
-            dst,
-            next_header: IP_PROTO_UDP,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-            payload_len: udp_len,
-        }
-        .emit(&mut f[14..]);
-        (src.into(), dst.into())
-    } else {
-        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2 + (mode >> 2) % 4), Ipv4Addr::new(10, 0, 0, 1));
-        Ipv4Repr {
-            src,
-            dst,
-            protocol: IP_PROTO_UDP,
-            ttl: 64,
-            tos: 0,
-            dont_fragment: false,
-            ident: 0,
-            payload_len: udp_len,
-        }
-        .emit(&mut f[14..]);
-        (src.into(), dst.into())
-    };
+    ip.emit(&mut f[14..]);
     UdpRepr { src_port: 5000, dst_port: 4789, payload_len: udp_len - 8 }.emit(&mut f[udp..]);
     f[udp + 8..udp + 16].copy_from_slice(vxlan);
     f[udp + 16..].copy_from_slice(inner);

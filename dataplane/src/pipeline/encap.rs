@@ -16,9 +16,9 @@ use crate::nexthop::NextHops;
 use crate::topology::{Topology, Tunnel};
 use crate::wire::ipv6::write_class_label;
 use crate::wire::{
-    address_sum, checksum_fold, checksum_sum, ecn, EthernetHeader, Ipv4Packet, Ipv4Repr, Ipv6Packet,
-    Ipv6Repr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IPV4_HEADER_LEN,
-    IPV6_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+    address_sum, checksum_fold, checksum_sum, ecn, EthernetHeader, IpRepr, Ipv4Packet, Ipv6Packet, UdpRepr,
+    VxlanHeader, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IPV4_HEADER_LEN, IPV6_HEADER_LEN,
+    IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
 };
 
 /// Outer Ethernet + IPv4 + UDP + VXLAN.
@@ -147,50 +147,19 @@ impl EncapCache {
 impl Template {
     fn build(t: &Tunnel, key: EncapKey, next_hop: crate::wire::MacAddr) -> Template {
         let mut bytes = [0u8; OUTER_MAX];
-        let ipv6 = t.local.is_ipv6();
-        let ethertype = if ipv6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
-        EthernetHeader { dst: next_hop, src: t.mac, tci: None, ethertype }.emit(&mut bytes);
+        // TTL, TOS and lengths zero: they are per packet.
+        let fixed = IpRepr { src: t.local, dst: key.dst, protocol: IP_PROTO_UDP, ttl: 0, payload_len: 0 };
+        let ipv6 = fixed.ipv6();
+        EthernetHeader { dst: next_hop, src: t.mac, tci: None, ethertype: fixed.ethertype() }
+            .emit(&mut bytes);
+        let udp_off = IP_OFF + fixed.emit(&mut bytes[IP_OFF..]);
         let mut ip_sum = 0;
-        let udp_off = match (t.local, key.dst) {
-            (IpAddr::V6(src), IpAddr::V6(dst)) => {
-                let fixed = Ipv6Repr {
-                    src,
-                    dst,
-                    next_header: IP_PROTO_UDP,
-                    hop_limit: 0,
-                    traffic_class: 0,
-                    flow_label: 0,
-                    payload_len: 0,
-                };
-                fixed.emit(&mut bytes[IP_OFF..]);
-                IP_OFF + IPV6_HEADER_LEN
-            }
-            (src, dst) => {
-                // The caller checked the family; an IPv6 address here would be a bug, and an
-                // unspecified one makes that visible on the wire rather than a panic.
-                let v4 = |a: IpAddr| match a {
-                    IpAddr::V4(a) => a,
-                    IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
-                };
-                let fixed = Ipv4Repr {
-                    src: v4(src),
-                    dst: v4(dst),
-                    protocol: IP_PROTO_UDP,
-                    ttl: 0,
-                    tos: 0,
-                    dont_fragment: false,
-                    ident: 0,
-                    payload_len: 0,
-                };
-                fixed.emit(&mut bytes[IP_OFF..]);
-                let udp_off = IP_OFF + IPV4_HEADER_LEN;
-                // The sum without the length (20 written by emit) and without the checksum field.
-                bytes[IP_OFF + 2..IP_OFF + 4].copy_from_slice(&[0, 0]);
-                bytes[IP_OFF + 10..IP_OFF + 12].copy_from_slice(&[0, 0]);
-                ip_sum = checksum_sum(&bytes[IP_OFF..udp_off]);
-                udp_off
-            }
-        };
+        if !ipv6 {
+            // The sum without the length (20 written by emit) and without the checksum field.
+            bytes[IP_OFF + 2..IP_OFF + 4].copy_from_slice(&[0, 0]);
+            bytes[IP_OFF + 10..IP_OFF + 12].copy_from_slice(&[0, 0]);
+            ip_sum = checksum_sum(&bytes[IP_OFF..udp_off]);
+        }
         UdpRepr { src_port: 0, dst_port: key.dst_port, payload_len: 0 }.emit(&mut bytes[udp_off..]);
         VxlanHeader::emit(key.vni, &mut bytes[udp_off + UDP_HEADER_LEN..]);
         Template {
@@ -330,6 +299,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::topology::Underlay;
+    use crate::wire::{Ipv4Repr, Ipv6Repr};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]

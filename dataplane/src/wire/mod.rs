@@ -9,6 +9,7 @@ mod arp;
 mod checksum;
 pub mod ecn;
 mod ethernet;
+mod ip;
 pub mod ipv4;
 pub mod ipv6;
 mod mac;
@@ -27,6 +28,7 @@ pub use ethernet::{
     EthernetHeader, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HEADER_LEN,
     VLAN_TAG_LEN,
 };
+pub use ip::IpRepr;
 pub use ipv4::{Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use mac::{MacAddr, MacParseError};

@@ -159,7 +159,7 @@ mod tests {
 #[cfg(test)]
 mod underlay_tests {
     use super::*;
-    use crate::wire::{pseudo_header_sum, Ipv4Repr, Ipv6Repr, UdpRepr, VxlanHeader};
+    use crate::wire::{pseudo_header_sum, IpRepr, Ipv4Repr, UdpRepr, VxlanHeader};
     use std::net::{IpAddr, Ipv4Addr};
 
     /// A VXLAN packet whose outer UDP checksum is partial, around a UDP frame whose checksum
@@ -203,39 +203,11 @@ mod underlay_tests {
             (Ipv4Addr::new(192, 168, 1, 2).into(), Ipv4Addr::new(192, 168, 1, 1).into())
         };
         let udp_len = 8 + 8 + inner.len();
-        let ip_len = if outer_v6 { 40 } else { 20 };
-        let udp = 14 + ip_len;
+        let ip = IpRepr { src: os, dst: od, protocol: IP_PROTO_UDP, ttl: 64, payload_len: udp_len as u16 };
+        let udp = 14 + ip.header_len();
         let mut f = vec![0u8; udp + udp_len];
-        match (os, od) {
-            (IpAddr::V6(src), IpAddr::V6(dst)) => {
-                f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-                let ip = Ipv6Repr {
-                    src,
-                    dst,
-                    next_header: IP_PROTO_UDP,
-                    hop_limit: 64,
-                    traffic_class: 0,
-                    flow_label: 0,
-                    payload_len: udp_len as u16,
-                };
-                ip.emit(&mut f[14..]);
-            }
-            (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-                let ip = Ipv4Repr {
-                    src,
-                    dst,
-                    protocol: IP_PROTO_UDP,
-                    ttl: 64,
-                    tos: 0,
-                    dont_fragment: false,
-                    ident: 0,
-                    payload_len: udp_len as u16,
-                };
-                ip.emit(&mut f[14..]);
-            }
-            _ => unreachable!(),
-        }
+        f[12..14].copy_from_slice(&ip.ethertype().to_be_bytes());
+        ip.emit(&mut f[14..]);
         UdpRepr { src_port: 5000, dst_port: 4789, payload_len: (8 + inner.len()) as u16 }.emit(&mut f[udp..]);
         VxlanHeader::emit(2, &mut f[udp + 8..]);
         f[udp + 16..].copy_from_slice(inner);
