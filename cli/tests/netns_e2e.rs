@@ -100,6 +100,15 @@ fn udp_payloads_checked(from: &Netns, to: &Netns, to_ip: &str, count: usize) {
     echo.join().unwrap();
 }
 
+/// The number after `label` in a daemon's exit report (`"vnet_held "`, `"nd suppressed: "`).
+fn count_after(out: &str, label: &str) -> u64 {
+    out.split(label)
+        .nth(1)
+        .and_then(|r| r.split(|c: char| c == ';' || c.is_whitespace()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no '{label}' count in the exit report:\n{out}"))
+}
+
 /// iperf3 TCP both ways between `client` and `server_ip` for `secs` each; prints the rates
 /// under `what` and asserts that each direction moved something. Returns (up, down) in bits/s.
 fn tcp_both_ways(server: &Netns, client: &Netns, server_ip: &str, secs: u32, what: &str) -> (f64, f64) {
@@ -188,12 +197,7 @@ fn interop_with_kernel_vxlan_over_ipv6() {
         out.contains(&format!("{mac_a2} dev vxlan0 vlan 2 vni 2 dst 2001:db8:1::2")),
         "xvtep learned a2 behind the IPv6 remote:\n{out}"
     );
-    let nd: u64 = out
-        .split("nd suppressed: ")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ND count:\n{out}"));
+    let nd = count_after(&out, "nd suppressed: ");
     assert!(nd >= 1, "no neighbour solicitation answered by xvtep:\n{out}");
     assert_eq!(xdp_programs(&h1.h), 0, "XDP left attached after SIGTERM");
 }
@@ -386,21 +390,11 @@ fn vnet_ports_keep_offloads_and_the_kernel_off() {
     assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", n), n, "xvtep → kernel");
     assert_eq!(tcp_transfer_checked(&h2.a, &h1.a, "10.2.0.1", n), n, "kernel → xvtep");
     let out = d1.stop();
-    let held: u64 = out
-        .split("vnet_held ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no tc counter:\n{out}"));
+    let held = count_after(&out, "vnet_held ");
     assert!(held > 0, "{out}");
     assert!(out.contains("vnet_tx_refused 0 vnet_rx_short 0"), "{out}");
     // Segments from the tunnel reached the container coalesced (GRO on decap).
-    let coalesced: u64 = out
-        .split("segments coalesced: ")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no coalescing counter:\n{out}"));
+    let coalesced = count_after(&out, "segments coalesced: ");
     assert!(coalesced > 1000, "{out}");
     // The tc program went with the daemon: the kernel has the port's frames again.
     assert!(h1.a.ping_ok("10.2.0.99", UP), "the host's stack is not reached after xvtep stopped");
@@ -688,12 +682,7 @@ fn kernel_mode_puts_the_host_on_the_overlay() {
     h1.h.sh("ping -c 2 -W 2 10.2.0.2");
     tcp_both_ways(&h2.a, &h1.h, "10.2.0.2", 2, "kernel mode, host ↔ remote container");
     let out = d1.stop();
-    let to_host: u64 = out
-        .split("to_host ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no to_host count:\n{out}"));
+    let to_host = count_after(&out, "to_host ");
     assert!(to_host > 0, "nothing handed to br2's stack:\n{out}");
     assert!(!h1.h.try_sh("ip link show br2~in").status.success(), "the conduit stays after SIGTERM");
     assert!(h1.h.sh("ip addr show dev br2").contains("10.2.0.254/24"), "br2 lost its address");
