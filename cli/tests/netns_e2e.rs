@@ -657,6 +657,30 @@ fn kernel_mode_takes_over_the_kernels_bridges_and_gives_them_back() {
 /// An internal port: the host's own interface on the overlay. xvtep creates it with its
 /// address, the host's stack reaches containers on both hosts through it (ping, TCP), and it
 /// goes with xvtep, after SIGTERM and after SIGKILL (replaced at the next start).
+/// `[kernel]` mode over an IPv6 underlay: the kernel's vxlan devices with IPv6 `local` and
+/// flood entries are followed, and traffic crosses through xvtep.
+#[test]
+fn kernel_mode_follows_ipv6_vxlan_devices() {
+    require_root!();
+    let t = topo(&prefix("kmode6"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    kernel_vtep(&h1.h, "2001:db8:1::1", &["2001:db8:1::2"], None);
+    kernel_vtep(&h2.h, "2001:db8:1::2", &["2001:db8:1::1"], None);
+    for c in [&h1.a, &h1.b, &h2.a, &h2.b] {
+        c.sh("ip link set eth0 mtu 1430");
+    }
+    let mut d1 = Daemon::start(&h1.h, "[kernel]\nbridges = [\"br2\", \"br3\"]\n", t.dir.path(), "h1");
+    let fdb = d1.ctl_ok("fdb show");
+    assert!(fdb.contains("00:00:00:00:00:00 dev vxlan0 vlan 2 vni 2 dst 2001:db8:1::2 static"), "{fdb}");
+    let links = d1.ctl_ok("link show");
+    assert!(links.contains("local 2001:db8:1::1"), "{links}");
+    assert!(h1.a.ping_ok("10.2.0.2", UP), "VNI 2 through xvtep over IPv6");
+    assert!(h2.b.ping_ok("10.3.0.1", UP), "VNI 3 from the kernel's side");
+    let out = d1.stop();
+    let (rx, tx) = tunnel_counts(&out);
+    assert!(rx >= 2 && tx >= 2, "the pings did not cross xvtep's tunnel: rx {rx} tx {tx}\n{out}");
+}
+
 /// `[kernel]` mode with the host on the overlay (issue 16): the bridge br2 has the host's
 /// address 10.2.0.254. A local container and a remote one (behind a kernel VTEP) reach it
 /// through xvtep, which hands their frames to br2's stack; the host reaches them through the
