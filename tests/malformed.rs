@@ -7,24 +7,7 @@
 use xvtep_tests::*;
 
 const LOCAL: &str = "10.0.0.1";
-const CONFIG: &str = r#"
-[tunnel]
-local = "10.0.0.1"
-dev = "eth0"
-[[vlan]]
-vid = 10
-vni = 1000
-[[port]]
-name = "p1"
-vlans = [{ vid = 10, pvid = true, untagged = true }]
-[[port]]
-name = "trunk"
-vlans = [{ vid = 10 }]
-[[fdb]]
-mac = "00:00:00:00:00:00"
-vni = 1000
-dst = "10.0.0.2"
-"#;
+const CONFIG: &str = BASE_CONFIG;
 
 const A: Mac = [2, 0, 0, 0, 0, 0x0a];
 const B: Mac = [2, 0, 0, 0, 0, 0x0b];

@@ -434,34 +434,33 @@ impl Harness {
     }
 }
 
+/// The tunnel table of [`BASE_CONFIG`] and [`PROXY_CONFIG`], up to its knobs.
+macro_rules! base_tunnel {
+    () => {
+        "\n[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\n"
+    };
+}
+
+/// The rest of them: VID 10 ↔ VNI 1000 on p1 (untagged) and trunk (tagged), flooded to 10.0.0.2.
+macro_rules! base_switch {
+    () => {
+        "[[vlan]]\nvid = 10\nvni = 1000\n\
+         [[port]]\nname = \"p1\"\nvlans = [{ vid = 10, pvid = true, untagged = true }]\n\
+         [[port]]\nname = \"trunk\"\nvlans = [{ vid = 10 }]\n\
+         [[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 1000\ndst = \"10.0.0.2\"\n"
+    };
+}
+
+/// Two ports in VNI 1000 and one remote VTEP.
+pub const BASE_CONFIG: &str = concat!(base_tunnel!(), base_switch!());
+
 /// A switch with ARP and ND suppression on (`proxy`, `l3miss`): ports p1 (VID 10 untagged)
 /// and trunk (VID 10 tagged), VID 10 ↔ VNI 1000 flooding to 10.0.0.2, and neighbour
 /// 02:00:00:00:00:0b as 10.1.0.2 and fd00::2.
-pub const PROXY_CONFIG: &str = r#"
-[tunnel]
-local = "10.0.0.1"
-dev = "eth0"
-proxy = true
-l3miss = true
-[[vlan]]
-vid = 10
-vni = 1000
-[[port]]
-name = "p1"
-vlans = [{ vid = 10, pvid = true, untagged = true }]
-[[port]]
-name = "trunk"
-vlans = [{ vid = 10 }]
-[[fdb]]
-mac = "00:00:00:00:00:00"
-vni = 1000
-dst = "10.0.0.2"
-[[neigh]]
-vni = 1000
-ip = "10.1.0.2"
-mac = "02:00:00:00:00:0b"
-[[neigh]]
-vni = 1000
-ip = "fd00::2"
-mac = "02:00:00:00:00:0b"
-"#;
+pub const PROXY_CONFIG: &str = concat!(
+    base_tunnel!(),
+    "proxy = true\nl3miss = true\n",
+    base_switch!(),
+    "[[neigh]]\nvni = 1000\nip = \"10.1.0.2\"\nmac = \"02:00:00:00:00:0b\"\n\
+     [[neigh]]\nvni = 1000\nip = \"fd00::2\"\nmac = \"02:00:00:00:00:0b\"\n"
+);

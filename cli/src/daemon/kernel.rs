@@ -456,7 +456,7 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
                 p.learning,
                 p.flood,
                 p.hairpin,
-                if p.mtu > 0 { p.mtu } else { 1500 }
+                mtu_of(p)
             );
         }
         // The bridge is a port of itself: the host's stack on the overlay (README "Following
@@ -465,7 +465,7 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
             ports,
             "[[port]]\nname = \"{b}\"\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
              mtu = {}\ninternal = true\nkernel_bridge = true\n",
-            if bridge.mtu > 0 { bridge.mtu } else { 1500 }
+            mtu_of(bridge)
         );
         for e in state.fdb.iter().filter(|e| e.ifindex == vx.index) {
             let Some(dst) = e.dst else { continue };
@@ -570,6 +570,15 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
         let _ = writeln!(out, "remote = \"{r}\"");
     }
     Ok(out + &vlans + &ports + &fdb + &neigh)
+}
+
+/// A link's MTU, 1500 when the kernel did not say.
+fn mtu_of(l: &KernelLink) -> u32 {
+    if l.mtu > 0 {
+        l.mtu
+    } else {
+        1500
+    }
 }
 
 /// Whether some bridge's VNI equals `vid`, so that VID is better left for it.

@@ -21,11 +21,6 @@ use crate::wire::{
     IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
 };
 
-/// Outer Ethernet + IPv4 + UDP + VXLAN.
-pub const IPV4_OVERHEAD: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
-/// Outer Ethernet + IPv6 + UDP + VXLAN.
-pub const IPV6_OVERHEAD: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
-
 const IP_OFF: usize = ETH_HEADER_LEN;
 const DF_BIT: u64 = 0x4000;
 
@@ -300,6 +295,10 @@ mod tests {
     use crate::config::Config;
     use crate::topology::Underlay;
     use crate::wire::{Ipv4Repr, Ipv6Repr};
+
+    /// Outer Ethernet + IPv4 (or IPv6) + UDP + VXLAN, as the templates write them.
+    const IPV4_OVERHEAD: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
+    const IPV6_OVERHEAD: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + UDP_HEADER_LEN + VXLAN_HEADER_LEN;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
