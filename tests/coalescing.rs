@@ -314,3 +314,61 @@ fn a_segment_marked_ce_on_the_way_ends_its_superframe_and_leaves_marked() {
     let marked = TcpFrame { tos: 0x03, ..s(2) }.build(&stream(2, MSS));
     assert_sent(&out, &[("vm", h01, f01), ("vm", plain, marked), ("vm", plain, inner[3].clone())]);
 }
+
+/// A kernel VTEP on a veth sends TCP segments with the inner checksum partial and the outer UDP
+/// checksum computed as if it were complete (local checksum offload), so the outer checksum
+/// says nothing of the payload. The AF_XDP layer's checksum pass leaves the inner checksum
+/// partial and tells the pipeline what the segment will sum to: nothing reads the payload to
+/// check a checksum. The segments coalesce; a lone one goes to a `vnet` port still partial
+/// (NEEDS_CSUM, as the kernel passes CHECKSUM_PARTIAL on) and to an AF_XDP port completed;
+/// a wrong outer checksum is still caught.
+#[test]
+fn segments_left_partial_by_a_kernel_vtep_are_completed_only_where_they_must_be() {
+    for (v6, udp_csum) in [(false, true), (false, false), (true, true), (true, false)] {
+        let case = format!("inner IPv6 {v6}, outer checksum {udp_csum}");
+        let outer = Outer { udp_csum, ..Outer::from_peer("10.0.0.2", "10.0.0.1") };
+        let l4 = segment(mac(ON_VM), v6, 0).l4();
+        // The inner frame starts at 50, after the outer Ethernet, IPv4, UDP and VXLAN headers.
+        let sent_partial = |inner: &[u8]| {
+            let mut f = vxlan(&outer, 1000, inner);
+            let pseudo = tcp_pseudo_sum(&f[50..], l4);
+            make_partial(&mut f[50..], l4, 16, pseudo);
+            f
+        };
+        let partial: Vec<Vec<u8>> =
+            (0..4).map(|i| sent_partial(&segment(mac(ON_VM), v6, i).build(&stream(i, MSS)))).collect();
+        let mut h = Harness::new(CONFIG);
+        let got = h.send_underlay_checked(secs(1.0), &partial);
+        let (hdr, frame) = superframe(segment(mac(ON_VM), v6, 0), false, &payload(4 * MSS));
+        assert_sent(&got, &[("vm", hdr, frame)]);
+        assert_eq!(h.stats().port("vm").unwrap().tx_coalesced, 3, "{case}");
+
+        let mut lone = segment(mac(ON_VM), v6, 0);
+        lone.flags.psh = true;
+        let to_vm = sent_partial(&lone.build(&stream(0, 100)));
+        let to_ct = sent_partial(
+            &TcpFrame { flags: lone.flags, ..segment(mac(ON_CT), v6, 0) }.build(&stream(0, 100)),
+        );
+        let got = Harness::new(CONFIG).send_underlay_checked(secs(1.0), &[to_vm.clone(), to_ct]);
+        let partial_hdr = VirtioNetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            csum_start: l4 as u16,
+            csum_offset: 16,
+            ..VirtioNetHdr::default()
+        };
+        let whole = TcpFrame { flags: lone.flags, ..segment(mac(ON_CT), v6, 0) }.build(&stream(0, 100));
+        assert_sent(
+            &got,
+            &[("vm", partial_hdr, to_vm[50..].to_vec()), ("ct", VirtioNetHdr::default(), whole)],
+        );
+
+        if udp_csum {
+            let mut bad = partial.clone();
+            bad[1][40] ^= 0x01;
+            let mut h = Harness::new(CONFIG);
+            let got = h.send_underlay_checked(secs(1.0), &bad);
+            assert_eq!(got.len(), 2, "{case}: the first segment, and the last two coalesced");
+            assert_eq!(h.drops(), [("udp_checksum", 1)].into(), "{case}");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use xvtep_dataplane::wire::offload::underlay_checksums;
 use xvtep_dataplane::wire::virtio_net::{VirtioNetHdr, VNET_HDR_LEN};
 use xvtep_dataplane::{Config, NextHops, Pipeline, RxFrame, Switch, TxBatch, Underlay};
 
@@ -87,16 +88,22 @@ fn run(s: &State, frames: &[(u16, &[u8])]) {
     {
         let (switch, pipeline, tx, buf, clock) = &mut *s.borrow_mut();
         *clock += 50_000_000;
-        // From a local port, an odd first byte means "a virtio-net header comes first": the
-        // superframe checks and segmentation are fuzzed too.
+        // From the underlay, the AF_XDP layer's checksum pass first (it may leave an inner
+        // checksum partial and announce sums). From a local port, an odd first byte means "a
+        // virtio-net header comes first": the superframe checks and segmentation are fuzzed too.
+        let mut underlay: Vec<Vec<u8>> =
+            frames.iter().map(|&(p, d)| if p == 0 { d.to_vec() } else { Vec::new() }).collect();
+        let checks: Vec<_> = underlay.iter_mut().map(|d| underlay_checksums(d)).collect();
         let rx: Vec<RxFrame> = frames
             .iter()
-            .map(|&(p, d)| {
+            .zip(underlay.iter().zip(&checks))
+            .map(|(&(p, d), (u, c))| {
                 let port = xvtep_dataplane::PortId(p);
+                if p == 0 {
+                    return RxFrame::checked(port, u, c);
+                }
                 match VirtioNetHdr::parse(d) {
-                    Some(h) if p != 0 && d[0] & 1 == 1 => {
-                        RxFrame { port, data: &d[VNET_HDR_LEN..], vnet: Some(h) }
-                    }
+                    Some(h) if d[0] & 1 == 1 => RxFrame::with_vnet(port, &d[VNET_HDR_LEN..], Some(h)),
                     _ => RxFrame::new(port, d),
                 }
             })

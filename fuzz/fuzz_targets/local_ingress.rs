@@ -9,7 +9,10 @@ mod common;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else { return };
-    let frames: Vec<(u16, &[u8])> =
-        rest.split(|b| *b == 0xfd).enumerate().map(|(i, f)| (1 + ((pick as usize + i) % 4) as u16, f)).collect();
+    let frames: Vec<(u16, &[u8])> = rest
+        .split(|b| *b == 0xfd)
+        .enumerate()
+        .map(|(i, f)| (1 + ((pick as usize + i) % 4) as u16, f))
+        .collect();
     common::switch(&frames);
 });

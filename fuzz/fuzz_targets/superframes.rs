@@ -98,7 +98,17 @@ fn sum_ok(pseudo: u64, l4: &[u8]) -> bool {
 /// An Ethernet + IPv4/IPv6 + TCP/UDP frame; returns it and its L4 offset. The transport
 /// checksum is left as the pseudo-header sum (partial) if `partial`, else made whole.
 #[allow(clippy::too_many_arguments)]
-fn build(dst: [u8; 6], v6: bool, tcp: bool, opts: usize, seq: u32, flags: u8, sport: u16, payload: &[u8], partial: bool) -> (Vec<u8>, usize) {
+fn build(
+    dst: [u8; 6],
+    v6: bool,
+    tcp: bool,
+    opts: usize,
+    seq: u32,
+    flags: u8,
+    sport: u16,
+    payload: &[u8],
+    partial: bool,
+) -> (Vec<u8>, usize) {
     let l4_len = if tcp { 20 + opts } else { 8 } + payload.len();
     let mut f = Vec::with_capacity(14 + 40 + l4_len);
     f.extend_from_slice(&dst);
@@ -213,7 +223,7 @@ fn segmentation(mut inp: Input) {
         csum_start: l4 as u16,
         csum_offset: if tcp { 16 } else { 6 },
     };
-    let out = run(&[RxFrame { port: VM, data: &frame, vnet: Some(hdr) }]);
+    let out = run(&[RxFrame::with_vnet(VM, &frame, Some(hdr))]);
     let mut by_port: BTreeMap<u16, Vec<(VirtioNetHdr, Vec<u8>)>> = BTreeMap::new();
     for (port, h, f) in out {
         by_port.entry(port).or_default().push((h, f));
@@ -250,19 +260,20 @@ fn coalescing(mut inp: Input) {
         let dst_i = [1usize, 2, 3][(b >> 1) as usize % 3];
         let len = (inp.u16() % 1449) as usize;
         let flags = match inp.byte() % 8 {
-            0 => 0x18,         // ACK PSH
-            1 => 0x11,         // ACK FIN
-            2 => 0x10 | 0x80,  // ACK CWR
-            3 => inp.byte(),   // anything
-            _ => 0x10,         // ACK
+            0 => 0x18,        // ACK PSH
+            1 => 0x11,        // ACK FIN
+            2 => 0x10 | 0x80, // ACK CWR
+            3 => inp.byte(),  // anything
+            _ => 0x10,        // ACK
         };
         match inp.byte() % 8 {
-            0 => seqs[flow] = seqs[flow].wrapping_add(7), // a gap
+            0 => seqs[flow] = seqs[flow].wrapping_add(7),          // a gap
             1 => seqs[flow] = seqs[flow].wrapping_sub(len as u32), // a repeat
             _ => {}
         }
         let payload: Vec<u8> = (0..len).map(|i| inp.0.len() as u8 ^ i as u8).collect();
-        let (mut inner, _) = build(DSTS[dst_i], false, true, 12, seqs[flow], flags, 40000 + flow as u16, &payload, false);
+        let (mut inner, _) =
+            build(DSTS[dst_i], false, true, 12, seqs[flow], flags, 40000 + flow as u16, &payload, false);
         if inp.byte() == 0xff && !inner.is_empty() {
             let last = inner.len() - 1;
             inner[last] ^= 0x5a; // a bad checksum: goes as it came

@@ -19,6 +19,7 @@ use etherparse::{
 use xvtep_dataplane::events::Event;
 use xvtep_dataplane::fdb::Flushed;
 use xvtep_dataplane::ids::NANOS_PER_SEC;
+use xvtep_dataplane::wire::offload::underlay_checksums;
 use xvtep_dataplane::wire::virtio_net::VirtioNetHdr;
 use xvtep_dataplane::{
     AgeingTimer, Config, Nanos, NextHops, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
@@ -307,14 +308,33 @@ impl Harness {
         iface: &str,
         frames: &[(Option<VirtioNetHdr>, Vec<u8>)],
     ) -> Vec<(String, VirtioNetHdr, Vec<u8>)> {
-        self.ageing.tick(&self.switch, t);
         let port = self.port(iface);
-        let rx: Vec<RxFrame> = frames.iter().map(|(h, f)| RxFrame { port, data: f, vnet: *h }).collect();
-        self.pipeline.process(t, &rx, &mut self.tx);
+        let rx: Vec<RxFrame> = frames.iter().map(|(h, f)| RxFrame::with_vnet(port, f, *h)).collect();
+        self.process(t, &rx)
+    }
+
+    /// As [`Harness::send_batch`] from the underlay, the frames first through the AF_XDP
+    /// layer's checksum pass ([`underlay_checksums`]), as the daemon does.
+    pub fn send_underlay_checked(
+        &mut self,
+        t: Nanos,
+        frames: &[Vec<u8>],
+    ) -> Vec<(String, VirtioNetHdr, Vec<u8>)> {
+        let mut frames = frames.to_vec();
+        let checks: Vec<_> = frames.iter_mut().map(|f| underlay_checksums(f)).collect();
+        let rx: Vec<RxFrame> =
+            frames.iter().zip(&checks).map(|(f, c)| RxFrame::checked(PortId::TUNNEL, f, c)).collect();
+        self.process(t, &rx)
+    }
+
+    /// Switches `rx` as one batch at `t`; returns what was sent.
+    fn process(&mut self, t: Nanos, rx: &[RxFrame]) -> Vec<(String, VirtioNetHdr, Vec<u8>)> {
+        self.ageing.tick(&self.switch, t);
+        self.pipeline.process(t, rx, &mut self.tx);
         let mut out = Vec::new();
         for a in self.tx.actions() {
             let mut buf = vec![0u8; a.edit.out_len()];
-            let n = self.tx.write(a, &rx, &mut buf);
+            let n = self.tx.write(a, rx, &mut buf);
             assert_eq!(n, buf.len(), "out_len and write disagree");
             out.push((self.names[a.port.index()].clone(), TxBatch::vnet_header(a), buf));
         }

@@ -30,7 +30,7 @@ use super::{FrameIo, BATCH_SIZE};
 use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
 use crate::pipeline::{Pipeline, RxFrame, TxBatch, TxSource};
-use crate::wire::offload::{complete_partial_checksum, complete_partial_checksums_underlay};
+use crate::wire::offload::{port_checksums, underlay_checksums, RxChecksums};
 
 /// Descriptors per ring (fill, completion, rx, tx).
 const RING: u32 = 1024;
@@ -282,6 +282,8 @@ pub struct AfXdpIo {
     /// PortId → the socket this worker transmits on for that port.
     tx_of_port: Vec<Option<usize>>,
     rx: Vec<(usize, FrameDesc)>,
+    /// Per received frame, what the checksum pass did and found.
+    rx_checks: Vec<RxChecksums>,
     scratch: Vec<FrameDesc>,
     /// Per received frame of the batch: its buffer was moved to a tx ring.
     moved: Vec<bool>,
@@ -346,6 +348,7 @@ impl AfXdpIo {
             commands,
             tx_of_port: Vec::new(),
             rx: Vec::with_capacity(BATCH_SIZE),
+            rx_checks: Vec::with_capacity(BATCH_SIZE),
             scratch: vec![FrameDesc::default(); BATCH_SIZE.max(RING as usize)],
             moved: Vec::with_capacity(BATCH_SIZE),
             last_use: Vec::with_capacity(BATCH_SIZE),
@@ -603,31 +606,32 @@ impl FrameIo for AfXdpIo {
             return Ok(true);
         }
         self.counters.rx_packets.add(self.rx.len() as u64);
+        self.rx_checks.clear();
         for (s, desc) in self.rx.iter_mut() {
             // SAFETY: a received frame of this socket's UMEM, owned by us until returned.
             let mut data = unsafe { self.socks[*s].umem.data_mut(desc) };
             let frame = data.contents_mut();
-            let completed = if self.socks[*s].spec.port.is_tunnel() {
-                complete_partial_checksums_underlay(frame)
+            let checks = if self.socks[*s].spec.port.is_tunnel() {
+                underlay_checksums(frame)
             } else {
-                complete_partial_checksum(frame) as u32
+                port_checksums(frame)
             };
-            self.counters.csum_completed.add(completed as u64);
+            self.counters.csum_completed.add(checks.completed as u64);
+            self.rx_checks.push(checks);
         }
         let now: Nanos = self.epoch.elapsed().as_nanos() as Nanos;
         let readers = std::mem::take(&mut self.readers);
         let mut frames: Vec<RxFrame> = recycle(std::mem::take(&mut self.frames));
-        frames.extend(self.rx.iter().map(|(s, desc)| RxFrame {
-            port: self.socks[*s].spec.port,
+        frames.extend(self.rx.iter().zip(&self.rx_checks).map(|((s, desc), checks)| {
             // SAFETY: as above; only read from here until the batch is staged.
-            data: unsafe { readers[*s].data(desc) }.contents(),
-            vnet: None,
+            let data = unsafe { readers[*s].data(desc) }.contents();
+            RxFrame::checked(self.socks[*s].spec.port, data, checks)
         }));
         let vnet = std::mem::take(&mut self.vnet);
         self.counters.vnet_rx.add(self.vnet_rx.len() as u64);
         for &(v, k) in &self.vnet_rx {
             match vnet[v].frame(k) {
-                Some((hdr, data)) => frames.push(RxFrame { port: vnet[v].port, data, vnet: Some(hdr) }),
+                Some((hdr, data)) => frames.push(RxFrame::with_vnet(vnet[v].port, data, Some(hdr))),
                 None => self.counters.vnet_rx_short.add(1),
             }
         }

@@ -5,24 +5,27 @@
 use std::net::IpAddr;
 
 use super::forward::{forward, learn};
+use super::superframe::{self, Offload};
 use super::tx::EcnMark;
-use super::{Ctx, Frame};
+use super::{Ctx, Frame, RxFrame};
 use crate::counters::DropReason;
 use crate::fdb::{FdbDst, Learned, Remote};
 use crate::ids::{Domain, PortId};
 use crate::wire::ipv4::Ipv4Error;
 use crate::wire::ipv6::{ChainError, Ipv6Error};
 use crate::wire::udp::UdpError;
+use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_NONE};
 use crate::wire::{
     checksum_fold_sum, checksum_sub, checksum_sum, ecn, EthernetHeader, Ipv4Packet, Ipv6Packet, UdpDatagram,
-    VxlanHeader, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IP_PROTO_UDP, VXLAN_HEADER_LEN,
+    VxlanHeader, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IP_PROTO_UDP, UDP_HEADER_LEN,
+    VXLAN_HEADER_LEN,
 };
 
-pub(crate) fn ingress(cx: &mut Ctx, rx: u32, data: &[u8]) {
+pub(crate) fn ingress(cx: &mut Ctx, rx: u32, frame: &RxFrame) {
     let c = cx.counters.port(PortId::TUNNEL);
     c.rx_packets.add(1);
-    c.rx_bytes.add(data.len() as u64);
-    match decapsulate(cx, rx, data) {
+    c.rx_bytes.add(frame.data.len() as u64);
+    match decapsulate(cx, rx, frame) {
         Ok((f, peer, ecn)) => switch(cx, &f, peer, ecn),
         Err(reason) => cx.drop(PortId::TUNNEL, reason),
     }
@@ -80,8 +83,14 @@ fn outer_ipv6<'a>(cx: &Ctx, l3: &'a [u8]) -> Result<OuterIp<'a>, DropReason> {
 }
 
 /// Returns the inner frame, the outer source address (the remote VTEP it came from) and what
-/// the outer ECN field does to the inner frame.
-fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, IpAddr, ecn::Decap), DropReason> {
+/// the outer ECN field does to the inner frame. The frame's tail sum, where known, spares
+/// reading those bytes again to check the outer UDP checksum.
+fn decapsulate<'a>(
+    cx: &Ctx,
+    rx: u32,
+    frame: &RxFrame<'a>,
+) -> Result<(Frame<'a>, IpAddr, ecn::Decap), DropReason> {
+    let data = frame.data;
     let t = &cx.topo.tunnel;
     let outer = EthernetHeader::parse(data).map_err(|_| DropReason::OuterTruncated)?;
     // Unicast to another MAC is not for us, as the kernel drops PACKET_OTHERHOST frames.
@@ -104,7 +113,10 @@ fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, IpAd
     if t.ipv6() && udp.checksum() == 0 && !t.udp6zerocsumrx {
         return Err(DropReason::Udp6ZeroChecksum);
     }
-    let payload_sum = udp.verify_checksum(ip.src, ip.dst).map_err(|_| DropReason::UdpChecksum)?;
+    let udp_offset = ip.udp.as_ptr() as usize - data.as_ptr() as usize;
+    let udp_tail = frame.tail_sum.and_then(|t| t.rebase(udp_offset));
+    let payload_sum =
+        udp.verify_checksum_with(ip.src, ip.dst, udp_tail).map_err(|_| DropReason::UdpChecksum)?;
     let vxlan = VxlanHeader::parse(udp.payload()).map_err(|_| DropReason::OuterTruncated)?;
     if !vxlan.has_vni_flag() {
         return Err(DropReason::VxlanFlags);
@@ -150,11 +162,17 @@ fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, IpAd
         vid,
         priority: 0,
         domain: Domain::vni(vni),
-        offload: None,
-        // The VXLAN payload's sum without the VXLAN header: the inner frame's.
-        inner_sum: payload_sum.map(|sum| {
-            checksum_sub(sum, checksum_fold_sum(checksum_sum(&udp.payload()[..VXLAN_HEADER_LEN])))
-        }),
+        offload: frame.vnet.as_ref().and_then(|h| inner_offload(h, l2_offset, inner)),
+        // The VXLAN payload's sum without the VXLAN header: the inner frame's. Without an
+        // outer checksum, a known tail inside the inner frame gives it too.
+        inner_sum: match payload_sum {
+            Some(sum) => {
+                Some(checksum_sub(sum, checksum_fold_sum(checksum_sum(&udp.payload()[..VXLAN_HEADER_LEN]))))
+            }
+            None => udp_tail
+                .and_then(|t| t.rebase(UDP_HEADER_LEN))
+                .and_then(|t| t.sum_from(udp.payload(), VXLAN_HEADER_LEN)),
+        },
         ecn: match decap {
             ecn::Decap::Set(e) => {
                 Some(EcnMark { l3: ETH_HEADER_LEN as u16, ipv6: eth.ethertype == ETHERTYPE_IPV6, ecn: e })
@@ -163,6 +181,17 @@ fn decapsulate<'a>(cx: &Ctx, rx: u32, data: &'a [u8]) -> Result<(Frame<'a>, IpAd
         },
     };
     Ok((frame, ip.src, decap))
+}
+
+/// The inner frame's partial checksum that the I/O layer's checksum pass left for the egress
+/// ([`RxFrame::checked`]), as an offload of the inner frame (at `l2_offset` of the received
+/// one), like a `vnet` port's.
+fn inner_offload(hdr: &VirtioNetHdr, l2_offset: usize, inner: &[u8]) -> Option<Offload> {
+    if hdr.flags != VNET_F_NEEDS_CSUM || hdr.gso_type != VNET_GSO_NONE {
+        return None;
+    }
+    let csum_start = (hdr.csum_start as usize).checked_sub(l2_offset)? as u16;
+    superframe::check(&VirtioNetHdr { csum_start, ..*hdr }, inner).ok()
 }
 
 fn switch(cx: &mut Ctx, f: &Frame, peer: IpAddr, decap: ecn::Decap) {

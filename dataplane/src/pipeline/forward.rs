@@ -135,6 +135,13 @@ fn to_port(cx: &mut Ctx, f: &Frame, p: PortId) -> Result<(), DropReason> {
     }
     let superframes = port.superframes;
     match (f.offload, f.gso()) {
+        // From the tunnel to a vnet port: TCP segments may leave coalesced; a partial
+        // checksum is passed on.
+        (o, None) if superframes && f.ingress.is_tunnel() => {
+            edit.offload = o.map_or(TxOffload::None, TxOffload::Whole);
+            gro::emit_coalescing(cx, f, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
+            return Ok(());
+        }
         // A vnet port takes what the sender asked for as it is, in its virtio-net header.
         (Some(o), _) if superframes => edit.offload = TxOffload::Whole(o),
         (_, Some(g)) => {
@@ -145,11 +152,6 @@ fn to_port(cx: &mut Ctx, f: &Frame, p: PortId) -> Result<(), DropReason> {
             return Ok(());
         }
         (Some(o), None) => edit.offload = partial_checksum(&o),
-        // From the tunnel to a vnet port: TCP segments may leave coalesced.
-        (None, None) if superframes && f.ingress.is_tunnel() => {
-            gro::emit_coalescing(cx, f, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
-            return Ok(());
-        }
         (None, None) => {}
     }
     emit(cx, p, TxAction { port: p, source: TxSource::Rx(f.rx), edit });

@@ -23,26 +23,47 @@ use crate::fdb::FdbCache;
 use crate::ids::{Domain, Nanos, PortId};
 use crate::switch::Switch;
 use crate::topology::Topology;
-use crate::wire::virtio_net::VirtioNetHdr;
-use crate::wire::{EthernetHeader, ETH_HEADER_LEN, VLAN_TAG_LEN};
+use crate::wire::offload::RxChecksums;
+use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM};
+use crate::wire::{EthernetHeader, TailSum, ETH_HEADER_LEN, VLAN_TAG_LEN};
 use encap::EncapCache;
 use superframe::{Gso, Offload};
 use tx::EcnMark;
 pub use tx::{Edit, TxAction, TxBatch, TxOffload, TxSource};
 
-/// A received frame: the port it arrived on, its bytes, and the virtio-net header it came with
-/// from a `vnet` port (checksum and segmentation offload requests).
+/// A received frame: the port it arrived on, its bytes, the virtio-net header it came with
+/// (checksum and segmentation offload requests), and the sum of its tail where the I/O layer
+/// knows it. From a `vnet` port the header is the sender's; from the underlay it is what a
+/// NIC's would say after the I/O layer's checksum pass ([`RxFrame::checked`]): NEEDS_CSUM
+/// with `csum_start` at the inner transport header when the inner checksum was left partial.
 #[derive(Debug, Clone, Copy)]
 pub struct RxFrame<'a> {
     pub port: PortId,
     pub data: &'a [u8],
     pub vnet: Option<VirtioNetHdr>,
+    pub tail_sum: Option<TailSum>,
 }
 
 impl<'a> RxFrame<'a> {
     /// A frame with no virtio-net header.
     pub fn new(port: PortId, data: &'a [u8]) -> RxFrame<'a> {
-        RxFrame { port, data, vnet: None }
+        RxFrame { port, data, vnet: None, tail_sum: None }
+    }
+
+    /// A frame as the I/O layer's checksum pass ([`crate::wire::offload`]) left it.
+    pub fn checked(port: PortId, data: &'a [u8], checks: &RxChecksums) -> RxFrame<'a> {
+        let vnet = checks.inner_partial.map(|(csum_start, csum_offset)| VirtioNetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            csum_start,
+            csum_offset,
+            ..VirtioNetHdr::default()
+        });
+        RxFrame { port, data, vnet, tail_sum: checks.tail }
+    }
+
+    /// A frame from a `vnet` port, with the header it came with.
+    pub fn with_vnet(port: PortId, data: &'a [u8], vnet: Option<VirtioNetHdr>) -> RxFrame<'a> {
+        RxFrame { port, data, vnet, tail_sum: None }
     }
 }
 
@@ -94,7 +115,7 @@ impl Pipeline {
         };
         for (i, frame) in rx.iter().enumerate() {
             if frame.port.is_tunnel() {
-                decap::ingress(&mut cx, i as u32, frame.data);
+                decap::ingress(&mut cx, i as u32, frame);
             } else {
                 bridge::ingress(&mut cx, i as u32, frame);
             }

@@ -54,6 +54,39 @@ pub fn checksum_sub(a: u16, b: u16) -> u16 {
     checksum_fold_sum(a as u64 + !b as u64)
 }
 
+/// What the bytes `from..to` of a frame sum to (folded): the kernel's CHECKSUM_COMPLETE for the
+/// tail of a packet, known because a checksum was just completed over it. A check of an outer
+/// checksum that covers the tail then reads only the bytes before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailSum {
+    pub from: usize,
+    pub to: usize,
+    pub sum: u16,
+}
+
+impl TailSum {
+    /// The same bytes, counted from `base` bytes into the frame (`None` if they begin before).
+    #[inline]
+    pub fn rebase(&self, base: usize) -> Option<TailSum> {
+        (self.from >= base).then(|| TailSum { from: self.from - base, to: self.to - base, sum: self.sum })
+    }
+
+    /// What the bytes of `data[start..]` sum to (folded), reading only those between `start`
+    /// and the tail: `None` unless the tail ends where `data` does, an even number of bytes
+    /// from `start` (sums are of 16-bit words counted from where they start).
+    #[inline]
+    pub fn sum_from(&self, data: &[u8], start: usize) -> Option<u16> {
+        if self.to != data.len() || start > data.len() || !self.from.abs_diff(start).is_multiple_of(2) {
+            return None;
+        }
+        Some(if self.from >= start {
+            checksum_fold_sum(checksum_sum(&data[start..self.from]) + self.sum as u64)
+        } else {
+            checksum_sub(self.sum, checksum_fold_sum(checksum_sum(&data[self.from..start])))
+        })
+    }
+}
+
 /// Sum of the addresses of a transport pseudo-header, IPv4 or IPv6: computed once per
 /// tunnel remote, added to the protocol and length per datagram.
 #[inline]

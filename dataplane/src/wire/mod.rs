@@ -22,7 +22,7 @@ mod vxlan;
 
 pub use arp::{ArpPacket, ARP_IPV4_LEN, ARP_OP_REPLY, ARP_OP_REQUEST};
 pub use checksum::{
-    address_sum, checksum_fold, checksum_fold_sum, checksum_sub, checksum_sum, pseudo_header_sum,
+    address_sum, checksum_fold, checksum_fold_sum, checksum_sub, checksum_sum, pseudo_header_sum, TailSum,
 };
 pub use ethernet::{
     EthernetHeader, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HEADER_LEN,

@@ -7,83 +7,139 @@
 //! field value; recomputing is always right, so a full checksum that happens to look partial
 //! (1 in 65536) is rewritten with the same value.
 
-use super::checksum::{checksum_fold, checksum_sum};
+use super::checksum::{checksum_fold, checksum_fold_sum, checksum_sum, TailSum};
 use super::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, IPV6_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP};
 
-/// Completes a partial IPv4/IPv6 TCP or UDP checksum of the Ethernet frame `frame` (one
-/// 802.1Q tag allowed); returns whether it did.
-pub fn complete_partial_checksum(frame: &mut [u8]) -> bool {
+/// A partial checksum found in a frame, offsets from the frame's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Partial {
+    /// The transport segment: `l4..end`.
+    l4: usize,
+    end: usize,
+    /// The checksum field's offset in the segment.
+    at: usize,
+    pseudo: u64,
+    udp: bool,
+}
+
+impl Partial {
+    /// What the segment sums to once its checksum is complete, known without reading it: a
+    /// segment with a right checksum sums to the complement of its pseudo-header.
+    fn tail_when_complete(&self) -> TailSum {
+        TailSum { from: self.l4, to: self.end, sum: checksum_fold(self.pseudo) }
+    }
+
+    fn shifted(self, by: usize) -> Partial {
+        Partial { l4: self.l4 + by, end: self.end + by, ..self }
+    }
+}
+
+/// The partial IPv4/IPv6 TCP or UDP checksum of the Ethernet frame `frame` (one 802.1Q tag
+/// allowed), if it holds one; reads only the headers.
+fn find_partial(frame: &[u8]) -> Option<Partial> {
     let mut l3 = 14;
-    let mut ethertype = match frame.get(12..14) {
-        Some(t) => u16::from_be_bytes([t[0], t[1]]),
-        None => return false,
-    };
+    let mut ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
     if ethertype == ETHERTYPE_VLAN {
-        match frame.get(16..18) {
-            Some(t) => ethertype = u16::from_be_bytes([t[0], t[1]]),
-            None => return false,
-        }
+        ethertype = u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]);
         l3 = 18;
     }
-    let Some(ip) = frame.get_mut(l3..) else { return false };
-    let (pseudo, l4, proto) = match ethertype {
+    let ip = frame.get(l3..)?;
+    let (pseudo, l4, end, proto) = match ethertype {
         ETHERTYPE_IPV4 => {
             if ip.len() < 20 || ip[0] >> 4 != 4 {
-                return false;
+                return None;
             }
             let ihl = (ip[0] & 0x0f) as usize * 4;
             let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
             let fragmented = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
             if ihl < 20 || total < ihl || total > ip.len() || fragmented {
-                return false;
+                return None;
             }
-            let len = (total - ihl) as u64;
-            (checksum_sum(&ip[12..20]) + ip[9] as u64 + len, ihl..total, ip[9])
+            (checksum_sum(&ip[12..20]) + ip[9] as u64 + (total - ihl) as u64, ihl, total, ip[9])
         }
         ETHERTYPE_IPV6 => {
             if ip.len() < IPV6_HEADER_LEN || ip[0] >> 4 != 6 {
-                return false;
+                return None;
             }
             let len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
             if IPV6_HEADER_LEN + len > ip.len() {
-                return false;
+                return None;
             }
             // Only a transport header right after the fixed header; extension headers are rare
             // on this path and are left alone.
-            let end = IPV6_HEADER_LEN + len;
-            (checksum_sum(&ip[8..IPV6_HEADER_LEN]) + ip[6] as u64 + len as u64, IPV6_HEADER_LEN..end, ip[6])
+            (
+                checksum_sum(&ip[8..IPV6_HEADER_LEN]) + ip[6] as u64 + len as u64,
+                IPV6_HEADER_LEN,
+                IPV6_HEADER_LEN + len,
+                ip[6],
+            )
         }
-        _ => return false,
+        _ => return None,
     };
     let at = match proto {
         IP_PROTO_TCP => 16,
         IP_PROTO_UDP => 6,
-        _ => return false,
+        _ => return None,
     };
-    let seg = &mut ip[l4];
-    if seg.len() < at + 2 {
-        return false;
+    if end - l4 < at + 2 {
+        return None;
     }
-    let field = u16::from_be_bytes([seg[at], seg[at + 1]]);
+    let field = u16::from_be_bytes([ip[l4 + at], ip[l4 + at + 1]]);
     // The partial value is the folded pseudo-header sum, not complemented.
     if field != !checksum_fold(pseudo) {
-        return false;
+        return None;
     }
-    seg[at..at + 2].copy_from_slice(&[0, 0]);
-    let mut csum = checksum_fold(pseudo + checksum_sum(seg));
-    if proto == IP_PROTO_UDP && csum == 0 {
-        csum = 0xffff;
-    }
-    seg[at..at + 2].copy_from_slice(&csum.to_be_bytes());
-    true
+    Some(Partial { l4: l3 + l4, end: l3 + end, at, pseudo, udp: proto == IP_PROTO_UDP })
 }
 
-/// The same for a frame from the underlay: the inner frame of a VXLAN packet first (with local
-/// checksum offload the sender computed the outer sum as if the inner one were done), then the
-/// outer UDP checksum. Returns how many checksums were completed.
-pub fn complete_partial_checksums_underlay(frame: &mut [u8]) -> u32 {
-    let mut done = 0;
-    let inner = (|| {
+/// Completes the partial checksum `p` of `frame`; returns what its segment now sums to.
+fn complete(frame: &mut [u8], p: &Partial) -> TailSum {
+    let seg = &mut frame[p.l4..p.end];
+    seg[p.at..p.at + 2].copy_from_slice(&[0, 0]);
+    let sum = checksum_sum(seg);
+    let mut csum = checksum_fold(p.pseudo + sum);
+    if p.udp && csum == 0 {
+        csum = 0xffff;
+    }
+    seg[p.at..p.at + 2].copy_from_slice(&csum.to_be_bytes());
+    TailSum { from: p.l4, to: p.end, sum: checksum_fold_sum(sum + csum as u64) }
+}
+
+/// Completes a partial IPv4/IPv6 TCP or UDP checksum of the Ethernet frame `frame` (one
+/// 802.1Q tag allowed); if it did, returns what the transport segment now sums to (it was
+/// read once to complete it, and need not be again).
+pub fn complete_partial_checksum(frame: &mut [u8]) -> Option<TailSum> {
+    let p = find_partial(frame)?;
+    Some(complete(frame, &p))
+}
+
+/// What the checksum pass over a received frame did and found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxChecksums {
+    /// Checksums completed.
+    pub completed: u32,
+    /// A tail of the frame whose sum is known (as complete).
+    pub tail: Option<TailSum>,
+    /// From the underlay: the inner frame's partial checksum, left for the egress to complete
+    /// (or to pass on to a `vnet` port): (`csum_start`, `csum_offset`) from the frame's start.
+    pub inner_partial: Option<(u16, u16)>,
+}
+
+/// The checksum pass over a frame from a local port: a partial checksum is completed.
+pub fn port_checksums(frame: &mut [u8]) -> RxChecksums {
+    let tail = complete_partial_checksum(frame);
+    RxChecksums { completed: tail.is_some() as u32, tail, inner_partial: None }
+}
+
+/// The checksum pass over a frame from the underlay. A kernel VTEP on a veth sends the inner
+/// checksum partial and the outer UDP checksum computed as if the inner one were complete
+/// (local checksum offload), so the outer checksum says nothing about the payload: the inner
+/// checksum is left partial, for the egress to complete only if it must (a `vnet` port takes
+/// it as it is, as the kernel passes CHECKSUM_PARTIAL along), and the sum the inner segment
+/// will have is known without reading it. An outer checksum left partial too (a sender
+/// without local checksum offload) is completed here, the inner one first since it covers it.
+pub fn underlay_checksums(frame: &mut [u8]) -> RxChecksums {
+    let inner_at = (|| {
         let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
         // Outer Ethernet + IP + UDP + VXLAN, then at least an inner Ethernet header. Over IPv6
         // only UDP right after the fixed header: a kernel VTEP sends no extension headers.
@@ -94,10 +150,25 @@ pub fn complete_partial_checksums_underlay(frame: &mut [u8]) -> u32 {
         };
         (frame.len() >= at + 14).then_some(at)
     })();
-    if let Some(at) = inner {
-        done += complete_partial_checksum(&mut frame[at..]) as u32;
+    let inner = inner_at.and_then(|at| Some(find_partial(&frame[at..])?.shifted(at)));
+    match (inner, find_partial(frame)) {
+        (None, None) => RxChecksums::default(),
+        (Some(i), None) => RxChecksums {
+            completed: 0,
+            tail: Some(i.tail_when_complete()),
+            inner_partial: Some((i.l4 as u16, i.at as u16)),
+        },
+        (inner, Some(outer)) => {
+            if let Some(i) = &inner {
+                complete(frame, i);
+            }
+            RxChecksums {
+                completed: 1 + inner.is_some() as u32,
+                tail: Some(complete(frame, &outer)),
+                inner_partial: None,
+            }
+        }
     }
-    done + complete_partial_checksum(frame) as u32
 }
 
 #[cfg(test)]
@@ -135,23 +206,34 @@ mod tests {
         let mut partial = full.clone();
         let pseudo = checksum_sum(&full[26..34]) + IP_PROTO_UDP as u64 + 19;
         partial[40..42].copy_from_slice(&(!checksum_fold(pseudo)).to_be_bytes());
-        assert!(complete_partial_checksum(&mut partial));
+        // What the completed UDP datagram sums to is known without reading it again.
+        let tail = TailSum { from: 34, to: full.len(), sum: checksum_fold_sum(checksum_sum(&full[34..])) };
+        assert_eq!(complete_partial_checksum(&mut partial), Some(tail));
         assert_eq!(partial, full);
         let mut again = full.clone();
-        assert!(!complete_partial_checksum(&mut again));
+        assert_eq!(complete_partial_checksum(&mut again), None);
         assert_eq!(again, full);
+        // Ethernet padding after the IP packet is not part of the tail.
+        let mut padded = full.clone();
+        padded[40..42].copy_from_slice(&(!checksum_fold(pseudo)).to_be_bytes());
+        padded.extend_from_slice(&[0xab; 7]);
+        assert_eq!(complete_partial_checksum(&mut padded), Some(tail));
+        assert_eq!(&padded[..full.len()], &full[..]);
         // Tagged frames too.
         let mut tagged = partial[..12].to_vec();
         tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
         tagged.extend_from_slice(&partial[12..]);
         tagged[44..46].copy_from_slice(&(!checksum_fold(pseudo)).to_be_bytes());
-        assert!(complete_partial_checksum(&mut tagged));
+        assert_eq!(
+            complete_partial_checksum(&mut tagged),
+            Some(TailSum { from: 38, to: tagged.len(), ..tail })
+        );
         assert_eq!(&tagged[44..46], &full[40..42]);
         // Short and odd frames are left alone without panicking.
         for n in 0..full.len() {
             let mut cut = partial[..n].to_vec();
             complete_partial_checksum(&mut cut);
-            complete_partial_checksums_underlay(&mut cut);
+            underlay_checksums(&mut cut);
         }
     }
 }
@@ -189,8 +271,33 @@ mod underlay_tests {
 
         for outer_v6 in [false, true] {
             let (mut f, want) = partial_vxlan_around(&inner, &good_inner, outer_v6);
-            assert_eq!(complete_partial_checksums_underlay(&mut f), 2, "outer IPv6: {outer_v6}");
+            // The outer datagram's sum is the tail known: it covers the inner one.
+            let udp = if outer_v6 { 54 } else { 34 };
+            let tail =
+                TailSum { from: udp, to: want.len(), sum: checksum_fold_sum(checksum_sum(&want[udp..])) };
+            assert_eq!(
+                underlay_checksums(&mut f),
+                RxChecksums { completed: 2, tail: Some(tail), inner_partial: None },
+                "outer IPv6: {outer_v6}"
+            );
             assert_eq!(f, want, "outer IPv6: {outer_v6}");
+            // With the outer checksum whole (local checksum offload: computed as if the inner
+            // one were complete), the inner one is left partial for the egress, and the sum
+            // its segment will have once complete is known from its pseudo-header alone.
+            let mut f = want.clone();
+            let inner_udp = udp + 8 + 8 + 34;
+            f[inner_udp + 6..inner_udp + 8].copy_from_slice(&inner[40..42]);
+            let received = f.clone();
+            let tail = TailSum {
+                from: inner_udp,
+                to: want.len(),
+                sum: checksum_fold_sum(checksum_sum(&want[inner_udp..])),
+            };
+            assert_eq!(
+                underlay_checksums(&mut f),
+                RxChecksums { completed: 0, tail: Some(tail), inner_partial: Some((inner_udp as u16, 6)) }
+            );
+            assert_eq!(f, received, "outer IPv6: {outer_v6}");
         }
     }
 

@@ -1,6 +1,8 @@
 use std::net::IpAddr;
 
-use super::checksum::{address_sum, checksum_fold, checksum_fold_sum, checksum_sum, pseudo_header_sum};
+use super::checksum::{
+    address_sum, checksum_fold, checksum_fold_sum, checksum_sum, pseudo_header_sum, TailSum,
+};
 use super::ipv4::IP_PROTO_UDP;
 
 pub const UDP_HEADER_LEN: usize = 8;
@@ -54,17 +56,30 @@ impl<'a> UdpDatagram<'a> {
     /// to (folded), so that a checksum inside the payload can be verified without reading it
     /// again (as the kernel converts a verified UDP checksum to CHECKSUM_COMPLETE).
     pub fn verify_checksum(&self, src: IpAddr, dst: IpAddr) -> Result<Option<u16>, BadChecksum> {
+        self.verify_checksum_with(src, dst, None)
+    }
+
+    /// As [`UdpDatagram::verify_checksum`], reading only the bytes before `tail` where its sum
+    /// is known (offsets from the datagram's start).
+    pub fn verify_checksum_with(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        tail: Option<TailSum>,
+    ) -> Result<Option<u16>, BadChecksum> {
         if self.checksum() == 0 {
             return Ok(None);
         }
-        let payload = checksum_sum(self.payload());
+        let payload = tail
+            .and_then(|t| t.sum_from(self.buf, UDP_HEADER_LEN))
+            .unwrap_or_else(|| checksum_fold_sum(checksum_sum(self.payload())));
         let whole = pseudo_header_sum(src, dst, IP_PROTO_UDP, self.buf.len() as u32)
             + checksum_sum(&self.buf[..UDP_HEADER_LEN])
-            + payload;
+            + payload as u64;
         if checksum_fold(whole) != 0 {
             return Err(BadChecksum);
         }
-        Ok(Some(checksum_fold_sum(payload)))
+        Ok(Some(payload))
     }
     #[inline]
     pub fn payload(&self) -> &'a [u8] {
@@ -138,5 +153,31 @@ mod tests {
         assert!(!UdpDatagram::new_checked(&dg).unwrap().checksum_ok(s, d));
         assert_eq!(UdpDatagram::new_checked(&dg[..12]).unwrap_err(), UdpError::BadLength);
         assert_eq!(UdpDatagram::new_checked(&dg[..7]).unwrap_err(), UdpError::Truncated);
+    }
+
+    /// A known tail sum gives the same verdict and payload sum as reading everything, and a
+    /// tail that does not end where the datagram does (or lies an odd distance in) is not used.
+    #[test]
+    fn a_known_tail_spares_reading_it() {
+        let (s, d) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let payload: Vec<u8> = (0..200u8).collect();
+        let mut dg = vec![0u8; 8 + payload.len()];
+        UdpRepr { src_port: 1234, dst_port: 4789, payload_len: payload.len() as u16 }.emit(&mut dg);
+        dg[8..].copy_from_slice(&payload);
+        UdpRepr::fill_checksum(&mut dg, s, d);
+        let v = UdpDatagram::new_checked(&dg).unwrap();
+        let whole = v.verify_checksum(s, d).unwrap();
+        assert_eq!(whole, Some(checksum_fold_sum(checksum_sum(&payload))));
+        for from in [0, 8, 50, 208] {
+            let tail = TailSum { from, to: dg.len(), sum: checksum_fold_sum(checksum_sum(&dg[from..])) };
+            assert_eq!(v.verify_checksum_with(s, d, Some(tail)), Ok(whole), "from {from}");
+            // A tail that claims other bytes than these is caught by the check.
+            let wrong = TailSum { sum: tail.sum.wrapping_add(1), ..tail };
+            assert_eq!(v.verify_checksum_with(s, d, Some(wrong)), Err(BadChecksum), "from {from}");
+        }
+        // Not usable: ends elsewhere, odd distance; the bytes are read instead.
+        for tail in [TailSum { from: 50, to: 100, sum: 0 }, TailSum { from: 51, to: dg.len(), sum: 0 }] {
+            assert_eq!(v.verify_checksum_with(s, d, Some(tail)), Ok(whole), "{tail:?}");
+        }
     }
 }
