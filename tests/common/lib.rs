@@ -336,6 +336,13 @@ impl Harness {
             let mut buf = vec![0u8; a.edit.out_len()];
             let n = self.tx.write(a, rx, &mut buf);
             assert_eq!(n, buf.len(), "out_len and write disagree");
+            // What a gathering sender sends (the head, then the parts where they were
+            // received) is the same frame.
+            let mut gathered = vec![0u8; buf.len()];
+            let head = self.tx.write_head(a, rx, &mut gathered);
+            gathered.truncate(head);
+            self.tx.coalesced_parts(a, rx).for_each(|p| gathered.extend_from_slice(p));
+            assert_eq!(gathered, buf, "a gathered frame differs from the written one");
             out.push((self.names[a.port.index()].clone(), TxBatch::vnet_header(a), buf));
         }
         self.sent.extend(out.iter().map(|(i, _, f)| (t, i.clone(), f.clone())));

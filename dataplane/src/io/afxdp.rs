@@ -29,7 +29,7 @@ use super::vnet::{VnetSender, VnetSocket};
 use super::{FrameIo, BATCH_SIZE};
 use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
-use crate::pipeline::{Pipeline, RxFrame, TxBatch, TxSource};
+use crate::pipeline::{Pipeline, RxFrame, TxBatch, TxOffload, TxSource};
 use crate::wire::offload::{port_checksums, underlay_checksums, RxChecksums};
 
 /// Descriptors per ring (fill, completion, rx, tx).
@@ -515,7 +515,24 @@ impl AfXdpIo {
         for (i, a) in actions.iter().enumerate() {
             if let Some(v) = self.vnet_of_port.get(a.port.index()).copied().flatten() {
                 let out = &mut self.vnet_tx[v];
-                out.stage(&TxBatch::vnet_header(a), a.edit.out_len(), |buf| tx.write(a, rx, buf));
+                let hdr = TxBatch::vnet_header(a);
+                match a.edit.offload {
+                    TxOffload::Coalesced(c) => {
+                        let head = a.edit.out_len() - c.extra as usize;
+                        // SAFETY: the parts are received frames (UMEM frames and the vnet
+                        // sockets' buffers), which nothing reuses before the next poll:
+                        // `transmit` runs first.
+                        unsafe {
+                            out.stage_gather(
+                                &hdr,
+                                head,
+                                |buf| tx.write_head(a, rx, buf),
+                                tx.coalesced_parts(a, rx),
+                            )
+                        };
+                    }
+                    _ => out.stage(&hdr, a.edit.out_len(), |buf| tx.write(a, rx, buf)),
+                }
                 continue;
             }
             let Some(k) = self.tx_of_port.get(a.port.index()).copied().flatten() else {

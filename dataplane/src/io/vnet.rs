@@ -51,7 +51,27 @@ pub struct VnetSender {
     /// 64 KiB superframe does not zero 64 KiB first.
     tx_arena: Vec<u8>,
     tx_used: usize,
-    tx_frames: Vec<(usize, usize)>,
+    tx_frames: Vec<Staged>,
+    /// Bytes a staged frame gathers from where they were received, after its part in the
+    /// arena ([`VnetSender::stage_gather`]).
+    tx_parts: IoVecs,
+    /// The iovecs of one sendmmsg(2) call.
+    iov: IoVecs,
+}
+
+/// iovecs kept from batch to batch (so that staging does not allocate).
+#[derive(Default)]
+struct IoVecs(Vec<libc::iovec>);
+
+// SAFETY: the pointers are only followed by sendmmsg(2) in `transmit`, on the thread that
+// staged them in the same batch; between batches the vectors are empty.
+unsafe impl Send for IoVecs {}
+
+/// A staged frame: its start in the arena (header included) and the gathered parts after it.
+struct Staged {
+    at: usize,
+    len: usize,
+    parts: std::ops::Range<usize>,
 }
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> std::io::Result<()> {
@@ -132,7 +152,14 @@ impl VnetSocket {
 
     /// A sender on this socket; it must not outlive it.
     pub fn sender(&self) -> VnetSender {
-        VnetSender { fd: self.fd.as_raw_fd(), tx_arena: Vec::new(), tx_used: 0, tx_frames: Vec::new() }
+        VnetSender {
+            fd: self.fd.as_raw_fd(),
+            tx_arena: Vec::new(),
+            tx_used: 0,
+            tx_frames: Vec::new(),
+            tx_parts: IoVecs::default(),
+            iov: IoVecs::default(),
+        }
     }
 
     pub fn fd(&self) -> RawFd {
@@ -218,7 +245,30 @@ impl VnetSender {
         hdr.emit(&mut self.tx_arena[at..]);
         let n = write(&mut self.tx_arena[at + VNET_HDR_LEN..end]);
         self.tx_used = at + VNET_HDR_LEN + n;
-        self.tx_frames.push((at, VNET_HDR_LEN + n));
+        let parts = self.tx_parts.0.len()..self.tx_parts.0.len();
+        self.tx_frames.push(Staged { at, len: VNET_HDR_LEN + n, parts });
+    }
+
+    /// Stages a frame whose first `head` bytes `write` writes and whose rest is `parts`, sent
+    /// from where they are (the kernel gathers them: the payload of a coalesced superframe is
+    /// not copied in userspace first).
+    ///
+    /// # Safety
+    /// The bytes of `parts` must stay in place and unchanged until [`VnetSender::transmit`]
+    /// returns.
+    pub unsafe fn stage_gather<'p>(
+        &mut self,
+        hdr: &VirtioNetHdr,
+        head: usize,
+        write: impl FnOnce(&mut [u8]) -> usize,
+        parts: impl Iterator<Item = &'p [u8]>,
+    ) {
+        self.stage(hdr, head, write);
+        self.tx_parts
+            .0
+            .extend(parts.map(|p| libc::iovec { iov_base: p.as_ptr() as *mut _, iov_len: p.len() }));
+        let staged = self.tx_frames.last_mut().expect("just staged");
+        staged.parts.end = self.tx_parts.0.len();
     }
 
     /// Sends what was staged; returns (sent, dropped: the socket refused them, e.g. its
@@ -229,15 +279,26 @@ impl VnetSender {
         let (mut next, mut sent) = (0, 0);
         while next < total {
             let chunk = &self.tx_frames[next..(next + CHUNK).min(total)];
-            // SAFETY: all-zero iovecs and mmsghdrs are valid; each used one is filled below.
-            let mut iov: [libc::iovec; CHUNK] = unsafe { std::mem::zeroed() };
-            let mut msgs: [libc::mmsghdr; CHUNK] = unsafe { std::mem::zeroed() };
-            for (k, &(at, len)) in chunk.iter().enumerate() {
-                iov[k] = libc::iovec { iov_base: self.tx_arena[at..].as_mut_ptr() as *mut _, iov_len: len };
-                msgs[k].msg_hdr.msg_iov = &mut iov[k];
-                msgs[k].msg_hdr.msg_iovlen = 1;
+            // Every iovec of the call first, then the messages pointing into them: `iov` must
+            // not grow once pointed into.
+            let iov = &mut self.iov.0;
+            iov.clear();
+            for f in chunk {
+                let head = &mut self.tx_arena[f.at..f.at + f.len];
+                iov.push(libc::iovec { iov_base: head.as_mut_ptr() as *mut _, iov_len: head.len() });
+                iov.extend_from_slice(&self.tx_parts.0[f.parts.clone()]);
             }
-            // SAFETY: the messages point into the arena, which is not touched during the call.
+            // SAFETY: an all-zero mmsghdr is valid; each used one is filled below.
+            let mut msgs: [libc::mmsghdr; CHUNK] = unsafe { std::mem::zeroed() };
+            let mut first = 0;
+            for (k, f) in chunk.iter().enumerate() {
+                let n = 1 + f.parts.len();
+                msgs[k].msg_hdr.msg_iov = iov[first..].as_mut_ptr();
+                msgs[k].msg_hdr.msg_iovlen = n;
+                first += n;
+            }
+            // SAFETY: the messages point into the arena, which is not touched during the call,
+            // and at gathered parts, which `stage_gather`'s callers keep in place until now.
             let r =
                 unsafe { libc::sendmmsg(self.fd, msgs.as_mut_ptr(), chunk.len() as u32, libc::MSG_DONTWAIT) };
             if r <= 0 {
@@ -257,6 +318,7 @@ impl VnetSender {
         }
         self.tx_used = 0;
         self.tx_frames.clear();
+        self.tx_parts.0.clear();
         (sent, total - sent)
     }
 }

@@ -63,15 +63,16 @@ pub struct Part {
 }
 
 impl Coalesced {
-    /// Fixes up the headers of the superframe written into `frame` (its L2 frame, whose L3
-    /// header begins `shift` bytes after the first segment's did): the IP length and IPv4
-    /// header checksum, PSH, and the TCP checksum left partial (the pseudo-header sum), as
-    /// the kernel's `tcp_gro_complete` leaves it.
-    pub fn finish(&self, frame: &mut [u8], shift: isize) {
+    /// Fixes up the headers of the superframe of `len` bytes whose start is in `frame` (its L2
+    /// frame, whose L3 header begins `shift` bytes after the first segment's did): the IP
+    /// length and IPv4 header checksum, PSH, and the TCP checksum left partial (the
+    /// pseudo-header sum), as the kernel's `tcp_gro_complete` leaves it. Only the headers are
+    /// touched: the payload may be elsewhere.
+    pub fn finish(&self, frame: &mut [u8], shift: isize, len: usize) {
         let g = &self.gso;
         let l3 = (g.l3 as isize + shift) as usize;
         let l4 = (g.l4 as isize + shift) as usize;
-        let l4_len = frame.len() - l4;
+        let l4_len = len - l4;
         let pseudo = rewrite_ip(&mut frame[l3..l4], g.kind.is_ipv4(), l4_len, 0);
         let tcp = &mut frame[l4..];
         if self.psh {

@@ -224,19 +224,42 @@ impl TxBatch {
     /// Writes the frame of `action` into `out` (at least `action.edit.out_len()` bytes);
     /// returns its length.
     pub fn write(&self, action: &TxAction, rx: &[RxFrame<'_>], out: &mut [u8]) -> usize {
-        let mut n = apply_edit(&action.edit, self.source_bytes(action, rx), out);
-        if let TxOffload::Coalesced(c) = &action.edit.offload {
-            let mut next = Some(c.first);
-            while let Some(i) = next {
-                let p = &self.parts[i as usize];
-                let payload = &rx[p.rx as usize].data[p.offset as usize..][..p.len as usize];
-                out[n..n + payload.len()].copy_from_slice(payload);
-                n += payload.len();
-                next = p.next;
-            }
-            c.finish(&mut out[..n], action.edit.tag_shift());
+        let head = self.write_head(action, rx, out);
+        let mut n = head;
+        for payload in self.coalesced_parts(action, rx) {
+            out[n..n + payload.len()].copy_from_slice(payload);
+            n += payload.len();
         }
         n
+    }
+
+    /// Writes the frame of `action` into `out` but for the payloads of the further segments
+    /// of a coalesced superframe ([`TxBatch::coalesced_parts`]), which a sender that gathers
+    /// may take from where they were received; returns the length written.
+    pub fn write_head(&self, action: &TxAction, rx: &[RxFrame<'_>], out: &mut [u8]) -> usize {
+        let n = apply_edit(&action.edit, self.source_bytes(action, rx), out);
+        if let TxOffload::Coalesced(c) = &action.edit.offload {
+            c.finish(&mut out[..n], action.edit.tag_shift(), n + c.extra as usize);
+        }
+        n
+    }
+
+    /// The payloads that follow the head of a coalesced superframe, in order (none for any
+    /// other action).
+    pub fn coalesced_parts<'a>(
+        &'a self,
+        action: &TxAction,
+        rx: &'a [RxFrame<'a>],
+    ) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut next = match &action.edit.offload {
+            TxOffload::Coalesced(c) => Some(c.first),
+            _ => None,
+        };
+        std::iter::from_fn(move || {
+            let p = &self.parts[next? as usize];
+            next = p.next;
+            Some(&rx[p.rx as usize].data[p.offset as usize..][..p.len as usize])
+        })
     }
 
     /// The virtio-net header a `vnet` port sends `action`'s frame with.
