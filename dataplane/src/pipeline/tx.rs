@@ -224,8 +224,7 @@ impl TxBatch {
     /// Writes the frame of `action` into `out` (at least `action.edit.out_len()` bytes);
     /// returns its length.
     pub fn write(&self, action: &TxAction, rx: &[RxFrame<'_>], out: &mut [u8]) -> usize {
-        let head = self.write_head(action, rx, out);
-        let mut n = head;
+        let mut n = self.write_head(action, rx, out);
         for payload in self.coalesced_parts(action, rx) {
             out[n..n + payload.len()].copy_from_slice(payload);
             n += payload.len();

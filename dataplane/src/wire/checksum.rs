@@ -55,8 +55,9 @@ pub fn checksum_sub(a: u16, b: u16) -> u16 {
 }
 
 /// What the bytes `from..to` of a frame sum to (folded): the kernel's CHECKSUM_COMPLETE for the
-/// tail of a packet, known because a checksum was just completed over it. A check of an outer
-/// checksum that covers the tail then reads only the bytes before it.
+/// tail of a packet, known because a checksum was just completed over it or, for a segment
+/// whose checksum is left partial, from its pseudo-header (what it will sum to once complete).
+/// A check of an outer checksum that covers the tail then reads only the bytes before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TailSum {
     pub from: usize,

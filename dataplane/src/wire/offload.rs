@@ -108,7 +108,7 @@ fn complete(frame: &mut [u8], p: &Partial) -> TailSum {
 /// Completes a partial IPv4/IPv6 TCP or UDP checksum of the Ethernet frame `frame` (one
 /// 802.1Q tag allowed); if it did, returns what the transport segment now sums to (it was
 /// read once to complete it, and need not be again).
-pub fn complete_partial_checksum(frame: &mut [u8]) -> Option<TailSum> {
+fn complete_partial_checksum(frame: &mut [u8]) -> Option<TailSum> {
     let p = find_partial(frame)?;
     Some(complete(frame, &p))
 }
