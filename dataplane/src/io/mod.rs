@@ -5,6 +5,8 @@
 #[cfg(feature = "afxdp")]
 pub mod afxdp;
 pub mod memory;
+#[cfg(feature = "afxdp")]
+mod packet_ring;
 pub mod replay;
 #[cfg(feature = "afxdp")]
 pub mod vnet;

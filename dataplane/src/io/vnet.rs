@@ -4,8 +4,11 @@
 //! GSO and checksum offloads: its TCP stack hands over 64 KiB superframes, each with a
 //! virtio-net header saying how to cut it and which checksum is left partial
 //! ([`crate::pipeline::superframe`]). Frames sent here carry a header too, so a superframe
-//! goes to the container whole. Batched with recvmmsg(2)/sendmmsg(2): one system call per
-//! batch each way.
+//! goes to the container whole. Frames arrive in a `TPACKET_V2` ring ([`super::packet_ring`]):
+//! small frames cost no system call, superframes (too large for a slot) are read from the
+//! socket's queue with recv(2). Measured against recvmmsg(2) for every frame, in alternating
+//! bench runs: 64-byte frames from a container 1.5–2× faster, TCP the same. Frames leave by
+//! sendmmsg(2), one system call per batch.
 //!
 //! The socket sees what arrives on the interface before the kernel's bridge and IP stack do
 //! (packet taps come first); keeping the kernel off the frames is the XDP-free tc program's
@@ -14,6 +17,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::packet_ring::{RxRing, Slot};
 use crate::ids::PortId;
 use crate::pipeline::superframe::MAX_FRAME;
 use crate::wire::virtio_net::{VirtioNetHdr, VNET_HDR_LEN};
@@ -26,9 +30,12 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_FANOUT_HASH: u32 = 0;
 
-/// Frames one socket receives per batch at most: superframes are up to 64 KiB, and each may
-/// leave as dozens of segments, which the AF_XDP rings must have room for.
+/// Superframes (frames too large for a ring slot) one socket receives per batch at most: each
+/// is up to 64 KiB and may leave as dozens of segments, which the AF_XDP rings must have room
+/// for.
 pub const RX_BATCH: usize = 16;
+/// Slots of the receive ring (2 KiB each).
+const RX_RING_SLOTS: usize = 1024;
 /// A receive buffer: the header and the longest frame.
 const RX_BUF: usize = VNET_HDR_LEN + MAX_FRAME;
 
@@ -37,9 +44,19 @@ pub struct VnetSocket {
     pub port: PortId,
     pub ifname: String,
     fd: OwnedFd,
+    /// Where small frames arrive (no system call per batch, no copy out of a queue).
+    ring: Option<RxRing>,
+    /// Buffers for what does not fit a ring slot (superframes), read with recvmsg(2).
     rx_bufs: Vec<Box<[u8]>>,
-    /// Bytes received in each buffer by the last [`VnetSocket::receive`] (header included).
-    rx_lens: Vec<usize>,
+    /// Where each frame of the last [`VnetSocket::receive`] is (header included).
+    rx_frames: Vec<RxFrameAt>,
+}
+
+/// Where a received frame is: in the ring, or in one of the receive buffers.
+#[derive(Debug, Clone, Copy)]
+enum RxFrameAt {
+    Ring { at: usize, len: usize },
+    Buf { index: usize, len: usize },
 }
 
 /// The sending half of a [`VnetSocket`], apart so that frames can be staged while the
@@ -74,7 +91,12 @@ struct Staged {
     parts: std::ops::Range<usize>,
 }
 
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> std::io::Result<()> {
+pub(super) fn setsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> std::io::Result<()> {
     // SAFETY: `value` is a live T and its size is passed with it.
     let r = unsafe {
         libc::setsockopt(
@@ -121,6 +143,14 @@ impl VnetSocket {
         let buf: libc::c_int = 8 << 20;
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf);
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &buf);
+        // Without a ring (the kernel refused its memory) every frame comes through the queue.
+        let ring = RxRing::new(raw, RX_RING_SLOTS)
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "{ifname}: no receive ring ({e}); receiving with recvmmsg(2), slower for small frames"
+                )
+            })
+            .ok();
         // SAFETY: a zeroed sockaddr_ll is valid; the fields set are those bind(2) reads.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -145,8 +175,9 @@ impl VnetSocket {
             port,
             ifname: ifname.to_string(),
             fd,
+            ring,
             rx_bufs: (0..RX_BATCH).map(|_| vec![0u8; RX_BUF].into_boxed_slice()).collect(),
-            rx_lens: Vec::with_capacity(RX_BATCH),
+            rx_frames: Vec::with_capacity(super::BATCH_SIZE),
         })
     }
 
@@ -166,10 +197,33 @@ impl VnetSocket {
         self.fd.as_raw_fd()
     }
 
-    /// Receives up to `max` frames (at most [`RX_BATCH`]) without blocking; returns how many.
+    /// Receives up to `max` frames without blocking (at most [`RX_BATCH`] superframes);
+    /// returns how many. The frames of the previous call are given back first.
     pub fn receive(&mut self, max: usize) -> std::io::Result<usize> {
-        self.rx_lens.clear();
-        let n = max.min(RX_BATCH);
+        self.rx_frames.clear();
+        let Some(ring) = self.ring.as_mut() else {
+            return self.receive_queued(max.min(RX_BATCH));
+        };
+        ring.release();
+        let mut bufs = 0;
+        // A slot taken is a frame received: stop while a superframe still has a buffer.
+        while self.rx_frames.len() < max && bufs < RX_BATCH {
+            match ring.take() {
+                None => break,
+                Some(Slot::Here { at, len }) => self.rx_frames.push(RxFrameAt::Ring { at, len }),
+                Some(Slot::Queued) => {
+                    // The whole frame waits in the socket's queue, in ring order.
+                    let len = recv_one(self.fd.as_raw_fd(), &mut self.rx_bufs[bufs]).unwrap_or(0);
+                    self.rx_frames.push(RxFrameAt::Buf { index: bufs, len });
+                    bufs += 1;
+                }
+            }
+        }
+        Ok(self.rx_frames.len())
+    }
+
+    /// Without a ring: up to `n` frames from the socket's queue, one recvmmsg(2).
+    fn receive_queued(&mut self, n: usize) -> std::io::Result<usize> {
         if n == 0 {
             return Ok(0);
         }
@@ -198,7 +252,12 @@ impl VnetSocket {
                 _ => Err(e),
             };
         }
-        self.rx_lens.extend(msgs[..r as usize].iter().map(|m| m.msg_len as usize));
+        self.rx_frames.extend(
+            msgs[..r as usize]
+                .iter()
+                .enumerate()
+                .map(|(index, m)| RxFrameAt::Buf { index, len: m.msg_len as usize }),
+        );
         Ok(r as usize)
     }
 
@@ -228,10 +287,20 @@ impl VnetSocket {
     /// Frame `i` of the last receive: its virtio-net header and bytes (`None` if too short to
     /// hold a header).
     pub fn frame(&self, i: usize) -> Option<(VirtioNetHdr, &[u8])> {
-        let len = *self.rx_lens.get(i)?;
-        let buf = &self.rx_bufs[i][..len];
+        let buf = match *self.rx_frames.get(i)? {
+            RxFrameAt::Ring { at, len } => self.ring.as_ref()?.bytes(at, len),
+            RxFrameAt::Buf { index, len } => &self.rx_bufs[index][..len],
+        };
         Some((VirtioNetHdr::parse(buf)?, &buf[VNET_HDR_LEN..]))
     }
+}
+
+/// One frame from `fd`'s queue into `buf` (header included); its length, or `None` if there
+/// was none (the caller drops an empty frame).
+fn recv_one(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `buf` is live and writable for its whole length.
+    let r = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT) };
+    (r >= 0).then_some(r as usize)
 }
 
 impl VnetSender {

@@ -1,0 +1,167 @@
+//! A `TPACKET_V2` receive ring on an AF_PACKET socket: the kernel writes each frame into a
+//! slot of memory shared with us and flips the slot's status, so a batch of small frames costs
+//! no system call and no copy out of a socket queue (recvmmsg(2) costs both per frame).
+//!
+//! Slots are [`SLOT`] bytes: enough for an MTU-sized frame behind its virtio-net header. A
+//! larger frame (a superframe) cannot fit; with `PACKET_COPY_THRESH` set the kernel then puts
+//! a truncated copy in the slot marked `TP_STATUS_COPY` and queues the whole frame on the
+//! socket, in the same order, where recvmsg(2) reads it.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+
+use super::vnet::setsockopt;
+use crate::wire::virtio_net::VNET_HDR_LEN;
+
+// <linux/if_packet.h>, which libc does not name on every target.
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_COPY_THRESH: libc::c_int = 7;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_COPY: u32 = 2;
+
+/// Bytes per slot: the slot header (32), the address (20), alignment, the virtio-net header
+/// and a 1518-byte frame fit with room to spare.
+pub const SLOT: usize = 2048;
+/// Slots per block (a block is what the kernel allocates at once: 64 KiB, order 4).
+const SLOTS_PER_BLOCK: usize = 32;
+const BLOCK: usize = SLOT * SLOTS_PER_BLOCK;
+
+/// `struct tpacket_req`.
+#[repr(C)]
+struct TpacketReq {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+}
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The frame is in the slot: `at..at + len` of the ring, its virtio-net header first.
+    Here { at: usize, len: usize },
+    /// The frame was too large for a slot: read it from the socket (recvmsg).
+    Queued,
+}
+
+/// The ring: `slots` slots of [`SLOT`] bytes, mapped from the socket.
+pub struct RxRing {
+    map: *mut u8,
+    slots: usize,
+    /// The slot the kernel fills next once we give it back: where our walk resumes.
+    next: usize,
+    /// Slots taken by the last [`RxRing::take`], still ours until [`RxRing::release`].
+    taken: usize,
+}
+
+// SAFETY: the mapping is owned by the ring and only touched through `&mut self` (or `&self`
+// for reading slots we own); it moves with the worker that serves the socket.
+unsafe impl Send for RxRing {}
+
+impl RxRing {
+    /// Sets up a ring of at least `slots` slots on `fd`, a packet socket not yet bound, whose
+    /// `PACKET_VNET_HDR` is already set (the kernel refuses that option once a ring exists).
+    pub fn new(fd: RawFd, slots: usize) -> std::io::Result<RxRing> {
+        let blocks = slots.div_ceil(SLOTS_PER_BLOCK).max(1);
+        let slots = blocks * SLOTS_PER_BLOCK;
+        setsockopt(fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)?;
+        let one: libc::c_int = 1;
+        setsockopt(fd, libc::SOL_PACKET, PACKET_COPY_THRESH, &one)?;
+        let req = TpacketReq {
+            block_size: BLOCK as u32,
+            block_nr: blocks as u32,
+            frame_size: SLOT as u32,
+            frame_nr: slots as u32,
+        };
+        setsockopt(fd, libc::SOL_PACKET, PACKET_RX_RING, &req)?;
+        // SAFETY: mapping the ring the kernel just allocated for `fd`, at its full size.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                blocks * BLOCK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(RxRing { map: map as *mut u8, slots, next: 0, taken: 0 })
+    }
+
+    /// The status word of slot `i`, shared with the kernel.
+    fn status(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: slot `i` is in the mapping; tp_status is its first, 4-byte aligned word.
+        unsafe { &*(self.map.add(i * SLOT) as *const AtomicU32) }
+    }
+
+    fn u16_at(&self, at: usize) -> u16 {
+        // SAFETY: `at` is inside the mapping (a header field of a slot we own).
+        unsafe { std::ptr::read_unaligned(self.map.add(at) as *const u16) }
+    }
+
+    fn u32_at(&self, at: usize) -> u32 {
+        // SAFETY: as above.
+        unsafe { std::ptr::read_unaligned(self.map.add(at) as *const u32) }
+    }
+
+    /// Gives the slots of the last [`RxRing::take`] back to the kernel.
+    pub fn release(&mut self) {
+        for k in 0..self.taken {
+            let i = (self.next + self.slots - self.taken + k) % self.slots;
+            // Release: our reads of the slot happen before the kernel may write it again.
+            self.status(i).store(TP_STATUS_KERNEL, Ordering::Release);
+        }
+        self.taken = 0;
+    }
+
+    /// Takes the next filled slot, if any, and says what it holds. The slot stays ours, its
+    /// bytes valid, until [`RxRing::release`].
+    pub fn take(&mut self) -> Option<Slot> {
+        if self.taken == self.slots {
+            return None;
+        }
+        let i = self.next;
+        let status = self.status(i).load(Ordering::Acquire);
+        if status & TP_STATUS_USER == 0 {
+            return None;
+        }
+        fence(Ordering::Acquire);
+        self.next = (i + 1) % self.slots;
+        self.taken += 1;
+        if status & TP_STATUS_COPY != 0 {
+            return Some(Slot::Queued);
+        }
+        // struct tpacket2_hdr: tp_status, tp_len (u32 at 4), tp_snaplen (u32 at 8), tp_mac
+        // (u16 at 12).
+        let base = i * SLOT;
+        let (len, snaplen) = (self.u32_at(base + 4) as usize, self.u32_at(base + 8) as usize);
+        let mac = self.u16_at(base + 12) as usize;
+        if snaplen != len || mac < VNET_HDR_LEN || mac + snaplen > SLOT {
+            // Cut short (too large for a slot, and the socket's queue had no room for the
+            // whole frame), or not what the kernel writes: read as an empty frame, which the
+            // caller drops and counts.
+            return Some(Slot::Here { at: base, len: 0 });
+        }
+        Some(Slot::Here { at: base + mac - VNET_HDR_LEN, len: VNET_HDR_LEN + snaplen })
+    }
+
+    /// Bytes `at..at + len` of the ring, as [`RxRing::take`] named them.
+    pub fn bytes(&self, at: usize, len: usize) -> &[u8] {
+        assert!(at + len <= self.slots * SLOT, "outside the ring");
+        // SAFETY: inside the mapping, in a slot we own until `release` (which takes `&mut`).
+        unsafe { std::slice::from_raw_parts(self.map.add(at), len) }
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped; nothing borrows it any more.
+        unsafe { libc::munmap(self.map as *mut libc::c_void, self.slots / SLOTS_PER_BLOCK * BLOCK) };
+    }
+}
