@@ -94,6 +94,24 @@ impl RxRing {
         Ok(RxRing { map: map as *mut u8, slots, next: 0, taken: 0 })
     }
 
+    /// A ring over anonymous memory, for tests to play the kernel's part.
+    #[cfg(test)]
+    fn anonymous(blocks: usize) -> RxRing {
+        // SAFETY: a fresh private anonymous mapping of the ring's size.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                blocks * BLOCK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        RxRing { map: map as *mut u8, slots: blocks * SLOTS_PER_BLOCK, next: 0, taken: 0 }
+    }
+
     /// The status word of slot `i`, shared with the kernel.
     fn status(&self, i: usize) -> &AtomicU32 {
         // SAFETY: slot `i` is in the mapping; tp_status is its first, 4-byte aligned word.
@@ -163,5 +181,82 @@ impl Drop for RxRing {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `new` mapped; nothing borrows it any more.
         unsafe { libc::munmap(self.map as *mut libc::c_void, self.slots / SLOTS_PER_BLOCK * BLOCK) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plays the kernel: fills slot `i` with a frame of `data` (virtio-net header first) and
+    /// `status`, the way `tpacket_rcv` lays a `TPACKET_V2` slot out; `len` is the frame's
+    /// length on the wire (more than the bytes kept when it was cut short).
+    fn kernel_fills(ring: &RxRing, i: usize, status: u32, data: &[u8], len: u32) {
+        let mac = 96usize; // past the slot header, the address and the vnet header, as tp_mac is
+        let base = i * SLOT;
+        // SAFETY: the slot is inside the test's mapping; the "kernel" owns it here.
+        let slot = unsafe { std::slice::from_raw_parts_mut(ring.map.add(base), SLOT) };
+        let snap = data.len() - VNET_HDR_LEN;
+        slot[4..8].copy_from_slice(&len.to_ne_bytes());
+        slot[8..12].copy_from_slice(&(snap as u32).to_ne_bytes());
+        slot[12..14].copy_from_slice(&(mac as u16).to_ne_bytes());
+        slot[mac - VNET_HDR_LEN..mac + snap].copy_from_slice(data);
+        ring.status(i).store(status, Ordering::Release);
+    }
+
+    fn frame(n: u8, len: usize) -> Vec<u8> {
+        (0..VNET_HDR_LEN + len).map(|k| if k < VNET_HDR_LEN { 0 } else { n ^ k as u8 }).collect()
+    }
+
+    fn bytes_of(ring: &RxRing, slot: Slot) -> Vec<u8> {
+        match slot {
+            Slot::Here { at, len } => ring.bytes(at, len).to_vec(),
+            Slot::Queued => panic!("expected a frame in the ring"),
+        }
+    }
+
+    #[test]
+    fn frames_are_taken_in_order_until_a_slot_is_the_kernels() {
+        let mut ring = RxRing::anonymous(1);
+        let (a, b) = (frame(1, 60), frame(2, 1514));
+        kernel_fills(&ring, 0, TP_STATUS_USER, &a, 60);
+        kernel_fills(&ring, 1, TP_STATUS_USER | TP_STATUS_COPY, &frame(3, 100), 9000);
+        kernel_fills(&ring, 2, TP_STATUS_USER, &b, 1514);
+        let first = ring.take().unwrap();
+        assert_eq!(bytes_of(&ring, first), a);
+        assert_eq!(ring.take(), Some(Slot::Queued), "a superframe waits in the socket's queue");
+        let third = ring.take().unwrap();
+        assert_eq!(bytes_of(&ring, third), b);
+        assert_eq!(ring.take(), None, "slot 3 is still the kernel's");
+        // Released slots are the kernel's again; the walk goes on where it stopped.
+        ring.release();
+        assert!((0..3).all(|i| ring.status(i).load(Ordering::Acquire) == TP_STATUS_KERNEL));
+        assert_eq!(ring.take(), None);
+        kernel_fills(&ring, 3, TP_STATUS_USER, &a, 60);
+        assert_eq!(ring.take().map(|s| bytes_of(&ring, s)), Some(a));
+    }
+
+    #[test]
+    fn a_frame_cut_short_reads_as_empty() {
+        let mut ring = RxRing::anonymous(1);
+        // Too large for the slot and no room in the queue: the kernel keeps what fits, no COPY.
+        kernel_fills(&ring, 0, TP_STATUS_USER, &frame(1, 1900), 4000);
+        assert_eq!(ring.take(), Some(Slot::Here { at: 0, len: 0 }));
+    }
+
+    #[test]
+    fn the_walk_wraps_and_never_takes_more_than_the_ring() {
+        let mut ring = RxRing::anonymous(1);
+        let slots = SLOTS_PER_BLOCK;
+        for round in 0..3u8 {
+            for i in 0..slots {
+                kernel_fills(&ring, i, TP_STATUS_USER, &frame(round, 64), 64);
+            }
+            let slots_taken: Vec<Slot> = std::iter::from_fn(|| ring.take()).collect();
+            let taken: Vec<Vec<u8>> = slots_taken.into_iter().map(|s| bytes_of(&ring, s)).collect();
+            assert_eq!(taken.len(), slots, "round {round}: every slot once, none twice");
+            assert!(taken.iter().all(|f| *f == frame(round, 64)));
+            ring.release();
+        }
     }
 }
