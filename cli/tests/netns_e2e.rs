@@ -866,3 +866,39 @@ fn internal_port_case(test: &str, underlay: &str) {
     );
     assert!(h1.h.try_sh("ip link show tap2_0").status.success(), "the existing interface was touched");
 }
+
+/// A trunk port: a frame the container sends tagged VID 2 belongs to VID 2 (VNI 2), an
+/// untagged one to the PVID 3 (VNI 3), with either port I/O. The kernel takes a tag out of the
+/// frame into the skb's metadata before packet sockets see it (`skb_vlan_untag`), so a `vnet`
+/// port must put it back, or the frame lands in the PVID: another tenant's VNI.
+#[test]
+fn tagged_frames_keep_their_vlan_on_a_trunk_port() {
+    require_root!();
+    for io in ["vnet", "afxdp"] {
+        let t = topo(&prefix(&format!("tag{io}")), 1);
+        let h1 = &t.hosts[0];
+        let config = ports_io(&seed_config("192.168.1.1", &["192.168.1.2"], ""), io).replace(
+            "vlans = [{ vid = 2, pvid = true, untagged = true }]",
+            "vlans = [{ vid = 2 }, { vid = 3, pvid = true, untagged = true }]",
+        );
+        let d1 = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+        // Broadcast ARP requests from two MACs, one tagged VID 2, one untagged.
+        let arp = "0001080006040001020000007701c0a80a010000000000000a020002";
+        let tagged = format!("ffffffffffff020000007701810000020806{arp}");
+        let untagged = format!("ffffffffffff0200000077020806{}", arp.replace("7701", "7702"));
+        h1.a.sh(&format!(
+            "python3 -c \"import socket; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); \
+             s.bind(('eth0', 0)); s.send(bytes.fromhex('{tagged}')); s.send(bytes.fromhex('{untagged}'))\""
+        ));
+        let mut fdb = String::new();
+        for _ in 0..50 {
+            fdb = d1.ctl_ok("fdb show");
+            if fdb.contains("02:00:00:00:77:01") && fdb.contains("02:00:00:00:77:02") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(fdb.contains("02:00:00:00:77:01 dev tap1_0 vlan 2 vni 2"), "{io}: the tagged frame:\n{fdb}");
+        assert!(fdb.contains("02:00:00:00:77:02 dev tap1_0 vlan 3 vni 3"), "{io}: the untagged one:\n{fdb}");
+    }
+}

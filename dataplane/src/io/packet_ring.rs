@@ -21,6 +21,11 @@ const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_COPY: u32 = 2;
+const TP_STATUS_VLAN_VALID: u32 = 0x10;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+/// Where a slot's frame may start at the earliest: after `struct tpacket2_hdr` (32 bytes,
+/// aligned) and the `sockaddr_ll` (20) the kernel writes behind it.
+const SLOT_DATA: usize = 52;
 
 /// Bytes per slot: the slot header (32), the address (20), alignment, the virtio-net header
 /// and a 1518-byte frame fit with room to spare.
@@ -38,11 +43,27 @@ struct TpacketReq {
     frame_nr: u32,
 }
 
+/// The 802.1Q tag the kernel took out of a frame (`skb_vlan_untag` runs before packet
+/// sockets see it), as its four bytes on the wire (TPID, TCI), if it did: `status` is
+/// `tp_status` of a slot or of `struct tpacket_auxdata`, which say it the same way.
+pub fn vlan_tag(status: u32, tci: u16, tpid: u16) -> Option<[u8; 4]> {
+    if status & TP_STATUS_VLAN_VALID == 0 {
+        return None;
+    }
+    let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 { tpid } else { 0x8100 };
+    let mut tag = [0; 4];
+    tag[..2].copy_from_slice(&tpid.to_be_bytes());
+    tag[2..].copy_from_slice(&tci.to_be_bytes());
+    Some(tag)
+}
+
 /// What a slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
-    /// The frame is in the slot: `at..at + len` of the ring, its virtio-net header first.
-    Here { at: usize, len: usize },
+    /// The frame is in the slot: `at..at + len` of the ring, its virtio-net header first,
+    /// without the VLAN tag `vlan` the kernel took out of it (which must go back in; the slot
+    /// has room for it before `at`).
+    Here { at: usize, len: usize, vlan: Option<[u8; 4]> },
     /// The frame was too large for a slot: read it from the socket (recvmsg).
     Queued,
 }
@@ -156,17 +177,18 @@ impl RxRing {
             return Some(Slot::Queued);
         }
         // struct tpacket2_hdr: tp_status, tp_len (u32 at 4), tp_snaplen (u32 at 8), tp_mac
-        // (u16 at 12).
+        // (u16 at 12), tp_vlan_tci and tp_vlan_tpid (u16 at 24, 26).
         let base = i * SLOT;
         let (len, snaplen) = (self.u32_at(base + 4) as usize, self.u32_at(base + 8) as usize);
         let mac = self.u16_at(base + 12) as usize;
-        if snaplen != len || mac < VNET_HDR_LEN || mac + snaplen > SLOT {
+        let vlan = vlan_tag(status, self.u16_at(base + 24), self.u16_at(base + 26));
+        if snaplen != len || mac < SLOT_DATA + 4 + VNET_HDR_LEN || mac + snaplen > SLOT {
             // Cut short (too large for a slot, and the socket's queue had no room for the
             // whole frame), or not what the kernel writes: read as an empty frame, which the
             // caller drops and counts.
-            return Some(Slot::Here { at: base, len: 0 });
+            return Some(Slot::Here { at: base, len: 0, vlan: None });
         }
-        Some(Slot::Here { at: base + mac - VNET_HDR_LEN, len: VNET_HDR_LEN + snaplen })
+        Some(Slot::Here { at: base + mac - VNET_HDR_LEN, len: VNET_HDR_LEN + snaplen, vlan })
     }
 
     /// Bytes `at..at + len` of the ring, as [`RxRing::take`] named them.
@@ -174,6 +196,16 @@ impl RxRing {
         assert!(at + len <= self.slots * SLOT, "outside the ring");
         // SAFETY: inside the mapping, in a slot we own until `release` (which takes `&mut`).
         unsafe { std::slice::from_raw_parts(self.map.add(at), len) }
+    }
+
+    /// [`RxRing::bytes`] to change in place (to put a VLAN tag back), from up to 4 bytes
+    /// before a frame [`RxRing::take`] named.
+    pub fn bytes_mut(&mut self, at: usize, len: usize) -> &mut [u8] {
+        assert!(at + len <= self.slots * SLOT, "outside the ring");
+        assert!(at % SLOT >= SLOT_DATA, "into the slot's header");
+        // SAFETY: inside the mapping, past the slot's header, in a slot we own until
+        // `release`; `&mut self` keeps every other view away meanwhile.
+        unsafe { std::slice::from_raw_parts_mut(self.map.add(at), len) }
     }
 }
 
@@ -210,7 +242,8 @@ mod tests {
 
     fn bytes_of(ring: &RxRing, slot: Slot) -> Vec<u8> {
         match slot {
-            Slot::Here { at, len } => ring.bytes(at, len).to_vec(),
+            Slot::Here { at, len, vlan: None } => ring.bytes(at, len).to_vec(),
+            Slot::Here { vlan: Some(_), .. } => panic!("a tag where none was"),
             Slot::Queued => panic!("expected a frame in the ring"),
         }
     }
@@ -237,11 +270,28 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_the_kernel_took_out_is_named_with_room_before_the_frame() {
+        let mut ring = RxRing::anonymous(1);
+        kernel_fills(&ring, 0, TP_STATUS_USER | TP_STATUS_VLAN_VALID, &frame(1, 60), 60);
+        // SAFETY: slot 0's tp_vlan_tci, inside the test's mapping.
+        unsafe { std::ptr::write_unaligned(ring.map.add(24) as *mut u16, 0x2002) };
+        let Some(Slot::Here { at, len, vlan }) = ring.take() else { panic!("no frame") };
+        assert_eq!(vlan, Some([0x81, 0x00, 0x20, 0x02]), "TPID 0x8100 unless the kernel names another");
+        assert_eq!(ring.bytes(at, len), frame(1, 60));
+        assert_eq!(ring.bytes_mut(at - 4, len + 4).len(), len + 4);
+        assert_eq!(
+            vlan_tag(TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID, 5, 0x88a8),
+            Some([0x88, 0xa8, 0, 5])
+        );
+        assert_eq!(vlan_tag(TP_STATUS_USER, 5, 0x88a8), None);
+    }
+
+    #[test]
     fn a_frame_cut_short_reads_as_empty() {
         let mut ring = RxRing::anonymous(1);
         // Too large for the slot and no room in the queue: the kernel keeps what fits, no COPY.
         kernel_fills(&ring, 0, TP_STATUS_USER, &frame(1, 1900), 4000);
-        assert_eq!(ring.take(), Some(Slot::Here { at: 0, len: 0 }));
+        assert_eq!(ring.take(), Some(Slot::Here { at: 0, len: 0, vlan: None }));
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! bench runs: 64-byte frames from a container 1.5–2× faster, TCP the same. Frames leave by
 //! sendmmsg(2), one system call per batch.
 //!
+//! The kernel takes an 802.1Q tag out of a frame into the skb's metadata before packet
+//! sockets see it; the ring slot (or, from the queue, `PACKET_AUXDATA`) says what it was, and
+//! it goes back into the frame here, so that a trunk port's tagged frames keep their VLAN.
+//!
 //! The socket sees what arrives on the interface before the kernel's bridge and IP stack do
 //! (packet taps come first); keeping the kernel off the frames is the XDP-free tc program's
 //! job (see `xvtep-bpf`). `PACKET_IGNORE_OUTGOING` keeps our own transmissions out of our
@@ -17,10 +21,10 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::packet_ring::{RxRing, Slot};
+use super::packet_ring::{vlan_tag, RxRing, Slot};
 use crate::ids::PortId;
 use crate::pipeline::superframe::MAX_FRAME;
-use crate::wire::virtio_net::{VirtioNetHdr, VNET_HDR_LEN};
+use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 
 // <linux/if_packet.h> socket options libc does not name on every target.
 const PACKET_FANOUT: libc::c_int = 18;
@@ -28,6 +32,7 @@ const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_STATISTICS: libc::c_int = 6;
+const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_FANOUT_HASH: u32 = 0;
 
 /// Superframes (frames too large for a ring slot) one socket receives per batch at most: each
@@ -36,8 +41,8 @@ const PACKET_FANOUT_HASH: u32 = 0;
 pub const RX_BATCH: usize = 16;
 /// Slots of the receive ring (2 KiB each).
 const RX_RING_SLOTS: usize = 1024;
-/// A receive buffer: the header and the longest frame.
-const RX_BUF: usize = VNET_HDR_LEN + MAX_FRAME;
+/// A receive buffer: room for a VLAN tag to go back in, the header and the longest frame.
+const RX_BUF: usize = 4 + VNET_HDR_LEN + MAX_FRAME;
 
 /// One `vnet` port's socket as served by one worker.
 pub struct VnetSocket {
@@ -45,18 +50,19 @@ pub struct VnetSocket {
     pub ifname: String,
     fd: OwnedFd,
     /// Where small frames arrive (no system call per batch, no copy out of a queue).
-    ring: Option<RxRing>,
+    ring: RxRing,
     /// Buffers for what does not fit a ring slot (superframes), read with recvmsg(2).
     rx_bufs: Vec<Box<[u8]>>,
     /// Where each frame of the last [`VnetSocket::receive`] is (header included).
     rx_frames: Vec<RxFrameAt>,
 }
 
-/// Where a received frame is: in the ring, or in one of the receive buffers.
+/// Where a received frame is (virtio-net header first): in the ring, or in one of the
+/// receive buffers.
 #[derive(Debug, Clone, Copy)]
 enum RxFrameAt {
     Ring { at: usize, len: usize },
-    Buf { index: usize, len: usize },
+    Buf { index: usize, at: usize, len: usize },
 }
 
 /// The sending half of a [`VnetSocket`], apart so that frames can be staged while the
@@ -139,18 +145,13 @@ impl VnetSocket {
         let one: libc::c_int = 1;
         setsockopt(raw, libc::SOL_PACKET, PACKET_VNET_HDR, &one)?;
         setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)?;
+        // What recv(2) takes from the queue comes with the VLAN tag the kernel took out.
+        setsockopt(raw, libc::SOL_PACKET, PACKET_AUXDATA, &one)?;
         setsockopt(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one)?;
         let buf: libc::c_int = 8 << 20;
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf);
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &buf);
-        // Without a ring (the kernel refused its memory) every frame comes through the queue.
-        let ring = RxRing::new(raw, RX_RING_SLOTS)
-            .inspect_err(|e| {
-                tracing::warn!(
-                    "{ifname}: no receive ring ({e}); receiving with recvmmsg(2), slower for small frames"
-                )
-            })
-            .ok();
+        let ring = RxRing::new(raw, RX_RING_SLOTS)?;
         // SAFETY: a zeroed sockaddr_ll is valid; the fields set are those bind(2) reads.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -201,64 +202,30 @@ impl VnetSocket {
     /// returns how many. The frames of the previous call are given back first.
     pub fn receive(&mut self, max: usize) -> std::io::Result<usize> {
         self.rx_frames.clear();
-        let Some(ring) = self.ring.as_mut() else {
-            return self.receive_queued(max.min(RX_BATCH));
-        };
+        let ring = &mut self.ring;
         ring.release();
         let mut bufs = 0;
         // A slot taken is a frame received: stop while a superframe still has a buffer.
         while self.rx_frames.len() < max && bufs < RX_BATCH {
-            match ring.take() {
+            let frame = match ring.take() {
                 None => break,
-                Some(Slot::Here { at, len }) => self.rx_frames.push(RxFrameAt::Ring { at, len }),
+                Some(Slot::Here { at, len, vlan: None }) => RxFrameAt::Ring { at, len },
+                Some(Slot::Here { at, len, vlan: Some(tag) }) => {
+                    match put_tag_back(ring.bytes_mut(at - 4, len + 4), tag) {
+                        true => RxFrameAt::Ring { at: at - 4, len: len + 4 },
+                        false => RxFrameAt::Ring { at, len },
+                    }
+                }
                 Some(Slot::Queued) => {
                     // The whole frame waits in the socket's queue, in ring order.
-                    let len = recv_one(self.fd.as_raw_fd(), &mut self.rx_bufs[bufs]).unwrap_or(0);
-                    self.rx_frames.push(RxFrameAt::Buf { index: bufs, len });
+                    let (at, len) = recv_one(self.fd.as_raw_fd(), &mut self.rx_bufs[bufs]);
                     bufs += 1;
+                    RxFrameAt::Buf { index: bufs - 1, at, len }
                 }
-            }
+            };
+            self.rx_frames.push(frame);
         }
         Ok(self.rx_frames.len())
-    }
-
-    /// Without a ring: up to `n` frames from the socket's queue, one recvmmsg(2).
-    fn receive_queued(&mut self, n: usize) -> std::io::Result<usize> {
-        if n == 0 {
-            return Ok(0);
-        }
-        let mut iov: [libc::iovec; RX_BATCH] = unsafe { std::mem::zeroed() };
-        // SAFETY: an all-zero mmsghdr is a valid empty message header.
-        let mut msgs: [libc::mmsghdr; RX_BATCH] = unsafe { std::mem::zeroed() };
-        for i in 0..n {
-            iov[i] = libc::iovec { iov_base: self.rx_bufs[i].as_mut_ptr() as *mut _, iov_len: RX_BUF };
-            msgs[i].msg_hdr.msg_iov = &mut iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: `msgs[..n]` point at `n` live buffers of RX_BUF bytes each.
-        let r = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                n as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        self.rx_frames.extend(
-            msgs[..r as usize]
-                .iter()
-                .enumerate()
-                .map(|(index, m)| RxFrameAt::Buf { index, len: m.msg_len as usize }),
-        );
-        Ok(r as usize)
     }
 
     /// Frames the kernel dropped because this socket's receive queue was full, since the last
@@ -288,19 +255,75 @@ impl VnetSocket {
     /// hold a header).
     pub fn frame(&self, i: usize) -> Option<(VirtioNetHdr, &[u8])> {
         let buf = match *self.rx_frames.get(i)? {
-            RxFrameAt::Ring { at, len } => self.ring.as_ref()?.bytes(at, len),
-            RxFrameAt::Buf { index, len } => &self.rx_bufs[index][..len],
+            RxFrameAt::Ring { at, len } => self.ring.bytes(at, len),
+            RxFrameAt::Buf { index, at, len } => &self.rx_bufs[index][at..at + len],
         };
         Some((VirtioNetHdr::parse(buf)?, &buf[VNET_HDR_LEN..]))
     }
 }
 
-/// One frame from `fd`'s queue into `buf` (header included); its length, or `None` if there
-/// was none (the caller drops an empty frame).
-fn recv_one(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: `buf` is live and writable for its whole length.
-    let r = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT) };
-    (r >= 0).then_some(r as usize)
+/// One frame from `fd`'s queue into `buf` (header included, and its VLAN tag put back if the
+/// kernel took one out): where in `buf` it is and its length, 0 if there was none (the caller
+/// drops an empty frame).
+fn recv_one(fd: RawFd, buf: &mut [u8]) -> (usize, usize) {
+    // struct tpacket_auxdata: tp_status, tp_len, tp_snaplen (u32), tp_mac, tp_net,
+    // tp_vlan_tci, tp_vlan_tpid (u16).
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec { iov_base: buf[4..].as_mut_ptr() as *mut _, iov_len: buf.len() - 4 };
+    // SAFETY: an all-zero msghdr is valid; the fields set point at live buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut _;
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `buf[4..]` and `control`, both live for the call.
+    let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if r < 0 {
+        return (0, 0);
+    }
+    let len = r as usize;
+    let mut tag = None;
+    // SAFETY: the kernel filled `control` up to `msg_controllen`; CMSG_* walk inside it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                let d = libc::CMSG_DATA(c);
+                let u32_at = |i: usize| std::ptr::read_unaligned(d.add(i) as *const u32);
+                let u16_at = |i: usize| std::ptr::read_unaligned(d.add(i) as *const u16);
+                tag = vlan_tag(u32_at(0), u16_at(16), u16_at(18));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    match tag.is_some_and(|tag| put_tag_back(&mut buf[..4 + len], tag)) {
+        true => (0, 4 + len),
+        false => (4, len),
+    }
+}
+
+/// Puts the 802.1Q tag `tag` back into a received frame the kernel took it out of: `buf` is
+/// 4 spare bytes, the virtio-net header and the frame. The header and the MAC addresses move
+/// 4 bytes forward and the tag goes behind them; the header's offsets into the frame move
+/// with what follows the tag. False, and nothing moved, if the frame is too short to have
+/// MAC addresses (the pipeline drops it as such).
+fn put_tag_back(buf: &mut [u8], tag: [u8; 4]) -> bool {
+    let macs = 4 + VNET_HDR_LEN + 12;
+    if buf.len() < macs {
+        return false;
+    }
+    buf.copy_within(4..macs, 0);
+    buf[macs - 4..macs].copy_from_slice(&tag);
+    if let Some(mut hdr) = VirtioNetHdr::parse(buf) {
+        if hdr.flags & VNET_F_NEEDS_CSUM != 0 {
+            hdr.csum_start = hdr.csum_start.saturating_add(4);
+        }
+        if hdr.hdr_len != 0 {
+            hdr.hdr_len = hdr.hdr_len.saturating_add(4);
+        }
+        hdr.emit(buf);
+    }
+    true
 }
 
 impl VnetSender {
@@ -389,5 +412,44 @@ impl VnetSender {
         self.tx_frames.clear();
         self.tx_parts.0.clear();
         (sent, total - sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_goes_back_behind_the_macs_and_the_header_offsets_follow() {
+        let hdr = VirtioNetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: crate::wire::virtio_net::VNET_GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let frame: Vec<u8> = (0..60u8).collect();
+        let mut buf = vec![0xee; 4];
+        buf.extend_from_slice(&[0; VNET_HDR_LEN]);
+        hdr.emit(&mut buf[4..]);
+        buf.extend_from_slice(&frame);
+        assert!(put_tag_back(&mut buf, [0x81, 0x00, 0x00, 0x02]));
+        let moved = VirtioNetHdr::parse(&buf).unwrap();
+        assert_eq!(moved, VirtioNetHdr { hdr_len: 58, csum_start: 38, ..hdr });
+        let mut want = frame[..12].to_vec();
+        want.extend_from_slice(&[0x81, 0x00, 0x00, 0x02]);
+        want.extend_from_slice(&frame[12..]);
+        assert_eq!(&buf[VNET_HDR_LEN..], &want[..]);
+    }
+
+    #[test]
+    fn a_plain_header_stays_plain_and_a_runt_is_left_alone() {
+        let mut buf = vec![0u8; 4 + VNET_HDR_LEN + 14];
+        assert!(put_tag_back(&mut buf, [0x81, 0, 0, 7]));
+        assert_eq!(VirtioNetHdr::parse(&buf).unwrap(), VirtioNetHdr::default());
+        let mut runt = vec![9u8; 4 + VNET_HDR_LEN + 11];
+        assert!(!put_tag_back(&mut runt, [0x81, 0, 0, 7]));
+        assert!(runt.iter().all(|&b| b == 9));
     }
 }
