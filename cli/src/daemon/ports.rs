@@ -75,8 +75,13 @@ pub fn open_port(
         if io == PortIo::Vnet {
             let fanout = (workers > 1).then_some(iface.index as u16);
             for (w, sockets) in per_worker.iter_mut().enumerate() {
-                let sock = VnetSocket::open(port, &iface.name, iface.index, fanout)
-                    .with_context(|| format!("opening a packet socket on {} for worker {w}", iface.name))?;
+                let sock = VnetSocket::open(port, &iface.name, iface.index, fanout).with_context(|| {
+                    format!(
+                        "opening a packet socket with its 2 MiB receive ring on {} for worker {w} \
+                             (io = \"vnet\"; io = \"afxdp\" on this port needs none)",
+                        iface.name
+                    )
+                })?;
                 sockets.vnet.push(sock);
             }
             // Held from the kernel only once our sockets have their copies.
