@@ -99,38 +99,33 @@ impl RxRing {
         };
         setsockopt(fd, libc::SOL_PACKET, PACKET_RX_RING, &req)?;
         // SAFETY: mapping the ring the kernel just allocated for `fd`, at its full size.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                blocks * BLOCK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(RxRing { map: map as *mut u8, slots, next: 0, taken: 0 })
+        unsafe { RxRing::map(blocks, libc::MAP_SHARED | libc::MAP_POPULATE, fd) }
     }
 
     /// A ring over anonymous memory, for tests to play the kernel's part.
     #[cfg(test)]
     fn anonymous(blocks: usize) -> RxRing {
         // SAFETY: a fresh private anonymous mapping of the ring's size.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                blocks * BLOCK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(map, libc::MAP_FAILED);
-        RxRing { map: map as *mut u8, slots: blocks * SLOTS_PER_BLOCK, next: 0, taken: 0 }
+        unsafe { RxRing::map(blocks, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1) }.expect("mmap")
+    }
+
+    /// Maps `blocks` blocks of `fd` (with `flags`) as a ring whose walk starts at slot 0.
+    ///
+    /// # Safety
+    /// `fd` with `flags` must name memory of at least that size that only this ring uses.
+    unsafe fn map(blocks: usize, flags: libc::c_int, fd: RawFd) -> std::io::Result<RxRing> {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            blocks * BLOCK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            fd,
+            0,
+        );
+        if map == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(RxRing { map: map as *mut u8, slots: blocks * SLOTS_PER_BLOCK, next: 0, taken: 0 })
     }
 
     /// The status word of slot `i`, shared with the kernel.
