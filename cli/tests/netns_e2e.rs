@@ -532,7 +532,7 @@ impl TapRelay {
                 }
                 to_guest.transmit();
                 // From the guest into the tap (the switch's port receives it).
-                while let Ok(n @ 1..) = guest.receive(16) {
+                while let n @ 1.. = guest.receive(16) {
                     for i in 0..n {
                         let Some((hdr, frame)) = guest.frame(i) else { continue };
                         hdr.emit(&mut buf);

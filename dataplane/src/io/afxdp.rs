@@ -465,8 +465,8 @@ impl AfXdpIo {
         self.vnet_rx.clear();
         for (i, v) in self.vnet.iter_mut().enumerate() {
             let want = BATCH_SIZE - self.rx.len() - self.vnet_rx.len();
-            // An error (the interface went away) reads as nothing; the daemon's watch reports it.
-            let n = v.receive(want).unwrap_or(0);
+            // An interface gone away reads as nothing; the daemon's watch reports it.
+            let n = v.receive(want);
             self.vnet_rx.extend((0..n).map(|k| (i, k)));
         }
     }
