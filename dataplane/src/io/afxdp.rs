@@ -122,9 +122,10 @@ io_counters! {
     vnet_tx => "xvtep_vnet_tx_total";
     /// Dropped: a `vnet` port's socket refused the frame (its queue full).
     vnet_tx_refused => "xvtep_vnet_tx_refused_total";
-    /// Dropped: a `vnet` port's socket gave a frame too short for its virtio-net header.
+    /// Dropped: a `vnet` port's socket gave a frame too short for its virtio-net header, or
+    /// only part of one (too large for a ring slot while the socket's queue was full).
     vnet_rx_short => "xvtep_vnet_rx_short_total";
-    /// Dropped by the kernel: a `vnet` port's socket receive queue was full (the worker did
+    /// Dropped by the kernel: a `vnet` port's receive ring or queue was full (the worker did
     /// not keep up).
     vnet_rx_queue_full => "xvtep_vnet_rx_queue_full_total";
 }

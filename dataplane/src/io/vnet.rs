@@ -228,8 +228,8 @@ impl VnetSocket {
         self.rx_frames.len()
     }
 
-    /// Frames the kernel dropped because this socket's receive queue was full, since the last
-    /// call (the kernel resets the count when read).
+    /// Frames the kernel dropped because this socket's receive ring or queue was full, since
+    /// the last call (the kernel resets the count when read).
     pub fn kernel_drops(&self) -> u64 {
         // struct tpacket_stats: tp_packets, tp_drops.
         let mut st = [0u32; 2];
