@@ -24,7 +24,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use super::packet_ring::{vlan_tag, RxRing, Slot};
 use crate::ids::PortId;
 use crate::pipeline::superframe::MAX_FRAME;
-use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
+use crate::wire::virtio_net::{VirtioNetHdr, VNET_HDR_LEN};
 
 // <linux/if_packet.h> socket options libc does not name on every target.
 const PACKET_FANOUT: libc::c_int = 18;
@@ -211,10 +211,8 @@ impl VnetSocket {
                 None => break,
                 Some(Slot::Here { at, len, vlan: None }) => RxFrameAt::Ring { at, len },
                 Some(Slot::Here { at, len, vlan: Some(tag) }) => {
-                    match put_tag_back(ring.bytes_mut(at - 4, len + 4), tag) {
-                        true => RxFrameAt::Ring { at: at - 4, len: len + 4 },
-                        false => RxFrameAt::Ring { at, len },
-                    }
+                    let added = put_tag_back(ring.bytes_mut(at - 4, len + 4), tag);
+                    RxFrameAt::Ring { at: at - added, len: len + added }
                 }
                 Some(Slot::Queued) => {
                     // The whole frame waits in the socket's queue, in ring order.
@@ -296,34 +294,27 @@ fn recv_one(fd: RawFd, buf: &mut [u8]) -> (usize, usize) {
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    match tag.is_some_and(|tag| put_tag_back(&mut buf[..4 + len], tag)) {
-        true => (0, 4 + len),
-        false => (4, len),
-    }
+    let added = tag.map_or(0, |tag| put_tag_back(&mut buf[..4 + len], tag));
+    (4 - added, len + added)
 }
 
 /// Puts the 802.1Q tag `tag` back into a received frame the kernel took it out of: `buf` is
 /// 4 spare bytes, the virtio-net header and the frame. The header and the MAC addresses move
 /// 4 bytes forward and the tag goes behind them; the header's offsets into the frame move
-/// with what follows the tag. False, and nothing moved, if the frame is too short to have
-/// MAC addresses (the pipeline drops it as such).
-fn put_tag_back(buf: &mut [u8], tag: [u8; 4]) -> bool {
+/// with what follows the tag. Returns the bytes added at the front of the frame: 4, or 0 with
+/// nothing moved if the frame is too short to have MAC addresses (the pipeline drops it as
+/// such).
+fn put_tag_back(buf: &mut [u8], tag: [u8; 4]) -> usize {
     let macs = 4 + VNET_HDR_LEN + 12;
     if buf.len() < macs {
-        return false;
+        return 0;
     }
     buf.copy_within(4..macs, 0);
     buf[macs - 4..macs].copy_from_slice(&tag);
-    if let Some(mut hdr) = VirtioNetHdr::parse(buf) {
-        if hdr.flags & VNET_F_NEEDS_CSUM != 0 {
-            hdr.csum_start = hdr.csum_start.saturating_add(4);
-        }
-        if hdr.hdr_len != 0 {
-            hdr.hdr_len = hdr.hdr_len.saturating_add(4);
-        }
-        hdr.emit(buf);
+    if let Some(hdr) = VirtioNetHdr::parse(buf) {
+        hdr.shifted(4).emit(buf);
     }
-    true
+    4
 }
 
 impl VnetSender {
@@ -422,7 +413,7 @@ mod tests {
     #[test]
     fn a_tag_goes_back_behind_the_macs_and_the_header_offsets_follow() {
         let hdr = VirtioNetHdr {
-            flags: VNET_F_NEEDS_CSUM,
+            flags: crate::wire::virtio_net::VNET_F_NEEDS_CSUM,
             gso_type: crate::wire::virtio_net::VNET_GSO_TCPV4,
             hdr_len: 54,
             gso_size: 1448,
@@ -434,7 +425,7 @@ mod tests {
         buf.extend_from_slice(&[0; VNET_HDR_LEN]);
         hdr.emit(&mut buf[4..]);
         buf.extend_from_slice(&frame);
-        assert!(put_tag_back(&mut buf, [0x81, 0x00, 0x00, 0x02]));
+        assert_eq!(put_tag_back(&mut buf, [0x81, 0x00, 0x00, 0x02]), 4);
         let moved = VirtioNetHdr::parse(&buf).unwrap();
         assert_eq!(moved, VirtioNetHdr { hdr_len: 58, csum_start: 38, ..hdr });
         let mut want = frame[..12].to_vec();
@@ -446,10 +437,10 @@ mod tests {
     #[test]
     fn a_plain_header_stays_plain_and_a_runt_is_left_alone() {
         let mut buf = vec![0u8; 4 + VNET_HDR_LEN + 14];
-        assert!(put_tag_back(&mut buf, [0x81, 0, 0, 7]));
+        assert_eq!(put_tag_back(&mut buf, [0x81, 0, 0, 7]), 4);
         assert_eq!(VirtioNetHdr::parse(&buf).unwrap(), VirtioNetHdr::default());
         let mut runt = vec![9u8; 4 + VNET_HDR_LEN + 11];
-        assert!(!put_tag_back(&mut runt, [0x81, 0, 0, 7]));
+        assert_eq!(put_tag_back(&mut runt, [0x81, 0, 0, 7]), 0);
         assert!(runt.iter().all(|&b| b == 9));
     }
 }

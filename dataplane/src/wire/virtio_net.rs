@@ -60,6 +60,21 @@ impl VirtioNetHdr {
         b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
     }
 
+    /// The header of the same frame once `by` bytes were inserted (or, negative, removed)
+    /// before its L3 header, as a VLAN tag is: the offsets into what follows move with it.
+    pub fn shifted(self, by: isize) -> VirtioNetHdr {
+        let at = |v: u16| (v as isize + by).clamp(0, u16::MAX as isize) as u16;
+        VirtioNetHdr {
+            csum_start: if self.flags & VNET_F_NEEDS_CSUM != 0 {
+                at(self.csum_start)
+            } else {
+                self.csum_start
+            },
+            hdr_len: if self.hdr_len != 0 { at(self.hdr_len) } else { 0 },
+            ..self
+        }
+    }
+
     /// The header of a plain frame: nothing to complete, nothing to cut.
     pub fn is_plain(&self) -> bool {
         self.flags & VNET_F_NEEDS_CSUM == 0 && self.gso_type == VNET_GSO_NONE
