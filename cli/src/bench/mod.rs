@@ -372,11 +372,11 @@ fn measure_path(
                 report::search_peak(start, args.peak_trials, |pps| {
                     let mut s = trial(source, Some(pps), PEAK_TRIAL)?;
                     s.source = report::PEAK.into();
-                    let no_loss = s.loss() <= report::PEAK_LOSS;
+                    let found = report::Trial { delivered: s.pps(), lossless: s.loss() <= report::PEAK_LOSS };
                     if best.as_ref().is_none_or(|b| s.pps() > b.pps()) {
                         best = Some(s);
                     }
-                    Ok(no_loss)
+                    Ok(found)
                 })?;
                 if let Some(b) = best {
                     say(progress, line(round, &b));

@@ -151,26 +151,56 @@ pub const PEAK: &str = "peak";
 /// A trial lost nothing if it lost at most this share (scheduling noise on a veth).
 pub const PEAK_LOSS: f64 = 0.01;
 
+/// What one trial of the peak search found: the rate that arrived, and whether (nearly)
+/// everything offered arrived.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trial {
+    pub delivered: f64,
+    pub lossless: bool,
+}
+
+/// Until a trial loses frames, each offers this much more than the one before.
+const PEAK_GROW: f64 = 1.5;
+/// After a loss, the next trial offers at least this much more than the best rate delivered
+/// so far: a little above it, as the generator sends somewhat less than it is asked to.
+const PEAK_ABOVE_BEST: f64 = 1.1;
+/// A trial without loss this close below the lowest lossy load proves that loss noise: the
+/// search grows again from there.
+const PEAK_NOISE: f64 = 0.97;
+
 /// The search for a path's maximum forwarding rate (RFC 2285): `trial(pps)` offers `pps` and
-/// says whether (nearly) everything arrived. From `start` (what arrived at the generator's full
-/// rate) the offered load grows by half until a trial loses frames, then bisects between the
-/// highest load without loss and the lowest with. The caller keeps the best trial's figures.
+/// says what arrived. From `start` (what arrived at the generator's full rate) the offered load
+/// grows by half until a trial loses frames, then bisects between the highest load without
+/// loss and the lowest with, but never aims below just above the best rate delivered so far.
+/// The caller keeps the best trial's figures.
+///
+/// A veth loses a percent or two at a third of its capacity when the scheduler runs the
+/// receive thread instead of the switch for a few milliseconds; a plain bisection takes such a
+/// trial as its upper bound for good (seen here: one 0.4 s trial halved a path's peak). So the
+/// aim after a loss never falls under what was delivered, and a lossless trial that comes
+/// within 3 % of the lossy bound drops the bound.
 pub fn search_peak(
     start: f64,
     trials: u32,
-    mut trial: impl FnMut(u64) -> anyhow::Result<bool>,
+    mut trial: impl FnMut(u64) -> anyhow::Result<Trial>,
 ) -> anyhow::Result<()> {
-    let (mut lossless, mut lossy): (f64, Option<f64>) = (0.0, None);
+    let (mut lossless, mut lossy, mut best): (f64, Option<f64>, f64) = (0.0, None, 0.0);
     let mut offered = start.max(1000.0);
     for _ in 0..trials {
-        if trial(offered as u64)? {
+        let t = trial(offered as u64)?;
+        best = best.max(t.delivered);
+        if t.lossless {
             lossless = lossless.max(offered);
+            if lossy.is_some_and(|l| offered >= PEAK_NOISE * l) {
+                lossy = None;
+            }
         } else {
             lossy = Some(lossy.map_or(offered, |l: f64| l.min(offered)));
         }
         offered = match lossy {
-            None => offered * 1.5,
-            Some(l) => (lossless + l) / 2.0,
+            None => offered * PEAK_GROW,
+            Some(l) if t.lossless => (lossless + l) / 2.0,
+            Some(l) => ((lossless + l) / 2.0).max(best * PEAK_ABOVE_BEST),
         };
     }
     Ok(())
@@ -506,25 +536,61 @@ mod tests {
         );
     }
 
-    /// The peak search grows the offered load by half until a trial loses frames, then
-    /// bisects; on a path that forwards 470 kpps and collapses beyond, it closes in on 470k.
+    /// A model path for the peak search: the generator sends 92 % of what it is asked to (as
+    /// here); the path forwards up to 470 kpps and collapses beyond 1.2x that, as a receive
+    /// thread sharing the switch's core does. `noisy` trials lose 2 % whatever the load.
+    fn model_path(offered: u64, noisy: bool) -> Trial {
+        let capacity = 470_000.0;
+        let sent = offered as f64 * 0.92;
+        let delivered = if sent <= capacity {
+            sent
+        } else {
+            (capacity - (sent - 1.2 * capacity).max(0.0)).max(0.0)
+        };
+        let delivered = if noisy { delivered * 0.98 } else { delivered };
+        Trial { delivered, lossless: 1.0 - delivered / sent <= PEAK_LOSS }
+    }
+
+    /// The load grows by half until frames are lost, then bisects: 5 trials from 200k find a
+    /// 470 kpps capacity.
     #[test]
     fn the_peak_search_closes_in_on_the_capacity() {
-        let mut offered = Vec::new();
-        search_peak(200_000.0, 8, |pps| {
+        let (mut offered, mut best) = (Vec::new(), 0.0f64);
+        search_peak(200_000.0, 5, |pps| {
             offered.push(pps);
-            Ok(pps <= 470_000)
+            let t = model_path(pps, false);
+            best = best.max(t.delivered);
+            Ok(t)
         })
         .unwrap();
-        assert_eq!(&offered[..4], &[200_000, 300_000, 450_000, 675_000]);
-        assert_eq!(&offered[4..], &[562_500, 506_250, 478_125, 464_062]);
+        assert_eq!(offered, [200_000, 300_000, 450_000, 675_000, 562_500]);
+        assert!(best >= 0.95 * 470_000.0, "best {best}");
         let mut none = 0;
         search_peak(0.0, 0, |_| {
             none += 1;
-            Ok(true)
+            Ok(Trial { delivered: 0.0, lossless: true })
         })
         .unwrap();
         assert_eq!(none, 0);
+    }
+
+    /// One trial that loses 2 % at well under the capacity (the scheduler's noise) does not
+    /// cap the search: whichever of the first five it is, six trials find 95 % of the
+    /// capacity (a plain bisection, capped at the noisy trial's load, finds 58 % when it is the
+    /// second).
+    #[test]
+    fn one_noisy_trial_does_not_cap_the_peak_search() {
+        for noisy in 1..=5 {
+            let (mut n, mut best) = (0, 0.0f64);
+            search_peak(200_000.0, 6, |pps| {
+                n += 1;
+                let t = model_path(pps, n == noisy);
+                best = best.max(t.delivered);
+                Ok(t)
+            })
+            .unwrap();
+            assert!(best >= 0.95 * 470_000.0, "noisy trial {noisy}: best {best}");
+        }
     }
 
     #[test]
