@@ -542,11 +542,8 @@ mod tests {
     fn model_path(offered: u64, noisy: bool) -> Trial {
         let capacity = 470_000.0;
         let sent = offered as f64 * 0.92;
-        let delivered = if sent <= capacity {
-            sent
-        } else {
-            (capacity - (sent - 1.2 * capacity).max(0.0)).max(0.0)
-        };
+        let delivered =
+            if sent <= capacity { sent } else { (capacity - (sent - 1.2 * capacity).max(0.0)).max(0.0) };
         let delivered = if noisy { delivered * 0.98 } else { delivered };
         Trial { delivered, lossless: 1.0 - delivered / sent <= PEAK_LOSS }
     }
