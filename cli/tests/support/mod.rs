@@ -240,6 +240,16 @@ impl Daemon {
         self.signal("HUP");
     }
 
+    /// Stops the process in its tracks (SIGSTOP), as a descheduled worker; [`Daemon::resume`]
+    /// lets it go on (dropping it resumes it too).
+    pub fn pause(&mut self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&mut self) {
+        self.signal("CONT");
+    }
+
     /// Kills with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -252,7 +262,8 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = try_sh(&format!("kill -TERM {}", c.id()));
+            // CONT after TERM: a paused daemon handles the TERM once it runs again.
+            let _ = try_sh(&format!("kill -TERM {0}; kill -CONT {0}", c.id()));
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(5) {
                 if let Ok(Some(_)) = c.try_wait() {
