@@ -1,6 +1,6 @@
 //! The ceiling: a bare AF_XDP forwarder that moves every frame from one interface to another
-//! unchanged, with the same steering program, UMEM layout and batching as the daemon but no
-//! switching. `xvtep bench-forward` runs it in the device-under-test namespace.
+//! unchanged, with the same steering program, UMEM layout, queue depth and batch size as the
+//! daemon but no switching. `xvtep bench-forward` runs it in the device-under-test namespace.
 
 use std::ffi::CString;
 use std::net::Ipv4Addr;
@@ -11,10 +11,10 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use xsk_rs::config::Interface;
 use xsk_rs::{FrameDesc, Socket};
-use xvtep_dataplane::io::afxdp::{new_umem, socket_config};
+use xvtep_dataplane::io::afxdp::{new_umem, socket_config, LEND};
+use xvtep_dataplane::io::BATCH_SIZE;
 
 const RING: u32 = 1024;
-const BATCH: usize = 64;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,17 +58,22 @@ pub fn run(args: Args) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     println!("bench-forward: {} -> {}", args.from, args.to);
-    let mut batch = vec![FrameDesc::default(); BATCH];
+    let mut batch = vec![FrameDesc::default(); BATCH_SIZE];
     let (mut forwarded, mut dropped) = (0u64, 0u64);
+    // Frames in the fill ring or received and not yet taken: at most LEND, as the daemon lends,
+    // so that the ceiling has the same queue depth and the same frames in circulation.
+    let mut lent = 0usize;
     while !stop.load(Ordering::Relaxed) {
         // SAFETY (all ring calls): descriptors of this one UMEM, each in at most one ring.
         let n = unsafe { cq.consume(&mut batch) };
         free.extend_from_slice(&batch[..n]);
-        let room = (fq.nb_free(RING) as usize).min(free.len());
+        let room = (fq.nb_free(RING) as usize).min(LEND - lent).min(free.len());
         if room > 0 && unsafe { fq.produce(&free[free.len() - room..]) } == room {
             free.truncate(free.len() - room);
+            lent += room;
         }
         let n = unsafe { rx.poll_and_consume(&mut batch, 100) }.context("poll")?;
+        lent -= n;
         if n == 0 {
             continue;
         }

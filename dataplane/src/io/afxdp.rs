@@ -46,7 +46,7 @@ const FRAMES_PER_SOCKET: u32 = 2 * RING;
 /// off its core for longer than 256 frames take to arrive loses the rest, counted as
 /// `rx_fill_empty`, as a veth drops at its full ring. Fewer frames in circulation also fit the
 /// cache better: 1450 B peaks were higher in every one of three alternating pairs of runs.
-const LEND: usize = 256;
+pub const LEND: usize = 256;
 /// How long an idle worker sleeps in poll(2) before looking at the stop flag again.
 const IDLE_POLL_MS: i32 = 100;
 
