@@ -42,7 +42,8 @@ const FRAMES_PER_SOCKET: u32 = 2 * RING;
 /// every frame behind it waits in it: with the whole 1024-slot ring lent, a ping under a TCP
 /// stream waited 0.8–0.9 ms (p50) and up to 4.4 ms (p99) in it; with 256, as deep as the
 /// veth ring the kernel's own path queues in, 0.6 ms and 1.6–1.9 ms, with TCP and the 64 B
-/// peaks unchanged within the noise (two alternating `xvtep bench` runs each). A worker held
+/// peaks unchanged within the noise (two alternating `xvtep bench` runs each; a second series
+/// of three pairs showed no clear difference in the loaded RTT). A worker held
 /// off its core for longer than 256 frames take to arrive loses the rest, counted as
 /// `rx_fill_empty`, as a veth drops at its full ring. Fewer frames in circulation also fit the
 /// cache better: 1450 B peaks were higher in every one of three alternating pairs of runs.
