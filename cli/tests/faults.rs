@@ -23,6 +23,16 @@ fn port(stats: &serde_json::Value, name: &str) -> serde_json::Value {
     stats["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
 }
 
+/// The counter `name` of the exit report's "io: name value ..." line.
+fn io_counter(line: &str, name: &str) -> u64 {
+    line.split(&format!("{name} "))
+        .nth(1)
+        .and_then(|r| r.split([' ', ',', ';']).next())
+        .unwrap_or_else(|| panic!("no counter {name} in: {line}"))
+        .parse()
+        .unwrap()
+}
+
 /// 1,000,000 frames from one port, each with a new source MAC.
 #[test]
 fn mac_flood_stops_at_the_limit() {
@@ -180,16 +190,7 @@ fn overload_is_counted_and_recovers() {
         assert!(h1.a.ping_ok("10.2.0.2", UP), "{io}: forwarding recovers once the burst ends");
         let out = d1.stop();
         let counters = out.lines().find(|l| l.starts_with("io: ")).unwrap_or_else(|| panic!("{out}"));
-        let field = |name: &str| -> u64 {
-            counters
-                .split(&format!("{name} "))
-                .nth(1)
-                .and_then(|r| r.split([' ', ',', ';']).next())
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        let kernel_dropped: u64 = drop_fields.iter().map(|f| field(f)).sum();
+        let kernel_dropped: u64 = drop_fields.iter().map(|f| io_counter(counters, f)).sum();
         eprintln!("overload ({io}): {sent} sent; {counters}");
         assert!(kernel_dropped > 0, "{io}: the burst should have overrun the kernel's queue: {counters}");
         assert!(out.contains("overload: the kernel dropped"), "{io}: no overload warning in the log:\n{out}");
@@ -233,20 +234,7 @@ fn a_stalled_worker_has_at_most_256_frames_queued() {
     assert!((256..=266).contains(&queued), "{queued} frames were queued for the stalled worker");
     let out = d1.stop();
     let counters = out.lines().find(|l| l.starts_with("io: ")).unwrap_or_else(|| panic!("{out}"));
-    let dropped: u64 = ["rx_ring_full", "rx_fill_empty"]
-        .iter()
-        .map(|name| {
-            counters
-                .split(&format!("{name} "))
-                .nth(1)
-                .unwrap()
-                .split(' ')
-                .next()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let dropped: u64 = ["rx_ring_full", "rx_fill_empty"].iter().map(|f| io_counter(counters, f)).sum();
     // The rest of the burst: dropped by the kernel at the socket (counted here) or before it, at
     // the veth's own ring.
     assert!(dropped > 256, "the kernel counted {dropped} drops: {counters}");
