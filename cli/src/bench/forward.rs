@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use xsk_rs::config::Interface;
 use xsk_rs::{FrameDesc, Socket};
-use xvtep_dataplane::io::afxdp::{new_umem, socket_config, LEND};
+use xvtep_dataplane::io::afxdp::{lend, new_umem, socket_config};
 use xvtep_dataplane::io::BATCH_SIZE;
 
 const RING: u32 = 1024;
@@ -60,18 +60,14 @@ pub fn run(args: Args) -> Result<()> {
     println!("bench-forward: {} -> {}", args.from, args.to);
     let mut batch = vec![FrameDesc::default(); BATCH_SIZE];
     let (mut forwarded, mut dropped) = (0u64, 0u64);
-    // Frames in the fill ring or received and not yet taken: at most LEND, as the daemon lends,
+    // Frames in the fill ring or received and not yet taken: at most what the daemon lends,
     // so that the ceiling has the same queue depth and the same frames in circulation.
     let mut lent = 0usize;
     while !stop.load(Ordering::Relaxed) {
         // SAFETY (all ring calls): descriptors of this one UMEM, each in at most one ring.
         let n = unsafe { cq.consume(&mut batch) };
         free.extend_from_slice(&batch[..n]);
-        let room = (fq.nb_free(RING) as usize).min(LEND - lent).min(free.len());
-        if room > 0 && unsafe { fq.produce(&free[free.len() - room..]) } == room {
-            free.truncate(free.len() - room);
-            lent += room;
-        }
+        unsafe { lend(&mut fq, &mut free, &mut lent) };
         let n = unsafe { rx.poll_and_consume(&mut batch, 100) }.context("poll")?;
         lent -= n;
         if n == 0 {

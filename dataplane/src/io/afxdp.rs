@@ -220,20 +220,10 @@ impl Xsk {
         self.fd
     }
 
-    /// Tops up the fill ring from the free frames; false if there were not enough. `produce`
-    /// is all-or-nothing, so it is offered at most as many frames as the ring has room for.
+    /// Tops up the fill ring from the free frames; false if there were not enough.
     fn refill(&mut self) -> bool {
-        let room = (self.fq.nb_free(RING) as usize).min(LEND.saturating_sub(self.lent));
-        let give = room.min(self.free.len());
-        if give > 0 {
-            let from = self.free.len() - give;
-            // SAFETY: the frames are free (in no ring) and belong to this socket's UMEM.
-            if unsafe { self.fq.produce(&self.free[from..]) } == give {
-                self.free.truncate(from);
-                self.lent += give;
-            }
-        }
-        give == room
+        // SAFETY: the free frames belong to this socket's UMEM and are in no ring.
+        unsafe { lend(&mut self.fq, &mut self.free, &mut self.lent) }
     }
 
     /// Takes back frames whose transmission completed.
@@ -330,6 +320,27 @@ pub fn new_umem(frames: u32, ring: u32) -> Result<(Umem, Vec<FrameDesc>), AfXdpE
         .build()
         .map_err(|x| e(&x))?;
     Umem::new(config, NonZeroU32::new(frames.max(1)).expect("non-zero"), false).map_err(|x| e(&x))
+}
+
+/// Tops up `fq` from the end of `free` (the frames freed last, warm in the cache) while at most
+/// [`LEND`] frames are lent; `lent` counts them, and whoever receives frames subtracts what it
+/// took. False if `free` ran short. `produce` is all-or-nothing, so it is offered at most as many
+/// frames as the ring has room for. Shared by the daemon's sockets and the bench's forwarder.
+///
+/// # Safety
+/// The frames of `free` belong to the UMEM of `fq` and are in no ring.
+pub unsafe fn lend(fq: &mut FillQueue, free: &mut Vec<FrameDesc>, lent: &mut usize) -> bool {
+    let room = (fq.nb_free(RING) as usize).min(LEND.saturating_sub(*lent));
+    let give = room.min(free.len());
+    if give > 0 {
+        let from = free.len() - give;
+        // SAFETY: the caller's promise.
+        if unsafe { fq.produce(&free[from..]) } == give {
+            free.truncate(from);
+            *lent += give;
+        }
+    }
+    give == room
 }
 
 /// Socket settings: rings of `ring` entries, need_wakeup, and no libxdp program (our own XDP
