@@ -2,19 +2,14 @@
 //! unchanged, with the same steering program, UMEM layout, queue depth and batch size as the
 //! daemon but no switching. `xvtep bench-forward` runs it in the device-under-test namespace.
 
-use std::ffi::CString;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
-use xsk_rs::config::Interface;
-use xsk_rs::{FrameDesc, Socket};
-use xvtep_dataplane::io::afxdp::{lend, new_umem, socket_config};
+use anyhow::{Context, Result};
+use xvtep_dataplane::io::afxdp::{LEND, RING};
+use xvtep_dataplane::io::xdp::{Desc, FramePool, Umem, XdpSocket};
 use xvtep_dataplane::io::BATCH_SIZE;
-
-const RING: u32 = 1024;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,46 +35,55 @@ pub fn run(args: Args) -> Result<()> {
     let mut steering = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED.into(), 0, &[], [0; 6])?;
     steering.attach(&args.from, from_index, xvtep_bpf::Role::Port)?;
 
-    let (umem, mut free) = new_umem(4 * RING, RING)?;
-    let config = socket_config(RING)?;
+    // One UMEM under both sockets, as the daemon's worker has: frames go out as they came in.
+    let umem = Umem::new(4 * RING).context("mapping the UMEM")?;
     let open = |name: &str| {
-        // SAFETY: one socket per (interface, queue) on this UMEM, program load inhibited.
-        unsafe { Socket::new(config, &umem, &Interface::new(CString::new(name).expect("no NUL")), 0) }
-            .map_err(|e| anyhow!("AF_XDP socket on {name}: {e}"))
+        XdpSocket::open(&umem, None, name, 0, RING)
+            .with_context(|| format!("AF_XDP socket on {name} queue 0"))
     };
-    let (_tx_in, mut rx, rings_in) = open(&args.from)?;
-    let (mut tx, _rx_out, rings_out) = open(&args.to)?;
-    let (mut fq, _cq_in) = rings_in.ok_or_else(|| anyhow!("{} is bound already", args.from))?;
-    let (_fq_out, mut cq) = rings_out.ok_or_else(|| anyhow!("{} is bound already", args.to))?;
-    steering.set_socket(from_index, 0, rx.fd().as_raw_fd())?;
+    let (mut rx, mut tx) = (open(&args.from)?, open(&args.to)?);
+    steering.set_socket(from_index, 0, rx.fd())?;
+    let mut pool = FramePool::new(&umem);
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     println!("bench-forward: {} -> {}", args.from, args.to);
-    let mut batch = vec![FrameDesc::default(); BATCH_SIZE];
+    let mut batch: Vec<Desc> = Vec::with_capacity(BATCH_SIZE);
+    let mut done: Vec<u64> = Vec::with_capacity(RING as usize);
     let (mut forwarded, mut dropped) = (0u64, 0u64);
     // Frames in the fill ring or received and not yet taken: at most what the daemon lends,
     // so that the ceiling has the same queue depth and the same frames in circulation.
     let mut lent = 0usize;
+    let mut pollfd = libc::pollfd { fd: rx.fd(), events: libc::POLLIN, revents: 0 };
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY (all ring calls): descriptors of this one UMEM, each in at most one ring.
-        let n = unsafe { cq.consume(&mut batch) };
-        free.extend_from_slice(&batch[..n]);
-        unsafe { lend(&mut fq, &mut free, &mut lent) };
-        let n = unsafe { rx.poll_and_consume(&mut batch, 100) }.context("poll")?;
+        done.clear();
+        tx.completion.consume(&mut done, usize::MAX);
+        for &addr in &done {
+            pool.give_back(addr);
+        }
+        pool.lend(&mut rx.fill, 0, &mut lent, LEND);
+        batch.clear();
+        let n = rx.rx.consume(&mut batch, BATCH_SIZE);
         lent -= n;
         if n == 0 {
+            // Sleeps only when idle, as the daemon's worker does.
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(&mut pollfd, 1, 100) };
             continue;
         }
-        let k = (tx.nb_free(n as u32) as usize).min(n);
-        let done = if k > 0 { unsafe { tx.produce(&batch[..k]) } } else { 0 };
-        forwarded += done as u64;
-        dropped += (n - done) as u64;
-        free.extend_from_slice(&batch[done..n]);
-        if tx.needs_wakeup() {
-            let _ = tx.wakeup();
+        let sent = tx.tx.produce(&batch);
+        for d in &batch[..sent] {
+            pool.hand_to(d.addr, 1);
+        }
+        for d in &batch[sent..] {
+            pool.give_back(d.addr);
+        }
+        forwarded += sent as u64;
+        dropped += (n - sent) as u64;
+        if tx.tx.needs_wakeup() {
+            tx.wake_tx();
         }
     }
     println!("bench-forward: forwarded {forwarded}, dropped (tx ring full) {dropped}");

@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 use xvtep_bpf::{Role, Steering};
 use xvtep_dataplane::config::PortIo;
-use xvtep_dataplane::io::afxdp::{AfXdpIo, IoCounters, Named};
+use xvtep_dataplane::io::afxdp::{self, AfXdpIo, IoCounters, Named};
 use xvtep_dataplane::{DropReason, NextHops, PortId, Switch, Underlay};
 
 use host::Iface;
@@ -123,14 +123,18 @@ pub fn run(args: Args) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing signal handlers")?;
     let epoch = Instant::now();
+    let umems = (0..workers).map(|_| afxdp::worker_umem()).collect::<Result<Vec<_>, _>>()?;
     let mut per_worker: Vec<ports::WorkerSockets> = (0..workers).map(|_| Default::default()).collect();
-    for (w, socks) in
-        ports::open_sockets(&mut steering, PortId::TUNNEL, &dev, workers)?.into_iter().enumerate()
-    {
+    // Each interface's (queue, socket) pairs: steered to once the workers serve them.
+    let mut entries = Vec::new();
+    let underlay_socks = ports::open_sockets(PortId::TUNNEL, &dev, &umems)?;
+    entries.push((dev.index, ports::socket_entries(underlay_socks.iter().flatten())));
+    for (w, socks) in underlay_socks.into_iter().enumerate() {
         per_worker[w].xsks.extend(socks);
     }
     for (i, (p, iface)) in config.ports.iter().zip(&ports).enumerate() {
-        let opened = ports::open_port(&mut steering, PortId(i as u16 + 1), iface, p.io, workers)?;
+        let opened = ports::open_port(&mut steering, PortId(i as u16 + 1), iface, p.io, &umems)?;
+        entries.push((iface.index, ports::socket_entries(opened.iter().flat_map(|s| &s.xsks))));
         for (w, s) in opened.into_iter().enumerate() {
             per_worker[w].xsks.extend(s.xsks);
             per_worker[w].vnet.extend(s.vnet);
@@ -141,7 +145,8 @@ pub fn run(args: Args) -> Result<()> {
     for (w, socks) in per_worker.into_iter().enumerate() {
         let (command, receiver) = crossbeam_channel::unbounded();
         commands.push(command);
-        let io = AfXdpIo::new(socks.xsks, socks.vnet, receiver, stop.clone(), epoch);
+        // Stocks the sockets' fill rings: they may be steered to from here on.
+        let io = AfXdpIo::new(umems[w].clone(), socks.xsks, socks.vnet, receiver, stop.clone(), epoch);
         let counters = io.counters.clone();
         let core = args.cores.get(w).copied();
         let mut pipeline = switch.pipeline();
@@ -160,6 +165,9 @@ pub fn run(args: Args) -> Result<()> {
             })
             .context("starting a worker thread")?;
         handles.push(Worker { handle, counters });
+    }
+    for (ifindex, pairs) in &entries {
+        ports::register_sockets(&mut steering, *ifindex, pairs)?;
     }
     let steering = Arc::new(Mutex::new(steering));
     let attached: Attached =
@@ -193,6 +201,7 @@ pub fn run(args: Args) -> Result<()> {
         ports: Box::new(PortHost {
             steering: steering.clone(),
             workers: commands,
+            umems,
             attached: attached.clone(),
             internal: internal_ports.clone(),
         }),

@@ -3,6 +3,7 @@
 //! configured ports, and by `link add` / `link del` (and SIGHUP) while running.
 
 use std::collections::BTreeMap;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use xvtep_bpf::{Role, Steering};
 use xvtep_dataplane::config::{InternalPort, PortIo};
 use xvtep_dataplane::io::afxdp::{IoCommand, Xsk, XskSpec};
 use xvtep_dataplane::io::vnet::VnetSocket;
+use xvtep_dataplane::io::xdp::Umem;
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::PortId;
 
@@ -25,20 +27,29 @@ use super::internal::InternalPorts;
 const WORKER_ANSWER: Duration = Duration::from_secs(2);
 
 /// Opens the sockets of port `port` on `iface`, one per rx queue, queue q going to worker
-/// q mod `workers`, and registers them with the XDP program. Returns them per worker.
-pub fn open_sockets(
-    steering: &mut Steering,
-    port: PortId,
-    iface: &Iface,
-    workers: usize,
-) -> Result<Vec<Vec<Xsk>>> {
-    let mut per_worker: Vec<Vec<Xsk>> = (0..workers).map(|_| Vec::new()).collect();
+/// q mod the number of workers, on that worker's UMEM (`umems`, in worker order). Returns them
+/// per worker; register them with the XDP program ([`register_sockets`]) once their workers
+/// serve them, so that no frame is steered to a socket with nothing in its fill ring.
+pub fn open_sockets(port: PortId, iface: &Iface, umems: &[Arc<Umem>]) -> Result<Vec<Vec<Xsk>>> {
+    let mut per_worker: Vec<Vec<Xsk>> = umems.iter().map(|_| Vec::new()).collect();
     for queue in 0..iface.queues {
-        let xsk = Xsk::open(XskSpec { port, ifname: iface.name.clone(), queue })?;
-        steering.set_socket(iface.index, queue, xsk.fd())?;
-        per_worker[queue as usize % workers].push(xsk);
+        let w = queue as usize % umems.len();
+        per_worker[w].push(Xsk::open(XskSpec { port, ifname: iface.name.clone(), queue }, &umems[w])?);
     }
     Ok(per_worker)
+}
+
+/// The (queue, socket) pairs of `iface`'s AF_XDP sockets among `sockets`, for the XDP program.
+pub fn socket_entries<'a>(sockets: impl IntoIterator<Item = &'a Xsk>) -> Vec<(u32, RawFd)> {
+    sockets.into_iter().map(|x| (x.spec().queue, x.fd())).collect()
+}
+
+/// Steers each queue of interface `ifindex` to its socket.
+pub fn register_sockets(steering: &mut Steering, ifindex: u32, entries: &[(u32, RawFd)]) -> Result<()> {
+    for &(queue, fd) in entries {
+        steering.set_socket(ifindex, queue, fd)?;
+    }
+    Ok(())
 }
 
 /// What `auto` means for `iface`: `vnet` for a veth or a tap (driver `tun`), whose other side
@@ -60,7 +71,7 @@ pub struct WorkerSockets {
 }
 
 /// Makes `iface` switch frames as port `port` with I/O `io` (resolved): attaches the XDP
-/// program and opens AF_XDP sockets, or holds its frames from the kernel at tc ingress and
+/// program and opens AF_XDP sockets (to be registered once served, see [`open_sockets`]), or holds its frames from the kernel at tc ingress and
 /// opens a packet socket per worker (sharing the port's frames by flow with fanout). Returns
 /// each worker's sockets; on error nothing stays attached.
 pub fn open_port(
@@ -68,8 +79,9 @@ pub fn open_port(
     port: PortId,
     iface: &Iface,
     io: PortIo,
-    workers: usize,
+    umems: &[Arc<Umem>],
 ) -> Result<Vec<WorkerSockets>> {
+    let workers = umems.len();
     let mut per_worker: Vec<WorkerSockets> = (0..workers).map(|_| WorkerSockets::default()).collect();
     let opened: Result<()> = (|| {
         if io == PortIo::Vnet {
@@ -98,7 +110,7 @@ pub fn open_port(
             );
         }
         steering.attach(&iface.name, iface.index, Role::Port)?;
-        for (w, xsks) in open_sockets(steering, port, iface, workers)?.into_iter().enumerate() {
+        for (w, xsks) in open_sockets(port, iface, umems)?.into_iter().enumerate() {
             per_worker[w].xsks = xsks;
         }
         Ok(())
@@ -118,6 +130,8 @@ pub struct PortHost {
     pub steering: Arc<Mutex<Steering>>,
     /// Each worker's command channel, in worker order.
     pub workers: Vec<Sender<IoCommand>>,
+    /// Each worker's UMEM, in worker order: its sockets are opened on it.
+    pub umems: Vec<Arc<Umem>>,
     pub attached: Attached,
     /// The internal ports' interfaces, made when such a port joins and removed when it leaves.
     pub internal: Arc<Mutex<InternalPorts>>,
@@ -185,14 +199,20 @@ impl PortHost {
     fn open_and_serve(&mut self, name: &str, served: &str, id: PortId, io: PortIo) -> Result<PortIo> {
         let iface = Iface::lookup(served, "the port to add", "create it first")?;
         let io = resolve_io(io, &iface);
-        let sockets = open_port(&mut lock(&self.steering), id, &iface, io, self.workers.len())?;
+        let sockets = open_port(&mut lock(&self.steering), id, &iface, io, &self.umems)?;
+        let entries = socket_entries(sockets.iter().flat_map(|s| &s.xsks));
         // The port joins the topology when this returns: wait until every worker serves its
-        // sockets, so that no frame for it finds no socket.
+        // sockets, so that no frame for it finds no socket; then steer frames to them.
         let mut sockets = sockets.into_iter();
         self.ask_workers(name, |done| {
             let s = sockets.next().unwrap_or_default();
             IoCommand::Add { socks: s.xsks, vnet: s.vnet, done }
         });
+        if let Err(e) = register_sockets(&mut lock(&self.steering), iface.index, &entries) {
+            lock(&self.steering).detach(&iface.name, iface.index);
+            self.ask_workers(name, |done| IoCommand::Remove { port: id, done });
+            return Err(e);
+        }
         info!(port = name, id = id.0, ifindex = iface.index, io = io.name(), "attached port");
         lock(&self.attached).insert(name.to_string(), iface);
         Ok(io)

@@ -1,20 +1,17 @@
 //! The traffic generator: an AF_XDP socket in the sender's namespace, transmitting prebuilt
 //! frames as fast as the kernel takes them. Debian's xdp-trafficgen does not work on this
-//! kernel; this does, and needs nothing but the xsk-rs the daemon uses anyway.
+//! kernel; this does, on the daemon's own AF_XDP code.
 
-use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::pthread::{pthread_kill, pthread_self};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use xsk_rs::config::Interface;
-use xsk_rs::{FrameDesc, Socket};
-use xvtep_dataplane::io::afxdp::{new_umem, socket_config};
+use xvtep_dataplane::io::xdp::{Desc, FramePool, Umem, XdpSocket, CHUNK};
 
 const RING: u32 = 2048;
 const BATCH: usize = 64;
@@ -101,50 +98,50 @@ pub fn transmit_with(
     limit: u64,
     rewrite: Option<&Rewrite>,
 ) -> Result<u64> {
-    let (umem, mut free) = new_umem(2 * RING, RING)?;
-    let config = socket_config(RING)?;
-    let name = Interface::new(CString::new(ifname)?);
-    // SAFETY: the only socket on this UMEM; no XDP program is loaded for it.
-    let (mut tx, _rx, rings) = unsafe { Socket::new(config, &umem, &name, 0) }
-        .map_err(|e| anyhow!("AF_XDP socket on {ifname}: {e}"))?;
-    let (_fq, mut cq) = rings.ok_or_else(|| anyhow!("{ifname} queue 0 is taken"))?;
-    let len = frames.first().map_or(60, Vec::len);
-    for (i, desc) in free.iter_mut().enumerate() {
-        // SAFETY: a frame of this UMEM owned by no ring yet.
-        let mut data = unsafe { umem.data_mut(desc) };
-        let mut cursor = data.cursor();
-        std::io::Write::write_all(&mut cursor, &frames[i % frames.len()])?;
+    if frames.is_empty() || frames.iter().any(|f| f.len() > CHUNK) {
+        bail!("the generator sends 1 to {CHUNK} byte frames, at least one");
     }
-    let mut done = vec![FrameDesc::default(); BATCH * 4];
+    let umem = Umem::new(2 * RING).context("mapping the generator's UMEM")?;
+    let mut socket = XdpSocket::open(&umem, None, ifname, 0, RING)
+        .with_context(|| format!("AF_XDP socket on {ifname} queue 0"))?;
+    let mut pool = FramePool::new(&umem);
+    // Every chunk holds its frame for good: chunk i the i-th frame, round-robin.
+    let lens: Vec<u32> = umem
+        .chunks()
+        .iter()
+        .rev()
+        .map(|&chunk| {
+            let frame = &frames[Umem::index_of(chunk) % frames.len()];
+            // SAFETY: a chunk in no ring, written by nobody else.
+            unsafe { umem.bytes_mut(chunk, frame.len()) }.copy_from_slice(frame);
+            frame.len() as u32
+        })
+        .collect();
+    let mut batch: Vec<Desc> = Vec::with_capacity(BATCH);
+    let mut done: Vec<u64> = Vec::with_capacity(RING as usize);
     let mut sent = 0u64;
     let start = Instant::now();
     while start.elapsed() < duration && sent < limit {
-        // SAFETY: descriptors of this UMEM.
-        let n = unsafe { cq.consume(&mut done) };
-        for d in &mut done[..n] {
-            // The completion queue resets the length; the bytes are still the frame's.
-            // SAFETY: the frame came back from the kernel and is ours again.
-            unsafe { umem.data_mut(d) }.cursor().set_pos(len);
+        done.clear();
+        socket.completion.consume(&mut done, usize::MAX);
+        for &addr in &done {
+            pool.give_back(addr);
         }
-        free.extend_from_slice(&done[..n]);
-        let k = (tx.nb_free(BATCH as u32) as usize).min(free.len()).min(BATCH).min((limit - sent) as usize);
-        if k > 0 {
-            let from = free.len() - k;
+        let k = socket.tx.room().min(pool.free()).min(BATCH).min((limit - sent) as usize);
+        batch.clear();
+        for i in 0..k {
+            let addr = pool.take().expect("counted free");
+            let len = lens[Umem::index_of(addr)];
             if let Some(rewrite) = rewrite {
-                for (i, d) in free[from..].iter_mut().enumerate() {
-                    // SAFETY: a free frame of this UMEM, owned by no ring.
-                    rewrite(unsafe { umem.data_mut(d) }.contents_mut(), sent + i as u64);
-                }
+                // SAFETY: a free chunk, in no ring.
+                rewrite(unsafe { umem.bytes_mut(addr, len as usize) }, sent + i as u64);
             }
-            // SAFETY: free frames of this UMEM; produce is all-or-nothing for k <= nb_free.
-            let produced = unsafe { tx.produce(&free[from..]) };
-            if produced == k {
-                free.truncate(from);
-                sent += k as u64;
-            }
+            batch.push(Desc { addr, len, options: 0 });
         }
-        if tx.needs_wakeup() {
-            let _ = tx.wakeup();
+        // Fits: no more than the ring had room for.
+        sent += socket.tx.produce(&batch) as u64;
+        if socket.tx.needs_wakeup() {
+            socket.wake_tx();
         }
     }
     Ok(sent)

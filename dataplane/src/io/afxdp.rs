@@ -1,32 +1,32 @@
 //! The AF_XDP backend: one worker's sockets driving its pipeline.
 //!
-//! Each worker serves one socket per (interface, queue) assigned to it, and every socket has
-//! a UMEM of its own ([`Xsk`]). That is what lets ports come and go while the switch runs
-//! ([`IoCommand`]): closing a socket strands whatever frames sit in its fill and rx rings, and
-//! with a UMEM per socket those frames leave with their UMEM instead of draining a shared
-//! pool. The price is that a frame forwarded unchanged from one port to another is copied;
-//! most forwards are copies anyway (tag changes, encap, decap, the extra copies of a flood),
-//! and a frame sent back out of the socket it came in on (hairpin) is still moved by
-//! descriptor. Every poll first reclaims completed transmissions and tops up the fill rings,
-//! to at most `LEND` frames in the kernel's hands per socket: that bounds the queue in front
-//! of a busy worker.
+//! Each worker serves one socket per (interface, queue) assigned to it, and all its sockets
+//! receive into and send from one UMEM, the worker's ([`Umem`], each socket registering the
+//! same memory). So a frame is switched where it lies: a frame that leaves as it came, or
+//! with outer headers written into the room in front of it (encap), or sent from past the
+//! headers it loses (decap), or with its tag changed, goes out of any socket of the worker
+//! without a copy (`tx_zero_copy`). What still copies: the second and later copies of a
+//! flood, segments cut from a superframe, generated frames (ARP/ND replies), and frames
+//! between a `vnet` port and the rest.
+//!
+//! Ports come and go while the switch runs ([`IoCommand`]): a socket closed with frames in
+//! its rings does not hand them back, so the worker's [`FramePool`] knows which socket holds
+//! each frame and takes back the closed socket's after a short wait. Every poll first
+//! reclaims completed transmissions and tops up the fill rings, to at most `LEND` frames in
+//! the kernel's hands per socket: that bounds the queue in front of a busy worker.
 //!
 //! What cannot be sent is dropped and counted under a name ([`IoCounters`]), never queued
 //! without bound.
 
-use std::ffi::CString;
-use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
-
 use super::vnet::{VnetSender, VnetSocket};
+use super::xdp::{Desc, FramePool, KernelDrops, SocketId, Umem, XdpSocket, CHUNK};
 use super::{FrameIo, BATCH_SIZE};
 use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
@@ -34,9 +34,10 @@ use crate::pipeline::{Pipeline, RxFrame, TxBatch, TxOffload, TxSource};
 use crate::wire::offload::{port_checksums, underlay_checksums, RxChecksums};
 
 /// Descriptors per ring (fill, completion, rx, tx).
-const RING: u32 = 1024;
-/// UMEM frames per socket: its fill ring full, plus as many again for transmitting.
-const FRAMES_PER_SOCKET: u32 = 2 * RING;
+pub const RING: u32 = 1024;
+/// Frames of a worker's UMEM (16 MiB): 256 lent to each of 16 sockets and as many again in
+/// flight. With more sockets each is lent less ([`AfXdpIo::lend_cap`]).
+pub const WORKER_FRAMES: u32 = 8192;
 /// At most this many frames of a socket are lent to the kernel: in its fill ring, or received
 /// and not yet taken. That is the deepest queue that can stand in front of a busy worker, and
 /// every frame behind it waits in it: with the whole 1024-slot ring lent, a ping under a TCP
@@ -144,71 +145,61 @@ io_counters! {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AfXdpError {
-    #[error("creating the UMEM failed: {0}")]
-    Umem(String),
-    #[error("opening an AF_XDP socket on {ifname} queue {queue} failed: {msg}")]
-    Socket { ifname: String, queue: u32, msg: String },
+    #[error("creating a worker's UMEM failed: {0}")]
+    Umem(std::io::Error),
+    #[error("opening an AF_XDP socket on {ifname} queue {queue} failed: {err}")]
+    Socket { ifname: String, queue: u32, err: std::io::Error },
     #[error("poll(2) failed: {0}")]
     Poll(std::io::Error),
+}
+
+/// A worker's UMEM (see the module docs): made before the worker, shared by the sockets
+/// opened for it.
+pub fn worker_umem() -> Result<Arc<Umem>, AfXdpError> {
+    Umem::new(WORKER_FRAMES).map(Arc::new).map_err(AfXdpError::Umem)
 }
 
 /// A change to a running worker's sockets, applied between two batches.
 pub enum IoCommand {
     /// Serve these sockets too (a port added while running); `done` hears when they are
-    /// served.
+    /// served, their fill rings stocked.
     Add { socks: Vec<Xsk>, vnet: Vec<VnetSocket>, done: Sender<()> },
     /// Close the sockets of `port` (a port removed); `done` hears when they are closed.
     Remove { port: PortId, done: Sender<()> },
 }
 
-/// One AF_XDP socket on one (interface, queue), with a UMEM of its own (see the module docs).
+/// One AF_XDP socket on one (interface, queue), on its worker's UMEM.
 pub struct Xsk {
     spec: XskSpec,
-    umem: Umem,
-    /// Frames owned by us: in no ring.
-    free: Vec<FrameDesc>,
-    tx: TxQueue,
-    rx: RxQueue,
-    fq: FillQueue,
-    cq: CompQueue,
-    fd: RawFd,
-    /// Frames to hand to `tx` at the end of the batch.
-    pending: Vec<FrameDesc>,
+    socket: XdpSocket,
+    /// Keeps the memory mapped while the socket lives (dropped after it).
+    _umem: Arc<Umem>,
+    /// Its id in the worker's frame pool, given when the worker takes it on.
+    id: SocketId,
+    /// Frames to hand to the tx ring at the end of the batch.
+    pending: Vec<Desc>,
     /// Frames in the fill ring or the rx ring: given to the kernel, not yet taken back.
     lent: usize,
-    /// The kernel's drop counters of this socket when last read (rx ring full, fill empty).
-    kernel_drops: (u64, u64),
+    /// The kernel's drop counters of this socket when last read.
+    kernel_drops: KernelDrops,
 }
 
 impl Xsk {
-    /// Opens a socket on `spec`'s interface and queue with its fill ring full, ready to be
-    /// registered with the XDP program ([`Xsk::fd`]) and served by a worker.
-    pub fn open(spec: XskSpec) -> Result<Xsk, AfXdpError> {
-        let err = |msg: String| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, msg };
-        let (umem, free) = new_umem(FRAMES_PER_SOCKET, RING)?;
-        let name = CString::new(spec.ifname.as_bytes()).map_err(|e| err(e.to_string()))?;
-        // SAFETY: the UMEM is new, so this (interface, queue) is bound once on it, with
-        // INHIBIT_PROG_LOAD set, as Socket::new requires.
-        let (tx, rx, rings) =
-            unsafe { Socket::new(socket_config(RING)?, &umem, &Interface::new(name), spec.queue) }
-                .map_err(|e| err(e.to_string()))?;
-        let (fq, cq) = rings.ok_or_else(|| err("the queue is bound already".into()))?;
-        let fd = rx.fd().as_raw_fd();
-        let mut xsk = Xsk {
+    /// Opens a socket on `spec`'s interface and queue on `umem` (its worker's). Its fill
+    /// ring is stocked by the worker that serves it; register it with the XDP program
+    /// ([`Xsk::fd`]) once the worker does.
+    pub fn open(spec: XskSpec, umem: &Arc<Umem>) -> Result<Xsk, AfXdpError> {
+        let socket = XdpSocket::open(umem, None, &spec.ifname, spec.queue, RING)
+            .map_err(|err| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, err })?;
+        Ok(Xsk {
             spec,
-            umem,
-            free,
-            tx,
-            rx,
-            fq,
-            cq,
-            fd,
+            socket,
+            _umem: umem.clone(),
+            id: 0,
             pending: Vec::with_capacity(RING as usize),
             lent: 0,
-            kernel_drops: (0, 0),
-        };
-        xsk.refill();
-        Ok(xsk)
+            kernel_drops: KernelDrops::default(),
+        })
     }
 
     pub fn spec(&self) -> &XskSpec {
@@ -217,54 +208,42 @@ impl Xsk {
 
     /// The socket's descriptor, for the XDP program's socket map.
     pub fn fd(&self) -> RawFd {
-        self.fd
-    }
-
-    /// Tops up the fill ring from the free frames; false if there were not enough.
-    fn refill(&mut self) -> bool {
-        // SAFETY: the free frames belong to this socket's UMEM and are in no ring.
-        unsafe { lend(&mut self.fq, &mut self.free, &mut self.lent) }
-    }
-
-    /// Takes back frames whose transmission completed.
-    fn reclaim(&mut self, scratch: &mut [FrameDesc]) {
-        // SAFETY: the descriptors belong to this socket's UMEM.
-        let n = unsafe { self.cq.consume(scratch) };
-        self.free.extend_from_slice(&scratch[..n]);
+        self.socket.fd()
     }
 
     /// Adds what the kernel dropped on this socket since the last look.
     fn read_kernel_stats(&mut self, counters: &IoCounters) {
-        if let Ok(st) = self.rx.fd().xdp_statistics() {
-            let now = (st.rx_ring_full(), st.rx_dropped());
-            counters.rx_ring_full.add(now.0.saturating_sub(self.kernel_drops.0));
-            counters.rx_fill_empty.add(now.1.saturating_sub(self.kernel_drops.1));
+        if let Ok(now) = self.socket.kernel_drops() {
+            counters.rx_ring_full.add(now.rx_ring_full.saturating_sub(self.kernel_drops.rx_ring_full));
+            counters.rx_fill_empty.add(now.rx_dropped.saturating_sub(self.kernel_drops.rx_dropped));
             self.kernel_drops = now;
         }
     }
 
     /// Hands the staged frames to the tx ring and kicks the kernel where it asks for it.
-    fn transmit(&mut self, counters: &IoCounters) {
+    fn transmit(&mut self, pool: &mut FramePool, counters: &IoCounters) {
         if self.pending.is_empty() {
             return;
         }
-        let room = self.tx.nb_free(self.pending.len() as u32) as usize;
-        let n = room.min(self.pending.len());
-        // SAFETY: the staged frames belong to this socket's UMEM and to no ring.
-        let done = if n > 0 { unsafe { self.tx.produce(&self.pending[..n]) } } else { 0 };
+        let done = self.socket.tx.produce(&self.pending);
         counters.tx_packets.add(done as u64);
-        let dropped = self.pending.len() - done;
-        if dropped > 0 {
-            counters.tx_ring_full.add(dropped as u64);
-            self.free.extend_from_slice(&self.pending[done..]);
+        for d in &self.pending[..done] {
+            pool.hand_to(d.addr, self.id);
+        }
+        let dropped = &self.pending[done..];
+        if !dropped.is_empty() {
+            counters.tx_ring_full.add(dropped.len() as u64);
+            for d in dropped {
+                pool.give_back(d.addr);
+            }
         }
         self.pending.clear();
-        if done > 0 && self.tx.needs_wakeup() {
+        if done > 0 && self.socket.tx.needs_wakeup() {
             // In copy mode one kick sends at most 32 frames (the kernel's TX_BATCH_SIZE):
             // kick once per 32, or the segments of a superframe wait for the next poll.
             for _ in 0..done.div_ceil(32) {
                 counters.tx_wakeups.add(1);
-                let _ = self.tx.wakeup();
+                self.socket.wake_tx();
             }
         }
     }
@@ -272,7 +251,12 @@ impl Xsk {
 
 /// One worker's sockets. See the module docs.
 pub struct AfXdpIo {
+    umem: Arc<Umem>,
+    /// Who holds each frame of `umem`.
+    pool: FramePool,
     socks: Vec<Xsk>,
+    /// The id the next socket taken on gets.
+    next_id: SocketId,
     /// The `vnet` ports' sockets this worker serves.
     vnet: Vec<VnetSocket>,
     /// The sending half of each of `vnet` (same index).
@@ -282,20 +266,22 @@ pub struct AfXdpIo {
     /// The `vnet` frames of the batch: (socket, frame of its last receive), after the AF_XDP
     /// frames in the batch's order.
     vnet_rx: Vec<(usize, usize)>,
-    /// A second handle on each socket's UMEM (same index): the received frames of a batch
-    /// borrow these while staging writes other frames through `socks`.
-    readers: Vec<Umem>,
     commands: Receiver<IoCommand>,
     /// PortId → the socket this worker transmits on for that port.
     tx_of_port: Vec<Option<usize>>,
-    rx: Vec<(usize, FrameDesc)>,
+    /// The batch's AF_XDP frames: (socket, descriptor).
+    rx: Vec<(usize, Desc)>,
     /// Per received frame, what the checksum pass did and found.
     rx_checks: Vec<RxChecksums>,
-    scratch: Vec<FrameDesc>,
-    /// Per received frame of the batch: its buffer was moved to a tx ring.
+    descs: Vec<Desc>,
+    addrs: Vec<u64>,
+    /// Per received frame of the batch: its buffer went to a tx ring.
     moved: Vec<bool>,
-    /// Per received frame: the index of the last action that uses it.
+    /// Per received frame: the index of the last action whose source it is.
     last_use: Vec<usize>,
+    /// Per received frame: a coalesced superframe reads its payload, so it is not edited
+    /// where it lies.
+    pinned: Vec<bool>,
     pollfds: Vec<libc::pollfd>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
@@ -308,58 +294,12 @@ pub struct AfXdpIo {
     pub counters: Arc<IoCounters>,
 }
 
-/// A UMEM of `frames` 2 KiB frames with fill and completion rings of `ring` entries, and the
-/// descriptors of all its frames. Shared by the daemon, the bench generator and forwarder.
-pub fn new_umem(frames: u32, ring: u32) -> Result<(Umem, Vec<FrameDesc>), AfXdpError> {
-    let e = |e: &dyn std::fmt::Display| AfXdpError::Umem(e.to_string());
-    let size = QueueSize::new(ring).map_err(|x| e(&x))?;
-    let config = UmemConfig::builder()
-        .frame_size(FrameSize::new(2048).map_err(|x| e(&x))?)
-        .fill_queue_size(size)
-        .comp_queue_size(size)
-        .build()
-        .map_err(|x| e(&x))?;
-    Umem::new(config, NonZeroU32::new(frames.max(1)).expect("non-zero"), false).map_err(|x| e(&x))
-}
-
-/// Tops up `fq` from the end of `free` (the frames freed last, warm in the cache) while at most
-/// [`LEND`] frames are lent; `lent` counts them, and whoever receives frames subtracts what it
-/// took. False if `free` ran short. `produce` is all-or-nothing, so it is offered at most as many
-/// frames as the ring has room for. Shared by the daemon's sockets and the bench's forwarder.
-///
-/// # Safety
-/// The frames of `free` belong to the UMEM of `fq` and are in no ring.
-pub unsafe fn lend(fq: &mut FillQueue, free: &mut Vec<FrameDesc>, lent: &mut usize) -> bool {
-    let room = (fq.nb_free(RING) as usize).min(LEND.saturating_sub(*lent));
-    let give = room.min(free.len());
-    if give > 0 {
-        let from = free.len() - give;
-        // SAFETY: the caller's promise.
-        if unsafe { fq.produce(&free[from..]) } == give {
-            free.truncate(from);
-            *lent += give;
-        }
-    }
-    give == room
-}
-
-/// Socket settings: rings of `ring` entries, need_wakeup, and no libxdp program (our own XDP
-/// program steers; libxdp must not load its default one).
-pub fn socket_config(ring: u32) -> Result<SocketConfig, AfXdpError> {
-    let size = QueueSize::new(ring).map_err(|e| AfXdpError::Umem(e.to_string()))?;
-    Ok(SocketConfig::builder()
-        .rx_queue_size(size)
-        .tx_queue_size(size)
-        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-        .build())
-}
-
 impl AfXdpIo {
-    /// Serves `socks` (see [`Xsk::open`]), and later what `commands` adds or removes. `stop`
-    /// ends [`FrameIo::poll`]; `epoch` is time zero of the switch clock (shared by all
-    /// workers).
+    /// Serves `socks` (opened with [`Xsk::open`] on `umem`), and later what `commands` adds
+    /// or removes; their fill rings are stocked before this returns. `stop` ends
+    /// [`FrameIo::poll`]; `epoch` is time zero of the switch clock (shared by all workers).
     pub fn new(
+        umem: Arc<Umem>,
         socks: Vec<Xsk>,
         vnet: Vec<VnetSocket>,
         commands: Receiver<IoCommand>,
@@ -367,19 +307,23 @@ impl AfXdpIo {
         epoch: Instant,
     ) -> AfXdpIo {
         let mut io = AfXdpIo {
-            socks,
+            pool: FramePool::new(&umem),
+            umem,
+            socks: Vec::new(),
+            next_id: 0,
             vnet,
             vnet_tx: Vec::new(),
             vnet_of_port: Vec::new(),
             vnet_rx: Vec::with_capacity(BATCH_SIZE),
-            readers: Vec::new(),
             commands,
             tx_of_port: Vec::new(),
             rx: Vec::with_capacity(BATCH_SIZE),
             rx_checks: Vec::with_capacity(BATCH_SIZE),
-            scratch: vec![FrameDesc::default(); BATCH_SIZE.max(RING as usize)],
+            descs: Vec::with_capacity(RING as usize),
+            addrs: Vec::with_capacity(RING as usize),
             moved: Vec::with_capacity(BATCH_SIZE),
             last_use: Vec::with_capacity(BATCH_SIZE),
+            pinned: Vec::with_capacity(BATCH_SIZE),
             pollfds: Vec::new(),
             stop,
             epoch,
@@ -388,11 +332,31 @@ impl AfXdpIo {
             first: 0,
             counters: Arc::default(),
         };
+        io.take_on(socks);
         io.index_sockets();
         io
     }
 
-    /// Rebuilds what is derived from the socket list: tx socket per port, poll set, readers.
+    /// Frames each socket may have lent: [`LEND`], less when the worker's frames would not
+    /// go round (half of them lent at most, the other half for frames in flight).
+    fn lend_cap(&self) -> usize {
+        LEND.min(self.umem.frames() as usize / (2 * self.socks.len().max(1)))
+    }
+
+    /// Gives new sockets their ids and stocks their fill rings.
+    fn take_on(&mut self, socks: Vec<Xsk>) {
+        for mut s in socks {
+            while self.socks.iter().any(|o| o.id == self.next_id) || self.next_id == SocketId::MAX {
+                self.next_id = self.next_id.wrapping_add(1);
+            }
+            s.id = self.next_id;
+            self.next_id = self.next_id.wrapping_add(1);
+            self.socks.push(s);
+        }
+        self.refill();
+    }
+
+    /// Rebuilds what is derived from the socket list: tx socket per port, poll set.
     fn index_sockets(&mut self) {
         self.tx_of_port.clear();
         for (i, s) in self.socks.iter().enumerate() {
@@ -411,9 +375,8 @@ impl AfXdpIo {
             }
             self.vnet_of_port[p].get_or_insert(i);
         }
-        let fds = self.socks.iter().map(|s| s.fd).chain(self.vnet.iter().map(|v| v.fd()));
+        let fds = self.socks.iter().map(|s| s.fd()).chain(self.vnet.iter().map(|v| v.fd()));
         self.pollfds = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
-        self.readers = self.socks.iter().map(|s| s.umem.clone()).collect();
         self.first = 0;
     }
 
@@ -423,19 +386,27 @@ impl AfXdpIo {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 IoCommand::Add { socks, vnet, done } => {
-                    self.socks.extend(socks);
+                    self.take_on(socks);
                     self.vnet.extend(vnet);
                     answers.push(done);
                 }
                 IoCommand::Remove { port, done } => {
-                    for s in self.socks.iter_mut().filter(|s| s.spec.port == port) {
-                        // SAFETY: the descriptors belong to this socket's UMEM; they are
-                        // only counted, and go with it.
-                        let n = unsafe { s.rx.consume(&mut self.scratch) };
+                    let now = Instant::now();
+                    for s in std::mem::take(&mut self.socks) {
+                        if s.spec.port != port {
+                            self.socks.push(s);
+                            continue;
+                        }
+                        let mut s = s;
+                        self.descs.clear();
+                        let n = s.socket.rx.consume(&mut self.descs, usize::MAX);
                         self.counters.rx_port_removed.add(n as u64);
+                        // Closing the socket strands the frames in its rings: the pool
+                        // takes back what it held, received frames included.
+                        let id = s.id;
+                        drop(s);
+                        self.pool.park(id, now);
                     }
-                    // Dropping a socket closes it and unmaps its UMEM, frames and all.
-                    self.socks.retain(|s| s.spec.port != port);
                     self.vnet.retain(|s| s.port != port);
                     answers.push(done);
                 }
@@ -464,11 +435,23 @@ impl AfXdpIo {
         }
     }
 
-    /// Takes back completed transmissions and tops up the fill rings.
-    fn reclaim_and_refill(&mut self) {
+    /// Takes back completed transmissions (and frames of closed sockets whose wait is over).
+    fn reclaim(&mut self) {
+        self.pool.unpark(Instant::now());
         for s in &mut self.socks {
-            s.reclaim(&mut self.scratch);
-            if !s.refill() {
+            self.addrs.clear();
+            s.socket.completion.consume(&mut self.addrs, usize::MAX);
+            for &a in &self.addrs {
+                self.pool.give_back(a);
+            }
+        }
+    }
+
+    /// Tops up the fill rings.
+    fn refill(&mut self) {
+        let cap = self.lend_cap();
+        for s in &mut self.socks {
+            if !self.pool.lend(&mut s.socket.fill, s.id, &mut s.lent, cap) {
                 self.counters.fill_starved.add(1);
             }
         }
@@ -486,10 +469,10 @@ impl AfXdpIo {
             if want == 0 {
                 break;
             }
-            // SAFETY: the descriptors belong to this socket's UMEM.
-            let n = unsafe { s.rx.consume(&mut self.scratch[..want]) };
-            s.lent -= n;
-            self.rx.extend(self.scratch[..n].iter().map(|d| (i, *d)));
+            self.descs.clear();
+            let got = s.socket.rx.consume(&mut self.descs, want);
+            s.lent -= got;
+            self.rx.extend(self.descs.iter().map(|d| (i, *d)));
         }
         self.vnet_rx.clear();
         for (i, v) in self.vnet.iter_mut().enumerate() {
@@ -529,19 +512,31 @@ impl AfXdpIo {
         Ok(())
     }
 
-    /// Queues the frames of `tx` on the egress sockets (moving or writing them).
-    fn stage(&mut self, tx: &TxBatch, rx: &[RxFrame<'_>]) {
-        let actions = tx.actions();
+    /// Marks, per received frame, the last action it is the source of and whether a
+    /// coalesced superframe reads it.
+    fn mark_uses(&mut self, tx: &TxBatch) {
+        let n = self.rx.len();
         self.moved.clear();
-        self.moved.resize(self.rx.len(), false);
+        self.moved.resize(n, false);
         self.last_use.clear();
-        self.last_use.resize(self.rx.len(), usize::MAX);
-        for (i, a) in actions.iter().enumerate() {
-            if let Some(r) = afxdp_frame(a.source, self.rx.len()) {
+        self.last_use.resize(n, usize::MAX);
+        self.pinned.clear();
+        self.pinned.resize(n, false);
+        for (i, a) in tx.actions().iter().enumerate() {
+            if let Some(r) = afxdp_frame(a.source, n) {
                 self.last_use[r] = i;
             }
+            for r in tx.coalesced_sources(a).filter(|&r| r < n) {
+                self.pinned[r] = true;
+            }
         }
-        for (i, a) in actions.iter().enumerate() {
+    }
+
+    /// Queues the frames of `tx` on the egress sockets (edited where they lie, or written
+    /// into a free frame).
+    fn stage(&mut self, tx: &TxBatch, rx: &[RxFrame<'_>]) {
+        self.mark_uses(tx);
+        for (i, a) in tx.actions().iter().enumerate() {
             if let Some(v) = self.vnet_of_port.get(a.port.index()).copied().flatten() {
                 let out = &mut self.vnet_tx[v];
                 let hdr = TxBatch::vnet_header(a);
@@ -549,8 +544,8 @@ impl AfXdpIo {
                     TxOffload::Coalesced(c) => {
                         let head = a.edit.out_len() - c.extra as usize;
                         // SAFETY: the parts are received frames (UMEM frames and the vnet
-                        // sockets' buffers), which nothing reuses before the next poll:
-                        // `transmit` runs first.
+                        // sockets' buffers), which nothing reuses or edits before the next
+                        // poll (`pinned`): `transmit` runs first.
                         unsafe {
                             out.stage_gather(
                                 &hdr,
@@ -568,47 +563,51 @@ impl AfXdpIo {
                 self.counters.tx_no_socket.add(1);
                 continue;
             };
-            if let Some(r) = afxdp_frame(a.source, self.rx.len()) {
-                let (from, desc) = self.rx[r];
-                if from == k && a.is_verbatim() && self.last_use[r] == i && !self.moved[r] {
-                    // The last use of an unchanged frame, out of the socket (so the UMEM) it
-                    // came in on: send the received buffer itself.
-                    self.moved[r] = true;
-                    self.socks[k].pending.push(desc);
-                    self.counters.tx_zero_copy.add(1);
-                    continue;
-                }
+            if let Some(desc) = self.edit_in_place(tx, i) {
+                self.socks[k].pending.push(desc);
+                self.counters.tx_zero_copy.add(1);
+                continue;
             }
-            let sock = &mut self.socks[k];
-            let Some(mut desc) = sock.free.pop() else {
+            let len = a.edit.out_len();
+            let Some(chunk) = self.pool.take().filter(|_| len <= CHUNK) else {
                 self.counters.tx_no_frame.add(1);
                 continue;
             };
-            let len = a.edit.out_len();
-            // SAFETY: `desc` is a free frame of this socket's UMEM, written by nobody else;
-            // the frames `rx` points into are other frames, only read.
-            let mut data = unsafe { sock.umem.data_mut(&mut desc) };
-            data.cursor().set_pos(len);
-            let out = data.contents_mut();
-            if out.len() < len {
-                sock.free.push(desc);
-                self.counters.tx_no_frame.add(1);
-                continue;
-            }
-            tx.write(a, rx, out);
-            sock.pending.push(desc);
+            // SAFETY: a free frame, ours, written by nobody else; the frames `rx` points into
+            // are other frames, only read.
+            tx.write(a, rx, unsafe { self.umem.bytes_mut(chunk, len) });
+            self.socks[k].pending.push(Desc { addr: chunk, len: len as u32, options: 0 });
         }
         for (r, moved) in self.moved.iter().enumerate() {
             if !moved {
-                let (from, desc) = self.rx[r];
-                self.socks[from].free.push(desc);
+                self.pool.give_back(self.rx[r].1.addr);
             }
         }
     }
 
+    /// Action `i` as its source frame edited where it lies, if it can be: the source is an
+    /// AF_XDP frame of the batch, this is its last use, no superframe reads it, and the edit
+    /// fits ([`TxBatch::write_in_place`]).
+    fn edit_in_place(&mut self, tx: &TxBatch, i: usize) -> Option<Desc> {
+        let a = &tx.actions()[i];
+        let r = afxdp_frame(a.source, self.rx.len())?;
+        if self.last_use[r] != i || self.pinned[r] || self.moved[r] {
+            return None;
+        }
+        let addr = self.rx[r].1.addr;
+        let chunk = Umem::chunk_of(addr);
+        // SAFETY: a received frame, ours until it is sent or given back. This is its last
+        // use and no superframe reads it, so no slice of it (the batch's `RxFrame`) is read
+        // after this write.
+        let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
+        let out = tx.write_in_place(a, buf, (addr - chunk) as usize)?;
+        self.moved[r] = true;
+        Some(Desc { addr: chunk + out.start as u64, len: out.len() as u32, options: 0 })
+    }
+
     fn transmit(&mut self) {
         for s in &mut self.socks {
-            s.transmit(&self.counters);
+            s.transmit(&mut self.pool, &self.counters);
         }
         for v in &mut self.vnet_tx {
             let (sent, refused) = v.transmit();
@@ -627,8 +626,8 @@ fn recycle<'a, 'b>(buf: Vec<RxFrame<'a>>) -> Vec<RxFrame<'b>> {
     buf.into_iter().filter_map(|_| None).collect()
 }
 
-/// The index of `source` among the batch's AF_XDP frames (its first `afxdp` frames, movable
-/// by descriptor); `None` for the `vnet` frames after them and for generated frames.
+/// The index of `source` among the batch's AF_XDP frames (its first `afxdp` frames, in the
+/// worker's UMEM); `None` for the `vnet` frames after them and for generated frames.
 fn afxdp_frame(source: TxSource, afxdp: usize) -> Option<usize> {
     match source {
         TxSource::Rx(r) if (r as usize) < afxdp => Some(r as usize),
@@ -645,7 +644,8 @@ impl FrameIo for AfXdpIo {
         }
         self.apply_commands();
         self.read_kernel_stats();
-        self.reclaim_and_refill();
+        self.reclaim();
+        self.refill();
         self.receive();
         if self.rx.is_empty() && self.vnet_rx.is_empty() {
             self.sleep()?;
@@ -653,10 +653,9 @@ impl FrameIo for AfXdpIo {
         }
         self.counters.rx_packets.add(self.rx.len() as u64);
         self.rx_checks.clear();
-        for (s, desc) in self.rx.iter_mut() {
-            // SAFETY: a received frame of this socket's UMEM, owned by us until returned.
-            let mut data = unsafe { self.socks[*s].umem.data_mut(desc) };
-            let frame = data.contents_mut();
+        for (s, desc) in &self.rx {
+            // SAFETY: a received frame, ours until sent or given back; no other slice of it.
+            let frame = unsafe { self.umem.bytes_mut(desc.addr, desc.len as usize) };
             let checks = if self.socks[*s].spec.port.is_tunnel() {
                 underlay_checksums(frame)
             } else {
@@ -666,11 +665,12 @@ impl FrameIo for AfXdpIo {
             self.rx_checks.push(checks);
         }
         let now: Nanos = self.epoch.elapsed().as_nanos() as Nanos;
-        let readers = std::mem::take(&mut self.readers);
+        let umem = self.umem.clone();
         let mut frames: Vec<RxFrame> = recycle(std::mem::take(&mut self.frames));
         frames.extend(self.rx.iter().zip(&self.rx_checks).map(|((s, desc), checks)| {
-            // SAFETY: as above; only read from here until the batch is staged.
-            let data = unsafe { readers[*s].data(desc) }.contents();
+            // SAFETY: as above; only read until the batch is staged, and edited in place
+            // there only after its last read (`edit_in_place`).
+            let data = unsafe { umem.bytes(desc.addr, desc.len as usize) };
             RxFrame::checked(self.socks[*s].spec.port, data, checks)
         }));
         let vnet = std::mem::take(&mut self.vnet);
@@ -685,7 +685,6 @@ impl FrameIo for AfXdpIo {
         self.stage(tx, &frames);
         self.frames = recycle(frames);
         self.vnet = vnet;
-        self.readers = readers;
         self.transmit();
         Ok(true)
     }

@@ -10,6 +10,8 @@ mod packet_ring;
 pub mod replay;
 #[cfg(feature = "afxdp")]
 pub mod vnet;
+#[cfg(feature = "afxdp")]
+pub mod xdp;
 
 use crate::pipeline::{Pipeline, TxBatch};
 

@@ -250,6 +250,16 @@ impl TxBatch {
         action: &TxAction,
         rx: &'a [RxFrame<'a>],
     ) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.parts_of(action).map(|p| &rx[p.rx as usize].data[p.offset as usize..][..p.len as usize])
+    }
+
+    /// The received frames (indices) whose payloads follow the head of a coalesced
+    /// superframe: `action` reads them too (none for any other action).
+    pub fn coalesced_sources<'a>(&'a self, action: &TxAction) -> impl Iterator<Item = usize> + 'a {
+        self.parts_of(action).map(|p| p.rx as usize)
+    }
+
+    fn parts_of<'a>(&'a self, action: &TxAction) -> impl Iterator<Item = &'a Part> + 'a {
         let mut next = match &action.edit.offload {
             TxOffload::Coalesced(c) => Some(c.first),
             _ => None,
@@ -257,8 +267,23 @@ impl TxBatch {
         std::iter::from_fn(move || {
             let p = &self.parts[next? as usize];
             next = p.next;
-            Some(&rx[p.rx as usize].data[p.offset as usize..][..p.len as usize])
+            Some(p)
         })
+    }
+
+    /// Writes the frame of `action`, whose source is a received frame lying at `at` in
+    /// `buf`, where it lies ([`apply_edit_in_place`]); returns where the result is in `buf`,
+    /// or `None` if it cannot be written in place.
+    pub fn write_in_place(
+        &self,
+        action: &TxAction,
+        buf: &mut [u8],
+        at: usize,
+    ) -> Option<std::ops::Range<usize>> {
+        match action.source {
+            TxSource::Rx(_) => apply_edit_in_place(&action.edit, buf, at),
+            TxSource::Scratch { .. } => None,
+        }
     }
 
     /// The virtio-net header a `vnet` port sends `action`'s frame with.
@@ -300,29 +325,172 @@ pub fn apply_edit(edit: &Edit, src: &[u8], out: &mut [u8]) -> usize {
     o += rest.len();
     out[o..o + payload.len()].copy_from_slice(payload);
     o += payload.len();
+    finish_edit(edit, &mut out[..o], inner);
+    o
+}
+
+/// Applies `edit` to the frame that lies at `at` in `buf`, in place, for a frame that goes out
+/// whole (no segment, nothing coalesced): outer headers and a pushed tag go into the room in
+/// front of it, and what it loses (outer headers on decap, a stripped tag) is skipped rather
+/// than copied over. Returns where the result lies in `buf`, or `None` if the edit cannot be
+/// done in place (then [`apply_edit`] writes it elsewhere). Same bytes as [`apply_edit`].
+pub fn apply_edit_in_place(edit: &Edit, buf: &mut [u8], at: usize) -> Option<std::ops::Range<usize>> {
+    if !matches!(edit.offload, TxOffload::None | TxOffload::Checksum { .. }) {
+        return None;
+    }
+    let l2 = at + edit.l2_offset as usize;
+    let end = l2 + edit.l2_len as usize;
+    // The bytes after the MAC addresses (and the stripped tag) stay where they are.
+    let rest = l2 + 12 + if edit.strip_tag { VLAN_TAG_LEN } else { 0 };
+    let outer = edit.outer.map_or(0, |h| h.len as usize);
+    let pushed = if edit.push_tci.is_some() { VLAN_TAG_LEN } else { 0 };
+    let start = rest.checked_sub(12 + pushed + outer)?;
+    if end > buf.len() || rest > end {
+        return None;
+    }
+    buf.copy_within(l2..l2 + 12, start + outer);
+    if let Some(tci) = edit.push_tci {
+        let tag = start + outer + 12;
+        buf[tag..tag + 2].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+        buf[tag + 2..tag + 4].copy_from_slice(&tci.to_be_bytes());
+    }
+    if let Some(h) = &edit.outer {
+        buf[start..start + outer].copy_from_slice(&h.bytes[..outer]);
+    }
+    finish_edit(edit, &mut buf[start..end], outer);
+    Some(start..end)
+}
+
+/// The edit's last steps on the laid-out frame `out` (inner frame at `inner`): the ECN mark,
+/// then the checksums, inner first (the outer UDP checksum covers them).
+fn finish_edit(edit: &Edit, out: &mut [u8], inner: usize) {
     let shift = edit.tag_shift();
     if let Some(m) = &edit.ecn {
         ecn::set_ecn(&mut out[(inner as isize + m.l3 as isize + shift) as usize..], m.ipv6, m.ecn);
     }
-    // Inner checksums first: the outer UDP checksum covers them. Where an inner checksum was
-    // completed here, the outer one need not read the segment again (`known`).
+    // Where an inner checksum was completed here, the outer one need not read the segment
+    // again (`known`).
     let known = match &edit.offload {
-        TxOffload::Segment(s) => Some(s.finish(&mut out[inner..o], shift)),
+        TxOffload::Segment(s) => Some(s.finish(&mut out[inner..], shift)),
         TxOffload::Checksum { start, offset } => {
             let start = (*start as isize + shift) as usize;
-            complete_checksum(&mut out[inner..o], start, *offset as usize).map(|sum| (start, sum))
+            complete_checksum(&mut out[inner..], start, *offset as usize).map(|sum| (start, sum))
         }
         TxOffload::None | TxOffload::Whole(_) | TxOffload::Coalesced(_) => None,
     };
     if let Some(h) = &edit.outer {
         if h.udp_checksum {
             let at = h.udp_offset as usize;
-            let dgram = &mut out[at..o];
+            let dgram = &mut out[at..];
             match known {
                 Some((l4, sum)) => UdpRepr::fill_checksum_with(dgram, h.addresses, inner + l4 - at, sum),
                 None => UdpRepr::fill_checksum_with(dgram, h.addresses, dgram.len(), 0),
             }
         }
     }
-    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ethernet + IPv4 + UDP frame, 802.1Q-tagged with VID 10 if `tagged`.
+    fn frame(tagged: bool) -> Vec<u8> {
+        let eth = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let payload: Vec<u8> = (0..100u8).collect();
+        let mut out = Vec::new();
+        if tagged {
+            eth.single_vlan(10.try_into().unwrap())
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .udp(1000, 2000)
+                .write(&mut out, &payload)
+        } else {
+            eth.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1000, 2000).write(&mut out, &payload)
+        }
+        .unwrap();
+        out
+    }
+
+    fn outer() -> OuterHeader {
+        let mut bytes = [0u8; OUTER_MAX];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = i as u8 ^ 0x5a;
+        }
+        OuterHeader { bytes, len: 50, udp_offset: 34, udp_checksum: true, addresses: 0x1234_5678 }
+    }
+
+    /// The frame `edit` makes of `src` in place, with 256 bytes of room in front as a received
+    /// AF_XDP frame has.
+    fn in_place(edit: &Edit, src: &[u8]) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 2048];
+        buf[256..256 + src.len()].copy_from_slice(src);
+        apply_edit_in_place(edit, &mut buf, 256).map(|r| buf[r].to_vec())
+    }
+
+    fn copied(edit: &Edit, src: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; 2048];
+        let n = apply_edit(edit, src, &mut out);
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn an_edit_in_place_makes_the_bytes_of_a_copy() {
+        let plain = frame(false);
+        let tagged = frame(true);
+        let mut encapsulated = outer().bytes[..50].to_vec();
+        encapsulated.extend_from_slice(&plain);
+        let whole = |src: &[u8]| Edit::identity(src.len());
+        let cases: Vec<(&str, Vec<u8>, Edit)> = vec![
+            ("unchanged", plain.clone(), whole(&plain)),
+            ("encap", plain.clone(), Edit { outer: Some(outer()), ..whole(&plain) }),
+            (
+                "encap, tag stripped",
+                tagged.clone(),
+                Edit { outer: Some(outer()), strip_tag: true, ..whole(&tagged) },
+            ),
+            ("tag pushed", plain.clone(), Edit { push_tci: Some(0x2064), ..whole(&plain) }),
+            ("tag replaced", tagged.clone(), Edit { strip_tag: true, push_tci: Some(20), ..whole(&tagged) }),
+            (
+                "decap with ECN, tag pushed",
+                encapsulated.clone(),
+                Edit {
+                    l2_offset: 50,
+                    l2_len: plain.len() as u32,
+                    push_tci: Some(30),
+                    ecn: Some(EcnMark { l3: 14, ipv6: false, ecn: 3 }),
+                    ..whole(&encapsulated)
+                },
+            ),
+            (
+                "checksum completed, encap",
+                plain.clone(),
+                Edit {
+                    outer: Some(outer()),
+                    offload: TxOffload::Checksum { start: 34, offset: 6 },
+                    ..whole(&plain)
+                },
+            ),
+        ];
+        for (name, src, edit) in cases {
+            let want = copied(&edit, &src);
+            assert_eq!(want.len(), edit.out_len(), "{name}");
+            assert_eq!(in_place(&edit, &src), Some(want), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_segment_is_not_edited_in_place() {
+        let plain = frame(false);
+        let gso = super::super::superframe::Gso {
+            kind: super::super::superframe::GsoKind::Udp4,
+            mss: 50,
+            l3: 14,
+            l4: 34,
+            hdr_len: 42,
+        };
+        let segment = Segment { gso, index: 0, offset: 0, len: 50, last: false };
+        let edit = Edit { offload: TxOffload::Segment(segment), ..Edit::identity(plain.len()) };
+        assert_eq!(in_place(&edit, &plain), None);
+    }
 }
