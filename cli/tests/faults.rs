@@ -23,16 +23,6 @@ fn port(stats: &serde_json::Value, name: &str) -> serde_json::Value {
     stats["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
 }
 
-/// The counter `name` of the exit report's "io: name value ..." line.
-fn io_counter(line: &str, name: &str) -> u64 {
-    line.split(&format!("{name} "))
-        .nth(1)
-        .and_then(|r| r.split([' ', ',', ';']).next())
-        .unwrap_or_else(|| panic!("no counter {name} in: {line}"))
-        .parse()
-        .unwrap()
-}
-
 /// 1,000,000 frames from one port, each with a new source MAC.
 #[test]
 fn mac_flood_stops_at_the_limit() {

@@ -369,3 +369,13 @@ pub fn rss_kib(pattern: &str) -> u64 {
     let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap();
     kib.trim().trim_end_matches(" kB").trim().parse().unwrap()
 }
+
+/// The counter `name` of the exit report's "io: name value ..." line.
+pub fn io_counter(line: &str, name: &str) -> u64 {
+    line.split(&format!("{name} "))
+        .nth(1)
+        .and_then(|r| r.split([' ', ',', ';']).next())
+        .unwrap_or_else(|| panic!("no counter {name} in: {line}"))
+        .parse()
+        .unwrap()
+}
