@@ -49,6 +49,9 @@ pub const WORKER_FRAMES: u32 = 8192;
 /// `rx_fill_empty`, as a veth drops at its full ring. Fewer frames in circulation also fit the
 /// cache better: 1450 B peaks were higher in every one of three alternating pairs of runs.
 pub const LEND: usize = 256;
+/// How long opening a socket waits for the kernel to let go of a queue whose socket just
+/// closed (a port removed and added again).
+const REBIND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long an idle worker sleeps in poll(2) before looking at the stop flag again.
 const IDLE_POLL_MS: i32 = 100;
 
@@ -189,8 +192,30 @@ impl Xsk {
     /// ring is stocked by the worker that serves it; register it with the XDP program
     /// ([`Xsk::fd`]) once the worker does.
     pub fn open(spec: XskSpec, umem: &Arc<Umem>) -> Result<Xsk, AfXdpError> {
-        let socket = XdpSocket::open(umem, None, &spec.ifname, spec.queue, RING)
-            .map_err(|err| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, err })?;
+        // The kernel lets go of a queue in deferred work after its socket closes: a port
+        // removed and added again at once finds its queues busy for a moment.
+        let deadline = Instant::now() + REBIND_WAIT;
+        let socket = loop {
+            match XdpSocket::open(umem, None, &spec.ifname, spec.queue, RING) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    let err = std::io::Error::other(format!(
+                        "{e}: another AF_XDP socket is bound to this queue (another xvtep, or an \
+                         XDP program's user); stop it, or give this interface to one of them only"
+                    ));
+                    return Err(AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, err });
+                }
+                r => {
+                    break r.map_err(|err| AfXdpError::Socket {
+                        ifname: spec.ifname.clone(),
+                        queue: spec.queue,
+                        err,
+                    })?
+                }
+            }
+        };
         Ok(Xsk {
             spec,
             socket,
