@@ -5,11 +5,11 @@ set -euo pipefail
 
 # tcpdump: tests decode every output capture with it. iproute2/iputils-ping/iperf3: the
 # network-namespace tests and the demo. clang/llvm/libelf/zlib/m4/pkg-config: the XDP program
-# and the libxdp/libbpf builds of the AF_XDP backend (libxdp's configure also wants libpcap-dev).
+# and the libbpf build (m4: the static build's vendored libelf).
 # ethtool: the daemon tests inspect port offloads. frr: the EVPN test (zebra, bgpd in namespaces).
 # dpkg-dev/lintian/man-db/groff-base/zsh/fish: `make deb` and the packaging test (dependencies
 # from dpkg-shlibdeps, man pages rendered, completion scripts parsed by each shell).
-packages=(tcpdump iproute2 iputils-ping iperf3 clang llvm libelf-dev zlib1g-dev libpcap-dev m4 pkg-config make ethtool frr
+packages=(tcpdump iproute2 iputils-ping iperf3 clang llvm libelf-dev zlib1g-dev m4 pkg-config make ethtool frr
           dpkg-dev lintian man-db groff-base zsh fish)
 
 missing=()

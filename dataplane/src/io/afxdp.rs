@@ -594,7 +594,7 @@ impl AfXdpIo {
                 continue;
             }
             let len = a.edit.out_len();
-            let Some(chunk) = self.pool.take().filter(|_| len <= CHUNK) else {
+            let Some(chunk) = (len <= CHUNK).then(|| self.pool.take()).flatten() else {
                 self.counters.tx_no_frame.add(1);
                 continue;
             };
