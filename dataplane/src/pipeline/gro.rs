@@ -86,15 +86,15 @@ impl Coalesced {
     /// where the first segment's was.
     pub fn vnet_header(&self, shift: isize) -> VirtioNetHdr {
         let g = &self.gso;
-        let at = |v: u16| (v as isize + shift) as u16;
         VirtioNetHdr {
             flags: VNET_F_NEEDS_CSUM,
             gso_type: if g.kind == GsoKind::Tcp4 { VNET_GSO_TCPV4 } else { VNET_GSO_TCPV6 },
-            hdr_len: at(g.hdr_len),
+            hdr_len: g.hdr_len,
             gso_size: g.mss,
-            csum_start: at(g.l4),
+            csum_start: g.l4,
             csum_offset: TCP_CHECKSUM_OFFSET as u16,
         }
+        .shifted(shift)
     }
 }
 

@@ -266,13 +266,46 @@ pub fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) -> Optio
 /// The virtio-net header for sending the superframe `o` whole to a `vnet` port, its L2 frame
 /// `shift` bytes longer before L3 than received (a tag pushed: 4, popped: -4).
 pub fn vnet_header(o: &Offload, shift: isize) -> VirtioNetHdr {
-    let at = |v: u16| (v as isize + shift) as u16;
-    let mut h = o.hdr;
-    if let Some(g) = &o.gso {
-        h.hdr_len = at(g.hdr_len);
+    // The header length as checked: the sender's is only a hint (and may be 0).
+    let hdr_len = o.gso.map_or(o.hdr.hdr_len, |g| g.hdr_len);
+    VirtioNetHdr { hdr_len, ..o.hdr }.shifted(shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP/IPv4 superframe of `payload` bytes after 54 bytes of headers.
+    fn superframe(payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 54 + payload];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+        f[23] = IP_PROTO_TCP;
+        f[46] = 5 << 4;
+        f
     }
-    if o.csum.is_some() {
-        h.csum_start = at(h.csum_start);
+
+    #[test]
+    fn the_header_sent_on_moves_its_offsets_with_a_tag() {
+        let f = superframe(3000);
+        let sent = VirtioNetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: VNET_GSO_TCPV4,
+            hdr_len: 0, // only a hint: the checked length is sent on
+            gso_size: 1000,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let o = check(&sent, &f).unwrap();
+        let pushed = vnet_header(&o, 4);
+        assert_eq!(
+            (pushed.hdr_len, pushed.csum_start, pushed.csum_offset, pushed.gso_size),
+            (58, 38, 16, 1000)
+        );
+        // No segmentation: a header length given is an offset too.
+        let plain = VirtioNetHdr { gso_type: VNET_GSO_NONE, gso_size: 0, hdr_len: 54, ..sent };
+        let popped = vnet_header(&check(&plain, &f).unwrap(), -4);
+        assert_eq!((popped.hdr_len, popped.csum_start), (50, 30));
     }
-    h
 }
