@@ -26,13 +26,19 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::vnet::{VnetSender, VnetSocket};
-use super::xdp::{Desc, FramePool, KernelDrops, SocketId, Umem, XdpSocket, CHUNK};
+use super::xdp::{Desc, FramePool, KernelDrops, SocketId, Umem, XdpSocket, CHUNK, TX_METADATA_LEN};
 use super::{FrameIo, BATCH_SIZE};
 use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
-use crate::pipeline::{Pipeline, RxFrame, TxBatch, TxOffload, TxSource};
+use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch, TxOffload, TxSource};
 use crate::wire::offload::{port_checksums, underlay_checksums, RxChecksums};
+use crate::wire::UdpRepr;
 
+/// Where a received frame lies in its chunk (copy mode: `XDP_PACKET_HEADROOM`); frames the
+/// worker writes go there too, leaving room in front for tx metadata.
+const RX_HEADROOM: usize = 256;
+/// Offset of the checksum in a UDP header.
+const UDP_CHECKSUM_AT: u16 = 6;
 /// Descriptors per ring (fill, completion, rx, tx).
 pub const RING: u32 = 1024;
 /// Frames of a worker's UMEM (16 MiB): 256 lent to each of 16 sockets and as many again in
@@ -118,6 +124,9 @@ io_counters! {
     tx_no_socket => "xvtep_tx_no_socket_total";
     /// Times a fill ring could not be topped up for want of free frames.
     fill_starved => "xvtep_fill_starved_total";
+    /// Outer UDP checksums left to the egress device (tx checksum metadata), as the kernel's
+    /// vxlan leaves them: not computed here.
+    tx_checksum_offload => "xvtep_tx_checksum_offload_total";
     /// sendto() calls to kick transmission (need_wakeup).
     tx_wakeups => "xvtep_tx_wakeups_total";
     /// Partial TCP/UDP checksums completed (see `wire::offload`).
@@ -196,7 +205,7 @@ impl Xsk {
         // removed and added again at once finds its queues busy for a moment.
         let deadline = Instant::now() + REBIND_WAIT;
         let socket = loop {
-            match XdpSocket::open(umem, None, &spec.ifname, spec.queue, RING) {
+            match XdpSocket::open(umem, &spec.ifname, spec.queue, RING, true) {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
@@ -588,7 +597,8 @@ impl AfXdpIo {
                 self.counters.tx_no_socket.add(1);
                 continue;
             };
-            if let Some(desc) = self.edit_in_place(tx, i) {
+            let (a, partial) = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
+            if let Some(desc) = self.edit_in_place(tx, &a, i, partial) {
                 self.socks[k].pending.push(desc);
                 self.counters.tx_zero_copy.add(1);
                 continue;
@@ -598,10 +608,15 @@ impl AfXdpIo {
                 self.counters.tx_no_frame.add(1);
                 continue;
             };
+            // Written where a received frame lies, with the room in front for tx metadata.
+            let at = if len + RX_HEADROOM <= CHUNK { RX_HEADROOM } else { 0 };
             // SAFETY: a free frame, ours, written by nobody else; the frames `rx` points into
             // are other frames, only read.
-            tx.write(a, rx, unsafe { self.umem.bytes_mut(chunk, len) });
-            self.socks[k].pending.push(Desc { addr: chunk, len: len as u32, options: 0 });
+            let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
+            tx.write(&a, rx, &mut buf[at..at + len]);
+            let options = finish_outer_checksum(buf, at..at + len, partial);
+            self.counters.tx_checksum_offload.add((options != 0) as u64);
+            self.socks[k].pending.push(Desc { addr: chunk + at as u64, len: len as u32, options });
         }
         for (r, moved) in self.moved.iter().enumerate() {
             if !moved {
@@ -613,8 +628,13 @@ impl AfXdpIo {
     /// Action `i` as its source frame edited where it lies, if it can be: the source is an
     /// AF_XDP frame of the batch, this is its last use, no superframe reads it, and the edit
     /// fits ([`TxBatch::write_in_place`]).
-    fn edit_in_place(&mut self, tx: &TxBatch, i: usize) -> Option<Desc> {
-        let a = &tx.actions()[i];
+    fn edit_in_place(
+        &mut self,
+        tx: &TxBatch,
+        a: &TxAction,
+        i: usize,
+        partial: Option<(usize, u64)>,
+    ) -> Option<Desc> {
         let r = afxdp_frame(a.source, self.rx.len())?;
         if self.last_use[r] != i || self.pinned[r] || self.moved[r] {
             return None;
@@ -627,7 +647,9 @@ impl AfXdpIo {
         let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
         let out = tx.write_in_place(a, buf, (addr - chunk) as usize)?;
         self.moved[r] = true;
-        Some(Desc { addr: chunk + out.start as u64, len: out.len() as u32, options: 0 })
+        let options = finish_outer_checksum(buf, out.clone(), partial);
+        self.counters.tx_checksum_offload.add((options != 0) as u64);
+        Some(Desc { addr: chunk + out.start as u64, len: out.len() as u32, options })
     }
 
     fn transmit(&mut self) {
@@ -640,6 +662,45 @@ impl AfXdpIo {
             self.counters.vnet_tx_refused.add(refused as u64);
         }
     }
+}
+
+/// `a` with its outer UDP checksum left to the egress device, if the device can complete it
+/// (`device`: its socket has tx checksum metadata), as the kernel leaves a tunnel's UDP
+/// checksum `CHECKSUM_PARTIAL` for the device: then the writer skips it (no pass over the
+/// frame), and [`finish_outer_checksum`] gets the UDP header's offset and address sum.
+fn outer_checksum_to_device(a: &TxAction, device: bool) -> (TxAction, Option<(usize, u64)>) {
+    let mut a = *a;
+    match &mut a.edit.outer {
+        Some(h) if device && h.udp_checksum => {
+            h.udp_checksum = false;
+            let partial = (h.udp_offset as usize, h.addresses);
+            (a, Some(partial))
+        }
+        _ => (a, None),
+    }
+}
+
+/// Finishes the outer UDP checksum left to the device (`partial`, see
+/// [`outer_checksum_to_device`]) of the frame at `frame` in chunk `buf`: the pseudo-header sum
+/// in its field and the request in the tx metadata room in front of the frame; or, where there
+/// is no room, the whole checksum here. Returns the descriptor's options.
+fn finish_outer_checksum(
+    buf: &mut [u8],
+    frame: std::ops::Range<usize>,
+    partial: Option<(usize, u64)>,
+) -> u32 {
+    let Some((udp, addresses)) = partial else { return 0 };
+    let dgram = &mut buf[frame.start + udp..frame.end];
+    if frame.start < TX_METADATA_LEN {
+        UdpRepr::fill_checksum_with(dgram, addresses, dgram.len(), 0);
+        return 0;
+    }
+    UdpRepr::fill_partial_checksum(dgram, addresses);
+    XdpSocket::request_checksum(
+        &mut buf[frame.start - TX_METADATA_LEN..frame.start],
+        udp as u16,
+        UDP_CHECKSUM_AT,
+    )
 }
 
 /// An empty vector with `buf`'s allocation, for frames borrowing from something else: the

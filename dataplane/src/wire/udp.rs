@@ -133,11 +133,35 @@ impl UdpRepr {
         };
         dgram[6..8].copy_from_slice(&csum.to_be_bytes());
     }
+
+    /// Leaves the checksum of `dgram` for a device to complete (`CHECKSUM_PARTIAL`): its field
+    /// holds the folded pseudo-header sum, not complemented; the device sums the datagram from
+    /// the UDP header on and writes the complement. `addresses` as for
+    /// [`UdpRepr::fill_checksum_with`].
+    pub fn fill_partial_checksum(dgram: &mut [u8], addresses: u64) {
+        let pseudo = addresses + IP_PROTO_UDP as u64 + dgram.len() as u64;
+        dgram[6..8].copy_from_slice(&(!checksum_fold(pseudo)).to_be_bytes());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_checksum_completed_over_the_datagram_is_the_full_one() {
+        let (s, d) = (std::net::Ipv4Addr::new(10, 0, 0, 1), std::net::Ipv4Addr::new(10, 0, 0, 2));
+        let mut full = [0u8; 13];
+        UdpRepr { src_port: 1234, dst_port: 4789, payload_len: 5 }.emit(&mut full);
+        full[8..].copy_from_slice(b"hello");
+        let mut partial = full;
+        UdpRepr::fill_checksum(&mut full, s, d);
+        UdpRepr::fill_partial_checksum(&mut partial, crate::wire::address_sum(s.into(), d.into()));
+        // What a device does with CHECKSUM_PARTIAL: sum from the header on, field included.
+        let done = checksum_fold(checksum_sum(&partial));
+        partial[6..8].copy_from_slice(&done.to_be_bytes());
+        assert_eq!(partial, full);
+    }
 
     #[test]
     fn checksum_round_trip() {

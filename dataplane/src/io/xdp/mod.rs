@@ -13,4 +13,4 @@ mod umem;
 pub use pool::{FramePool, SocketId, PARK};
 pub use ring::Ring;
 pub use socket::{Desc, KernelDrops, XdpSocket};
-pub use umem::{Umem, CHUNK};
+pub use umem::{Umem, CHUNK, TX_METADATA_LEN};

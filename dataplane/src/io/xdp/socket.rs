@@ -11,7 +11,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::ring::Ring;
-use super::umem::Umem;
+use super::umem::{Umem, TX_METADATA_LEN};
 
 /// Frames as the rx and tx rings carry them.
 pub type Desc = libc::xdp_desc;
@@ -22,6 +22,8 @@ pub struct XdpSocket {
     pub tx: Ring<Desc>,
     pub fill: Ring<u64>,
     pub completion: Ring<u64>,
+    /// The device completes a checksum a frame sent asks it to ([`XdpSocket::request_checksum`]).
+    pub tx_checksum: bool,
     /// Declared last: closed after the rings are unmapped.
     fd: OwnedFd,
 }
@@ -57,15 +59,16 @@ fn set<T>(fd: RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
 }
 
 impl XdpSocket {
-    /// Opens a socket on `ifname` queue `queue` with rings of `ring` entries (a power of two),
-    /// asking the kernel to say when it needs waking. With `share`, the fd of a bound socket
-    /// on `umem`, it shares that socket's registration; without, it registers `umem`.
+    /// Opens a socket on `ifname` queue `queue` with rings of `ring` entries (a power of two)
+    /// on `umem`, asking the kernel to say when it needs waking. With `tx_checksum`, frames
+    /// sent may ask the device to complete a checksum, where the kernel can (Linux ≥ 6.11) and
+    /// the socket is in copy mode (a zero-copy driver may ignore the request).
     pub fn open(
         umem: &Umem,
-        share: Option<RawFd>,
         ifname: &str,
         queue: u32,
         ring: u32,
+        tx_checksum: bool,
     ) -> io::Result<XdpSocket> {
         let name = CString::new(ifname).map_err(|_| io::Error::other("interface name has a NUL byte"))?;
         // SAFETY: a valid C string.
@@ -79,8 +82,10 @@ impl XdpSocket {
         // SAFETY: a descriptor just returned to us, owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let raw = fd.as_raw_fd();
-        if share.is_none() {
-            set(raw, libc::XDP_UMEM_REG, &umem.registration())?;
+        // An older kernel refuses the tx metadata flag: then checksums are completed by us.
+        let tx_metadata = tx_checksum && set(raw, libc::XDP_UMEM_REG, &umem.registration(true)).is_ok();
+        if !tx_metadata {
+            set(raw, libc::XDP_UMEM_REG, &umem.registration(false))?;
         }
         for option in
             [libc::XDP_UMEM_FILL_RING, libc::XDP_UMEM_COMPLETION_RING, libc::XDP_RX_RING, libc::XDP_TX_RING]
@@ -88,26 +93,22 @@ impl XdpSocket {
             set(raw, option, &ring)?;
         }
         let offsets = mmap_offsets(raw)?;
-        let socket = XdpSocket {
+        let mut socket = XdpSocket {
             rx: Ring::map(raw, ring, libc::XDP_PGOFF_RX_RING as u64, &offsets.rx, false)?,
             tx: Ring::map(raw, ring, libc::XDP_PGOFF_TX_RING as u64, &offsets.tx, true)?,
             fill: Ring::map(raw, ring, libc::XDP_UMEM_PGOFF_FILL_RING, &offsets.fr, true)?,
             completion: Ring::map(raw, ring, libc::XDP_UMEM_PGOFF_COMPLETION_RING, &offsets.cr, false)?,
+            tx_checksum: false,
             fd,
         };
-        // Flags cannot be given with XDP_SHARED_UMEM: a sharing socket gets the registering
-        // socket's (need_wakeup included). Neither copy nor zero-copy is forced: the kernel
-        // takes zero-copy where the driver has it.
-        let (flags, shared_fd) = match share {
-            Some(other) => (libc::XDP_SHARED_UMEM, other as u32),
-            None => (libc::XDP_USE_NEED_WAKEUP, 0),
-        };
+        // Neither copy nor zero-copy is forced: the kernel takes zero-copy where the driver
+        // has it.
         let addr = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
-            sxdp_flags: flags,
+            sxdp_flags: libc::XDP_USE_NEED_WAKEUP,
             sxdp_ifindex: ifindex,
             sxdp_queue_id: queue,
-            sxdp_shared_umem_fd: shared_fd,
+            sxdp_shared_umem_fd: 0,
         };
         // SAFETY: a valid sockaddr_xdp and its size.
         check(unsafe {
@@ -117,7 +118,39 @@ impl XdpSocket {
                 size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
             )
         })?;
+        socket.tx_checksum = tx_metadata && !socket.zero_copy()?;
         Ok(socket)
+    }
+
+    /// Whether the socket is bound in zero-copy mode.
+    fn zero_copy(&self) -> io::Result<bool> {
+        let mut options = libc::xdp_options { flags: 0 };
+        let mut len = size_of::<libc::xdp_options>() as libc::socklen_t;
+        // SAFETY: `options` and `len` are valid for the call.
+        check(unsafe {
+            libc::getsockopt(
+                self.fd(),
+                libc::SOL_XDP,
+                libc::XDP_OPTIONS,
+                &mut options as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
+        })?;
+        Ok(options.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
+    }
+
+    /// Asks the device to complete the checksum at `csum_start + csum_offset` of a frame (its
+    /// field holding the pseudo-header sum, as `CHECKSUM_PARTIAL` has it) by writing the
+    /// request into `room`, the [`TX_METADATA_LEN`] bytes in front of the frame. Returns the
+    /// descriptor options to send the frame with. Only for a socket with
+    /// [`XdpSocket::tx_checksum`].
+    pub fn request_checksum(room: &mut [u8], csum_start: u16, csum_offset: u16) -> u32 {
+        // struct xsk_tx_metadata: u64 flags, then the request's two u16, in host order.
+        room[..8].copy_from_slice(&(libc::XDP_TXMD_FLAGS_CHECKSUM as u64).to_ne_bytes());
+        room[8..10].copy_from_slice(&csum_start.to_ne_bytes());
+        room[10..12].copy_from_slice(&csum_offset.to_ne_bytes());
+        room[12..TX_METADATA_LEN].fill(0);
+        libc::XDP_TX_METADATA
     }
 
     pub fn fd(&self) -> RawFd {

@@ -10,6 +10,8 @@ use std::io;
 
 /// Bytes per chunk (one frame each).
 pub const CHUNK: usize = 2048;
+/// Bytes of tx metadata in front of a frame sent (`struct xsk_tx_metadata`).
+pub const TX_METADATA_LEN: usize = 16;
 
 /// Anonymous memory for `frames` chunks. Unmapped on drop (after every socket registered on
 /// it is closed: the sockets' owners keep it alive, see `io::afxdp`).
@@ -54,15 +56,16 @@ impl Umem {
         (0..self.frames as u64).rev().map(|i| i * CHUNK as u64).collect()
     }
 
-    /// The registration the kernel needs (`XDP_UMEM_REG`).
-    pub(super) fn registration(&self) -> libc::xdp_umem_reg {
+    /// The registration the kernel needs (`XDP_UMEM_REG`); with `tx_metadata`, every frame
+    /// sent may carry [`TX_METADATA_LEN`] bytes of requests to the device in front of it.
+    pub(super) fn registration(&self, tx_metadata: bool) -> libc::xdp_umem_reg {
         libc::xdp_umem_reg {
             addr: self.area as u64,
             len: self.frames as u64 * CHUNK as u64,
             chunk_size: CHUNK as u32,
             headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
+            flags: if tx_metadata { libc::XDP_UMEM_TX_METADATA_LEN } else { 0 },
+            tx_metadata_len: if tx_metadata { TX_METADATA_LEN as u32 } else { 0 },
         }
     }
 
