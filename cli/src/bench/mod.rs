@@ -32,7 +32,8 @@ pub struct Args {
     /// Seconds of traffic per sample.
     #[arg(long, default_value_t = 2)]
     duration: u64,
-    /// Rounds; each round measures every path once, alternating, and the table shows medians.
+    /// Rounds; each round measures every path once, alternating, and the table shows medians
+    /// (of the rates, and of each round's ratios).
     #[arg(long, default_value_t = 1)]
     rounds: u32,
     /// Generators: live (an XDP program run with BPF_PROG_RUN live frames, redirecting into

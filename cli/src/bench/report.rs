@@ -227,15 +227,40 @@ pub fn medians(samples: &[Sample]) -> BTreeMap<Key, f64> {
             .or_default()
             .push(s.pps());
     }
-    groups
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-            let m =
-                if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
-            (k, m)
-        })
-        .collect()
+    groups.into_iter().map(|(k, v)| (k, median(v))).collect()
+}
+
+/// The median of `v` (0 if empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    }
+}
+
+/// `path`'s rate over `base`'s at (source, direction, size): the median over rounds of the
+/// ratio within each round. The paths of a round run a minute or two apart, its rounds many
+/// minutes apart, and this machine's speed drifts between them by more than the paths differ:
+/// a ratio of medians would set one round's `path` against another round's `base`.
+pub fn round_ratio(
+    samples: &[Sample],
+    (source, direction, size): (&str, &str, usize),
+    path: &str,
+    base: &str,
+) -> f64 {
+    let rates = |p: &str| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|x| x.source == source && x.path == p && x.direction == direction && x.size == size)
+            .map(Sample::pps)
+            .collect()
+    };
+    median(rates(path).into_iter().zip(rates(base)).map(|(a, b)| ratio(a, b)).collect())
 }
 
 /// The bit rate of `pps` frames of `size` bytes (without FCS), in Gbit/s.
@@ -366,12 +391,12 @@ pub fn table(samples: &[Sample]) -> String {
             let _ = write!(row, " {:>14.0}{mark}", x);
         }
         for p in &xvteps {
-            let x = get(g, p, d, *s);
+            let at = (g.as_str(), d.as_str(), *s);
             let _ = write!(
                 row,
                 " {:>17.2}x {:>15.0}%",
-                ratio(x, get(g, "kernel", d, *s)),
-                100.0 * ratio(x, get(g, "bare", d, *s))
+                round_ratio(samples, at, p, "kernel"),
+                100.0 * round_ratio(samples, at, p, "bare")
             );
         }
         let _ = writeln!(out, "{row}");
@@ -596,8 +621,14 @@ mod tests {
         assert_eq!(a.pps(), 450.0);
         assert!((a.loss() - 0.1).abs() < 1e-9);
         assert!((a.gbps() - 450.0 * 64.0 * 8.0 / 1e9).abs() < 1e-12);
-        let runs =
-            vec![s("xvtep", 300, 1.0), s("xvtep", 100, 1.0), s("xvtep", 200, 1.0), s("kernel", 50, 1.0)];
+        let runs = vec![
+            s("xvtep", 300, 1.0),
+            s("kernel", 75, 1.0),
+            s("xvtep", 100, 1.0),
+            s("kernel", 25, 1.0),
+            s("xvtep", 200, 1.0),
+            s("kernel", 50, 1.0),
+        ];
         let m = medians(&runs);
         assert_eq!(m[&("live".into(), "xvtep".into(), "encap".into(), 64)], 200.0);
         assert_eq!(ratio(200.0, 50.0), 4.0);
@@ -609,5 +640,21 @@ mod tests {
         assert_eq!(gbps(1_000_000.0, 125), 1.0);
         let even = medians(&[s("bare", 100, 1.0), s("bare", 300, 1.0)]);
         assert_eq!(even[&("live".into(), "bare".into(), "encap".into(), 64)], 200.0);
+    }
+
+    #[test]
+    fn a_ratio_compares_the_paths_of_one_round() {
+        // Three rounds on a machine whose speed drifts: xvtep is 91 % of bare in two of them,
+        // and bare had a fast third round.
+        let runs: Vec<Sample> = [(100, 110), (300, 330), (200, 400)]
+            .iter()
+            .flat_map(|&(x, b)| [s("xvtep", x, 1.0), s("bare", b, 1.0)])
+            .collect();
+        let at = ("live", "encap", 64);
+        assert!((round_ratio(&runs, at, "xvtep", "bare") - 100.0 / 110.0).abs() < 1e-9);
+        // Not the ratio of the medians, which sets one round against another: 200 / 330.
+        let t = table(&runs);
+        assert!(t.contains(" 91%") && !t.contains(" 61%"), "{t}");
+        assert_eq!(round_ratio(&runs, at, "xvtep", "kernel"), 0.0, "no kernel path measured");
     }
 }
