@@ -106,12 +106,14 @@ impl FramePool {
     }
 
     /// Chunks held by socket `id`.
-    pub fn held_by(&self, id: SocketId) -> usize {
+    #[cfg(test)]
+    fn held_by(&self, id: SocketId) -> usize {
         self.holder.iter().filter(|&&h| h == id).count()
     }
 
     /// Chunks parked, not yet free.
-    pub fn parked(&self) -> usize {
+    #[cfg(test)]
+    fn parked(&self) -> usize {
         self.parked.iter().map(|(_, c)| c.len()).sum()
     }
 }
