@@ -58,11 +58,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut lent = 0usize;
     let mut pollfd = libc::pollfd { fd: rx.fd(), events: libc::POLLIN, revents: 0 };
     while !stop.load(Ordering::Relaxed) {
-        done.clear();
-        tx.completion.consume(&mut done, usize::MAX);
-        for &addr in &done {
-            pool.give_back(addr);
-        }
+        pool.take_back(&mut tx.completion, &mut done);
         pool.lend(&mut rx.fill, 0, &mut lent, LEND);
         batch.clear();
         let n = rx.rx.consume(&mut batch, BATCH_SIZE);
@@ -73,13 +69,7 @@ pub fn run(args: Args) -> Result<()> {
             unsafe { libc::poll(&mut pollfd, 1, 100) };
             continue;
         }
-        let sent = tx.tx.produce(&batch);
-        for d in &batch[..sent] {
-            pool.hand_to(d.addr, 1);
-        }
-        for d in &batch[sent..] {
-            pool.give_back(d.addr);
-        }
+        let sent = pool.transmit(&mut tx.tx, &batch, 1);
         forwarded += sent as u64;
         dropped += (n - sent) as u64;
         if tx.tx.needs_wakeup() {

@@ -122,11 +122,7 @@ pub fn transmit_with(
     let mut sent = 0u64;
     let start = Instant::now();
     while start.elapsed() < duration && sent < limit {
-        done.clear();
-        socket.completion.consume(&mut done, usize::MAX);
-        for &addr in &done {
-            pool.give_back(addr);
-        }
+        pool.take_back(&mut socket.completion, &mut done);
         let k = socket.tx.room().min(pool.free()).min(BATCH).min((limit - sent) as usize);
         batch.clear();
         for i in 0..k {
@@ -138,8 +134,7 @@ pub fn transmit_with(
             }
             batch.push(Desc { addr, len, options: 0 });
         }
-        // Fits: no more than the ring had room for.
-        sent += socket.tx.produce(&batch) as u64;
+        sent += pool.transmit(&mut socket.tx, &batch, 0) as u64;
         if socket.tx.needs_wakeup() {
             socket.wake_tx();
         }

@@ -204,25 +204,19 @@ impl Xsk {
         // The kernel lets go of a queue in deferred work after its socket closes: a port
         // removed and added again at once finds its queues busy for a moment.
         let deadline = Instant::now() + REBIND_WAIT;
+        let failed = |err| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, err };
         let socket = loop {
             match XdpSocket::open(umem, &spec.ifname, spec.queue, RING, true) {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    let err = std::io::Error::other(format!(
+                    return Err(failed(std::io::Error::other(format!(
                         "{e}: another AF_XDP socket is bound to this queue (another xvtep, or an \
                          XDP program's user); stop it, or give this interface to one of them only"
-                    ));
-                    return Err(AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, err });
+                    ))));
                 }
-                r => {
-                    break r.map_err(|err| AfXdpError::Socket {
-                        ifname: spec.ifname.clone(),
-                        queue: spec.queue,
-                        err,
-                    })?
-                }
+                r => break r.map_err(failed)?,
             }
         };
         Ok(Xsk {
@@ -259,18 +253,9 @@ impl Xsk {
         if self.pending.is_empty() {
             return;
         }
-        let done = self.socket.tx.produce(&self.pending);
+        let done = pool.transmit(&mut self.socket.tx, &self.pending, self.id);
         counters.tx_packets.add(done as u64);
-        for d in &self.pending[..done] {
-            pool.hand_to(d.addr, self.id);
-        }
-        let dropped = &self.pending[done..];
-        if !dropped.is_empty() {
-            counters.tx_ring_full.add(dropped.len() as u64);
-            for d in dropped {
-                pool.give_back(d.addr);
-            }
-        }
+        counters.tx_ring_full.add((self.pending.len() - done) as u64);
         self.pending.clear();
         if done > 0 && self.socket.tx.needs_wakeup() {
             // In copy mode one kick sends at most 32 frames (the kernel's TX_BATCH_SIZE):
@@ -473,11 +458,7 @@ impl AfXdpIo {
     fn reclaim(&mut self) {
         self.pool.unpark(Instant::now());
         for s in &mut self.socks {
-            self.addrs.clear();
-            s.socket.completion.consume(&mut self.addrs, usize::MAX);
-            for &a in &self.addrs {
-                self.pool.give_back(a);
-            }
+            self.pool.take_back(&mut s.socket.completion, &mut self.addrs);
         }
     }
 
@@ -597,8 +578,12 @@ impl AfXdpIo {
                 self.counters.tx_no_socket.add(1);
                 continue;
             };
-            let (a, partial) = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
-            if let Some(desc) = self.edit_in_place(tx, &a, i, partial) {
+            let to_device = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
+            let (a, partial) = match &to_device {
+                Some((a, partial)) => (a, Some(*partial)),
+                None => (a, None),
+            };
+            if let Some(desc) = self.edit_in_place(tx, a, i, partial) {
                 self.socks[k].pending.push(desc);
                 self.counters.tx_zero_copy.add(1);
                 continue;
@@ -613,7 +598,7 @@ impl AfXdpIo {
             // SAFETY: a free frame, ours, written by nobody else; the frames `rx` points into
             // are other frames, only read.
             let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
-            tx.write(&a, rx, &mut buf[at..at + len]);
+            tx.write(a, rx, &mut buf[at..at + len]);
             let options = finish_outer_checksum(buf, at..at + len, partial);
             self.counters.tx_checksum_offload.add((options != 0) as u64);
             self.socks[k].pending.push(Desc { addr: chunk + at as u64, len: len as u32, options });
@@ -668,16 +653,15 @@ impl AfXdpIo {
 /// (`device`: its socket has tx checksum metadata), as the kernel leaves a tunnel's UDP
 /// checksum `CHECKSUM_PARTIAL` for the device: then the writer skips it (no pass over the
 /// frame), and [`finish_outer_checksum`] gets the UDP header's offset and address sum.
-fn outer_checksum_to_device(a: &TxAction, device: bool) -> (TxAction, Option<(usize, u64)>) {
+/// `None`: the action is written as it is (no copy of it is made).
+fn outer_checksum_to_device(a: &TxAction, device: bool) -> Option<(TxAction, (usize, u64))> {
+    let h = a.edit.outer.as_ref().filter(|h| device && h.udp_checksum)?;
+    let partial = (h.udp_offset as usize, h.addresses);
     let mut a = *a;
-    match &mut a.edit.outer {
-        Some(h) if device && h.udp_checksum => {
-            h.udp_checksum = false;
-            let partial = (h.udp_offset as usize, h.addresses);
-            (a, Some(partial))
-        }
-        _ => (a, None),
+    if let Some(h) = &mut a.edit.outer {
+        h.udp_checksum = false;
     }
+    Some((a, partial))
 }
 
 /// Finishes the outer UDP checksum left to the device (`partial`, see

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use super::ring::Ring;
+use super::socket::Desc;
 use super::umem::Umem;
 
 /// A socket's id in the pool, given by whoever owns the sockets.
@@ -59,6 +60,30 @@ impl FramePool {
     #[inline]
     pub fn hand_to(&mut self, addr: u64, id: SocketId) {
         self.holder[Umem::index_of(addr)] = id;
+    }
+
+    /// Takes back the frames whose transmission `completion` reports done; `scratch` is room
+    /// for their addresses. Returns how many.
+    pub fn take_back(&mut self, completion: &mut Ring<u64>, scratch: &mut Vec<u64>) -> usize {
+        scratch.clear();
+        let n = completion.consume(scratch, usize::MAX);
+        for &addr in scratch.iter() {
+            self.give_back(addr);
+        }
+        n
+    }
+
+    /// Puts `frames` on `tx` (socket `id`'s ring), as many as it has room for, and takes back
+    /// the rest (dropped). Returns how many went on the ring.
+    pub fn transmit(&mut self, tx: &mut Ring<Desc>, frames: &[Desc], id: SocketId) -> usize {
+        let sent = tx.produce(frames);
+        for d in &frames[..sent] {
+            self.hand_to(d.addr, id);
+        }
+        for d in &frames[sent..] {
+            self.give_back(d.addr);
+        }
+        sent
     }
 
     /// Tops up `fill` (socket `id`'s) from the free chunks while at most `cap` are lent to it;
