@@ -67,6 +67,16 @@ impl PacketSocket {
         PacketSocket { fd }
     }
 
+    /// Sends `frame` out of the interface; false if the kernel refused it (its queue full).
+    pub fn try_send(&self, frame: &[u8]) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `frame` is a live buffer of the length given.
+        let n = unsafe {
+            libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), libc::MSG_DONTWAIT)
+        };
+        n == frame.len() as isize
+    }
+
     /// Sends `frame` out of the interface.
     pub fn send(&self, frame: &[u8]) {
         use std::os::fd::AsRawFd;
@@ -200,14 +210,20 @@ impl Daemon {
     /// Waits for `text` in the log; panics with the log if it does not show up.
     #[track_caller]
     pub fn wait_for(&self, text: &str, within: Duration) {
+        self.wait_for_nth(text, 1, within);
+    }
+
+    /// Waits until the log holds `text` `n` times; panics with the log if it does not.
+    #[track_caller]
+    pub fn wait_for_nth(&self, text: &str, n: usize, within: Duration) {
         let start = Instant::now();
         while start.elapsed() < within {
-            if self.log().contains(text) {
+            if self.log().matches(text).count() >= n {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("xvtep in {} did not print '{text}':\n{}", self.ns, self.log());
+        panic!("xvtep in {} did not print '{text}' {n} time(s):\n{}", self.ns, self.log());
     }
 
     fn signal(&mut self, sig: &str) {
@@ -317,7 +333,7 @@ pub struct Host {
 pub struct Topo {
     // Dropped in order: containers and hosts, then the underlay.
     pub hosts: Vec<Host>,
-    _ul: Netns,
+    pub ul: Netns,
     pub dir: tempfile::TempDir,
 }
 
@@ -343,7 +359,7 @@ pub fn topo(prefix: &str, n: usize) -> Topo {
         b.sh(&format!("ip addr add 10.3.0.{i}/24 dev eth0 && ip link set eth0 mtu 1450"));
         hosts.push(Host { h, a, b });
     }
-    Topo { hosts, _ul: ul, dir: tempfile::tempdir().unwrap() }
+    Topo { hosts, ul, dir: tempfile::tempdir().unwrap() }
 }
 
 impl Topo {
@@ -353,7 +369,7 @@ impl Topo {
     pub fn underlay_is_a_wire(&self) {
         for (i, host) in self.hosts.iter().enumerate() {
             host.h.sh("ethtool -K eth0 tso off >/dev/null");
-            xvtep::netns::make_wire(&self._ul, &format!("p{}", i + 1), &host.h, "eth0");
+            xvtep::netns::make_wire(&self.ul, &format!("p{}", i + 1), &host.h, "eth0");
         }
     }
 }

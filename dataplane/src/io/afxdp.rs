@@ -153,6 +153,9 @@ io_counters! {
     /// Dropped by the kernel: a `vnet` port's receive ring or queue was full (the worker did
     /// not keep up).
     vnet_rx_queue_full => "xvtep_vnet_rx_queue_full_total";
+    /// Dropped: a `vnet` port's socket gave a frame of another interface (never switched as
+    /// the port's: tenant isolation).
+    vnet_rx_foreign => "xvtep_vnet_rx_foreign_total";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -494,6 +497,7 @@ impl AfXdpIo {
             let want = BATCH_SIZE - self.rx.len() - self.vnet_rx.len();
             // An interface gone away reads as nothing; the daemon's watch reports it.
             let n = v.receive(want);
+            self.counters.vnet_rx_foreign.add(v.take_foreign());
             self.vnet_rx.extend((0..n).map(|k| (i, k)));
         }
     }

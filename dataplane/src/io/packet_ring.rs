@@ -26,6 +26,9 @@ const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
 /// Where a slot's frame may start at the earliest: after `struct tpacket2_hdr` (32 bytes,
 /// aligned) and the `sockaddr_ll` (20) the kernel writes behind it.
 const SLOT_DATA: usize = 52;
+/// Where in a slot the kernel writes `sll_ifindex` of that `sockaddr_ll`: the interface the
+/// frame arrived on.
+const SLOT_IFINDEX: usize = 32 + 4;
 
 /// Bytes per slot: the slot header (32), the address (20), alignment, the virtio-net header
 /// and a 1518-byte frame fit with room to spare.
@@ -57,15 +60,17 @@ pub fn vlan_tag(status: u32, tci: u16, tpid: u16) -> Option<[u8; 4]> {
     Some(tag)
 }
 
-/// What a slot holds.
+/// What a slot holds. `ifindex` is the interface the frame arrived on, which the socket's
+/// owner checks: a packet socket can see frames of other interfaces (see `io::vnet`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
     /// The frame is in the slot: `at..at + len` of the ring, its virtio-net header first,
     /// without the VLAN tag `vlan` the kernel took out of it (which must go back in; the slot
     /// has room for it before `at`).
-    Here { at: usize, len: usize, vlan: Option<[u8; 4]> },
-    /// The frame was too large for a slot: read it from the socket (recvmsg).
-    Queued,
+    Here { at: usize, len: usize, vlan: Option<[u8; 4]>, ifindex: i32 },
+    /// The frame was too large for a slot: read it from the socket (recvmsg), where it waits
+    /// in ring order.
+    Queued { ifindex: i32 },
 }
 
 /// The ring: `slots` slots of [`SLOT`] bytes, mapped from the socket.
@@ -168,12 +173,13 @@ impl RxRing {
         fence(Ordering::Acquire);
         self.next = (i + 1) % self.slots;
         self.taken += 1;
+        let base = i * SLOT;
+        let ifindex = self.u32_at(base + SLOT_IFINDEX) as i32;
         if status & TP_STATUS_COPY != 0 {
-            return Some(Slot::Queued);
+            return Some(Slot::Queued { ifindex });
         }
         // struct tpacket2_hdr: tp_status, tp_len (u32 at 4), tp_snaplen (u32 at 8), tp_mac
         // (u16 at 12), tp_vlan_tci and tp_vlan_tpid (u16 at 24, 26).
-        let base = i * SLOT;
         let (len, snaplen) = (self.u32_at(base + 4) as usize, self.u32_at(base + 8) as usize);
         let mac = self.u16_at(base + 12) as usize;
         let vlan = vlan_tag(status, self.u16_at(base + 24), self.u16_at(base + 26));
@@ -181,9 +187,9 @@ impl RxRing {
             // Cut short (too large for a slot, and the socket's queue had no room for the
             // whole frame), or not what the kernel writes: read as an empty frame, which the
             // caller drops and counts.
-            return Some(Slot::Here { at: base, len: 0, vlan: None });
+            return Some(Slot::Here { at: base, len: 0, vlan: None, ifindex });
         }
-        Some(Slot::Here { at: base + mac - VNET_HDR_LEN, len: VNET_HDR_LEN + snaplen, vlan })
+        Some(Slot::Here { at: base + mac - VNET_HDR_LEN, len: VNET_HDR_LEN + snaplen, vlan, ifindex })
     }
 
     /// Bytes `at..at + len` of the ring, as [`RxRing::take`] named them.
@@ -227,9 +233,13 @@ mod tests {
         slot[4..8].copy_from_slice(&len.to_ne_bytes());
         slot[8..12].copy_from_slice(&(snap as u32).to_ne_bytes());
         slot[12..14].copy_from_slice(&(mac as u16).to_ne_bytes());
+        slot[SLOT_IFINDEX..SLOT_IFINDEX + 4].copy_from_slice(&IFINDEX.to_ne_bytes());
         slot[mac - VNET_HDR_LEN..mac + snap].copy_from_slice(data);
         ring.status(i).store(status, Ordering::Release);
     }
+
+    /// The interface the test's "kernel" says every frame arrived on.
+    const IFINDEX: i32 = 7;
 
     fn frame(n: u8, len: usize) -> Vec<u8> {
         (0..VNET_HDR_LEN + len).map(|k| if k < VNET_HDR_LEN { 0 } else { n ^ k as u8 }).collect()
@@ -237,9 +247,10 @@ mod tests {
 
     fn bytes_of(ring: &RxRing, slot: Slot) -> Vec<u8> {
         match slot {
-            Slot::Here { at, len, vlan: None } => ring.bytes(at, len).to_vec(),
+            Slot::Here { at, len, vlan: None, ifindex: IFINDEX } => ring.bytes(at, len).to_vec(),
             Slot::Here { vlan: Some(_), .. } => panic!("a tag where none was"),
-            Slot::Queued => panic!("expected a frame in the ring"),
+            Slot::Here { ifindex, .. } => panic!("from interface {ifindex}, not {IFINDEX}"),
+            Slot::Queued { .. } => panic!("expected a frame in the ring"),
         }
     }
 
@@ -252,7 +263,11 @@ mod tests {
         kernel_fills(&ring, 2, TP_STATUS_USER, &b, 1514);
         let first = ring.take().unwrap();
         assert_eq!(bytes_of(&ring, first), a);
-        assert_eq!(ring.take(), Some(Slot::Queued), "a superframe waits in the socket's queue");
+        assert_eq!(
+            ring.take(),
+            Some(Slot::Queued { ifindex: IFINDEX }),
+            "a superframe waits in the socket's queue"
+        );
         let third = ring.take().unwrap();
         assert_eq!(bytes_of(&ring, third), b);
         assert_eq!(ring.take(), None, "slot 3 is still the kernel's");
@@ -270,7 +285,7 @@ mod tests {
         kernel_fills(&ring, 0, TP_STATUS_USER | TP_STATUS_VLAN_VALID, &frame(1, 60), 60);
         // SAFETY: slot 0's tp_vlan_tci, inside the test's mapping.
         unsafe { std::ptr::write_unaligned(ring.map.add(24) as *mut u16, 0x2002) };
-        let Some(Slot::Here { at, len, vlan }) = ring.take() else { panic!("no frame") };
+        let Some(Slot::Here { at, len, vlan, .. }) = ring.take() else { panic!("no frame") };
         assert_eq!(vlan, Some([0x81, 0x00, 0x20, 0x02]), "TPID 0x8100 unless the kernel names another");
         assert_eq!(ring.bytes(at, len), frame(1, 60));
         assert_eq!(ring.bytes_mut(at - 4, len + 4).len(), len + 4);
@@ -286,7 +301,7 @@ mod tests {
         let mut ring = RxRing::anonymous(1);
         // Too large for the slot and no room in the queue: the kernel keeps what fits, no COPY.
         kernel_fills(&ring, 0, TP_STATUS_USER, &frame(1, 1900), 4000);
-        assert_eq!(ring.take(), Some(Slot::Here { at: 0, len: 0, vlan: None }));
+        assert_eq!(ring.take(), Some(Slot::Here { at: 0, len: 0, vlan: None, ifindex: IFINDEX }));
     }
 
     #[test]

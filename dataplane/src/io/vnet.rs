@@ -14,6 +14,13 @@
 //! sockets see it; the ring slot (or, from the queue, `PACKET_AUXDATA`) says what it was, and
 //! it goes back into the frame here, so that a trunk port's tagged frames keep their VLAN.
 //!
+//! A packet socket created with a protocol hooks every interface of the namespace until it is
+//! bound, and what it receives meanwhile would be switched as this port's frames (another
+//! tenant's, the underlay's). So the socket is created with protocol 0 (it receives nothing),
+//! its ring set up, and only `bind` names both the protocol and the interface, as libpcap
+//! does. Each frame's interface is still checked, and a frame of another one is dropped and
+//! counted (`vnet_rx_foreign`): the port's tenant isolation must not rest on one call order.
+//!
 //! The socket sees what arrives on the interface before the kernel's bridge and IP stack do
 //! (packet taps come first); keeping the kernel off the frames is the XDP-free tc program's
 //! job (see `xvtep-bpf`). `PACKET_IGNORE_OUTGOING` keeps our own transmissions out of our
@@ -48,6 +55,10 @@ const RX_BUF: usize = 4 + VNET_HDR_LEN + MAX_FRAME;
 pub struct VnetSocket {
     pub port: PortId,
     pub ifname: String,
+    /// The interface the socket is bound to: frames of any other are dropped.
+    ifindex: i32,
+    /// Frames of another interface dropped since [`VnetSocket::take_foreign`] last read it.
+    foreign: u64,
     fd: OwnedFd,
     /// Where small frames arrive (no system call per batch, no copy out of a queue).
     ring: RxRing,
@@ -128,14 +139,10 @@ impl VnetSocket {
         ifindex: u32,
         fanout: Option<u16>,
     ) -> std::io::Result<VnetSocket> {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // Protocol 0: no frame of any interface until `bind` below (see the module docs).
         // SAFETY: plain socket(2) call; the descriptor is owned right away.
         let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                proto as i32,
-            )
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
         };
         if raw < 0 {
             return Err(std::io::Error::last_os_error());
@@ -155,7 +162,7 @@ impl VnetSocket {
         // SAFETY: a zeroed sockaddr_ll is valid; the fields set are those bind(2) reads.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = proto;
+        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
         addr.sll_ifindex = ifindex as i32;
         // SAFETY: `addr` is a valid sockaddr_ll of the size given.
         let r = unsafe {
@@ -175,6 +182,8 @@ impl VnetSocket {
         Ok(VnetSocket {
             port,
             ifname: ifname.to_string(),
+            ifindex: ifindex as i32,
+            foreign: 0,
             fd,
             ring,
             rx_bufs: (0..RX_BATCH).map(|_| vec![0u8; RX_BUF].into_boxed_slice()).collect(),
@@ -199,7 +208,8 @@ impl VnetSocket {
     }
 
     /// Receives up to `max` frames without blocking (at most [`RX_BATCH`] superframes);
-    /// returns how many. The frames of the previous call are given back first.
+    /// returns how many. The frames of the previous call are given back first. Frames of
+    /// another interface are dropped here (counted for [`VnetSocket::take_foreign`]).
     pub fn receive(&mut self, max: usize) -> usize {
         self.rx_frames.clear();
         let ring = &mut self.ring;
@@ -207,23 +217,35 @@ impl VnetSocket {
         let mut bufs = 0;
         // A slot taken is a frame received: stop while a superframe still has a buffer.
         while self.rx_frames.len() < max && bufs < RX_BATCH {
-            let frame = match ring.take() {
+            let (frame, ifindex) = match ring.take() {
                 None => break,
-                Some(Slot::Here { at, len, vlan: None }) => RxFrameAt::Ring { at, len },
-                Some(Slot::Here { at, len, vlan: Some(tag) }) => {
+                Some(Slot::Here { at, len, vlan: None, ifindex }) => (RxFrameAt::Ring { at, len }, ifindex),
+                Some(Slot::Here { at, len, vlan: Some(tag), ifindex }) => {
                     let added = put_tag_back(ring.bytes_mut(at - 4, len + 4), tag);
-                    RxFrameAt::Ring { at: at - added, len: len + added }
+                    (RxFrameAt::Ring { at: at - added, len: len + added }, ifindex)
                 }
-                Some(Slot::Queued) => {
-                    // The whole frame waits in the socket's queue, in ring order.
-                    let (at, len) = recv_one(self.fd.as_raw_fd(), &mut self.rx_bufs[bufs]);
+                Some(Slot::Queued { .. }) => {
+                    // The whole frame waits in the socket's queue, in ring order; it is read
+                    // (and so taken off the queue) whichever interface it came from.
+                    // Nothing to read is an empty frame of this port, dropped as short.
+                    let (at, len, ifindex) = recv_one(self.fd.as_raw_fd(), &mut self.rx_bufs[bufs])
+                        .unwrap_or((0, 0, self.ifindex));
                     bufs += 1;
-                    RxFrameAt::Buf { index: bufs - 1, at, len }
+                    (RxFrameAt::Buf { index: bufs - 1, at, len }, ifindex)
                 }
             };
+            if ifindex != self.ifindex {
+                self.foreign += 1;
+                continue;
+            }
             self.rx_frames.push(frame);
         }
         self.rx_frames.len()
+    }
+
+    /// Frames of another interface than the port's dropped since the last call.
+    pub fn take_foreign(&mut self) -> u64 {
+        std::mem::take(&mut self.foreign)
     }
 
     /// Frames the kernel dropped because this socket's receive ring or queue was full, since
@@ -261,23 +283,27 @@ impl VnetSocket {
 }
 
 /// One frame from `fd`'s queue into `buf` (header included, and its VLAN tag put back if the
-/// kernel took one out): where in `buf` it is and its length, 0 if there was none (the caller
-/// drops an empty frame).
-fn recv_one(fd: RawFd, buf: &mut [u8]) -> (usize, usize) {
+/// kernel took one out): where in `buf` it is, its length and the interface it arrived on;
+/// `None` if there was none.
+fn recv_one(fd: RawFd, buf: &mut [u8]) -> Option<(usize, usize, i32)> {
     // struct tpacket_auxdata: tp_status, tp_len, tp_snaplen (u32), tp_mac, tp_net,
     // tp_vlan_tci, tp_vlan_tpid (u16).
     let mut control = [0u64; 8];
     let mut iov = libc::iovec { iov_base: buf[4..].as_mut_ptr() as *mut _, iov_len: buf.len() - 4 };
     // SAFETY: an all-zero msghdr is valid; the fields set point at live buffers.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // SAFETY: a zeroed sockaddr_ll is valid; the kernel fills it in.
+    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    msg.msg_name = &mut from as *mut _ as *mut libc::c_void;
+    msg.msg_namelen = std::mem::size_of_val(&from) as _;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr() as *mut _;
     msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: `msg` points at `buf[4..]` and `control`, both live for the call.
+    // SAFETY: `msg` points at `buf[4..]`, `control` and `from`, all live for the call.
     let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
     if r < 0 {
-        return (0, 0);
+        return None;
     }
     let len = r as usize;
     let mut tag = None;
@@ -295,7 +321,7 @@ fn recv_one(fd: RawFd, buf: &mut [u8]) -> (usize, usize) {
         }
     }
     let added = tag.map_or(0, |tag| put_tag_back(&mut buf[..4 + len], tag));
-    (4 - added, len + added)
+    Some((4 - added, len + added, from.sll_ifindex))
 }
 
 /// Puts the 802.1Q tag `tag` back into a received frame the kernel took it out of: `buf` is
