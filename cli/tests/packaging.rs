@@ -213,3 +213,210 @@ fn the_static_binary_has_no_dynamic_dependencies_and_runs() {
         assert_eq!(got, want, "{iface}.pcap from the static binary differs from the golden capture");
     }
 }
+
+/// The sources of what the unit runs (`xvtep run`): the daemon, its control server, the
+/// dataplane and the BPF loader; not the bench, the traffic generator or the netns helpers,
+/// which other subcommands run.
+const DAEMON_SOURCES: &[&str] =
+    &["cli/src/main.rs", "cli/src/daemon", "cli/src/control", "dataplane/src", "bpf/src"];
+
+/// Calls that open sockets without naming a family at the call, with the families they open
+/// and why. A socket(2) call names its family and needs no entry here.
+const SOCKET_OPENERS: &[(&str, &[&str], &str)] = &[
+    ("UdpSocket::bind", &["AF_INET", "AF_INET6"], "multicast joins, of the tunnel's family"),
+    ("TcpListener::bind", &["AF_INET", "AF_INET6"], "--metrics ADDR, of either family"),
+    ("UnixListener", &["AF_UNIX"], "the control socket"),
+    ("UnixStream", &["AF_UNIX"], "the control socket"),
+    ("netlink_sys::", &["AF_NETLINK"], "routes, neighbours, links, the kernel follower"),
+    ("getifaddrs", &["AF_NETLINK"], "glibc reads addresses over rtnetlink"),
+    ("if_nametoindex", &["AF_UNIX"], "glibc's ioctl socket (__opensock: AF_UNIX first)"),
+    ("if_indextoname", &["AF_UNIX"], "glibc's ioctl socket (__opensock: AF_UNIX first)"),
+    ("libbpf_rs::Xdp", &["AF_NETLINK"], "libbpf queries XDP attachments over rtnetlink"),
+];
+
+/// Each `.rs` file under `path` (or `path` itself), as (path, code without `//` comments).
+fn rust_sources(path: &Path, out: &mut Vec<(PathBuf, String)>) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            rust_sources(&entry.unwrap().path(), out);
+        }
+    } else if path.extension().is_some_and(|e| e == "rs") {
+        let text = std::fs::read_to_string(path).unwrap();
+        let code = text.lines().map(|l| l.find("//").map_or(l, |at| &l[..at])).collect::<Vec<_>>().join("\n");
+        out.push((path.strip_prefix(repo()).unwrap_or(path).to_path_buf(), code));
+    }
+}
+
+fn daemon_sources() -> Vec<(PathBuf, String)> {
+    let mut sources = Vec::new();
+    for dir in DAEMON_SOURCES {
+        rust_sources(&repo().join(dir), &mut sources);
+    }
+    assert!(sources.len() > 30, "only {} daemon sources found: has the tree moved?", sources.len());
+    sources
+}
+
+/// The family a socket(2) call at the start of `call` names: `libc::AF_X` or nix's
+/// `AddressFamily::X`.
+fn family_of_call(call: &str) -> Option<String> {
+    let call = &call[..call.len().min(200)];
+    let libc = call.find("AF_").map(|at| (at, &call[at..]));
+    let nix = call.find("AddressFamily::").map(|at| (at, &call[at + "AddressFamily::".len()..]));
+    let (_, name) = [libc, nix].into_iter().flatten().min_by_key(|(at, _)| *at)?;
+    let name: String = name.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    Some(if name.starts_with("AF_") { name } else { format!("AF_{}", name.to_uppercase()) })
+}
+
+/// Every address family the daemon's code opens a socket of, with where.
+fn families_the_daemon_opens() -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (path, code) in daemon_sources() {
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("socket(") {
+            let before = rest[..at].chars().last();
+            rest = &rest[at + "socket(".len()..];
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue; // set_socket(, clear_socket(: not socket(2)
+            }
+            let family = family_of_call(rest).unwrap_or_else(|| {
+                panic!(
+                    "{}: a socket( call whose family this test cannot read; name it as libc::AF_X \
+                     or AddressFamily::X in the call",
+                    path.display()
+                )
+            });
+            found.entry(family).or_default().push(format!("{}: socket(2)", path.display()));
+        }
+        for (opener, families, why) in SOCKET_OPENERS {
+            if code.contains(opener) {
+                for f in *families {
+                    found
+                        .entry(f.to_string())
+                        .or_default()
+                        .push(format!("{}: {opener} ({why})", path.display()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The `[Service]` settings of the shipped unit: each key's values, space-separated, over all
+/// its lines.
+fn unit_settings() -> std::collections::BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(repo().join("packaging/xvtep.service")).unwrap();
+    let mut settings: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut in_service = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_service = line == "[Service]";
+        } else if let (true, Some((key, value))) =
+            (in_service && !line.starts_with('#'), line.split_once('='))
+        {
+            settings.entry(key.to_string()).or_default().extend(value.split_whitespace().map(String::from));
+        }
+    }
+    settings
+}
+
+/// The unit's RestrictAddressFamilies allows exactly the families the daemon opens sockets of:
+/// found by reading the daemon's sources, so that a socket of a new family fails here rather
+/// than under systemd (as an IPv6 underlay with a group did at join_group, AF_INET6 missing).
+/// No systemd runs as PID 1 on the test machines, so this is a static check.
+#[test]
+fn the_unit_allows_every_address_family_the_daemon_opens_and_no_other() {
+    let opened = families_the_daemon_opens();
+    for family in ["AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_XDP", "AF_UNIX"] {
+        assert!(
+            opened.contains_key(family),
+            "the source scan missed {family}, which the daemon opens: {opened:#?}"
+        );
+    }
+    let allowed =
+        unit_settings().remove("RestrictAddressFamilies").expect("the unit restricts address families");
+    for (family, places) in &opened {
+        assert!(
+            allowed.contains(family),
+            "packaging/xvtep.service: RestrictAddressFamilies lacks {family}, which the daemon opens at:\n  {}\nadd it",
+            places.join("\n  ")
+        );
+    }
+    for family in &allowed {
+        assert!(
+            opened.contains_key(family),
+            "packaging/xvtep.service allows {family}, which the daemon never opens: remove it (or teach \
+             SOCKET_OPENERS in this test how the code opens it)"
+        );
+    }
+}
+
+/// The unit's other restrictions against what the daemon does: its capabilities, locked
+/// memory, writable paths, namespaces and memory mappings.
+#[test]
+fn the_units_other_restrictions_fit_what_the_daemon_does() {
+    let unit = unit_settings();
+    let values = |key: &str| unit.get(key).cloned().unwrap_or_default();
+    let yes = |key: &str| values(key).first().is_some_and(|v| v == "yes" || v == "true" || v == "strict");
+    let code: String = daemon_sources().into_iter().map(|(_, c)| c).collect();
+
+    // XDP attachment and netlink (CAP_NET_ADMIN), AF_XDP and AF_PACKET sockets (CAP_NET_RAW),
+    // bpf(2) loads and map updates (CAP_BPF); ambient, so that root without them works too.
+    let (bounding, ambient) = (values("CapabilityBoundingSet"), values("AmbientCapabilities"));
+    for cap in ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF"] {
+        assert!(bounding.contains(&cap.to_string()), "CapabilityBoundingSet lacks {cap}");
+        assert!(ambient.contains(&cap.to_string()), "AmbientCapabilities lacks {cap}");
+    }
+    assert!(ambient.iter().all(|c| bounding.contains(c)), "an ambient capability outside the bounding set");
+    // UMEM and BPF maps are locked memory: without CAP_IPC_LOCK the limit must not bind.
+    assert!(
+        bounding.contains(&"CAP_IPC_LOCK".to_string()) || values("LimitMEMLOCK") == ["infinity"],
+        "UMEM registration needs LimitMEMLOCK=infinity or CAP_IPC_LOCK"
+    );
+    // A filter would have to allow bpf(2), setsockopt/getsockopt (XDP rings), mmap (rings and
+    // UMEM), sendto/sendmmsg/recvmsg/poll, ioctl and sched_setaffinity; none is set today.
+    assert!(
+        !unit.contains_key("SystemCallFilter"),
+        "the unit now filters system calls: check that it allows bpf, setsockopt, getsockopt, mmap, \
+         munmap, sendto, sendmmsg, recvmsg, poll, ioctl and sched_setaffinity, then extend this test"
+    );
+    assert!(!yes("PrivateNetwork"), "PrivateNetwork hides the interfaces the daemon serves");
+    assert!(
+        !yes("PrivateDevices") || !code.contains("/dev/"),
+        "PrivateDevices hides a device the daemon opens"
+    );
+    if yes("MemoryDenyWriteExecute") {
+        assert!(
+            !code.contains("PROT_EXEC"),
+            "the daemon maps executable memory; MemoryDenyWriteExecute forbids it"
+        );
+    }
+    if yes("RestrictNamespaces") {
+        for call in ["setns(", "unshare(", "CLONE_NEW"] {
+            assert!(!code.contains(call), "the daemon calls {call}, which RestrictNamespaces=yes forbids");
+        }
+    }
+    // Internal ports enable IPv6 through /proc/sys.
+    if code.contains("/proc/sys") {
+        assert!(
+            !yes("ProtectKernelTunables"),
+            "ProtectKernelTunables makes /proc/sys read-only; internal ports write it"
+        );
+    }
+    // With the file system read-only, `save` writes next to the config, and the control socket
+    // lives in the runtime directory.
+    assert!(yes("ProtectSystem"), "expected ProtectSystem=strict");
+    let exec = values("ExecStart");
+    let arg = |name: &str| exec.iter().position(|a| a == name).and_then(|i| exec.get(i + 1)).cloned();
+    let config = arg("--config").expect("ExecStart names --config");
+    let writable = values("ReadWritePaths");
+    assert!(
+        writable.iter().any(|dir| Path::new(&config).starts_with(dir)),
+        "`xvtep save` writes {config}, which is not under ReadWritePaths {writable:?}"
+    );
+    let control = arg("--control").expect("ExecStart names --control");
+    let runtime = values("RuntimeDirectory");
+    assert!(
+        runtime.iter().any(|dir| Path::new(&control).starts_with(Path::new("/run").join(dir))),
+        "the control socket {control} is not in the RuntimeDirectory {runtime:?}"
+    );
+}
