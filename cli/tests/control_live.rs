@@ -365,3 +365,34 @@ fn control_commands_without_a_daemon_or_rights() {
         _ => eprintln!("SKIP the non-root half: runuser is not available"),
     }
 }
+
+/// The control socket serves only root and the daemon's own user, whatever its file's mode
+/// says (SO_PEERCRED): another user who can open it, here `nobody` after a chmod 0666, is
+/// refused with what to do, and nothing is answered.
+#[test]
+fn the_control_socket_refuses_other_users_even_if_they_can_open_it() {
+    require_root!();
+    let t = topo(&prefix("peer"), 1);
+    let d = Daemon::start(&t.hosts[0].h, &seed_config("192.168.1.1", &[], ""), t.dir.path(), "h1");
+    std::fs::set_permissions(t.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&d.control, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(xvtep())
+            .arg("--socket")
+            .arg(&d.control)
+            .args(args)
+            .output()
+    };
+    let Ok(o) = as_nobody(&["stats"]).map_err(|e| eprintln!("SKIP: runuser is not available: {e}")) else {
+        return;
+    };
+    assert!(!o.status.success(), "nobody was served: {}", String::from_utf8_lossy(&o.stdout));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("permission denied") && e.contains("uid 65534") && e.contains("sudo"), "{e}");
+    let o = as_nobody(&["monitor"]).unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("permission denied"));
+    // Root still is.
+    assert!(d.ctl_ok("stats").contains("vxlan0"));
+}

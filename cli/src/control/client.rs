@@ -28,10 +28,12 @@ fn connect(socket: &Path) -> Result<UnixStream> {
 /// Sends one request and returns the data of a successful response.
 pub fn call(socket: &Path, request: &Request) -> Result<serde_json::Value> {
     let mut conn = connect(socket)?;
-    conn.write_all(format!("{}\n", encode(request)).as_bytes())?;
+    // A daemon that refuses us answers why even if it closed before reading all we sent.
+    let sent = conn.write_all(format!("{}\n", encode(request)).as_bytes());
     let mut line = String::new();
     BufReader::new(conn).read_line(&mut line)?;
     if line.is_empty() {
+        sent?;
         bail!("the daemon closed the connection without answering");
     }
     let response: Response =

@@ -1,8 +1,9 @@
 //! The daemon's end of the control socket: one thread accepting, one per connection.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+mod access;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use xvtep_dataplane::Event;
 
+use self::access::{bind_private, refusal};
 use super::apply::Running;
 use super::protocol::{decode, Request, Response};
 
@@ -33,7 +35,8 @@ impl Drop for Server {
     }
 }
 
-/// Listens on `path` (mode 0600: root only), answering requests against `running`.
+/// Listens on `path` (mode 0600 from the start; peers other than root and the daemon's user
+/// are refused), answering requests against `running`.
 pub fn serve(path: &Path, running: Arc<Mutex<Running>>) -> Result<Server> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -49,8 +52,7 @@ pub fn serve(path: &Path, running: Arc<Mutex<Running>>) -> Result<Server> {
         std::fs::remove_file(path)
             .with_context(|| format!("removing the stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind_private(path)?;
     listener.set_nonblocking(true)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -82,6 +84,9 @@ fn send(conn: &mut UnixStream, value: &impl serde::Serialize) -> std::io::Result
 fn connection(conn: UnixStream, running: Arc<Mutex<Running>>, stop: Arc<AtomicBool>) {
     let _ = conn.set_nonblocking(false);
     let Ok(mut out) = conn.try_clone() else { return };
+    if let Some(why) = refusal(&conn) {
+        return refuse(conn, out, why);
+    }
     let reader = BufReader::new(conn);
     for line in reader.lines() {
         let Ok(line) = line else { return };
@@ -97,6 +102,15 @@ fn connection(conn: UnixStream, running: Arc<Mutex<Running>>, stop: Arc<AtomicBo
             return;
         }
     }
+}
+
+/// Answers a peer that may not use the socket with why, after reading its request: closing
+/// over unread data would reset the connection before the client reads the answer. A peer that
+/// sends nothing is given up on soon, so that refused peers cannot hold threads.
+fn refuse(conn: UnixStream, mut out: UnixStream, why: String) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = BufReader::new(conn.take(1 << 16)).read_line(&mut String::new());
+    let _ = send(&mut out, &Response::error(why));
 }
 
 /// Streams events until the client goes away or the daemon stops.
