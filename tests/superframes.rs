@@ -249,6 +249,7 @@ fn malformed_virtio_net_headers_are_named_drops() {
         ("vnet_gso_type", VirtioNetHdr { gso_type: VNET_GSO_UDP, ..good }, sf.clone()),
         ("vnet_gso_type", VirtioNetHdr { gso_type: 9, ..good }, sf.clone()),
         ("vnet_gso_size", VirtioNetHdr { gso_size: 0, ..good }, sf.clone()),
+        ("vnet_gso_size", VirtioNetHdr { gso_size: 87, ..good }, sf.clone()),
         ("vnet_gso_headers", good, sf6.clone()),
         ("vnet_gso_headers", VirtioNetHdr { gso_type: VNET_GSO_UDP_L4, ..good }, sf.clone()),
         ("vnet_gso_headers", good, sf[..60].to_vec()),
@@ -267,4 +268,46 @@ fn malformed_virtio_net_headers_are_named_drops() {
     // Valid traffic goes on.
     let mut h = Harness::new(CONFIG);
     assert_eq!(send(&mut h, good, sf).len(), 3);
+}
+
+#[test]
+fn a_short_ipv4_header_in_a_superframe_is_a_named_drop() {
+    let mut f = tcp(mac(ON_CT), false, 0, 0, PSH_FIN_CWR, &[])[..22].to_vec();
+    f[16..18].copy_from_slice(&8u16.to_be_bytes());
+    let hdr = VirtioNetHdr { gso_type: VNET_GSO_TCPV4, gso_size: MSS as u16, ..Default::default() };
+    let mut h = Harness::new(CONFIG);
+    assert!(send(&mut h, hdr, f).is_empty());
+    assert_eq!(h.drops(), [("vnet_gso_headers", 1)].into());
+}
+
+/// What a superframe of `total` payload bytes cut at `gso_size` costs when flooded (to `ct`,
+/// `vm2` and two remotes): (frames sent, bytes sent, bytes received).
+fn flood_cost(h: &mut Harness, v6: bool, total: usize, gso_size: u16) -> (usize, usize, usize) {
+    let (hdr, sf) = tcp_superframe(mac(UNKNOWN), v6, total);
+    let received = sf.len();
+    let out = send(h, VirtioNetHdr { gso_size, ..hdr }, sf);
+    (out.len(), out.iter().map(|(_, _, f)| f.len()).sum(), received)
+}
+
+#[test]
+fn a_superframe_cut_below_the_least_mss_is_a_named_drop() {
+    let mut h = Harness::new(CONFIG);
+    assert_eq!(flood_cost(&mut h, false, 64_000, 1).0, 0);
+    assert_eq!(h.drops(), [("vnet_gso_size", 1)].into());
+}
+
+#[test]
+fn the_work_a_superframe_makes_is_bounded_by_its_bytes() {
+    // Flooded to ct and two remotes (cut) and vm2 (whole): at most 4 frames per 88 bytes of
+    // payload, plus one each, and 4 times the bytes per segment's headers over 88 bytes.
+    let mut h = Harness::new(CONFIG);
+    for v6 in [false, true] {
+        for total in [0, 1, 87, 88, 89, 1000, 64_000] {
+            for gso_size in [1, 2, 50, 87, 88, 89, 500, 1398] {
+                let (frames, sent, received) = flood_cost(&mut h, v6, total, gso_size);
+                assert!(frames <= 4 * (total / 88 + 1), "{v6} {total} {gso_size}: {frames} frames");
+                assert!(sent <= 12 * received, "{v6} {total} {gso_size}: {sent} bytes from {received}");
+            }
+        }
+    }
 }

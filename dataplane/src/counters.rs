@@ -54,7 +54,7 @@ drop_reasons! {
     RemoteFamily => "remote_family", "remote VTEP address of the other IP family than tunnel.local (an entry from a control plane); the kernel's vxlan refuses such entries";
     // Superframes and checksum offload from a vnet port (the virtio-net header).
     VnetGsoType => "vnet_gso_type", "virtio-net header with a GSO type other than TCPv4, TCPv6 or UDP_L4 (UFO and unknown types are not segmented)";
-    VnetGsoSize => "vnet_gso_size", "virtio-net header with a GSO type and a gso_size of 0";
+    VnetGsoSize => "vnet_gso_size", "virtio-net header with a GSO type and a gso_size below 88 bytes (Linux's TCP_MIN_MSS): at most one segment per 88 bytes bounds the work of a superframe";
     VnetGsoHeaders => "vnet_gso_headers", "GSO superframe whose headers do not match its GSO type (not IPv4/IPv6 TCP or UDP, IP options or extension headers cut short, a fragment)";
     VnetCsum => "vnet_csum_offset", "virtio-net header whose csum_start/csum_offset lie beyond the frame";
     SuperframeTooLong => "superframe_too_long", "frame over 64 KiB of IP packet, the most a superframe may hold";

@@ -16,9 +16,9 @@ use crate::nexthop::NextHops;
 use crate::topology::{Topology, Tunnel};
 use crate::wire::ipv6::write_class_label;
 use crate::wire::{
-    address_sum, checksum_fold, checksum_sum, ecn, EthernetHeader, IpRepr, Ipv4Packet, Ipv6Packet, UdpRepr,
-    VxlanHeader, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, IPV4_HEADER_LEN, IPV6_HEADER_LEN,
-    IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN, VXLAN_HEADER_LEN,
+    address_sum, checksum_fold, checksum_sum, ecn, EthernetHeader, IpPacket, IpRepr, UdpRepr, VxlanHeader,
+    ETH_HEADER_LEN, IPV4_HEADER_LEN, IPV6_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP, UDP_HEADER_LEN,
+    VXLAN_HEADER_LEN,
 };
 
 const IP_OFF: usize = ETH_HEADER_LEN;
@@ -45,28 +45,18 @@ impl InnerFacts {
     /// `len` is its length without a tag.
     #[inline]
     pub fn of(l2: &[u8], l3: usize, ethertype: u16, len: usize) -> InnerFacts {
-        let ip = match ethertype {
-            ETHERTYPE_IPV4 => Ipv4Packet::new_checked(&l2[l3..]).ok().map(InnerIp::V4),
-            ETHERTYPE_IPV6 => Ipv6Packet::new_checked(&l2[l3..]).ok().map(InnerIp::V6),
-            _ => None,
-        };
+        let ip = IpPacket::new_checked(ethertype, &l2[l3..]);
         InnerFacts {
             len,
             flow_hash: flow_hash(l2, ip.as_ref(), ethertype),
-            inner_df: matches!(&ip, Some(InnerIp::V4(ip)) if ip.dont_fragment()),
+            inner_df: matches!(&ip, Some(IpPacket::V4(ip)) if ip.dont_fragment()),
             ds_ttl: ecn::inner_ds_ttl(&l2[l3..], ethertype),
             flow_label: match &ip {
-                Some(InnerIp::V6(ip)) => Some(ip.flow_label()),
+                Some(IpPacket::V6(ip)) => Some(ip.flow_label()),
                 _ => None,
             },
         }
     }
-}
-
-/// The inner frame's IP header, if it has a well-formed one.
-pub enum InnerIp<'a> {
-    V4(Ipv4Packet<'a>),
-    V6(Ipv6Packet<'a>),
 }
 
 /// Where an encapsulated frame goes.
@@ -236,7 +226,7 @@ pub fn source_port(hash: u32, (lo, hi): (u16, u16)) -> u16 {
 /// ports when it is IP (`ip`), else its MACs and ethertype. Deterministic: one flow always
 /// gets one source port, which keeps it on one underlay ECMP path and makes replay stable.
 #[inline]
-pub fn flow_hash(l2: &[u8], ip: Option<&InnerIp>, ethertype: u16) -> u32 {
+pub fn flow_hash(l2: &[u8], ip: Option<&IpPacket>, ethertype: u16) -> u32 {
     let mut h = Mix::default();
     let ports = |protocol: u8, p: &[u8], fragment: bool| {
         if matches!(protocol, IP_PROTO_TCP | IP_PROTO_UDP) && !fragment && p.len() >= 4 {
@@ -246,11 +236,11 @@ pub fn flow_hash(l2: &[u8], ip: Option<&InnerIp>, ethertype: u16) -> u32 {
         }
     };
     match ip {
-        Some(InnerIp::V4(ip)) => {
+        Some(IpPacket::V4(ip)) => {
             h.add(u32::from(ip.src()) as u64 | (u32::from(ip.dst()) as u64) << 32);
             h.add(ip.protocol() as u64 | ports(ip.protocol(), ip.payload(), ip.is_fragment()) << 8);
         }
-        Some(InnerIp::V6(ip)) => {
+        Some(IpPacket::V6(ip)) => {
             let (s, d) = (ip.src().to_bits(), ip.dst().to_bits());
             for word in [s as u64, (s >> 64) as u64, d as u64, (d >> 64) as u64] {
                 h.add(word);
@@ -295,6 +285,7 @@ mod tests {
     use crate::config::Config;
     use crate::topology::Underlay;
     use crate::wire::{Ipv4Repr, Ipv6Repr};
+    use crate::wire::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 
     /// Outer Ethernet + IPv4 (or IPv6) + UDP + VXLAN, as the templates write them.
     const IPV4_OVERHEAD: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + VXLAN_HEADER_LEN;

@@ -21,11 +21,10 @@ use super::superframe::{rewrite_ip, Gso, GsoKind, MAX_IP_PACKET};
 use super::tx::{TxAction, TxOffload};
 use super::{Ctx, Frame};
 use crate::ids::{Domain, PortId};
-use crate::wire::tcp::{TcpHeader, TCP_CHECKSUM_OFFSET, TCP_FLAGS_OFFSET, TCP_FLAG_ACK, TCP_FLAG_PSH};
+use crate::wire::tcp::{TCP_CHECKSUM_OFFSET, TCP_FLAGS_OFFSET, TCP_FLAG_ACK, TCP_FLAG_PSH};
 use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_TCPV6};
 use crate::wire::{
-    checksum_fold, checksum_fold_sum, checksum_sub, checksum_sum, ETHERTYPE_IPV4, ETHERTYPE_IPV6,
-    ETH_HEADER_LEN, IPV4_HEADER_LEN, IPV6_HEADER_LEN, IP_PROTO_TCP,
+    checksum_fold, checksum_fold_sum, checksum_sub, checksum_sum, IpPacket, TransportFrame, IPV4_HEADER_LEN,
 };
 
 /// Flows held open at once per batch (the kernel's GRO holds 8 per bucket too).
@@ -35,7 +34,6 @@ const MAX_HELD: usize = 8;
 const SIGNATURE_MAX: usize = 12 + 5 + 4 + 40;
 /// Room for a flow's addresses and ports: IPv6 source and destination (32), ports (4).
 const FLOW_MAX: usize = 36;
-const IPV4_DF: u8 = 0x40;
 
 /// A superframe built from coalesced segments: the first segment's headers and payload (the
 /// action's own source), then the payload of each further segment, chained in the batch's
@@ -118,7 +116,8 @@ impl<const N: usize> Bytes<N> {
 }
 
 /// An inner TCP segment, as far as coalescing is concerned. Offsets are from its L2 frame.
-struct TcpSegment {
+struct TcpSegment<'a> {
+    frame: TransportFrame<'a>,
     kind: GsoKind,
     l4: usize,
     hdr_len: usize,
@@ -131,56 +130,50 @@ struct TcpSegment {
     payload: usize,
 }
 
-impl TcpSegment {
-    /// The TCP segment in the (untagged) frame `l2`, if it is one GRO could consider: TCP
-    /// right behind an IPv4 header without options or a bare IPv6 header, whose length is
-    /// the frame's exactly (no padding), not a fragment.
-    fn parse(l2: &[u8]) -> Option<TcpSegment> {
-        let ethertype = u16::from_be_bytes([*l2.get(12)?, *l2.get(13)?]);
-        let ip = l2.get(ETH_HEADER_LEN..)?;
+impl<'a> TcpSegment<'a> {
+    /// The TCP segment in the frame `l2`, if it is one GRO could consider: untagged (as every
+    /// frame from the tunnel is), TCP right behind an IPv4 header without options or a bare
+    /// IPv6 header, whose length is the frame's exactly (no padding), not a fragment.
+    fn parse(l2: &'a [u8]) -> Option<TcpSegment<'a>> {
+        let frame = TransportFrame::new_checked(l2)?;
+        let tcp = frame.tcp()?;
+        if frame.eth().tci.is_some() || !frame.fills_frame() {
+            return None;
+        }
         let mut flow = Bytes::new();
         let mut signature = Bytes::new();
-        signature.push(&l2[..12]);
-        let (kind, ip_len, ip_id, df) = match ethertype {
-            ETHERTYPE_IPV4 => {
-                let h = ip.get(..IPV4_HEADER_LEN)?;
-                let total = u16::from_be_bytes([h[2], h[3]]) as usize;
-                let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
-                if h[0] != 0x45 || total != ip.len() || fragment || h[9] != IP_PROTO_TCP {
+        signature.push(&frame.eth().dst.0);
+        signature.push(&frame.eth().src.0);
+        let (kind, ip_id, df) = match frame.ip() {
+            IpPacket::V4(ip) => {
+                if ip.header_len() != IPV4_HEADER_LEN {
                     return None;
                 }
-                flow.push(&h[12..20]);
-                signature.push(&[h[1], h[8], h[6] & IPV4_DF]);
-                (GsoKind::Tcp4, IPV4_HEADER_LEN, u16::from_be_bytes([h[4], h[5]]), h[6] & IPV4_DF != 0)
+                signature.push(&[ip.tos(), ip.ttl(), ip.dont_fragment() as u8]);
+                (GsoKind::Tcp4, ip.ident(), ip.dont_fragment())
             }
-            ETHERTYPE_IPV6 => {
-                let h = ip.get(..IPV6_HEADER_LEN)?;
-                let payload = u16::from_be_bytes([h[4], h[5]]) as usize;
-                if h[0] >> 4 != 6 || IPV6_HEADER_LEN + payload != ip.len() || h[6] != IP_PROTO_TCP {
-                    return None;
-                }
-                flow.push(&h[8..40]);
-                signature.push(&[h[0], h[1], h[2], h[3], h[7]]);
-                (GsoKind::Tcp6, IPV6_HEADER_LEN, 0, false)
+            IpPacket::V6(ip) => {
+                signature.push(&ip.flow_label().to_be_bytes()[1..]);
+                signature.push(&[ip.traffic_class(), ip.hop_limit()]);
+                (GsoKind::Tcp6, 0, false)
             }
-            _ => return None,
         };
-        let l4 = ETH_HEADER_LEN + ip_len;
-        let tcp = TcpHeader::new_checked(&l2[l4..])?;
+        flow.push(frame.ip().addresses());
         flow.push(&tcp.ports());
         signature.push(&tcp.ack_bytes());
         signature.push(tcp.options());
         Some(TcpSegment {
             kind,
-            l4,
-            hdr_len: l4 + tcp.header_len(),
+            l4: frame.l4(),
+            hdr_len: frame.header_end(),
             flow,
             signature,
             seq: tcp.seq(),
             flags: tcp.flags(),
             ip_id,
             df,
-            payload: l2.len() - l4 - tcp.header_len(),
+            payload: frame.payload_len(),
+            frame,
         })
     }
 
@@ -189,25 +182,22 @@ impl TcpSegment {
         self.payload > 0 && self.flags & !TCP_FLAG_PSH == TCP_FLAG_ACK
     }
 
-    /// Whether the IPv4 header checksum (if any) and the TCP checksum of `l2` are right;
-    /// `l2_sum`, what all of `l2` sums to if known, spares reading the payload.
-    fn checksums_ok(&self, l2: &[u8], l2_sum: Option<u16>) -> bool {
-        let ip = &l2[ETH_HEADER_LEN..self.l4];
-        let pseudo = match self.kind {
-            GsoKind::Tcp4 => {
-                if checksum_fold(checksum_sum(ip)) != 0 {
-                    return false;
-                }
-                checksum_sum(&ip[12..20])
+    /// Whether the IPv4 header checksum (if any) and the TCP checksum are right; `l2_sum`,
+    /// what all of the frame sums to if known, spares reading the payload.
+    fn checksums_ok(&self, l2_sum: Option<u16>) -> bool {
+        if let IpPacket::V4(ip) = self.frame.ip() {
+            if !ip.checksum_ok() {
+                return false;
             }
-            _ => checksum_sum(&ip[8..40]),
-        };
-        let tcp = &l2[self.l4..];
+        }
+        let tcp = self.frame.segment();
         let tcp_sum = match l2_sum {
-            Some(all) => checksum_sub(all, checksum_fold_sum(checksum_sum(&l2[..self.l4]))) as u64,
+            Some(all) => {
+                checksum_sub(all, checksum_fold_sum(checksum_sum(self.frame.link_and_ip_headers()))) as u64
+            }
             None => checksum_sum(tcp),
         };
-        checksum_fold(pseudo + IP_PROTO_TCP as u64 + tcp.len() as u64 + tcp_sum) == 0
+        checksum_fold(self.frame.pseudo_header_sum() + tcp_sum) == 0
     }
 }
 
@@ -278,7 +268,7 @@ pub(crate) fn emit_coalescing(cx: &mut Ctx, f: &Frame, action: TxAction) {
     let Some(seg) = TcpSegment::parse(f.l2) else { return emit(cx, action.port, action) };
     // A segment whose ECN field decapsulation changes (CE) differs from its neighbours as
     // they were received: it ends its flow's superframe and goes as it is, after it.
-    let mergeable = f.ecn.is_none() && seg.is_plain_data() && seg.checksums_ok(f.l2, f.inner_sum);
+    let mergeable = f.ecn.is_none() && seg.is_plain_data() && seg.checksums_ok(f.inner_sum);
     if let Some(i) = cx.gro.find(action.port, f.domain, &seg.flow) {
         let held = cx.gro.held[i].take().expect("found");
         if mergeable && held.admits(&seg) {
@@ -299,7 +289,7 @@ pub(crate) fn emit_coalescing(cx: &mut Ctx, f: &Frame, action: TxAction) {
         gso: Gso {
             kind: seg.kind,
             mss: seg.payload as u16,
-            l3: ETH_HEADER_LEN as u16,
+            l3: seg.frame.l3() as u16,
             l4: seg.l4 as u16,
             hdr_len: seg.hdr_len as u16,
         },
@@ -307,7 +297,7 @@ pub(crate) fn emit_coalescing(cx: &mut Ctx, f: &Frame, action: TxAction) {
         first_ip_id: seg.ip_id,
         df: seg.df,
         segments: 1,
-        ip_len: f.l2.len() - ETH_HEADER_LEN,
+        ip_len: seg.frame.ip().total_len(),
         last_part: None,
     });
 }

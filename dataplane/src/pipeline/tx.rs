@@ -147,8 +147,17 @@ impl TxAction {
     }
 }
 
+/// Actions a batch keeps room for from one batch to the next, at most (152 bytes each): 128
+/// superframes of 64 segments. A batch may need more once, as many as one action per
+/// [`super::superframe::MIN_GSO_SIZE`] bytes received per egress, but then gives the memory
+/// back rather than hold it for good.
+const RETAINED_ACTIONS: usize = 8192;
+/// Bytes of generated frames (ARP and ND replies) kept room for, at most.
+const RETAINED_SCRATCH: usize = 1 << 16;
+
 /// The output of one pipeline run. Reused from batch to batch: after the first few batches
-/// its vectors have the capacity they need and nothing is allocated any more.
+/// its vectors have the capacity they need and nothing is allocated any more (up to
+/// [`RETAINED_ACTIONS`]).
 #[derive(Debug, Default)]
 pub struct TxBatch {
     actions: Vec<TxAction>,
@@ -170,6 +179,9 @@ impl TxBatch {
         self.actions.clear();
         self.scratch.clear();
         self.parts.clear();
+        give_back(&mut self.actions, RETAINED_ACTIONS);
+        give_back(&mut self.scratch, RETAINED_SCRATCH);
+        give_back(&mut self.parts, RETAINED_ACTIONS);
     }
 
     pub fn actions(&self) -> &[TxAction] {
@@ -293,6 +305,14 @@ impl TxBatch {
             TxOffload::Coalesced(c) => c.vnet_header(action.edit.tag_shift()),
             _ => VirtioNetHdr::default(),
         }
+    }
+}
+
+/// Frees the empty vector `v` if it holds room for more than `most` elements, keeping room
+/// for `most` (a fresh allocation: nothing to copy).
+fn give_back<T>(v: &mut Vec<T>, most: usize) {
+    if v.capacity() > most {
+        *v = Vec::with_capacity(most);
     }
 }
 
@@ -477,6 +497,26 @@ mod tests {
             assert_eq!(want.len(), edit.out_len(), "{name}");
             assert_eq!(in_place(&edit, &src), Some(want), "{name}");
         }
+    }
+
+    #[test]
+    fn a_huge_batch_gives_its_memory_back() {
+        let mut tx = TxBatch::with_capacity(512);
+        let action = TxAction { port: PortId(1), source: TxSource::Rx(0), edit: Edit::identity(60) };
+        for _ in 0..100_000 {
+            tx.push(action);
+            tx.generate(64, |_| {});
+        }
+        tx.clear();
+        assert!(tx.actions.capacity() <= RETAINED_ACTIONS, "{} actions kept", tx.actions.capacity());
+        assert!(tx.scratch.capacity() <= RETAINED_SCRATCH, "{} bytes kept", tx.scratch.capacity());
+        // An ordinary batch keeps what it needs from one batch to the next.
+        for _ in 0..1000 {
+            tx.push(action);
+        }
+        let kept = tx.actions.capacity();
+        tx.clear();
+        assert_eq!(tx.actions.capacity(), kept);
     }
 
     #[test]

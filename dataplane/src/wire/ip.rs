@@ -1,9 +1,86 @@
-//! An IPv4 or IPv6 header written from its addresses: the emit side shared by whatever writes
-//! a header of either family (encapsulation templates, tests, fuzz targets).
+//! An IPv4 or IPv6 packet of either family: the checked view ([`IpPacket`]) for whatever
+//! reads a packet whose family comes from its ethertype, and the header written from its
+//! addresses ([`IpRepr`]), the emit side shared by encapsulation templates, tests and fuzz
+//! targets.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Ipv4Repr, Ipv6Repr, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HEADER_LEN, IPV6_HEADER_LEN};
+use super::{
+    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPV4_HEADER_LEN,
+    IPV6_HEADER_LEN,
+};
+
+/// A checked view of an IPv4 or IPv6 packet (see [`Ipv4Packet`], [`Ipv6Packet`]).
+#[derive(Debug, Clone, Copy)]
+pub enum IpPacket<'a> {
+    V4(Ipv4Packet<'a>),
+    V6(Ipv6Packet<'a>),
+}
+
+impl<'a> IpPacket<'a> {
+    /// The packet at the start of `buf`, of the family `ethertype` names, if it is well formed.
+    #[inline]
+    pub fn new_checked(ethertype: u16, buf: &'a [u8]) -> Option<IpPacket<'a>> {
+        match ethertype {
+            ETHERTYPE_IPV4 => Ipv4Packet::new_checked(buf).ok().map(IpPacket::V4),
+            ETHERTYPE_IPV6 => Ipv6Packet::new_checked(buf).ok().map(IpPacket::V6),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn is_ipv4(&self) -> bool {
+        matches!(self, IpPacket::V4(_))
+    }
+
+    /// The IPv4 header's length, options included, or the fixed IPv6 header's.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        match self {
+            IpPacket::V4(ip) => ip.header_len(),
+            IpPacket::V6(_) => IPV6_HEADER_LEN,
+        }
+    }
+
+    /// The packet's length by its length field (what follows it in the frame is padding).
+    #[inline]
+    pub fn total_len(&self) -> usize {
+        self.header_len() + self.payload().len()
+    }
+
+    /// The IPv4 protocol, or the next header after the fixed IPv6 header.
+    #[inline]
+    pub fn protocol(&self) -> u8 {
+        match self {
+            IpPacket::V4(ip) => ip.protocol(),
+            IpPacket::V6(ip) => ip.next_header(),
+        }
+    }
+
+    /// A fragment of a datagram (IPv4; an IPv6 fragment header shows as the protocol).
+    #[inline]
+    pub fn is_fragment(&self) -> bool {
+        matches!(self, IpPacket::V4(ip) if ip.is_fragment())
+    }
+
+    /// The source and destination addresses as on the wire: the pseudo-header's.
+    #[inline]
+    pub fn addresses(&self) -> &'a [u8] {
+        match self {
+            IpPacket::V4(ip) => ip.addresses(),
+            IpPacket::V6(ip) => ip.addresses(),
+        }
+    }
+
+    /// What follows the header (IPv6: extension headers included), up to the packet's length.
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        match self {
+            IpPacket::V4(ip) => ip.payload(),
+            IpPacket::V6(ip) => ip.payload(),
+        }
+    }
+}
 
 /// A header without IPv4 options or IPv6 extension headers; TOS / traffic class, flow label,
 /// IP ID and DF are zero (callers that vary them patch the written bytes).

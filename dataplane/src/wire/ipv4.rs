@@ -71,6 +71,10 @@ impl<'a> Ipv4Packet<'a> {
         self.flags_frag() & (FLAG_MF | FRAG_OFFSET_MASK) != 0
     }
     #[inline]
+    pub fn ident(&self) -> u16 {
+        u16::from_be_bytes([self.buf[4], self.buf[5]])
+    }
+    #[inline]
     pub fn ttl(&self) -> u8 {
         self.buf[8]
     }
@@ -85,6 +89,11 @@ impl<'a> Ipv4Packet<'a> {
     #[inline]
     pub fn dst(&self) -> Ipv4Addr {
         Ipv4Addr::new(self.buf[16], self.buf[17], self.buf[18], self.buf[19])
+    }
+    /// The source and destination addresses as on the wire (what a pseudo-header sums).
+    #[inline]
+    pub fn addresses(&self) -> &'a [u8] {
+        &self.buf[12..20]
     }
     /// The header checksum verifies (the sum over the header, options included, is 0xffff).
     #[inline]

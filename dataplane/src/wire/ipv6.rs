@@ -87,6 +87,11 @@ impl<'a> Ipv6Packet<'a> {
     pub fn dst(&self) -> Ipv6Addr {
         addr(&self.buf[24..40])
     }
+    /// The source and destination addresses as on the wire (what a pseudo-header sums).
+    #[inline]
+    pub fn addresses(&self) -> &'a [u8] {
+        &self.buf[8..IPV6_HEADER_LEN]
+    }
     /// Everything after the fixed header (extension headers included).
     #[inline]
     pub fn payload(&self) -> &'a [u8] {

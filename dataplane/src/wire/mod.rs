@@ -16,6 +16,7 @@ mod mac;
 pub mod nd;
 pub mod offload;
 pub mod tcp;
+mod transport;
 pub mod udp;
 pub mod virtio_net;
 mod vxlan;
@@ -28,10 +29,11 @@ pub use ethernet::{
     EthernetHeader, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETH_HEADER_LEN,
     VLAN_TAG_LEN,
 };
-pub use ip::IpRepr;
+pub use ip::{IpPacket, IpRepr};
 pub use ipv4::{Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use mac::{MacAddr, MacParseError};
+pub use transport::TransportFrame;
 pub use udp::{UdpDatagram, UdpRepr, UDP_HEADER_LEN};
 /// Length of the fixed IPv6 header.
 pub const IPV6_HEADER_LEN: usize = 40;

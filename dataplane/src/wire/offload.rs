@@ -8,7 +8,7 @@
 //! (1 in 65536) is rewritten with the same value.
 
 use super::checksum::{checksum_fold, checksum_fold_sum, checksum_sum, TailSum};
-use super::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, IPV6_HEADER_LEN, IP_PROTO_TCP, IP_PROTO_UDP};
+use super::{TransportFrame, ETH_HEADER_LEN, VXLAN_HEADER_LEN};
 
 /// A partial checksum found in a frame, offsets from the frame's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,59 +37,13 @@ impl Partial {
 /// The partial IPv4/IPv6 TCP or UDP checksum of the Ethernet frame `frame` (one 802.1Q tag
 /// allowed), if it holds one; reads only the headers.
 fn find_partial(frame: &[u8]) -> Option<Partial> {
-    let mut l3 = 14;
-    let mut ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    if ethertype == ETHERTYPE_VLAN {
-        ethertype = u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]);
-        l3 = 18;
-    }
-    let ip = frame.get(l3..)?;
-    let (pseudo, l4, end, proto) = match ethertype {
-        ETHERTYPE_IPV4 => {
-            if ip.len() < 20 || ip[0] >> 4 != 4 {
-                return None;
-            }
-            let ihl = (ip[0] & 0x0f) as usize * 4;
-            let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-            let fragmented = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-            if ihl < 20 || total < ihl || total > ip.len() || fragmented {
-                return None;
-            }
-            (checksum_sum(&ip[12..20]) + ip[9] as u64 + (total - ihl) as u64, ihl, total, ip[9])
-        }
-        ETHERTYPE_IPV6 => {
-            if ip.len() < IPV6_HEADER_LEN || ip[0] >> 4 != 6 {
-                return None;
-            }
-            let len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
-            if IPV6_HEADER_LEN + len > ip.len() {
-                return None;
-            }
-            // Only a transport header right after the fixed header; extension headers are rare
-            // on this path and are left alone.
-            (
-                checksum_sum(&ip[8..IPV6_HEADER_LEN]) + ip[6] as u64 + len as u64,
-                IPV6_HEADER_LEN,
-                IPV6_HEADER_LEN + len,
-                ip[6],
-            )
-        }
-        _ => return None,
-    };
-    let at = match proto {
-        IP_PROTO_TCP => 16,
-        IP_PROTO_UDP => 6,
-        _ => return None,
-    };
-    if end - l4 < at + 2 {
-        return None;
-    }
-    let field = u16::from_be_bytes([ip[l4 + at], ip[l4 + at + 1]]);
+    let t = TransportFrame::new_checked(frame)?;
+    let pseudo = t.pseudo_header_sum();
     // The partial value is the folded pseudo-header sum, not complemented.
-    if field != !checksum_fold(pseudo) {
+    if t.checksum() != !checksum_fold(pseudo) {
         return None;
     }
-    Some(Partial { l4: l3 + l4, end: l3 + end, at, pseudo, udp: proto == IP_PROTO_UDP })
+    Some(Partial { l4: t.l4(), end: t.end(), at: t.checksum_offset(), pseudo, udp: !t.is_tcp() })
 }
 
 /// Completes the partial checksum `p` of `frame`; returns what its segment now sums to.
@@ -139,18 +93,12 @@ pub fn port_checksums(frame: &mut [u8]) -> RxChecksums {
 /// will have is known without reading it. An outer checksum left partial too (a sender
 /// without local checksum offload) is completed here, the inner one first since it covers it.
 pub fn underlay_checksums(frame: &mut [u8]) -> RxChecksums {
-    let inner_at = (|| {
-        let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
-        // Outer Ethernet + IP + UDP + VXLAN, then at least an inner Ethernet header. Over IPv6
-        // only UDP right after the fixed header: a kernel VTEP sends no extension headers.
-        let at = match ethertype {
-            ETHERTYPE_IPV4 if *frame.get(23)? == IP_PROTO_UDP => 14 + (frame[14] & 0x0f) as usize * 4 + 16,
-            ETHERTYPE_IPV6 if *frame.get(20)? == IP_PROTO_UDP => 14 + IPV6_HEADER_LEN + 16,
-            _ => return None,
-        };
-        (frame.len() >= at + 14).then_some(at)
-    })();
-    let inner = inner_at.and_then(|at| Some(find_partial(&frame[at..])?.shifted(at)));
+    // The inner frame: after the outer UDP and VXLAN headers, within the outer IP packet.
+    let inner = TransportFrame::new_checked(frame)
+        .filter(|outer| !outer.is_tcp())
+        .map(|outer| (outer.header_end() + VXLAN_HEADER_LEN, outer.end()))
+        .filter(|&(at, end)| at + ETH_HEADER_LEN <= end);
+    let inner = inner.and_then(|(at, end)| Some(find_partial(&frame[at..end])?.shifted(at)));
     match (inner, find_partial(frame)) {
         (None, None) => RxChecksums::default(),
         (Some(i), None) => RxChecksums {
@@ -174,7 +122,7 @@ pub fn underlay_checksums(frame: &mut [u8]) -> RxChecksums {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Ipv4Repr, UdpRepr};
+    use crate::wire::{Ipv4Repr, UdpRepr, ETHERTYPE_IPV4, IP_PROTO_UDP};
     use std::net::Ipv4Addr;
 
     fn udp_frame(payload: &[u8]) -> Vec<u8> {
@@ -241,7 +189,9 @@ mod tests {
 #[cfg(test)]
 mod underlay_tests {
     use super::*;
-    use crate::wire::{pseudo_header_sum, IpRepr, Ipv4Repr, UdpRepr, VxlanHeader};
+    use crate::wire::{
+        pseudo_header_sum, IpRepr, Ipv4Repr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4, IP_PROTO_UDP,
+    };
     use std::net::{IpAddr, Ipv4Addr};
 
     /// A VXLAN packet whose outer UDP checksum is partial, around a UDP frame whose checksum

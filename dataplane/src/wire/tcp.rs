@@ -45,6 +45,10 @@ impl<'a> TcpHeader<'a> {
         [self.bytes[8], self.bytes[9], self.bytes[10], self.bytes[11]]
     }
 
+    pub fn checksum(&self) -> u16 {
+        u16::from_be_bytes([self.bytes[TCP_CHECKSUM_OFFSET], self.bytes[TCP_CHECKSUM_OFFSET + 1]])
+    }
+
     pub fn flags(&self) -> u8 {
         self.bytes[TCP_FLAGS_OFFSET]
     }
