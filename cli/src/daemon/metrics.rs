@@ -1,12 +1,13 @@
 //! `--metrics ADDR`: the Prometheus text exposition format over plain HTTP/1.1, one scrape per
-//! connection. Hand-written: a GET with no routing needs no HTTP framework.
+//! connection (served by [`http`]).
+
+mod http;
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use xvtep_dataplane::io::afxdp::IoCounters;
@@ -150,34 +151,18 @@ fn render_with(src: &Sources, steer: Option<xvtep_bpf::SteerCounters>) -> String
     o
 }
 
-/// Serves scrapes on `addr` until `stop`.
+/// Serves scrapes on `addr` until `stop` (see [`http`]: no client can hold up another).
 pub fn serve(addr: SocketAddr, src: Sources, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).with_context(|| format!("listening for metrics on {addr}"))?;
-    listener.set_nonblocking(true)?;
-    Ok(std::thread::Builder::new().name("xvtep-metrics".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((mut conn, _)) => {
-                    let _ = conn.set_nonblocking(false);
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                    let mut req = [0u8; 1024];
-                    let _ = conn.read(&mut req);
-                    let body = render(&src);
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    })?)
+    Ok(http::serve(listener, stop, Arc::new(move || render(&src)))?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
     use xvtep_dataplane::{Config, NextHops, Underlay};
 
     fn switch() -> Arc<Switch> {
@@ -232,6 +217,47 @@ mod tests {
                 "{per_port} not exported:\n{text}"
             );
         }
+    }
+
+    fn sources() -> Sources {
+        Sources {
+            switch: switch(),
+            workers: vec![Arc::new(IoCounters::default())],
+            started: Instant::now(),
+            kernel_mode: false,
+            steering: None,
+        }
+    }
+
+    /// A scrape of `addr`: the whole answer, or why not.
+    fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+        let mut c = std::net::TcpStream::connect(addr)?;
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut answer = String::new();
+        c.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+
+    /// Clients that connect and say nothing (any local user can) do not hold up a scrape.
+    #[test]
+    fn idle_clients_do_not_stall_a_scrape() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = serve(addr, sources(), stop.clone()).unwrap();
+        let idle: Vec<_> = (0..8).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(scrape(addr)));
+        // Generous: a scrape takes milliseconds; the idle clients would hold it up 8 × 2 s.
+        let answer =
+            result.recv_timeout(Duration::from_secs(10)).expect("the scrape stalled behind idle clients");
+        let answer = answer.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.contains("xvtep_kernel_mode 0\n"),
+            "{answer}"
+        );
+        drop(idle);
+        stop.store(true, Ordering::Relaxed);
+        server.join().unwrap();
     }
 
     /// The metric names in a PromQL expression (or a label_values() query).
