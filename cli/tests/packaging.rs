@@ -420,3 +420,63 @@ fn the_units_other_restrictions_fit_what_the_daemon_does() {
         "the control socket {control} is not in the RuntimeDirectory {runtime:?}"
     );
 }
+
+/// What the daemon opens when it runs, as strace sees it (root): an IPv6 underlay with a group,
+/// IPv6 metrics, vnet and AF_XDP ports, a control command. Every socket(2) it makes, its
+/// libraries' included, must be of a family the unit allows. The static check above covers the
+/// code paths this run does not take; this one covers what libraries open on their own.
+#[test]
+fn every_socket_the_running_daemon_opens_is_of_a_family_the_unit_allows() {
+    if !nix_is_root() || !have("strace") {
+        eprintln!("SKIP: needs root and strace (apt install strace)");
+        return;
+    }
+    let t = support::topo(&support::prefix("afam"), 1);
+    let config =
+        support::ports_io(&support::seed_config("2001:db8:1::1", &[], "group = \"ff05::1:2\""), "vnet")
+            .replacen("io = \"vnet\"", "io = \"afxdp\"", 1);
+    let (dir, ns) = (t.dir.path(), &t.hosts[0].h.name);
+    std::fs::write(dir.join("c.toml"), config).unwrap();
+    let (trace, log, control) = (dir.join("trace"), dir.join("log"), dir.join("c.sock"));
+    let output = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "strace", "-f", "-qq", "-e", "trace=socket", "-o"])
+        .arg(&trace)
+        .arg(xvtep())
+        .args(["run", "--summary-every", "0", "--metrics", "[2001:db8:1::1]:9470", "--control"])
+        .arg(&control)
+        .arg("-c")
+        .arg(dir.join("c.toml"))
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("xvtep: running") {
+        assert!(
+            started.elapsed().as_secs() < 20 && child.try_wait().unwrap().is_none(),
+            "the daemon did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stats = Command::new(xvtep()).arg("--socket").arg(&control).arg("stats").output().unwrap();
+    assert!(stats.status.success(), "{}", text(&stats.stderr));
+    // The daemon is strace's child: its pid is the first one traced.
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    let pid = traced.split_whitespace().next().unwrap();
+    run(Command::new("kill").args(["-TERM", pid]));
+    child.wait().unwrap();
+    let traced = std::fs::read_to_string(&trace).unwrap();
+
+    let allowed = unit_settings().remove("RestrictAddressFamilies").unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in traced.lines().filter(|l| l.contains("socket(")) {
+        let family = family_of_call(&line[line.find("socket(").unwrap()..]).unwrap_or_default();
+        assert!(allowed.contains(&family), "the daemon opened {family}, which the unit forbids: {line}");
+        seen.insert(family);
+    }
+    for family in ["AF_INET6", "AF_NETLINK", "AF_XDP", "AF_PACKET", "AF_UNIX"] {
+        assert!(seen.contains(family), "the run opened no {family} socket (did it run?):\n{traced}");
+    }
+}
