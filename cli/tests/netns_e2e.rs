@@ -69,25 +69,6 @@ fn afxdp_ports_switch_frames_without_a_copy() {
     assert!(offloaded >= 20 && offloaded < sent, "{io}");
 }
 
-/// Kernel side of host `i`: one bridge and one vxlan device per VNI (this kernel has no VLAN
-/// filtering, so no `vlan_tunnel`), flooding to `peers`.
-fn kernel_vtep(h: &Netns, local: &str, peers: &[&str], group: Option<&str>) {
-    for (vni, port) in [(2, "tap1_0"), (3, "tap2_0")] {
-        let remote = match group {
-            Some(g) => format!("group {g} dev eth0"),
-            None => "dev eth0".to_string(),
-        };
-        h.sh(&format!(
-            "ip link add br{vni} type bridge && ip link set br{vni} up && \
-             ip link add vx{vni} type vxlan id {vni} local {local} dstport 4789 {remote} && \
-             ip link set vx{vni} master br{vni} && ip link set vx{vni} up && ip link set {port} master br{vni}"
-        ));
-        for p in peers {
-            h.sh(&format!("bridge fdb append 00:00:00:00:00:00 dev vx{vni} dst {p}"));
-        }
-    }
-}
-
 /// Sends `count` datagrams of growing size from `from` to `to_ip`:9000 where an echo server
 /// runs in `to`, and checks every echo byte for byte.
 fn udp_payloads_checked(from: &Netns, to: &Netns, to_ip: &str, count: usize) {
@@ -788,6 +769,7 @@ fn kernel_mode_puts_the_host_on_the_overlay() {
     h1.h.sh("ping -c 2 -W 2 10.2.0.2");
     tcp_both_ways(&h2.a, &h1.h, "10.2.0.2", 2, "kernel mode, host ↔ remote container");
     let out = d1.stop();
+    assert!(!out.contains("could not write learned"), "written back on the bridge itself:\n{out}");
     let to_host = count_after(&out, "to_host ");
     assert!(to_host > 0, "nothing handed to br2's stack:\n{out}");
     assert!(!h1.h.try_sh("ip link show br2~in").status.success(), "the conduit stays after SIGTERM");

@@ -993,6 +993,7 @@ fn validate_port(
 
 pub mod keys;
 mod write;
+pub use write::quoted;
 
 #[cfg(test)]
 mod tests;

@@ -16,8 +16,7 @@ use xvtep_dataplane::wire::MacAddr;
 
 use super::netlink::Rtnl;
 
-/// The switch-side name of internal port `name`: at most 12 bytes of it (cut at a character
-/// boundary: an interface name may be any UTF-8) and "~xv", within the kernel's 15.
+/// The switch-side name of internal port `name` (see [`with_suffix`]).
 pub fn peer_name(name: &str) -> String {
     with_suffix(name, "~xv")
 }
@@ -27,23 +26,73 @@ fn conduit_name(name: &str) -> String {
     with_suffix(name, "~in")
 }
 
-/// `name` cut to fit a 3-byte `suffix` within 15 bytes, and the suffix.
+/// Bytes of a name that fit before a 3-byte suffix within the kernel's 15.
+const ROOM: usize = 15 - 3;
+/// Hex digits of the hash that stands for a name too long to fit.
+const HASH_DIGITS: usize = 8;
+
+/// A name for an interface of internal port `name`, unique per name, the same at every start
+/// (a pair left by a killed xvtep is found by it): `name` and `suffix` when `name` fits in 12
+/// bytes; else its first bytes, `-`, a hash of the whole name and the suffix. Cutting alone
+/// made `bridge_vni1001` and `bridge_vni1002` one name. A short name that looks like a hashed
+/// one is hashed too, so the two forms never meet.
 fn with_suffix(name: &str, suffix: &str) -> String {
-    let mut end = name.len().min(15 - suffix.len());
+    let hashed_at = ROOM - HASH_DIGITS - 1;
+    let looks_hashed = |n: &str| {
+        n.len() == ROOM
+            && n.as_bytes()[hashed_at] == b'-'
+            && n[hashed_at + 1..].bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    if name.len() <= ROOM && !looks_hashed(name) {
+        return format!("{name}{suffix}");
+    }
+    let mut end = hashed_at.min(name.len());
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}{suffix}", &name[..end])
+    // Padded in bytes (a character of the name may take several).
+    let pad = "-".repeat(hashed_at + 1 - end);
+    format!("{}{pad}{:08x}{suffix}", &name[..end], fnv1a(name.as_bytes()))
+}
+
+/// FNV-1a, 32 bits: a stable hash (std's is seeded per process).
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{conduit_name, peer_name};
+
     #[test]
     fn peer_names_fit_and_never_split_a_character() {
-        assert_eq!(super::peer_name("xv2"), "xv2~xv");
-        assert_eq!(super::peer_name("abcdefghijklmno"), "abcdefghijkl~xv");
-        assert_eq!(super::peer_name("abcdefghijké"), "abcdefghijk~xv");
-        assert_eq!(super::conduit_name("br2"), "br2~in");
+        assert_eq!(peer_name("xv2"), "xv2~xv");
+        assert_eq!(peer_name("abcdefghijkl"), "abcdefghijkl~xv");
+        assert_eq!(conduit_name("br2"), "br2~in");
+        for long in ["abcdefghijklmno", "abcdefghijké", "ééééééé"] {
+            let p = peer_name(long);
+            assert!(p.len() <= 15 && p.ends_with("~xv"), "{long} -> {p}");
+            assert_eq!(p, peer_name(long), "the same at every start");
+        }
+        assert_eq!(peer_name("ééééééé").len(), 15);
+    }
+
+    /// Found in review: names cut to 12 bytes made both bridges' conduits one interface, and
+    /// creating the second removed the first's.
+    #[test]
+    fn long_names_that_share_a_beginning_get_names_of_their_own() {
+        assert_ne!(conduit_name("bridge_vni1001"), conduit_name("bridge_vni1002"));
+        assert_ne!(peer_name("bridge_vni1001"), peer_name("bridge_vni1002"));
+        let names: Vec<String> = (0..5000).map(|i| format!("bridge_vni{i:05}")).collect();
+        let mut made: Vec<String> = names.iter().map(|n| conduit_name(n)).collect();
+        made.sort();
+        made.dedup();
+        assert_eq!(made.len(), names.len());
+        // A short name shaped like a hashed one is hashed too: no short name takes a long one's.
+        let long = "bridge_vni1001";
+        let body = conduit_name(long).trim_end_matches("~in").to_string();
+        assert_eq!(body.len(), 12);
+        assert_ne!(conduit_name(&body), conduit_name(long));
     }
 }
 

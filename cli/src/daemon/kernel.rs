@@ -22,6 +22,8 @@ use netlink_packet_route::link::{
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
 };
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use xvtep_dataplane::config::quoted;
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::Config;
 
@@ -146,7 +148,6 @@ pub fn follow(
     changed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
     use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-    use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
     use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
     use std::os::fd::AsRawFd;
     use std::sync::atomic::Ordering;
@@ -154,33 +155,17 @@ pub fn follow(
     const RTNLGRP_LINK: u32 = 1;
     const RTNLGRP_NEIGH: u32 = 3;
     const RTNLGRP_IPV4_IFADDR: u32 = 5;
+    const RTNLGRP_IPV6_IFADDR: u32 = 9;
     let mut sock = Socket::new(NETLINK_ROUTE).context("opening a netlink socket to follow the kernel")?;
     sock.bind_auto()?;
-    for g in [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR] {
+    for g in [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR] {
         sock.add_membership(g).context("joining a netlink group")?;
     }
     let on_a_bridge = move |ifindex: u32| {
         nix::net::if_::if_indextoname(ifindex)
             .is_ok_and(|n| bridges.iter().any(|b| n.to_str() == Ok(b.as_str())))
     };
-    let relevant = move |m: &RouteNetlinkMessage| match m {
-        // Not the entries xvtep writes back itself (extern_learn on a bridge port); IPv4
-        // neighbours only on the bridges (ARP suppression), not the underlay's.
-        RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n) => {
-            match n.header.family {
-                AddressFamily::Bridge => {
-                    !n.header.flags.contains(NeighbourFlags::Controller | NeighbourFlags::ExtLearned)
-                }
-                AddressFamily::Inet => on_a_bridge(n.header.ifindex),
-                _ => false,
-            }
-        }
-        RouteNetlinkMessage::NewLink(_)
-        | RouteNetlinkMessage::DelLink(_)
-        | RouteNetlinkMessage::NewAddress(_)
-        | RouteNetlinkMessage::DelAddress(_) => true,
-        _ => false,
-    };
+    let relevant = move |m: &RouteNetlinkMessage| matters(m, &on_a_bridge);
     let thread = std::thread::Builder::new().name("xvtep-follow".into()).spawn(move || {
         let mut first_change: Option<Instant> = None;
         let mut last_change = Instant::now();
@@ -229,6 +214,32 @@ pub fn follow(
         }
     })?;
     Ok(thread)
+}
+
+/// Whether a netlink notification can change what [`translate`] makes of the kernel: the
+/// follower re-reads the kernel only then. Links and addresses (IPv4 and IPv6) always; bridge
+/// FDB entries only as [`translate`] reads them: with a remote (on a vxlan device), or static
+/// on a port. Not the `extern_learn` entries on ports, which are what xvtep itself writes back
+/// (a re-read per MAC learned would flush every worker's encap cache per MAC), nor what the
+/// kernel's bridge learned; IPv4 and IPv6 neighbours only on the bridges (ARP and ND
+/// suppression), not the underlay's.
+fn matters(m: &RouteNetlinkMessage, on_a_bridge: &dyn Fn(u32) -> bool) -> bool {
+    match m {
+        RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n) => {
+            match n.header.family {
+                AddressFamily::Bridge => {
+                    fdb_of(n).is_some_and(|e| e.dst.is_some() || (!e.permanent && !e.ext_learned))
+                }
+                AddressFamily::Inet | AddressFamily::Inet6 => on_a_bridge(n.header.ifindex),
+                _ => false,
+            }
+        }
+        RouteNetlinkMessage::NewLink(_)
+        | RouteNetlinkMessage::DelLink(_)
+        | RouteNetlinkMessage::NewAddress(_)
+        | RouteNetlinkMessage::DelAddress(_) => true,
+        _ => false,
+    }
 }
 
 /// The bridges of the config file at `path`, if it is in `[kernel]` mode.
@@ -450,9 +461,9 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
         for p in members.iter().filter(|l| l.vxlan.is_none()) {
             let _ = write!(
                 ports,
-                "[[port]]\nname = \"{}\"\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
+                "[[port]]\nname = {}\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
                  learning = {}\nflood = {}\nhairpin = {}\nmtu = {}\n",
-                p.name,
+                quoted(&p.name),
                 p.learning,
                 p.flood,
                 p.hairpin,
@@ -463,8 +474,9 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
         // the kernel"), through an internal port whose host side is the bridge.
         let _ = write!(
             ports,
-            "[[port]]\nname = \"{b}\"\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
+            "[[port]]\nname = {}\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
              mtu = {}\ninternal = true\nkernel_bridge = true\n",
+            quoted(b),
             mtu_of(bridge)
         );
         for e in state.fdb.iter().filter(|e| e.ifindex == vx.index) {
@@ -506,10 +518,10 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
         for e in state.fdb.iter().filter(on_port) {
             let _ = write!(
                 fdb,
-                "[[fdb]]\nmac = \"{}\"\nvni = {}\nport = \"{}\"\n",
+                "[[fdb]]\nmac = \"{}\"\nvni = {}\nport = {}\n",
                 e.mac,
                 v.vni,
-                name_of(e.ifindex)
+                quoted(&name_of(e.ifindex))
             );
         }
     }
@@ -534,8 +546,9 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
     out += switch;
     let _ = write!(
         out,
-        "[tunnel]\nlocal = \"{local}\"\ndev = \"{dev}\"\ndstport = {}\nlearning = {}\n\
+        "[tunnel]\nlocal = \"{local}\"\ndev = {}\ndstport = {}\nlearning = {}\n\
          proxy = {}\nl2miss = {}\nl3miss = {}\n",
+        quoted(&dev),
         v.dstport,
         v.learning,
         v.proxy || suppress,
@@ -904,5 +917,84 @@ mod tests {
         n.header.state = NeighbourState::Permanent;
         n.attributes[0] = NeighbourAttribute::LinkLocalAddress(vec![0x33, 0x33, 0, 0, 0, 1]);
         assert_eq!(fdb_of(&n), None);
+    }
+
+    /// What the follower re-reads the kernel for: not the `extern_learn` entries xvtep itself
+    /// writes back on ports (the bridge names them without `NTF_MASTER`, so a test of that
+    /// flag let every write-back reload), nor what the kernel learned; yes for zebra's remote
+    /// MACs, flood entries, static port entries and the bridges' IPv4 and IPv6 neighbours.
+    #[test]
+    fn the_follower_reloads_for_configuration_not_for_its_own_write_backs() {
+        let fdb = |ifindex: u32, state: u16, flags: NeighbourFlags, dst: Option<Ipv4Addr>| {
+            let mut n = NeighbourMessage::default();
+            n.header.family = AddressFamily::Bridge;
+            n.header.ifindex = ifindex;
+            n.header.state = NeighbourState::from(state);
+            n.header.flags = flags;
+            n.attributes.push(NeighbourAttribute::LinkLocalAddress(vec![2, 0, 0, 0, 0, 9]));
+            n.attributes.push(NeighbourAttribute::Controller(10));
+            if let Some(ip) = dst {
+                n.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+            }
+            n
+        };
+        let bridged = |i: u32| i == 10;
+        let new = |n: NeighbourMessage| matters(&RouteNetlinkMessage::NewNeighbour(n), &bridged);
+        let del = |n: NeighbourMessage| matters(&RouteNetlinkMessage::DelNeighbour(n), &bridged);
+        const REACHABLE: u16 = 0x02;
+        const NOARP: u16 = 0x40;
+        const PERMANENT: u16 = 0x80;
+        // Ours, exactly as the bridge notifies it: extern_learn on port 12, no NTF_MASTER.
+        assert!(!new(fdb(12, REACHABLE, NeighbourFlags::ExtLearned, None)));
+        assert!(!del(fdb(12, REACHABLE, NeighbourFlags::ExtLearned, None)));
+        // What the kernel's bridge learned, and the host's own address on a port.
+        assert!(!new(fdb(12, REACHABLE, NeighbourFlags::empty(), None)));
+        assert!(!new(fdb(12, PERMANENT, NeighbourFlags::empty(), None)));
+        // zebra's remote MAC on the vxlan device, a flood entry, a static port entry.
+        let peer = Some(Ipv4Addr::new(192, 168, 1, 2));
+        assert!(new(fdb(11, REACHABLE, NeighbourFlags::ExtLearned, peer)));
+        assert!(del(fdb(11, REACHABLE, NeighbourFlags::ExtLearned, peer)));
+        assert!(new(fdb(11, PERMANENT | NOARP, NeighbourFlags::Own, peer)));
+        assert!(del(fdb(12, NOARP, NeighbourFlags::Controller, None)));
+        // Neighbours of both families on a bridge (ARP and ND suppression), not elsewhere.
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut n = NeighbourMessage::default();
+            n.header.family = family;
+            n.header.ifindex = 10;
+            assert!(new(n.clone()), "{family:?} on the bridge");
+            n.header.ifindex = 2;
+            assert!(!new(n), "{family:?} on the underlay");
+        }
+        assert!(matters(&RouteNetlinkMessage::NewAddress(AddressMessage::default()), &bridged));
+    }
+
+    /// Interface names are written as TOML strings, escaped: a port named with a quote or a
+    /// backslash (Linux allows both) translated to text that did not parse.
+    #[test]
+    fn names_with_quotes_and_backslashes_translate_to_a_valid_configuration() {
+        let mut st = seed();
+        for l in &mut st.links {
+            match l.name.as_str() {
+                "tap1_0" => l.name = "tap\"1\\".into(),
+                "eth0" => l.name = "e\"th".into(),
+                _ => {}
+            }
+        }
+        st.fdb.push(KernelFdb {
+            ifindex: 12,
+            mac: MacAddr([2, 0, 0, 0, 0, 0xc]),
+            permanent: false,
+            ext_learned: false,
+            dst: None,
+            vni: None,
+            port: None,
+        });
+        let toml = translate(&["br2".to_string()], &st, "").unwrap();
+        let config =
+            xvtep_dataplane::Config::parse(&toml, "kernel").unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        assert_eq!(config.tunnel.dev, "e\"th");
+        assert_eq!(config.ports[0].name, "tap\"1\\");
+        let port = xvtep_dataplane::config::FdbTarget::Port("tap\"1\\".into());
+        assert!(config.fdb.iter().any(|e| e.target == port), "{toml}");
     }
 }

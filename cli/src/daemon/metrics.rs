@@ -22,6 +22,24 @@ pub struct Sources {
     pub kernel_mode: bool,
     /// The XDP/tc programs, for their counters (none in tests).
     pub steering: Option<Arc<std::sync::Mutex<xvtep_bpf::Steering>>>,
+    pub reloads: Arc<Reloads>,
+}
+
+/// Configuration reloads applied, by cause (refused ones are not counted: nothing changed).
+#[derive(Default)]
+pub struct Reloads {
+    /// SIGHUP (`systemctl reload`).
+    pub sighup: std::sync::atomic::AtomicU64,
+    /// `[kernel]` mode: a change of the kernel's bridges followed.
+    pub kernel: std::sync::atomic::AtomicU64,
+}
+
+impl Reloads {
+    /// (cause, count), as the metric's label and the exit report name them.
+    pub fn all(&self) -> [(&'static str, u64); 2] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [("sighup", self.sighup.load(Relaxed)), ("kernel", self.kernel.load(Relaxed))]
+    }
 }
 
 /// The exposition text.
@@ -137,6 +155,12 @@ fn render_with(src: &Sources, steer: Option<xvtep_bpf::SteerCounters>) -> String
         "1 when the configuration follows the kernel's bridges ([kernel] mode), else 0.",
         vec![(String::new(), src.kernel_mode as u64)],
     );
+    family(
+        "xvtep_config_reloads_total",
+        "counter",
+        "Configuration reloads applied, by cause: sighup, or kernel (a change of the kernel's bridges followed in [kernel] mode).",
+        src.reloads.all().iter().map(|(cause, n)| (format!("{{cause=\"{cause}\"}}"), *n)).collect(),
+    );
     let up = src.started.elapsed().as_nanos().max(1) as f64;
     let _ =
         writeln!(o, "# HELP xvtep_worker_busy_ratio Share of its life a worker was not sleeping in poll(2).");
@@ -190,8 +214,10 @@ mod tests {
             started: Instant::now(),
             kernel_mode: true,
             steering: None,
+            reloads: Arc::new(Reloads::default()),
         });
         assert!(text.contains("xvtep_kernel_mode 1\n"), "{text}");
+        assert!(text.contains("xvtep_config_reloads_total{cause=\"kernel\"} 0\n"), "{text}");
         for c in io.all() {
             let (name, help, value) = (c.metric, c.help, c.value);
             assert!(text.contains(&format!("# HELP {name} {}", help.trim())), "{name} has no help:\n{text}");
@@ -226,6 +252,7 @@ mod tests {
             started: Instant::now(),
             kernel_mode: false,
             steering: None,
+            reloads: Arc::new(Reloads::default()),
         }
     }
 
@@ -308,6 +335,7 @@ mod tests {
             started: Instant::now(),
             kernel_mode: false,
             steering: None,
+            reloads: Arc::new(Reloads::default()),
         };
         let text = render_with(&src, Some(xvtep_bpf::SteerCounters::default()));
         let exported: Vec<&str> = text

@@ -148,6 +148,9 @@ pub fn run(args: Args) -> Result<()> {
     for (ifindex, pairs) in &entries {
         ports::register_sockets(&mut steering, *ifindex, pairs)?;
     }
+    // In [kernel] mode, what the switch learns is written back; subscribed before the workers
+    // learn anything.
+    let write_back = kernel_bridges.is_some().then(|| writeback::subscribe(switch.clone())).transpose()?;
     let mut handles = Vec::new();
     let mut commands = Vec::new();
     for (w, socks) in per_worker.into_iter().enumerate() {
@@ -213,6 +216,7 @@ pub fn run(args: Args) -> Result<()> {
         own_macs: internal_macs.iter().cloned().collect(),
     }));
     let _control = control::server::serve(&args.control, running.clone())?;
+    let reloads = Arc::new(metrics::Reloads::default());
     let _metrics = match args.metrics {
         Some(addr) => {
             let sources = metrics::Sources {
@@ -221,6 +225,7 @@ pub fn run(args: Args) -> Result<()> {
                 started: epoch,
                 kernel_mode: kernel_bridges.is_some(),
                 steering: Some(steering.clone()),
+                reloads: reloads.clone(),
             };
             info!(%addr, "serving metrics");
             Some(metrics::serve(addr, sources, stop.clone())?)
@@ -251,28 +256,30 @@ pub fn run(args: Args) -> Result<()> {
     let mut unresolved = 0;
     // In [kernel] mode, changes to the kernel's bridges are applied as they happen.
     let kernel_changed = Arc::new(AtomicBool::new(false));
-    let following = if let Some(bridges) = kernel_bridges.clone() {
-        Some((
+    let following = match (kernel_bridges.clone(), write_back) {
+        (Some(bridges), Some(write_back)) => Some((
             kernel::follow(bridges, stop.clone(), kernel_changed.clone())?,
-            writeback::spawn(switch.clone(), stop.clone())?,
-        ))
-    } else {
-        None
+            write_back.spawn(stop.clone())?,
+        )),
+        _ => None,
     };
     while !stop.load(Ordering::Relaxed) {
         let reload = if hup.swap(false, Ordering::Relaxed) {
-            Some("SIGHUP")
+            Some(("SIGHUP", &reloads.sighup))
         } else if kernel_changed.swap(false, Ordering::Relaxed) {
-            Some("followed a change of the kernel's bridges")
+            Some(("followed a change of the kernel's bridges", &reloads.kernel))
         } else {
             None
         };
-        if let Some(reason) = reload {
+        if let Some((reason, count)) = reload {
             let result = kernel::load_config(&args.config)
                 .map_err(|e| e.to_string())
                 .and_then(|new| running.lock().unwrap_or_else(|e| e.into_inner()).reload(new));
             match result {
-                Ok(()) => info!(config = %args.config.display(), "reloaded the configuration ({reason})"),
+                Ok(()) => {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    info!(config = %args.config.display(), "reloaded the configuration ({reason})")
+                }
                 Err(e) => warn!("reload refused, the running configuration is unchanged: {e}"),
             }
         }
@@ -345,6 +352,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("io: {}", Named::line(totals));
     println!("xdp: {}", xdp.all().map(|(name, _, _, v)| format!("{name} {v}")).join(" "));
+    println!("reloads: {}", reloads.all().map(|(cause, n)| format!("{cause} {n}")).join(" "));
     match failed {
         Some(e) => Err(e),
         None => Ok(()),

@@ -171,10 +171,17 @@ impl Rtnl {
         })
     }
 
-    /// Every IPv4 address.
+    /// Every IPv4 and IPv6 address.
     pub fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
+        let mut all = self.addresses_of(AddressFamily::Inet)?;
+        all.extend(self.addresses_of(AddressFamily::Inet6)?);
+        Ok(all)
+    }
+
+    /// Every address of one family.
+    fn addresses_of(&mut self, family: AddressFamily) -> io::Result<Vec<AddressMessage>> {
         let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = family;
         self.dump(RouteNetlinkMessage::GetAddress(msg), |r| match r {
             RouteNetlinkMessage::NewAddress(a) => Some(a),
             _ => None,

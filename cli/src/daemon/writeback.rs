@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tracing::warn;
+use tracing::{debug, warn};
 use xvtep_dataplane::fdb::{EntryKind, FdbDst};
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::{Domain, Event, Switch};
@@ -29,6 +29,9 @@ struct Written {
 impl Written {
     /// Makes the kernel hold `mac` on interface `to` (or not at all).
     fn set(&mut self, key: Key, to: Option<u32>) {
+        if self.entries.get(&key).copied() == to {
+            return;
+        }
         let old = self.entries.remove(&key);
         if let (Some(old), true) = (old, to != old) {
             if let Err(e) = self.rtnl.bridge_extern_learn(old, key.0, false) {
@@ -45,46 +48,68 @@ impl Written {
         }
     }
 
-    /// Makes the kernel hold exactly `learned`.
-    fn reconcile(&mut self, learned: &HashMap<Key, u32>) {
+    /// Makes the kernel hold exactly `learned`; returns (written, removed).
+    fn reconcile(&mut self, learned: &HashMap<Key, u32>) -> (usize, usize) {
         let (add, remove) = plan(learned, &self.entries);
-        warn!(add = add.len(), remove = remove.len(), "write-back events were lost; reconciled with the FDB");
+        let counts = (add.len(), remove.len());
         for key in remove {
             self.set(key, None);
         }
         for (key, index) in add {
             self.set(key, Some(index));
         }
+        counts
     }
 }
 
-/// Starts writing back; the thread ends (removing what it wrote) once `stop` is set.
-pub fn spawn(switch: Arc<Switch>, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>> {
+/// The write-back, subscribed to the switch's events but not yet running: made before the
+/// workers start, so that no MAC learned while the daemon starts is missed.
+pub struct WriteBack {
+    switch: Arc<Switch>,
+    events: crossbeam_channel::Receiver<Event>,
+    rtnl: Rtnl,
+}
+
+/// Subscribes to what the switch learns (before it learns anything).
+pub fn subscribe(switch: Arc<Switch>) -> Result<WriteBack> {
     let events = switch.events.subscribe(1 << 16);
     let rtnl = Rtnl::new().context("opening netlink to write learned MACs back")?;
-    let thread = std::thread::Builder::new().name("xvtep-writeback".into()).spawn(move || {
-        let mut written = Written { rtnl, entries: HashMap::new() };
-        let on_port = |dst: FdbDst| port_ifindex(&switch, dst);
-        let mut lost = switch.events.lost();
-        while !stop.load(Ordering::Relaxed) {
-            if switch.events.lost() != lost {
-                lost = switch.events.lost();
-                written.reconcile(&learned_on_ports(&switch));
-                continue;
+    Ok(WriteBack { switch, events, rtnl })
+}
+
+impl WriteBack {
+    /// Starts writing back: first everything already learned on the ports (reconciled once),
+    /// then each learn, move and age as it comes. The thread ends, removing what it wrote,
+    /// once `stop` is set.
+    pub fn spawn(self, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>> {
+        let WriteBack { switch, events, rtnl } = self;
+        let thread = std::thread::Builder::new().name("xvtep-writeback".into()).spawn(move || {
+            let mut written = Written { rtnl, entries: HashMap::new() };
+            let on_port = |dst: FdbDst| port_ifindex(&switch, dst);
+            let mut lost = switch.events.lost();
+            let (add, _) = written.reconcile(&learned_on_ports(&switch));
+            debug!(add, "wrote back what the switch learned while starting");
+            while !stop.load(Ordering::Relaxed) {
+                if switch.events.lost() != lost {
+                    lost = switch.events.lost();
+                    let (add, remove) = written.reconcile(&learned_on_ports(&switch));
+                    warn!(add, remove, "write-back events were lost; reconciled with the FDB");
+                    continue;
+                }
+                let Ok(event) = events.recv_timeout(Duration::from_millis(200)) else { continue };
+                match event {
+                    Event::Learn { mac, domain, dst } => written.set((mac, domain), on_port(dst)),
+                    Event::Move { mac, domain, to, .. } => written.set((mac, domain), on_port(to)),
+                    Event::Age { mac, domain, .. } => written.set((mac, domain), None),
+                    _ => {}
+                }
             }
-            let Ok(event) = events.recv_timeout(Duration::from_millis(200)) else { continue };
-            match event {
-                Event::Learn { mac, domain, dst } => written.set((mac, domain), on_port(dst)),
-                Event::Move { mac, domain, to, .. } => written.set((mac, domain), on_port(to)),
-                Event::Age { mac, domain, .. } => written.set((mac, domain), None),
-                _ => {}
+            for (key, _) in written.entries.clone() {
+                written.set(key, None);
             }
-        }
-        for (key, _) in written.entries.clone() {
-            written.set(key, None);
-        }
-    })?;
-    Ok(thread)
+        })?;
+        Ok(thread)
+    }
 }
 
 /// The MACs the switch has learned on its ports, with the port's interface index.
@@ -98,10 +123,15 @@ fn learned_on_ports(switch: &Switch) -> HashMap<(MacAddr, Domain), u32> {
         .collect()
 }
 
-/// The interface index of the port `dst` names (`None` for the tunnel or a port gone).
+/// The interface index of the port `dst` names, if it is a port of a kernel bridge: `None`
+/// for the tunnel, a port gone, and a bridge's internal port (the bridge itself, which holds
+/// no `extern_learn` entries: the kernel refuses them there).
 fn port_ifindex(switch: &Switch, dst: FdbDst) -> Option<u32> {
     let FdbDst::Port(port) = dst else { return None };
     let name = switch.topology().port(port).map(|p| p.name.clone())?;
+    if !std::path::Path::new(&format!("/sys/class/net/{name}/brport")).exists() {
+        return None;
+    }
     nix::net::if_::if_nametoindex(name.as_str()).ok()
 }
 

@@ -316,6 +316,25 @@ pub fn ports_io(config: &str, io: &str) -> String {
         .replace("[[port]]\nname = \"tap2_0\"\n", &format!("[[port]]\nname = \"tap2_0\"\nio = \"{io}\"\n"))
 }
 
+/// Kernel side of host `i`: one bridge and one vxlan device per VNI (this kernel has no VLAN
+/// filtering, so no `vlan_tunnel`), flooding to `peers`.
+pub fn kernel_vtep(h: &Netns, local: &str, peers: &[&str], group: Option<&str>) {
+    for (vni, port) in [(2, "tap1_0"), (3, "tap2_0")] {
+        let remote = match group {
+            Some(g) => format!("group {g} dev eth0"),
+            None => "dev eth0".to_string(),
+        };
+        h.sh(&format!(
+            "ip link add br{vni} type bridge && ip link set br{vni} up && \
+             ip link add vx{vni} type vxlan id {vni} local {local} dstport 4789 {remote} && \
+             ip link set vx{vni} master br{vni} && ip link set vx{vni} up && ip link set {port} master br{vni}"
+        ));
+        for p in peers {
+            h.sh(&format!("bridge fdb append 00:00:00:00:00:00 dev vx{vni} dst {p}"));
+        }
+    }
+}
+
 /// Number of XDP programs attached in `ns`.
 pub fn xdp_programs(ns: &Netns) -> usize {
     ns.sh("ip link show").matches("prog/xdp").count()

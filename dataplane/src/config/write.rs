@@ -221,7 +221,8 @@ mac = "02:00:00:00:00:07"
 }
 
 /// `text` as a TOML string, escaped: an interface name may hold any character but NUL and `/`.
-fn quoted(text: &str) -> String {
+/// For every writer of configuration text (`to_toml`, `[kernel]` mode's translation).
+pub fn quoted(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
