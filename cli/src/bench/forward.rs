@@ -72,9 +72,7 @@ pub fn run(args: Args) -> Result<()> {
         let sent = pool.transmit(&mut tx.tx, &batch, 1);
         forwarded += sent as u64;
         dropped += (n - sent) as u64;
-        if tx.tx.needs_wakeup() {
-            tx.wake_tx();
-        }
+        tx.kick_tx(sent);
     }
     println!("bench-forward: forwarded {forwarded}, dropped (tx ring full) {dropped}");
     Ok(())

@@ -134,10 +134,9 @@ pub fn transmit_with(
             }
             batch.push(Desc { addr, len, options: 0 });
         }
-        sent += pool.transmit(&mut socket.tx, &batch, 0) as u64;
-        if socket.tx.needs_wakeup() {
-            socket.wake_tx();
-        }
+        let queued = pool.transmit(&mut socket.tx, &batch, 0);
+        socket.kick_tx(queued);
+        sent += queued as u64;
     }
     Ok(sent)
 }

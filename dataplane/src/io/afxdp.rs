@@ -260,14 +260,7 @@ impl Xsk {
         counters.tx_packets.add(done as u64);
         counters.tx_ring_full.add((self.pending.len() - done) as u64);
         self.pending.clear();
-        if done > 0 && self.socket.tx.needs_wakeup() {
-            // In copy mode one kick sends at most 32 frames (the kernel's TX_BATCH_SIZE):
-            // kick once per 32, or the segments of a superframe wait for the next poll.
-            for _ in 0..done.div_ceil(32) {
-                counters.tx_wakeups.add(1);
-                self.socket.wake_tx();
-            }
-        }
+        counters.tx_wakeups.add(self.socket.kick_tx(done) as u64);
     }
 }
 

@@ -16,6 +16,9 @@ use super::umem::{Umem, TX_METADATA_LEN};
 /// Frames as the rx and tx rings carry them.
 pub type Desc = libc::xdp_desc;
 
+/// Frames copy mode sends per tx kick at most (the kernel's `TX_BATCH_SIZE`).
+pub const TX_PER_KICK: usize = 32;
+
 /// A bound AF_XDP socket. The rings unmap, then the socket closes, on drop.
 pub struct XdpSocket {
     pub rx: Ring<Desc>,
@@ -157,11 +160,20 @@ impl XdpSocket {
         self.fd.as_raw_fd()
     }
 
-    /// Kicks the kernel to send what the tx ring holds (copy mode sends at most 32 frames a
-    /// kick, the kernel's TX_BATCH_SIZE).
-    pub fn wake_tx(&self) {
-        // SAFETY: a zero-length, non-blocking send on our socket: the kernel's tx kick.
-        unsafe { libc::sendto(self.fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+    /// Has the kernel send `queued` frames just put on the tx ring, if it asks to be woken
+    /// for it: one kick per [`TX_PER_KICK`] frames, as copy mode sends no more a kick (the rest
+    /// would wait for the next poll). Returns the kicks made. The one transmit rule for the
+    /// daemon's workers and the bench's forwarder, so that the ceiling is not throttled.
+    pub fn kick_tx(&self, queued: usize) -> usize {
+        if queued == 0 || !self.tx.needs_wakeup() {
+            return 0;
+        }
+        let kicks = queued.div_ceil(TX_PER_KICK);
+        for _ in 0..kicks {
+            // SAFETY: a zero-length, non-blocking send on our socket: the kernel's tx kick.
+            unsafe { libc::sendto(self.fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+        }
+        kicks
     }
 
     /// What the kernel dropped on this socket since it was opened.
