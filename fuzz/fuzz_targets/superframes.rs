@@ -1,10 +1,13 @@
 //! Superframes with an oracle: the payload bytes that leave equal those that came.
 //!
 //! First byte even — segmentation: a TCPv4/TCPv6/UDP superframe with a virtio-net header
-//! (sizes, options, flags, MSS from the input) from a `vnet` port to the tunnel, an AF_XDP
-//! port, another `vnet` port, or all of them (flooded). Each egress gets the whole payload in
-//! order, cut into segments of at most the MSS with complete checksums, or nothing (a named
-//! drop) — never part of it.
+//! (sizes, options, flags, MSS from 1, from the input) from a `vnet` port to the tunnel, an
+//! AF_XDP port, another `vnet` port, or all of them (flooded). Each egress gets the whole
+//! payload in order, cut into segments of at most the MSS with complete checksums, or nothing
+//! (a named drop) — never part of it; below the least MSS, nothing. A hostile sender may also
+//! set any `flags`, `gso_type`, `hdr_len`, `csum_start` and `csum_offset`, poke the frame's
+//! headers and cut the frame: then nothing may panic, and whatever the header, the work stays
+//! bounded by the bytes received (frames and bytes sent per superframe).
 //!
 //! Odd — coalescing: up to 64 TCP segments of two flows from the tunnel (contiguous, gaps,
 //! repeats, flags, bad checksums), to two `vnet` ports and an AF_XDP port. Per port and flow,
@@ -15,6 +18,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
+use xvtep_dataplane::pipeline::superframe::MIN_GSO_SIZE;
 use xvtep_dataplane::wire::virtio_net::{
     VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4,
 };
@@ -204,14 +208,13 @@ fn segmentation(mut inp: Input) {
     let (v6, tcp) = (kind == 1 || inp.byte() & 1 == 1 && kind == 2, kind < 2);
     let dst = DSTS[(inp.byte() % 5) as usize];
     let opts = if tcp { (inp.byte() % 11) as usize * 4 } else { 0 };
-    // At least 64 bytes a segment: the fuzzer's time goes to variety, not to huge batches.
-    let mss = 64 + inp.u16() % 1536;
+    let mss = 1 + inp.u16() % 1600;
     let len = (inp.u16() as usize) % 64_000;
     let flags = 0x10 | (inp.byte() & 0xe9); // ACK, maybe FIN, PSH, URG, ECE, CWR
     let payload: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8).collect();
-    let (frame, l4) = build(dst, v6, tcp, opts, 0xffff_0000, flags, 40000, &payload, true);
+    let (mut frame, l4) = build(dst, v6, tcp, opts, 0xffff_0000, flags, 40000, &payload, true);
     let hl = if tcp { 20 + opts } else { 8 };
-    let hdr = VirtioNetHdr {
+    let mut hdr = VirtioNetHdr {
         flags: VNET_F_NEEDS_CSUM,
         gso_type: match kind {
             0 => VNET_GSO_TCPV4,
@@ -223,7 +226,19 @@ fn segmentation(mut inp: Input) {
         csum_start: l4 as u16,
         csum_offset: if tcp { 16 } else { 6 },
     };
+    let hostile = inp.byte();
+    if hostile != 0 {
+        lie(&mut inp, hostile, &mut hdr, &mut frame);
+    }
     let out = run(&[RxFrame::with_vnet(VM, &frame, Some(hdr))]);
+    assert_bounded(frame.len(), &out);
+    if hostile != 0 {
+        return;
+    }
+    if mss < MIN_GSO_SIZE {
+        assert!(out.is_empty(), "a superframe cut below the least MSS was sent");
+        return;
+    }
     let mut by_port: BTreeMap<u16, Vec<(VirtioNetHdr, Vec<u8>)>> = BTreeMap::new();
     for (port, h, f) in out {
         by_port.entry(port).or_default().push((h, f));
@@ -247,6 +262,64 @@ fn segmentation(mut inp: Input) {
         }
         assert!(joined == payload, "port {port}: the payload changed in segmentation");
     }
+}
+
+/// What a hostile sender may do (each bit of `what` one thing): any virtio-net header
+/// field, two bytes of the frame's headers poked, the frame cut, its IP length made to agree.
+fn lie(inp: &mut Input, what: u8, hdr: &mut VirtioNetHdr, frame: &mut Vec<u8>) {
+    if what & 1 != 0 {
+        hdr.flags = inp.byte();
+    }
+    if what & 2 != 0 {
+        hdr.gso_type = inp.byte();
+    }
+    if what & 4 != 0 {
+        hdr.hdr_len = inp.u16();
+    }
+    if what & 8 != 0 {
+        hdr.csum_start = inp.u16();
+    }
+    if what & 16 != 0 {
+        hdr.csum_offset = inp.u16();
+    }
+    if what & 32 != 0 {
+        for _ in 0..2 {
+            let at = inp.byte() as usize % 80;
+            let b = inp.byte();
+            if let Some(x) = frame.get_mut(at) {
+                *x = b;
+            }
+        }
+    }
+    if what & 64 != 0 {
+        // Often into the headers, where a parser reads fixed offsets.
+        let cut = if inp.byte() & 1 == 0 { inp.byte() as usize } else { inp.u16() as usize };
+        frame.truncate(cut);
+    }
+    if what & 128 != 0 {
+        // The IP length field agreeing with the frame as it now is: a consistent lie.
+        let (at, before) = if frame.get(12..14) == Some(&[0x86, 0xdd]) { (18, 54) } else { (16, 14) };
+        let len = (frame.len().saturating_sub(before) as u16).to_be_bytes();
+        if let Some(field) = frame.get_mut(at..at + 2) {
+            field.copy_from_slice(&len);
+        }
+    }
+}
+
+/// Egresses a frame from `vm` may leave by at most: flooded to `vm2`, `ct` and one remote.
+const EGRESSES: usize = 3;
+/// Bytes each segment repeats at most: Ethernet with a tag, IPv4 with options or IPv6, TCP
+/// with options (138), a tag pushed (4) and outer headers over IPv6 (70).
+const SEGMENT_OVERHEAD: usize = 138 + 4 + 70;
+
+/// The resource bound on one superframe of `received` bytes: at most one segment per
+/// [`MIN_GSO_SIZE`] bytes to each egress, and the bytes of those segments.
+fn assert_bounded(received: usize, out: &[(u16, VirtioNetHdr, Vec<u8>)]) {
+    let segments = received / MIN_GSO_SIZE as usize + 1;
+    assert!(out.len() <= EGRESSES * segments, "{} frames sent for {received} bytes", out.len());
+    let sent: usize = out.iter().map(|(_, _, f)| f.len()).sum();
+    let most = EGRESSES * (received + segments * SEGMENT_OVERHEAD);
+    assert!(sent <= most, "{sent} bytes sent for {received} bytes");
 }
 
 fn coalescing(mut inp: Input) {
@@ -285,7 +358,9 @@ fn coalescing(mut inp: Input) {
     }
     let rx: Vec<RxFrame> = frames.iter().map(|f| RxFrame::new(PortId::TUNNEL, f)).collect();
     let mut got: BTreeMap<(u16, u16), Vec<u8>> = BTreeMap::new();
-    for (port, h, f) in run(&rx) {
+    let out = run(&rx);
+    assert!(out.len() <= rx.len(), "{} frames sent for {} received", out.len(), rx.len());
+    for (port, h, f) in out {
         let f = untag(&f);
         let (l4, hl, p) = split(&f);
         let flow = u16::from_be_bytes([f[l4], f[l4 + 1]]) - 40000;
