@@ -323,51 +323,6 @@ fn startup_errors_are_clear() {
     assert_eq!(xdp_programs(h), 0, "a failed start left XDP attached");
 }
 
-/// Runs `f` in a thread that has entered `ns`'s network namespace.
-fn in_netns<T: Send + 'static>(
-    ns: &Netns,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let name = ns.name.clone();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-}
-
-/// Sends `len` bytes of a known pattern over TCP from `from` to `to_ip`:9100 in `to`; the
-/// receiver checks every byte and returns how many arrived.
-fn tcp_transfer_checked(from: &Netns, to: &Netns, to_ip: &str, len: usize) -> usize {
-    use std::io::{Read, Write};
-    let pattern = |i: usize| (i.wrapping_mul(2654435761) >> 7) as u8;
-    let listener = in_netns(to, || std::net::TcpListener::bind("0.0.0.0:9100").unwrap()).join().unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let (mut got, mut buf) = (0usize, vec![0u8; 1 << 16]);
-        loop {
-            let n = s.read(&mut buf).unwrap();
-            if n == 0 {
-                return got;
-            }
-            for (k, b) in buf[..n].iter().enumerate() {
-                assert_eq!(*b, pattern(got + k), "byte {} arrived changed", got + k);
-            }
-            got += n;
-        }
-    });
-    let to_ip = to_ip.to_string();
-    in_netns(from, move || {
-        let mut s = std::net::TcpStream::connect((to_ip.as_str(), 9100)).unwrap();
-        let data: Vec<u8> = (0..len).map(pattern).collect();
-        s.write_all(&data).unwrap();
-    })
-    .join()
-    .unwrap();
-    server.join().unwrap()
-}
-
 /// Sends `messages` UDP messages from `from` to `to_ip`:9200 in `to`, small ones (one
 /// 200-byte datagram) alternating with UDP GSO superframes (five 1000-byte datagrams as one
 /// frame), every datagram numbered; checks that they arrive in order and nearly all (UDP may

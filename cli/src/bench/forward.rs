@@ -38,7 +38,7 @@ pub fn run(args: Args) -> Result<()> {
     // One UMEM under both sockets, as the daemon's worker has: frames go out as they came in.
     let umem = Umem::new(4 * RING).context("mapping the UMEM")?;
     let open = |name: &str| {
-        XdpSocket::open(&umem, name, 0, RING, false)
+        XdpSocket::open(&umem, name, 0, RING, false, false)
             .with_context(|| format!("AF_XDP socket on {name} queue 0"))
     };
     let (mut rx, mut tx) = (open(&args.from)?, open(&args.to)?);

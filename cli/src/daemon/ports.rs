@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use xvtep::control::apply::PortAttach;
 use xvtep_bpf::{Role, Steering};
 use xvtep_dataplane::config::{InternalPort, PortIo};
-use xvtep_dataplane::io::afxdp::{IoCommand, Xsk, XskSpec};
+use xvtep_dataplane::io::afxdp::{self, IoCommand, Xsk, XskSpec};
 use xvtep_dataplane::io::vnet::VnetSocket;
 use xvtep_dataplane::io::xdp::Umem;
 use xvtep_dataplane::wire::MacAddr;
@@ -34,9 +34,31 @@ pub fn open_sockets(port: PortId, iface: &Iface, umems: &[Arc<Umem>]) -> Result<
     let mut per_worker: Vec<Vec<Xsk>> = umems.iter().map(|_| Vec::new()).collect();
     for queue in 0..iface.queues {
         let w = queue as usize % umems.len();
-        per_worker[w].push(Xsk::open(XskSpec { port, ifname: iface.name.clone(), queue }, &umems[w])?);
+        let xsk = Xsk::open(XskSpec { port, ifname: iface.name.clone(), queue }, &umems[w])?;
+        check_frame_fits(iface, xsk.multi_buffer())?;
+        per_worker[w].push(xsk);
     }
     Ok(per_worker)
+}
+
+/// Refuses an interface whose MTU allows frames larger than its AF_XDP sockets take: without
+/// multi-buffer (Linux older than 6.6) a frame must fit one UMEM chunk, and the kernel would
+/// drop every larger one, counted only as `rx_fill_empty`.
+fn check_frame_fits(iface: &Iface, multi_buffer: bool) -> Result<()> {
+    // Ethernet header and one 802.1Q tag on top of the MTU.
+    const L2: usize = 18;
+    let largest = afxdp::ONE_CHUNK_FRAME - L2;
+    if !multi_buffer && iface.mtu as usize > largest {
+        bail!(
+            "{}: MTU {} is above the {largest} bytes its AF_XDP sockets can take on this kernel: \
+             frames larger than one UMEM chunk need AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6 or \
+             later); lower the MTU (ip link set dev {} mtu {largest}) or run a newer kernel",
+            iface.name,
+            iface.mtu,
+            iface.name
+        );
+    }
+    Ok(())
 }
 
 /// The (queue, socket) pairs of `iface`'s AF_XDP sockets among `sockets`, for the XDP program.

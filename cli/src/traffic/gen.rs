@@ -102,7 +102,7 @@ pub fn transmit_with(
         bail!("the generator sends 1 to {CHUNK} byte frames, at least one");
     }
     let umem = Umem::new(2 * RING).context("mapping the generator's UMEM")?;
-    let mut socket = XdpSocket::open(&umem, ifname, 0, RING, false)
+    let mut socket = XdpSocket::open(&umem, ifname, 0, RING, false, false)
         .with_context(|| format!("AF_XDP socket on {ifname} queue 0"))?;
     let mut pool = FramePool::new(&umem);
     // Every chunk holds its frame for good: chunk i the i-th frame, round-robin.

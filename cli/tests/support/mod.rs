@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 pub use xvtep::netns::{sh, try_sh, veth, veth_queues, Netns};
@@ -233,8 +234,25 @@ impl Daemon {
         }
     }
 
-    /// Stops with SIGTERM and returns everything it printed.
+    /// Stops with SIGTERM and returns everything it printed, after checking that the exit
+    /// report counts no loss of frames inside the daemon (see [`LOSS_COUNTERS`]); a test that
+    /// provokes such loss uses [`Daemon::stop_with_loss`].
+    #[track_caller]
     pub fn stop(&mut self) -> String {
+        let out = self.stop_with_loss();
+        if let Some(io) = out.lines().find(|l| l.starts_with("io: ")) {
+            let lost = LOSS_COUNTERS.map(|n| (n, io_counter(io, n)));
+            assert!(
+                lost.iter().all(|(_, v)| *v == 0),
+                "frames lost inside xvtep in {}: {lost:?}\n{out}",
+                self.ns
+            );
+        }
+        out
+    }
+
+    /// Stops with SIGTERM and returns everything it printed.
+    pub fn stop_with_loss(&mut self) -> String {
         self.signal("TERM");
         if let Some(mut c) = self.child.take() {
             let start = Instant::now();
@@ -335,6 +353,51 @@ pub fn kernel_vtep(h: &Netns, local: &str, peers: &[&str], group: Option<&str>) 
     }
 }
 
+/// Runs `f` in a thread that has entered `ns`'s network namespace.
+pub fn in_netns<T: Send + 'static>(
+    ns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+}
+
+/// Sends `len` bytes of a known pattern over TCP from `from` to `to_ip`:9100 in `to`; the
+/// receiver checks every byte and returns how many arrived.
+pub fn tcp_transfer_checked(from: &Netns, to: &Netns, to_ip: &str, len: usize) -> usize {
+    use std::io::{Read, Write};
+    let pattern = |i: usize| (i.wrapping_mul(2654435761) >> 7) as u8;
+    let listener = in_netns(to, || std::net::TcpListener::bind("0.0.0.0:9100").unwrap()).join().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (mut got, mut buf) = (0usize, vec![0u8; 1 << 16]);
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                return got;
+            }
+            for (k, b) in buf[..n].iter().enumerate() {
+                assert_eq!(*b, pattern(got + k), "byte {} arrived changed", got + k);
+            }
+            got += n;
+        }
+    });
+    let to_ip = to_ip.to_string();
+    in_netns(from, move || {
+        let mut s = std::net::TcpStream::connect((to_ip.as_str(), 9100)).unwrap();
+        let data: Vec<u8> = (0..len).map(pattern).collect();
+        s.write_all(&data).unwrap();
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap()
+}
+
 /// Number of XDP programs attached in `ns`.
 pub fn xdp_programs(ns: &Netns) -> usize {
     ns.sh("ip link show").matches("prog/xdp").count()
@@ -404,6 +467,10 @@ pub fn rss_kib(pattern: &str) -> u64 {
     let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap();
     kib.trim().trim_end_matches(" kB").trim().parse().unwrap()
 }
+
+/// I/O counters that mean frames lost inside the daemon through no fault of the traffic: a
+/// worker short of UMEM frames to receive into or to send from.
+pub const LOSS_COUNTERS: [&str; 3] = ["fill_starved", "tx_no_frame", "tx_invalid_descs"];
 
 /// The counter `name` of the exit report's "io: name value ..." line.
 pub fn io_counter(line: &str, name: &str) -> u64 {

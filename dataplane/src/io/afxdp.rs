@@ -26,7 +26,10 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::vnet::{VnetSender, VnetSocket};
-use super::xdp::{Desc, FramePool, KernelDrops, SocketId, Umem, XdpSocket, CHUNK, TX_METADATA_LEN};
+use super::xdp::chain::{self, MAX_CHAIN};
+use super::xdp::{
+    Desc, FramePool, KernelDrops, SocketId, Umem, XdpSocket, CHUNK, CONTINUED, TX_METADATA_LEN,
+};
 use super::{FrameIo, BATCH_SIZE};
 use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
@@ -37,6 +40,9 @@ use crate::wire::UdpRepr;
 /// Where a received frame lies in its chunk (copy mode: `XDP_PACKET_HEADROOM`); frames the
 /// worker writes go there too, leaving room in front for tx metadata.
 const RX_HEADROOM: usize = 256;
+/// The largest frame a socket without multi-buffer (Linux older than 6.6) takes: one chunk
+/// past the headroom the kernel leaves in front of a received frame.
+pub const ONE_CHUNK_FRAME: usize = CHUNK - RX_HEADROOM;
 /// Offset of the checksum in a UDP header.
 const UDP_CHECKSUM_AT: u16 = 6;
 /// Descriptors per ring (fill, completion, rx, tx).
@@ -120,6 +126,16 @@ io_counters! {
     tx_ring_full => "xvtep_tx_ring_full_total";
     /// Dropped: no free UMEM frame to write an edited or replicated frame into.
     tx_no_frame => "xvtep_tx_no_frame_total";
+    /// Dropped: a frame larger than a UMEM chunk for a socket without multi-buffer (Linux
+    /// older than 6.6), or larger than a chain can carry.
+    tx_too_long => "xvtep_tx_too_long_total";
+    /// Dropped by the kernel: tx descriptors it found invalid (never expected: a bug).
+    tx_invalid_descs => "xvtep_tx_invalid_descs_total";
+    /// Frames larger than a chunk received as a chain of chunks (multi-buffer), copied into
+    /// one buffer for the switch.
+    rx_multi_buffer => "xvtep_rx_multi_buffer_total";
+    /// Frames larger than a chunk sent as a chain of chunks (multi-buffer).
+    tx_multi_buffer => "xvtep_tx_multi_buffer_total";
     /// Dropped: this worker has no socket on the egress port.
     tx_no_socket => "xvtep_tx_no_socket_total";
     /// Times a fill ring could not be topped up for want of free frames.
@@ -141,6 +157,8 @@ io_counters! {
     rx_fill_empty => "xvtep_rx_fill_empty_total";
     /// Dropped: received on a port's socket, not yet switched when `link del` closed it.
     rx_port_removed => "xvtep_rx_port_removed_total";
+    /// Dropped: a chain of descriptors that did not end (never expected from the kernel).
+    rx_chain_cut => "xvtep_rx_chain_cut_total";
     /// Frames received on `vnet` ports (a superframe counts once).
     vnet_rx => "xvtep_vnet_rx_total";
     /// Frames sent on `vnet` ports.
@@ -183,6 +201,14 @@ pub enum IoCommand {
     Remove { port: PortId, done: Sender<()> },
 }
 
+/// Where a received AF_XDP frame is: in its chunk, or (a chain of chunks) copied whole into
+/// the worker's buffer of the batch's chained frames, its chunks free again.
+#[derive(Debug, Clone, Copy)]
+enum Received {
+    Chunk(Desc),
+    Gathered { at: usize, len: usize },
+}
+
 /// One AF_XDP socket on one (interface, queue), on its worker's UMEM.
 pub struct Xsk {
     spec: XskSpec,
@@ -209,7 +235,7 @@ impl Xsk {
         let deadline = Instant::now() + REBIND_WAIT;
         let failed = |err| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, err };
         let socket = loop {
-            match XdpSocket::open(umem, &spec.ifname, spec.queue, RING, true) {
+            match XdpSocket::open(umem, &spec.ifname, spec.queue, RING, true, true) {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
@@ -237,6 +263,11 @@ impl Xsk {
         &self.spec
     }
 
+    /// Whether frames larger than a chunk pass, as chains (see [`XdpSocket::multi_buffer`]).
+    pub fn multi_buffer(&self) -> bool {
+        self.socket.multi_buffer
+    }
+
     /// The socket's descriptor, for the XDP program's socket map.
     pub fn fd(&self) -> RawFd {
         self.socket.fd()
@@ -247,6 +278,9 @@ impl Xsk {
         if let Ok(now) = self.socket.kernel_drops() {
             counters.rx_ring_full.add(now.rx_ring_full.saturating_sub(self.kernel_drops.rx_ring_full));
             counters.rx_fill_empty.add(now.rx_dropped.saturating_sub(self.kernel_drops.rx_dropped));
+            counters
+                .tx_invalid_descs
+                .add(now.tx_invalid_descs.saturating_sub(self.kernel_drops.tx_invalid_descs));
             self.kernel_drops = now;
         }
     }
@@ -256,9 +290,14 @@ impl Xsk {
         if self.pending.is_empty() {
             return;
         }
-        let done = pool.transmit(&mut self.socket.tx, &self.pending, self.id);
-        counters.tx_packets.add(done as u64);
-        counters.tx_ring_full.add((self.pending.len() - done) as u64);
+        // Whole frames only: a chain cut by a full ring would be one frame's head sent alone.
+        let fit = chain::whole_frames(&self.pending, self.socket.tx.room());
+        let done = pool.transmit(&mut self.socket.tx, &self.pending[..fit], self.id);
+        for d in &self.pending[done..] {
+            pool.give_back(d.addr);
+        }
+        counters.tx_packets.add(chain::frames_in(&self.pending[..done]) as u64);
+        counters.tx_ring_full.add(chain::frames_in(&self.pending[done..]) as u64);
         self.pending.clear();
         counters.tx_wakeups.add(self.socket.kick_tx(done) as u64);
     }
@@ -284,8 +323,12 @@ pub struct AfXdpIo {
     commands: Receiver<IoCommand>,
     /// PortId → the socket this worker transmits on for that port.
     tx_of_port: Vec<Option<usize>>,
-    /// The batch's AF_XDP frames: (socket, descriptor).
-    rx: Vec<(usize, Desc)>,
+    /// The batch's AF_XDP frames: (socket, where the frame is).
+    rx: Vec<(usize, Received)>,
+    /// The batch's chained (multi-buffer) frames, each copied whole ([`Received::Gathered`]).
+    gathered: Vec<u8>,
+    /// A frame to send as a chain, written here first.
+    chained: Vec<u8>,
     /// Per received frame, what the checksum pass did and found.
     rx_checks: Vec<RxChecksums>,
     descs: Vec<Desc>,
@@ -333,6 +376,8 @@ impl AfXdpIo {
             commands,
             tx_of_port: Vec::new(),
             rx: Vec::with_capacity(BATCH_SIZE),
+            gathered: Vec::new(),
+            chained: Vec::new(),
             rx_checks: Vec::with_capacity(BATCH_SIZE),
             descs: Vec::with_capacity(RING as usize),
             addrs: Vec::with_capacity(RING as usize),
@@ -471,6 +516,7 @@ impl AfXdpIo {
     /// Receives up to a batch from the sockets in turn.
     fn receive(&mut self) {
         self.rx.clear();
+        self.gathered.clear();
         let n = self.socks.len();
         self.first = (self.first + 1) % n.max(1);
         for k in 0..n {
@@ -481,9 +527,38 @@ impl AfXdpIo {
                 break;
             }
             self.descs.clear();
-            let got = s.socket.rx.consume(&mut self.descs, want);
+            let mut got = s.socket.rx.consume(&mut self.descs, want);
+            // The kernel produces a chain whole: the rest of one cut by `want` is there.
+            while self.descs.last().is_some_and(|d| d.options & CONTINUED != 0) {
+                match s.socket.rx.consume(&mut self.descs, 1) {
+                    0 => break,
+                    n => got += n,
+                }
+            }
             s.lent -= got;
-            self.rx.extend(self.descs.iter().map(|d| (i, *d)));
+            let mut rest = &self.descs[..];
+            while !rest.is_empty() {
+                let Some(n) = chain::first_frame(rest) else {
+                    self.counters.rx_chain_cut.add(1);
+                    rest.iter().for_each(|d| self.pool.give_back(d.addr));
+                    break;
+                };
+                let (frame, after) = rest.split_at(n);
+                rest = after;
+                if let [one] = frame {
+                    self.rx.push((i, Received::Chunk(*one)));
+                    continue;
+                }
+                // A chain: copied into one buffer, its chunks free again at once.
+                let at = self.gathered.len();
+                for d in frame {
+                    // SAFETY: a received frame's bytes, ours until given back just below.
+                    self.gathered.extend_from_slice(unsafe { self.umem.bytes(d.addr, d.len as usize) });
+                    self.pool.give_back(d.addr);
+                }
+                self.counters.rx_multi_buffer.add(1);
+                self.rx.push((i, Received::Gathered { at, len: self.gathered.len() - at }));
+            }
         }
         self.vnet_rx.clear();
         for (i, v) in self.vnet.iter_mut().enumerate() {
@@ -535,7 +610,7 @@ impl AfXdpIo {
         self.pinned.clear();
         self.pinned.resize(n, false);
         for (i, a) in tx.actions().iter().enumerate() {
-            if let Some(r) = afxdp_frame(a.source, n) {
+            if let Some((r, _)) = self.in_chunk(a.source) {
                 self.last_use[r] = i;
             }
             for r in tx.coalesced_sources(a).filter(|&r| r < n) {
@@ -575,6 +650,7 @@ impl AfXdpIo {
                 self.counters.tx_no_socket.add(1);
                 continue;
             };
+            let whole = a;
             let to_device = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
             let (a, partial) = match &to_device {
                 Some((a, partial)) => (a, Some(*partial)),
@@ -586,12 +662,17 @@ impl AfXdpIo {
                 continue;
             }
             let len = a.edit.out_len();
-            let Some(chunk) = (len <= CHUNK).then(|| self.pool.take()).flatten() else {
+            if len + TX_METADATA_LEN > CHUNK {
+                self.stage_chained(k, tx, whole, rx);
+                continue;
+            }
+            let Some(chunk) = self.pool.take() else {
                 self.counters.tx_no_frame.add(1);
                 continue;
             };
-            // Written where a received frame lies, with the room in front for tx metadata.
-            let at = if len + RX_HEADROOM <= CHUNK { RX_HEADROOM } else { 0 };
+            // Written where a received frame lies, or closer to the front if it must, but
+            // never into the room for tx metadata that the kernel requires in front of it.
+            let at = if len + RX_HEADROOM <= CHUNK { RX_HEADROOM } else { TX_METADATA_LEN };
             // SAFETY: a free frame, ours, written by nobody else; the frames `rx` points into
             // are other frames, only read.
             let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
@@ -601,9 +682,48 @@ impl AfXdpIo {
             self.socks[k].pending.push(Desc { addr: chunk + at as u64, len: len as u32, options });
         }
         for (r, moved) in self.moved.iter().enumerate() {
-            if !moved {
-                self.pool.give_back(self.rx[r].1.addr);
+            if let (false, Received::Chunk(desc)) = (moved, self.rx[r].1) {
+                self.pool.give_back(desc.addr);
             }
+        }
+    }
+
+    /// Queues action `a`, too large for a chunk, on socket `k` as a chain of chunks: written
+    /// whole (outer checksum included) into a buffer, then copied out piece by piece.
+    fn stage_chained(&mut self, k: usize, tx: &TxBatch, a: &TxAction, rx: &[RxFrame<'_>]) {
+        let len = a.edit.out_len();
+        let n = len.div_ceil(chain::PER_CHUNK);
+        if !self.socks[k].socket.multi_buffer || n > MAX_CHAIN {
+            self.counters.tx_too_long.add(1);
+            return;
+        }
+        if self.pool.free() < n {
+            self.counters.tx_no_frame.add(1);
+            return;
+        }
+        self.chained.resize(len, 0);
+        tx.write(a, rx, &mut self.chained);
+        for (piece, range) in chain::pieces(len).enumerate() {
+            let chunk = self.pool.take().expect("counted free");
+            // SAFETY: a free frame, ours, written by nobody else.
+            let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
+            buf[chain::CHAINED_AT..chain::CHAINED_AT + range.len()]
+                .copy_from_slice(&self.chained[range.clone()]);
+            self.socks[k].pending.push(chain::piece_desc(chunk, range.len(), piece, n));
+        }
+        self.counters.tx_multi_buffer.add(1);
+    }
+
+    /// The index of `source` among the batch's AF_XDP frames (its first frames) and its
+    /// descriptor, if it lies in a chunk; `None` for a chained frame (copied out of its
+    /// chunks), the `vnet` frames after them and generated frames.
+    fn in_chunk(&self, source: TxSource) -> Option<(usize, Desc)> {
+        match source {
+            TxSource::Rx(r) => match self.rx.get(r as usize)?.1 {
+                Received::Chunk(desc) => Some((r as usize, desc)),
+                Received::Gathered { .. } => None,
+            },
+            _ => None,
         }
     }
 
@@ -617,11 +737,11 @@ impl AfXdpIo {
         i: usize,
         partial: Option<(usize, u64)>,
     ) -> Option<Desc> {
-        let r = afxdp_frame(a.source, self.rx.len())?;
+        let (r, desc) = self.in_chunk(a.source)?;
         if self.last_use[r] != i || self.pinned[r] || self.moved[r] {
             return None;
         }
-        let addr = self.rx[r].1.addr;
+        let addr = desc.addr;
         let chunk = Umem::chunk_of(addr);
         // SAFETY: a received frame, ours until it is sent or given back. This is its last
         // use and no superframe reads it, so no slice of it (the batch's `RxFrame`) is read
@@ -693,15 +813,6 @@ fn recycle<'a, 'b>(buf: Vec<RxFrame<'a>>) -> Vec<RxFrame<'b>> {
     buf.into_iter().filter_map(|_| None).collect()
 }
 
-/// The index of `source` among the batch's AF_XDP frames (its first `afxdp` frames, in the
-/// worker's UMEM); `None` for the `vnet` frames after them and for generated frames.
-fn afxdp_frame(source: TxSource, afxdp: usize) -> Option<usize> {
-    match source {
-        TxSource::Rx(r) if (r as usize) < afxdp => Some(r as usize),
-        _ => None,
-    }
-}
-
 impl FrameIo for AfXdpIo {
     type Error = AfXdpError;
 
@@ -720,9 +831,12 @@ impl FrameIo for AfXdpIo {
         }
         self.counters.rx_packets.add(self.rx.len() as u64);
         self.rx_checks.clear();
-        for (s, desc) in &self.rx {
-            // SAFETY: a received frame, ours until sent or given back; no other slice of it.
-            let frame = unsafe { self.umem.bytes_mut(desc.addr, desc.len as usize) };
+        for (s, received) in &self.rx {
+            let frame = match *received {
+                // SAFETY: a received frame, ours until sent or given back; no other slice of it.
+                Received::Chunk(desc) => unsafe { self.umem.bytes_mut(desc.addr, desc.len as usize) },
+                Received::Gathered { at, len } => &mut self.gathered[at..at + len],
+            };
             let checks = if self.socks[*s].spec.port.is_tunnel() {
                 underlay_checksums(frame)
             } else {
@@ -734,10 +848,15 @@ impl FrameIo for AfXdpIo {
         let now: Nanos = self.epoch.elapsed().as_nanos() as Nanos;
         let umem = self.umem.clone();
         let mut frames: Vec<RxFrame> = recycle(std::mem::take(&mut self.frames));
-        frames.extend(self.rx.iter().zip(&self.rx_checks).map(|((s, desc), checks)| {
-            // SAFETY: as above; only read until the batch is staged, and edited in place
-            // there only after its last read (`edit_in_place`).
-            let data = unsafe { umem.bytes(desc.addr, desc.len as usize) };
+        // Read by the batch's frames while staging (which takes `&mut self`); put back after.
+        let gathered = std::mem::take(&mut self.gathered);
+        frames.extend(self.rx.iter().zip(&self.rx_checks).map(|((s, received), checks)| {
+            let data = match *received {
+                // SAFETY: as above; only read until the batch is staged, and edited in place
+                // there only after its last read (`edit_in_place`).
+                Received::Chunk(desc) => unsafe { umem.bytes(desc.addr, desc.len as usize) },
+                Received::Gathered { at, len } => &gathered[at..at + len],
+            };
             RxFrame::checked(self.socks[*s].spec.port, data, checks)
         }));
         let vnet = std::mem::take(&mut self.vnet);
@@ -751,6 +870,7 @@ impl FrameIo for AfXdpIo {
         pipeline.process(now, &frames, tx);
         self.stage(tx, &frames);
         self.frames = recycle(frames);
+        self.gathered = gathered;
         self.vnet = vnet;
         self.transmit();
         Ok(true)

@@ -224,12 +224,11 @@ impl VnetSocket {
                     let added = put_tag_back(ring.bytes_mut(at - 4, len + 4), tag);
                     (RxFrameAt::Ring { at: at - added, len: len + added }, ifindex)
                 }
-                Some(Slot::Queued { .. }) => {
+                Some(Slot::Queued { ifindex }) => {
                     // The whole frame waits in the socket's queue, in ring order; it is read
-                    // (and so taken off the queue) whichever interface it came from.
-                    // Nothing to read is an empty frame of this port, dropped as short.
-                    let (at, len, ifindex) = recv_one(self.fd.as_raw_fd(), &mut self.rx_bufs[bufs])
-                        .unwrap_or((0, 0, self.ifindex));
+                    // (and so taken off the queue) whichever interface it came from. Its
+                    // interface is the slot's: the kernel queues it with no address.
+                    let (at, len) = recv_one(self.fd.as_raw_fd(), &mut self.rx_bufs[bufs]);
                     bufs += 1;
                     (RxFrameAt::Buf { index: bufs - 1, at, len }, ifindex)
                 }
@@ -283,27 +282,23 @@ impl VnetSocket {
 }
 
 /// One frame from `fd`'s queue into `buf` (header included, and its VLAN tag put back if the
-/// kernel took one out): where in `buf` it is, its length and the interface it arrived on;
-/// `None` if there was none.
-fn recv_one(fd: RawFd, buf: &mut [u8]) -> Option<(usize, usize, i32)> {
+/// kernel took one out): where in `buf` it is and its length, 0 if there was none (the caller
+/// drops an empty frame).
+fn recv_one(fd: RawFd, buf: &mut [u8]) -> (usize, usize) {
     // struct tpacket_auxdata: tp_status, tp_len, tp_snaplen (u32), tp_mac, tp_net,
     // tp_vlan_tci, tp_vlan_tpid (u16).
     let mut control = [0u64; 8];
     let mut iov = libc::iovec { iov_base: buf[4..].as_mut_ptr() as *mut _, iov_len: buf.len() - 4 };
     // SAFETY: an all-zero msghdr is valid; the fields set point at live buffers.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    // SAFETY: a zeroed sockaddr_ll is valid; the kernel fills it in.
-    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    msg.msg_name = &mut from as *mut _ as *mut libc::c_void;
-    msg.msg_namelen = std::mem::size_of_val(&from) as _;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr() as *mut _;
     msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: `msg` points at `buf[4..]`, `control` and `from`, all live for the call.
+    // SAFETY: `msg` points at `buf[4..]` and `control`, both live for the call.
     let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
     if r < 0 {
-        return None;
+        return (0, 0);
     }
     let len = r as usize;
     let mut tag = None;
@@ -321,7 +316,7 @@ fn recv_one(fd: RawFd, buf: &mut [u8]) -> Option<(usize, usize, i32)> {
         }
     }
     let added = tag.map_or(0, |tag| put_tag_back(&mut buf[..4 + len], tag));
-    Some((4 - added, len + added, from.sll_ifindex))
+    (4 - added, len + added)
 }
 
 /// Puts the 802.1Q tag `tag` back into a received frame the kernel took it out of: `buf` is

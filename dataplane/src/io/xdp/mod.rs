@@ -5,6 +5,7 @@
 //! skipped), and xsk-rs 0.11 sets a frame's address only from the rings, with no way to
 //! change it. The rest is small: a socket, a few setsockopts, four mmaps and a bind.
 
+pub mod chain;
 mod pool;
 mod ring;
 mod socket;
@@ -12,5 +13,5 @@ mod umem;
 
 pub use pool::{FramePool, SocketId, PARK};
 pub use ring::Ring;
-pub use socket::{Desc, KernelDrops, XdpSocket};
+pub use socket::{Desc, KernelDrops, XdpSocket, CONTINUED, TX_PER_KICK};
 pub use umem::{Umem, CHUNK, TX_METADATA_LEN};

@@ -27,6 +27,9 @@ pub struct XdpSocket {
     pub completion: Ring<u64>,
     /// The device completes a checksum a frame sent asks it to ([`XdpSocket::request_checksum`]).
     pub tx_checksum: bool,
+    /// Bound with `XDP_USE_SG` (Linux ≥ 6.6): a frame larger than a chunk arrives, and may be
+    /// sent, as a chain of descriptors, all but the last marked [`CONTINUED`].
+    pub multi_buffer: bool,
     /// Declared last: closed after the rings are unmapped.
     fd: OwnedFd,
 }
@@ -38,7 +41,13 @@ pub struct KernelDrops {
     pub rx_ring_full: u64,
     /// Dropped: no frame in the fill ring (or another allocation failure).
     pub rx_dropped: u64,
+    /// Dropped: tx descriptors the kernel found invalid (outside the UMEM, no room for the tx
+    /// metadata in front, a chain on a socket without multi-buffer).
+    pub tx_invalid_descs: u64,
 }
+
+/// A descriptor's option: the frame goes on in the next descriptor (`XDP_PKT_CONTD`).
+pub const CONTINUED: u32 = libc::XDP_PKT_CONTD;
 
 fn check(r: libc::c_int) -> io::Result<()> {
     if r < 0 {
@@ -65,13 +74,16 @@ impl XdpSocket {
     /// Opens a socket on `ifname` queue `queue` with rings of `ring` entries (a power of two)
     /// on `umem`, asking the kernel to say when it needs waking. With `tx_checksum`, frames
     /// sent may ask the device to complete a checksum, where the kernel can (Linux ≥ 6.11) and
-    /// the socket is in copy mode (a zero-copy driver may ignore the request).
+    /// the socket is in copy mode (a zero-copy driver may ignore the request). With
+    /// `multi_buffer`, frames larger than a chunk are taken as chains where the kernel can
+    /// (Linux ≥ 6.6; see [`XdpSocket::multi_buffer`]).
     pub fn open(
         umem: &Umem,
         ifname: &str,
         queue: u32,
         ring: u32,
         tx_checksum: bool,
+        multi_buffer: bool,
     ) -> io::Result<XdpSocket> {
         let name = CString::new(ifname).map_err(|_| io::Error::other("interface name has a NUL byte"))?;
         // SAFETY: a valid C string.
@@ -102,25 +114,43 @@ impl XdpSocket {
             fill: Ring::map(raw, ring, libc::XDP_UMEM_PGOFF_FILL_RING, &offsets.fr, true)?,
             completion: Ring::map(raw, ring, libc::XDP_UMEM_PGOFF_COMPLETION_RING, &offsets.cr, false)?,
             tx_checksum: false,
+            multi_buffer,
             fd,
         };
         // Neither copy nor zero-copy is forced: the kernel takes zero-copy where the driver
-        // has it.
-        let addr = libc::sockaddr_xdp {
-            sxdp_family: libc::AF_XDP as u16,
-            sxdp_flags: libc::XDP_USE_NEED_WAKEUP,
-            sxdp_ifindex: ifindex,
-            sxdp_queue_id: queue,
-            sxdp_shared_umem_fd: 0,
+        // has it. A kernel older than 6.6 refuses XDP_USE_SG as an unknown flag (EINVAL):
+        // then frames are taken one chunk each.
+        let bind = |flags: u16| {
+            let addr = libc::sockaddr_xdp {
+                sxdp_family: libc::AF_XDP as u16,
+                sxdp_flags: flags,
+                sxdp_ifindex: ifindex,
+                sxdp_queue_id: queue,
+                sxdp_shared_umem_fd: 0,
+            };
+            // SAFETY: a valid sockaddr_xdp and its size.
+            check(unsafe {
+                libc::bind(
+                    raw,
+                    &addr as *const libc::sockaddr_xdp as *const libc::sockaddr,
+                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            })
         };
-        // SAFETY: a valid sockaddr_xdp and its size.
-        check(unsafe {
-            libc::bind(
-                raw,
-                &addr as *const libc::sockaddr_xdp as *const libc::sockaddr,
-                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
-        })?;
+        if multi_buffer {
+            match bind(libc::XDP_USE_NEED_WAKEUP | libc::XDP_USE_SG) {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EINVAL)
+                        || e.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+                {
+                    socket.multi_buffer = false;
+                    bind(libc::XDP_USE_NEED_WAKEUP)?;
+                }
+                r => r?,
+            }
+        } else {
+            bind(libc::XDP_USE_NEED_WAKEUP)?;
+        }
         socket.tx_checksum = tx_metadata && !socket.zero_copy()?;
         Ok(socket)
     }
@@ -191,7 +221,11 @@ impl XdpSocket {
                 &mut len,
             )
         })?;
-        Ok(KernelDrops { rx_ring_full: st.rx_ring_full, rx_dropped: st.rx_dropped })
+        Ok(KernelDrops {
+            rx_ring_full: st.rx_ring_full,
+            rx_dropped: st.rx_dropped,
+            tx_invalid_descs: st.tx_invalid_descs,
+        })
     }
 }
 
