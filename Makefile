@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all setup build test demo demo-replay demo-evpn bench bench-live release deb fuzz soak fmt clean
+.PHONY: all setup build test vm-test demo demo-replay demo-evpn bench bench-live release deb fuzz soak fmt clean
 
 all: build
 
@@ -17,6 +17,11 @@ build: setup
 test: setup
 	@scripts/fuzz.sh 12
 	@scripts/test.sh
+
+# The guest test bed: Debian 12's kernel (6.1) in QEMU, two xvtep hosts inside (root; part of
+# `make test`). See scripts/vm-test.sh.
+vm-test: build
+	@scripts/vm-test.sh
 
 # Longer fuzzing: `make fuzz FUZZ_SECONDS=600` (per target).
 FUZZ_SECONDS ?= 300

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsFd, RawFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, OpenObject, XdpFlags};
+use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, OpenObject, TcHook, TcHookBuilder, XdpFlags};
 
 mod skel {
     #![allow(clippy::all, dead_code, non_camel_case_types, non_snake_case, unused_imports)]
@@ -41,9 +41,90 @@ pub enum Role {
 }
 
 /// The tc ingress programs.
+#[derive(Clone, Copy)]
 enum TcxProgram {
     VnetHold,
     ToHost,
+}
+
+impl TcxProgram {
+    /// The program attached with tcx, and the stub attached as a clsact filter in its place.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            TcxProgram::VnetHold => ("xvtep_vnet_hold", "xvtep_tc_hold"),
+            TcxProgram::ToHost => ("xvtep_to_host", "xvtep_tc_host"),
+        }
+    }
+}
+
+/// How the tc ingress programs (the `vnet` hold, [kernel] mode's redirect to the host) are
+/// attached on this kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcAttach {
+    /// tcx bpf_links (Linux 6.6 and later): they go with the daemon's file descriptors.
+    Tcx,
+    /// A `clsact` qdisc with a direct-action BPF filter (any kernel xvtep runs on). The filter
+    /// outlives the daemon, but its stub passes every frame once the daemon's descriptors
+    /// are closed (see `xvtep_tc_hold` in the C program); the daemon removes its filters when
+    /// it exits and replaces leftovers when it starts.
+    Clsact,
+}
+
+impl TcAttach {
+    /// What this kernel has: tcx if it answers a tcx query on the loopback device (a kernel
+    /// before 6.6 refuses the attach type with EINVAL). `XVTEP_TC_ATTACH=clsact` (or `tcx`)
+    /// forces one, to run the fallback on a newer kernel.
+    pub fn probe() -> TcAttach {
+        match std::env::var("XVTEP_TC_ATTACH").as_deref() {
+            Ok("clsact") => return TcAttach::Clsact,
+            Ok("tcx") => return TcAttach::Tcx,
+            _ => {}
+        }
+        // SAFETY: a zeroed bpf_prog_query_opts with its size set asks for the count only.
+        let mut opts: libbpf_sys::bpf_prog_query_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<libbpf_sys::bpf_prog_query_opts>() as _;
+        // SAFETY: a query of the loopback device (ifindex 1 in every namespace) with valid opts.
+        let rc = unsafe { libbpf_sys::bpf_prog_query_opts(1, libbpf_sys::BPF_TCX_INGRESS, &mut opts) };
+        if rc < 0 && std::io::Error::from_raw_os_error(-rc).kind() == std::io::ErrorKind::InvalidInput {
+            TcAttach::Clsact
+        } else {
+            TcAttach::Tcx
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TcAttach::Tcx => "tcx",
+            TcAttach::Clsact => "clsact",
+        }
+    }
+
+    /// What the choice means, for the start log and `link show`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TcAttach::Tcx => "tc programs attached with tcx (bpf_link)",
+            TcAttach::Clsact => {
+                "no tcx (Linux < 6.6): tc programs attached as clsact direct-action filters, \
+                 which pass every frame once the daemon is gone"
+            }
+        }
+    }
+}
+
+/// Where xvtep's clsact filters sit on an interface's ingress, so that a starting daemon
+/// finds (and replaces) a filter a killed one left.
+const TC_HANDLE: u32 = 0x7876_7470;
+const TC_PRIORITY: u32 = 0x7876;
+
+/// A clsact filter of ours; dropping it removes the filter (the qdisc stays: other filters
+/// may be in it, and an empty clsact costs nothing).
+struct TcFilter(TcHook);
+
+impl Drop for TcFilter {
+    fn drop(&mut self) {
+        let _ = self.0.detach();
+    }
 }
 
 /// The program's counters (summed over CPUs), in the order of `enum counter` in the C source.
@@ -119,6 +200,10 @@ pub enum SteerError {
     Load(libbpf_rs::Error),
     #[error("attaching XDP to {iface} failed: {err}")]
     Attach { iface: String, err: libbpf_rs::Error },
+    #[error("attaching the tc program {prog} to {iface} ({hook}) failed: {err}; {hint}")]
+    TcAttach { prog: &'static str, iface: String, hook: &'static str, err: String, hint: &'static str },
+    #[error("{iface} has another program's tc filter where xvtep puts its own (ingress, handle {handle:#x}, priority {priority:#x}: program id {id}, '{name}'); remove it with `tc filter del dev {iface} ingress handle {handle:#x} prio {priority} bpf` if it is not needed")]
+    TcBusy { iface: String, handle: u32, priority: u32, id: u32, name: String },
     #[error("{iface} already has another XDP program attached (id {id}, '{name}'); detach it with `ip link set dev {iface} xdp off` if it is not needed")]
     Busy { iface: String, id: u32, name: String },
     #[error("updating the BPF map '{map}' failed: {err}")]
@@ -137,6 +222,9 @@ pub struct Steering {
     config: skel::types::steer_config,
     links: Vec<(String, Link)>,
     slots: HashMap<u32, u32>,
+    /// How the tc programs are attached here, and the clsact filters (none with tcx).
+    tc: TcAttach,
+    tc_filters: Vec<(String, TcFilter)>,
 }
 
 fn as_bytes<T: Copy>(v: &T) -> &[u8] {
@@ -180,8 +268,19 @@ impl Steering {
                 }
             }
         }
-        let mut s = Steering { skel, config: cfg, links: Vec::new(), slots: HashMap::new() };
+        let tc = TcAttach::probe();
+        let mut s = Steering {
+            skel,
+            config: cfg,
+            links: Vec::new(),
+            slots: HashMap::new(),
+            tc,
+            tc_filters: Vec::new(),
+        };
         s.write_config()?;
+        if tc == TcAttach::Clsact {
+            s.fill_tc_jump()?;
+        }
         Ok(s)
     }
 
@@ -248,8 +347,9 @@ impl Steering {
         }
         let _ = self.skel.maps.ports.delete(&ifindex.to_ne_bytes());
         let _ = self.skel.maps.host_redirect.delete(&ifindex.to_ne_bytes());
-        // Dropping the bpf_link detaches the program.
+        // Dropping the bpf_link detaches the program; dropping a clsact filter removes it.
         self.links.retain(|(name, _)| name != iface);
+        self.tc_filters.retain(|(name, _)| name != iface);
     }
 
     /// Steers frames of (`ifindex`, `queue`) to the AF_XDP socket `fd`.
@@ -314,7 +414,30 @@ impl Steering {
         self.attach_tcx(iface, ifindex, TcxProgram::ToHost)
     }
 
+    /// How the tc programs are attached on this kernel.
+    pub fn tc_attach(&self) -> TcAttach {
+        self.tc
+    }
+
+    /// The clsact stubs' tail-call targets (see `tc_jump` in the C program).
+    fn fill_tc_jump(&mut self) -> Result<(), SteerError> {
+        let targets =
+            [(0u32, self.skel.progs.xvtep_vnet_hold.as_fd()), (1, self.skel.progs.xvtep_to_host.as_fd())];
+        for (key, fd) in targets {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
+            self.skel
+                .maps
+                .tc_jump
+                .update(&key.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                .map_err(|err| SteerError::Map { map: "tc_jump", err })?;
+        }
+        Ok(())
+    }
+
     fn attach_tcx(&mut self, iface: &str, ifindex: u32, which: TcxProgram) -> Result<(), SteerError> {
+        if self.tc == TcAttach::Clsact {
+            return self.attach_clsact(iface, ifindex, which);
+        }
         let prog = match which {
             TcxProgram::VnetHold => &self.skel.progs.xvtep_vnet_hold,
             TcxProgram::ToHost => &self.skel.progs.xvtep_to_host,
@@ -326,12 +449,62 @@ impl Steering {
         let ptr = unsafe {
             libbpf_sys::bpf_program__attach_tcx(prog.as_libbpf_object().as_ptr(), ifindex as i32, &opts)
         };
-        let link = std::ptr::NonNull::new(ptr).ok_or_else(|| SteerError::Attach {
+        let link = std::ptr::NonNull::new(ptr).ok_or_else(|| SteerError::TcAttach {
+            prog: which.names().0,
             iface: iface.into(),
-            err: libbpf_rs::Error::from(std::io::Error::last_os_error()),
+            hook: "tcx ingress",
+            err: std::io::Error::last_os_error().to_string(),
+            hint: "tcx needs Linux 6.6 or later; on older kernels xvtep attaches a clsact filter instead \
+                   (XVTEP_TC_ATTACH=clsact forces that)",
         })?;
         // SAFETY: a link libbpf just created, owned by nobody else.
         self.links.push((iface.to_string(), unsafe { Link::from_ptr(link) }));
+        Ok(())
+    }
+
+    /// [`TcAttach::Clsact`]: the stub of `which` as a direct-action filter at xvtep's handle
+    /// and priority on `iface`'s ingress, replacing a filter of ours a killed daemon left there.
+    fn attach_clsact(&mut self, iface: &str, ifindex: u32, which: TcxProgram) -> Result<(), SteerError> {
+        let (_, stub) = which.names();
+        let prog = match which {
+            TcxProgram::VnetHold => &self.skel.progs.xvtep_tc_hold,
+            TcxProgram::ToHost => &self.skel.progs.xvtep_tc_host,
+        };
+        let failed = |hook: &'static str, err: libbpf_rs::Error| SteerError::TcAttach {
+            prog: stub,
+            iface: iface.into(),
+            hook,
+            err: err.to_string(),
+            hint:
+                "a clsact qdisc with a direct-action BPF filter needs the kernel's sch_ingress and cls_bpf \
+                   (CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF); see `tc qdisc show dev IFACE` and \
+                   `tc filter show dev IFACE ingress`",
+        };
+        let mut hook = TcHookBuilder::new(prog.as_fd())
+            .ifindex(ifindex as i32)
+            .handle(TC_HANDLE)
+            .priority(TC_PRIORITY)
+            .replace(true)
+            .hook(libbpf_rs::TC_INGRESS);
+        hook.create().map_err(|e| failed("clsact qdisc", e))?;
+        // A filter of ours at our place is a killed daemon's: replaced. Anyone else's is kept.
+        if let Ok(id) = hook.query() {
+            if id != 0 {
+                let name = program_name(id).unwrap_or_default();
+                if name != "xvtep_tc_hold" && name != "xvtep_tc_host" {
+                    return Err(SteerError::TcBusy {
+                        iface: iface.into(),
+                        handle: TC_HANDLE,
+                        priority: TC_PRIORITY,
+                        id,
+                        name,
+                    });
+                }
+                tracing::warn!(iface, id, "replacing the tc filter {name} a stopped xvtep left");
+            }
+        }
+        let hook = hook.attach().map_err(|e| failed("clsact ingress filter", e))?;
+        self.tc_filters.push((iface.to_string(), TcFilter(hook)));
         Ok(())
     }
 
@@ -350,7 +523,7 @@ impl Steering {
 
     /// The interfaces the program is attached to.
     pub fn attached(&self) -> impl Iterator<Item = &str> {
-        self.links.iter().map(|(i, _)| i.as_str())
+        self.links.iter().map(|(i, _)| i.as_str()).chain(self.tc_filters.iter().map(|(i, _)| i.as_str()))
     }
 }
 
@@ -383,6 +556,8 @@ fn load_skeleton(generator: bool) -> Result<XvtepSkel<'static>, SteerError> {
     open.progs.xvtep_steer.set_autoload(!generator);
     open.progs.xvtep_sink.set_autoload(!generator);
     open.progs.xvtep_vnet_hold.set_autoload(!generator);
+    open.progs.xvtep_tc_hold.set_autoload(!generator);
+    open.progs.xvtep_tc_host.set_autoload(!generator);
     open.progs.xvtep_gen.set_autoload(generator);
     open.load().map_err(SteerError::Load)
 }

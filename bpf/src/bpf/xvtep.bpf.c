@@ -357,4 +357,36 @@ int xvtep_to_host(struct __sk_buff *skb)
 	return bpf_redirect(*bridge, BPF_F_INGRESS);
 }
 
+/*
+ * Kernels without tcx (before 6.6): the two programs above are reached from a tc clsact filter
+ * (cls_bpf, direct action) through these stubs and a tail call into `tc_jump`. A filter is not
+ * a bpf_link and outlives the daemon, but the kernel empties a program array when the last
+ * file descriptor of it closes (even at SIGKILL): the tail call then fails and the stub
+ * passes every frame to the kernel, so a dead daemon's leftover filter never black-holes a
+ * port. A starting daemon replaces the filters of its ports; an exiting one removes them.
+ * The stubs are of the same type and attach type as their targets, as tail calls require.
+ */
+#define TC_JUMP_HOLD 0
+#define TC_JUMP_TO_HOST 1
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} tc_jump SEC(".maps");
+
+SEC("tcx/ingress")
+int xvtep_tc_hold(struct __sk_buff *skb)
+{
+	bpf_tail_call(skb, &tc_jump, TC_JUMP_HOLD);
+	return XVTEP_TC_ACT_OK;
+}
+
+SEC("tcx/ingress")
+int xvtep_tc_host(struct __sk_buff *skb)
+{
+	bpf_tail_call(skb, &tc_jump, TC_JUMP_TO_HOST);
+	return XVTEP_TC_ACT_OK;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -38,6 +38,11 @@ pub trait PortAttach: Send {
     ) -> Result<(PortIo, Option<MacAddr>), String>;
     /// Undoes `attach` (an internal port's interface goes too).
     fn detach(&mut self, name: &str, id: PortId);
+    /// The kernel the ports are attached on and how (`{"release", "tc_attach"}`), for `link
+    /// show`; null where there is no kernel (tests).
+    fn host_kernel(&self) -> Value {
+        Value::Null
+    }
 }
 
 /// The running switch and its configuration.
@@ -415,7 +420,8 @@ impl Running {
     fn link_show(&self) -> Value {
         let mut rows = vec![
             json!({"id": 0, "dev": TUNNEL, "underlay": self.config.tunnel.dev, "local": self.config.tunnel.local,
-            "learning": self.config.tunnel.learning, "mtu": self.underlay.mtu, "kernel_mode": self.kernel_mode}),
+            "learning": self.config.tunnel.learning, "mtu": self.underlay.mtu, "kernel_mode": self.kernel_mode,
+            "host_kernel": self.ports.host_kernel()}),
         ];
         let topo = self.switch.topology();
         for p in &self.config.ports {

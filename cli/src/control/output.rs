@@ -51,12 +51,16 @@ pub fn link(data: &Value) -> String {
         if l["dev"] == "vxlan0" {
             let _ = writeln!(
                 o,
-                "{i}: vxlan0: underlay {} local {} learning {} mtu {}{}",
+                "{i}: vxlan0: underlay {} local {} learning {} mtu {}{}{}",
                 s(&l["underlay"]),
                 s(&l["local"]),
                 on(&l["learning"]),
                 s(&l["mtu"]),
-                if l["kernel_mode"] == true { " (following the kernel's bridges)" } else { "" }
+                if l["kernel_mode"] == true { " (following the kernel's bridges)" } else { "" },
+                match &l["host_kernel"] {
+                    Value::Null => String::new(),
+                    k => format!(" kernel {} tc {}", s(&k["release"]), s(&k["tc_attach"])),
+                }
             );
         } else {
             let pvid = if l["pvid"].is_null() { "none".to_string() } else { s(&l["pvid"]) };

@@ -44,8 +44,22 @@ impl Reloads {
 
 /// The exposition text.
 pub fn render(src: &Sources) -> String {
-    let steer = src.steering.as_ref().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).counters());
-    render_with(src, steer)
+    let (steer, tc) = match src.steering.as_ref().map(|s| s.lock().unwrap_or_else(|e| e.into_inner())) {
+        Some(s) => (Some(s.counters()), Some(s.tc_attach())),
+        None => (None, None),
+    };
+    let mut o = render_with(src, steer);
+    if let Some(tc) = tc {
+        let _ = writeln!(
+            o,
+            "# HELP xvtep_kernel_info The kernel the daemon runs on, and how its tc programs are attached \
+             (tcx, or clsact where the kernel has no tcx).\n# TYPE xvtep_kernel_info gauge\n\
+             xvtep_kernel_info{{release=\"{}\",tc_attach=\"{}\"}} 1",
+            super::ports::kernel_release(),
+            tc.name()
+        );
+    }
+    o
 }
 
 /// The exposition text, with the XDP and tc programs' counters as read (none: no programs).

@@ -107,6 +107,8 @@ pub fn run(args: Args) -> Result<()> {
 
     let groups: Vec<IpAddr> = config.vlans.iter().filter_map(|m| m.group).chain(t.group).collect();
     let mut steering = Steering::load(t.local, t.dstport, &groups, dev.mac.0)?;
+    let tc_attach = steering.tc_attach();
+    info!(kernel = %ports::kernel_release(), tc = tc_attach.name(), "{}", tc_attach.describe());
     // Attached before any socket exists: until a socket is bound, the program passes frames
     // to the kernel, so no interface is black-holed while we start.
     steering.attach(&dev.name, dev.index, Role::Underlay)?;
@@ -239,6 +241,7 @@ pub fn run(args: Args) -> Result<()> {
         ports = %config.ports.iter().zip(&ports).map(|(p, i)| format!("{} ({}, {}, {} queue(s))", i.name, p.io.name(), i.driver, i.queues)).collect::<Vec<_>>().join(", "),
         vnis = %config.vlans.iter().map(|m| format!("{}<->{}", m.vid, m.vni)).collect::<Vec<_>>().join(" "),
         workers,
+        kernel = %format!("{} (tc {})", ports::kernel_release(), tc_attach.name()),
         control = %args.control.display(),
         "xvtep running"
     );

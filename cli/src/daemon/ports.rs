@@ -241,7 +241,19 @@ impl PortHost {
     }
 }
 
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 impl PortAttach for PortHost {
+    fn host_kernel(&self) -> serde_json::Value {
+        let tc = lock(&self.steering).tc_attach();
+        serde_json::json!({"release": kernel_release(), "tc_attach": tc.name()})
+    }
+
     fn attach(
         &mut self,
         name: &str,

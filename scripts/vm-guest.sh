@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The guest's scenario (run by scripts/vm-test.sh inside a QEMU guest; runs as well on any
+# host as root): two xvtep hosts in network namespaces over a shared underlay, the seed-000
+# configuration with default ports (veths, so `vnet` I/O, held from the kernel at tc ingress),
+# then what a kernel without tcx needs checked: the hold's clsact filter passes every frame
+# once its daemon is killed (SIGKILL), a restarted daemon replaces the filter, and a stopped
+# one removes it.
+#
+# Usage: vm-guest.sh OUT. Writes OUT/results, one line per check ("ok NAME" or "FAIL NAME:
+# what"), the daemons' logs, and OUT/done last (the guest's exit status is lost: vm-test.sh
+# reads these instead). Everything it creates is removed on exit.
+set -uo pipefail
+out=${1:?usage: vm-guest.sh OUT}
+cd "$(dirname "$0")/.."
+bin=${XVTEP_BIN:-$PWD/target/release/xvtep}
+results=$out/results
+: > "$results"
+exec > "$out/guest.log" 2>&1
+set -x
+
+ok() { echo "ok $1" >> "$results"; }
+fail() { echo "FAIL $1: $2" >> "$results"; }
+check() { # check NAME WHAT COMMAND...: ok if the command succeeds
+    local name=$1 what=$2
+    shift 2
+    if "$@"; then ok "$name"; else fail "$name" "$what"; fi
+}
+
+# No udev in the guest: what the scenario needs, loaded by hand (built-ins are no-ops).
+modprobe -a veth bridge vxlan af_packet sch_ingress cls_bpf 2>/dev/null || true
+uname -r > "$out/kernel"
+
+P=${XVTEP_NS_PREFIX:-xvvm}
+work=$(mktemp -d /tmp/xvtep-vm.XXXXXX)
+pids=(0 0 0)
+cleanup() {
+    for pid in "${pids[@]}"; do [ "$pid" != 0 ] && kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do [ "$pid" != 0 ] && wait "$pid" 2>/dev/null; done
+    for n in ul h1 h2 a1 a2 b1 b2; do ip netns del $P-$n 2>/dev/null; done
+    cp "$work"/*.log "$out/" 2>/dev/null
+    rm -rf "$work"
+    echo done > "$out/done"
+}
+trap cleanup EXIT
+
+# tcx came with Linux 6.6: before it the tc programs are clsact filters.
+release=$(uname -r)
+major=${release%%.*}
+minor=${release#*.}
+minor=${minor%%[.-]*}
+if [ -n "${XVTEP_TC_ATTACH:-}" ]; then
+    want_tc=$XVTEP_TC_ATTACH
+elif ((major > 6 || (major == 6 && minor >= 6))); then
+    want_tc=tcx
+else
+    want_tc=clsact
+fi
+
+for n in ul h1 h2 a1 a2 b1 b2; do
+    ip netns del $P-$n 2>/dev/null
+    ip netns add $P-$n
+    ip netns exec $P-$n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n $P-$n link set lo up
+done
+ip -n $P-ul link add br0 type bridge && ip -n $P-ul link set br0 up
+for i in 1 2; do
+    ip link add eth0 netns $P-h$i type veth peer name p$i netns $P-ul
+    ip -n $P-ul link set p$i master br0 && ip -n $P-ul link set p$i up
+    ip -n $P-h$i addr add 192.168.1.$i/24 dev eth0 && ip -n $P-h$i link set eth0 up
+    ip link add tap1_0 netns $P-h$i type veth peer name eth0 netns $P-a$i
+    ip link add tap2_0 netns $P-h$i type veth peer name eth0 netns $P-b$i
+    ip -n $P-h$i link set tap1_0 up && ip -n $P-h$i link set tap2_0 up
+    ip -n $P-a$i addr add 10.2.0.$i/24 dev eth0 && ip -n $P-a$i link set eth0 up mtu 1450
+    ip -n $P-b$i addr add 10.3.0.$i/24 dev eth0 && ip -n $P-b$i link set eth0 up mtu 1450
+    other=$((3 - i))
+    # Default ports: the seed's [[port]]s name no io, so veths get `vnet`.
+    sed -e "s/192.168.1.4/192.168.1.$i/" -e "s/dst = \"192.168.1.2\"/dst = \"192.168.1.$other\"/" \
+        configs/seed000-host1.toml > "$work/h$i.toml"
+done
+
+start() { # start HOST LOG: the daemon of host HOST; 0 once it is running
+    local i=$1 log=$2
+    ip netns exec $P-h$i "$bin" run --config "$work/h$i.toml" --summary-every 0 --control "$work/h$i.sock" \
+        > "$log" 2>&1 &
+    pids[$i]=$!
+    for _ in $(seq 600); do
+        grep -q "xvtep: running" "$log" && return 0
+        kill -0 "${pids[$i]}" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+pings() { # pings NS ADDR COUNT: exactly COUNT of COUNT echo requests answered
+    local said
+    said=$(ip netns exec "$P-$1" ping -c "$3" -i 0.5 -W 5 "$2" 2>&1)
+    echo "$said"
+    grep -q " $3 received" <<< "$said"
+}
+silent() { # silent NS ADDR: 2 requests, none answered
+    local said
+    said=$(ip netns exec "$P-$1" ping -c 2 -i 0.5 -W 2 "$2" 2>&1)
+    echo "$said"
+    grep -q " 0 received" <<< "$said"
+}
+plain() { # the daemon's log without its colours
+    sed 's/\x1b\[[0-9;]*m//g' "$1"
+}
+xvtep_filters() { # xvtep_filters HOST DEV: how many of xvtep's tc filters are on DEV's ingress
+    tc -n $P-h$1 filter show dev "$2" ingress | grep -c "xvtep_tc_"
+}
+
+for i in 1 2; do
+    check "start_h$i" "xvtep run with default ports did not start (see h$i.log)" start $i "$work/h$i.log"
+done
+check tc_attach "link show does not say tc $want_tc" \
+    grep -q "kernel $release tc $want_tc" <("$bin" --socket "$work/h1.sock" link show)
+check ports_vnet "tap1_0 is not a vnet port" \
+    grep -q "tap1_0: .* io vnet" <("$bin" --socket "$work/h1.sock" link show)
+check start_log_kernel "the start log does not name the kernel and the tc attach" \
+    grep -q "kernel=$release (tc $want_tc)" <(plain "$work/h1.log")
+if [ "$want_tc" = clsact ]; then
+    check hold_filter "tap1_0 has not exactly one xvtep filter" test "$(xvtep_filters 1 tap1_0)" = 1
+fi
+check ping_vni2 "a1 -> a2 (VNI 2): not 3 of 3 answered" pings a1 10.2.0.2 3
+check ping_vni3 "b1 -> b2 (VNI 3): not 3 of 3 answered" pings b1 10.3.0.2 3
+ip -n $P-b2 addr add 10.2.0.99/24 dev eth0
+check isolation "a1 (VNI 2) reached 10.2.0.99 on b2 (VNI 3)" silent a1 10.2.0.99
+
+# The hold keeps the kernel off the port's frames: h1's own address on tap1_0 is not
+# reachable from a1 while the daemon runs...
+ip -n $P-h1 addr add 10.2.0.201/24 dev tap1_0
+check held "h1's stack answered a1 on a held vnet port" silent a1 10.2.0.201
+# ...and is once the daemon is killed: the leftover filter (clsact) passes every frame, the
+# tcx link is gone with the process.
+kill -KILL "${pids[1]}"
+wait "${pids[1]}" 2>/dev/null
+pids[1]=0
+ip -n $P-a1 neigh flush all # the failed resolution of 10.2.0.201 above
+check sigkill_not_black_holed "a1 -> h1 after SIGKILL: the port stayed black-holed" pings a1 10.2.0.201 2
+# A restarted daemon replaces the leftover filter and holds again.
+check restart "the restarted daemon did not start (see h1-restart.log)" start 1 "$work/h1-restart.log"
+if [ "$want_tc" = clsact ]; then
+    check stale_replaced "the restart did not replace the leftover filter" \
+        grep -q "replacing the tc filter xvtep_tc_hold" "$work/h1-restart.log"
+    check one_filter "tap1_0 has not exactly one xvtep filter after the restart" \
+        test "$(xvtep_filters 1 tap1_0)" = 1
+fi
+check held_again "h1's stack answered a1 after the restart" silent a1 10.2.0.201
+check ping_after_restart "a1 -> a2 after the restart: not 3 of 3 answered" pings a1 10.2.0.2 3
+# A stopped daemon leaves no filter behind.
+kill -TERM "${pids[1]}"
+wait "${pids[1]}" 2>/dev/null
+pids[1]=0
+check no_filter_left "xvtep filters left on h1's ports after SIGTERM" \
+    test "$(($(xvtep_filters 1 tap1_0) + $(xvtep_filters 1 tap2_0)))" = 0
+exit 0
