@@ -117,7 +117,7 @@ fn run_batch(pipeline: &mut Pipeline, rx: &[RxFrame], tx: &mut TxBatch, out: &mu
 
 fn bench_pipeline(c: &mut Criterion) {
     let sw = switch_with(1 << 20);
-    let mut pipeline = sw.pipeline();
+    let mut pipeline = Pipeline::new(&sw);
     let mut tx = TxBatch::with_capacity(BATCH * 4);
     let mut out = vec![0u8; 2048];
     let mut g = c.benchmark_group("pipeline_1M_fdb");

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
-use xvtep_dataplane::{Config, NextHops, PortId, RxFrame, Switch, TxBatch, Underlay};
+use xvtep_dataplane::{Config, NextHops, Pipeline, PortId, RxFrame, Switch, TxBatch, Underlay};
 use xvtep_tests::*;
 
 const VIDS: [u16; 4] = [10, 20, 30, 40];
@@ -139,7 +139,7 @@ fn check_isolation(s: &Setup, inputs: &[Input]) -> Result<usize, TestCaseError> 
     let config = Config::parse(&s.toml(), "prop.toml")
         .map_err(|e| TestCaseError::fail(format!("{e}\n{}", s.toml())))?;
     let sw = Switch::new(&config, Underlay::for_replay(&config), NextHops::with_fallback());
-    let mut p = sw.pipeline();
+    let mut p = Pipeline::new(&sw);
     let mut tx = TxBatch::default();
     let vids: Vec<u16> = VIDS.iter().copied().chain([0, 99, 4095]).collect();
     let static_line =
@@ -268,7 +268,7 @@ fn encap_decap_round_trip() {
             ),
             |(vni, payload, from_trunk, pcp)| {
                 let (a, b) = (side("10.0.0.1", "10.0.0.2", vni), side("10.0.0.2", "10.0.0.1", vni));
-                let (mut pa, mut pb) = (a.pipeline(), b.pipeline());
+                let (mut pa, mut pb) = (Pipeline::new(&a), Pipeline::new(&b));
                 let mut frame = vec![0xff; 6];
                 frame.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
                 frame.extend_from_slice(&[0x88, 0xb5]);

@@ -8,7 +8,7 @@ use xvtep::control::protocol::{decode, Request};
 use xvtep::control::words;
 use xvtep_dataplane::config::{InternalPort, PortIo};
 use xvtep_dataplane::wire::MacAddr;
-use xvtep_dataplane::{Config, NextHops, PortId, RxFrame, Switch, TxBatch, Underlay};
+use xvtep_dataplane::{Config, NextHops, Pipeline, PortId, RxFrame, Switch, TxBatch, Underlay};
 
 const CONFIG: &str = r#"
 [tunnel]
@@ -75,7 +75,7 @@ fn rig() -> Rig {
     let config = Config::parse(CONFIG, "test.toml").unwrap();
     let underlay = Underlay::for_replay(&config);
     let switch: Arc<Switch> = Switch::new(&config, underlay, NextHops::with_fallback());
-    let pipeline = switch.pipeline();
+    let pipeline = Pipeline::new(&switch);
     let attach = Recorder::default();
     let ports = Box::new(attach.clone());
     Rig {

@@ -3,7 +3,7 @@
 //! pipeline runs under AF_XDP, from pcap files ([`io::replay`]) and in tests.
 //!
 //! ```
-//! use xvtep_dataplane::{Config, NextHops, PortId, RxFrame, Switch, TxBatch, Underlay};
+//! use xvtep_dataplane::{Config, NextHops, Pipeline, PortId, RxFrame, Switch, TxBatch, Underlay};
 //!
 //! let config = Config::parse(r#"
 //!     [tunnel]
@@ -21,7 +21,7 @@
 //!     dst = "192.168.1.2"
 //! "#, "example.toml").unwrap();
 //! let switch = Switch::new(&config, Underlay::for_replay(&config), NextHops::with_fallback());
-//! let mut pipeline = switch.pipeline();
+//! let mut pipeline = Pipeline::new(&switch);
 //!
 //! // A broadcast from tap1_0 (port 1) is replicated to the remote VTEP.
 //! let mut frame = [0u8; 60];

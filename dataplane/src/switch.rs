@@ -1,5 +1,5 @@
 //! The switch: shared state (topology, FDB, neighbours, next hops, events) and the counters of
-//! every worker, from which each worker gets its [`Pipeline`].
+//! every worker, from which each worker makes its [`Pipeline`](crate::Pipeline).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,7 +14,6 @@ use crate::fdb::{EntryKind, Fdb, FdbDst, FdbError, FdbStats, Flushed};
 use crate::ids::{Domain, Nanos, PortId, NANOS_PER_SEC};
 use crate::neigh::NeighTable;
 use crate::nexthop::NextHops;
-use crate::pipeline::Pipeline;
 use crate::topology::{PortSlots, Topology, Underlay};
 use crate::wire::MacAddr;
 
@@ -218,11 +217,11 @@ impl Switch {
             .collect()
     }
 
-    /// A pipeline for one worker, with counters of its own.
-    pub fn pipeline(self: &Arc<Self>) -> Pipeline {
+    /// Counters for one more worker, counted in [`Switch::stats`] from now on.
+    pub(crate) fn add_worker(&self) -> Arc<WorkerCounters> {
         let counters = Arc::new(WorkerCounters::default());
         self.workers.lock().unwrap_or_else(|e| e.into_inner()).push(counters.clone());
-        Pipeline::new(self.clone(), counters)
+        counters
     }
 
     /// Removes learned entries idle for the ageing time and publishes an age-out event for

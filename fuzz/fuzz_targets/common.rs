@@ -59,7 +59,7 @@ type State = RefCell<(Arc<Switch>, Pipeline, TxBatch, Vec<u8>, u64)>;
 fn state(text: &str) -> State {
     let config = Config::parse(text, "fuzz.toml").expect("the fuzz config is valid");
     let switch = Switch::new(&config, Underlay::for_replay(&config), NextHops::with_fallback());
-    let pipeline = switch.pipeline();
+    let pipeline = Pipeline::new(&switch);
     RefCell::new((switch, pipeline, TxBatch::default(), vec![0u8; 70_000], 0))
 }
 

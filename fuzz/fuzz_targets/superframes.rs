@@ -23,7 +23,7 @@ use xvtep_dataplane::wire::virtio_net::{
     VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_GSO_UDP_L4,
 };
 use xvtep_dataplane::wire::{checksum_fold, checksum_sum};
-use xvtep_dataplane::{Config, NextHops, PortId, RxFrame, Switch, TxBatch, Underlay};
+use xvtep_dataplane::{Config, NextHops, Pipeline, PortId, RxFrame, Switch, TxBatch, Underlay};
 
 const CONFIG: &str = r#"
 [tunnel]
@@ -182,7 +182,7 @@ thread_local! {
     static SWITCH: (std::sync::Arc<Switch>, std::cell::RefCell<xvtep_dataplane::Pipeline>) = {
         let config = Config::parse(CONFIG, "fuzz.toml").expect("the fuzz config is valid");
         let switch = Switch::new(&config, Underlay::for_replay(&config), NextHops::with_fallback());
-        let pipeline = std::cell::RefCell::new(switch.pipeline());
+        let pipeline = std::cell::RefCell::new(Pipeline::new(&switch));
         (switch, pipeline)
     };
 }

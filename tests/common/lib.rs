@@ -22,7 +22,7 @@ use xvtep_dataplane::ids::NANOS_PER_SEC;
 use xvtep_dataplane::wire::offload::underlay_checksums;
 use xvtep_dataplane::wire::virtio_net::VirtioNetHdr;
 use xvtep_dataplane::{
-    AgeingTimer, Config, Nanos, NextHops, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
+    AgeingTimer, Config, Nanos, NextHops, Pipeline, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
 };
 
 pub type Mac = [u8; 6];
@@ -268,7 +268,7 @@ impl Harness {
         let config = Config::parse(config, "test.toml").unwrap_or_else(|e| panic!("{e}"));
         let switch = Switch::new(&config, Underlay::for_replay(&config), nexthops);
         let events = switch.events.subscribe(1 << 16);
-        let pipeline = switch.pipeline();
+        let pipeline = Pipeline::new(&switch);
         Harness {
             names: interface_names(&switch),
             switch,

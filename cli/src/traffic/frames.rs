@@ -176,7 +176,7 @@ mod through_the_switch {
         )
         .unwrap();
         let sw = Switch::new(&config, Underlay::for_replay(&config), NextHops::with_fallback());
-        let mut p = sw.pipeline();
+        let mut p = xvtep_dataplane::Pipeline::new(&sw);
         let inner = udp_frame(b, a, 1, 64);
         let f = vxlan_frame(s, d, 2, 1, &inner);
         let mut tx = TxBatch::default();

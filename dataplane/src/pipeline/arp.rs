@@ -6,7 +6,6 @@
 //! where the control plane, not the probe, finds duplicates (the kernel's bridge does the
 //! same).
 
-use super::forward::emit;
 use super::tx::{Edit, TxAction};
 use super::{Ctx, Frame};
 use crate::events::Event;
@@ -79,5 +78,5 @@ pub(crate) fn reply(
         let o = eth.emit(buf);
         fill(&mut buf[o..]);
     });
-    emit(cx, f.ingress, TxAction { port: f.ingress, source, edit: Edit::identity(len) });
+    cx.emit(f.ingress, TxAction { port: f.ingress, source, edit: Edit::identity(len) });
 }

@@ -3,6 +3,7 @@
 
 use super::encap::{EncapKey, InnerFacts};
 use super::gro;
+use super::superframe::Offload;
 use super::tx::{Edit, TxAction, TxOffload, TxSource};
 use super::{Ctx, Frame};
 use crate::counters::DropReason;
@@ -147,19 +148,19 @@ fn to_port(cx: &mut Ctx, f: &Frame, p: PortId) -> Result<(), DropReason> {
         (_, Some(g)) => {
             for i in 0..g.segments(f.l2.len()) {
                 edit.offload = TxOffload::Segment(g.segment(f.l2.len(), i));
-                emit(cx, p, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
+                cx.emit(p, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
             }
             return Ok(());
         }
         (Some(o), None) => edit.offload = partial_checksum(&o),
         (None, None) => {}
     }
-    emit(cx, p, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
+    cx.emit(p, TxAction { port: p, source: TxSource::Rx(f.rx), edit });
     Ok(())
 }
 
 /// The offload that completes the checksum a sender left partial, if it did.
-fn partial_checksum(o: &super::superframe::Offload) -> TxOffload {
+fn partial_checksum(o: &Offload) -> TxOffload {
     o.csum.map_or(TxOffload::None, |(start, offset)| TxOffload::Checksum { start, offset })
 }
 
@@ -201,19 +202,11 @@ fn to_remote(cx: &mut Ctx, f: &Frame, r: &Remote, inner: InnerFacts) -> Result<(
             .ok_or(DropReason::NextHopUnresolved)?;
         *cx.ip_ident = cx.ip_ident.wrapping_add(1);
         edit.outer = Some(outer);
-        emit(cx, PortId::TUNNEL, TxAction { port: PortId::TUNNEL, source: TxSource::Rx(f.rx), edit });
+        cx.emit(PortId::TUNNEL, TxAction { port: PortId::TUNNEL, source: TxSource::Rx(f.rx), edit });
     }
     Ok(())
 }
 
 fn inner_facts(f: &Frame) -> InnerFacts {
     InnerFacts::of(f.l2, f.eth.len(), f.eth.ethertype, f.untagged_len())
-}
-
-/// Queues `action` and counts it as sent by `port`.
-pub(crate) fn emit(cx: &mut Ctx, port: PortId, action: TxAction) {
-    let c = cx.counters.port(port);
-    c.tx_packets.add(1);
-    c.tx_bytes.add(action.edit.out_len() as u64);
-    cx.tx.push(action);
 }

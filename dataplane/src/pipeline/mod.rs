@@ -1,17 +1,18 @@
 //! The forwarding pipeline: a batch of received frames in, a batch of transmit actions out.
 //!
-//! Two ingress stages, one per direction, as VPP's vxlan nodes: [`bridge`] for frames from a
-//! local port (classify, learn, ARP suppression) and [`decap`] for frames from the underlay
-//! (validate, decapsulate, learn); both end in [`forward`], which looks up the destination and
+//! Two ingress stages, one per direction, as VPP's vxlan nodes: `bridge` for frames from a
+//! local port (classify, learn, ARP suppression) and `decap` for frames from the underlay
+//! (validate, decapsulate, learn); both end in `forward`, which looks up the destination and
 //! emits local deliveries, encapsulations ([`encap`]) or floods. No syscalls, no allocation per
 //! frame: the same code runs under AF_XDP, pcap replay and tests.
 
 mod arp;
 mod bridge;
+pub mod coalesced;
 mod decap;
 pub mod encap;
 mod forward;
-pub mod gro;
+mod gro;
 mod nd;
 pub mod superframe;
 pub mod tx;
@@ -78,10 +79,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn new(switch: Arc<Switch>, counters: Arc<WorkerCounters>) -> Pipeline {
+    /// A pipeline for one more worker of `switch`, with counters of its own (which the
+    /// switch's [`Switch::stats`] sums).
+    pub fn new(switch: &Arc<Switch>) -> Pipeline {
         Pipeline {
-            switch,
-            counters,
+            switch: switch.clone(),
+            counters: switch.add_worker(),
             ip_ident: 0,
             encap: EncapCache::default(),
             fdb: FdbCache::default(),
@@ -123,6 +126,14 @@ impl Pipeline {
     }
 }
 
+impl Switch {
+    /// Same as [`Pipeline::new`]. Defined here, with the pipeline, so that the switch
+    /// module needs nothing of the pipeline's.
+    pub fn pipeline(self: &Arc<Self>) -> Pipeline {
+        Pipeline::new(self)
+    }
+}
+
 /// What every stage needs while switching one batch.
 pub(crate) struct Ctx<'s> {
     pub topo: &'s Topology,
@@ -140,6 +151,15 @@ impl Ctx<'_> {
     #[inline]
     pub fn drop(&self, port: PortId, reason: DropReason) {
         self.counters.port(port).drop(reason);
+    }
+
+    /// Queues `action` and counts it as sent by `port`.
+    #[inline]
+    pub fn emit(&mut self, port: PortId, action: TxAction) {
+        let c = self.counters.port(port);
+        c.tx_packets.add(1);
+        c.tx_bytes.add(action.edit.out_len() as u64);
+        self.tx.push(action);
     }
 }
 

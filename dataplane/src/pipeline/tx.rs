@@ -5,7 +5,7 @@
 //! transmit buffer with [`TxBatch::write`], and an action whose edit is the identity can be
 //! sent by moving the received descriptor, with no copy at all ([`TxAction::is_verbatim`]).
 
-use super::gro::{Coalesced, Part};
+use super::coalesced::{Coalesced, Part};
 use super::superframe::{complete_checksum, vnet_header, Offload, Segment};
 use super::RxFrame;
 use crate::ids::PortId;
@@ -51,7 +51,7 @@ pub enum TxOffload {
     /// Send the frame whole with a virtio-net header ([`TxBatch::vnet_header`]).
     Whole(Offload),
     /// Send the frame with the payload of further segments appended, as one superframe
-    /// with a virtio-net header (GRO, see [`super::gro`]).
+    /// with a virtio-net header ([`Coalesced`], built by the GRO stage).
     Coalesced(Coalesced),
 }
 
@@ -157,7 +157,7 @@ const RETAINED_SCRATCH: usize = 1 << 16;
 
 /// The output of one pipeline run. Reused from batch to batch: after the first few batches
 /// its vectors have the capacity they need and nothing is allocated any more (up to
-/// [`RETAINED_ACTIONS`]).
+/// 8,192 actions, `RETAINED_ACTIONS`).
 #[derive(Debug, Default)]
 pub struct TxBatch {
     actions: Vec<TxAction>,
