@@ -130,6 +130,50 @@ impl PortIo {
     }
 }
 
+/// How a worker waits for frames when its rings are empty (`[worker] poll`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollMode {
+    /// Keeps looking at its rings for a short while after the last frame (no system call:
+    /// the rings are shared memory), then sleeps in poll(2): the answer to a frame just sent
+    /// finds the worker awake, and an idle worker costs nothing.
+    #[default]
+    Adaptive,
+    /// Never sleeps: the lowest latency, a whole core always (for a worker given its own core).
+    Busy,
+    /// Sleeps in poll(2) whenever the rings are empty: a wake-up for every frame that comes
+    /// alone.
+    Sleep,
+}
+
+impl std::str::FromStr for PollMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PollMode, String> {
+        match s {
+            "adaptive" => Ok(PollMode::Adaptive),
+            "busy" => Ok(PollMode::Busy),
+            "sleep" => Ok(PollMode::Sleep),
+            other => Err(format!("unknown poll mode '{other}': use adaptive, busy or sleep")),
+        }
+    }
+}
+
+impl PollMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PollMode::Adaptive => "adaptive",
+            PollMode::Busy => "busy",
+            PollMode::Sleep => "sleep",
+        }
+    }
+}
+
+/// The workers (`[worker]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerConfig {
+    pub poll: PollMode,
+}
+
 /// The switch as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchConfig {
@@ -311,6 +355,7 @@ pub struct NextHopConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub switch: SwitchConfig,
+    pub worker: WorkerConfig,
     pub tunnel: TunnelConfig,
     pub vlans: Vec<VlanMap>,
     pub ports: Vec<PortConfig>,
@@ -374,6 +419,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 struct RawConfig {
     #[serde(default)]
     switch: RawSwitch,
+    #[serde(default)]
+    worker: RawWorker,
     tunnel: Spanned<RawTunnel>,
     #[serde(default)]
     vlan: Vec<Spanned<RawVlan>>,
@@ -394,6 +441,12 @@ struct RawSwitch {
     ageing: Spanned<u64>,
     #[serde(default = "default_max_learned")]
     max_learned: usize,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWorker {
+    poll: Option<Spanned<String>>,
 }
 
 impl Default for RawSwitch {
@@ -629,6 +682,12 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let ageing = raw.switch.ageing;
     check(*ageing.get_ref() >= 1, &ageing.span(), || "switch.ageing must be at least 1 second".into())?;
     let switch = SwitchConfig { ageing_secs: *ageing.get_ref(), max_learned: raw.switch.max_learned };
+    let worker = match &raw.worker.poll {
+        Some(p) => WorkerConfig {
+            poll: p.get_ref().parse().map_err(|e: String| (p.span(), format!("worker.poll: {e}")))?,
+        },
+        None => WorkerConfig::default(),
+    };
     let tunnel = validate_tunnel(raw.tunnel)?;
 
     let mut vlans: Vec<VlanMap> = Vec::new();
@@ -781,7 +840,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         nexthops.push(NextHopConfig { ip: h.ip, mac: h.mac });
     }
 
-    Ok(Config { switch, tunnel, vlans, ports, fdb, neigh, nexthops })
+    Ok(Config { switch, worker, tunnel, vlans, ports, fdb, neigh, nexthops })
 }
 
 /// Every address of the tunnel is of `tunnel.local`'s family, as for one kernel vxlan device

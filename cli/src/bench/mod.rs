@@ -55,9 +55,11 @@ pub struct Args {
     #[arg(long, default_value_t = 16)]
     flows: u16,
     /// Paths to measure: generator (the generator alone into a sink: what caps the others),
-    /// kernel (bridge + vxlan), xvtep (default port I/O: vnet on these veths), xvtep-afxdp
-    /// (AF_XDP ports), bare (the AF_XDP forwarder, the ceiling), kernel-tso (the kernel with TSO
-    /// on its underlay veth, for TCP: superframes cross the underlay, as no wire carries).
+    /// kernel (bridge + vxlan), xvtep (default port I/O: vnet on these veths; default poll
+    /// mode, adaptive), xvtep-afxdp (AF_XDP ports), xvtep-busy and xvtep-sleep (vnet ports, the
+    /// workers polling busy or sleeping at once), bare (the AF_XDP forwarder, the ceiling),
+    /// kernel-tso (the kernel with TSO on its underlay veth, for TCP: superframes cross the
+    /// underlay, as no wire carries).
     #[arg(long, value_delimiter = ',', default_value = "generator,kernel,xvtep,xvtep-afxdp,bare")]
     paths: Vec<String>,
     /// Directions to measure.
@@ -177,8 +179,13 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
             ));
             Ok(None)
         }
-        "xvtep" | "xvtep-afxdp" => {
-            let io = if path == "xvtep" { "" } else { "io = \"afxdp\"\n" };
+        "xvtep" | "xvtep-afxdp" | "xvtep-busy" | "xvtep-sleep" => {
+            let io = if path == "xvtep-afxdp" { "io = \"afxdp\"\n" } else { "" };
+            let poll = match path {
+                "xvtep-busy" => "busy",
+                "xvtep-sleep" => "sleep",
+                _ => "adaptive",
+            };
             let config = format!(
                 "[tunnel]\nlocal = \"{}\"\ndev = \"eth0\"\nlearning = false\n[[vlan]]\nvid = 2\nvni = 2\n\
                  [[port]]\nname = \"tap1_0\"\n{io}learning = false\nvlans = [{{ vid = 2, pvid = true, untagged = true }}]\n\
@@ -194,7 +201,7 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
             Ok(Some(spawn_in(
                 &t.d,
                 t.dir.path(),
-                &["run", "-c", &p, "--cores", &cpu, "--summary-every", "0", "--control", &ctl],
+                &["run", "-c", &p, "--cores", &cpu, "--poll", poll, "--summary-every", "0", "--control", &ctl],
                 "xvtep: running",
             )?))
         }
@@ -208,7 +215,9 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
                 "bench-forward:",
             )?))
         }
-        other => bail!("unknown path '{other}': use kernel, xvtep, xvtep-afxdp, bare or kernel-tso"),
+        other => bail!(
+            "unknown path '{other}': use kernel, xvtep, xvtep-afxdp, xvtep-busy, xvtep-sleep, bare or kernel-tso"
+        ),
     }
 }
 

@@ -107,15 +107,19 @@ struct RawKernel {
     bridges: Vec<String>,
 }
 
-/// The bridges named by the `[kernel]` table of a config file, if it has one.
+/// The tables of a `[kernel]` file that are not the kernel's to give: the switch's own.
+const KEPT_WITH_KERNEL: [&str; 2] = ["switch", "worker"];
+
+/// The bridges named by the `[kernel]` table of a config file, if it has one, and its other
+/// tables (TOML: [`KEPT_WITH_KERNEL`]).
 pub fn kernel_bridges(text: &str, file: &Path) -> Result<Option<(Vec<String>, String)>> {
     let Ok(table) = text.parse::<toml::Table>() else { return Ok(None) };
     let Some(kernel) = table.get("kernel") else { return Ok(None) };
     for key in table.keys() {
-        if key != "kernel" && key != "switch" {
+        if key != "kernel" && !KEPT_WITH_KERNEL.contains(&key.as_str()) {
             bail!(
                 "{}: [{key}] cannot be used with [kernel]: the kernel's bridges are the configuration \
-                 (keep only [kernel] and [switch])",
+                 (keep only [kernel], [switch] and [worker])",
                 file.display()
             );
         }
@@ -126,15 +130,13 @@ pub fn kernel_bridges(text: &str, file: &Path) -> Result<Option<(Vec<String>, St
     let bridges = Some(kernel.bridges)
         .filter(|b| !b.is_empty())
         .ok_or_else(|| anyhow!("{}: [kernel] needs bridges = [\"br2\", ...]", file.display()))?;
-    let switch = match table.get("switch") {
-        Some(s) => {
-            let mut t = toml::Table::new();
-            t.insert("switch".into(), s.clone());
-            toml::to_string(&t)?
+    let mut kept = toml::Table::new();
+    for name in KEPT_WITH_KERNEL {
+        if let Some(t) = table.get(name) {
+            kept.insert(name.into(), t.clone());
         }
-        None => String::new(),
-    };
-    Ok(Some((bridges, switch)))
+    }
+    Ok(Some((bridges, toml::to_string(&kept)?)))
 }
 
 /// Follows the kernel while the daemon runs: sets `changed` when links, IPv4 addresses or the
@@ -849,6 +851,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((b, sw.as_str()), (vec!["br2".to_string(), "br3".to_string()], "[switch]\nageing = 30\n"));
+        // [worker] is the daemon's own too.
+        let (_, kept) = kernel_bridges("[kernel]\nbridges = [\"br2\"]\n[worker]\npoll = \"busy\"\n", p)
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept, "[worker]\npoll = \"busy\"\n");
         let e = kernel_bridges("[kernel]\nbridges = [\"br2\"]\n[[port]]\nname = \"p\"\n", p).unwrap_err();
         assert!(e.to_string().contains("[port] cannot be used with [kernel]"), "{e}");
         let e = kernel_bridges("[kernel]\n", p).unwrap_err();

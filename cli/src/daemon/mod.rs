@@ -47,6 +47,11 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9469).
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
+    /// How workers wait when their rings are empty: adaptive (look on for 200 µs after the
+    /// last frame, then sleep), busy (never sleep: a core each) or sleep. Default: the config
+    /// file's `[worker] poll`, else adaptive.
+    #[arg(long)]
+    poll: Option<xvtep_dataplane::config::PollMode>,
 }
 
 struct Worker {
@@ -153,13 +158,15 @@ pub fn run(args: Args) -> Result<()> {
     // In [kernel] mode, what the switch learns is written back; subscribed before the workers
     // learn anything.
     let write_back = kernel_bridges.is_some().then(|| writeback::subscribe(switch.clone())).transpose()?;
+    let poll = args.poll.unwrap_or(config.worker.poll);
     let mut handles = Vec::new();
     let mut commands = Vec::new();
     for (w, socks) in per_worker.into_iter().enumerate() {
         let (command, receiver) = crossbeam_channel::unbounded();
         commands.push(command);
         // Stocks the sockets' fill rings.
-        let io = AfXdpIo::new(umems[w].clone(), socks.xsks, socks.vnet, receiver, stop.clone(), epoch);
+        let mut io = AfXdpIo::new(umems[w].clone(), socks.xsks, socks.vnet, receiver, stop.clone(), epoch);
+        io.set_poll_mode(poll);
         let counters = io.counters.clone();
         let core = args.cores.get(w).copied();
         let mut pipeline = switch.pipeline();
@@ -241,6 +248,7 @@ pub fn run(args: Args) -> Result<()> {
         ports = %config.ports.iter().zip(&ports).map(|(p, i)| format!("{} ({}, {}, {} queue(s))", i.name, p.io.name(), i.driver, i.queues)).collect::<Vec<_>>().join(", "),
         vnis = %config.vlans.iter().map(|m| format!("{}<->{}", m.vid, m.vni)).collect::<Vec<_>>().join(" "),
         workers,
+        poll = poll.name(),
         kernel = %format!("{} (tc {})", ports::kernel_release(), tc_attach.name()),
         control = %args.control.display(),
         "xvtep running"

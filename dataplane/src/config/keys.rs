@@ -50,6 +50,17 @@ pub const TABLES: &[TableDoc] = &[
         ],
     },
     TableDoc {
+        name: "worker",
+        array: false,
+        doc: "The worker threads. Optional; `xvtep run --poll` overrides it.",
+        keys: &[key(
+            "poll",
+            "\"adaptive\" | \"busy\" | \"sleep\"",
+            Some("\"adaptive\""),
+            "How a worker waits when its rings are empty. adaptive: keeps looking for 200 µs after the last frame, then sleeps in poll(2) (an idle worker costs nothing). busy: never sleeps (a core always; give the worker its own). sleep: sleeps at once (a wake-up per frame that comes alone).",
+        )],
+    },
+    TableDoc {
         name: "tunnel",
         array: false,
         doc: "The switch's one VXLAN port, shown as vxlan0: what the kernel's `external` vxlan device with \
@@ -189,7 +200,7 @@ pub const TABLES: &[TableDoc] = &[
         name: "kernel",
         array: false,
         doc: "Follow the kernel instead: the configuration is read from kernel bridges holding one vxlan device \
-              each, and followed over netlink while xvtep runs (with [switch] only; no other table).",
+              each, and followed over netlink while xvtep runs (with [switch] and [worker] only; no other table).",
         keys: &[key("bridges", "[\"br2\", ...]", None, "The bridges to take over.")],
     },
 ];

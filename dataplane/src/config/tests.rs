@@ -318,3 +318,21 @@ fn the_ipv6_example_parses() {
     assert!(c.tunnel.ipv6());
     assert_eq!(c.fdb.len(), 1);
 }
+
+/// `[worker] poll`: the three modes, adaptive by default, and a clear error for another word.
+#[test]
+fn the_poll_mode_is_read_and_checked() {
+    use crate::config::PollMode;
+    const MIN: &str = "[tunnel]\nlocal = \"10.0.0.1\"\ndev = \"eth0\"\n";
+    assert_eq!(Config::parse(MIN, "t.toml").unwrap().worker.poll, PollMode::Adaptive);
+    for mode in [PollMode::Adaptive, PollMode::Busy, PollMode::Sleep] {
+        let c = Config::parse(&format!("[worker]\npoll = \"{}\"\n{MIN}", mode.name()), "t.toml").unwrap();
+        assert_eq!(c.worker.poll, mode);
+        assert_eq!(Config::parse(&c.to_toml(), "w.toml").unwrap(), c);
+    }
+    let e = Config::parse(&format!("[worker]\npoll = \"spin\"\n{MIN}"), "t.toml").unwrap_err();
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (2, "worker.poll: unknown poll mode 'spin': use adaptive, busy or sleep")
+    );
+}

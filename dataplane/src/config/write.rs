@@ -13,6 +13,7 @@ impl Config {
         let mut o = String::new();
         let s = &self.switch;
         let _ = writeln!(o, "[switch]\nageing = {}\nmax_learned = {}\n", s.ageing_secs, s.max_learned);
+        let _ = writeln!(o, "[worker]\npoll = \"{}\"\n", self.worker.poll.name());
         let t = &self.tunnel;
         let _ = writeln!(
             o,

@@ -31,6 +31,7 @@ use super::xdp::{
     Desc, FramePool, KernelDrops, SocketId, Umem, XdpSocket, CHUNK, CONTINUED, TX_METADATA_LEN,
 };
 use super::{FrameIo, BATCH_SIZE};
+use crate::config::PollMode;
 use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
 use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch, TxOffload, TxSource};
@@ -66,6 +67,11 @@ pub const LEND: usize = 256;
 const REBIND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long an idle worker sleeps in poll(2) before looking at the stop flag again.
 const IDLE_POLL_MS: i32 = 100;
+/// How long an `adaptive` worker keeps looking at its rings after the last frame before it
+/// sleeps: longer than a round trip through a container's stack (tens of µs), so that the
+/// answer to a frame just sent finds the worker awake; short enough that a daemon seeing a
+/// stray frame a few times a second stays far below 1 % of a core.
+const ADAPTIVE_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// A socket to open: `port` is the switch port of `ifname` (0 for the underlay).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +155,8 @@ io_counters! {
     csum_completed => "xvtep_csum_completed_total";
     /// poll(2) sleeps with nothing to do.
     idle_sleeps => "xvtep_idle_sleeps_total";
+    /// Looks at empty rings without sleeping (`busy`, or `adaptive` just after a frame).
+    idle_spins => "xvtep_idle_spins_total";
     /// Time spent in those sleeps, in nanoseconds (the rest of the worker's life is busy).
     idle_nanos => "xvtep_idle_nanoseconds_total";
     /// Dropped by the kernel: the socket's rx ring was full (the worker did not keep up).
@@ -349,6 +357,10 @@ pub struct AfXdpIo {
     /// The socket served first in the next poll: rotates, so that one busy interface cannot
     /// starve the others of service.
     first: usize,
+    /// How to wait when the rings are empty.
+    poll_mode: PollMode,
+    /// When the last frame was received (`adaptive` keeps looking for a while after it).
+    last_frame: Instant,
     pub counters: Arc<IoCounters>,
 }
 
@@ -390,11 +402,18 @@ impl AfXdpIo {
             last_kernel_stats: Instant::now(),
             frames: Vec::with_capacity(BATCH_SIZE),
             first: 0,
+            poll_mode: PollMode::default(),
+            last_frame: Instant::now(),
             counters: Arc::default(),
         };
         io.take_on(socks);
         io.index_sockets();
         io
+    }
+
+    /// Waits for frames as `mode` says (`adaptive` unless set).
+    pub fn set_poll_mode(&mut self, mode: PollMode) {
+        self.poll_mode = mode;
     }
 
     /// Frames each socket may have lent: [`LEND`], less when the worker's frames would not
@@ -826,9 +845,20 @@ impl FrameIo for AfXdpIo {
         self.refill();
         self.receive();
         if self.rx.is_empty() && self.vnet_rx.is_empty() {
-            self.sleep()?;
+            let spin = match self.poll_mode {
+                PollMode::Busy => true,
+                PollMode::Adaptive => self.last_frame.elapsed() < ADAPTIVE_SPIN,
+                PollMode::Sleep => false,
+            };
+            if spin {
+                self.counters.idle_spins.add(1);
+                std::hint::spin_loop();
+            } else {
+                self.sleep()?;
+            }
             return Ok(true);
         }
+        self.last_frame = Instant::now();
         self.counters.rx_packets.add(self.rx.len() as u64);
         self.rx_checks.clear();
         for (s, received) in &self.rx {
