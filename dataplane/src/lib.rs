@@ -47,6 +47,7 @@ pub mod io;
 pub mod neigh;
 pub mod nexthop;
 pub mod pipeline;
+pub mod rx_checksums;
 pub mod switch;
 pub mod topology;
 pub mod wire;

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use xvtep_dataplane::wire::offload::underlay_checksums;
+use xvtep_dataplane::rx_checksums::underlay_checksums;
 use xvtep_dataplane::wire::virtio_net::{VirtioNetHdr, VNET_HDR_LEN};
 use xvtep_dataplane::{Config, NextHops, Pipeline, RxFrame, Switch, TxBatch, Underlay};
 
@@ -100,7 +100,7 @@ fn run(s: &State, frames: &[(u16, &[u8])]) {
             .map(|(&(p, d), (u, c))| {
                 let port = xvtep_dataplane::PortId(p);
                 if p == 0 {
-                    return RxFrame::checked(port, u, c);
+                    return RxFrame::after_checksum_pass(port, u, c);
                 }
                 match VirtioNetHdr::parse(d) {
                     Some(h) if d[0] & 1 == 1 => RxFrame::with_vnet(port, &d[VNET_HDR_LEN..], Some(h)),

@@ -19,7 +19,7 @@ use etherparse::{
 use xvtep_dataplane::events::Event;
 use xvtep_dataplane::fdb::Flushed;
 use xvtep_dataplane::ids::NANOS_PER_SEC;
-use xvtep_dataplane::wire::offload::underlay_checksums;
+use xvtep_dataplane::rx_checksums::underlay_checksums;
 use xvtep_dataplane::wire::virtio_net::VirtioNetHdr;
 use xvtep_dataplane::{
     AgeingTimer, Config, Nanos, NextHops, Pipeline, PortId, RxFrame, Stats, Switch, TxBatch, Underlay,
@@ -322,8 +322,11 @@ impl Harness {
     ) -> Vec<(String, VirtioNetHdr, Vec<u8>)> {
         let mut frames = frames.to_vec();
         let checks: Vec<_> = frames.iter_mut().map(|f| underlay_checksums(f)).collect();
-        let rx: Vec<RxFrame> =
-            frames.iter().zip(&checks).map(|(f, c)| RxFrame::checked(PortId::TUNNEL, f, c)).collect();
+        let rx: Vec<RxFrame> = frames
+            .iter()
+            .zip(&checks)
+            .map(|(f, c)| RxFrame::after_checksum_pass(PortId::TUNNEL, f, c))
+            .collect();
         self.process(t, &rx)
     }
 

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fdb::FdbCache;
 use crate::ids::{Domain, Nanos, PortId};
+use crate::rx_checksums::RxChecksums;
 use crate::switch::Switch;
 use crate::topology::Topology;
-use crate::wire::offload::RxChecksums;
 use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM};
 use crate::wire::{EthernetHeader, TailSum, ETH_HEADER_LEN, VLAN_TAG_LEN};
 use encap::EncapCache;
@@ -35,7 +35,7 @@ pub use tx::{Edit, TxAction, TxBatch, TxOffload, TxSource};
 /// A received frame: the port it arrived on, its bytes, the virtio-net header it came with
 /// (checksum and segmentation offload requests), and the sum of its tail where the I/O layer
 /// knows it. From a `vnet` port the header is the sender's; from the underlay it is what a
-/// NIC's would say after the I/O layer's checksum pass ([`RxFrame::checked`]): NEEDS_CSUM
+/// NIC's would say after the I/O layer's checksum pass ([`RxFrame::after_checksum_pass`]): NEEDS_CSUM
 /// with `csum_start` at the inner transport header when the inner checksum was left partial.
 #[derive(Debug, Clone, Copy)]
 pub struct RxFrame<'a> {
@@ -51,8 +51,10 @@ impl<'a> RxFrame<'a> {
         RxFrame { port, data, vnet: None, tail_sum: None }
     }
 
-    /// A frame as the I/O layer's checksum pass ([`crate::wire::offload`]) left it.
-    pub fn checked(port: PortId, data: &'a [u8], checks: &RxChecksums) -> RxFrame<'a> {
+    /// A frame as the I/O layer's checksum pass ([`crate::rx_checksums`]) left it, with what
+    /// the pass found: the inner checksum it left partial as a NEEDS_CSUM request, and the
+    /// sum of the tail it read.
+    pub fn after_checksum_pass(port: PortId, data: &'a [u8], checks: &RxChecksums) -> RxFrame<'a> {
         let vnet = checks.inner_partial.map(|(csum_start, csum_offset)| VirtioNetHdr {
             flags: VNET_F_NEEDS_CSUM,
             csum_start,
@@ -60,6 +62,12 @@ impl<'a> RxFrame<'a> {
             ..VirtioNetHdr::default()
         });
         RxFrame { port, data, vnet, tail_sum: checks.tail }
+    }
+
+    /// Same as [`RxFrame::after_checksum_pass`]; `io/afxdp.rs` still calls it by this name.
+    #[doc(hidden)]
+    pub fn checked(port: PortId, data: &'a [u8], checks: &RxChecksums) -> RxFrame<'a> {
+        RxFrame::after_checksum_pass(port, data, checks)
     }
 
     /// A frame from a `vnet` port, with the header it came with.

@@ -1,121 +1,76 @@
-//! Finishing checksums a sender left to "hardware".
+//! Completing a transport checksum a sender left to "hardware" (the wire format of
+//! CHECKSUM_PARTIAL).
 //!
-//! A veth or tap peer with TX checksum offload hands its TCP/UDP segments over with
-//! CHECKSUM_PARTIAL: the checksum field holds only the folded pseudo-header sum, and the
-//! kernel expects the device to finish it. AF_XDP copies the bytes as they are, so a switch
-//! in userspace must do what the NIC would have done. A partial checksum is recognised by that
-//! field value; recomputing is always right, so a full checksum that happens to look partial
-//! (1 in 65536) is rewritten with the same value.
+//! A sender with TX checksum offload hands its TCP/UDP segments over with the checksum field
+//! holding only the folded pseudo-header sum, and expects the device to finish it: sum the
+//! segment from the transport header on and store the result in the field. Which received
+//! frames to treat so is receive policy ([`crate::rx_checksums`]).
 
 use super::checksum::{checksum_fold, checksum_fold_sum, checksum_sum, TailSum};
-use super::{TransportFrame, ETH_HEADER_LEN, VXLAN_HEADER_LEN};
+use super::TransportFrame;
 
-/// A partial checksum found in a frame, offsets from the frame's start.
+/// The receive policy's old address: `io/afxdp.rs` imports it from here. Go once it imports
+/// `crate::rx_checksums`, and with it `module_graph.rs`'s `REEXPORTS_AWAITING_IMPORTERS`.
+pub use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
+
+/// The TCP or UDP checksum of a frame: where it lies and what its pseudo-header sums to, all
+/// that completing it needs. Offsets are from the frame's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Partial {
+pub struct TransportChecksum {
     /// The transport segment: `l4..end`.
-    l4: usize,
-    end: usize,
+    pub l4: usize,
+    pub end: usize,
     /// The checksum field's offset in the segment.
-    at: usize,
-    pseudo: u64,
-    udp: bool,
+    pub at: usize,
+    /// The pseudo-header sum (addresses, protocol, length), unfolded.
+    pub pseudo: u64,
+    /// UDP (a computed 0 is sent as 0xffff), else TCP.
+    pub udp: bool,
 }
 
-impl Partial {
+impl TransportChecksum {
+    /// The transport checksum of the frame `t`.
+    pub fn of(t: &TransportFrame) -> TransportChecksum {
+        TransportChecksum {
+            l4: t.l4(),
+            end: t.end(),
+            at: t.checksum_offset(),
+            pseudo: t.pseudo_header_sum(),
+            udp: !t.is_tcp(),
+        }
+    }
+
+    /// The value a sender leaves in the field under CHECKSUM_PARTIAL: the folded pseudo-header
+    /// sum, not complemented.
+    pub fn partial_value(&self) -> u16 {
+        !checksum_fold(self.pseudo)
+    }
+
+    /// Computes the checksum over the segment of `frame` and stores it, as a NIC completes a
+    /// partial one; returns what the segment now sums to (it was read once, and need not be
+    /// again).
+    pub fn complete(&self, frame: &mut [u8]) -> TailSum {
+        let seg = &mut frame[self.l4..self.end];
+        seg[self.at..self.at + 2].copy_from_slice(&[0, 0]);
+        let sum = checksum_sum(seg);
+        let mut csum = checksum_fold(self.pseudo + sum);
+        if self.udp && csum == 0 {
+            csum = 0xffff;
+        }
+        seg[self.at..self.at + 2].copy_from_slice(&csum.to_be_bytes());
+        TailSum { from: self.l4, to: self.end, sum: checksum_fold_sum(sum + csum as u64) }
+    }
+
     /// What the segment sums to once its checksum is complete, known without reading it: a
     /// segment with a right checksum sums to the complement of its pseudo-header.
-    fn tail_when_complete(&self) -> TailSum {
+    pub fn tail_when_complete(&self) -> TailSum {
         TailSum { from: self.l4, to: self.end, sum: checksum_fold(self.pseudo) }
     }
 
-    fn shifted(self, by: usize) -> Partial {
-        Partial { l4: self.l4 + by, end: self.end + by, ..self }
-    }
-}
-
-/// The partial IPv4/IPv6 TCP or UDP checksum of the Ethernet frame `frame` (one 802.1Q tag
-/// allowed), if it holds one; reads only the headers.
-fn find_partial(frame: &[u8]) -> Option<Partial> {
-    let t = TransportFrame::new_checked(frame)?;
-    let pseudo = t.pseudo_header_sum();
-    // The partial value is the folded pseudo-header sum, not complemented.
-    if t.checksum() != !checksum_fold(pseudo) {
-        return None;
-    }
-    Some(Partial { l4: t.l4(), end: t.end(), at: t.checksum_offset(), pseudo, udp: !t.is_tcp() })
-}
-
-/// Completes the partial checksum `p` of `frame`; returns what its segment now sums to.
-fn complete(frame: &mut [u8], p: &Partial) -> TailSum {
-    let seg = &mut frame[p.l4..p.end];
-    seg[p.at..p.at + 2].copy_from_slice(&[0, 0]);
-    let sum = checksum_sum(seg);
-    let mut csum = checksum_fold(p.pseudo + sum);
-    if p.udp && csum == 0 {
-        csum = 0xffff;
-    }
-    seg[p.at..p.at + 2].copy_from_slice(&csum.to_be_bytes());
-    TailSum { from: p.l4, to: p.end, sum: checksum_fold_sum(sum + csum as u64) }
-}
-
-/// Completes a partial IPv4/IPv6 TCP or UDP checksum of the Ethernet frame `frame` (one
-/// 802.1Q tag allowed); if it did, returns what the transport segment now sums to (it was
-/// read once to complete it, and need not be again).
-fn complete_partial_checksum(frame: &mut [u8]) -> Option<TailSum> {
-    let p = find_partial(frame)?;
-    Some(complete(frame, &p))
-}
-
-/// What the checksum pass over a received frame did and found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RxChecksums {
-    /// Checksums completed.
-    pub completed: u32,
-    /// A tail of the frame whose sum is known (as complete).
-    pub tail: Option<TailSum>,
-    /// From the underlay: the inner frame's partial checksum, left for the egress to complete
-    /// (or to pass on to a `vnet` port): (`csum_start`, `csum_offset`) from the frame's start.
-    pub inner_partial: Option<(u16, u16)>,
-}
-
-/// The checksum pass over a frame from a local port: a partial checksum is completed.
-pub fn port_checksums(frame: &mut [u8]) -> RxChecksums {
-    let tail = complete_partial_checksum(frame);
-    RxChecksums { completed: tail.is_some() as u32, tail, inner_partial: None }
-}
-
-/// The checksum pass over a frame from the underlay. A kernel VTEP on a veth sends the inner
-/// checksum partial and the outer UDP checksum computed as if the inner one were complete
-/// (local checksum offload), so the outer checksum says nothing about the payload: the inner
-/// checksum is left partial, for the egress to complete only if it must (a `vnet` port takes
-/// it as it is, as the kernel passes CHECKSUM_PARTIAL along), and the sum the inner segment
-/// will have is known without reading it. An outer checksum left partial too (a sender
-/// without local checksum offload) is completed here, the inner one first since it covers it.
-pub fn underlay_checksums(frame: &mut [u8]) -> RxChecksums {
-    // The inner frame: after the outer UDP and VXLAN headers, within the outer IP packet.
-    let inner = TransportFrame::new_checked(frame)
-        .filter(|outer| !outer.is_tcp())
-        .map(|outer| (outer.header_end() + VXLAN_HEADER_LEN, outer.end()))
-        .filter(|&(at, end)| at + ETH_HEADER_LEN <= end);
-    let inner = inner.and_then(|(at, end)| Some(find_partial(&frame[at..end])?.shifted(at)));
-    match (inner, find_partial(frame)) {
-        (None, None) => RxChecksums::default(),
-        (Some(i), None) => RxChecksums {
-            completed: 0,
-            tail: Some(i.tail_when_complete()),
-            inner_partial: Some((i.l4 as u16, i.at as u16)),
-        },
-        (inner, Some(outer)) => {
-            if let Some(i) = &inner {
-                complete(frame, i);
-            }
-            RxChecksums {
-                completed: 1 + inner.is_some() as u32,
-                tail: Some(complete(frame, &outer)),
-                inner_partial: None,
-            }
-        }
+    /// The same checksum in a frame that starts `by` bytes earlier (an outer frame around this
+    /// one).
+    pub fn shifted(self, by: usize) -> TransportChecksum {
+        TransportChecksum { l4: self.l4 + by, end: self.end + by, ..self }
     }
 }
 
@@ -125,12 +80,12 @@ mod tests {
     use crate::wire::{Ipv4Repr, UdpRepr, ETHERTYPE_IPV4, IP_PROTO_UDP};
     use std::net::Ipv4Addr;
 
-    fn udp_frame(payload: &[u8]) -> Vec<u8> {
+    #[test]
+    fn complete_writes_the_checksum_a_sender_computes() {
         let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
-        let mut f = vec![0u8; 14 + 20 + 8 + payload.len()];
-        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        let l4 = (8 + payload.len()) as u16;
-        Ipv4Repr {
+        let mut want = vec![0u8; 14 + 20 + 8 + 3];
+        want[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let ip = Ipv4Repr {
             src: s,
             dst: d,
             protocol: IP_PROTO_UDP,
@@ -138,141 +93,19 @@ mod tests {
             tos: 0,
             dont_fragment: true,
             ident: 1,
-            payload_len: l4,
-        }
-        .emit(&mut f[14..]);
-        UdpRepr { src_port: 1, dst_port: 2, payload_len: payload.len() as u16 }.emit(&mut f[34..]);
-        f[42..].copy_from_slice(payload);
-        UdpRepr::fill_checksum(&mut f[34..], s, d);
-        f
-    }
-
-    #[test]
-    fn completes_partial_and_leaves_full_alone() {
-        let full = udp_frame(b"hello world");
-        // What the sender's stack writes under CHECKSUM_PARTIAL: the folded pseudo-header sum.
-        let mut partial = full.clone();
-        let pseudo = checksum_sum(&full[26..34]) + IP_PROTO_UDP as u64 + 19;
-        partial[40..42].copy_from_slice(&(!checksum_fold(pseudo)).to_be_bytes());
-        // What the completed UDP datagram sums to is known without reading it again.
-        let tail = TailSum { from: 34, to: full.len(), sum: checksum_fold_sum(checksum_sum(&full[34..])) };
-        assert_eq!(complete_partial_checksum(&mut partial), Some(tail));
-        assert_eq!(partial, full);
-        let mut again = full.clone();
-        assert_eq!(complete_partial_checksum(&mut again), None);
-        assert_eq!(again, full);
-        // Ethernet padding after the IP packet is not part of the tail.
-        let mut padded = full.clone();
-        padded[40..42].copy_from_slice(&(!checksum_fold(pseudo)).to_be_bytes());
-        padded.extend_from_slice(&[0xab; 7]);
-        assert_eq!(complete_partial_checksum(&mut padded), Some(tail));
-        assert_eq!(&padded[..full.len()], &full[..]);
-        // Tagged frames too.
-        let mut tagged = partial[..12].to_vec();
-        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
-        tagged.extend_from_slice(&partial[12..]);
-        tagged[44..46].copy_from_slice(&(!checksum_fold(pseudo)).to_be_bytes());
-        assert_eq!(
-            complete_partial_checksum(&mut tagged),
-            Some(TailSum { from: 38, to: tagged.len(), ..tail })
-        );
-        assert_eq!(&tagged[44..46], &full[40..42]);
-        // Short and odd frames are left alone without panicking.
-        for n in 0..full.len() {
-            let mut cut = partial[..n].to_vec();
-            complete_partial_checksum(&mut cut);
-            underlay_checksums(&mut cut);
-        }
-    }
-}
-
-#[cfg(test)]
-mod underlay_tests {
-    use super::*;
-    use crate::wire::{
-        pseudo_header_sum, IpRepr, Ipv4Repr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4, IP_PROTO_UDP,
-    };
-    use std::net::{IpAddr, Ipv4Addr};
-
-    /// A VXLAN packet whose outer UDP checksum is partial, around a UDP frame whose checksum
-    /// is partial too: both are completed, inner first.
-    #[test]
-    fn completes_inner_then_outer() {
-        let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
-        let mut inner = vec![0u8; 14 + 20 + 8 + 5];
-        inner[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        Ipv4Repr {
-            src: s,
-            dst: d,
-            protocol: IP_PROTO_UDP,
-            ttl: 64,
-            tos: 0,
-            dont_fragment: false,
-            ident: 0,
-            payload_len: 13,
-        }
-        .emit(&mut inner[14..]);
-        UdpRepr { src_port: 7, dst_port: 7, payload_len: 5 }.emit(&mut inner[34..]);
-        inner[42..].copy_from_slice(b"inner");
-        let mut good_inner = inner.clone();
-        UdpRepr::fill_checksum(&mut good_inner[34..], s, d);
-        let ipsum = checksum_sum(&inner[26..34]) + IP_PROTO_UDP as u64 + 13;
-        inner[40..42].copy_from_slice(&(!checksum_fold(ipsum)).to_be_bytes());
-
-        for outer_v6 in [false, true] {
-            let (mut f, want) = partial_vxlan_around(&inner, &good_inner, outer_v6);
-            // The outer datagram's sum is the tail known: it covers the inner one.
-            let udp = if outer_v6 { 54 } else { 34 };
-            let tail =
-                TailSum { from: udp, to: want.len(), sum: checksum_fold_sum(checksum_sum(&want[udp..])) };
-            assert_eq!(
-                underlay_checksums(&mut f),
-                RxChecksums { completed: 2, tail: Some(tail), inner_partial: None },
-                "outer IPv6: {outer_v6}"
-            );
-            assert_eq!(f, want, "outer IPv6: {outer_v6}");
-            // With the outer checksum whole (local checksum offload: computed as if the inner
-            // one were complete), the inner one is left partial for the egress, and the sum
-            // its segment will have once complete is known from its pseudo-header alone.
-            let mut f = want.clone();
-            let inner_udp = udp + 8 + 8 + 34;
-            f[inner_udp + 6..inner_udp + 8].copy_from_slice(&inner[40..42]);
-            let received = f.clone();
-            let tail = TailSum {
-                from: inner_udp,
-                to: want.len(),
-                sum: checksum_fold_sum(checksum_sum(&want[inner_udp..])),
-            };
-            assert_eq!(
-                underlay_checksums(&mut f),
-                RxChecksums { completed: 0, tail: Some(tail), inner_partial: Some((inner_udp as u16, 6)) }
-            );
-            assert_eq!(f, received, "outer IPv6: {outer_v6}");
-        }
-    }
-
-    /// `inner` in VXLAN over IPv4 or IPv6 with a partial outer UDP checksum, and the frame
-    /// with `good_inner` and the outer checksum complete.
-    fn partial_vxlan_around(inner: &[u8], good_inner: &[u8], outer_v6: bool) -> (Vec<u8>, Vec<u8>) {
-        let (os, od): (IpAddr, IpAddr) = if outer_v6 {
-            ("2001:db8::2".parse().unwrap(), "2001:db8::1".parse().unwrap())
-        } else {
-            (Ipv4Addr::new(192, 168, 1, 2).into(), Ipv4Addr::new(192, 168, 1, 1).into())
+            payload_len: 11,
         };
-        let udp_len = 8 + 8 + inner.len();
-        let ip = IpRepr { src: os, dst: od, protocol: IP_PROTO_UDP, ttl: 64, payload_len: udp_len as u16 };
-        let udp = 14 + ip.header_len();
-        let mut f = vec![0u8; udp + udp_len];
-        f[12..14].copy_from_slice(&ip.ethertype().to_be_bytes());
-        ip.emit(&mut f[14..]);
-        UdpRepr { src_port: 5000, dst_port: 4789, payload_len: (8 + inner.len()) as u16 }.emit(&mut f[udp..]);
-        VxlanHeader::emit(2, &mut f[udp + 8..]);
-        f[udp + 16..].copy_from_slice(inner);
-        let mut want = f.clone();
-        want[udp + 16..].copy_from_slice(good_inner);
-        UdpRepr::fill_checksum(&mut want[udp..], os, od);
-        let osum = pseudo_header_sum(os, od, IP_PROTO_UDP, udp_len as u32);
-        f[udp + 6..udp + 8].copy_from_slice(&(!checksum_fold(osum)).to_be_bytes());
-        (f, want)
+        ip.emit(&mut want[14..]);
+        UdpRepr { src_port: 1, dst_port: 2, payload_len: 3 }.emit(&mut want[34..]);
+        want[42..].copy_from_slice(b"abc");
+        UdpRepr::fill_checksum(&mut want[34..], s, d);
+        let c = TransportChecksum::of(&TransportFrame::new_checked(&want).unwrap());
+        assert_eq!((c.l4, c.end, c.at, c.udp), (34, want.len(), 6, true));
+        let mut f = want.clone();
+        f[40..42].copy_from_slice(&c.partial_value().to_be_bytes());
+        let tail = c.complete(&mut f);
+        assert_eq!(f, want);
+        assert_eq!(tail, c.tail_when_complete());
+        assert_eq!(c.shifted(50).tail_when_complete(), TailSum { from: 84, to: want.len() + 50, ..tail });
     }
 }
