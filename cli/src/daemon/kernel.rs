@@ -9,8 +9,6 @@
 //! entries on ports become static entries. The translation is pure ([`translate`]) so that it
 //! is tested without a kernel. SIGHUP reads the kernel again.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
@@ -23,11 +21,13 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use xvtep_dataplane::config::quoted;
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::Config;
 
 use super::netlink::Rtnl;
+
+mod translate;
+pub use translate::translate;
 
 /// A vxlan device's settings that xvtep takes over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -402,210 +402,6 @@ pub fn fdb_of(m: &NeighbourMessage) -> Option<KernelFdb> {
         }
     }
     (has_mac && !e.mac.is_multicast()).then_some(e)
-}
-
-/// The configuration (TOML) equivalent to `bridges` in `state`, with the `[switch]` table
-/// `switch` (TOML, possibly empty).
-pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Result<String> {
-    let by_index: BTreeMap<u32, &KernelLink> = state.links.iter().map(|l| (l.index, l)).collect();
-    let name_of = |i: u32| by_index.get(&i).map_or_else(|| format!("#{i}"), |l| l.name.clone());
-    let mut tunnel: Option<(&KernelLink, &KernelVxlan)> = None;
-    let mut vlans = String::new();
-    let mut ports = String::new();
-    let mut fdb = String::new();
-    let mut neigh = String::new();
-    let mut suppress = false;
-    let mut used_vids: Vec<u16> = Vec::new();
-    for b in bridges {
-        let bridge = state.links.iter().find(|l| &l.name == b).ok_or_else(|| {
-            anyhow!("[kernel] bridge {b} does not exist: create it (ip link add {b} type bridge)")
-        })?;
-        if !bridge.is_bridge {
-            bail!("[kernel] {b} is not a bridge");
-        }
-        let members: Vec<&KernelLink> =
-            state.links.iter().filter(|l| l.master == Some(bridge.index)).collect();
-        let vxlans: Vec<&&KernelLink> = members.iter().filter(|l| l.vxlan.is_some()).collect();
-        let vx = match vxlans.as_slice() {
-            [one] => *one,
-            [] => bail!("bridge {b} has no vxlan device: add one (ip link set vxN master {b})"),
-            _ => bail!(
-                "bridge {b} has {} vxlan devices; xvtep follows one vxlan device per bridge",
-                vxlans.len()
-            ),
-        };
-        let v = vx.vxlan.as_ref().expect("filtered");
-        if v.vni == 0 {
-            bail!("{}: a vxlan device with `external` (no VNI) needs a VLAN-aware bridge with vlan_tunnel, which this kernel does not have (no bridge VLAN filtering); use one vxlan device with an id per bridge", vx.name);
-        }
-        match tunnel {
-            None => tunnel = Some((vx, v)),
-            Some((first, f)) => {
-                if (f.local, f.dstport, f.link) != (v.local, v.dstport, v.link) {
-                    bail!(
-                        "{} and {} differ in local address, dstport or underlay device; xvtep runs one tunnel for all bridges",
-                        first.name,
-                        vx.name
-                    );
-                }
-            }
-        }
-        let vid = if (1..=4094).contains(&v.vni) && !used_vids.contains(&(v.vni as u16)) {
-            v.vni as u16
-        } else {
-            (1..=4094).find(|x| !used_vids.contains(x) && !bridges_vni_vid(state, bridges, *x)).unwrap_or(1)
-        };
-        used_vids.push(vid);
-        let _ = write!(vlans, "[[vlan]]\nvid = {vid}\nvni = {}\n", v.vni);
-        if let Some(g) = v.group.filter(|g| g.is_multicast()) {
-            let _ = writeln!(vlans, "group = \"{g}\"");
-        }
-        for p in members.iter().filter(|l| l.vxlan.is_none()) {
-            let _ = write!(
-                ports,
-                "[[port]]\nname = {}\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
-                 learning = {}\nflood = {}\nhairpin = {}\nmtu = {}\n",
-                quoted(&p.name),
-                p.learning,
-                p.flood,
-                p.hairpin,
-                mtu_of(p)
-            );
-        }
-        // The bridge is a port of itself: the host's stack on the overlay (README "Following
-        // the kernel"), through an internal port whose host side is the bridge.
-        let _ = write!(
-            ports,
-            "[[port]]\nname = {}\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
-             mtu = {}\ninternal = true\nkernel_bridge = true\n",
-            quoted(b),
-            mtu_of(bridge)
-        );
-        for e in state.fdb.iter().filter(|e| e.ifindex == vx.index) {
-            let Some(dst) = e.dst else { continue };
-            let _ = write!(fdb, "[[fdb]]\nmac = \"{}\"\nvni = {}\ndst = \"{dst}\"\n", e.mac, v.vni);
-            if let Some(p) = e.port.filter(|p| *p != v.dstport) {
-                let _ = writeln!(fdb, "dst_port = {p}");
-            }
-            if let Some(r) = e.vni.filter(|r| *r != v.vni) {
-                let _ = writeln!(fdb, "remote_vni = {r}");
-            }
-            // A control plane's MAC (zebra's type-2): learning here moves it, as in the kernel.
-            if e.ext_learned && !e.mac.is_zero() {
-                let _ = writeln!(fdb, "extern_learn = true");
-            }
-        }
-        // ARP and ND suppression as the kernel's: `neigh_suppress` on the vxlan port, answering
-        // from the IPv4 and IPv6 neighbours of the bridge device.
-        if vx.neigh_suppress {
-            suppress = true;
-            // Hosts only: the bridge also holds multicast groups' entries (224.0.0.22 ...).
-            let host = |(i, ip, mac): &&(u32, IpAddr, MacAddr)| {
-                *i == bridge.index
-                    && xvtep_dataplane::config::unicast_neighbour(*ip)
-                    && !mac.is_multicast()
-                    && !mac.is_zero()
-            };
-            for (_, ip, mac) in state.neighbours.iter().filter(host) {
-                let _ = write!(neigh, "[[neigh]]\nvni = {}\nip = \"{ip}\"\nmac = \"{mac}\"\n", v.vni);
-            }
-        }
-        // On ports only `static` entries: a `permanent` one is the host's own address there,
-        // an `extern_learn` one what xvtep itself learned and wrote back.
-        let on_port = |e: &&KernelFdb| {
-            !e.permanent
-                && !e.ext_learned
-                && members.iter().any(|p| p.vxlan.is_none() && p.index == e.ifindex)
-        };
-        for e in state.fdb.iter().filter(on_port) {
-            let _ = write!(
-                fdb,
-                "[[fdb]]\nmac = \"{}\"\nvni = {}\nport = {}\n",
-                e.mac,
-                v.vni,
-                quoted(&name_of(e.ifindex))
-            );
-        }
-    }
-    let (vx, v) = tunnel.ok_or_else(|| anyhow!("[kernel] names no bridge"))?;
-    let local = v.local.ok_or_else(|| {
-        anyhow!(
-            "{}: no local address; xvtep needs `local` (ip link set {} type vxlan ... local ADDR)",
-            vx.name,
-            vx.name
-        )
-    })?;
-    let dev = match v.link {
-        Some(i) => name_of(i),
-        None => state
-            .addrs
-            .iter()
-            .find(|(_, ip)| *ip == local)
-            .map(|(i, _)| name_of(*i))
-            .ok_or_else(|| anyhow!("{}: local {local} is not an address of any interface", vx.name))?,
-    };
-    let mut out = String::new();
-    out += switch;
-    let _ = write!(
-        out,
-        "[tunnel]\nlocal = \"{local}\"\ndev = {}\ndstport = {}\nlearning = {}\n\
-         proxy = {}\nl2miss = {}\nl3miss = {}\n",
-        quoted(&dev),
-        v.dstport,
-        v.learning,
-        v.proxy || suppress,
-        v.l2miss,
-        v.l3miss
-    );
-    // The checksum options of the device's family (the config refuses the other's).
-    if local.is_ipv6() {
-        let _ = writeln!(
-            out,
-            "udp6zerocsumtx = {}\nudp6zerocsumrx = {}\nflowlabel = {}",
-            v.udp6zerocsumtx, v.udp6zerocsumrx, v.label
-        );
-    } else {
-        let _ = writeln!(out, "udpcsum = {}", v.udpcsum);
-    }
-    // TTL 0 is the kernel's "auto" (the route's hop limit, 64 by default): xvtep's default.
-    if v.ttl_inherit {
-        let _ = writeln!(out, "ttl = \"inherit\"");
-    } else if v.ttl != 0 {
-        let _ = writeln!(out, "ttl = {}", v.ttl);
-    }
-    // TOS 1 is the kernel's "inherit".
-    match v.tos {
-        0 => {}
-        1 => out.push_str("tos = \"inherit\"\n"),
-        tos => {
-            let _ = writeln!(out, "tos = {tos}");
-        }
-    }
-    if let Some(r) = v.group.filter(|g| !g.is_multicast() && !g.is_unspecified()) {
-        let _ = writeln!(out, "remote = \"{r}\"");
-    }
-    Ok(out + &vlans + &ports + &fdb + &neigh)
-}
-
-/// A link's MTU, 1500 when the kernel did not say.
-fn mtu_of(l: &KernelLink) -> u32 {
-    if l.mtu > 0 {
-        l.mtu
-    } else {
-        1500
-    }
-}
-
-/// Whether some bridge's VNI equals `vid`, so that VID is better left for it.
-fn bridges_vni_vid(state: &KernelState, bridges: &[String], vid: u16) -> bool {
-    bridges.iter().any(|b| {
-        state.links.iter().find(|l| &l.name == b).is_some_and(|br| {
-            state
-                .links
-                .iter()
-                .any(|l| l.master == Some(br.index) && l.vxlan.as_ref().is_some_and(|v| v.vni == vid as u32))
-        })
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,319 @@
+//! The kernel's traditional bridges as the switch's configuration (TOML): each bridge is one
+//! VLAN (VID = its VNI when that is a valid VID), its vxlan device gives the tunnel and the VNI,
+//! its other ports become ports, and the bridge itself an internal port; static FDB entries on
+//! the vxlan device (flood lists included) and on ports become static entries, and with
+//! `neigh_suppress` the bridge's neighbours answer ARP and ND. Pure, so that it is tested
+//! without a kernel.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use anyhow::{anyhow, bail, Result};
+use xvtep_dataplane::config::{quoted, unicast_neighbour};
+use xvtep_dataplane::wire::MacAddr;
+
+use super::{KernelFdb, KernelLink, KernelState, KernelVxlan};
+
+/// The configuration (TOML) equivalent to `bridges` in `state`, with the `[switch]` table
+/// `switch` (TOML, possibly empty).
+pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Result<String> {
+    let names = Names::of(state);
+    let mut tunnel: Option<(&KernelLink, &KernelVxlan)> = None;
+    let mut tables = Tables::default();
+    let mut used_vids: Vec<u16> = Vec::new();
+    for b in bridges {
+        let bridge = Bridge::find(state, b)?;
+        match tunnel {
+            None => tunnel = Some((bridge.vx, bridge.v)),
+            Some((first, f)) => same_tunnel(first, f, &bridge)?,
+        }
+        let vid = vid_for(state, bridges, bridge.v.vni, &used_vids);
+        used_vids.push(vid);
+        tables.add(state, &names, &bridge, vid);
+    }
+    let (vx, v) = tunnel.ok_or_else(|| anyhow!("[kernel] names no bridge"))?;
+    let tunnel = tunnel_table(state, &names, vx, v, tables.suppress)?;
+    Ok(switch.to_string() + &tunnel + &tables.vlans + &tables.ports + &tables.fdb + &tables.neigh)
+}
+
+/// Interface names by index; an index the kernel did not name as `#index`.
+struct Names<'s>(BTreeMap<u32, &'s KernelLink>);
+
+impl<'s> Names<'s> {
+    fn of(state: &'s KernelState) -> Names<'s> {
+        Names(state.links.iter().map(|l| (l.index, l)).collect())
+    }
+
+    fn name(&self, index: u32) -> String {
+        self.0.get(&index).map_or_else(|| format!("#{index}"), |l| l.name.clone())
+    }
+}
+
+/// One bridge named by `[kernel]`, with its ports and its one vxlan device.
+struct Bridge<'s> {
+    name: &'s str,
+    link: &'s KernelLink,
+    members: Vec<&'s KernelLink>,
+    vx: &'s KernelLink,
+    v: &'s KernelVxlan,
+}
+
+impl<'s> Bridge<'s> {
+    /// The bridge `name` of `state`, if it is one xvtep can follow.
+    fn find(state: &'s KernelState, name: &'s str) -> Result<Bridge<'s>> {
+        let link = state.links.iter().find(|l| l.name == name).ok_or_else(|| {
+            anyhow!("[kernel] bridge {name} does not exist: create it (ip link add {name} type bridge)")
+        })?;
+        if !link.is_bridge {
+            bail!("[kernel] {name} is not a bridge");
+        }
+        let members: Vec<&KernelLink> = state.links.iter().filter(|l| l.master == Some(link.index)).collect();
+        let vxlans: Vec<&&KernelLink> = members.iter().filter(|l| l.vxlan.is_some()).collect();
+        let vx = match vxlans.as_slice() {
+            [one] => **one,
+            [] => bail!("bridge {name} has no vxlan device: add one (ip link set vxN master {name})"),
+            _ => bail!(
+                "bridge {name} has {} vxlan devices; xvtep follows one vxlan device per bridge",
+                vxlans.len()
+            ),
+        };
+        let v = vx.vxlan.as_ref().expect("filtered");
+        if v.vni == 0 {
+            bail!("{}: a vxlan device with `external` (no VNI) needs a VLAN-aware bridge with vlan_tunnel, which this kernel does not have (no bridge VLAN filtering); use one vxlan device with an id per bridge", vx.name);
+        }
+        Ok(Bridge { name, link, members, vx, v })
+    }
+
+    /// The bridge's ports but its vxlan device.
+    fn ports(&self) -> impl Iterator<Item = &&'s KernelLink> + '_ {
+        self.members.iter().filter(|l| l.vxlan.is_none())
+    }
+}
+
+/// The vxlan device `b.vx` must share the tunnel of `first` (`f`): one tunnel for all bridges.
+fn same_tunnel(first: &KernelLink, f: &KernelVxlan, b: &Bridge) -> Result<()> {
+    let v = b.v;
+    if (f.local, f.dstport, f.link) != (v.local, v.dstport, v.link) {
+        bail!(
+            "{} and {} differ in local address, dstport or underlay device; xvtep runs one tunnel for all bridges",
+            first.name,
+            b.vx.name
+        );
+    }
+    Ok(())
+}
+
+/// The VID of the bridge of VNI `vni`: the VNI itself when that is a free VID, else the first
+/// VID neither used nor some other bridge's VNI.
+fn vid_for(state: &KernelState, bridges: &[String], vni: u32, used_vids: &[u16]) -> u16 {
+    if (1..=4094).contains(&vni) && !used_vids.contains(&(vni as u16)) {
+        vni as u16
+    } else {
+        (1..=4094).find(|x| !used_vids.contains(x) && !bridges_vni_vid(state, bridges, *x)).unwrap_or(1)
+    }
+}
+
+/// Whether some bridge's VNI equals `vid`, so that VID is better left for it.
+fn bridges_vni_vid(state: &KernelState, bridges: &[String], vid: u16) -> bool {
+    bridges.iter().any(|b| {
+        state.links.iter().find(|l| &l.name == b).is_some_and(|br| {
+            state
+                .links
+                .iter()
+                .any(|l| l.master == Some(br.index) && l.vxlan.as_ref().is_some_and(|v| v.vni == vid as u32))
+        })
+    })
+}
+
+/// The configuration's tables per bridge, in the order they are written.
+#[derive(Default)]
+struct Tables {
+    vlans: String,
+    ports: String,
+    fdb: String,
+    neigh: String,
+    /// Some vxlan device has `neigh_suppress`: the tunnel answers ARP and ND.
+    suppress: bool,
+}
+
+impl Tables {
+    /// Adds the bridge `b`, as VLAN `vid`.
+    fn add(&mut self, state: &KernelState, names: &Names, b: &Bridge, vid: u16) {
+        let _ = write!(self.vlans, "[[vlan]]\nvid = {vid}\nvni = {}\n", b.v.vni);
+        if let Some(g) = b.v.group.filter(|g| g.is_multicast()) {
+            let _ = writeln!(self.vlans, "group = \"{g}\"");
+        }
+        self.add_ports(b, vid);
+        self.add_tunnel_fdb(state, b);
+        // ARP and ND suppression as the kernel's: `neigh_suppress` on the vxlan port, answering
+        // from the IPv4 and IPv6 neighbours of the bridge device.
+        if b.vx.neigh_suppress {
+            self.suppress = true;
+            self.add_neighbours(state, b);
+        }
+        self.add_port_fdb(state, names, b);
+    }
+
+    fn add_ports(&mut self, b: &Bridge, vid: u16) {
+        for p in b.ports() {
+            let _ = write!(
+                self.ports,
+                "[[port]]\nname = {}\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
+                 learning = {}\nflood = {}\nhairpin = {}\nmtu = {}\n",
+                quoted(&p.name),
+                p.learning,
+                p.flood,
+                p.hairpin,
+                mtu_of(p)
+            );
+        }
+        // The bridge is a port of itself: the host's stack on the overlay (README "Following
+        // the kernel"), through an internal port whose host side is the bridge.
+        let _ = write!(
+            self.ports,
+            "[[port]]\nname = {}\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
+             mtu = {}\ninternal = true\nkernel_bridge = true\n",
+            quoted(b.name),
+            mtu_of(b.link)
+        );
+    }
+
+    /// The entries on the vxlan device: remote VTEPs, flood lists included.
+    fn add_tunnel_fdb(&mut self, state: &KernelState, b: &Bridge) {
+        let v = b.v;
+        for e in state.fdb.iter().filter(|e| e.ifindex == b.vx.index) {
+            let Some(dst) = e.dst else { continue };
+            let _ = write!(self.fdb, "[[fdb]]\nmac = \"{}\"\nvni = {}\ndst = \"{dst}\"\n", e.mac, v.vni);
+            if let Some(p) = e.port.filter(|p| *p != v.dstport) {
+                let _ = writeln!(self.fdb, "dst_port = {p}");
+            }
+            if let Some(r) = e.vni.filter(|r| *r != v.vni) {
+                let _ = writeln!(self.fdb, "remote_vni = {r}");
+            }
+            // A control plane's MAC (zebra's type-2): learning here moves it, as in the kernel.
+            if e.ext_learned && !e.mac.is_zero() {
+                let _ = writeln!(self.fdb, "extern_learn = true");
+            }
+        }
+    }
+
+    /// The entries on the bridge's ports. Only `static` ones: a `permanent` one is the host's
+    /// own address there, an `extern_learn` one what xvtep itself learned and wrote back.
+    fn add_port_fdb(&mut self, state: &KernelState, names: &Names, b: &Bridge) {
+        let on_port =
+            |e: &&KernelFdb| !e.permanent && !e.ext_learned && b.ports().any(|p| p.index == e.ifindex);
+        for e in state.fdb.iter().filter(on_port) {
+            let _ = write!(
+                self.fdb,
+                "[[fdb]]\nmac = \"{}\"\nvni = {}\nport = {}\n",
+                e.mac,
+                b.v.vni,
+                quoted(&names.name(e.ifindex))
+            );
+        }
+    }
+
+    /// The hosts among the bridge device's neighbours (it also holds multicast groups'
+    /// entries, 224.0.0.22 ...).
+    fn add_neighbours(&mut self, state: &KernelState, b: &Bridge) {
+        let host = |(i, ip, mac): &&(u32, IpAddr, MacAddr)| {
+            *i == b.link.index && unicast_neighbour(*ip) && !mac.is_multicast() && !mac.is_zero()
+        };
+        for (_, ip, mac) in state.neighbours.iter().filter(host) {
+            let _ = write!(self.neigh, "[[neigh]]\nvni = {}\nip = \"{ip}\"\nmac = \"{mac}\"\n", b.v.vni);
+        }
+    }
+}
+
+/// The `[tunnel]` table from the vxlan device `vx` (`v`); `suppress`: some bridge suppresses
+/// ARP and ND.
+fn tunnel_table(
+    state: &KernelState,
+    names: &Names,
+    vx: &KernelLink,
+    v: &KernelVxlan,
+    suppress: bool,
+) -> Result<String> {
+    let local = v.local.ok_or_else(|| {
+        anyhow!(
+            "{}: no local address; xvtep needs `local` (ip link set {} type vxlan ... local ADDR)",
+            vx.name,
+            vx.name
+        )
+    })?;
+    let dev = underlay_dev(state, names, vx, v, local)?;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "[tunnel]\nlocal = \"{local}\"\ndev = {}\ndstport = {}\nlearning = {}\n\
+         proxy = {}\nl2miss = {}\nl3miss = {}\n",
+        quoted(&dev),
+        v.dstport,
+        v.learning,
+        v.proxy || suppress,
+        v.l2miss,
+        v.l3miss
+    );
+    // The checksum options of the device's family (the config refuses the other's).
+    if local.is_ipv6() {
+        let _ = writeln!(
+            out,
+            "udp6zerocsumtx = {}\nudp6zerocsumrx = {}\nflowlabel = {}",
+            v.udp6zerocsumtx, v.udp6zerocsumrx, v.label
+        );
+    } else {
+        let _ = writeln!(out, "udpcsum = {}", v.udpcsum);
+    }
+    write_ttl_tos(&mut out, v);
+    if let Some(r) = v.group.filter(|g| !g.is_multicast() && !g.is_unspecified()) {
+        let _ = writeln!(out, "remote = \"{r}\"");
+    }
+    Ok(out)
+}
+
+/// The underlay device: the vxlan device's `dev`, else the interface that has its local
+/// address.
+fn underlay_dev(
+    state: &KernelState,
+    names: &Names,
+    vx: &KernelLink,
+    v: &KernelVxlan,
+    local: IpAddr,
+) -> Result<String> {
+    match v.link {
+        Some(i) => Ok(names.name(i)),
+        None => state
+            .addrs
+            .iter()
+            .find(|(_, ip)| *ip == local)
+            .map(|(i, _)| names.name(*i))
+            .ok_or_else(|| anyhow!("{}: local {local} is not an address of any interface", vx.name)),
+    }
+}
+
+fn write_ttl_tos(out: &mut String, v: &KernelVxlan) {
+    // TTL 0 is the kernel's "auto" (the route's hop limit, 64 by default): xvtep's default.
+    if v.ttl_inherit {
+        let _ = writeln!(out, "ttl = \"inherit\"");
+    } else if v.ttl != 0 {
+        let _ = writeln!(out, "ttl = {}", v.ttl);
+    }
+    // TOS 1 is the kernel's "inherit".
+    match v.tos {
+        0 => {}
+        1 => out.push_str("tos = \"inherit\"\n"),
+        tos => {
+            let _ = writeln!(out, "tos = {tos}");
+        }
+    }
+}
+
+/// A link's MTU, 1500 when the kernel did not say.
+fn mtu_of(l: &KernelLink) -> u32 {
+    if l.mtu > 0 {
+        l.mtu
+    } else {
+        1500
+    }
+}
