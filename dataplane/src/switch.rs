@@ -61,9 +61,6 @@ impl Switch {
         Arc::new(switch)
     }
 
-    /// Installs a configured entry: the all-zeros MAC with a remote joins its VNI's flood list,
-    /// anything else becomes a static or permanent entry (`replace`: overwriting one there).
-    /// Remote VTEPs are handed to the next-hop resolver.
     /// Installs `mac`, the own address of internal port `port`, as a permanent entry on it in
     /// each of its VLANs (as a kernel bridge's own address is).
     pub fn install_own_mac(&self, config: &Config, port: &str, mac: MacAddr) {
@@ -76,6 +73,9 @@ impl Switch {
         }
     }
 
+    /// Installs a configured entry: the all-zeros MAC with a remote joins its VNI's flood list,
+    /// anything else becomes a static or permanent entry (`replace`: overwriting one there).
+    /// Remote VTEPs are handed to the next-hop resolver.
     pub fn install_static(&self, e: &StaticFdb, replace: bool, now: Nanos) -> Result<(), FdbError> {
         let domain = Domain::from(e.scope);
         let dst = self.topology().fdb_dst(&e.target);

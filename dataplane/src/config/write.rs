@@ -231,8 +231,8 @@ pub fn quoted(text: &str) -> String {
 mod quoting_tests {
     use crate::Config;
 
-    /// Found by the config fuzzer: a name with backslashes and a tab was written unescaped, and
-    /// the written config did not parse.
+    /// Names with backslashes, a tab and a quote are written escaped, so that the written
+    /// config parses to the same one.
     #[test]
     fn names_with_escapes_are_written_so_that_they_parse_again() {
         let text = "[tunnel]\nlocal = \"2001:db8:1::1\"\ndev = \"e\\\\\\\\|\\\\\\th0\"\n\

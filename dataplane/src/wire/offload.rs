@@ -9,8 +9,8 @@
 use super::checksum::{checksum_fold, checksum_fold_sum, checksum_sum, TailSum};
 use super::TransportFrame;
 
-/// The receive policy's old address: `io/afxdp.rs` imports it from here. Go once it imports
-/// `crate::rx_checksums`, and with it `module_graph.rs`'s `REEXPORTS_AWAITING_IMPORTERS`.
+/// The receive policy, at the path `io/afxdp.rs` imports it from. Remove once it imports
+/// `crate::rx_checksums`, with the pair in `module_graph.rs`'s `REEXPORTS_AWAITING_IMPORTERS`.
 pub use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
 
 /// The TCP or UDP checksum of a frame: where it lies and what its pseudo-header sums to, all
