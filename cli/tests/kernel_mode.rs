@@ -147,3 +147,36 @@ fn ipv6_devices_without_dev_and_ipv6_neighbours_are_followed() {
     h1.h.sh("ip -6 neigh del fd00:2::77 dev br2");
     wait_until("an IPv6 neighbour of br2 removed", UP, || !d.ctl_ok("neigh show").contains("fd00:2::77"));
 }
+
+/// The interfaces xvtep makes to put the bridge on the overlay (`br2~xv`, `br2~in`) say
+/// nothing of their own: with IPv6 on, the conduit's router solicitations and MLD reports were
+/// learned on the bridge's port and flooded into the overlay.
+#[test]
+fn the_bridges_internal_port_sends_nothing_of_its_own() {
+    require_root!();
+    let t = topo(&prefix("ksilent"), 1);
+    let h1 = &t.hosts[0];
+    kernel_vtep(&h1.h, "192.168.1.1", &["192.168.1.2"], None);
+    // IPv6 on for interfaces created from now on, as on most hosts.
+    h1.h.sh("sysctl -qw net.ipv6.conf.default.disable_ipv6=0");
+    let d = Daemon::start(&h1.h, CONFIG, t.dir.path(), "h1");
+    // Long enough for link-up chatter (DAD, MLD, a router solicitation within 1 s).
+    std::thread::sleep(Duration::from_millis(2500));
+    let made: Vec<String> = ["br2~in", "br2~xv", "br3~in", "br3~xv"]
+        .iter()
+        .map(|n| h1.h.sh(&format!("cat /sys/class/net/{n}/address")).trim().to_string())
+        .collect();
+    let fdb = d.ctl_ok("fdb show");
+    for mac in &made {
+        assert!(!fdb.contains(mac.as_str()), "{mac} learned:\n{fdb}");
+    }
+    let stats = d.ctl_ok("stats");
+    let rx = |port: &str| -> u64 {
+        stats
+            .lines()
+            .find(|l| l.starts_with(port))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap()
+    };
+    assert_eq!((rx("br2 "), rx("br3 ")), (0, 0), "frames from the bridges' own ports:\n{stats}");
+}

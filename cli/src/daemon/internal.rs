@@ -121,6 +121,20 @@ pub struct Conduit {
     pub bridge: u32,
 }
 
+/// Turns IPv6 off on an interface xvtep made only to carry frames (a served end, a conduit):
+/// with it on, the kernel sends from the interface's own MAC (router solicitations, MLD
+/// reports, DAD), and the switch would learn that MAC on the port and flood the frames into
+/// the overlay. Before the interface is up, so that not one goes.
+fn keep_silent(name: &str) -> Result<()> {
+    let knob = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    match std::fs::write(&knob, "1") {
+        Ok(()) => Ok(()),
+        // No IPv6 in this kernel: nothing to silence.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("turning IPv6 off on {name} ({knob})")),
+    }
+}
+
 fn mac_of(name: &str) -> Result<MacAddr> {
     std::fs::read_to_string(format!("/sys/class/net/{name}/address"))?
         .trim()
@@ -149,6 +163,7 @@ impl InternalPorts {
         }
         rtnl.add_veth(name, &peer, port.mac).with_context(|| format!("creating internal port {name}"))?;
         self.names.push((name.to_string(), name.to_string()));
+        keep_silent(&peer)?;
         for n in [name, peer.as_str()] {
             rtnl.set_up(if_nametoindex(n)?)?;
         }
@@ -183,6 +198,7 @@ impl InternalPorts {
             .with_context(|| format!("creating the internal port of kernel bridge {bridge}"))?;
         self.names.push((bridge.to_string(), conduit.clone()));
         for n in [conduit.as_str(), served.as_str()] {
+            keep_silent(n)?;
             rtnl.set_up(if_nametoindex(n)?)?;
         }
         let index = if_nametoindex(conduit.as_str())?;
