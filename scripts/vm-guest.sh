@@ -6,11 +6,17 @@
 # once its daemon is killed (SIGKILL), a restarted daemon replaces the filter, and a stopped
 # one removes it.
 #
-# Usage: vm-guest.sh OUT. Writes OUT/results, one line per check ("ok NAME" or "FAIL NAME:
-# what"), the daemons' logs, and OUT/done last (the guest's exit status is lost: vm-test.sh
-# reads these instead). Everything it creates is removed on exit.
+# With `virtio` as second argument it then runs the hosts again over the guest's two virtio-net
+# NICs joined back to back (vng --network loop) as the underlay: the path of a real NIC's
+# driver (native XDP, AF_XDP bound on a driver's queue, in copy mode on 6.1), checks named
+# virtio_*.
+#
+# Usage: vm-guest.sh OUT [virtio]. Writes OUT/results, one line per check ("ok NAME" or "FAIL
+# NAME: what"), the daemons' logs, and OUT/done last (the guest's exit status is lost:
+# vm-test.sh reads these instead). Everything it creates is removed on exit.
 set -uo pipefail
-out=${1:?usage: vm-guest.sh OUT}
+out=${1:?usage: vm-guest.sh OUT [virtio]}
+virtio=${2:-}
 cd "$(dirname "$0")/.."
 bin=${XVTEP_BIN:-$PWD/target/release/xvtep}
 results=$out/results
@@ -27,17 +33,22 @@ check() { # check NAME WHAT COMMAND...: ok if the command succeeds
 }
 
 # No udev in the guest: what the scenario needs, loaded by hand (built-ins are no-ops).
-modprobe -a veth bridge vxlan af_packet sch_ingress cls_bpf 2>/dev/null || true
+modprobe -a veth bridge vxlan af_packet sch_ingress cls_bpf virtio_net 2>/dev/null || true
 uname -r > "$out/kernel"
 
 P=${XVTEP_NS_PREFIX:-xvvm}
 work=$(mktemp -d /tmp/xvtep-vm.XXXXXX)
 pids=(0 0 0)
-cleanup() {
+stop_all() {
     for pid in "${pids[@]}"; do [ "$pid" != 0 ] && kill -TERM "$pid" 2>/dev/null; done
     for pid in "${pids[@]}"; do [ "$pid" != 0 ] && wait "$pid" 2>/dev/null; done
+    pids=(0 0 0)
+    # A physical NIC goes back to the first namespace with its namespace.
     for n in ul h1 h2 a1 a2 b1 b2; do ip netns del $P-$n 2>/dev/null; done
     cp "$work"/*.log "$out/" 2>/dev/null
+}
+cleanup() {
+    stop_all
     rm -rf "$work"
     echo done > "$out/done"
 }
@@ -56,27 +67,38 @@ else
     want_tc=clsact
 fi
 
-for n in ul h1 h2 a1 a2 b1 b2; do
-    ip netns del $P-$n 2>/dev/null
-    ip netns add $P-$n
-    ip netns exec $P-$n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n $P-$n link set lo up
-done
-ip -n $P-ul link add br0 type bridge && ip -n $P-ul link set br0 up
-for i in 1 2; do
-    ip link add eth0 netns $P-h$i type veth peer name p$i netns $P-ul
-    ip -n $P-ul link set p$i master br0 && ip -n $P-ul link set p$i up
-    ip -n $P-h$i addr add 192.168.1.$i/24 dev eth0 && ip -n $P-h$i link set eth0 up
-    ip link add tap1_0 netns $P-h$i type veth peer name eth0 netns $P-a$i
-    ip link add tap2_0 netns $P-h$i type veth peer name eth0 netns $P-b$i
-    ip -n $P-h$i link set tap1_0 up && ip -n $P-h$i link set tap2_0 up
-    ip -n $P-a$i addr add 10.2.0.$i/24 dev eth0 && ip -n $P-a$i link set eth0 up mtu 1450
-    ip -n $P-b$i addr add 10.3.0.$i/24 dev eth0 && ip -n $P-b$i link set eth0 up mtu 1450
-    other=$((3 - i))
-    # Default ports: the seed's [[port]]s name no io, so veths get `vnet`.
-    sed -e "s/192.168.1.4/192.168.1.$i/" -e "s/dst = \"192.168.1.2\"/dst = \"192.168.1.$other\"/" \
-        configs/seed000-host1.toml > "$work/h$i.toml"
-done
+topology() { # topology veth|virtio: the hosts, their containers and the underlay between them
+    local underlay=$1
+    for n in ul h1 h2 a1 a2 b1 b2; do
+        ip netns del $P-$n 2>/dev/null
+        ip netns add $P-$n
+        ip netns exec $P-$n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        ip -n $P-$n link set lo up
+    done
+    ip -n $P-ul link add br0 type bridge && ip -n $P-ul link set br0 up
+    for i in 1 2; do
+        if [ "$underlay" = virtio ]; then
+            # The guest's NICs eth0 and eth1 are wired to each other: one per host, as eth0.
+            ip link set "eth$((i - 1))" down
+            ip link set "eth$((i - 1))" netns $P-h$i
+            ip -n $P-h$i link set "eth$((i - 1))" name eth0 2>/dev/null
+        else
+            # Made inside the host's namespace: the guest's own eth0 would clash.
+            ip -n $P-h$i link add eth0 type veth peer name p$i netns $P-ul
+            ip -n $P-ul link set p$i master br0 && ip -n $P-ul link set p$i up
+        fi
+        ip -n $P-h$i addr add 192.168.1.$i/24 dev eth0 && ip -n $P-h$i link set eth0 up
+        ip -n $P-h$i link add tap1_0 type veth peer name eth0 netns $P-a$i
+        ip -n $P-h$i link add tap2_0 type veth peer name eth0 netns $P-b$i
+        ip -n $P-h$i link set tap1_0 up && ip -n $P-h$i link set tap2_0 up
+        ip -n $P-a$i addr add 10.2.0.$i/24 dev eth0 && ip -n $P-a$i link set eth0 up mtu 1450
+        ip -n $P-b$i addr add 10.3.0.$i/24 dev eth0 && ip -n $P-b$i link set eth0 up mtu 1450
+        local other=$((3 - i))
+        # Default ports: the seed's [[port]]s name no io, so veths get `vnet`.
+        sed -e "s/192.168.1.4/192.168.1.$i/" -e "s/dst = \"192.168.1.2\"/dst = \"192.168.1.$other\"/" \
+            configs/seed000-host1.toml > "$work/h$i.toml"
+    done
+}
 
 start() { # start HOST LOG: the daemon of host HOST; 0 once it is running
     local i=$1 log=$2
@@ -109,6 +131,7 @@ xvtep_filters() { # xvtep_filters HOST DEV: how many of xvtep's tc filters are o
     tc -n $P-h$1 filter show dev "$2" ingress | grep -c "xvtep_tc_"
 }
 
+topology veth
 for i in 1 2; do
     check "start_h$i" "xvtep run with default ports did not start (see h$i.log)" start $i "$work/h$i.log"
 done
@@ -153,4 +176,51 @@ wait "${pids[1]}" 2>/dev/null
 pids[1]=0
 check no_filter_left "xvtep filters left on h1's ports after SIGTERM" \
     test "$(($(xvtep_filters 1 tap1_0) + $(xvtep_filters 1 tap2_0)))" = 0
+stop_all
+[ "$virtio" = virtio ] || exit 0
+
+# A real NIC's driver as the underlay: virtio-net, native XDP, AF_XDP on its queue.
+check virtio_nics "the guest has no eth0 and eth1 (vng --network loop)" ip link show eth1
+topology virtio
+for i in 1 2; do
+    check "virtio_start_h$i" "xvtep did not start over virtio-net (see h$i-virtio.log)" \
+        start $i "$work/h$i-virtio.log"
+done
+# Driver mode: `ip link` says "xdp" (not "xdpgeneric") for a program in the driver.
+check virtio_native_xdp "the underlay's XDP program is not in virtio-net's driver" \
+    grep -q " xdp qdisc\| xdp " <(ip -n $P-h1 link show eth0)
+check virtio_ping_vni2 "a1 -> a2 over virtio-net: not 3 of 3 answered" pings a1 10.2.0.2 3
+check virtio_ping_vni3 "b1 -> b2 over virtio-net: not 3 of 3 answered" pings b1 10.3.0.2 3
+ip -n $P-b2 addr add 10.2.0.99/24 dev eth0
+check virtio_isolation "a1 (VNI 2) reached 10.2.0.99 on b2 (VNI 3)" silent a1 10.2.0.99
+# TCP: 1 MiB each way, checked by length and SHA-256 at the receiver.
+tcp() { # tcp FROM TO ADDR: FROM sends 1 MiB to TO (listening on ADDR)
+    local got=$work/tcp-$2.got
+    ip netns exec $P-$2 python3 -c '
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 5201)); s.listen(1); s.settimeout(120)
+c, _ = s.accept(); c.settimeout(120); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(65536)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())' "$3" > "$got" &
+    local server=$!
+    sleep 1
+    local sent
+    sent=$(ip netns exec $P-$1 python3 -c '
+import hashlib, os, socket, sys
+data = os.urandom(1 << 20)
+c = socket.create_connection((sys.argv[1], 5201), timeout=120); c.sendall(data); c.close()
+print(len(data), hashlib.sha256(data).hexdigest())' "$3")
+    wait $server
+    echo "sent: $sent; received: $(cat "$got")"
+    [ -n "$sent" ] && [ "$sent" = "$(cat "$got")" ]
+}
+check virtio_tcp "TCP a1 -> a2 over virtio-net: 1 MiB not received intact" tcp a1 a2 10.2.0.2
+check virtio_tcp_reverse "TCP a2 -> a1 over virtio-net: 1 MiB not received intact" tcp a2 a1 10.2.0.1
+stop_all
+check virtio_underlay_frames "the daemons' exit reports show no VXLAN steered from virtio-net" \
+    grep -q "underlay_redirect [1-9]" "$work/h1-virtio.log"
 exit 0

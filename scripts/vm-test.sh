@@ -2,7 +2,8 @@
 # The guest test bed: boots Debian 12's kernel (6.1, what most users run) in QEMU with
 # virtme-ng — software emulation (TCG), since /dev/kvm on these machines hangs a stock kernel —
 # with this machine's filesystem as the guest's root (read-only, so the built xvtep is there),
-# and runs scripts/vm-guest.sh inside. vng loses the guest's exit status, so the results come
+# and runs scripts/vm-guest.sh inside (its two virtio-net NICs wired to each other with
+# --network loop for the real-driver scenario). vng loses the guest's exit status, so the results come
 # back through a shared directory. Emulation is slow: this checks behaviour, never speed.
 #
 # Needs root and what scripts/setup.sh installs (qemu-system-x86, virtme-ng and the kernel in
@@ -37,8 +38,8 @@ echo "vm-test: booting $(basename "$kernel") under QEMU (TCG, 2 vCPUs); results 
 start=$(date +%s)
 # The host's namespaces are not the guest's, so the guest may run beside host tests; only the
 # 9p-shared files are common. 10 minutes at most: the guest part of CI stays short.
-timeout --kill-after=10 600 vng --run "$kernel" --disable-kvm --user root --cpus 2 --memory 1G \
-    --rwdir "$out" --cwd "$repo" --exec "XVTEP_BIN=$bin $repo/scripts/vm-guest.sh $out" \
+timeout --kill-after=10 600 vng --run "$kernel" --disable-kvm --user root --cpus 2 --memory 1G --network loop --no-dhcp \
+    --rwdir "$out" --cwd "$repo" --exec "XVTEP_BIN=$bin $repo/scripts/vm-guest.sh $out virtio" \
     </dev/null >"$out/console.log" 2>&1
 status=$?
 took=$(($(date +%s) - start))
