@@ -35,7 +35,7 @@ use crate::config::PollMode;
 use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
 use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch, TxOffload, TxSource};
-use crate::wire::offload::{port_checksums, underlay_checksums, RxChecksums};
+use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
 use crate::wire::UdpRepr;
 
 /// Where a received frame lies in its chunk (copy mode: `XDP_PACKET_HEADROOM`); frames the
@@ -151,7 +151,7 @@ io_counters! {
     tx_checksum_offload => "xvtep_tx_checksum_offload_total";
     /// sendto() calls to kick transmission (need_wakeup).
     tx_wakeups => "xvtep_tx_wakeups_total";
-    /// Partial TCP/UDP checksums completed (see `wire::offload`).
+    /// Partial TCP/UDP checksums completed (see `rx_checksums`).
     csum_completed => "xvtep_csum_completed_total";
     /// poll(2) sleeps with nothing to do.
     idle_sleeps => "xvtep_idle_sleeps_total";
@@ -852,7 +852,10 @@ impl FrameIo for AfXdpIo {
             };
             if spin {
                 self.counters.idle_spins.add(1);
-                std::hint::spin_loop();
+                // Yield, not spin: the kernel work that brings the next frame (a veth's
+                // receive, the container's stack) may need this very core. Spinning through
+                // it cut TCP to a tenth in the bench when the worker shared its core with it.
+                std::thread::yield_now();
             } else {
                 self.sleep()?;
             }
@@ -887,7 +890,7 @@ impl FrameIo for AfXdpIo {
                 Received::Chunk(desc) => unsafe { umem.bytes(desc.addr, desc.len as usize) },
                 Received::Gathered { at, len } => &gathered[at..at + len],
             };
-            RxFrame::checked(self.socks[*s].spec.port, data, checks)
+            RxFrame::after_checksum_pass(self.socks[*s].spec.port, data, checks)
         }));
         let vnet = std::mem::take(&mut self.vnet);
         self.counters.vnet_rx.add(self.vnet_rx.len() as u64);

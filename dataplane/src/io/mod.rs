@@ -9,6 +9,8 @@ pub mod memory;
 mod packet_ring;
 pub mod replay;
 #[cfg(feature = "afxdp")]
+mod sys;
+#[cfg(feature = "afxdp")]
 pub mod vnet;
 #[cfg(feature = "afxdp")]
 pub mod xdp;

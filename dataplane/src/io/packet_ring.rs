@@ -10,7 +10,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
-use super::vnet::setsockopt;
+use super::sys::setsockopt;
 use crate::wire::virtio_net::VNET_HDR_LEN;
 
 // <linux/if_packet.h>, which libc does not name on every target.

@@ -29,6 +29,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::packet_ring::{vlan_tag, RxRing, Slot};
+use super::sys::setsockopt;
 use crate::ids::PortId;
 use crate::pipeline::superframe::MAX_FRAME;
 use crate::wire::virtio_net::{VirtioNetHdr, VNET_HDR_LEN};
@@ -106,28 +107,6 @@ struct Staged {
     at: usize,
     len: usize,
     parts: std::ops::Range<usize>,
-}
-
-pub(super) fn setsockopt<T>(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> std::io::Result<()> {
-    // SAFETY: `value` is a live T and its size is passed with it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            value as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as _,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 impl VnetSocket {

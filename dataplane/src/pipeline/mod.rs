@@ -64,12 +64,6 @@ impl<'a> RxFrame<'a> {
         RxFrame { port, data, vnet, tail_sum: checks.tail }
     }
 
-    /// Same as [`RxFrame::after_checksum_pass`]; `io/afxdp.rs` still calls it by this name.
-    #[doc(hidden)]
-    pub fn checked(port: PortId, data: &'a [u8], checks: &RxChecksums) -> RxFrame<'a> {
-        RxFrame::after_checksum_pass(port, data, checks)
-    }
-
     /// A frame from a `vnet` port, with the header it came with.
     pub fn with_vnet(port: PortId, data: &'a [u8], vnet: Option<VirtioNetHdr>) -> RxFrame<'a> {
         RxFrame { port, data, vnet, tail_sum: None }

@@ -9,10 +9,6 @@
 use super::checksum::{checksum_fold, checksum_fold_sum, checksum_sum, TailSum};
 use super::TransportFrame;
 
-/// The receive policy, at the path `io/afxdp.rs` imports it from. Remove once it imports
-/// `crate::rx_checksums`, with the pair in `module_graph.rs`'s `REEXPORTS_AWAITING_IMPORTERS`.
-pub use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
-
 /// The TCP or UDP checksum of a frame: where it lies and what its pseudo-header sums to, all
 /// that completing it needs. Offsets are from the frame's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::super::sys::setsockopt;
 use super::ring::Ring;
 use super::umem::{Umem, TX_METADATA_LEN};
 
@@ -57,17 +58,9 @@ fn check(r: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// A socket option of AF_XDP (`SOL_XDP`).
 fn set<T>(fd: RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a valid `T` for the duration of the call, its size passed along.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_XDP,
-            option,
-            value as *const T as *const libc::c_void,
-            size_of::<T>() as libc::socklen_t,
-        )
-    })
+    setsockopt(fd, libc::SOL_XDP, option, value)
 }
 
 impl XdpSocket {
