@@ -15,7 +15,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
+    InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVxlan, LinkAttribute, LinkInfo,
+    LinkMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
@@ -52,6 +53,8 @@ pub struct KernelVxlan {
     pub proxy: bool,
     pub l2miss: bool,
     pub l3miss: bool,
+    /// Seconds after which its learned entries age out (`ageing`; 0: never).
+    pub ageing: u32,
 }
 
 /// One kernel interface, as far as xvtep cares.
@@ -63,6 +66,8 @@ pub struct KernelLink {
     pub master: Option<u32>,
     pub mtu: u32,
     pub is_bridge: bool,
+    /// A bridge's `ageing_time`, in seconds (0: not given).
+    pub ageing: u32,
     pub vxlan: Option<KernelVxlan>,
     /// Bridge port flags: learning, (unicast) flood, hairpin, neigh_suppress.
     pub learning: bool,
@@ -293,6 +298,13 @@ pub fn link_of(m: &LinkMessage) -> KernelLink {
                     match i {
                         LinkInfo::Kind(InfoKind::Bridge) => l.is_bridge = true,
                         LinkInfo::Data(InfoData::Vxlan(v)) => l.vxlan = Some(vxlan_of(v)),
+                        LinkInfo::Data(InfoData::Bridge(b)) => {
+                            for a in b {
+                                if let InfoBridge::AgeingTime(centis) = a {
+                                    l.ageing = centis / 100;
+                                }
+                            }
+                        }
                         LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
                             for f in p {
                                 match f {
@@ -337,6 +349,7 @@ fn vxlan_of(attrs: &[InfoVxlan]) -> KernelVxlan {
             InfoVxlan::Proxy(b) => v.proxy = *b,
             InfoVxlan::L2Miss(b) => v.l2miss = *b,
             InfoVxlan::L3Miss(b) => v.l3miss = *b,
+            InfoVxlan::Ageing(a) => v.ageing = *a,
             _ => {}
         }
     }
@@ -648,9 +661,8 @@ mod tests {
             .unwrap();
         assert_eq!((b, sw.as_str()), (vec!["br2".to_string(), "br3".to_string()], "[switch]\nageing = 30\n"));
         // [worker] is the daemon's own too.
-        let (_, kept) = kernel_bridges("[kernel]\nbridges = [\"br2\"]\n[worker]\npoll = \"busy\"\n", p)
-            .unwrap()
-            .unwrap();
+        let (_, kept) =
+            kernel_bridges("[kernel]\nbridges = [\"br2\"]\n[worker]\npoll = \"busy\"\n", p).unwrap().unwrap();
         assert_eq!(kept, "[worker]\npoll = \"busy\"\n");
         let e = kernel_bridges("[kernel]\nbridges = [\"br2\"]\n[[port]]\nname = \"p\"\n", p).unwrap_err();
         assert!(e.to_string().contains("[port] cannot be used with [kernel]"), "{e}");
@@ -799,5 +811,34 @@ mod tests {
         assert_eq!(config.ports[0].name, "tap\"1\\");
         let port = xvtep_dataplane::config::FdbTarget::Port("tap\"1\\".into());
         assert!(config.fdb.iter().any(|e| e.target == port), "{toml}");
+    }
+
+    /// The kernel's ageing is followed (the shortest of the bridges' `ageing_time` and the
+    /// vxlan devices' `ageing`), unless the file's [switch] sets one.
+    #[test]
+    fn ageing_comes_from_the_kernel_unless_the_file_sets_it() {
+        let mut st = seed();
+        for l in &mut st.links {
+            match l.name.as_str() {
+                "br2" => l.ageing = 30,
+                "br3" => l.ageing = 300,
+                _ => {}
+            }
+            if let Some(v) = &mut l.vxlan {
+                v.ageing = 300;
+            }
+        }
+        let bridges = ["br2".to_string(), "br3".to_string()];
+        let ageing = |switch: &str| {
+            let toml = translate(&bridges, &st, switch).unwrap();
+            xvtep_dataplane::Config::parse(&toml, "kernel")
+                .unwrap_or_else(|e| panic!("{e}\n{toml}"))
+                .switch
+                .ageing_secs
+        };
+        assert_eq!(ageing(""), 30);
+        assert_eq!(ageing("[switch]\nmax_learned = 10\n"), 30);
+        assert_eq!(ageing("[switch]\nageing = 100\n"), 100);
+        assert_eq!(ageing("[worker]\npoll = \"busy\"\n"), 30);
     }
 }

@@ -34,7 +34,28 @@ pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Resul
     }
     let (vx, v) = tunnel.ok_or_else(|| anyhow!("[kernel] names no bridge"))?;
     let tunnel = tunnel_table(state, &names, vx, v, tables.suppress)?;
-    Ok(switch.to_string() + &tunnel + &tables.vlans + &tables.ports + &tables.fdb + &tables.neigh)
+    let switch = with_kernel_ageing(switch, kernel_ageing(state, bridges))?;
+    Ok(switch + &tunnel + &tables.vlans + &tables.ports + &tables.fdb + &tables.neigh)
+}
+
+/// The ageing the kernel applies to what the bridges and their vxlan devices learn: the
+/// shortest of the bridges' `ageing_time` and the vxlan devices' `ageing` (xvtep has one);
+/// `None` if none is set (0 is "never" for a vxlan device).
+fn kernel_ageing(state: &KernelState, bridges: &[String]) -> Option<u32> {
+    let links = bridges.iter().filter_map(|b| Bridge::find(state, b).ok());
+    links.flat_map(|b| [b.link.ageing, b.v.ageing]).filter(|a| *a > 0).min()
+}
+
+/// The `[switch]` table `switch` (TOML, possibly empty) with `ageing` from the kernel, unless
+/// the file sets it: `bridge ... ageing_time` and `ip link ... ageing` are followed.
+fn with_kernel_ageing(switch: &str, ageing: Option<u32>) -> Result<String> {
+    let Some(ageing) = ageing else { return Ok(switch.to_string()) };
+    let mut tables: toml::Table = switch.parse()?;
+    let table = tables.entry("switch").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(t) = table.as_table_mut() {
+        t.entry("ageing").or_insert(toml::Value::Integer(ageing.into()));
+    }
+    Ok(toml::to_string(&tables)?)
 }
 
 /// Interface names by index; an index the kernel did not name as `#index`.
