@@ -53,9 +53,52 @@ pub fn piece_desc(chunk: u64, len: usize, k: usize, n: usize) -> Desc {
     Desc { addr: chunk + CHAINED_AT as u64, len: len as u32, options: if k + 1 < n { CONTINUED } else { 0 } }
 }
 
+/// Where a copy of a frame goes in the UMEM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In one chunk, at this offset.
+    InChunk { at: usize },
+    /// A chain of this many chunks, each piece at [`CHAINED_AT`].
+    Chained { chunks: usize },
+    /// Larger than a chunk on a socket without multi-buffer, or than a chain may be.
+    TooLong,
+}
+
+/// Where a copy of `len` bytes goes: `headroom` bytes into a chunk (where received frames
+/// lie, leaving room for headers written in front) when it fits there, else right behind the
+/// tx metadata room (the kernel refuses a descriptor without it), else as a chain where the
+/// socket takes chains (`multi_buffer`).
+pub fn place(len: usize, headroom: usize, multi_buffer: bool) -> Placement {
+    if len + headroom <= CHUNK {
+        return Placement::InChunk { at: headroom };
+    }
+    if len + TX_METADATA_LEN <= CHUNK {
+        return Placement::InChunk { at: TX_METADATA_LEN };
+    }
+    match len.div_ceil(PER_CHUNK) {
+        chunks if multi_buffer && chunks <= MAX_CHAIN => Placement::Chained { chunks },
+        _ => Placement::TooLong,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sizes of issue 28's review: 1793..=2048 were written at 0 and refused by the kernel.
+    #[test]
+    fn a_copy_never_goes_into_the_metadata_room() {
+        assert_eq!(place(60, 256, false), Placement::InChunk { at: 256 });
+        assert_eq!(place(CHUNK - 256, 256, false), Placement::InChunk { at: 256 });
+        for len in [CHUNK - 255, 1793, 2000, CHUNK - TX_METADATA_LEN] {
+            assert_eq!(place(len, 256, false), Placement::InChunk { at: TX_METADATA_LEN }, "{len}");
+        }
+        assert_eq!(place(CHUNK - TX_METADATA_LEN + 1, 256, false), Placement::TooLong);
+        assert_eq!(place(CHUNK - TX_METADATA_LEN + 1, 256, true), Placement::Chained { chunks: 2 });
+        assert_eq!(place(9216, 256, true), Placement::Chained { chunks: 5 });
+        assert_eq!(place(MAX_CHAIN * PER_CHUNK, 256, true), Placement::Chained { chunks: MAX_CHAIN });
+        assert_eq!(place(MAX_CHAIN * PER_CHUNK + 1, 256, true), Placement::TooLong);
+    }
 
     fn d(addr: u64, continued: bool) -> Desc {
         Desc { addr, len: 100, options: if continued { CONTINUED } else { 0 } }

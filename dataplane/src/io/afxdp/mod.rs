@@ -18,7 +18,10 @@
 //! What cannot be sent is dropped and counted under a name ([`IoCounters`]), never queued
 //! without bound.
 
-use std::os::fd::RawFd;
+mod counters;
+mod offload;
+mod xsk;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,17 +29,17 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::vnet::{VnetSender, VnetSocket};
-use super::xdp::chain::{self, MAX_CHAIN};
-use super::xdp::{
-    Desc, FramePool, KernelDrops, SocketId, Umem, XdpSocket, CHUNK, CONTINUED, TX_METADATA_LEN,
-};
+use super::xdp::chain::{self, Placement};
+use super::xdp::{Desc, FramePool, SocketId, Umem, CHUNK, CONTINUED};
 use super::{FrameIo, BATCH_SIZE};
 use crate::config::PollMode;
-use crate::counters::Counter;
 use crate::ids::{Nanos, PortId};
 use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch, TxOffload, TxSource};
 use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
-use crate::wire::UdpRepr;
+use offload::{finish_outer_checksum, outer_checksum_to_device};
+
+pub use counters::{IoCounters, Named};
+pub use xsk::{Xsk, XskSpec};
 
 /// Where a received frame lies in its chunk (copy mode: `XDP_PACKET_HEADROOM`); frames the
 /// worker writes go there too, leaving room in front for tx metadata.
@@ -44,8 +47,6 @@ const RX_HEADROOM: usize = 256;
 /// The largest frame a socket without multi-buffer (Linux older than 6.6) takes: one chunk
 /// past the headroom the kernel leaves in front of a received frame.
 pub const ONE_CHUNK_FRAME: usize = CHUNK - RX_HEADROOM;
-/// Offset of the checksum in a UDP header.
-const UDP_CHECKSUM_AT: u16 = 6;
 /// Descriptors per ring (fill, completion, rx, tx).
 pub const RING: u32 = 1024;
 /// Frames of a worker's UMEM (16 MiB): 256 lent to each of 16 sockets and as many again in
@@ -72,117 +73,6 @@ const IDLE_POLL_MS: i32 = 100;
 /// answer to a frame just sent finds the worker awake; short enough that a daemon seeing a
 /// stray frame a few times a second stays far below 1 % of a core.
 const ADAPTIVE_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
-
-/// A socket to open: `port` is the switch port of `ifname` (0 for the underlay).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XskSpec {
-    pub port: PortId,
-    pub ifname: String,
-    pub queue: u32,
-}
-
-/// One counter as exported: its name (in the exit report), its Prometheus metric, its help
-/// text and its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Named {
-    pub name: &'static str,
-    pub metric: &'static str,
-    pub help: &'static str,
-    pub value: u64,
-}
-
-impl Named {
-    /// "name value" pairs, as the exit report prints them.
-    pub fn line(counters: impl IntoIterator<Item = Named>) -> String {
-        counters.into_iter().map(|c| format!("{} {}", c.name, c.value)).collect::<Vec<_>>().join(" ")
-    }
-}
-
-macro_rules! io_counters {
-    ($($(#[doc = $doc:literal])+ $field:ident => $metric:literal;)*) => {
-        /// The I/O layer's own named counters (one writer: the worker).
-        #[derive(Debug, Default)]
-        pub struct IoCounters {
-            $($(#[doc = $doc])+ pub $field: Counter,)*
-        }
-
-        impl IoCounters {
-            /// Every counter: (name, Prometheus metric name, help, value). Metrics and the
-            /// exit report read this list, so a counter added here is exported everywhere.
-            pub fn all(&self) -> [Named; [$(stringify!($field)),*].len()] {
-                [$(Named {
-                    name: stringify!($field),
-                    metric: $metric,
-                    help: concat!($($doc),+),
-                    value: self.$field.get(),
-                }),*]
-            }
-        }
-    };
-}
-
-io_counters! {
-    /// Frames received from AF_XDP rings.
-    rx_packets => "xvtep_io_rx_packets_total";
-    /// Frames handed to AF_XDP rings.
-    tx_packets => "xvtep_io_tx_packets_total";
-    /// Frames sent by moving the received buffer (no copy).
-    tx_zero_copy => "xvtep_tx_zero_copy_total";
-    /// Dropped: the egress socket's tx ring was full.
-    tx_ring_full => "xvtep_tx_ring_full_total";
-    /// Dropped: no free UMEM frame to write an edited or replicated frame into.
-    tx_no_frame => "xvtep_tx_no_frame_total";
-    /// Dropped: a frame larger than a UMEM chunk for a socket without multi-buffer (Linux
-    /// older than 6.6), or larger than a chain can carry.
-    tx_too_long => "xvtep_tx_too_long_total";
-    /// Dropped by the kernel: tx descriptors it found invalid (never expected: a bug).
-    tx_invalid_descs => "xvtep_tx_invalid_descs_total";
-    /// Frames larger than a chunk received as a chain of chunks (multi-buffer), copied into
-    /// one buffer for the switch.
-    rx_multi_buffer => "xvtep_rx_multi_buffer_total";
-    /// Frames larger than a chunk sent as a chain of chunks (multi-buffer).
-    tx_multi_buffer => "xvtep_tx_multi_buffer_total";
-    /// Dropped: this worker has no socket on the egress port.
-    tx_no_socket => "xvtep_tx_no_socket_total";
-    /// Times a fill ring could not be topped up for want of free frames.
-    fill_starved => "xvtep_fill_starved_total";
-    /// Outer UDP checksums left to the egress device (tx checksum metadata), as the kernel's
-    /// vxlan leaves them: not computed here.
-    tx_checksum_offload => "xvtep_tx_checksum_offload_total";
-    /// sendto() calls to kick transmission (need_wakeup).
-    tx_wakeups => "xvtep_tx_wakeups_total";
-    /// Partial TCP/UDP checksums completed (see `rx_checksums`).
-    csum_completed => "xvtep_csum_completed_total";
-    /// poll(2) sleeps with nothing to do.
-    idle_sleeps => "xvtep_idle_sleeps_total";
-    /// Looks at empty rings without sleeping (`busy`, or `adaptive` just after a frame).
-    idle_spins => "xvtep_idle_spins_total";
-    /// Time spent in those sleeps, in nanoseconds (the rest of the worker's life is busy).
-    idle_nanos => "xvtep_idle_nanoseconds_total";
-    /// Dropped by the kernel: the socket's rx ring was full (the worker did not keep up).
-    rx_ring_full => "xvtep_rx_ring_full_total";
-    /// Dropped by the kernel: no frame in the fill ring to receive into.
-    rx_fill_empty => "xvtep_rx_fill_empty_total";
-    /// Dropped: received on a port's socket, not yet switched when `link del` closed it.
-    rx_port_removed => "xvtep_rx_port_removed_total";
-    /// Dropped: a chain of descriptors that did not end (never expected from the kernel).
-    rx_chain_cut => "xvtep_rx_chain_cut_total";
-    /// Frames received on `vnet` ports (a superframe counts once).
-    vnet_rx => "xvtep_vnet_rx_total";
-    /// Frames sent on `vnet` ports.
-    vnet_tx => "xvtep_vnet_tx_total";
-    /// Dropped: a `vnet` port's socket refused the frame (its queue full).
-    vnet_tx_refused => "xvtep_vnet_tx_refused_total";
-    /// Dropped: a `vnet` port's socket gave a frame too short for its virtio-net header, or
-    /// only part of one (too large for a ring slot while the socket's queue was full).
-    vnet_rx_short => "xvtep_vnet_rx_short_total";
-    /// Dropped by the kernel: a `vnet` port's receive ring or queue was full (the worker did
-    /// not keep up).
-    vnet_rx_queue_full => "xvtep_vnet_rx_queue_full_total";
-    /// Dropped: a `vnet` port's socket gave a frame of another interface (never switched as
-    /// the port's: tenant isolation).
-    vnet_rx_foreign => "xvtep_vnet_rx_foreign_total";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AfXdpError {
@@ -215,100 +105,6 @@ pub enum IoCommand {
 enum Received {
     Chunk(Desc),
     Gathered { at: usize, len: usize },
-}
-
-/// One AF_XDP socket on one (interface, queue), on its worker's UMEM.
-pub struct Xsk {
-    spec: XskSpec,
-    socket: XdpSocket,
-    /// Keeps the memory mapped while the socket lives (dropped after it).
-    _umem: Arc<Umem>,
-    /// Its id in the worker's frame pool, given when the worker takes it on.
-    id: SocketId,
-    /// Frames to hand to the tx ring at the end of the batch.
-    pending: Vec<Desc>,
-    /// Frames in the fill ring or the rx ring: given to the kernel, not yet taken back.
-    lent: usize,
-    /// The kernel's drop counters of this socket when last read.
-    kernel_drops: KernelDrops,
-}
-
-impl Xsk {
-    /// Opens a socket on `spec`'s interface and queue on `umem` (its worker's). Its fill
-    /// ring is stocked by the worker that serves it; register it with the XDP program
-    /// ([`Xsk::fd`]) once the worker does.
-    pub fn open(spec: XskSpec, umem: &Arc<Umem>) -> Result<Xsk, AfXdpError> {
-        // The kernel lets go of a queue in deferred work after its socket closes: a port
-        // removed and added again at once finds its queues busy for a moment.
-        let deadline = Instant::now() + REBIND_WAIT;
-        let failed = |err| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, err };
-        let socket = loop {
-            match XdpSocket::open(umem, &spec.ifname, spec.queue, RING, true, true) {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    return Err(failed(std::io::Error::other(format!(
-                        "{e}: another AF_XDP socket is bound to this queue (another xvtep, or an \
-                         XDP program's user); stop it, or give this interface to one of them only"
-                    ))));
-                }
-                r => break r.map_err(failed)?,
-            }
-        };
-        Ok(Xsk {
-            spec,
-            socket,
-            _umem: umem.clone(),
-            id: 0,
-            pending: Vec::with_capacity(RING as usize),
-            lent: 0,
-            kernel_drops: KernelDrops::default(),
-        })
-    }
-
-    pub fn spec(&self) -> &XskSpec {
-        &self.spec
-    }
-
-    /// Whether frames larger than a chunk pass, as chains (see [`XdpSocket::multi_buffer`]).
-    pub fn multi_buffer(&self) -> bool {
-        self.socket.multi_buffer
-    }
-
-    /// The socket's descriptor, for the XDP program's socket map.
-    pub fn fd(&self) -> RawFd {
-        self.socket.fd()
-    }
-
-    /// Adds what the kernel dropped on this socket since the last look.
-    fn read_kernel_stats(&mut self, counters: &IoCounters) {
-        if let Ok(now) = self.socket.kernel_drops() {
-            counters.rx_ring_full.add(now.rx_ring_full.saturating_sub(self.kernel_drops.rx_ring_full));
-            counters.rx_fill_empty.add(now.rx_dropped.saturating_sub(self.kernel_drops.rx_dropped));
-            counters
-                .tx_invalid_descs
-                .add(now.tx_invalid_descs.saturating_sub(self.kernel_drops.tx_invalid_descs));
-            self.kernel_drops = now;
-        }
-    }
-
-    /// Hands the staged frames to the tx ring and kicks the kernel where it asks for it.
-    fn transmit(&mut self, pool: &mut FramePool, counters: &IoCounters) {
-        if self.pending.is_empty() {
-            return;
-        }
-        // Whole frames only: a chain cut by a full ring would be one frame's head sent alone.
-        let fit = chain::whole_frames(&self.pending, self.socket.tx.room());
-        let done = pool.transmit(&mut self.socket.tx, &self.pending[..fit], self.id);
-        for d in &self.pending[done..] {
-            pool.give_back(d.addr);
-        }
-        counters.tx_packets.add(chain::frames_in(&self.pending[..done]) as u64);
-        counters.tx_ring_full.add(chain::frames_in(&self.pending[done..]) as u64);
-        self.pending.clear();
-        counters.tx_wakeups.add(self.socket.kick_tx(done) as u64);
-    }
 }
 
 /// One worker's sockets. See the module docs.
@@ -681,17 +477,21 @@ impl AfXdpIo {
                 continue;
             }
             let len = a.edit.out_len();
-            if len + TX_METADATA_LEN > CHUNK {
-                self.stage_chained(k, tx, whole, rx);
-                continue;
-            }
+            let at = match chain::place(len, RX_HEADROOM, self.socks[k].socket.multi_buffer) {
+                Placement::InChunk { at } => at,
+                Placement::Chained { chunks } => {
+                    self.stage_chained(k, tx, whole, rx, chunks);
+                    continue;
+                }
+                Placement::TooLong => {
+                    self.counters.tx_too_long.add(1);
+                    continue;
+                }
+            };
             let Some(chunk) = self.pool.take() else {
                 self.counters.tx_no_frame.add(1);
                 continue;
             };
-            // Written where a received frame lies, or closer to the front if it must, but
-            // never into the room for tx metadata that the kernel requires in front of it.
-            let at = if len + RX_HEADROOM <= CHUNK { RX_HEADROOM } else { TX_METADATA_LEN };
             // SAFETY: a free frame, ours, written by nobody else; the frames `rx` points into
             // are other frames, only read.
             let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
@@ -707,15 +507,10 @@ impl AfXdpIo {
         }
     }
 
-    /// Queues action `a`, too large for a chunk, on socket `k` as a chain of chunks: written
+    /// Queues action `a`, too large for a chunk, on socket `k` as a chain of `n` chunks: written
     /// whole (outer checksum included) into a buffer, then copied out piece by piece.
-    fn stage_chained(&mut self, k: usize, tx: &TxBatch, a: &TxAction, rx: &[RxFrame<'_>]) {
+    fn stage_chained(&mut self, k: usize, tx: &TxBatch, a: &TxAction, rx: &[RxFrame<'_>], n: usize) {
         let len = a.edit.out_len();
-        let n = len.div_ceil(chain::PER_CHUNK);
-        if !self.socks[k].socket.multi_buffer || n > MAX_CHAIN {
-            self.counters.tx_too_long.add(1);
-            return;
-        }
         if self.pool.free() < n {
             self.counters.tx_no_frame.add(1);
             return;
@@ -783,44 +578,6 @@ impl AfXdpIo {
             self.counters.vnet_tx_refused.add(refused as u64);
         }
     }
-}
-
-/// `a` with its outer UDP checksum left to the egress device, if the device can complete it
-/// (`device`: its socket has tx checksum metadata), as the kernel leaves a tunnel's UDP
-/// checksum `CHECKSUM_PARTIAL` for the device: then the writer skips it (no pass over the
-/// frame), and [`finish_outer_checksum`] gets the UDP header's offset and address sum.
-/// `None`: the action is written as it is (no copy of it is made).
-fn outer_checksum_to_device(a: &TxAction, device: bool) -> Option<(TxAction, (usize, u64))> {
-    let h = a.edit.outer.as_ref().filter(|h| device && h.udp_checksum)?;
-    let partial = (h.udp_offset as usize, h.addresses);
-    let mut a = *a;
-    if let Some(h) = &mut a.edit.outer {
-        h.udp_checksum = false;
-    }
-    Some((a, partial))
-}
-
-/// Finishes the outer UDP checksum left to the device (`partial`, see
-/// [`outer_checksum_to_device`]) of the frame at `frame` in chunk `buf`: the pseudo-header sum
-/// in its field and the request in the tx metadata room in front of the frame; or, where there
-/// is no room, the whole checksum here. Returns the descriptor's options.
-fn finish_outer_checksum(
-    buf: &mut [u8],
-    frame: std::ops::Range<usize>,
-    partial: Option<(usize, u64)>,
-) -> u32 {
-    let Some((udp, addresses)) = partial else { return 0 };
-    let dgram = &mut buf[frame.start + udp..frame.end];
-    if frame.start < TX_METADATA_LEN {
-        UdpRepr::fill_checksum_with(dgram, addresses, dgram.len(), 0);
-        return 0;
-    }
-    UdpRepr::fill_partial_checksum(dgram, addresses);
-    XdpSocket::request_checksum(
-        &mut buf[frame.start - TX_METADATA_LEN..frame.start],
-        udp as u16,
-        UDP_CHECKSUM_AT,
-    )
 }
 
 /// An empty vector with `buf`'s allocation, for frames borrowing from something else: the

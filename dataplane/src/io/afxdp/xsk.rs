@@ -1,0 +1,113 @@
+//! One AF_XDP socket as a worker serves it: opened on an (interface, queue), frames staged
+//! for its tx ring, whole frames handed over at the end of a batch, the kernel's drop counts.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::super::xdp::chain;
+use super::super::xdp::{Desc, FramePool, KernelDrops, SocketId, Umem, XdpSocket};
+use super::{AfXdpError, IoCounters, REBIND_WAIT, RING};
+use crate::ids::PortId;
+
+/// A socket to open: `port` is the switch port of `ifname` (0 for the underlay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XskSpec {
+    pub port: PortId,
+    pub ifname: String,
+    pub queue: u32,
+}
+
+/// One AF_XDP socket on one (interface, queue), on its worker's UMEM.
+pub struct Xsk {
+    pub(super) spec: XskSpec,
+    pub(super) socket: XdpSocket,
+    /// Keeps the memory mapped while the socket lives (dropped after it).
+    _umem: Arc<Umem>,
+    /// Its id in the worker's frame pool, given when the worker takes it on.
+    pub(super) id: SocketId,
+    /// Frames to hand to the tx ring at the end of the batch.
+    pub(super) pending: Vec<Desc>,
+    /// Frames in the fill ring or the rx ring: given to the kernel, not yet taken back.
+    pub(super) lent: usize,
+    /// The kernel's drop counters of this socket when last read.
+    kernel_drops: KernelDrops,
+}
+
+impl Xsk {
+    /// Opens a socket on `spec`'s interface and queue on `umem` (its worker's). Its fill
+    /// ring is stocked by the worker that serves it; register it with the XDP program
+    /// ([`Xsk::fd`]) once the worker does.
+    pub fn open(spec: XskSpec, umem: &Arc<Umem>) -> Result<Xsk, AfXdpError> {
+        // The kernel lets go of a queue in deferred work after its socket closes: a port
+        // removed and added again at once finds its queues busy for a moment.
+        let deadline = Instant::now() + REBIND_WAIT;
+        let failed = |err| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, err };
+        let socket = loop {
+            match XdpSocket::open(umem, &spec.ifname, spec.queue, RING, true, true) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    return Err(failed(std::io::Error::other(format!(
+                        "{e}: another AF_XDP socket is bound to this queue (another xvtep, or an \
+                         XDP program's user); stop it, or give this interface to one of them only"
+                    ))));
+                }
+                r => break r.map_err(failed)?,
+            }
+        };
+        Ok(Xsk {
+            spec,
+            socket,
+            _umem: umem.clone(),
+            id: 0,
+            pending: Vec::with_capacity(RING as usize),
+            lent: 0,
+            kernel_drops: KernelDrops::default(),
+        })
+    }
+
+    pub fn spec(&self) -> &XskSpec {
+        &self.spec
+    }
+
+    /// Whether frames larger than a chunk pass, as chains (see [`XdpSocket::multi_buffer`]).
+    pub fn multi_buffer(&self) -> bool {
+        self.socket.multi_buffer
+    }
+
+    /// The socket's descriptor, for the XDP program's socket map.
+    pub fn fd(&self) -> RawFd {
+        self.socket.fd()
+    }
+
+    /// Adds what the kernel dropped on this socket since the last look.
+    pub(super) fn read_kernel_stats(&mut self, counters: &IoCounters) {
+        if let Ok(now) = self.socket.kernel_drops() {
+            counters.rx_ring_full.add(now.rx_ring_full.saturating_sub(self.kernel_drops.rx_ring_full));
+            counters.rx_fill_empty.add(now.rx_dropped.saturating_sub(self.kernel_drops.rx_dropped));
+            counters
+                .tx_invalid_descs
+                .add(now.tx_invalid_descs.saturating_sub(self.kernel_drops.tx_invalid_descs));
+            self.kernel_drops = now;
+        }
+    }
+
+    /// Hands the staged frames to the tx ring and kicks the kernel where it asks for it.
+    pub(super) fn transmit(&mut self, pool: &mut FramePool, counters: &IoCounters) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Whole frames only: a chain cut by a full ring would be one frame's head sent alone.
+        let fit = chain::whole_frames(&self.pending, self.socket.tx.room());
+        let done = pool.transmit(&mut self.socket.tx, &self.pending[..fit], self.id);
+        for d in &self.pending[done..] {
+            pool.give_back(d.addr);
+        }
+        counters.tx_packets.add(chain::frames_in(&self.pending[..done]) as u64);
+        counters.tx_ring_full.add(chain::frames_in(&self.pending[done..]) as u64);
+        self.pending.clear();
+        counters.tx_wakeups.add(self.socket.kick_tx(done) as u64);
+    }
+}
