@@ -31,11 +31,11 @@ fn set_mtus(t: &Topo, underlay: u32, tenant: u32) {
     }
 }
 
-/// DF pings of every size in [`SIZES`] from `from` to `to_ip`, one answer each (the daemon's
-/// counters said if not).
-fn df_pings(d: &Daemon, from: &Netns, to_ip: &str, what: &str) {
+/// DF pings of every size in [`SIZES`] that fits `mtu` from `from` to `to_ip`, one answer each
+/// (the daemon's counters said if not).
+fn df_pings(d: &Daemon, from: &Netns, to_ip: &str, mtu: u32, what: &str) {
     assert!(from.ping_ok(to_ip, UP), "{what}: no path at all");
-    for size in SIZES {
+    for size in SIZES.into_iter().filter(|s| s + 28 <= mtu) {
         let out = from.try_sh(&format!("ping -c 1 -W 2 -M do -s {size} {to_ip}"));
         assert!(
             out.status.success(),
@@ -46,27 +46,26 @@ fn df_pings(d: &Daemon, from: &Netns, to_ip: &str, what: &str) {
     }
 }
 
-fn jumbo_case(test: &str, io: &str) {
+/// An xvtep host and a kernel VTEP, the underlay at `underlay` and the tenants at `tenant`.
+fn jumbo_case(test: &str, io: &str, underlay: u32, tenant: u32) {
     let t = topo(&prefix(test), 2);
     let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
-    set_mtus(&t, 9000, 8950);
+    set_mtus(&t, underlay, tenant);
     kernel_vtep(&h2.h, "192.168.1.2", &["192.168.1.1"], None);
     let config = ports_io(&seed_config("192.168.1.1", &["192.168.1.2"], ""), io)
-        .replace("untagged = true }]\n", "untagged = true }]\nmtu = 8950\n");
+        .replace("untagged = true }]\n", &format!("untagged = true }}]\nmtu = {tenant}\n"));
     let mut d = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
-    df_pings(&d, &h1.a, "10.2.0.2", &format!("{io}: xvtep encap to the kernel"));
-    df_pings(&d, &h2.b, "10.3.0.1", &format!("{io}: the kernel encap to xvtep"));
+    df_pings(&d, &h1.a, "10.2.0.2", tenant, &format!("{io}: xvtep encap to the kernel"));
+    df_pings(&d, &h2.b, "10.3.0.1", tenant, &format!("{io}: the kernel encap to xvtep"));
     let sent = 20 << 20;
     assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", sent), sent, "{io}: TCP from xvtep's side");
     assert_eq!(tcp_transfer_checked(&h2.b, &h1.b, "10.3.0.1", sent), sent, "{io}: TCP to xvtep's side");
     // One byte over what the tunnel carries: a container whose own MTU allows it sends it,
-    // and xvtep drops it by name (8923 + 28 + 14 + 50 > 9000), never fragmenting it.
-    h1.a.sh("ip link set eth0 mtu 9000");
-    h1.h.sh("ip link set tap1_0 mtu 9000");
-    assert!(
-        !h1.a.try_sh("ping -c 1 -W 1 -M do -s 8923 10.2.0.2").status.success(),
-        "{io}: over the tunnel MTU"
-    );
+    // and xvtep drops it by name (tenant - 27 + 28 + 14 + 50 > underlay), never fragmenting it.
+    h1.a.sh(&format!("ip link set eth0 mtu {underlay}"));
+    h1.h.sh(&format!("ip link set tap1_0 mtu {underlay}"));
+    let over = format!("ping -c 1 -W 1 -M do -s {} 10.2.0.2", tenant - 27);
+    assert!(!h1.a.try_sh(&over).status.success(), "{io}: over the tunnel MTU");
     let stats = d.ctl_ok("stats");
     let out = d.stop();
     assert!(
@@ -74,21 +73,72 @@ fn jumbo_case(test: &str, io: &str) {
         "{io}: the frame over the tunnel MTU was not dropped as mtu_exceeded:\n{stats}"
     );
     let io_line = out.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+    let jumbo = underlay > 2048;
     if io == "afxdp" {
-        assert!(io_counter(io_line, "rx_multi_buffer") > 0, "{io_line}");
+        assert_eq!(io_counter(io_line, "rx_multi_buffer") > 0, jumbo, "{io_line}");
     }
-    assert!(io_counter(io_line, "tx_multi_buffer") > 0, "{io_line}");
+    assert_eq!(io_counter(io_line, "tx_multi_buffer") > 0, jumbo, "{io_line}");
     assert_eq!(io_counter(io_line, "tx_too_long"), 0, "{io_line}");
 }
 
 #[test]
 fn jumbo_underlay_with_vnet_ports() {
     require_root!();
-    jumbo_case("jvnet", "vnet");
+    jumbo_case("jvnet", "vnet", 9000, 8950);
 }
 
 #[test]
 fn jumbo_underlay_with_afxdp_ports() {
     require_root!();
-    jumbo_case("jafx", "afxdp");
+    jumbo_case("jafx", "afxdp", 9000, 8950);
+}
+
+/// An underlay of 1550 that keeps tenants at 1500, the other common fabric.
+#[test]
+fn underlay_1550_with_tenants_at_1500() {
+    require_root!();
+    jumbo_case("j1550v", "vnet", 1550, 1500);
+    jumbo_case("j1550a", "afxdp", 1550, 1500);
+}
+
+/// A jumbo frame flooded (unknown unicast) to two remote VTEPs by head-end replication: each
+/// copy leaves as a chain of its own, and each remote's container gets the frame whole.
+fn jumbo_flood_case(test: &str, io: &str) {
+    let t = topo(&prefix(test), 3);
+    let h1 = &t.hosts[0];
+    set_mtus(&t, 9000, 8950);
+    kernel_vtep(&t.hosts[1].h, "192.168.1.2", &["192.168.1.1", "192.168.1.3"], None);
+    kernel_vtep(&t.hosts[2].h, "192.168.1.3", &["192.168.1.1", "192.168.1.2"], None);
+    let config = ports_io(&seed_config("192.168.1.1", &["192.168.1.2", "192.168.1.3"], ""), io)
+        .replace("untagged = true }]\n", "untagged = true }]\nmtu = 8950\n");
+    let mut d = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+    let watchers: Vec<PacketSocket> = t.hosts[1..].iter().map(|h| PacketSocket::open(&h.a, "eth0")).collect();
+    // A neighbour whose MAC nobody has: the frame to it is unknown unicast, flooded.
+    h1.a.sh("ip neigh replace 10.2.0.99 lladdr 02:99:99:99:99:99 dev eth0 nud permanent");
+    let _ = h1.a.try_sh("ping -c 1 -W 1 -M do -s 8900 10.2.0.99");
+    let want = 14 + 20 + 8 + 8900;
+    for (k, w) in watchers.iter().enumerate() {
+        let got: Vec<usize> = w
+            .receive(64, Duration::from_millis(500))
+            .iter()
+            .filter(|f| f[..6] == [2, 0x99, 0x99, 0x99, 0x99, 0x99])
+            .map(|f| f.len())
+            .collect();
+        assert_eq!(got, [want], "{io}: remote {} got {got:?}", k + 2);
+    }
+    let out = d.stop();
+    let io_line = out.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+    assert!(io_counter(io_line, "tx_multi_buffer") >= 2, "{io}: {io_line}");
+}
+
+#[test]
+fn a_jumbo_flood_reaches_two_remotes_whole_from_vnet_ports() {
+    require_root!();
+    jumbo_flood_case("jfvnet", "vnet");
+}
+
+#[test]
+fn a_jumbo_flood_reaches_two_remotes_whole_from_afxdp_ports() {
+    require_root!();
+    jumbo_flood_case("jfafx", "afxdp");
 }
