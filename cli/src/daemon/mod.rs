@@ -89,6 +89,7 @@ pub fn run(args: Args) -> Result<()> {
     // `auto` resolved per interface: the running configuration says what each port uses.
     for (p, iface) in config.ports.iter_mut().zip(&ports) {
         p.io = ports::resolve_io(p.io, iface);
+        ports::warn_metadata_tags(p, iface);
     }
     let config = config;
     let t = &config.tunnel;

@@ -34,21 +34,29 @@ pub fn open_sockets(port: PortId, iface: &Iface, umems: &[Arc<Umem>]) -> Result<
     let mut per_worker: Vec<Vec<Xsk>> = umems.iter().map(|_| Vec::new()).collect();
     for queue in 0..iface.queues {
         let w = queue as usize % umems.len();
-        let xsk = Xsk::open(XskSpec { port, ifname: iface.name.clone(), queue }, &umems[w])?;
+        let spec = XskSpec { port, ifname: iface.name.clone(), queue };
+        let xsk = Xsk::open(spec, &umems[w], !fits_one_chunk(iface))?;
         check_frame_fits(iface, xsk.multi_buffer())?;
         per_worker[w].push(xsk);
     }
     Ok(per_worker)
 }
 
+/// An Ethernet header and one 802.1Q tag on top of the MTU.
+const L2: usize = 18;
+
+/// Whether every frame `iface`'s MTU allows fits one UMEM chunk (else its sockets need
+/// multi-buffer).
+fn fits_one_chunk(iface: &Iface) -> bool {
+    iface.mtu as usize + L2 <= afxdp::ONE_CHUNK_FRAME
+}
+
 /// Refuses an interface whose MTU allows frames larger than its AF_XDP sockets take: without
 /// multi-buffer (Linux older than 6.6) a frame must fit one UMEM chunk, and the kernel would
 /// drop every larger one, counted only as `rx_fill_empty`.
 fn check_frame_fits(iface: &Iface, multi_buffer: bool) -> Result<()> {
-    // Ethernet header and one 802.1Q tag on top of the MTU.
-    const L2: usize = 18;
     let largest = afxdp::ONE_CHUNK_FRAME - L2;
-    if !multi_buffer && iface.mtu as usize > largest {
+    if !multi_buffer && !fits_one_chunk(iface) {
         bail!(
             "{}: MTU {} is above the {largest} bytes its AF_XDP sockets can take on this kernel: \
              frames larger than one UMEM chunk need AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6 or \
@@ -82,6 +90,25 @@ pub fn resolve_io(io: PortIo, iface: &Iface) -> PortIo {
         PortIo::Auto if matches!(iface.driver.as_str(), "veth" | "tun") => PortIo::Vnet,
         PortIo::Auto => PortIo::Afxdp,
         chosen => chosen,
+    }
+}
+
+/// Warns of an `afxdp` trunk port on a veth: an 8021q device on the other side hands its tag
+/// over in skb metadata (the veth's TX VLAN offload), which an XDP program does not see, so
+/// such frames would reach the switch untagged and be switched into the port's PVID (measured
+/// on Linux 6.1 in the guest test bed). `vnet` ports put the tag back; so does turning the
+/// offload off on the other side.
+pub fn warn_metadata_tags(port: &xvtep_dataplane::config::PortConfig, iface: &Iface) {
+    let tagged: Vec<u16> = port.vlans.iter().filter(|v| !v.untagged).map(|v| v.vid).collect();
+    if port.io == PortIo::Afxdp && iface.driver == "veth" && !tagged.is_empty() {
+        warn!(
+            port = %port.name,
+            "{} is an afxdp port with tagged VLANs {tagged:?} on a veth: tags that an 8021q device on its \
+             peer sends in skb metadata (TX VLAN offload, on by default) are not seen by XDP, and such \
+             frames would be switched untagged into the port's PVID. Make it a vnet port (io = \"vnet\"), \
+             or turn the offload off on the peer: ethtool -K PEER txvlan off",
+            port.name
+        );
     }
 }
 
