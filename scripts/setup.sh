@@ -45,7 +45,7 @@ if [ "$(id -u)" -eq 0 ]; then
         echo "setup: installing virtme-ng into $vm_dir/venv"
         mkdir -p "$vm_dir"
         python3 -m venv "$vm_dir/venv"
-        "$vm_dir/venv/bin/pip" install -q virtme-ng
+        "$vm_dir/venv/bin/pip" install -q "virtme-ng==1.42" # the version vm-test was built with
     fi
     if ! ls "$vm_dir"/kernel-6.1.*/boot/vmlinuz-* >/dev/null 2>&1; then
         # The newest Debian 12 kernel of the 6.1 series (the generic flavour).
