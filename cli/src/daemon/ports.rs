@@ -34,21 +34,29 @@ pub fn open_sockets(port: PortId, iface: &Iface, umems: &[Arc<Umem>]) -> Result<
     let mut per_worker: Vec<Vec<Xsk>> = umems.iter().map(|_| Vec::new()).collect();
     for queue in 0..iface.queues {
         let w = queue as usize % umems.len();
-        let xsk = Xsk::open(XskSpec { port, ifname: iface.name.clone(), queue }, &umems[w])?;
+        let spec = XskSpec { port, ifname: iface.name.clone(), queue };
+        let xsk = Xsk::open(spec, &umems[w], !fits_one_chunk(iface))?;
         check_frame_fits(iface, xsk.multi_buffer())?;
         per_worker[w].push(xsk);
     }
     Ok(per_worker)
 }
 
+/// An Ethernet header and one 802.1Q tag on top of the MTU.
+const L2: usize = 18;
+
+/// Whether every frame `iface`'s MTU allows fits one UMEM chunk (else its sockets need
+/// multi-buffer).
+fn fits_one_chunk(iface: &Iface) -> bool {
+    iface.mtu as usize + L2 <= afxdp::ONE_CHUNK_FRAME
+}
+
 /// Refuses an interface whose MTU allows frames larger than its AF_XDP sockets take: without
 /// multi-buffer (Linux older than 6.6) a frame must fit one UMEM chunk, and the kernel would
 /// drop every larger one, counted only as `rx_fill_empty`.
 fn check_frame_fits(iface: &Iface, multi_buffer: bool) -> Result<()> {
-    // Ethernet header and one 802.1Q tag on top of the MTU.
-    const L2: usize = 18;
     let largest = afxdp::ONE_CHUNK_FRAME - L2;
-    if !multi_buffer && iface.mtu as usize > largest {
+    if !multi_buffer && !fits_one_chunk(iface) {
         bail!(
             "{}: MTU {} is above the {largest} bytes its AF_XDP sockets can take on this kernel: \
              frames larger than one UMEM chunk need AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6 or \

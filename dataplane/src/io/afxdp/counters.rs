@@ -73,6 +73,8 @@ io_counters! {
     tx_checksum_offload => "xvtep_tx_checksum_offload_total";
     /// sendto() calls to kick transmission (need_wakeup).
     tx_wakeups => "xvtep_tx_wakeups_total";
+    /// recvfrom() calls to wake a driver that waits for fill-ring frames (need_wakeup).
+    rx_wakeups => "xvtep_rx_wakeups_total";
     /// Partial TCP/UDP checksums completed (see `rx_checksums`).
     csum_completed => "xvtep_csum_completed_total";
     /// poll(2) sleeps with nothing to do.

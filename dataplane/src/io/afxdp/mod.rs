@@ -325,6 +325,11 @@ impl AfXdpIo {
             if !self.pool.lend(&mut s.socket.fill, s.id, &mut s.lent, cap) {
                 self.counters.fill_starved.add(1);
             }
+            // A zero-copy driver that found the fill ring empty waits to be woken; poll(2)
+            // would, but a worker that does not sleep must ask (copy mode never does).
+            if s.socket.wake_rx_if_asked() {
+                self.counters.rx_wakeups.add(1);
+            }
         }
     }
 

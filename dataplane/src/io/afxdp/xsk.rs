@@ -38,13 +38,16 @@ impl Xsk {
     /// Opens a socket on `spec`'s interface and queue on `umem` (its worker's). Its fill
     /// ring is stocked by the worker that serves it; register it with the XDP program
     /// ([`Xsk::fd`]) once the worker does.
-    pub fn open(spec: XskSpec, umem: &Arc<Umem>) -> Result<Xsk, AfXdpError> {
+    /// With `multi_buffer`, frames larger than a chunk pass as chains (where the kernel can):
+    /// ask for it only where the interface's MTU needs it, as a zero-copy driver without
+    /// multi-buffer support then falls back to copy mode.
+    pub fn open(spec: XskSpec, umem: &Arc<Umem>, multi_buffer: bool) -> Result<Xsk, AfXdpError> {
         // The kernel lets go of a queue in deferred work after its socket closes: a port
         // removed and added again at once finds its queues busy for a moment.
         let deadline = Instant::now() + REBIND_WAIT;
         let failed = |err| AfXdpError::Socket { ifname: spec.ifname.clone(), queue: spec.queue, err };
         let socket = loop {
-            match XdpSocket::open(umem, &spec.ifname, spec.queue, RING, true, true) {
+            match XdpSocket::open(umem, &spec.ifname, spec.queue, RING, true, multi_buffer) {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
@@ -101,8 +104,9 @@ impl Xsk {
         }
         // Whole frames only: a chain cut by a full ring would be one frame's head sent alone.
         let fit = chain::whole_frames(&self.pending, self.socket.tx.room());
+        // `transmit` takes back what the ring refuses of what it is given; the rest is ours.
         let done = pool.transmit(&mut self.socket.tx, &self.pending[..fit], self.id);
-        for d in &self.pending[done..] {
+        for d in &self.pending[fit..] {
             pool.give_back(d.addr);
         }
         counters.tx_packets.add(chain::frames_in(&self.pending[..done]) as u64);

@@ -199,6 +199,26 @@ impl XdpSocket {
         kicks
     }
 
+    /// Wakes the driver's receive side if the fill ring asks for it (a zero-copy driver that
+    /// ran out of frames stops until woken); true if it did.
+    pub fn wake_rx_if_asked(&self) -> bool {
+        if !self.fill.needs_wakeup() {
+            return false;
+        }
+        // SAFETY: a zero-length, non-blocking receive on our socket: the kernel's rx wake-up.
+        unsafe {
+            libc::recvfrom(
+                self.fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        true
+    }
+
     /// What the kernel dropped on this socket since it was opened.
     pub fn kernel_drops(&self) -> io::Result<KernelDrops> {
         // SAFETY: xdp_statistics is plain integers.
