@@ -60,6 +60,7 @@ if [ "$(id -u)" -eq 0 ]; then
         fi
         echo "setup: fetching $pkg for the guest"
         tmp=$(mktemp -d)
+        chown _apt "$tmp" 2>/dev/null || true # apt downloads as its _apt user
         (cd "$tmp" && apt-get download -qq "$pkg")
         version=${pkg#linux-image-}
         version=${version%-amd64}
