@@ -2,4 +2,5 @@
 
 pub mod control;
 pub mod netns;
+pub mod slots;
 pub mod traffic;

@@ -17,6 +17,7 @@ use xvtep_dataplane::Event;
 use self::access::{bind_private, refusal};
 use super::apply::Running;
 use super::protocol::{decode, Request, Response};
+use crate::slots::Slots;
 
 /// The control socket; removed when dropped.
 pub struct Server {
@@ -37,6 +38,10 @@ impl Drop for Server {
 
 /// Listens on `path` (mode 0600 from the start; peers other than root and the daemon's user
 /// are refused), answering requests against `running`.
+/// Clients served at once (each `monitor` holds one for as long as it watches): a bound on
+/// threads, should the socket be opened to more users than it should.
+const MAX_CLIENTS: usize = 64;
+
 pub fn serve(path: &Path, running: Arc<Mutex<Running>>) -> Result<Server> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -56,14 +61,20 @@ pub fn serve(path: &Path, running: Arc<Mutex<Running>>) -> Result<Server> {
     listener.set_nonblocking(true)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let slots = Slots::new(MAX_CLIENTS);
     let thread = std::thread::Builder::new().name("xvtep-control".into()).spawn(move || {
         while !flag.load(Ordering::Relaxed) {
             match listener.accept() {
                 Ok((conn, _)) => {
+                    let Some(slot) = slots.take() else {
+                        tracing::warn!("control socket: {MAX_CLIENTS} clients already; one refused");
+                        continue;
+                    };
                     let (running, flag) = (running.clone(), flag.clone());
-                    let _ = std::thread::Builder::new()
-                        .name("xvtep-client".into())
-                        .spawn(move || connection(conn, running, flag));
+                    let _ = std::thread::Builder::new().name("xvtep-client".into()).spawn(move || {
+                        let _slot = slot;
+                        connection(conn, running, flag)
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(50))

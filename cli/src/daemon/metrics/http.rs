@@ -8,16 +8,19 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use xvtep::slots::Slots;
+
 /// How long a client has to send its whole request: a deadline rather than a timeout per read,
 /// so that a byte now and then does not keep a connection open.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
-/// How long a client has to take each part of the answer.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has to take the whole answer: a deadline, so that reading a few bytes now
+/// and then does not keep a connection (one of the [`MAX_CONNECTIONS`]) forever.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 /// Connections served at once (Prometheus uses one per target).
 pub const MAX_CONNECTIONS: usize = 16;
 /// The longest request read; a scrape's is a few hundred bytes.
@@ -33,10 +36,10 @@ pub fn serve(
     body: Arc<Body>,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
-    let open = Arc::new(AtomicUsize::new(0));
+    let slots = Slots::new(MAX_CONNECTIONS);
     std::thread::Builder::new().name("xvtep-metrics".into()).spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            let Some(slot) = Slot::take(&open) else {
+            let Some(slot) = slots.take() else {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             };
@@ -54,23 +57,6 @@ pub fn serve(
             }
         }
     })
-}
-
-/// One of the [`MAX_CONNECTIONS`], given back when dropped.
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(open: &Arc<AtomicUsize>) -> Option<Slot> {
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_CONNECTIONS).then_some(n + 1))
-            .ok()
-            .map(|_| Slot(open.clone()))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 fn scrape(mut conn: TcpStream, body: &Body) {
@@ -102,10 +88,28 @@ fn read_request(conn: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 fn answer(mut conn: TcpStream, status: &str, headers: &str, body: &str) {
-    let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
+    let deadline = Instant::now() + ANSWER_DEADLINE;
     let head =
         format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-    let _ = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(body.as_bytes()));
+    let _ = write_by(&mut conn, head.as_bytes(), deadline)
+        .and_then(|()| write_by(&mut conn, body.as_bytes(), deadline));
+}
+
+/// Writes all of `bytes` before `deadline`, or fails (a timeout per write would let a client
+/// that takes a little at a time hold the connection forever).
+fn write_by(conn: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(std::io::ErrorKind::TimedOut)?;
+        conn.set_write_timeout(Some(left))?;
+        match conn.write(bytes)? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => bytes = &bytes[n..],
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -119,6 +123,18 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = serve(listener, stop.clone(), Arc::new(|| "body\n".to_string())).unwrap();
         (addr, stop, thread)
+    }
+
+    /// A client that takes nothing of a large answer is let go at the deadline, not held by a
+    /// timeout that each write would start again.
+    #[test]
+    fn an_answer_not_taken_is_given_up_at_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        let big = vec![b'x'; 64 << 20];
+        let e = write_by(&mut conn, &big, Instant::now() + Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock), "{e}");
     }
 
     fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
