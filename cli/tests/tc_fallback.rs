@@ -38,3 +38,22 @@ fn default_ports_with_tcx() {
     require_root!();
     scenario("tcx");
 }
+
+/// `link show` ends the tunnel's row with the kernel and the tc attach the daemon took, and
+/// says nothing of them where there is no kernel (the control tests' stand-in).
+#[test]
+fn link_show_names_the_kernel_and_the_tc_attach() {
+    let row = |host: serde_json::Value| {
+        serde_json::json!([{"id": 0, "dev": "vxlan0", "underlay": "eth0", "local": "192.168.1.1",
+            "learning": true, "mtu": 1500, "kernel_mode": false, "host_kernel": host}])
+    };
+    let text = xvtep::control::output::link(&row(
+        serde_json::json!({"release": "6.1.0-57-amd64", "tc_attach": "clsact"}),
+    ));
+    assert_eq!(
+        text,
+        "0: vxlan0: underlay eth0 local 192.168.1.1 learning on mtu 1500 kernel 6.1.0-57-amd64 tc clsact\n"
+    );
+    let text = xvtep::control::output::link(&row(serde_json::Value::Null));
+    assert_eq!(text, "0: vxlan0: underlay eth0 local 192.168.1.1 learning on mtu 1500\n");
+}
