@@ -144,21 +144,14 @@ pub fn kernel_bridges(text: &str, file: &Path) -> Result<Option<(Vec<String>, St
     Ok(Some((bridges, toml::to_string(&kept)?)))
 }
 
-/// Follows the kernel while the daemon runs: sets `changed` when links, IPv4 addresses or the
-/// bridge FDB changed — once 100 ms pass without another change, at most 1 s after the first
-/// — or when the socket overran (ENOBUFS: events were lost, so only a full re-read keeps the
-/// switch from diverging). The daemon then reads the kernel again and applies the difference,
-/// as for SIGHUP. Ends when `stop` is set.
-pub fn follow(
-    bridges: Vec<String>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    changed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>> {
-    use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+/// The kernel's notifications of what `[kernel]` mode follows, subscribed to before the
+/// kernel is first read: what changes while the daemon starts waits in the socket for
+/// [`Subscription::follow`] (read then, it makes one reload), not missed.
+pub struct Subscription(netlink_sys::Socket);
+
+/// Subscribes to links, IPv4 and IPv6 addresses and neighbours (the bridge FDB among them).
+pub fn subscribe() -> Result<Subscription> {
     use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
-    use std::os::fd::AsRawFd;
-    use std::sync::atomic::Ordering;
-    use std::time::{Duration, Instant};
     const RTNLGRP_LINK: u32 = 1;
     const RTNLGRP_NEIGH: u32 = 3;
     const RTNLGRP_IPV4_IFADDR: u32 = 5;
@@ -168,6 +161,35 @@ pub fn follow(
     for g in [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR] {
         sock.add_membership(g).context("joining a netlink group")?;
     }
+    Ok(Subscription(sock))
+}
+
+impl Subscription {
+    /// Follows the kernel while the daemon runs: sets `changed` when something that matters
+    /// changed ([`matters`]) — once 100 ms pass without another change, at most 1 s after the
+    /// first — or when the socket overran (ENOBUFS: events were lost, so only a full re-read
+    /// keeps the switch from diverging). The daemon then reads the kernel again and applies the
+    /// difference, as for SIGHUP. Ends when `stop` is set.
+    pub fn follow(
+        self,
+        bridges: Vec<String>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        changed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<()>> {
+        follow(self.0, bridges, stop, changed)
+    }
+}
+
+fn follow(
+    sock: netlink_sys::Socket,
+    bridges: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    changed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
     let on_a_bridge = move |ifindex: u32| {
         nix::net::if_::if_indextoname(ifindex)
             .is_ok_and(|n| bridges.iter().any(|b| n.to_str() == Ok(b.as_str())))

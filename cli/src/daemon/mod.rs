@@ -65,6 +65,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     // Decided once: whether the file names kernel bridges to follow rather than a switch.
     let kernel_bridges = kernel::bridges_of(&args.config);
+    // In [kernel] mode, subscribed before the kernel is read: nothing changed meanwhile is missed.
+    let subscription = kernel_bridges.is_some().then(kernel::subscribe).transpose()?;
     let mut config = kernel::load_config(&args.config)?;
     let t = &config.tunnel;
     let dev = Iface::inspect(&t.dev, "tunnel.dev", &args.config)?;
@@ -268,9 +270,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut unresolved = 0;
     // In [kernel] mode, changes to the kernel's bridges are applied as they happen.
     let kernel_changed = Arc::new(AtomicBool::new(false));
-    let following = match (kernel_bridges.clone(), write_back) {
-        (Some(bridges), Some(write_back)) => Some((
-            kernel::follow(bridges, stop.clone(), kernel_changed.clone())?,
+    let following = match (kernel_bridges.clone(), subscription, write_back) {
+        (Some(bridges), Some(subscription), Some(write_back)) => Some((
+            subscription.follow(bridges, stop.clone(), kernel_changed.clone())?,
             write_back.spawn(stop.clone())?,
         )),
         _ => None,
