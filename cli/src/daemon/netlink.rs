@@ -171,6 +171,20 @@ impl Rtnl {
         })
     }
 
+    /// The bridge ports and bridges with their VLANs and `tunnel_info` (`bridge vlan show`,
+    /// `bridge vlan tunnelshow`): a link dump of family AF_BRIDGE asking for the VLANs
+    /// (RTEXT_FILTER_BRVLAN); see [`super::kernel::bridge_vlans_of`].
+    pub fn bridge_vlans(&mut self) -> io::Result<Vec<LinkMessage>> {
+        use netlink_packet_route::link::{LinkAttribute, LinkExtentMask};
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+        self.dump(RouteNetlinkMessage::GetLink(msg), |r| match r {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })
+    }
+
     /// Every IPv4 and IPv6 address.
     pub fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
         let mut all = self.addresses_of(AddressFamily::Inet)?;

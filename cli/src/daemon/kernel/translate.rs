@@ -13,12 +13,26 @@ use anyhow::{anyhow, bail, Result};
 use xvtep_dataplane::config::{quoted, unicast_neighbour};
 use xvtep_dataplane::wire::MacAddr;
 
-use super::{KernelFdb, KernelLink, KernelState, KernelVxlan};
+use super::{KernelFdb, KernelLink, KernelState, KernelVlan, KernelVxlan};
 
 /// The configuration (TOML) equivalent to `bridges` in `state`, with the `[switch]` table
 /// `switch` (TOML, possibly empty).
 pub fn translate(bridges: &[String], state: &KernelState, switch: &str) -> Result<String> {
     let names = Names::of(state);
+    if let Some(aware) =
+        bridges.iter().find(|b| state.links.iter().any(|l| &l.name == *b && l.vlan_filtering))
+    {
+        if bridges.len() != 1 {
+            bail!(
+                "[kernel] {aware} is a VLAN-aware bridge (vlan_filtering 1): it must be the only bridge \
+                 named in [kernel] bridges (xvtep is one switch; put each VNI in a VLAN of {aware} \
+                 instead of a bridge of its own)"
+            );
+        }
+        let bridge = Bridge::find(state, aware)?;
+        let switch = with_kernel_ageing(switch, kernel_ageing(state, bridges))?;
+        return vlan_aware(state, &names, &bridge, &switch);
+    }
     let mut tunnel: Option<(&KernelLink, &KernelVxlan)> = None;
     let mut tables = Tables::default();
     let mut used_vids: Vec<u16> = Vec::new();
@@ -100,8 +114,17 @@ impl<'s> Bridge<'s> {
             ),
         };
         let v = vx.vxlan.as_ref().expect("filtered");
-        if v.vni == 0 {
-            bail!("{}: a vxlan device with `external` (no VNI) needs a VLAN-aware bridge with vlan_tunnel, which this kernel does not have (no bridge VLAN filtering); use one vxlan device with an id per bridge", vx.name);
+        if !link.vlan_filtering && (v.external || v.vni == 0) {
+            bail!(
+                "{}: a vxlan device with `external` (no VNI) is followed only on a VLAN-aware bridge with \
+                 vlan_tunnel, and {name} has no VLAN filtering: make it VLAN-aware (ip link set {name} type \
+                 bridge vlan_filtering 1; bridge link set dev {} vlan_tunnel on; bridge vlan add dev {} \
+                 vid VID tunnel_info id VNI), or give the device an id (one vxlan device per bridge); a \
+                 kernel without bridge VLAN filtering can only do the latter",
+                vx.name,
+                vx.name,
+                vx.name
+            );
         }
         Ok(Bridge { name, link, members, vx, v })
     }
@@ -110,6 +133,124 @@ impl<'s> Bridge<'s> {
     fn ports(&self) -> impl Iterator<Item = &&'s KernelLink> + '_ {
         self.members.iter().filter(|l| l.vxlan.is_none())
     }
+}
+
+/// The configuration of one VLAN-aware bridge (`vlan_filtering 1`) with an `external` vxlan
+/// device with `vlan_tunnel` (the seed's setup, FRR's "single VXLAN device"): a `[[vlan]]` per
+/// `tunnel_info` mapping of the vxlan port, each port with its VLANs (pvid, untagged, tagged),
+/// the bridge an internal port in its own (`self`) VLANs, and the static entries per VLAN: on
+/// the vxlan device by `src_vni`, on ports by `vlan`. `switch`: the `[switch]` table (TOML).
+fn vlan_aware(state: &KernelState, names: &Names, b: &Bridge, switch: &str) -> Result<String> {
+    let (vx, v) = (b.vx, b.v);
+    let name = &vx.name;
+    if !v.external {
+        bail!(
+            "{name}: on the VLAN-aware bridge {} a vxlan device with one VNI ({}) for all its VLANs cannot \
+             be followed; xvtep follows an `external` vxlan device with vlan_tunnel (ip link add {name} type \
+             vxlan external local ADDR dstport 4789; bridge link set dev {name} vlan_tunnel on; bridge vlan \
+             add dev {name} vid VID tunnel_info id VNI)",
+            b.name,
+            v.vni
+        );
+    }
+    if !vx.vlan_tunnel {
+        bail!(
+            "{name}: an `external` vxlan device on the VLAN-aware bridge {} needs vlan_tunnel, or no VLAN \
+             reaches a VNI: bridge link set dev {name} vlan_tunnel on; bridge vlan add dev {name} vid VID \
+             tunnel_info id VNI",
+            b.name
+        );
+    }
+    // VID -> VNI: the vxlan port's `tunnel_info`, for the VLANs it is a member of.
+    let map: Vec<(u16, u32)> =
+        vx.tunnel_info.iter().filter(|(vid, _)| vx.vlans.iter().any(|m| m.vid == *vid)).copied().collect();
+    let vni_of_vid = |vid: u16| map.iter().find(|(v, _)| *v == vid).map(|(_, n)| *n);
+    let mut t = Tables::default();
+    for (vid, vni) in &map {
+        let _ = write!(t.vlans, "[[vlan]]\nvid = {vid}\nvni = {vni}\n");
+        if let Some(g) = v.group.filter(|g| g.is_multicast()) {
+            let _ = writeln!(t.vlans, "group = \"{g}\"");
+        }
+    }
+    for p in b.ports() {
+        let _ = write!(
+            t.ports,
+            "[[port]]\nname = {}\nvlans = {}\nlearning = {}\nflood = {}\nhairpin = {}\nmtu = {}\n",
+            quoted(&p.name),
+            vlan_list(&p.vlans),
+            p.learning,
+            p.flood,
+            p.hairpin,
+            mtu_of(p)
+        );
+    }
+    // The bridge is a port of itself, in the VLANs of `bridge vlan show dev BRIDGE self`.
+    let _ = write!(
+        t.ports,
+        "[[port]]\nname = {}\nvlans = {}\nmtu = {}\ninternal = true\nkernel_bridge = true\n",
+        quoted(b.name),
+        vlan_list(&b.link.vlans),
+        mtu_of(b.link)
+    );
+    // On the vxlan device, per VNI (`src_vni`): remote MACs and flood lists. One without
+    // `src_vni` has VNI 0 in the kernel, which no VLAN carries: inert there, left out here too;
+    // so is one whose VNI no VLAN maps to.
+    for e in state.fdb.iter().filter(|e| e.ifindex == vx.index) {
+        let (Some(dst), Some(vni)) = (e.dst, e.src_vni) else { continue };
+        if !map.iter().any(|(_, n)| *n == vni) {
+            continue;
+        }
+        let _ = write!(t.fdb, "[[fdb]]\nmac = \"{}\"\nvni = {vni}\ndst = \"{dst}\"\n", e.mac);
+        if let Some(p) = e.port.filter(|p| *p != v.dstport) {
+            let _ = writeln!(t.fdb, "dst_port = {p}");
+        }
+        if let Some(r) = e.vni.filter(|r| *r != vni && *r != 0) {
+            let _ = writeln!(t.fdb, "remote_vni = {r}");
+        }
+        if e.ext_learned && !e.mac.is_zero() {
+            let _ = writeln!(t.fdb, "extern_learn = true");
+        }
+    }
+    // On ports, per VLAN (`vlan`): only `static` ones (see `add_port_fdb`), and only in a VLAN
+    // of the port (an entry without a VLAN, or in one the port is not in, matches no frame).
+    for e in state.fdb.iter().filter(|e| !e.permanent && !e.ext_learned) {
+        let Some(port) = b.ports().find(|p| p.index == e.ifindex) else { continue };
+        let Some(vid) = e.vlan.filter(|vid| port.vlans.iter().any(|m| m.vid == *vid)) else { continue };
+        let key = vni_of_vid(vid).map_or_else(|| format!("vid = {vid}"), |vni| format!("vni = {vni}"));
+        let _ =
+            write!(t.fdb, "[[fdb]]\nmac = \"{}\"\n{key}\nport = {}\n", e.mac, quoted(&names.name(e.ifindex)));
+    }
+    // ARP and ND suppression: the bridge device's neighbours are in its untagged PVID's VNI.
+    if vx.neigh_suppress {
+        t.suppress = true;
+        let pvid = b.link.vlans.iter().find(|m| m.pvid && m.untagged).map(|m| m.vid);
+        if let Some(vni) = pvid.and_then(vni_of_vid) {
+            let host = |(i, ip, mac): &&(u32, IpAddr, MacAddr)| {
+                *i == b.link.index && unicast_neighbour(*ip) && !mac.is_multicast() && !mac.is_zero()
+            };
+            for (_, ip, mac) in state.neighbours.iter().filter(host) {
+                let _ = write!(t.neigh, "[[neigh]]\nvni = {vni}\nip = \"{ip}\"\nmac = \"{mac}\"\n");
+            }
+        }
+    }
+    let tunnel = tunnel_table(state, names, vx, v, t.suppress)?;
+    Ok(switch.to_string() + &tunnel + &t.vlans + &t.ports + &t.fdb + &t.neigh)
+}
+
+/// A port's VLANs as the configuration writes them: `[{ vid = 2, pvid = true, untagged = true },
+/// { vid = 10 }]`.
+fn vlan_list(vlans: &[KernelVlan]) -> String {
+    let one = |m: &KernelVlan| {
+        let mut s = format!("{{ vid = {}", m.vid);
+        if m.pvid {
+            s.push_str(", pvid = true");
+        }
+        if m.untagged {
+            s.push_str(", untagged = true");
+        }
+        s + " }"
+    };
+    format!("[{}]", vlans.iter().map(one).collect::<Vec<_>>().join(", "))
 }
 
 /// The vxlan device `b.vx` must share the tunnel of `first` (`f`): one tunnel for all bridges.
