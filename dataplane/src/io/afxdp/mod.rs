@@ -298,9 +298,13 @@ impl AfXdpIo {
     /// Adds what the kernel dropped on our sockets since the last look (once a second: it is
     /// a system call per socket).
     fn read_kernel_stats(&mut self) {
-        if self.last_kernel_stats.elapsed() < std::time::Duration::from_secs(1) {
-            return;
+        if self.last_kernel_stats.elapsed() >= std::time::Duration::from_secs(1) {
+            self.read_kernel_stats_now();
         }
+    }
+
+    /// [`AfXdpIo::read_kernel_stats`], whenever it was last done.
+    fn read_kernel_stats_now(&mut self) {
         self.last_kernel_stats = Instant::now();
         for s in &mut self.socks {
             s.read_kernel_stats(&self.counters);
@@ -599,6 +603,8 @@ impl FrameIo for AfXdpIo {
 
     fn poll(&mut self, pipeline: &mut Pipeline, tx: &mut TxBatch) -> Result<bool, AfXdpError> {
         if self.stop.load(Ordering::Relaxed) {
+            // The last look, so that the exit report counts every drop.
+            self.read_kernel_stats_now();
             return Ok(false);
         }
         self.apply_commands();
