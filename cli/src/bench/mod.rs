@@ -47,6 +47,11 @@ pub struct Args {
     /// Seconds of iperf3 TCP per path and stream count (0 = no TCP and no RTT measurements).
     #[arg(long, default_value_t = 3)]
     tcp_seconds: u64,
+    /// MTU of the underlay for the TCP and RTT measurements (the containers get 50 less, as
+    /// over any VXLAN network): 9000 measures a jumbo fabric. The packet-rate measurements
+    /// keep 1500: their generators send one buffer per frame.
+    #[arg(long, default_value_t = 1500)]
+    underlay_mtu: u32,
     /// Trials (0.4 s each) in the search for each path's peak forwarding rate with the live
     /// generator (0: measure at the generator's full rate only).
     #[arg(long, default_value_t = 5)]
@@ -90,6 +95,9 @@ struct Topo {
     d: Netns,
     s: Netns,
     dir: tempfile::TempDir,
+    /// The xvtep port's MTU, and in the TCP measurements the containers' (1500 for packet
+    /// rates, whose frames are at most that).
+    tenant_mtu: u32,
 }
 
 fn build(prefix: &str) -> Result<Topo> {
@@ -105,7 +113,7 @@ fn build(prefix: &str) -> Result<Topo> {
     s.sh(&format!("ip link set eth0 address {} && ip addr add {}/24 dev eth0", S.mac, S.ip));
     d.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", S.ip, S.mac));
     s.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", D.ip, D.mac));
-    Ok(Topo { g, d, s, dir: tempfile::tempdir()? })
+    Ok(Topo { g, d, s, dir: tempfile::tempdir()?, tenant_mtu: 1500 })
 }
 
 /// A device under test running as a process, its output in a log; stopped on drop.
@@ -188,10 +196,10 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
             };
             let config = format!(
                 "[tunnel]\nlocal = \"{}\"\ndev = \"eth0\"\nlearning = false\n[[vlan]]\nvid = 2\nvni = 2\n\
-                 [[port]]\nname = \"tap1_0\"\n{io}learning = false\nvlans = [{{ vid = 2, pvid = true, untagged = true }}]\n\
+                 [[port]]\nname = \"tap1_0\"\n{io}learning = false\nmtu = {}\nvlans = [{{ vid = 2, pvid = true, untagged = true }}]\n\
                  [[fdb]]\nmac = \"{}\"\nvni = 2\ndst = \"{}\"\n[[fdb]]\nmac = \"{}\"\nvni = 2\nport = \"tap1_0\"\n\
                  [[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"{}\"\n",
-                D.ip, B.mac, S.ip, A.mac, S.ip
+                D.ip, t.tenant_mtu, B.mac, S.ip, A.mac, S.ip
             );
             let path = t.dir.path().join("dut.toml");
             std::fs::write(&path, config)?;
@@ -429,13 +437,19 @@ fn measure_tcp(
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
     let prefix = format!("xvb{}", std::process::id() % 100000);
-    let t = build(&prefix)?;
+    let mut t = build(&prefix)?;
+    t.tenant_mtu = args.underlay_mtu - 50;
+    for (ns, dev, mtu) in
+        [(&t.d, "eth0", args.underlay_mtu), (&t.s, "eth0", args.underlay_mtu), (&t.d, "tap1_0", t.tenant_mtu)]
+    {
+        ns.sh(&format!("ip link set {dev} mtu {mtu}"));
+    }
     // For TCP the underlay is a wire both ways, for every path alike (`kernel-tso` turns TSO
     // back on). Not for packet rates: there the generator sends MTU-sized frames anyway and
     // the sink drops them in XDP.
     make_wire(&t.d, "eth0", &t.s, "eth0");
     make_wire(&t.s, "eth0", &t.d, "eth0");
-    let r = tcp::add_remote_container(&t.s, &t.g, &prefix)?;
+    let r = tcp::add_remote_container(&t.s, &t.g, &prefix, t.tenant_mtu)?;
     let dut = start_dut(&t, path, "encap", args.dut_cpu)?;
     if !t.g.ping_ok(&B.ip.to_string(), Duration::from_secs(10)) {
         bail!("{path}: no connectivity between the containers; cannot measure TCP");

@@ -10,11 +10,12 @@ use xvtep::netns::{veth, Netns};
 use super::{B, D, S};
 
 /// Adds a container `r` (10.2.0.2, MAC B) behind a kernel bridge + vxlan on `s`.
-pub fn add_remote_container(s: &Netns, g: &Netns, prefix: &str) -> Result<Netns> {
+pub fn add_remote_container(s: &Netns, g: &Netns, prefix: &str, mtu: u32) -> Result<Netns> {
     let r = Netns::new(&format!("{prefix}-r"));
     veth(s, "tap1_0", &r, "eth0");
-    r.sh(&format!("ip link set eth0 address {} mtu 1450 && ip addr add {}/24 dev eth0", B.mac, B.ip));
-    g.sh("ip link set eth0 mtu 1450");
+    r.sh(&format!("ip link set eth0 address {} mtu {mtu} && ip addr add {}/24 dev eth0", B.mac, B.ip));
+    s.sh(&format!("ip link set tap1_0 mtu {mtu}"));
+    g.sh(&format!("ip link set eth0 mtu {mtu}"));
     s.sh(&format!(
         "ip link add br2 type bridge && ip link set br2 up && \
          ip link add vx2 type vxlan id 2 local {} dstport 4789 dev eth0 && \
