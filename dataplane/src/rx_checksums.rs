@@ -85,7 +85,8 @@ mod tests {
     use crate::wire::{Ipv4Repr, UdpRepr, ETHERTYPE_IPV4, IP_PROTO_UDP};
     use std::net::Ipv4Addr;
 
-    fn udp_frame(payload: &[u8]) -> Vec<u8> {
+    /// An IPv4 UDP frame with a whole checksum.
+    pub(super) fn udp_frame(payload: &[u8]) -> Vec<u8> {
         let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
         let mut f = vec![0u8; 14 + 20 + 8 + payload.len()];
         f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
@@ -150,33 +151,15 @@ mod tests {
 mod underlay_tests {
     use super::*;
     use crate::wire::{checksum_fold, checksum_fold_sum, checksum_sum};
-    use crate::wire::{
-        pseudo_header_sum, IpRepr, Ipv4Repr, UdpRepr, VxlanHeader, ETHERTYPE_IPV4, IP_PROTO_UDP,
-    };
+    use crate::wire::{pseudo_header_sum, IpRepr, UdpRepr, VxlanHeader, IP_PROTO_UDP};
     use std::net::{IpAddr, Ipv4Addr};
 
     /// A VXLAN packet whose outer UDP checksum is partial, around a UDP frame whose checksum
     /// is partial too: both are completed, inner first.
     #[test]
     fn completes_inner_then_outer() {
-        let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
-        let mut inner = vec![0u8; 14 + 20 + 8 + 5];
-        inner[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        Ipv4Repr {
-            src: s,
-            dst: d,
-            protocol: IP_PROTO_UDP,
-            ttl: 64,
-            tos: 0,
-            dont_fragment: false,
-            ident: 0,
-            payload_len: 13,
-        }
-        .emit(&mut inner[14..]);
-        UdpRepr { src_port: 7, dst_port: 7, payload_len: 5 }.emit(&mut inner[34..]);
-        inner[42..].copy_from_slice(b"inner");
-        let mut good_inner = inner.clone();
-        UdpRepr::fill_checksum(&mut good_inner[34..], s, d);
+        let good_inner = super::tests::udp_frame(b"inner");
+        let mut inner = good_inner.clone();
         let ipsum = checksum_sum(&inner[26..34]) + IP_PROTO_UDP as u64 + 13;
         inner[40..42].copy_from_slice(&(!checksum_fold(ipsum)).to_be_bytes());
 
