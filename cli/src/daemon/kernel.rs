@@ -25,7 +25,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::Config;
 
-use super::netlink::Rtnl;
+use super::netlink::{Rtnl, VniRange};
 
 mod translate;
 pub use translate::translate;
@@ -60,6 +60,8 @@ pub struct KernelVxlan {
     pub external: bool,
     /// `external vnifilter`: only the VNIs of `bridge vni` are received.
     pub vnifilter: bool,
+    /// With `vnifilter`: its VNIs (`bridge vni show`), each range with its group or remote.
+    pub vni_filter: Vec<VniRange>,
 }
 
 /// One VLAN a bridge port, or the bridge itself (`self`), is a member of (`bridge vlan show`).
@@ -186,6 +188,11 @@ pub fn subscribe() -> Result<Subscription> {
     for g in [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR] {
         sock.add_membership(g).context("joining a netlink group")?;
     }
+    // `bridge vni add/del` (vnifilter, Linux 5.18): RTM_NEWTUNNEL and RTM_DELTUNNEL, which the
+    // follower does not parse, so each makes a re-read. A kernel without the group has no
+    // VNI filters to follow.
+    const RTNLGRP_TUNNEL: u32 = 35;
+    let _ = sock.add_membership(RTNLGRP_TUNNEL);
     Ok(Subscription(sock))
 }
 
@@ -340,6 +347,13 @@ pub fn read(rtnl: &mut Rtnl) -> Result<KernelState> {
             );
         }
         Err(_) => {}
+    }
+    // `external vnifilter`: the VNIs it takes (`bridge vni show`), a dump of their own.
+    for l in links.iter_mut() {
+        let Some(v) = l.vxlan.as_mut().filter(|v| v.vnifilter) else { continue };
+        v.vni_filter = rtnl.vni_filter(l.index).with_context(|| {
+            format!("reading the VNI filter of {} (as `bridge vni show dev {}` does)", l.name, l.name)
+        })?;
     }
     let addrs = rtnl.addresses().context("dumping addresses")?.iter().flat_map(addrs_of).collect();
     let fdb = rtnl.bridge_fdb().context("dumping the bridge FDB")?.iter().filter_map(fdb_of).collect();
@@ -1016,6 +1030,81 @@ mod tests {
         let l = link_of(&m);
         let v = l.vxlan.unwrap();
         assert!(l.vlan_tunnel && v.external && v.vnifilter && v.vni == 0);
+    }
+
+    /// `bridge vni add dev vx0 vni 2-3 group 239.1.1.1` and `vni 100`, as an RTM_NEWTUNNEL
+    /// dump gives them, then the dump's end; cut short anywhere, an error or nothing, never a
+    /// panic; another device's entries and another dump's messages are not ours.
+    #[test]
+    fn the_vni_filter_is_read_from_its_dump() {
+        use crate::daemon::netlink::parse_vni_filter;
+        let attr = |kind: u16, value: &[u8]| {
+            let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+            a.extend_from_slice(&kind.to_ne_bytes());
+            a.extend_from_slice(value);
+            a.resize((a.len() + 3) & !3, 0);
+            a
+        };
+        let message = |kind: u16, seq: u32, body: &[u8]| {
+            let mut m = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+            m.extend_from_slice(&kind.to_ne_bytes());
+            m.extend_from_slice(&2u16.to_ne_bytes());
+            m.extend_from_slice(&seq.to_ne_bytes());
+            m.extend_from_slice(&0u32.to_ne_bytes());
+            m.extend_from_slice(body);
+            m
+        };
+        let tunnel = |ifindex: u32, entries: &[Vec<u8>]| {
+            let mut b = vec![7, 0, 0, 0];
+            b.extend_from_slice(&ifindex.to_ne_bytes());
+            for e in entries {
+                b.extend_from_slice(&attr(1 | 0x8000, e));
+            }
+            b
+        };
+        let range =
+            [attr(1, &2u32.to_ne_bytes()), attr(2, &3u32.to_ne_bytes()), attr(3, &[239, 1, 1, 1])].concat();
+        let single = attr(1, &100u32.to_ne_bytes());
+        let mut data = message(120, 7, &tunnel(11, &[range, single.clone()]));
+        data.extend(message(120, 7, &tunnel(12, &[single.clone()]))); // another device's
+        data.extend(message(120, 6, &tunnel(11, &[attr(1, &5u32.to_ne_bytes())]))); // another dump's
+        data.extend(message(3, 7, &0i32.to_ne_bytes()));
+        let mut out = Vec::new();
+        assert!(parse_vni_filter(&data, 7, 11, &mut out).unwrap());
+        let group = Some(Ipv4Addr::new(239, 1, 1, 1).into());
+        assert_eq!(
+            out,
+            vec![VniRange { first: 2, last: 3, group }, VniRange { first: 100, last: 100, group: None }]
+        );
+        for cut in 0..data.len() {
+            let _ = parse_vni_filter(&data[..cut], 7, 11, &mut Vec::new());
+        }
+        // The kernel's refusal is the error it names.
+        let refused = message(2, 7, &(-95i32).to_ne_bytes());
+        let e = parse_vni_filter(&refused, 7, 11, &mut Vec::new()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(95));
+    }
+
+    /// `external vnifilter`: only the VNIs of `bridge vni` carry their VLANs (the kernel drops
+    /// the others), with a VNI's own multicast group before the device's.
+    #[test]
+    fn with_vnifilter_only_the_filters_vnis_are_mapped() {
+        let mut st = seed_vlan_aware();
+        let v = st.links[2].vxlan.as_mut().unwrap();
+        v.vnifilter = true;
+        v.vni_filter = vec![
+            VniRange { first: 2, last: 2, group: None },
+            VniRange { first: 3, last: 10, group: Some(Ipv4Addr::new(239, 1, 1, 3).into()) },
+        ];
+        let toml = translate(&["br0".to_string()], &st, "").unwrap();
+        assert!(
+            toml.contains(
+                "[[vlan]]\nvid = 2\nvni = 2\n[[vlan]]\nvid = 3\nvni = 3\ngroup = \"239.1.1.3\"\n[[port]]"
+            ),
+            "{toml}"
+        );
+        assert!(!toml.contains("vni = 4000"), "VNI 4000 is not in the filter: {toml}");
+        Config::parse(&toml, "kernel").unwrap_or_else(|e| panic!("{e}\n{toml}"));
     }
 
     #[test]

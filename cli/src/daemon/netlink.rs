@@ -185,6 +185,31 @@ impl Rtnl {
         })
     }
 
+    /// The VNI filter of vxlan device `ifindex` (`bridge vni show dev DEV`, for `external
+    /// vnifilter`): an RTM_GETTUNNEL dump, which netlink-packet-route does not know, so it is
+    /// built and read here; see [`parse_vni_filter`].
+    pub fn vni_filter(&mut self, ifindex: u32) -> io::Result<Vec<VniRange>> {
+        const RTM_GETTUNNEL: u16 = 122;
+        self.seq = self.seq.wrapping_add(1);
+        let mut req = Vec::with_capacity(24);
+        req.extend_from_slice(&24u32.to_ne_bytes());
+        req.extend_from_slice(&RTM_GETTUNNEL.to_ne_bytes());
+        req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        req.extend_from_slice(&self.seq.to_ne_bytes());
+        req.extend_from_slice(&0u32.to_ne_bytes());
+        // struct tunnel_msg: family, flags, reserved, ifindex.
+        req.extend_from_slice(&[libc::AF_BRIDGE as u8, 0, 0, 0]);
+        req.extend_from_slice(&ifindex.to_ne_bytes());
+        self.sock.send(&req, 0)?;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self.sock.recv_from_full()?;
+            if parse_vni_filter(&data, self.seq, ifindex, &mut out)? {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Every IPv4 and IPv6 address.
     pub fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
         let mut all = self.addresses_of(AddressFamily::Inet)?;
@@ -298,6 +323,106 @@ impl Rtnl {
         )
         .map(|_| ())
     }
+}
+
+/// One entry of a vxlan device's VNI filter (`bridge vni add dev DEV vni FIRST[-LAST] [group
+/// ADDR]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VniRange {
+    pub first: u32,
+    pub last: u32,
+    /// Its multicast group or remote, if it has one.
+    pub group: Option<IpAddr>,
+}
+
+/// Reads the RTM_NEWTUNNEL messages of vxlan device `ifindex` in one receive buffer `data` of
+/// the dump numbered `seq` into `out`; `Ok(true)` at the dump's end. Every length is checked:
+/// a message or attribute that does not fit is an error, never a panic.
+pub fn parse_vni_filter(data: &[u8], seq: u32, ifindex: u32, out: &mut Vec<VniRange>) -> io::Result<bool> {
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const RTM_NEWTUNNEL: u16 = 120;
+    const VXLAN_VNIFILTER_ENTRY: u16 = 1;
+    const ENTRY_START: u16 = 1;
+    const ENTRY_END: u16 = 2;
+    const ENTRY_GROUP: u16 = 3;
+    const ENTRY_GROUP6: u16 = 4;
+    let bad = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a malformed VNI filter dump (bridge vni show): {what}"),
+        )
+    };
+    let u16_at = |b: &[u8], at: usize| b.get(at..at + 2).map(|x| u16::from_ne_bytes([x[0], x[1]]));
+    let u32_at =
+        |b: &[u8], at: usize| b.get(at..at + 4).map(|x| u32::from_ne_bytes([x[0], x[1], x[2], x[3]]));
+    let mut offset = 0;
+    while offset + 16 <= data.len() {
+        let len = u32_at(data, offset).ok_or_else(|| bad("header"))? as usize;
+        let kind = u16_at(data, offset + 4).ok_or_else(|| bad("header"))?;
+        let msg_seq = u32_at(data, offset + 8).ok_or_else(|| bad("header"))?;
+        if len < 16 || offset + len > data.len() {
+            return Err(bad("a message longer than what was received"));
+        }
+        let body = &data[offset + 16..offset + len];
+        offset += (len + 3) & !3;
+        if msg_seq != seq {
+            continue;
+        }
+        match kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let code = body.get(..4).map(|x| i32::from_ne_bytes([x[0], x[1], x[2], x[3]])).unwrap_or(0);
+                return if code == 0 { Ok(true) } else { Err(io::Error::from_raw_os_error(-code)) };
+            }
+            RTM_NEWTUNNEL => {}
+            _ => continue,
+        }
+        // struct tunnel_msg (8 bytes), then the attributes.
+        if u32_at(body, 4) != Some(ifindex) {
+            continue;
+        }
+        for (kind, entry) in attributes(body.get(8..).unwrap_or_default()) {
+            if kind != VXLAN_VNIFILTER_ENTRY {
+                continue;
+            }
+            let (mut first, mut last, mut group) = (None, None, None);
+            for (kind, v) in attributes(entry) {
+                match (kind, v.len()) {
+                    (ENTRY_START, 4) => first = u32_at(v, 0),
+                    (ENTRY_END, 4) => last = u32_at(v, 0),
+                    (ENTRY_GROUP, 4) => group = Some(IpAddr::from([v[0], v[1], v[2], v[3]])),
+                    (ENTRY_GROUP6, 16) => {
+                        let mut a = [0u8; 16];
+                        a.copy_from_slice(v);
+                        group = Some(IpAddr::from(a));
+                    }
+                    _ => {}
+                }
+            }
+            let Some(first) = first else { return Err(bad("an entry without its VNI")) };
+            let last = last.unwrap_or(first).max(first);
+            out.push(VniRange { first, last, group: group.filter(|g| !g.is_unspecified()) });
+        }
+    }
+    Ok(false)
+}
+
+/// The netlink attributes in `b` as (type without the nested and byte-order flags, value);
+/// stops at the first that does not fit.
+fn attributes(b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= b.len() {
+        let len = usize::from(u16::from_ne_bytes([b[at], b[at + 1]]));
+        let kind = u16::from_ne_bytes([b[at + 2], b[at + 3]]) & 0x3fff;
+        if len < 4 || at + len > b.len() {
+            break;
+        }
+        out.push((kind, &b[at + 4..at + len]));
+        at += (len + 3) & !3;
+    }
+    out
 }
 
 /// The netlink address family of `ip`.

@@ -162,15 +162,27 @@ fn vlan_aware(state: &KernelState, names: &Names, b: &Bridge, switch: &str) -> R
         );
     }
     // VID -> VNI: the vxlan port's `tunnel_info`, for the VLANs it is a member of.
-    let map: Vec<(u16, u32)> =
-        vx.tunnel_info.iter().filter(|(vid, _)| vx.vlans.iter().any(|m| m.vid == *vid)).copied().collect();
+    // With `vnifilter`, only the VNIs of its filter (`bridge vni`): the kernel drops the others.
+    let filter = |vni: u32| v.vni_filter.iter().find(|r| (r.first..=r.last).contains(&vni));
+    let map: Vec<(u16, u32)> = vx
+        .tunnel_info
+        .iter()
+        .filter(|(vid, vni)| {
+            vx.vlans.iter().any(|m| m.vid == *vid) && (!v.vnifilter || filter(*vni).is_some())
+        })
+        .copied()
+        .collect();
     let vni_of_vid = |vid: u16| map.iter().find(|(v, _)| *v == vid).map(|(_, n)| *n);
     let mut t = Tables::default();
     for (vid, vni) in &map {
         let _ = write!(t.vlans, "[[vlan]]\nvid = {vid}\nvni = {vni}\n");
-        if let Some(g) = v.group.filter(|g| g.is_multicast()) {
+        // A VNI's own group (`bridge vni add ... group`) before the device's.
+        let own = filter(*vni).and_then(|r| r.group).filter(|_| v.vnifilter);
+        if let Some(g) = own.or(v.group).filter(|g| g.is_multicast()) {
             let _ = writeln!(t.vlans, "group = \"{g}\"");
         }
+        // (A unicast one is that VNI's remote: the kernel puts it in the FDB as the VNI's
+        // flood entry, read with the others below.)
     }
     for p in b.ports() {
         let _ = write!(
