@@ -133,7 +133,17 @@ pub fn run(args: Args) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing signal handlers")?;
     let epoch = Instant::now();
-    let umems = (0..workers).map(|_| afxdp::worker_umem()).collect::<Result<Vec<_>, _>>()?;
+    // AF_XDP sockets per worker: the underlay's and the afxdp ports' queues, shared out.
+    let xsks = dev.queues as usize
+        + config
+            .ports
+            .iter()
+            .zip(&ports)
+            .filter(|(p, _)| p.io == PortIo::Afxdp)
+            .map(|(_, i)| i.queues as usize)
+            .sum::<usize>();
+    let per_worker = xsks.div_ceil(workers);
+    let umems = (0..workers).map(|_| afxdp::worker_umem(per_worker)).collect::<Result<Vec<_>, _>>()?;
     let mut per_worker: Vec<ports::WorkerSockets> = (0..workers).map(|_| Default::default()).collect();
     // Each interface's (queue, socket) pairs: steered to once the workers serve them.
     let mut entries = Vec::new();

@@ -49,9 +49,14 @@ const RX_HEADROOM: usize = 256;
 pub const ONE_CHUNK_FRAME: usize = CHUNK - RX_HEADROOM;
 /// Descriptors per ring (fill, completion, rx, tx).
 pub const RING: u32 = 1024;
-/// Frames of a worker's UMEM (16 MiB): 256 lent to each of 16 sockets and as many again in
-/// flight. With more sockets each is lent less ([`AfXdpIo::lend_cap`]).
+/// Frames of a worker's UMEM at most (16 MiB): [`LEND`] lent to each of 16 sockets and as
+/// many again in flight. With more sockets each is lent less ([`AfXdpIo::lend_cap`]).
 pub const WORKER_FRAMES: u32 = 8192;
+/// Sockets a worker's UMEM has room for at least, so that ports added while it runs are lent
+/// in full too, and so that a port removed and added again and again does not starve it: a
+/// closed socket's frames come back only after [`PARK`](super::xdp::PARK) (with room for 4,
+/// 40 quick rounds of `link add`/`link del` left the fill rings short 12 times).
+const UMEM_SOCKETS_AT_LEAST: usize = 8;
 /// At most this many frames of a socket are lent to the kernel: in its fill ring, or received
 /// and not yet taken. That is the deepest queue that can stand in front of a busy worker, and
 /// every frame behind it waits in it: with the whole 1024-slot ring lent, a ping under a TCP
@@ -86,8 +91,18 @@ pub enum AfXdpError {
 
 /// A worker's UMEM (see the module docs): made before the worker, shared by the sockets
 /// opened for it.
-pub fn worker_umem() -> Result<Arc<Umem>, AfXdpError> {
-    Umem::new(WORKER_FRAMES).map(Arc::new).map_err(AfXdpError::Umem)
+///
+/// Sized for the `sockets` it starts with: [`LEND`] frames each to lend and as many again in
+/// flight, for [`UMEM_SOCKETS_AT_LEAST`] sockets at least and [`WORKER_FRAMES`] at most. The
+/// kernel pins all of it when a socket registers it, so its size is most of the daemon's
+/// resident memory: 8 MiB for up to eight sockets, not 16.
+pub fn worker_umem(sockets: usize) -> Result<Arc<Umem>, AfXdpError> {
+    Umem::new(umem_frames(sockets)).map(Arc::new).map_err(AfXdpError::Umem)
+}
+
+/// Frames of a UMEM for `sockets` (see [`worker_umem`]).
+fn umem_frames(sockets: usize) -> u32 {
+    (2 * LEND * sockets.max(UMEM_SOCKETS_AT_LEAST)).min(WORKER_FRAMES as usize) as u32
 }
 
 /// A change to a running worker's sockets, applied between two batches.
@@ -681,6 +696,11 @@ impl FrameIo for AfXdpIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_umem_has_room_for_its_sockets_within_bounds() {
+        assert_eq!([0, 1, 8, 9, 16, 40].map(umem_frames), [4096, 4096, 4096, 4608, 8192, 8192]);
+    }
 
     #[test]
     fn the_frame_list_keeps_its_allocation() {
