@@ -8,11 +8,16 @@ log=target/test.log
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The guest test bed (Linux 6.1 in QEMU) runs the release binary; it skips without root.
-if [ "$(id -u)" -eq 0 ]; then
-    cargo build --release --workspace 2>&1 | tail -1
+# A release build that fails must fail the run: the guest would test an older binary.
+vm_status=0
+if [ "$(id -u)" -eq 0 ] && ! cargo build --release --workspace >target/release-build.log 2>&1; then
+    tail -20 target/release-build.log
+    echo "test: the release build failed (target/release-build.log); the guest tests were not run"
+    vm_status=1
+else
+    scripts/vm-test.sh 2>&1 | tee -a "$log"
+    vm_status=${PIPESTATUS[0]}
 fi
-scripts/vm-test.sh 2>&1 | tee -a "$log"
-vm_status=${PIPESTATUS[0]}
 ((status == 0)) && status=$vm_status
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
      /^SKIP/ { s += 1 }
