@@ -12,7 +12,8 @@
 # virtio_*.
 #
 # With `vlan` as third argument it also runs a trunk port that a container's 8021q device sends
-# tagged frames to (the tag in skb metadata), checks named vlan_*.
+# tagged frames to (the tag in skb metadata), checks named vlan_*, and [kernel] mode following
+# a VLAN-aware bridge with vlan_tunnel (scripts/vm-guest-kernel-vlan.sh), checks named kvlan_*.
 #
 # Usage: vm-guest.sh OUT [virtio|-] [vlan]. Writes OUT/results, one line per check ("ok NAME" or "FAIL
 # NAME: what"), the daemons' logs, and OUT/done last (the guest's exit status is lost:
@@ -207,6 +208,12 @@ if [ "$vlan" = vlan ]; then
             pings a1 10.2.0.2 3
         stop_all
     done
+fi
+if [ "$vlan" = vlan ]; then
+    # [kernel] mode following seed 000 built the kernel's way: a VLAN-aware bridge with an
+    # `external` vxlan device and vlan_tunnel (issue 30), checks named kvlan_*; its log is
+    # kernel-vlan.log.
+    XVTEP_BIN=$bin scripts/vm-guest-kernel-vlan.sh "$out"
 fi
 [ "$virtio" = virtio ] || exit 0
 

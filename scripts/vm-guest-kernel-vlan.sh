@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# A guest scenario (issue 30 item 1; run by scripts/vm-guest.sh inside the QEMU guest, whose
+# 6.1 kernel has bridge VLAN filtering; runs as well on any such host as root): `[kernel]` mode
+# follows seed 000 built the kernel's way — one VLAN-aware bridge with an `external` vxlan
+# device, `vlan_tunnel` and `tunnel_info id 2/3` — on two hosts (namespaces), containers ns2
+# and ns3 on VID 2 and VID 3. The kernel forwards first; then xvtep takes over both hosts from
+# the kernel's configuration: pings within a VNI pass, across VNIs not; `bridge vlan del/add`
+# on a port and a `tunnel_info` change are followed while running; after SIGTERM the kernel
+# forwards again; then the same with `external vnifilter` and `bridge vni delete/add` followed.
+# Checks named kvlan_*.
+#
+# Usage: vm-guest-kernel-vlan.sh OUT. Appends one line per check to OUT/results ("ok NAME" or
+# "FAIL NAME: what"), its log to OUT/kernel-vlan.log and the daemons' logs to OUT/kvlan-h*.log.
+# Everything it creates is removed on exit.
+set -uo pipefail
+out=${1:?usage: vm-guest-kernel-vlan.sh OUT}
+cd "$(dirname "$0")/.."
+bin=${XVTEP_BIN:-$PWD/target/release/xvtep}
+results=$out/results
+exec >> "$out/kernel-vlan.log" 2>&1
+set -x
+
+ok() { echo "ok $1" >> "$results"; }
+fail() { echo "FAIL $1: $2" >> "$results"; }
+check() { # check NAME WHAT COMMAND...: ok if the command succeeds
+    local name=$1 what=$2
+    shift 2
+    if "$@"; then ok "$name"; else fail "$name" "$what"; fi
+}
+
+modprobe -a veth bridge vxlan af_packet sch_ingress cls_bpf 2>/dev/null || true
+
+P=${XVTEP_NS_PREFIX:-xvkv}
+nss="h1 h2 ns2-1 ns3-1 ns2-2 ns3-2"
+work=$(mktemp -d /tmp/xvtep-kvlan.XXXXXX)
+pids=(0 0 0)
+stop() { # stop HOST: SIGTERM its daemon and wait for it
+    local pid=${pids[$1]}
+    [ "$pid" != 0 ] || return 0
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    pids[$1]=0
+}
+cleanup() {
+    stop 1
+    stop 2
+    for n in $nss; do ip netns del "$P-$n" 2>/dev/null; done
+    cp "$work"/*.log "$out/" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The point of the guest: a kernel with bridge VLAN filtering. Without it nothing here can run.
+ip netns add $P-probe
+if ! ip -n $P-probe link add br0 type bridge vlan_filtering 1; then
+    fail kvlan_vlan_filtering "this kernel has no bridge VLAN filtering (run it in the guest: make vm-test)"
+    ip netns del $P-probe
+    exit 0
+fi
+ip netns del $P-probe
+for n in $nss; do
+    ip netns del "$P-$n" 2>/dev/null
+    ip netns add "$P-$n"
+    ip netns exec "$P-$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$P-$n" link set lo up
+done
+# The underlay: one veth between the hosts.
+ip -n $P-h1 link add eth0 type veth peer name eth0 netns $P-h2
+for i in 1 2; do
+    other=$((3 - i))
+    h=$P-h$i
+    ip -n $h addr add 192.168.1.$i/24 dev eth0
+    ip -n $h link set eth0 up
+    ip -n $h link add tap1_0 type veth peer name eth0 netns $P-ns2-$i
+    ip -n $h link add tap2_0 type veth peer name eth0 netns $P-ns3-$i
+    ip -n $P-ns2-$i addr add 10.2.0.$i/24 dev eth0
+    ip -n $P-ns3-$i addr add 10.3.0.$i/24 dev eth0
+    for c in ns2 ns3; do ip -n $P-$c-$i link set eth0 up mtu 1450; done
+    # Seed 000, the kernel's way: VID 2 <-> VNI 2, VID 3 <-> VNI 3, flood lists to the other host.
+    ip netns exec $h bash -ex <<EOF
+ip link add br0 type bridge vlan_filtering 1 vlan_default_pvid 0
+ip link add vx0 type vxlan external local 192.168.1.$i dstport 4789
+ip link set vx0 master br0
+bridge link set dev vx0 vlan_tunnel on
+bridge vlan add dev vx0 vid 2
+bridge vlan add dev vx0 vid 3
+bridge vlan add dev vx0 vid 2 tunnel_info id 2
+bridge vlan add dev vx0 vid 3 tunnel_info id 3
+ip link set tap1_0 master br0
+ip link set tap2_0 master br0
+bridge vlan add dev tap1_0 vid 2 pvid untagged
+bridge vlan add dev tap2_0 vid 3 pvid untagged
+bridge fdb append 00:00:00:00:00:00 dev vx0 dst 192.168.1.$other src_vni 2 self permanent
+bridge fdb append 00:00:00:00:00:00 dev vx0 dst 192.168.1.$other src_vni 3 self permanent
+ip link set br0 up
+ip link set vx0 up
+ip link set tap1_0 up
+ip link set tap2_0 up
+EOF
+    printf '[kernel]\nbridges = ["br0"]\n' > "$work/h$i.toml"
+done
+ip netns exec $P-h1 bridge vlan show
+ip netns exec $P-h1 bridge vlan tunnelshow
+ip netns exec $P-h1 bridge fdb show dev vx0
+
+pings() { # pings NS ADDR COUNT: exactly COUNT of COUNT echo requests answered
+    local said
+    said=$(ip netns exec "$P-$1" ping -c "$3" -i 0.5 -W 5 "$2" 2>&1)
+    echo "$said"
+    grep -q " $3 received" <<< "$said"
+}
+silent() { # silent NS ADDR: 2 requests, none answered
+    local said
+    said=$(ip netns exec "$P-$1" ping -c 2 -i 0.5 -W 2 "$2" 2>&1)
+    echo "$said"
+    grep -q " 0 received" <<< "$said"
+}
+run=kvlan # the daemons' logs: $work/$run-hN.log
+start() { # start HOST: its daemon in [kernel] mode; 0 once it is running
+    local i=$1 log=$work/$run-h$1.log
+    ip netns exec $P-h$i "$bin" run --config "$work/h$i.toml" --summary-every 0 --control "$work/h$i.sock" \
+        >> "$log" 2>&1 &
+    pids[$i]=$!
+    for _ in $(seq 600); do
+        grep -q "xvtep: running" "$log" && return 0
+        kill -0 "${pids[$i]}" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+reloads() { # reloads HOST: how many kernel-followed reloads its daemon logged
+    grep -c "followed a change of the kernel" "$work/$run-h$1.log"
+}
+reloaded() { # reloaded HOST COUNT: waits (5 s at most) until the daemon logged more than COUNT reloads
+    for _ in $(seq 50); do
+        (($(reloads "$1") > $2)) && return 0
+        sleep 0.1
+    done
+    return 1
+}
+flush() { # the containers forget the MACs they resolved
+    for n in ns2-1 ns3-1 ns2-2 ns3-2; do ip -n "$P-$n" neigh flush all; done
+}
+
+# The kernel's own forwarding first: the reference.
+check kvlan_kernel_ping_vni2 "before xvtep, the kernel did not forward ns2-1 -> ns2-2 (VNI 2)" pings ns2-1 10.2.0.2 3
+check kvlan_kernel_ping_vni3 "before xvtep, the kernel did not forward ns3-1 -> ns3-2 (VNI 3)" pings ns3-1 10.3.0.2 3
+
+# What xvtep makes of it.
+ip netns exec $P-h1 "$bin" check --config "$work/h1.toml" > "$work/check.txt" 2>&1
+cat "$work/check.txt"
+check kvlan_translated "xvtep check did not read 2 VLAN mappings, 3 ports and 2 flood entries from the kernel" \
+    grep -q "2 VLAN mappings, 3 ports, 2 static FDB entries" "$work/check.txt"
+flush
+for i in 1 2; do
+    check "kvlan_start_h$i" "xvtep in [kernel] mode did not start on host $i (see kvlan-h$i.log)" start $i
+done
+vlan_show() { ip netns exec $P-h1 "$bin" --socket "$work/h1.sock" vlan show; }
+vlan_show
+check kvlan_vlan_show "xvtep vlan show does not map VID 2 to VNI 2 and VID 3 to VNI 3 on vxlan0" \
+    grep -qzE "vxlan0 +2 tunnel_info id 2
+ +3 tunnel_info id 3
+" <(vlan_show)
+check kvlan_ping_vni2 "ns2-1 -> ns2-2 (VID 2, VNI 2) through xvtep: not 3 of 3 answered" pings ns2-1 10.2.0.2 3
+check kvlan_ping_vni3 "ns3-1 -> ns3-2 (VID 3, VNI 3) through xvtep: not 3 of 3 answered" pings ns3-1 10.3.0.2 3
+ip -n $P-ns3-2 addr add 10.2.0.99/24 dev eth0
+check kvlan_isolation "ns2-1 (VNI 2) reached 10.2.0.99 on ns3-2 (VNI 3)" silent ns2-1 10.2.0.99
+ip -n $P-ns3-2 addr del 10.2.0.99/24 dev eth0
+
+# Followed while running: a port leaves VID 3 and comes back (`bridge vlan del/add`).
+n=$(reloads 1)
+ip netns exec $P-h1 bridge vlan del dev tap2_0 vid 3
+check kvlan_vlan_del_reload "bridge vlan del on h1 made no reload" reloaded 1 "$n"
+flush
+check kvlan_vlan_del_followed "ns3-1 still reached ns3-2 after tap2_0 left VID 3" silent ns3-1 10.3.0.2
+n=$(reloads 1)
+ip netns exec $P-h1 bridge vlan add dev tap2_0 vid 3 pvid untagged
+check kvlan_vlan_add_reload "bridge vlan add on h1 made no reload" reloaded 1 "$n"
+check kvlan_vlan_add_followed "ns3-1 -> ns3-2 after tap2_0 rejoined VID 3: not 3 of 3 answered" pings ns3-1 10.3.0.2 3
+# A tunnel_info change: h1 maps VID 3 to VNI 33 (with its flood list), h2 still to VNI 3, so
+# VID 3 no longer meets; then h2 too, and it does again.
+retunnel() { # retunnel HOST VNI: VID 3 of HOST's vx0 to VNI, flood list included
+    local i=$1 other=$((3 - $1))
+    ip netns exec $P-h$i bash -ex <<EOF
+bridge vlan del dev vx0 vid 3
+bridge vlan add dev vx0 vid 3
+bridge vlan add dev vx0 vid 3 tunnel_info id $2
+bridge fdb append 00:00:00:00:00:00 dev vx0 dst 192.168.1.$other src_vni $2 self permanent
+EOF
+}
+n=$(reloads 1)
+retunnel 1 33
+check kvlan_tunnel_info_reload "the tunnel_info change on h1 made no reload" reloaded 1 "$n"
+sleep 0.3 # the last of the burst's notifications
+flush
+check kvlan_tunnel_info_followed "ns3-1 reached ns3-2 with VID 3 on VNI 33 on h1 and VNI 3 on h2" silent ns3-1 10.3.0.2
+vlan_show
+check kvlan_tunnel_info_shown "xvtep vlan show on h1 does not map VID 3 to VNI 33" \
+    grep -qE " 3 tunnel_info id 33$" <(vlan_show)
+n=$(reloads 2)
+retunnel 2 33
+check kvlan_tunnel_info_reload_h2 "the tunnel_info change on h2 made no reload" reloaded 2 "$n"
+sleep 0.3
+check kvlan_tunnel_info_both "ns3-1 -> ns3-2 with VID 3 on VNI 33 on both: not 3 of 3 answered" pings ns3-1 10.3.0.2 3
+check kvlan_vni2_untouched "ns2-1 -> ns2-2 after VID 3's changes: not 3 of 3 answered" pings ns2-1 10.2.0.2 3
+
+# After SIGTERM the kernel's bridge and vxlan forward again.
+stop 1
+stop 2
+check kvlan_xvtep_forwarded "h1's exit report shows no VXLAN steered to xvtep: the kernel, not xvtep, forwarded" \
+    grep -q "underlay_redirect [1-9]" "$work/kvlan-h1.log"
+flush
+check kvlan_kernel_again_vni2 "after SIGTERM the kernel did not forward ns2-1 -> ns2-2" pings ns2-1 10.2.0.2 3
+check kvlan_kernel_again_vni3 "after SIGTERM the kernel did not forward ns3-1 -> ns3-2 (VNI 33)" pings ns3-1 10.3.0.2 3
+
+# The same with `external vnifilter` (FRR's single VXLAN device): the VNIs the device takes
+# are `bridge vni`'s, and `bridge vni delete/add` is followed.
+for i in 1 2; do
+    other=$((3 - i))
+    ip netns exec $P-h$i bash -ex <<EOF
+ip link del vx0
+ip link add vx0 type vxlan external vnifilter local 192.168.1.$i dstport 4789
+ip link set vx0 master br0
+bridge link set dev vx0 vlan_tunnel on
+bridge vlan add dev vx0 vid 2
+bridge vlan add dev vx0 vid 3
+bridge vlan add dev vx0 vid 2 tunnel_info id 2
+bridge vlan add dev vx0 vid 3 tunnel_info id 3
+bridge vni add dev vx0 vni 2
+bridge vni add dev vx0 vni 3
+bridge fdb append 00:00:00:00:00:00 dev vx0 dst 192.168.1.$other src_vni 2 self permanent
+bridge fdb append 00:00:00:00:00:00 dev vx0 dst 192.168.1.$other src_vni 3 self permanent
+ip link set vx0 up
+EOF
+done
+ip netns exec $P-h1 bridge vni show
+flush
+check kvlan_vnifilter_kernel_ping "with vnifilter, the kernel did not forward ns3-1 -> ns3-2" pings ns3-1 10.3.0.2 3
+ip netns exec $P-h1 "$bin" check --config "$work/h1.toml" > "$work/check.txt" 2>&1
+cat "$work/check.txt"
+check kvlan_vnifilter_translated "xvtep check with vnifilter did not read 2 VLAN mappings and 2 flood entries" \
+    grep -q "2 VLAN mappings, 3 ports, 2 static FDB entries" "$work/check.txt"
+run=kvlan-vnifilter
+for i in 1 2; do
+    check "kvlan_vnifilter_start_h$i" "xvtep did not start on host $i with vnifilter (see $run-h$i.log)" start $i
+done
+check kvlan_vnifilter_ping_vni2 "with vnifilter, ns2-1 -> ns2-2 through xvtep: not 3 of 3 answered" pings ns2-1 10.2.0.2 3
+check kvlan_vnifilter_ping_vni3 "with vnifilter, ns3-1 -> ns3-2 through xvtep: not 3 of 3 answered" pings ns3-1 10.3.0.2 3
+n=$(reloads 1)
+ip netns exec $P-h1 bridge vni delete dev vx0 vni 3
+check kvlan_vni_del_reload "bridge vni delete on h1 made no reload" reloaded 1 "$n"
+sleep 0.3
+flush
+check kvlan_vni_del_followed "ns3-1 reached ns3-2 after h1's vx0 dropped VNI 3" silent ns3-1 10.3.0.2
+n=$(reloads 1)
+ip netns exec $P-h1 bridge vni add dev vx0 vni 3
+# Whether the kernel kept VNI 3's flood entry or not, it is there again.
+ip netns exec $P-h1 bridge fdb append 00:00:00:00:00:00 dev vx0 dst 192.168.1.2 src_vni 3 self permanent || true
+check kvlan_vni_add_reload "bridge vni add on h1 made no reload" reloaded 1 "$n"
+sleep 0.3
+check kvlan_vni_add_followed "ns3-1 -> ns3-2 after h1's vx0 took VNI 3 again: not 3 of 3 answered" pings ns3-1 10.3.0.2 3
+stop 1
+stop 2
+flush
+check kvlan_vnifilter_kernel_again "with vnifilter, after SIGTERM the kernel did not forward ns3-1 -> ns3-2" \
+    pings ns3-1 10.3.0.2 3
+exit 0
