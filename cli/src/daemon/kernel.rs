@@ -97,6 +97,9 @@ pub struct KernelLink {
     pub vlans: Vec<KernelVlan>,
     /// A bridge port's `tunnel_info` mappings: (VID, VNI), by VID.
     pub tunnel_info: Vec<(u16, u32)>,
+    /// An 8021q device (`ip link add link br0 name br0.10 type vlan id 10`): (its lower
+    /// device's index, its VID).
+    pub vlan_of: Option<(u32, u16)>,
 }
 
 /// One static bridge FDB entry.
@@ -370,8 +373,10 @@ pub fn read(rtnl: &mut Rtnl) -> Result<KernelState> {
 /// The parts of a link message xvtep uses.
 pub fn link_of(m: &LinkMessage) -> KernelLink {
     let mut l = KernelLink { index: m.header.index, learning: true, flood: true, ..Default::default() };
+    let (mut lower, mut vlan_id) = (None, None);
     for a in &m.attributes {
         match a {
+            LinkAttribute::Link(i) => lower = Some(*i),
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::Mtu(mtu) => l.mtu = *mtu,
@@ -380,6 +385,13 @@ pub fn link_of(m: &LinkMessage) -> KernelLink {
                     match i {
                         LinkInfo::Kind(InfoKind::Bridge) => l.is_bridge = true,
                         LinkInfo::Data(InfoData::Vxlan(v)) => l.vxlan = Some(vxlan_of(v)),
+                        LinkInfo::Data(InfoData::Vlan(v)) => {
+                            for a in v {
+                                if let netlink_packet_route::link::InfoVlan::Id(id) = a {
+                                    vlan_id = Some(*id);
+                                }
+                            }
+                        }
                         LinkInfo::Data(InfoData::Bridge(b)) => {
                             for a in b {
                                 match a {
@@ -408,6 +420,7 @@ pub fn link_of(m: &LinkMessage) -> KernelLink {
             _ => {}
         }
     }
+    l.vlan_of = lower.zip(vlan_id);
     l
 }
 
@@ -846,13 +859,31 @@ mod tests {
             "{toml}"
         );
         Config::parse(&toml, "kernel").unwrap_or_else(|e| panic!("{e}\n{toml}"));
-        // The bridge in VID 3 tagged only: in it, but no neighbours (they are br0.3's).
+        // The bridge in VID 3 tagged only: in it, but no neighbours on br0 itself ...
         st.links[1].vlans = vec![vlan(3, false, false)];
         let toml = translate(&["br0".to_string()], &st, "").unwrap();
         assert!(
             toml.contains("name = \"br0\"\nvlans = [{ vid = 3 }]\n") && !toml.contains("[[neigh]]"),
             "{toml}"
         );
+        // ... those of br0.3 are VID 3's (VNI 3); not those of an 8021q device on another
+        // device, nor of one in a VLAN with no VNI.
+        let mut upper = link(30, "br0.3", None);
+        upper.vlan_of = Some((10, 3));
+        let mut elsewhere = link(31, "eth0.3", None);
+        elsewhere.vlan_of = Some((2, 3));
+        let mut unmapped = link(32, "br0.10", None);
+        unmapped.vlan_of = Some((10, 10));
+        st.links.extend([upper, elsewhere, unmapped]);
+        for (i, last) in [(30, 0x30), (31, 0x31), (32, 0x32)] {
+            st.neighbours.push((i, Ipv4Addr::new(10, 3, 0, last).into(), MacAddr([2, 0, 0, 0, 0, last])));
+        }
+        let toml = translate(&["br0".to_string()], &st, "").unwrap();
+        assert!(
+            toml.ends_with("[[neigh]]\nvni = 3\nip = \"10.3.0.48\"\nmac = \"02:00:00:00:00:30\"\n"),
+            "{toml}"
+        );
+        assert_eq!(toml.matches("[[neigh]]").count(), 1, "{toml}");
     }
 
     /// `bridge vlan add/del` and `tunnel_info` changes: a VLAN and its mapping come and go with
@@ -1030,6 +1061,18 @@ mod tests {
         let l = link_of(&m);
         let v = l.vxlan.unwrap();
         assert!(l.vlan_tunnel && v.external && v.vnifilter && v.vni == 0);
+        // An 8021q device: its lower device and VID; a veth's peer link is not one.
+        m.attributes = vec![
+            LinkAttribute::Link(10),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Vlan),
+                LinkInfo::Data(InfoData::Vlan(vec![netlink_packet_route::link::InfoVlan::Id(3)])),
+            ]),
+        ];
+        assert_eq!(link_of(&m).vlan_of, Some((10, 3)));
+        m.attributes =
+            vec![LinkAttribute::Link(10), LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)])];
+        assert_eq!(link_of(&m).vlan_of, None);
     }
 
     /// `bridge vni add dev vx0 vni 2-3 group 239.1.1.1` and `vni 100`, as an RTM_NEWTUNNEL

@@ -232,15 +232,23 @@ fn vlan_aware(state: &KernelState, names: &Names, b: &Bridge, switch: &str) -> R
         let _ =
             write!(t.fdb, "[[fdb]]\nmac = \"{}\"\n{key}\nport = {}\n", e.mac, quoted(&names.name(e.ifindex)));
     }
-    // ARP and ND suppression: the bridge device's neighbours are in its untagged PVID's VNI.
+    // ARP and ND suppression: the bridge device's neighbours are in its untagged PVID's VNI,
+    // those of an 8021q device on it (br0.10, where zebra puts a VLAN's) in that VLAN's.
     if vx.neigh_suppress {
         t.suppress = true;
         let pvid = b.link.vlans.iter().find(|m| m.pvid && m.untagged).map(|m| m.vid);
-        if let Some(vni) = pvid.and_then(vni_of_vid) {
-            let host = |(i, ip, mac): &&(u32, IpAddr, MacAddr)| {
-                *i == b.link.index && unicast_neighbour(*ip) && !mac.is_multicast() && !mac.is_zero()
-            };
-            for (_, ip, mac) in state.neighbours.iter().filter(host) {
+        let vni_of_neighbour = |ifindex: u32| {
+            if ifindex == b.link.index {
+                return pvid.and_then(vni_of_vid);
+            }
+            let upper = state.links.iter().find(|l| l.index == ifindex)?;
+            upper.vlan_of.filter(|(lower, _)| *lower == b.link.index).and_then(|(_, vid)| vni_of_vid(vid))
+        };
+        for (i, ip, mac) in &state.neighbours {
+            if !unicast_neighbour(*ip) || mac.is_multicast() || mac.is_zero() {
+                continue;
+            }
+            if let Some(vni) = vni_of_neighbour(*i) {
                 let _ = write!(t.neigh, "[[neigh]]\nvni = {vni}\nip = \"{ip}\"\nmac = \"{mac}\"\n");
             }
         }
