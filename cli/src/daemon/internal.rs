@@ -125,13 +125,20 @@ pub struct Conduit {
 /// with it on, the kernel sends from the interface's own MAC (router solicitations, MLD
 /// reports, DAD), and the switch would learn that MAC on the port and flood the frames into
 /// the overlay. Before the interface is up, so that not one goes.
-fn keep_silent(name: &str) -> Result<()> {
+fn keep_silent(name: &str) {
     let knob = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
     match std::fs::write(&knob, "1") {
-        Ok(()) => Ok(()),
-        // No IPv6 in this kernel: nothing to silence.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("turning IPv6 off on {name} ({knob})")),
+        // Done, or no IPv6 in this kernel: nothing to silence.
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // /proc/sys read-only (a container, ProtectKernelTunables): the port works, and its
+        // link-up chatter may enter the overlay once; say so rather than refuse to start.
+        Err(e) => {
+            tracing::warn!(
+                "could not turn IPv6 off on {name} ({knob}: {e}); its own IPv6 link-up frames may \
+                 be switched into the overlay (allow writing /proc/sys/net/ipv6/conf to avoid it)"
+            );
+        }
     }
 }
 
@@ -163,7 +170,7 @@ impl InternalPorts {
         }
         rtnl.add_veth(name, &peer, port.mac).with_context(|| format!("creating internal port {name}"))?;
         self.names.push((name.to_string(), name.to_string()));
-        keep_silent(&peer)?;
+        keep_silent(&peer);
         for n in [name, peer.as_str()] {
             rtnl.set_up(if_nametoindex(n)?)?;
         }
@@ -198,7 +205,7 @@ impl InternalPorts {
             .with_context(|| format!("creating the internal port of kernel bridge {bridge}"))?;
         self.names.push((bridge.to_string(), conduit.clone()));
         for n in [conduit.as_str(), served.as_str()] {
-            keep_silent(n)?;
+            keep_silent(n);
             rtnl.set_up(if_nametoindex(n)?)?;
         }
         let index = if_nametoindex(conduit.as_str())?;
