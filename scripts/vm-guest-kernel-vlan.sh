@@ -166,6 +166,18 @@ check kvlan_ping_vni3 "ns3-1 -> ns3-2 (VID 3, VNI 3) through xvtep: not 3 of 3 a
 ip -n $P-ns3-2 addr add 10.2.0.99/24 dev eth0
 check kvlan_isolation "ns2-1 (VNI 2) reached 10.2.0.99 on ns3-2 (VNI 3)" silent ns2-1 10.2.0.99
 ip -n $P-ns3-2 addr del 10.2.0.99/24 dev eth0
+# The bridge is a port of itself in its own VLANs: h1's stack joins VID 2 (`self`) and is
+# reached through xvtep from both hosts.
+n=$(reloads 1)
+ip netns exec $P-h1 bridge vlan add dev br0 vid 2 pvid untagged self
+ip -n $P-h1 addr add 10.2.0.101/24 dev br0
+check kvlan_bridge_self_reload "bridge vlan add dev br0 self on h1 made no reload" reloaded 1 "$n"
+sleep 0.3
+check kvlan_bridge_self_remote "ns2-2 -> h1's br0 in VID 2 (VNI 2): not 3 of 3 answered" pings ns2-2 10.2.0.101 3
+check kvlan_bridge_self_local "ns2-1 -> h1's br0 in VID 2: not 3 of 3 answered" pings ns2-1 10.2.0.101 3
+ip -n $P-ns3-1 addr add 10.2.0.98/24 dev eth0
+check kvlan_bridge_self_isolation "ns3-1 (VID 3) reached h1's br0 in VID 2" silent ns3-1 10.2.0.101
+ip -n $P-ns3-1 addr del 10.2.0.98/24 dev eth0
 
 # Followed while running: a port leaves VID 3 and comes back (`bridge vlan del/add`).
 n=$(reloads 1)
