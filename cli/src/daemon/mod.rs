@@ -272,8 +272,7 @@ pub fn run(args: Args) -> Result<()> {
         ports.len()
     );
 
-    let mut last_summary = Instant::now();
-    let mut last_total = 0u64;
+    let mut summary = TrafficSummary::every(args.summary_every);
     let mut misconfig = MisconfigWarnings::default();
     let mut watch = Watch::default();
     let mut last_housekeeping = Instant::now() - Duration::from_secs(1);
@@ -324,16 +323,7 @@ pub fn run(args: Args) -> Result<()> {
             warn!("a worker stopped; shutting down");
             break;
         }
-        if args.summary_every > 0 && last_summary.elapsed() >= Duration::from_secs(args.summary_every) {
-            let s = switch.stats();
-            let total: u64 = s.ports.iter().map(|p| p.rx_packets).sum();
-            if total != last_total {
-                let drops: u64 = s.drops.values().sum();
-                info!(rx = total - last_total, drops, fdb = s.fdb.entries, unresolved, "traffic");
-            }
-            last_total = total;
-            last_summary = Instant::now();
-        }
+        summary.tick(&switch, unresolved);
     }
     stop.store(true, Ordering::Relaxed);
     // The write-back thread removes what it wrote to the kernel's bridge before it ends.
@@ -341,16 +331,7 @@ pub fn run(args: Args) -> Result<()> {
         let _ = follower.join();
         let _ = writer.join();
     }
-    let mut failed = None;
-    let mut io_totals = Vec::new();
-    for w in handles {
-        io_totals.push(w.counters);
-        match w.handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = Some(e),
-            Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
-        }
-    }
+    let (io_totals, failed) = join_workers(handles);
     let (xdp, attached): (_, Vec<String>) = {
         let s = steering.lock().unwrap_or_else(|e| e.into_inner());
         (s.counters(), s.attached().map(String::from).collect())
@@ -362,21 +343,7 @@ pub fn run(args: Args) -> Result<()> {
     drop(running);
     drop(steering);
     info!("detached XDP from {}", attached.join(", "));
-    println!("{}", switch.stats());
-    println!("fdb:");
-    for line in switch.fdb_show(epoch.elapsed().as_nanos() as u64) {
-        println!("  {line}");
-    }
-    // Every I/O counter summed over the workers, and the programs' counters, from their lists.
-    let mut totals = IoCounters::default().all();
-    for w in &io_totals {
-        for (t, c) in totals.iter_mut().zip(w.all()) {
-            t.value += c.value;
-        }
-    }
-    println!("io: {}", Named::line(totals));
-    println!("xdp: {}", xdp.all().map(|(name, _, _, v)| format!("{name} {v}")).join(" "));
-    println!("reloads: {}", reloads.all().map(|(cause, n)| format!("{cause} {n}")).join(" "));
+    print_exit_report(&switch, epoch, &io_totals, &xdp, &reloads);
     match failed {
         Some(e) => Err(e),
         None => Ok(()),
@@ -504,6 +471,79 @@ impl Watch {
 }
 
 /// Keeps up with a change of the underlay interface's MAC: the XDP program steers unicast to
+/// The one-line traffic summary in the log, every `every` seconds while traffic flows.
+struct TrafficSummary {
+    every: Option<Duration>,
+    last: Instant,
+    last_total: u64,
+}
+
+impl TrafficSummary {
+    /// Every `secs` seconds; never for 0.
+    fn every(secs: u64) -> TrafficSummary {
+        TrafficSummary {
+            every: (secs > 0).then(|| Duration::from_secs(secs)),
+            last: Instant::now(),
+            last_total: 0,
+        }
+    }
+
+    /// Logs what was received since the last line, if it is time and there was any.
+    fn tick(&mut self, switch: &Switch, unresolved: usize) {
+        if !self.every.is_some_and(|e| self.last.elapsed() >= e) {
+            return;
+        }
+        let s = switch.stats();
+        let total: u64 = s.ports.iter().map(|p| p.rx_packets).sum();
+        if total != self.last_total {
+            let drops: u64 = s.drops.values().sum();
+            info!(rx = total - self.last_total, drops, fdb = s.fdb.entries, unresolved, "traffic");
+        }
+        self.last_total = total;
+        self.last = Instant::now();
+    }
+}
+
+/// Waits for the workers to end: their counters, and the error one of them stopped with.
+fn join_workers(handles: Vec<Worker>) -> (Vec<Arc<IoCounters>>, Option<anyhow::Error>) {
+    let mut failed = None;
+    let mut counters = Vec::new();
+    for w in handles {
+        counters.push(w.counters);
+        match w.handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
+        }
+    }
+    (counters, failed)
+}
+
+/// The exit report: the switch's counters and FDB, every I/O counter summed over the workers,
+/// the programs' counters and the reloads, each from its one list.
+fn print_exit_report(
+    switch: &Switch,
+    epoch: Instant,
+    io: &[Arc<IoCounters>],
+    xdp: &xvtep_bpf::SteerCounters,
+    reloads: &metrics::Reloads,
+) {
+    println!("{}", switch.stats());
+    println!("fdb:");
+    for line in switch.fdb_show(epoch.elapsed().as_nanos() as u64) {
+        println!("  {line}");
+    }
+    let mut totals = IoCounters::default().all();
+    for w in io {
+        for (t, c) in totals.iter_mut().zip(w.all()) {
+            t.value += c.value;
+        }
+    }
+    println!("io: {}", Named::line(totals));
+    println!("xdp: {}", xdp.all().map(|(name, _, _, v)| format!("{name} {v}")).join(" "));
+    println!("reloads: {}", reloads.all().map(|(cause, n)| format!("{cause} {n}")).join(" "));
+}
+
 /// the new MAC, and our VXLAN frames are sent from it.
 fn follow_underlay_mac(dev: &Iface, steering: &Mutex<Steering>, running: &Mutex<Running>) {
     let path = format!("/sys/class/net/{}/address", dev.name);
