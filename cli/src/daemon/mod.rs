@@ -144,22 +144,7 @@ pub fn run(args: Args) -> Result<()> {
             .sum::<usize>();
     let per_worker = xsks.div_ceil(workers);
     let umems = (0..workers).map(|_| afxdp::worker_umem(per_worker)).collect::<Result<Vec<_>, _>>()?;
-    let mut per_worker: Vec<ports::WorkerSockets> = (0..workers).map(|_| Default::default()).collect();
-    // Each interface's (queue, socket) pairs: steered to once the workers serve them.
-    let mut entries = Vec::new();
-    let underlay_socks = ports::open_sockets(PortId::TUNNEL, &dev, &umems)?;
-    entries.push((dev.index, ports::socket_entries(underlay_socks.iter().flatten())));
-    for (w, socks) in underlay_socks.into_iter().enumerate() {
-        per_worker[w].xsks.extend(socks);
-    }
-    for (i, (p, iface)) in config.ports.iter().zip(&ports).enumerate() {
-        let opened = ports::open_port(&mut steering, PortId(i as u16 + 1), iface, p.io, &umems)?;
-        entries.push((iface.index, ports::socket_entries(opened.iter().flat_map(|s| &s.xsks))));
-        for (w, s) in opened.into_iter().enumerate() {
-            per_worker[w].xsks.extend(s.xsks);
-            per_worker[w].vnet.extend(s.vnet);
-        }
-    }
+    let (per_worker, entries) = open_all_sockets(&mut steering, &dev, &config, &ports, &umems)?;
     // Steered to at once, before the workers stock the fill rings (a few frames may find
     // them empty, counted as rx_fill_empty): registering only after the workers started let
     // the kernel's bridges (`[kernel]` mode, after a SIGKILL) forward the underlay's frames
@@ -180,24 +165,7 @@ pub fn run(args: Args) -> Result<()> {
         // Stocks the sockets' fill rings.
         let mut io = AfXdpIo::new(umems[w].clone(), socks.xsks, socks.vnet, receiver, stop.clone(), epoch);
         io.set_poll_mode(poll);
-        let counters = io.counters.clone();
-        let core = args.cores.get(w).copied();
-        let mut pipeline = switch.pipeline();
-        let handle = std::thread::Builder::new()
-            .name(format!("xvtep-worker{w}"))
-            .spawn(move || -> Result<()> {
-                let mut io = io;
-                if let Some(cpu) = core {
-                    let mut set = nix::sched::CpuSet::new();
-                    set.set(cpu).with_context(|| format!("CPU {cpu} does not exist"))?;
-                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-                        .with_context(|| format!("pinning worker to CPU {cpu}"))?;
-                }
-                xvtep_dataplane::io::run(&mut io, &mut pipeline)?;
-                Ok(())
-            })
-            .context("starting a worker thread")?;
-        handles.push(Worker { handle, counters });
+        handles.push(spawn_worker(w, io, args.cores.get(w).copied(), switch.pipeline())?);
     }
     let steering = Arc::new(Mutex::new(steering));
     let attached: Attached =
@@ -471,6 +439,62 @@ impl Watch {
 }
 
 /// Keeps up with a change of the underlay interface's MAC: the XDP program steers unicast to
+/// Each interface's (queue, socket) pairs, for the XDP program.
+type SocketEntries = Vec<(u32, Vec<(u32, std::os::fd::RawFd)>)>;
+
+/// Opens the sockets of the underlay and of every port, shared out among the workers (one
+/// UMEM each, `umems`), and says which sockets each interface's queues are to be steered to
+/// (once the workers serve them).
+fn open_all_sockets(
+    steering: &mut Steering,
+    dev: &Iface,
+    config: &xvtep_dataplane::Config,
+    ports: &[Iface],
+    umems: &[Arc<xvtep_dataplane::io::xdp::Umem>],
+) -> Result<(Vec<ports::WorkerSockets>, SocketEntries)> {
+    let mut per_worker: Vec<ports::WorkerSockets> = umems.iter().map(|_| Default::default()).collect();
+    let mut entries = Vec::new();
+    let underlay_socks = ports::open_sockets(PortId::TUNNEL, dev, umems)?;
+    entries.push((dev.index, ports::socket_entries(underlay_socks.iter().flatten())));
+    for (w, socks) in underlay_socks.into_iter().enumerate() {
+        per_worker[w].xsks.extend(socks);
+    }
+    for (i, (p, iface)) in config.ports.iter().zip(ports).enumerate() {
+        let opened = ports::open_port(steering, PortId(i as u16 + 1), iface, p.io, umems)?;
+        entries.push((iface.index, ports::socket_entries(opened.iter().flat_map(|s| &s.xsks))));
+        for (w, s) in opened.into_iter().enumerate() {
+            per_worker[w].xsks.extend(s.xsks);
+            per_worker[w].vnet.extend(s.vnet);
+        }
+    }
+    Ok((per_worker, entries))
+}
+
+/// Starts worker `w` on its sockets (`io`), pinned to `core` if one is given.
+fn spawn_worker(
+    w: usize,
+    io: AfXdpIo,
+    core: Option<usize>,
+    mut pipeline: xvtep_dataplane::Pipeline,
+) -> Result<Worker> {
+    let counters = io.counters.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("xvtep-worker{w}"))
+        .spawn(move || -> Result<()> {
+            let mut io = io;
+            if let Some(cpu) = core {
+                let mut set = nix::sched::CpuSet::new();
+                set.set(cpu).with_context(|| format!("CPU {cpu} does not exist"))?;
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                    .with_context(|| format!("pinning worker to CPU {cpu}"))?;
+            }
+            xvtep_dataplane::io::run(&mut io, &mut pipeline)?;
+            Ok(())
+        })
+        .context("starting a worker thread")?;
+    Ok(Worker { handle, counters })
+}
+
 /// The one-line traffic summary in the log, every `every` seconds while traffic flows.
 struct TrafficSummary {
     every: Option<Duration>,
