@@ -110,7 +110,7 @@ fn nothing_of_other_interfaces_is_switched_at_start_add_and_reload() {
         no_chatter(&d, &format!("round {round}: after link add"));
         d.ctl_ok("link del dev tap9");
         d.hup();
-        d.wait_for_nth("reloaded the configuration", round, UP);
+        d.wait_for_nth("the configuration (SIGHUP)", round, UP);
         no_chatter(&d, &format!("round {round}: after reload"));
     }
     // Still a switch: the silent container, a port again, reaches its neighbour in VNI 2.

@@ -281,8 +281,12 @@ fn save_writes_a_config_that_loads_back() {
     assert!(resp.ok, "{:?}", resp.error);
     let back = Config::load(&path).unwrap();
     assert_eq!(back, r.run.config);
-    // And a reload of the original file takes the live changes back out.
-    r.run.reload(Config::parse(CONFIG, "x").unwrap()).unwrap();
+    // And a reload of the original file takes the live changes back out; a second one finds
+    // nothing to change, and touches nothing.
+    assert!(r.run.reload(Config::parse(CONFIG, "x").unwrap()).unwrap());
+    let generation = r.run.switch.topology().generation();
+    assert!(!r.run.reload(Config::parse(CONFIG, "x").unwrap()).unwrap());
+    assert_eq!(r.run.switch.topology().generation(), generation);
     assert_eq!(r.run.config.vni_of(20), None);
     assert!(r.run.switch.fdb_show(0).iter().all(|l| !l.contains("02:00:00:00:00:05")));
 }

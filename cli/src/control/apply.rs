@@ -553,8 +553,10 @@ impl Running {
 
     /// Applies a re-read config file (SIGHUP): ports, topology, static FDB entries, flood
     /// lists and neighbours become those of `new` (ports added are attached, ports removed
-    /// detached, as by `link add` and `link del`).
-    pub fn reload(&mut self, mut new: Config) -> Result<(), String> {
+    /// detached, as by `link add` and `link del`). `Ok(false)`: `new` is the running
+    /// configuration, and nothing was touched (a new topology would flush every worker's
+    /// encapsulation cache for nothing).
+    pub fn reload(&mut self, mut new: Config) -> Result<bool, String> {
         // An internal port is created when it joins and removed when it leaves; one that stays
         // keeps the interface it has, so its addresses or MAC cannot change in place.
         let internal =
@@ -573,6 +575,9 @@ impl Running {
                 p.io = old.io;
             }
         }
+        if new == self.config {
+            return Ok(false);
+        }
         self.apply_topology(&mut new)?;
         // Sets: a control plane's FDB may hold tens of thousands of entries.
         let (old_set, new_set): (HashSet<&StaticFdb>, HashSet<&StaticFdb>) =
@@ -590,6 +595,6 @@ impl Running {
             self.switch.neigh.insert(n.vni, n.ip, n.mac);
         }
         self.config = new;
-        Ok(())
+        Ok(true)
     }
 }

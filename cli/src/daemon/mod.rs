@@ -256,21 +256,26 @@ pub fn run(args: Args) -> Result<()> {
     };
     while !stop.load(Ordering::Relaxed) {
         let reload = if hup.swap(false, Ordering::Relaxed) {
-            Some(("SIGHUP", &reloads.sighup))
+            Some(("SIGHUP", &reloads.sighup, true))
         } else if kernel_changed.swap(false, Ordering::Relaxed) {
-            Some(("followed a change of the kernel's bridges", &reloads.kernel))
+            Some(("followed a change of the kernel's bridges", &reloads.kernel, false))
         } else {
             None
         };
-        if let Some((reason, count)) = reload {
+        // (why, its counter, whether an operator asked and waits to hear of it)
+        if let Some((reason, count, asked)) = reload {
             let result = kernel::load_config(&args.config)
                 .map_err(|e| e.to_string())
                 .and_then(|new| running.lock().unwrap_or_else(|e| e.into_inner()).reload(new));
             match result {
-                Ok(()) => {
+                Ok(true) => {
                     count.fetch_add(1, Ordering::Relaxed);
                     info!(config = %args.config.display(), "reloaded the configuration ({reason})")
                 }
+                Ok(false) if asked => {
+                    info!(config = %args.config.display(), "re-read the configuration ({reason}): no change")
+                }
+                Ok(false) => tracing::debug!("re-read the configuration ({reason}): no change"),
                 Err(e) => warn!("reload refused, the running configuration is unchanged: {e}"),
             }
         }
