@@ -20,13 +20,7 @@ results=$out/results
 exec >> "$out/kernel-vlan.log" 2>&1
 set -x
 
-ok() { echo "ok $1" >> "$results"; }
-fail() { echo "FAIL $1: $2" >> "$results"; }
-check() { # check NAME WHAT COMMAND...: ok if the command succeeds
-    local name=$1 what=$2
-    shift 2
-    if "$@"; then ok "$name"; else fail "$name" "$what"; fi
-}
+. scripts/vm-checks.sh
 
 modprobe -a veth bridge vxlan af_packet sch_ingress cls_bpf 2>/dev/null || true
 
@@ -103,18 +97,6 @@ ip netns exec $P-h1 bridge vlan show
 ip netns exec $P-h1 bridge vlan tunnelshow
 ip netns exec $P-h1 bridge fdb show dev vx0
 
-pings() { # pings NS ADDR COUNT: exactly COUNT of COUNT echo requests answered
-    local said
-    said=$(ip netns exec "$P-$1" ping -c "$3" -i 0.5 -W 5 "$2" 2>&1)
-    echo "$said"
-    grep -q " $3 received" <<< "$said"
-}
-silent() { # silent NS ADDR: 2 requests, none answered
-    local said
-    said=$(ip netns exec "$P-$1" ping -c 2 -i 0.5 -W 2 "$2" 2>&1)
-    echo "$said"
-    grep -q " 0 received" <<< "$said"
-}
 run=kvlan # the daemons' logs: $work/$run-hN.log
 start() { # start HOST: its daemon in [kernel] mode; 0 once it is running
     local i=$1 log=$work/$run-h$1.log

@@ -29,13 +29,7 @@ results=$out/results
 exec > "$out/guest.log" 2>&1
 set -x
 
-ok() { echo "ok $1" >> "$results"; }
-fail() { echo "FAIL $1: $2" >> "$results"; }
-check() { # check NAME WHAT COMMAND...: ok if the command succeeds
-    local name=$1 what=$2
-    shift 2
-    if "$@"; then ok "$name"; else fail "$name" "$what"; fi
-}
+. scripts/vm-checks.sh
 
 # No udev in the guest: what the scenario needs, loaded by hand (built-ins are no-ops).
 modprobe -a veth bridge vxlan af_packet sch_ingress cls_bpf virtio_net 8021q 2>/dev/null || true
@@ -116,18 +110,6 @@ start() { # start HOST LOG: the daemon of host HOST; 0 once it is running
         sleep 0.1
     done
     return 1
-}
-pings() { # pings NS ADDR COUNT: exactly COUNT of COUNT echo requests answered
-    local said
-    said=$(ip netns exec "$P-$1" ping -c "$3" -i 0.5 -W 5 "$2" 2>&1)
-    echo "$said"
-    grep -q " $3 received" <<< "$said"
-}
-silent() { # silent NS ADDR: 2 requests, none answered
-    local said
-    said=$(ip netns exec "$P-$1" ping -c 2 -i 0.5 -W 2 "$2" 2>&1)
-    echo "$said"
-    grep -q " 0 received" <<< "$said"
 }
 plain() { # the daemon's log without its colours
     sed 's/\x1b\[[0-9;]*m//g' "$1"

@@ -81,32 +81,9 @@ fn complete_partial_checksum(frame: &mut [u8]) -> Option<TailSum> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::offload::tests::udp_frame;
     use crate::wire::{checksum_fold, checksum_fold_sum, checksum_sum};
-    use crate::wire::{Ipv4Repr, UdpRepr, ETHERTYPE_IPV4, IP_PROTO_UDP};
-    use std::net::Ipv4Addr;
-
-    /// An IPv4 UDP frame with a whole checksum.
-    pub(super) fn udp_frame(payload: &[u8]) -> Vec<u8> {
-        let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
-        let mut f = vec![0u8; 14 + 20 + 8 + payload.len()];
-        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        let l4 = (8 + payload.len()) as u16;
-        Ipv4Repr {
-            src: s,
-            dst: d,
-            protocol: IP_PROTO_UDP,
-            ttl: 64,
-            tos: 0,
-            dont_fragment: true,
-            ident: 1,
-            payload_len: l4,
-        }
-        .emit(&mut f[14..]);
-        UdpRepr { src_port: 1, dst_port: 2, payload_len: payload.len() as u16 }.emit(&mut f[34..]);
-        f[42..].copy_from_slice(payload);
-        UdpRepr::fill_checksum(&mut f[34..], s, d);
-        f
-    }
+    use crate::wire::IP_PROTO_UDP;
 
     #[test]
     fn completes_partial_and_leaves_full_alone() {
@@ -158,7 +135,7 @@ mod underlay_tests {
     /// is partial too: both are completed, inner first.
     #[test]
     fn completes_inner_then_outer() {
-        let good_inner = super::tests::udp_frame(b"inner");
+        let good_inner = crate::wire::offload::tests::udp_frame(b"inner");
         let mut inner = good_inner.clone();
         let ipsum = checksum_sum(&inner[26..34]) + IP_PROTO_UDP as u64 + 13;
         inner[40..42].copy_from_slice(&(!checksum_fold(ipsum)).to_be_bytes());

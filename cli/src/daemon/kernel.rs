@@ -620,6 +620,11 @@ mod tests {
     }
 
     /// `bridge fdb append 00:00:00:00:00:00 dev vx2 dst 192.168.1.2` as the dump gives it.
+    /// A `static` entry (`bridge fdb add MAC dev PORT master static`) for 02:00:00:00:00:`last`.
+    fn static_on(ifindex: u32, last: u8) -> KernelFdb {
+        KernelFdb { ifindex, mac: MacAddr([2, 0, 0, 0, 0, last]), ..Default::default() }
+    }
+
     fn flood_entry() -> KernelFdb {
         KernelFdb {
             ifindex: 11,
@@ -709,29 +714,9 @@ mod tests {
                     vlan: None,
                     src_vni: None,
                 },
-                KernelFdb {
-                    ifindex: 12,
-                    mac: MacAddr([2, 0, 0, 0, 0, 0xa]),
-                    permanent: false,
-                    ext_learned: false,
-                    dst: None,
-                    vni: None,
-                    port: None,
-                    vlan: None,
-                    src_vni: None,
-                },
+                static_on(12, 0xa),
                 // The host's own address on a port: not an entry to switch by.
-                KernelFdb {
-                    ifindex: 12,
-                    mac: MacAddr([2, 0, 0, 0, 0, 0xc]),
-                    permanent: true,
-                    ext_learned: false,
-                    dst: None,
-                    vni: None,
-                    port: None,
-                    vlan: None,
-                    src_vni: None,
-                },
+                KernelFdb { permanent: true, ..static_on(12, 0xc) },
             ],
         }
     }
@@ -765,12 +750,8 @@ mod tests {
             src_vni: vni,
             ..Default::default()
         };
-        let on_port = |ifindex: u32, last: u8, vlan: Option<u16>| KernelFdb {
-            ifindex,
-            mac: MacAddr([2, 0, 0, 0, 0, last]),
-            vlan,
-            ..Default::default()
-        };
+        let on_port =
+            |ifindex: u32, last: u8, vlan: Option<u16>| KernelFdb { vlan, ..static_on(ifindex, last) };
         KernelState {
             links: vec![link(2, "eth0", None), br0, vx0, tap1, tap2],
             addrs: vec![(2, Ipv4Addr::new(192, 168, 1, 1).into())],
@@ -1186,15 +1167,9 @@ mod tests {
     fn zebras_remote_macs_stay_movable() {
         let mut s = seed();
         s.fdb.push(KernelFdb {
-            ifindex: 11,
-            mac: MacAddr([2, 0, 0, 0, 0, 0x33]),
-            permanent: false,
             ext_learned: true,
             dst: Some(Ipv4Addr::new(192, 168, 1, 3).into()),
-            vni: None,
-            port: None,
-            vlan: None,
-            src_vni: None,
+            ..static_on(11, 0x33)
         });
         let toml = translate(&["br2".to_string()], &s, "").unwrap();
         assert!(
@@ -1391,17 +1366,7 @@ mod tests {
                 _ => {}
             }
         }
-        st.fdb.push(KernelFdb {
-            ifindex: 12,
-            mac: MacAddr([2, 0, 0, 0, 0, 0xc]),
-            permanent: false,
-            ext_learned: false,
-            dst: None,
-            vni: None,
-            port: None,
-            vlan: None,
-            src_vni: None,
-        });
+        st.fdb.push(static_on(12, 0xc));
         let toml = translate(&["br2".to_string()], &st, "").unwrap();
         let config =
             xvtep_dataplane::Config::parse(&toml, "kernel").unwrap_or_else(|e| panic!("{e}\n{toml}"));

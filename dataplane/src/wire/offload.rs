@@ -71,17 +71,18 @@ impl TransportChecksum {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::wire::{Ipv4Repr, UdpRepr, ETHERTYPE_IPV4, IP_PROTO_UDP};
     use std::net::Ipv4Addr;
 
-    #[test]
-    fn complete_writes_the_checksum_a_sender_computes() {
+    /// An IPv4 UDP frame (10.0.0.1:1 -> 10.0.0.2:2) of `payload`, its checksum whole: for the
+    /// checksum tests here and of the receive policy.
+    pub(crate) fn udp_frame(payload: &[u8]) -> Vec<u8> {
         let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
-        let mut want = vec![0u8; 14 + 20 + 8 + 3];
-        want[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        let ip = Ipv4Repr {
+        let mut f = vec![0u8; 14 + 20 + 8 + payload.len()];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        Ipv4Repr {
             src: s,
             dst: d,
             protocol: IP_PROTO_UDP,
@@ -89,12 +90,18 @@ mod tests {
             tos: 0,
             dont_fragment: true,
             ident: 1,
-            payload_len: 11,
-        };
-        ip.emit(&mut want[14..]);
-        UdpRepr { src_port: 1, dst_port: 2, payload_len: 3 }.emit(&mut want[34..]);
-        want[42..].copy_from_slice(b"abc");
-        UdpRepr::fill_checksum(&mut want[34..], s, d);
+            payload_len: (8 + payload.len()) as u16,
+        }
+        .emit(&mut f[14..]);
+        UdpRepr { src_port: 1, dst_port: 2, payload_len: payload.len() as u16 }.emit(&mut f[34..]);
+        f[42..].copy_from_slice(payload);
+        UdpRepr::fill_checksum(&mut f[34..], s, d);
+        f
+    }
+
+    #[test]
+    fn complete_writes_the_checksum_a_sender_computes() {
+        let want = udp_frame(b"abc");
         let c = TransportChecksum::of(&TransportFrame::new_checked(&want).unwrap());
         assert_eq!((c.l4, c.end, c.at, c.udp), (34, want.len(), 6, true));
         let mut f = want.clone();

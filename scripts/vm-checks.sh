@@ -1,0 +1,22 @@
+# Sourced by the guest scenarios (scripts/vm-guest*.sh): how a check is recorded, and the
+# pings it asserts with. Needs $results (the results file) and $P (the namespaces' prefix).
+
+ok() { echo "ok $1" >> "$results"; }
+fail() { echo "FAIL $1: $2" >> "$results"; }
+check() { # check NAME WHAT COMMAND...: ok if the command succeeds
+    local name=$1 what=$2
+    shift 2
+    if "$@"; then ok "$name"; else fail "$name" "$what"; fi
+}
+pings() { # pings NS ADDR COUNT: exactly COUNT of COUNT echo requests answered
+    local said
+    said=$(ip netns exec "$P-$1" ping -c "$3" -i 0.5 -W 5 "$2" 2>&1)
+    echo "$said"
+    grep -q " $3 received" <<< "$said"
+}
+silent() { # silent NS ADDR: 2 requests, none answered
+    local said
+    said=$(ip netns exec "$P-$1" ping -c 2 -i 0.5 -W 2 "$2" 2>&1)
+    echo "$said"
+    grep -q " 0 received" <<< "$said"
+}
