@@ -185,25 +185,10 @@ fn vlan_aware(state: &KernelState, names: &Names, b: &Bridge, switch: &str) -> R
         // flood entry, read with the others below.)
     }
     for p in b.ports() {
-        let _ = write!(
-            t.ports,
-            "[[port]]\nname = {}\nvlans = {}\nlearning = {}\nflood = {}\nhairpin = {}\nmtu = {}\n",
-            quoted(&p.name),
-            vlan_list(&p.vlans),
-            p.learning,
-            p.flood,
-            p.hairpin,
-            mtu_of(p)
-        );
+        write_port(&mut t.ports, p, &vlan_list(&p.vlans));
     }
     // The bridge is a port of itself, in the VLANs of `bridge vlan show dev BRIDGE self`.
-    let _ = write!(
-        t.ports,
-        "[[port]]\nname = {}\nvlans = {}\nmtu = {}\ninternal = true\nkernel_bridge = true\n",
-        quoted(b.name),
-        vlan_list(&b.link.vlans),
-        mtu_of(b.link)
-    );
+    write_bridge_port(&mut t.ports, b, &vlan_list(&b.link.vlans));
     // On the vxlan device, per VNI (`src_vni`): remote MACs and flood lists. One without
     // `src_vni` has VNI 0 in the kernel, which no VLAN carries: inert there, left out here too;
     // so is one whose VNI no VLAN maps to.
@@ -338,27 +323,11 @@ impl Tables {
     }
 
     fn add_ports(&mut self, b: &Bridge, vid: u16) {
+        let vlans = format!("[{{ vid = {vid}, pvid = true, untagged = true }}]");
         for p in b.ports() {
-            let _ = write!(
-                self.ports,
-                "[[port]]\nname = {}\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
-                 learning = {}\nflood = {}\nhairpin = {}\nmtu = {}\n",
-                quoted(&p.name),
-                p.learning,
-                p.flood,
-                p.hairpin,
-                mtu_of(p)
-            );
+            write_port(&mut self.ports, p, &vlans);
         }
-        // The bridge is a port of itself: the host's stack on the overlay (README "Following
-        // the kernel"), through an internal port whose host side is the bridge.
-        let _ = write!(
-            self.ports,
-            "[[port]]\nname = {}\nvlans = [{{ vid = {vid}, pvid = true, untagged = true }}]\n\
-             mtu = {}\ninternal = true\nkernel_bridge = true\n",
-            quoted(b.name),
-            mtu_of(b.link)
-        );
+        write_bridge_port(&mut self.ports, b, &vlans);
     }
 
     /// The entries on the vxlan device: remote VTEPs, flood lists included.
@@ -489,6 +458,31 @@ fn write_ttl_tos(out: &mut String, v: &KernelVxlan) {
             let _ = writeln!(out, "tos = {tos}");
         }
     }
+}
+
+/// A bridge port as a `[[port]]` in `vlans` (a TOML array of the config's VLAN memberships),
+/// with its bridge flags and MTU.
+fn write_port(out: &mut String, p: &KernelLink, vlans: &str) {
+    let _ = write!(
+        out,
+        "[[port]]\nname = {}\nvlans = {vlans}\nlearning = {}\nflood = {}\nhairpin = {}\nmtu = {}\n",
+        quoted(&p.name),
+        p.learning,
+        p.flood,
+        p.hairpin,
+        mtu_of(p)
+    );
+}
+
+/// The bridge `b` as a port of itself in `vlans`: the host's stack on the overlay (README
+/// "Following the kernel"), through an internal port whose host side is the bridge.
+fn write_bridge_port(out: &mut String, b: &Bridge, vlans: &str) {
+    let _ = write!(
+        out,
+        "[[port]]\nname = {}\nvlans = {vlans}\nmtu = {}\ninternal = true\nkernel_bridge = true\n",
+        quoted(b.name),
+        mtu_of(b.link)
+    );
 }
 
 /// A link's MTU, 1500 when the kernel did not say.
