@@ -20,3 +20,12 @@ silent() { # silent NS ADDR: 2 requests, none answered
     echo "$said"
     grep -q " 0 received" <<< "$said"
 }
+within() { # within SECONDS COMMAND...: the command succeeds within SECONDS (tried every 0.1 s)
+    local tries=$(($1 * 10))
+    shift
+    for _ in $(seq "$tries"); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}

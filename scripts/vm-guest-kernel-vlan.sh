@@ -145,6 +145,24 @@ check kvlan_vlan_show "xvtep vlan show does not map VID 2 to VNI 2 and VID 3 to 
 " <(vlan_show)
 check kvlan_ping_vni2 "ns2-1 -> ns2-2 (VID 2, VNI 2) through xvtep: not 3 of 3 answered" pings ns2-1 10.2.0.2 3
 check kvlan_ping_vni3 "ns3-1 -> ns3-2 (VID 3, VNI 3) through xvtep: not 3 of 3 answered" pings ns3-1 10.3.0.2 3
+# Write-back in the VLAN of each MAC, as the kernel's bridge learns it; a `bridge fdb del` of
+# it in that VLAN is honoured (xvtep forgets the MAC) until the MAC talks again.
+mac2=$(ip netns exec $P-ns2-1 cat /sys/class/net/eth0/address)
+mac3=$(ip netns exec $P-ns3-1 cat /sys/class/net/eth0/address)
+written() { # written MAC PORT VID: MAC is written back on h1's PORT in VLAN VID
+    ip netns exec $P-h1 bridge fdb show dev "$2" | grep -qE "^$1 (dev $2 )?vlan $3 .*extern_learn"
+}
+forgotten() { ! ip netns exec $P-h1 "$bin" --socket "$work/h1.sock" fdb show | grep -q "$1"; }
+ip netns exec $P-h1 bridge fdb show dev tap1_0
+ip netns exec $P-h1 bridge fdb show dev tap2_0
+check kvlan_written_back_vid2 "ns2-1's MAC $mac2 is not written back on h1's tap1_0 in VLAN 2" within 3 written "$mac2" tap1_0 2
+check kvlan_written_back_vid3 "ns3-1's MAC $mac3 is not written back on h1's tap2_0 in VLAN 3" within 3 written "$mac3" tap2_0 3
+ip netns exec $P-h1 bridge fdb del "$mac2" dev tap1_0 vlan 2 master
+check kvlan_fdb_del_followed "xvtep on h1 still has $mac2 after bridge fdb del ... vlan 2 master" \
+    within 3 forgotten "$mac2"
+check kvlan_fdb_del_relearned "ns2-1 -> ns2-2 after its MAC was deleted: not 3 of 3 answered" pings ns2-1 10.2.0.2 3
+check kvlan_fdb_del_written_again "$mac2 is not written back again on tap1_0 in VLAN 2 after it talked" \
+    within 3 written "$mac2" tap1_0 2
 ip -n $P-ns3-2 addr add 10.2.0.99/24 dev eth0
 check kvlan_isolation "ns2-1 (VNI 2) reached 10.2.0.99 on ns3-2 (VNI 3)" silent ns2-1 10.2.0.99
 ip -n $P-ns3-2 addr del 10.2.0.99/24 dev eth0

@@ -120,6 +120,45 @@ fn two_thousand_macs_learned_reload_nothing() {
     assert!(report.contains(&format!("\nreloads: sighup 0 kernel {before}\n")), "{report}");
 }
 
+/// An entry written back and then deleted in the kernel (`bridge fdb del ... master`, as an
+/// operator or a control plane does) is forgotten by xvtep too, as the kernel's bridge forgets
+/// a learned MAC: not written back again until the MAC talks again, and then it is; no reload.
+#[test]
+fn a_mac_deleted_with_bridge_fdb_is_forgotten_until_it_talks_again() {
+    require_root!();
+    let t = topo(&prefix("kfdel"), 1);
+    let h1 = &t.hosts[0];
+    kernel_vtep(&h1.h, "192.168.1.1", &["192.168.1.2"], None);
+    let mut d = Daemon::start(&h1.h, CONFIG, t.dir.path(), "h1");
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = reloads(&d.log());
+    let sock = PacketSocket::open(&h1.a, "eth0");
+    let talk = |last: u8| {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0x02, 0x78, 0, 0, 0, last, 0x88, 0xb5]);
+        f.resize(60, 0);
+        sock.send(&f);
+    };
+    let mac = |last: u8| format!("02:78:00:00:00:{last:02x}");
+    let in_xvtep = |last: u8| d.ctl_ok("fdb show").contains(&mac(last));
+    let in_kernel = |last: u8| written_back(&h1.h, "tap1_0").contains(&mac(last));
+    for last in 1..=3 {
+        talk(last);
+    }
+    wait_until("3 MACs written back", Duration::from_secs(5), || (1..=3).all(in_kernel));
+    h1.h.sh(&format!("bridge fdb del {} dev tap1_0 master", mac(1)));
+    wait_until("the deleted MAC forgotten by xvtep", Duration::from_secs(3), || !in_xvtep(1));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!in_kernel(1), "written back again without talking");
+    assert!(in_xvtep(2) && in_xvtep(3) && in_kernel(2) && in_kernel(3), "{}", d.ctl_ok("fdb show"));
+    talk(1);
+    wait_until("the MAC written back once it talked again", Duration::from_secs(3), || in_kernel(1));
+    assert!(in_xvtep(1));
+    let log = d.log();
+    assert_eq!(reloads(&log) - before, 0, "reloads for a deleted entry:\n{log}");
+    d.stop();
+}
+
 /// IPv6 vxlan devices with no `dev` (the underlay found by the local address, which needs the
 /// host's IPv6 addresses), and IPv6 neighbours of the bridge followed while running (ND
 /// suppression from what zebra installs).

@@ -179,23 +179,13 @@ pub fn kernel_bridges(text: &str, file: &Path) -> Result<Option<(Vec<String>, St
 /// [`Subscription::follow`] (read then, it makes one reload), not missed.
 pub struct Subscription(netlink_sys::Socket);
 
-/// Subscribes to links, IPv4 and IPv6 addresses and neighbours (the bridge FDB among them).
+/// Subscribes to links, IPv4 and IPv6 addresses and neighbours (the bridge FDB among them),
+/// and to `bridge vni add/del` (RTM_NEWTUNNEL and RTM_DELTUNNEL, which the follower does not
+/// parse, so each makes a re-read).
 pub fn subscribe() -> Result<Subscription> {
-    use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
-    const RTNLGRP_LINK: u32 = 1;
-    const RTNLGRP_NEIGH: u32 = 3;
-    const RTNLGRP_IPV4_IFADDR: u32 = 5;
-    const RTNLGRP_IPV6_IFADDR: u32 = 9;
-    let mut sock = Socket::new(NETLINK_ROUTE).context("opening a netlink socket to follow the kernel")?;
-    sock.bind_auto()?;
-    for g in [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR] {
-        sock.add_membership(g).context("joining a netlink group")?;
-    }
-    // `bridge vni add/del` (vnifilter, Linux 5.18): RTM_NEWTUNNEL and RTM_DELTUNNEL, which the
-    // follower does not parse, so each makes a re-read. A kernel without the group has no
-    // VNI filters to follow.
-    const RTNLGRP_TUNNEL: u32 = 35;
-    let _ = sock.add_membership(RTNLGRP_TUNNEL);
+    use super::netlink::*;
+    let groups = [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_TUNNEL];
+    let sock = notifications(&groups).context("opening a netlink socket to follow the kernel")?;
     Ok(Subscription(sock))
 }
 
@@ -221,7 +211,6 @@ fn follow(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     changed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
-    use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
     use std::os::fd::AsRawFd;
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
@@ -239,28 +228,14 @@ fn follow(
             let ready = unsafe { libc::poll(&mut fd, 1, 50) } > 0;
             if ready {
                 match sock.recv_from_full() {
-                    Ok((data, _)) => {
-                        let mut offset = 0;
-                        while offset < data.len() {
-                            let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
-                            else {
-                                // Not understood: read everything again rather than miss it.
-                                first_change.get_or_insert_with(Instant::now);
-                                break;
-                            };
-                            let len = msg.header.length as usize;
-                            if let NetlinkPayload::InnerMessage(m) = &msg.payload {
-                                if relevant(m) {
-                                    first_change.get_or_insert_with(Instant::now);
-                                    last_change = Instant::now();
-                                }
-                            }
-                            if len == 0 {
-                                break;
-                            }
-                            offset += len;
+                    Ok((data, _)) => super::netlink::each_message(&data, |m| match m {
+                        Some(m) if !relevant(m) => {}
+                        // Relevant, or not understood: read everything again rather than miss it.
+                        _ => {
+                            first_change.get_or_insert_with(Instant::now);
+                            last_change = Instant::now();
                         }
-                    }
+                    }),
                     // ENOBUFS and the like: events were lost.
                     Err(_) => {
                         first_change.get_or_insert_with(Instant::now);

@@ -1,5 +1,6 @@
-//! Underlay next hops from the kernel: the route to a remote VTEP, the neighbour entry of its
-//! next hop, and a nudge (NTF_USE) to make the kernel resolve one it does not know yet.
+//! rtnetlink, as the daemon speaks it: requests (the route to a remote VTEP and the neighbour
+//! entry of its next hop, a nudge (NTF_USE) to resolve one, the dumps `[kernel]` mode reads,
+//! the entries it writes back) and sockets of the kernel's notifications with their parsing.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,6 +19,49 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use xvtep_dataplane::wire::MacAddr;
+
+/// rtnetlink multicast groups (`RTNLGRP_*`, linux/rtnetlink.h).
+pub const RTNLGRP_LINK: u32 = 1;
+pub const RTNLGRP_NEIGH: u32 = 3;
+pub const RTNLGRP_IPV4_IFADDR: u32 = 5;
+pub const RTNLGRP_IPV6_IFADDR: u32 = 9;
+/// `bridge vni add/del` (vnifilter, Linux 5.18).
+pub const RTNLGRP_TUNNEL: u32 = 35;
+
+/// A socket that receives the kernel's notifications of the rtnetlink `groups`; those the
+/// kernel does not have are left out (an older kernel has nothing of theirs to report).
+pub fn notifications(groups: &[u32]) -> io::Result<Socket> {
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    for &g in groups {
+        if let Err(e) = sock.add_membership(g) {
+            if g != RTNLGRP_TUNNEL {
+                return Err(e);
+            }
+        }
+    }
+    Ok(sock)
+}
+
+/// Calls `each` with every message of one read of a notification socket, in order: `None` for
+/// one that is not understood (after which the rest of the read cannot be split either).
+pub fn each_message(data: &[u8], mut each: impl FnMut(Option<&RouteNetlinkMessage>)) {
+    let mut offset = 0;
+    while offset < data.len() {
+        let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..]) else {
+            each(None);
+            return;
+        };
+        if let NetlinkPayload::InnerMessage(m) = &msg.payload {
+            each(Some(m));
+        }
+        let len = msg.header.length as usize;
+        if len == 0 {
+            return;
+        }
+        offset += len;
+    }
+}
 
 pub struct Rtnl {
     sock: Socket,
@@ -289,14 +333,24 @@ impl Rtnl {
     }
 
     /// Adds (or moves here) or removes `mac` as an externally learned entry of the bridge port
-    /// `ifindex` (`bridge fdb replace MAC dev PORT master extern_learn`).
-    pub fn bridge_extern_learn(&mut self, ifindex: u32, mac: MacAddr, add: bool) -> io::Result<()> {
+    /// `ifindex`, in VLAN `vlan` of a VLAN-aware bridge (`bridge fdb replace MAC dev PORT
+    /// [vlan VID] master extern_learn`).
+    pub fn bridge_extern_learn(
+        &mut self,
+        ifindex: u32,
+        mac: MacAddr,
+        vlan: Option<u16>,
+        add: bool,
+    ) -> io::Result<()> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Bridge;
         msg.header.ifindex = ifindex;
         msg.header.state = NeighbourState::Reachable;
         msg.header.flags = NeighbourFlags::Controller | NeighbourFlags::ExtLearned;
         msg.attributes.push(NeighbourAttribute::LinkLocalAddress(mac.0.to_vec()));
+        if let Some(vid) = vlan {
+            msg.attributes.push(NeighbourAttribute::Vlan(vid));
+        }
         let (m, flags) = if add {
             (RouteNetlinkMessage::NewNeighbour(msg), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE)
         } else {

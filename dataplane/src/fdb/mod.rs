@@ -317,6 +317,9 @@ impl Fdb {
         let removed = self.entries.remove_if(&Key::new(mac, domain), |_, e| e.dst == dst && e.kind == kind);
         if removed.is_some() {
             self.bump_epoch();
+            if kind == EntryKind::Learned {
+                self.learned.fetch_sub(1, Relaxed);
+            }
         }
         removed.is_some()
     }
@@ -529,6 +532,12 @@ mod tests {
         fdb.add(mac(2), D, r, EntryKind::External, false, 0).unwrap();
         assert!(fdb.remove_exact(mac(2), D, r, EntryKind::External));
         assert_eq!(fdb.lookup(mac(2), D, 0), None);
+        // A learned entry removed exactly (deleted in the kernel's bridge) leaves the count.
+        fdb.learn(mac(3), D, p1, 1012 * S);
+        assert_eq!(fdb.stats().learned, 1);
+        assert!(!fdb.remove_exact(mac(3), D, r, EntryKind::Learned));
+        assert!(fdb.remove_exact(mac(3), D, p1, EntryKind::Learned));
+        assert_eq!(fdb.stats().learned, 0);
     }
 
     #[test]
