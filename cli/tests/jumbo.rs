@@ -142,3 +142,67 @@ fn a_jumbo_flood_reaches_two_remotes_whole_from_afxdp_ports() {
     require_root!();
     jumbo_flood_case("jfafx", "afxdp");
 }
+
+/// A jumbo frame through a trunk port, both ways: flooded from the kernel VTEP, it leaves the
+/// port with the VLAN's tag pushed (4 bytes more, over the port's MTU as Linux allows a
+/// tag); sent tagged by the container, it leaves the tunnel with the tag popped. Each whole.
+fn jumbo_tag_case(test: &str, io: &str) {
+    let t = topo(&prefix(test), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    set_mtus(&t, 9000, 8950);
+    kernel_vtep(&h2.h, "192.168.1.2", &["192.168.1.1"], None);
+    let config = ports_io(&seed_config("192.168.1.1", &["192.168.1.2"], ""), io).replace(
+        "vlans = [{ vid = 2, pvid = true, untagged = true }]\n",
+        "vlans = [{ vid = 2 }]\nmtu = 8950\n",
+    );
+    let mut d = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+    let unknown = [2, 0x99, 0x99, 0x99, 0x99, 0x99];
+    let payload = 8900;
+    // Decap, tag pushed: h2's container sends to a MAC nobody has (flooded to xvtep).
+    let tagged_at_h1 = PacketSocket::open(&h1.a, "eth0");
+    h2.a.sh("ip neigh replace 10.2.0.99 lladdr 02:99:99:99:99:99 dev eth0 nud permanent");
+    let _ = h2.a.try_sh(&format!("ping -c 1 -W 1 -M do -s {payload} 10.2.0.99"));
+    let got: Vec<Vec<u8>> = tagged_at_h1
+        .receive(64, Duration::from_millis(500))
+        .into_iter()
+        .filter(|f| f[..6] == unknown)
+        .collect();
+    assert_eq!(
+        got.iter().map(Vec::len).collect::<Vec<_>>(),
+        [14 + 4 + 20 + 8 + payload],
+        "{io}: decap, tag push"
+    );
+    assert_eq!(got[0][12..16], [0x81, 0, 0, 2], "{io}: the tag pushed is VID 2");
+    // Encap, tag popped: h1's container sends a tagged frame of the same size.
+    let at_h2 = PacketSocket::open(&h2.a, "eth0");
+    let mut f = unknown.to_vec();
+    f.extend_from_slice(&[0x02, 0x77, 0, 0, 0, 1, 0x81, 0, 0, 2, 0x88, 0xb5]);
+    f.extend((0..payload + 28).map(|i| i as u8));
+    tagged_at_h1.send(&f);
+    let got: Vec<Vec<u8>> =
+        at_h2.receive(64, Duration::from_millis(500)).into_iter().filter(|f| f[..6] == unknown).collect();
+    let mut want = f.clone();
+    want.drain(12..16);
+    assert_eq!(got.len(), 1, "{io}: encap, tag pop: {} frames", got.len());
+    assert!(
+        got[0] == want,
+        "{io}: the frame left the tunnel changed ({} bytes, {} sent)",
+        got[0].len(),
+        want.len()
+    );
+    let out = d.stop();
+    let io_line = out.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+    assert!(io_counter(io_line, "tx_multi_buffer") >= 1, "{io}: {io_line}");
+}
+
+#[test]
+fn a_jumbo_frame_through_a_trunk_port_gets_its_tag_pushed_and_popped_with_vnet() {
+    require_root!();
+    jumbo_tag_case("jtvnet", "vnet");
+}
+
+#[test]
+fn a_jumbo_frame_through_a_trunk_port_gets_its_tag_pushed_and_popped_with_afxdp() {
+    require_root!();
+    jumbo_tag_case("jtafx", "afxdp");
+}

@@ -61,6 +61,17 @@ impl PacketSocket {
                     std::mem::size_of_val(&sll) as u32,
                 );
                 anyhow::ensure!(r == 0, "bind: {}", std::io::Error::last_os_error());
+                // The kernel takes a received frame's VLAN tag out into metadata; with
+                // auxdata, `receive` puts it back, as libpcap does.
+                let on: libc::c_int = 1;
+                let r = libc::setsockopt(
+                    fd,
+                    libc::SOL_PACKET,
+                    libc::PACKET_AUXDATA,
+                    &on as *const _ as *const libc::c_void,
+                    std::mem::size_of_val(&on) as u32,
+                );
+                anyhow::ensure!(r == 0, "PACKET_AUXDATA: {}", std::io::Error::last_os_error());
                 Ok(owned)
             }
         })
@@ -86,7 +97,8 @@ impl PacketSocket {
         assert_eq!(n, frame.len() as isize, "send: {}", std::io::Error::last_os_error());
     }
 
-    /// Frames seen until `idle` passes without one, or `max` were read.
+    /// Frames seen until `idle` passes without one, or `max` were read, as on the wire (a VLAN
+    /// tag the kernel took out is back in place).
     pub fn receive(&self, max: usize, idle: Duration) -> Vec<Vec<u8>> {
         use std::os::fd::AsRawFd;
         let tv = libc::timeval { tv_sec: idle.as_secs() as _, tv_usec: idle.subsec_micros() as _ };
@@ -103,16 +115,54 @@ impl PacketSocket {
         }
         let mut out = Vec::new();
         let mut buf = vec![0u8; 65536];
+        let mut control = [0u64; 16];
         while out.len() < max {
+            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            // SAFETY: zeroed msghdr pointing at live buffers of the lengths given.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
             // SAFETY: as above.
-            let len = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let len = unsafe { libc::recvmsg(fd, &mut msg, 0) };
             if len <= 0 {
                 break;
             }
-            out.push(buf[..len as usize].to_vec());
+            let mut frame = buf[..len as usize].to_vec();
+            if let Some((tpid, tci)) = vlan_of(&msg) {
+                if frame.len() >= 12 {
+                    let tag = [(tpid >> 8) as u8, tpid as u8, (tci >> 8) as u8, tci as u8];
+                    frame.splice(12..12, tag);
+                }
+            }
+            out.push(frame);
         }
         out
     }
+}
+
+/// The VLAN tag (TPID, TCI) the kernel took out of a received frame, from its auxdata.
+fn vlan_of(msg: &libc::msghdr) -> Option<(u16, u16)> {
+    // SAFETY: the control messages recvmsg wrote into `msg`'s buffer.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                let aux = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::tpacket_auxdata);
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                    let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        aux.tp_vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    return Some((tpid, aux.tp_vlan_tci));
+                }
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
 }
 
 /// The repository's top directory.
