@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Result};
 use xvtep_dataplane::config::{quoted, unicast_neighbour};
 use xvtep_dataplane::wire::MacAddr;
 
-use super::{KernelFdb, KernelLink, KernelState, KernelVlan, KernelVxlan};
+use super::state::{KernelFdb, KernelLink, KernelState, KernelVlan, KernelVxlan};
 
 /// The configuration (TOML) equivalent to `bridges` in `state`, with the `[switch]` table
 /// `switch` (TOML, possibly empty).
