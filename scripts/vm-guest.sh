@@ -196,6 +196,19 @@ if [ "$vlan" = vlan ]; then
     # `external` vxlan device and vlan_tunnel (issue 30), checks named kvlan_*; its log is
     # kernel-vlan.log.
     XVTEP_BIN=$bin scripts/vm-guest-kernel-vlan.sh "$out"
+    # The VLAN-aware conformance cases (the kernel's bridge with VLAN filtering as the
+    # reference, then xvtep, in this guest), one check each, named conformance_*.
+    log=$out/conformance-1q.log
+    if [ -x "${XVTEP_CONFORMANCE:-}" ]; then
+        "$XVTEP_CONFORMANCE" --test-threads 1 --show-output vlan_aware > "$log" 2>&1
+        while read -r _ name _ verdict; do
+            if [ "$verdict" = ok ]; then ok "conformance_$name"; else fail "conformance_$name" "see $log"; fi
+        done < <(grep -E '^test vlan_aware_[a-z_]+ \.\.\. ' "$log")
+        grep -q '^test vlan_aware_' "$log" || fail conformance_vlan_aware "no case ran (see $log)"
+        ! grep -q '^SKIP' "$log" || fail conformance_vlan_aware "a case skipped in the guest (see $log)"
+    else
+        fail conformance_vlan_aware "XVTEP_CONFORMANCE names no test binary (run through scripts/vm-test.sh)"
+    fi
 fi
 [ "$virtio" = virtio ] || exit 0
 

@@ -34,6 +34,12 @@ kernel=$(ls "$vm_dir"/kernel-6.1.*/boot/vmlinuz-* 2>/dev/null | sort -V | tail -
 [ -n "$kernel" ] || failed "no Debian 12 kernel (6.1) in $vm_dir: run scripts/setup.sh as root"
 [ -x "$bin" ] || failed "$bin is not built: run cargo build --release --workspace (or make build)"
 
+# The conformance cases that need bridge VLAN filtering (the kernel's reference) run in the
+# guest: the release build of their test binary.
+conformance=$(cargo test --release -p xvtep --test conformance --no-run 2>&1 |
+    sed -n 's/.*Executable tests\/conformance.rs (\(.*\))/\1/p')
+[ -x "$repo/$conformance" ] || failed "the conformance tests did not build (cargo test --release -p xvtep --test conformance --no-run)"
+
 mkdir -p target
 out=$(mktemp -d "$repo/target/vm-test.XXXXXX")
 echo "vm-test: booting $(basename "$kernel") under QEMU (TCG, 2 vCPUs); results in $out"
@@ -41,7 +47,7 @@ start=$(date +%s)
 # The host's namespaces are not the guest's, so the guest may run beside host tests; only the
 # 9p-shared files are common. 10 minutes at most: the guest part of CI stays short.
 timeout --kill-after=10 600 vng --run "$kernel" --disable-kvm --user root --cpus 2 --memory 1G --network loop --no-dhcp \
-    --rwdir "$out" --cwd "$repo" --exec "XVTEP_BIN=$bin XVTEP_VLAN_IOS='${XVTEP_VLAN_IOS:-vnet}' $repo/scripts/vm-guest.sh $out virtio vlan" \
+    --rwdir "$out" --cwd "$repo" --exec "XVTEP_BIN=$bin XVTEP_CONFORMANCE=$repo/$conformance XVTEP_VLAN_IOS='${XVTEP_VLAN_IOS:-vnet}' $repo/scripts/vm-guest.sh $out virtio vlan" \
     </dev/null >"$out/console.log" 2>&1
 status=$?
 took=$(($(date +%s) - start))
@@ -50,6 +56,8 @@ if [ ! -f "$out/done" ]; then
     failed "the guest did not finish its scenario (vng exit $status after ${took}s; console: $out/console.log)"
 fi
 echo "vm-test: guest kernel $(cat "$out/kernel" 2>/dev/null), ${took}s from boot to results"
+# The conformance tables (case | expected | kernel | xvtep), for the log.
+grep -E '^(cf1q|  .* \| )' "$out/conformance-1q.log" 2>/dev/null
 passed=0
 failures=0
 while read -r verdict name rest; do

@@ -58,6 +58,11 @@ struct Setup {
     ipv6: bool,
     /// Learned entries age out after this many seconds (default 300).
     ageing: u32,
+    /// VLAN-aware (the kernel's `vxlan_bridge_1q.sh` shape): a bridge with VLAN filtering and
+    /// an `external` vxlan device with `vlan_tunnel`, VID 10 ↔ VNI 1010 and VID 20 ↔ VNI 1020,
+    /// the port a trunk of both, flooding to `flood` in both VNIs; instead of VNI and the
+    /// static entries.
+    vlan_aware: bool,
 }
 
 const PLAIN: Setup = Setup {
@@ -68,7 +73,11 @@ const PLAIN: Setup = Setup {
     proxy: None,
     ipv6: false,
     ageing: 300,
+    vlan_aware: false,
 };
+
+/// The VLAN-aware setup's VLANs and their VNIs.
+const VLANS: [(u16, u32); 2] = [(10, 1010), (20, 1020)];
 
 /// The underlay addresses of an IPv6 setup.
 const DUT_IP6: &str = "2001:db8:77::1";
@@ -142,6 +151,7 @@ fn rig(test: &str, dut: Dut, setup: Setup) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let Knobs { tos, ttl } = setup.knobs;
     let daemon = match dut {
+        _ if setup.vlan_aware => vlan_aware_dut(dut, setup, &d, dir.path()),
         Dut::Kernel => {
             let learning = if setup.learning { "learning" } else { "nolearning" };
             // Both FDBs age: the bridge's (which port) and the vxlan device's (which remote).
@@ -208,6 +218,80 @@ fn rig(test: &str, dut: Dut, setup: Setup) -> Rig {
     }
 }
 
+/// The VLAN-aware DUT (see [`Setup::vlan_aware`]) in namespace `d`: the kernel's bridge built
+/// as `vxlan_bridge_1q.sh` builds it, or xvtep's equivalent.
+fn vlan_aware_dut(dut: Dut, setup: Setup, d: &Netns, dir: &std::path::Path) -> Option<Daemon> {
+    let learning = if setup.learning { "learning" } else { "nolearning" };
+    match dut {
+        Dut::Kernel => {
+            d.sh(&format!(
+                "ip link add br0 type bridge vlan_filtering 1 vlan_default_pvid 0 && ip link set br0 up && \
+                 ip link add vx0 type vxlan external local {DUT_IP} dstport 4789 dev u0 {learning} && \
+                 ip link set vx0 master br0 && bridge link set dev vx0 vlan_tunnel on && \
+                 ip link set vx0 up && ip link set c0 master br0"
+            ));
+            for (vid, vni) in VLANS {
+                d.sh(&format!(
+                    "bridge vlan add dev c0 vid {vid} && bridge vlan add dev vx0 vid {vid} && \
+                     bridge vlan add dev vx0 vid {vid} tunnel_info id {vni}"
+                ));
+                for dst in setup.flood {
+                    d.sh(&format!(
+                        "bridge fdb append 00:00:00:00:00:00 dev vx0 dst {dst} src_vni {vni} self permanent"
+                    ));
+                }
+            }
+            None
+        }
+        Dut::Xvtep => {
+            let mut config = format!(
+                "[tunnel]\nlocal = \"{DUT_IP}\"\ndev = \"u0\"\nlearning = {}\n\
+                 [[port]]\nname = \"c0\"\nvlans = [{{ vid = {} }}, {{ vid = {} }}]\n",
+                setup.learning, VLANS[0].0, VLANS[1].0
+            );
+            for (vid, vni) in VLANS {
+                config += &format!("[[vlan]]\nvid = {vid}\nvni = {vni}\n");
+                for dst in setup.flood {
+                    config +=
+                        &format!("[[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = {vni}\ndst = \"{dst}\"\n");
+                }
+            }
+            Some(Daemon::start(d, &config, dir, "dut"))
+        }
+    }
+}
+
+/// Whether this kernel's bridge can filter VLANs (the guest's 6.1 can; this machine's cannot).
+fn bridges_filter_vlans(test: &str) -> bool {
+    let probe = Netns::new(&format!("{}-probe", prefix(test)));
+    probe.try_sh("ip link add b0 type bridge vlan_filtering 1").status.success()
+}
+
+/// Skips a VLAN-aware case, saying where it runs, on a kernel without bridge VLAN filtering.
+macro_rules! require_vlan_filtering {
+    ($test:expr) => {
+        if !bridges_filter_vlans($test) {
+            eprintln!(
+                "SKIP: this kernel's bridge has no VLAN filtering, so the reference cannot be built; \
+                 the case runs in the guest (make vm-test)"
+            );
+            return;
+        }
+    };
+}
+
+/// `frame` with an 802.1Q tag of `vid` after its MAC addresses.
+fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f.splice(12..12, [0x81, 0, (vid >> 8) as u8, vid as u8]);
+    f
+}
+
+/// The VID of a frame that carries an 802.1Q tag.
+fn vid_of(f: &[u8]) -> Option<u16> {
+    (f.len() >= 16 && f[12..14] == [0x81, 0]).then(|| u16::from_be_bytes([f[14], f[15]]) & 0xfff)
+}
+
 /// A UDP frame `src` → `dst` with IPv4 TOS `tos` and TTL `ttl`, told apart by its source port.
 fn inner(src: Mac, dst: Mac, tag: u16, tos: u8, ttl: u8) -> Vec<u8> {
     let (sip, dip) = if src == HOST { ("10.77.0.1", "10.77.0.2") } else { ("10.77.0.2", "10.77.0.1") };
@@ -218,8 +302,9 @@ fn inner(src: Mac, dst: Mac, tag: u16, tos: u8, ttl: u8) -> Vec<u8> {
     f
 }
 
-/// The inner UDP source port of a frame that starts at `l2`.
+/// The inner UDP source port of a frame that starts at `l2` (past an 802.1Q tag if it has one).
 fn tag_of(f: &[u8], l2: usize) -> Option<u16> {
+    let l2 = if f.len() > l2 + 14 && f[l2 + 12..l2 + 14] == [0x81, 0] { l2 + 4 } else { l2 };
     let at = l2 + 14 + 20;
     (f.len() >= at + 2 && f[l2 + 12..l2 + 14] == [8, 0]).then(|| u16::from_be_bytes([f[at], f[at + 1]]))
 }
@@ -711,4 +796,99 @@ fn nd_suppression_answers_known_neighbours_and_forwards_the_rest() {
     // An advertisement (ICMPv6 type 136) to the host.
     let is_na = |f: &[u8]| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[54] == 136 && f[..6] == HOST;
     both("cfnd", setup, &labels, &expected, |c| show_answer("NA", c), |r| ask(r, &requests, is_na));
+}
+
+/// The VLAN-aware setup with learning, flooding to REMOTE_IP and OTHER_IP.
+const VLAN_AWARE: Setup =
+    Setup { learning: true, far_static: false, flood: &[REMOTE_IP, OTHER_IP], vlan_aware: true, ..PLAIN };
+
+/// VID ↔ VNI both ways (`vxlan_bridge_1q.sh`'s two VLANs to two VNIs): a frame the port sends
+/// tagged VID 10 or 20 leaves the tunnel in VNI 1010 or 1020 without its tag; a VXLAN frame of
+/// VNI 1010 or 1020 reaches the port tagged VID 10 or 20; one of a VNI no VLAN maps is dropped.
+#[test]
+fn vlan_aware_vids_and_vnis_map_both_ways() {
+    require_root!();
+    require_vlan_filtering!("cf1qmap");
+    let mut labels = Vec::new();
+    let mut expected = Vec::new();
+    for (vid, vni) in VLANS {
+        labels.push(format!("sent tagged VID {vid}"));
+        expected.push(format!("VNI {vni}, untagged"));
+    }
+    for (vid, vni) in VLANS.into_iter().chain([(0, 1030)]) {
+        labels.push(format!("received in VNI {vni}"));
+        expected.push(if vid == 0 { "dropped".into() } else { format!("VID {vid}") });
+    }
+    both("cf1qmap", VLAN_AWARE, &labels, &expected, String::clone, |r| {
+        let mut out = Vec::new();
+        for (n, (vid, _)) in VLANS.into_iter().enumerate() {
+            let sent = inner(HOST, FAR, 44000 + n as u16, 0, 9);
+            r.port.send(&tagged(&sent, vid));
+            let got = r.underlay.receive(16, IDLE);
+            let vxlan = got.iter().find(|f| f.len() > 50 && f[36..38] == [0x12, 0xb5] && f[50..] == sent[..]);
+            out.push(vxlan.map_or("not sent".into(), |f| {
+                format!("VNI {}, untagged", u32::from_be_bytes([0, f[46], f[47], f[48]]))
+            }));
+        }
+        for (n, vni) in [1010, 1020, 1030].into_iter().enumerate() {
+            let tag = 44100 + n as u16;
+            let delivered = decap(r, &[(vxlan(&from_remote(0), vni, &inner(FAR, HOST, tag, 0, 9)), tag)]);
+            out.push(match &delivered[0] {
+                None => "dropped".into(),
+                Some(f) => vid_of(f).map_or("untagged".into(), |v| format!("VID {v}")),
+            });
+        }
+        out
+    });
+}
+
+/// Learning is per VNI: FAR, heard from REMOTE_IP in VNI 1010, is sent to there alone from
+/// VID 10, and still flooded (to both remotes) from VID 20.
+#[test]
+fn vlan_aware_learning_is_per_vni() {
+    require_root!();
+    require_vlan_filtering!("cf1qlearn");
+    let labels =
+        ["to FAR in VID 10 (learned in VNI 1010)".to_string(), "to FAR in VID 20 (unknown there)".into()];
+    let expected = [(1, 0, 0), (1, 1, 0)];
+    let show = |c: &(usize, usize, usize)| format!("{} to REMOTE, {} to OTHER", c.0, c.1);
+    both("cf1qlearn", VLAN_AWARE, &labels, &expected, show, |r| {
+        let heard = decap(r, &[(vxlan(&from_remote(0), 1010, &inner(FAR, HOST, 44200, 0, 9)), 44200)]);
+        assert!(heard[0].is_some(), "{:?}: FAR's frame in VNI 1010 was not delivered", r.dut);
+        VLANS
+            .into_iter()
+            .enumerate()
+            .map(|(n, (vid, _))| {
+                let sent = inner(HOST, FAR, 44210 + n as u16, 0, 9);
+                r.port.send(&tagged(&sent, vid));
+                let got = r.underlay.receive(64, IDLE);
+                (vxlan_to(&got, REMOTE_IP, &sent), vxlan_to(&got, OTHER_IP, &sent), 0)
+            })
+            .collect()
+    });
+}
+
+/// ECN and TTL per VLAN: the outer header of a frame from either VLAN takes the inner ECN
+/// (CE as ECT(0)), not its DSCP, and TTL 64 — the kernel's `external` device carries no TOS
+/// or TTL of its own, and xvtep's defaults are the same.
+#[test]
+fn vlan_aware_ecn_and_ttl_per_vlan() {
+    require_root!();
+    require_vlan_filtering!("cf1qecn");
+    let rows = [(10, 0x01, 0x01), (10, 0x03, 0x02), (20, 0x02, 0x02), (20, 0xb8, 0x00), (20, 0xbb, 0x02)];
+    let labels: Vec<String> = rows.iter().map(|(v, t, _)| format!("VID {v}, inner TOS {t:#04x}")).collect();
+    let expected: Vec<Option<(u8, u8)>> = rows.iter().map(|&(_, _, o)| Some((o, 64))).collect();
+    both("cf1qecn", VLAN_AWARE, &labels, &expected, show_outer, |r| {
+        rows.iter()
+            .enumerate()
+            .map(|(n, &(vid, tos, _))| {
+                let sent = inner(HOST, FAR, 44300 + n as u16, tos, 9);
+                r.port.send(&tagged(&sent, vid));
+                let got = r.underlay.receive(16, IDLE);
+                got.iter()
+                    .find(|f| f.len() > 50 && f[36..38] == [0x12, 0xb5] && tag_of(f, 50) == tag_of(&sent, 0))
+                    .map(|f| (f[15], f[22]))
+            })
+            .collect()
+    });
 }
