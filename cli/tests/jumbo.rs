@@ -206,3 +206,35 @@ fn a_jumbo_frame_through_a_trunk_port_gets_its_tag_pushed_and_popped_with_afxdp(
     require_root!();
     jumbo_tag_case("jtafx", "afxdp");
 }
+
+/// MTUs raised while xvtep runs, past what sockets opened without multi-buffer take: each
+/// `afxdp` port is attached again with multi-buffer (a jumbo frame then crosses from one to
+/// the other whole), and the underlay, whose sockets stay, is named in a warning that says
+/// what to do.
+#[test]
+fn mtus_raised_while_running_reopen_afxdp_ports_and_name_the_underlay() {
+    require_root!();
+    let t = topo(&prefix("jraise"), 1);
+    let h1 = &t.hosts[0];
+    // Both ports in VLAN 2, so that a frame crosses from one to the other in the switch; the
+    // switch's port MTU is the configuration's (jumbo), the interfaces' 1500 at start.
+    let config = ports_io(&seed_config("192.168.1.1", &["192.168.1.2"], ""), "afxdp")
+        .replace("vid = 3, pvid = true", "vid = 2, pvid = true")
+        .replace("untagged = true }]\n", "untagged = true }]\nmtu = 8950\n");
+    h1.b.sh("ip addr add 10.2.0.11/24 dev eth0");
+    let mut d = Daemon::start(&h1.h, &config, t.dir.path(), "h1");
+    assert!(h1.a.ping_ok("10.2.0.11", UP), "no path between the two ports");
+    set_mtus(&t, 9000, 8950);
+    d.wait_for_nth("attached again, with multi-buffer", 2, UP);
+    d.wait_for("eth0's MTU is now 9000", UP);
+    let out = h1.a.try_sh("ping -c 1 -W 2 -M do -s 8000 10.2.0.11");
+    assert!(out.status.success(), "a jumbo frame between the reopened ports:\n{}", d.ctl_ok("stats"));
+    let log = d.log();
+    assert!(log.contains("restart xvtep to open them with multi-buffer"), "{log}");
+    let out = d.stop();
+    let io_line = out.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+    assert!(
+        io_counter(io_line, "rx_multi_buffer") > 0 && io_counter(io_line, "tx_multi_buffer") > 0,
+        "{io_line}"
+    );
+}

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use xvtep::control::apply::Running;
 use xvtep_bpf::Steering;
+use xvtep_dataplane::config::PortIo;
 use xvtep_dataplane::{DropReason, Switch};
 
 use super::host::Iface;
-use super::ports::Attached;
+use super::ports::{kernel_has_multi_buffer, outgrown, resolve_io, Attached};
 use super::resolver::Resolver;
 use super::start::Worker;
 
@@ -95,11 +96,13 @@ impl MisconfigWarnings {
 }
 
 /// Conditions the daemon survives but an operator must hear about: a port that disappeared
-/// (attached again by itself when an interface of that name is back), and workers that cannot
-/// keep up (the kernel drops frames for them).
+/// (attached again by itself when an interface of that name is back), workers that cannot
+/// keep up (the kernel drops frames for them), and an MTU raised past what sockets take.
 #[derive(Default)]
 pub struct Watch {
     gone: std::collections::HashSet<String>,
+    /// Interfaces warned of an MTU their sockets do not take, with that MTU.
+    outgrown: std::collections::HashMap<String, u32>,
     rx_ring_full: u64,
     last_overload_warning: Option<Instant>,
 }
@@ -132,21 +135,13 @@ impl Watch {
                     // The interface was recreated: attach the new one under the same port id,
                     // so that the port's FDB entries and settings stay.
                     self.gone.remove(&name);
-                    let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
-                    let Some(id) = r.switch.topology().port_id(&name) else { continue };
-                    let Some(port) = r.config.ports.iter().find(|p| p.name == name) else { continue };
-                    // An internal port's interfaces are xvtep's own: not re-attached here.
-                    if port.internal.is_some() {
-                        continue;
-                    }
-                    let io = port.io;
-                    r.ports.detach(&name, id);
-                    match r.ports.attach(&name, id, io, None) {
-                        Ok(_) => {
+                    match reattach(running, &name) {
+                        Some(Ok(())) => {
                             info!(port = %name, ifindex = now, "port is back as a new interface; attached it again")
                         }
-                        Err(e) => warn!(port = %name, "port is back but attaching it failed: {e}; \
+                        Some(Err(e)) => warn!(port = %name, "port is back but attaching it failed: {e}; \
                             retry with xvtep link del dev {name} and xvtep link add dev {name}"),
+                        None => {}
                     }
                 }
             }
@@ -170,6 +165,83 @@ impl Watch {
             self.last_overload_warning = Some(Instant::now());
         }
     }
+}
+
+impl Watch {
+    /// Interfaces whose MTU grew, while running, past what their AF_XDP sockets take (opened
+    /// without multi-buffer, as the MTU then fit one chunk): the kernel would drop every
+    /// larger frame. A port is attached again, its sockets now with multi-buffer, where the
+    /// kernel has it (Linux 6.6); otherwise, and for the underlay, whose sockets every worker
+    /// shares, the operator hears what to do, once per MTU.
+    pub fn check_mtus(&mut self, dev: &Iface, attached: &Attached, running: &Mutex<Running>) {
+        let ports: Vec<Iface> =
+            attached.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for iface in ports {
+            let io = {
+                let r = running.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(port) = r.config.ports.iter().find(|p| p.name == iface.name) else { continue };
+                resolve_io(port.io, &iface)
+            };
+            let Some(mtu) = mtu_now(&iface.name) else { continue };
+            let Some(largest) = outgrown(&iface, mtu).filter(|_| io == PortIo::Afxdp) else { continue };
+            if kernel_has_multi_buffer() {
+                match reattach(running, &iface.name) {
+                    Some(Ok(())) => {
+                        info!(port = %iface.name, mtu, "MTU raised past one chunk: attached again, with multi-buffer")
+                    }
+                    Some(Err(e)) => {
+                        warn!(port = %iface.name, "MTU raised to {mtu}, and attaching it again with multi-buffer failed: {e}; \
+                        retry with xvtep link del dev {0} and xvtep link add dev {0}", iface.name)
+                    }
+                    None => {}
+                }
+            } else {
+                self.warn_outgrown(&iface.name, mtu, largest, "lower it again");
+            }
+        }
+        let Some(mtu) = mtu_now(&dev.name) else { return };
+        if let Some(largest) = outgrown(dev, mtu) {
+            self.warn_outgrown(
+                &dev.name,
+                mtu,
+                largest,
+                "restart xvtep to open them with multi-buffer (Linux 6.6 or later), or lower it again",
+            );
+        }
+    }
+
+    /// Warns, once per MTU, that `name`'s AF_XDP sockets take frames of an MTU up to `largest`
+    /// only, and what to do.
+    fn warn_outgrown(&mut self, name: &str, mtu: u32, largest: usize, remedy: &str) {
+        if self.outgrown.insert(name.to_string(), mtu) != Some(mtu) {
+            warn!(
+                interface = name,
+                "{name}'s MTU is now {mtu}, above the {largest} its AF_XDP sockets take (opened without \
+                 multi-buffer for the MTU it had); the kernel drops every larger frame (counted as \
+                 rx_fill_empty): {remedy}"
+            );
+        }
+    }
+}
+
+/// `name`'s MTU now, from sysfs.
+fn mtu_now(name: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok()?.trim().parse().ok()
+}
+
+/// Attaches port `name` again under the same port id, so that its FDB entries and settings
+/// stay (its interface was recreated, or its sockets must be opened anew). `None` if it is not
+/// a configured port, or an internal one (whose interfaces are xvtep's own).
+fn reattach(running: &Mutex<Running>, name: &str) -> Option<Result<(), String>> {
+    let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+    let id = r.switch.topology().port_id(name)?;
+    let port = r.config.ports.iter().find(|p| p.name == name)?;
+    if port.internal.is_some() {
+        return None;
+    }
+    let io = port.io;
+    r.ports.detach(name, id);
+    Some(r.ports.attach(name, id, io, None).map(|_| ()))
 }
 
 /// The one-line traffic summary in the log, every `every` seconds while traffic flows.

@@ -193,6 +193,7 @@ impl Daemon {
         h.unresolved = h.resolver.tick(&self.switch.nexthops);
         h.misconfig.check(&self.switch.stats());
         h.watch.check(&self.attached, &self.running, &self.workers);
+        h.watch.check_mtus(&self.dev, &self.attached, &self.running);
         follow_underlay_mac(&self.dev, &self.steering, &self.running);
         if self.workers.iter().any(|w| w.handle.is_finished()) {
             warn!("a worker stopped; shutting down");

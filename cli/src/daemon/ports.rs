@@ -48,7 +48,30 @@ const L2: usize = 18;
 /// Whether every frame `iface`'s MTU allows fits one UMEM chunk (else its sockets need
 /// multi-buffer).
 fn fits_one_chunk(iface: &Iface) -> bool {
-    iface.mtu as usize + L2 <= afxdp::ONE_CHUNK_FRAME
+    chunk_takes(iface.mtu)
+}
+
+fn chunk_takes(mtu: u32) -> bool {
+    mtu as usize + L2 <= afxdp::ONE_CHUNK_FRAME
+}
+
+/// If `iface`'s AF_XDP sockets, opened for it as it was, do not take every frame of MTU
+/// `mtu_now`: the largest MTU they take. They were opened without multi-buffer when its MTU
+/// fit one chunk.
+pub fn outgrown(iface: &Iface, mtu_now: u32) -> Option<usize> {
+    (fits_one_chunk(iface) && !chunk_takes(mtu_now)).then_some(afxdp::ONE_CHUNK_FRAME - L2)
+}
+
+/// Whether this kernel has AF_XDP multi-buffer (`XDP_USE_SG`, Linux 6.6).
+pub fn kernel_has_multi_buffer() -> bool {
+    release_at_least(&kernel_release(), (6, 6))
+}
+
+/// Whether a kernel release ("6.1.0-57-amd64") is at least `(major, minor)`.
+fn release_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    have >= want
 }
 
 /// Refuses an interface whose MTU allows frames larger than its AF_XDP sockets take: without
@@ -298,5 +321,42 @@ impl PortAttach for PortHost {
         self.ask_workers(name, |done| IoCommand::Remove { port: id, done });
         self.remove_internal(name);
         info!(port = name, id = id.0, "detached port");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(mtu: u32) -> Iface {
+        Iface {
+            name: "p".into(),
+            index: 1,
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            mtu,
+            queues: 1,
+            driver: "veth".into(),
+        }
+    }
+
+    #[test]
+    fn sockets_opened_for_one_chunk_are_outgrown_by_an_mtu_past_it() {
+        let largest = afxdp::ONE_CHUNK_FRAME - L2;
+        assert_eq!(outgrown(&iface(1500), 1500), None);
+        assert_eq!(outgrown(&iface(1500), largest as u32), None);
+        assert_eq!(outgrown(&iface(1500), largest as u32 + 1), Some(largest));
+        assert_eq!(outgrown(&iface(1500), 9000), Some(largest));
+        // Opened with multi-buffer: any MTU.
+        assert_eq!(outgrown(&iface(9000), 9216), None);
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(!release_at_least("6.1.0-57-amd64", (6, 6)));
+        assert!(release_at_least("6.6.0", (6, 6)));
+        assert!(release_at_least("6.18.1-arch1", (6, 6)));
+        assert!(release_at_least("7.0", (6, 6)));
+        assert!(!release_at_least("5.15.0-100-generic", (6, 6)));
+        assert!(!release_at_least("unknown", (6, 6)));
     }
 }
