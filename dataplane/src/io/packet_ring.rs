@@ -6,9 +6,16 @@
 //! larger frame (a superframe) cannot fit; with `PACKET_COPY_THRESH` set the kernel then puts
 //! a truncated copy in the slot marked `TP_STATUS_COPY` and queues the whole frame on the
 //! socket, in the same order, where recvmsg(2) reads it.
+//!
+//! A `TPACKET_V2` transmit ring ([`TxRing`]) is the other way: frames are written into slots,
+//! their status set to `TP_STATUS_SEND_REQUEST`, and one send(2) with no data has the kernel
+//! walk the ring and transmit each (with `PACKET_QDISC_BYPASS`, straight to the driver). A
+//! slot is ours again once the kernel is done with its frame (`TP_STATUS_AVAILABLE`, set
+//! when the skb it made is freed or orphaned).
 
-use std::os::fd::RawFd;
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::sys::setsockopt;
 use crate::wire::virtio_net::VNET_HDR_LEN;
@@ -17,12 +24,26 @@ use crate::wire::virtio_net::VNET_HDR_LEN;
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_COPY_THRESH: libc::c_int = 7;
 const PACKET_VERSION: libc::c_int = 10;
+const PACKET_TX_RING: libc::c_int = 13;
+const PACKET_LOSS: libc::c_int = 14;
 const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_COPY: u32 = 2;
 const TP_STATUS_VLAN_VALID: u32 = 0x10;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+// A transmit slot's status: ours, ours filled for the kernel to send, the kernel's (its skb
+// not yet freed), refused (never seen here: `PACKET_LOSS` has the kernel skip a bad frame).
+const TP_STATUS_AVAILABLE: u32 = 0;
+const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_SENDING: u32 = 2;
+const TP_STATUS_WRONG_FORMAT: u32 = 4;
+/// The bits of a transmit slot's status that say whose it is (the others are timestamp
+/// flags).
+const TX_STATUS_MASK: u32 = TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING | TP_STATUS_WRONG_FORMAT;
+/// Where a transmit slot's frame starts: right after `struct tpacket2_hdr` (32 bytes,
+/// aligned), where the kernel reads it without `PACKET_TX_HAS_OFF`.
+const TX_DATA: usize = 32;
 /// Where a slot's frame may start at the earliest: after `struct tpacket2_hdr` (32 bytes,
 /// aligned) and the `sockaddr_ll` (20) the kernel writes behind it.
 const SLOT_DATA: usize = 52;
@@ -33,6 +54,9 @@ const SLOT_IFINDEX: usize = 32 + 4;
 /// Bytes per slot: the slot header (32), the address (20), alignment, the virtio-net header
 /// and a 1518-byte frame fit with room to spare.
 pub const SLOT: usize = 2048;
+/// Bytes a transmit slot carries: the virtio-net header and the frame (2016: a 1518-byte
+/// frame, tagged or not, fits; a jumbo frame or a superframe does not).
+pub const TX_ROOM: usize = SLOT - TX_DATA;
 /// Slots per block (a block is what the kernel allocates at once: 64 KiB, order 4).
 const SLOTS_PER_BLOCK: usize = 32;
 const BLOCK: usize = SLOT * SLOTS_PER_BLOCK;
@@ -217,6 +241,217 @@ impl Drop for RxRing {
     }
 }
 
+/// A `TPACKET_V2` transmit ring on an AF_PACKET socket: [`SLOT`]-byte slots, each carrying a
+/// frame of up to [`TX_ROOM`] bytes (virtio-net header first, with `PACKET_VNET_HDR`).
+///
+/// Frames go out in slot order: a slot is claimed ([`TxRing::claim`]), written
+/// ([`TxRing::frame_mut`]), handed over in the order claimed ([`TxRing::hand_over`]), and
+/// [`TxRing::send`] has the kernel transmit everything handed over, in one system call. The
+/// kernel walks the ring from its own position, which only moves over frames it took; so
+/// frames it did not take (the device refused one) are not taken back but emptied: with
+/// `PACKET_LOSS` the kernel skips a frame too short for its header, and the walk stays where
+/// the next frame will be.
+///
+/// The ring (its socket and memory, and where the kernel's walk is) outlives the views made
+/// of it ([`TxRing::view`]): a socket keeps one and each of its senders works through
+/// another, one at a time.
+pub struct TxRing {
+    shared: Arc<TxMap>,
+    /// The first slot handed over since the last send: where the kernel's walk is.
+    first: usize,
+    /// Slots handed over since the last send, from `first`.
+    handed: usize,
+    /// Slots claimed and not yet handed over, after those.
+    claimed: usize,
+}
+
+/// The memory and socket of a [`TxRing`], unmapped and closed with the last view.
+struct TxMap {
+    /// The ring's socket (none for a test's anonymous ring).
+    fd: Option<OwnedFd>,
+    map: *mut u8,
+    slots: usize,
+    /// Where the kernel's walk resumes, as the last view to send left it.
+    next: AtomicUsize,
+}
+
+// SAFETY: the mapping is only read or written through a `TxRing` (`&mut self` for writes),
+// and a ring's views are used one at a time, on the worker that serves the socket.
+unsafe impl Send for TxMap {}
+unsafe impl Sync for TxMap {}
+
+impl Drop for TxMap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `TxRing::map` mapped; no view is left to use it.
+        unsafe { libc::munmap(self.map as *mut libc::c_void, self.slots / SLOTS_PER_BLOCK * BLOCK) };
+    }
+}
+
+impl TxRing {
+    /// Sets up a transmit ring of at least `slots` slots on `fd`, a packet socket whose
+    /// `PACKET_VNET_HDR` and `PACKET_QDISC_BYPASS` are already set; the ring owns the socket
+    /// from here on.
+    pub fn new(fd: OwnedFd, slots: usize) -> std::io::Result<TxRing> {
+        let blocks = slots.div_ceil(SLOTS_PER_BLOCK).max(1);
+        let raw = fd.as_raw_fd();
+        setsockopt(raw, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)?;
+        // A frame the kernel refuses to build is skipped (its slot given back), not left in
+        // the ring's way; the ring's emptied slots rely on it.
+        let one: libc::c_int = 1;
+        setsockopt(raw, libc::SOL_PACKET, PACKET_LOSS, &one)?;
+        let req = TpacketReq {
+            block_size: BLOCK as u32,
+            block_nr: blocks as u32,
+            frame_size: SLOT as u32,
+            frame_nr: (blocks * SLOTS_PER_BLOCK) as u32,
+        };
+        setsockopt(raw, libc::SOL_PACKET, PACKET_TX_RING, &req)?;
+        // SAFETY: mapping the ring the kernel just allocated for `fd` (its only ring, so at
+        // offset 0), at its full size. Not populated: a slot's pages are touched when used.
+        unsafe { TxRing::map(blocks, libc::MAP_SHARED, Some(fd)) }
+    }
+
+    /// A ring over anonymous memory, for tests to play the kernel's part.
+    #[cfg(test)]
+    fn anonymous(blocks: usize) -> TxRing {
+        // SAFETY: a fresh private anonymous mapping of the ring's size.
+        unsafe { TxRing::map(blocks, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, None) }.expect("mmap")
+    }
+
+    /// Maps `blocks` blocks of `fd` (anonymous memory without one) as a ring whose walk
+    /// starts at slot 0.
+    ///
+    /// # Safety
+    /// `fd` with `flags` must name memory of at least that size that only this ring uses.
+    unsafe fn map(blocks: usize, flags: libc::c_int, fd: Option<OwnedFd>) -> std::io::Result<TxRing> {
+        let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            blocks * BLOCK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            raw,
+            0,
+        );
+        if map == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let shared =
+            TxMap { fd, map: map as *mut u8, slots: blocks * SLOTS_PER_BLOCK, next: AtomicUsize::new(0) };
+        Ok(TxRing { shared: Arc::new(shared), first: 0, handed: 0, claimed: 0 })
+    }
+
+    /// The ring's socket.
+    pub fn fd(&self) -> RawFd {
+        self.shared.fd.as_ref().map_or(-1, |f| f.as_raw_fd())
+    }
+
+    /// Another view of the same ring, starting where the last send left the kernel's walk.
+    /// Views are used one at a time: the previous one must not claim or send any more.
+    pub fn view(&self) -> TxRing {
+        let first = self.shared.next.load(Ordering::Relaxed);
+        TxRing { shared: self.shared.clone(), first, handed: 0, claimed: 0 }
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> usize {
+        self.shared.slots
+    }
+
+    /// The status word of slot `i`, shared with the kernel.
+    fn status(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: slot `i` is in the mapping; tp_status is its first, 4-byte aligned word.
+        unsafe { &*(self.shared.map.add(i * SLOT) as *const AtomicU32) }
+    }
+
+    /// Sets tp_len (u32 at 4) of slot `i`, a slot of ours.
+    fn set_len(&mut self, i: usize, len: u32) {
+        // SAFETY: the slot's header is in the mapping; the slot is ours (not handed over, or
+        // handed over and left by the kernel's walk), so the kernel does not read it now.
+        unsafe { std::ptr::write_unaligned(self.shared.map.add(i * SLOT + 4) as *mut u32, len) }
+    }
+
+    /// Claims the next slot for a frame: its index, or `None` if the ring is full (the slot
+    /// still holds a frame the kernel has not finished with, or every slot is claimed or
+    /// handed over since the last send).
+    pub fn claim(&mut self) -> Option<usize> {
+        let used = self.handed + self.claimed;
+        if used == self.slots() {
+            return None;
+        }
+        let i = (self.first + used) % self.slots();
+        // Acquire: the kernel's last reads of the slot happen before our writes to it.
+        if self.status(i).load(Ordering::Acquire) & TX_STATUS_MASK != TP_STATUS_AVAILABLE {
+            return None;
+        }
+        self.claimed += 1;
+        Some(i)
+    }
+
+    /// The [`TX_ROOM`] bytes of claimed slot `i`, where its frame goes (header first).
+    pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
+        let k = (i + self.slots() - self.first) % self.slots();
+        assert!(i < self.slots() && k >= self.handed && k < self.handed + self.claimed, "not a claimed slot");
+        // SAFETY: inside the mapping, past the slot's header, in a slot that is ours
+        // (claimed: the kernel is done with it and will not look until it is handed over);
+        // `&mut self` keeps every other view of it away meanwhile.
+        unsafe { std::slice::from_raw_parts_mut(self.shared.map.add(i * SLOT + TX_DATA), TX_ROOM) }
+    }
+
+    /// Hands claimed slot `i`, holding a frame of `len` bytes, to the kernel for the next
+    /// send. Slots are handed over in the order they were claimed.
+    pub fn hand_over(&mut self, i: usize, len: usize) {
+        assert!(self.claimed > 0 && i == (self.first + self.handed) % self.slots(), "handed out of order");
+        assert!(len <= TX_ROOM, "longer than a slot");
+        self.set_len(i, len as u32);
+        // Release: the frame and its length are written before the kernel may read them.
+        self.status(i).store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+        self.handed += 1;
+        self.claimed -= 1;
+    }
+
+    /// Has the kernel transmit the frames handed over (one send(2)); returns (sent, dropped:
+    /// the kernel did not take them, e.g. the device's queue was full).
+    pub fn send(&mut self) -> (usize, usize) {
+        if self.handed == 0 {
+            return (0, 0);
+        }
+        let fd = self.fd();
+        self.send_with(|_| {
+            // SAFETY: no buffer: the kernel reads the ring, which stays mapped.
+            unsafe { libc::send(fd, std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+        })
+    }
+
+    /// [`TxRing::send`] with `kernel` walking the ring (send(2), or a test's stand-in).
+    fn send_with(&mut self, mut kernel: impl FnMut(&TxRing)) -> (usize, usize) {
+        kernel(self);
+        // The kernel takes frames in order and stops at the first it cannot send, which it
+        // leaves as it was, and every one after it.
+        let n = self.slots();
+        let sent = (0..self.handed)
+            .take_while(|&k| {
+                self.status((self.first + k) % n).load(Ordering::Acquire) & TX_STATUS_MASK
+                    != TP_STATUS_SEND_REQUEST
+            })
+            .count();
+        let dropped = self.handed - sent;
+        if dropped > 0 {
+            // Emptied, not taken back: the kernel's walk is at the first of them. It skips
+            // them at its next walk (`PACKET_LOSS`), done here at once so the ring is clear;
+            // were that walk refused too, the next one would.
+            for k in sent..self.handed {
+                self.set_len((self.first + k) % n, 0);
+            }
+            kernel(self);
+        }
+        self.first = (self.first + self.handed) % n;
+        self.handed = 0;
+        self.shared.next.store(self.first, Ordering::Relaxed);
+        (sent, dropped)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +553,180 @@ mod tests {
             assert!(taken.iter().all(|f| *f == frame(round, 64)));
             ring.release();
         }
+    }
+
+    /// Plays the kernel's part in a send (`tpacket_snd` with `PACKET_LOSS`): from its own
+    /// position, takes each slot marked for sending, in order, until one is not; a slot too
+    /// short for a virtio-net header is skipped and given back; the frame `refuse` names (by
+    /// count of frames taken in this walk) is refused by the device and left as it was, and
+    /// the walk stops there.
+    struct Kernel {
+        head: usize,
+        /// Frames taken, in order, as the device got them.
+        sent: Vec<Vec<u8>>,
+        /// Slots holding a frame the kernel has not finished with (their skbs).
+        in_flight: Vec<usize>,
+        refuse: Option<usize>,
+    }
+
+    impl Kernel {
+        fn new() -> Kernel {
+            Kernel { head: 0, sent: Vec::new(), in_flight: Vec::new(), refuse: None }
+        }
+
+        fn walk(&mut self, ring: &TxRing) {
+            let mut taken = 0;
+            loop {
+                let i = self.head;
+                if ring.status(i).load(Ordering::Acquire) != TP_STATUS_SEND_REQUEST {
+                    return;
+                }
+                let base = i * SLOT;
+                // SAFETY: the slot is inside the test's mapping; the "kernel" reads it here.
+                let slot = unsafe { std::slice::from_raw_parts(ring.shared.map.add(base), SLOT) };
+                let len = u32::from_ne_bytes(slot[4..8].try_into().unwrap()) as usize;
+                if len < VNET_HDR_LEN {
+                    ring.status(i).store(TP_STATUS_AVAILABLE, Ordering::Release);
+                    self.head = (i + 1) % ring.slots();
+                    continue;
+                }
+                if self.refuse == Some(taken) {
+                    self.refuse = None;
+                    return;
+                }
+                self.sent.push(slot[TX_DATA..TX_DATA + len].to_vec());
+                ring.status(i).store(TP_STATUS_SENDING, Ordering::Release);
+                self.in_flight.push(i);
+                self.head = (i + 1) % ring.slots();
+                taken += 1;
+            }
+        }
+
+        /// The skbs are freed: their slots are the ring's again.
+        fn complete(&mut self, ring: &TxRing) {
+            for i in self.in_flight.drain(..) {
+                ring.status(i).store(TP_STATUS_AVAILABLE, Ordering::Release);
+            }
+        }
+    }
+
+    /// Claims a slot, writes `data` into it and hands it over; the slot.
+    fn put(ring: &mut TxRing, data: &[u8]) -> Option<usize> {
+        let i = ring.claim()?;
+        ring.frame_mut(i)[..data.len()].copy_from_slice(data);
+        ring.hand_over(i, data.len());
+        Some(i)
+    }
+
+    #[test]
+    fn frames_are_sent_in_order_and_their_slots_come_back_when_the_kernel_is_done() {
+        let mut ring = TxRing::anonymous(1);
+        let mut kernel = Kernel::new();
+        let frames: Vec<Vec<u8>> = (0..5u8).map(|n| frame(n, 60 + n as usize * 300)).collect();
+        let slots: Vec<usize> = frames.iter().map(|f| put(&mut ring, f).unwrap()).collect();
+        assert_eq!(slots, vec![0, 1, 2, 3, 4]);
+        assert_eq!(ring.handed, 5);
+        assert_eq!(ring.send_with(|r| kernel.walk(r)), (5, 0));
+        assert_eq!(kernel.sent, frames);
+        assert_eq!(ring.handed, 0);
+        // Nothing handed over: no walk, nothing sent.
+        assert_eq!(ring.send(), (0, 0));
+        kernel.complete(&ring);
+        assert_eq!(put(&mut ring, &frames[0]), Some(5));
+    }
+
+    #[test]
+    fn a_full_ring_claims_nothing_until_the_kernel_gives_slots_back() {
+        let mut ring = TxRing::anonymous(1);
+        let mut kernel = Kernel::new();
+        let slots = ring.slots();
+        // Claimed and not yet sent: every slot once, then none (they are still AVAILABLE to
+        // the kernel, but ours).
+        for k in 0..slots {
+            assert_eq!(put(&mut ring, &frame(k as u8, 64)), Some(k));
+        }
+        assert_eq!(ring.claim(), None, "every slot handed over");
+        assert_eq!(ring.send_with(|r| kernel.walk(r)), (slots, 0));
+        // Sent, but the kernel still holds their skbs.
+        assert_eq!(ring.claim(), None, "slot 0 is still the kernel's");
+        kernel.complete(&ring);
+        assert_eq!(ring.claim(), Some(0));
+    }
+
+    #[test]
+    fn the_ring_wraps_with_the_kernels_walk() {
+        let mut ring = TxRing::anonymous(1);
+        let mut kernel = Kernel::new();
+        let slots = ring.slots();
+        // Batches of 7 frames go round the ring several times, crossing its end.
+        let mut want = Vec::new();
+        for batch in 0..(3 * slots / 7) {
+            for k in 0..7 {
+                let f = frame((batch * 7 + k) as u8, 64 + k);
+                let i = put(&mut ring, &f).expect("room");
+                assert_eq!(i, (batch * 7 + k) % slots);
+                want.push(f);
+            }
+            assert_eq!(ring.send_with(|r| kernel.walk(r)), (7, 0));
+            assert_eq!(kernel.head, ring.first, "our position is the kernel's");
+            kernel.complete(&ring);
+        }
+        assert_eq!(kernel.sent, want);
+        // A view made now starts where the kernel's walk is.
+        let mut view = ring.view();
+        let f = frame(99, 64);
+        assert_eq!(put(&mut view, &f), Some(kernel.head));
+        assert_eq!(view.send_with(|r| kernel.walk(r)), (1, 0));
+        assert_eq!(kernel.sent.last(), Some(&f));
+    }
+
+    #[test]
+    fn frames_the_device_refused_are_dropped_and_the_walk_stays_in_step() {
+        let mut ring = TxRing::anonymous(1);
+        let mut kernel = Kernel::new();
+        let frames: Vec<Vec<u8>> = (0..6u8).map(|n| frame(n, 100)).collect();
+        for f in &frames {
+            put(&mut ring, f).unwrap();
+        }
+        // The device refuses the third: it and every one after it are dropped.
+        kernel.refuse = Some(2);
+        assert_eq!(ring.send_with(|r| kernel.walk(r)), (2, 4));
+        assert_eq!(kernel.sent, frames[..2]);
+        // The kernel skipped the emptied slots: its walk is where the next frame goes, and
+        // they are free again once the kernel gives back the sent ones.
+        assert_eq!(kernel.head, 6);
+        assert!((2..6).all(|i| ring.status(i).load(Ordering::Acquire) == TP_STATUS_AVAILABLE));
+        kernel.complete(&ring);
+        assert_eq!(put(&mut ring, &frames[5]), Some(6));
+        assert_eq!(ring.send_with(|r| kernel.walk(r)), (1, 0));
+        assert_eq!(kernel.sent.last(), Some(&frames[5]));
+    }
+
+    #[test]
+    fn emptied_slots_the_kernel_did_not_skip_yet_are_skipped_at_the_next_send() {
+        let mut ring = TxRing::anonymous(1);
+        let mut kernel = Kernel::new();
+        for n in 0..3u8 {
+            put(&mut ring, &frame(n, 100)).unwrap();
+        }
+        // The first walk is refused at the first frame, the second (skipping) walk does not
+        // happen (the device went away, say).
+        let mut walks = 0;
+        kernel.refuse = Some(0);
+        assert_eq!(
+            ring.send_with(|r| {
+                walks += 1;
+                if walks == 1 {
+                    kernel.walk(r)
+                }
+            }),
+            (0, 3)
+        );
+        assert_eq!(kernel.head, 0, "the kernel's walk is at the first emptied slot");
+        let f = frame(7, 100);
+        assert_eq!(put(&mut ring, &f), Some(3), "frames go after the emptied slots");
+        assert_eq!(ring.send_with(|r| kernel.walk(r)), (1, 0));
+        assert_eq!(kernel.sent, vec![f]);
+        assert_eq!(kernel.head, 4);
     }
 }

@@ -7,8 +7,17 @@
 //! goes to the container whole. Frames arrive in a `TPACKET_V2` ring ([`super::packet_ring`]):
 //! small frames cost no system call, superframes (too large for a slot) are read from the
 //! socket's queue with recv(2). Measured against recvmmsg(2) for every frame, in alternating
-//! bench runs: 64-byte frames from a container 1.5–2× faster, TCP the same. Frames leave by
-//! sendmmsg(2), one system call per batch.
+//! bench runs: 64-byte frames from a container 1.5–2× faster, TCP the same.
+//!
+//! Frames leave through a `TPACKET_V2` transmit ring ([`TxRing`]) when they fit its 2 KiB
+//! slots: written into the ring (no copy in userspace first), one send(2) per batch, and the
+//! kernel copies each into one linear skb. The ring is on a second socket of the port, which
+//! only sends: once a packet socket has a transmit ring, every send on it walks the ring, so
+//! frames too large for a slot (superframes, jumbo frames) leave by sendmmsg(2) on the
+//! receiving socket, as before the ring; so does a frame that finds the ring full (its slots'
+//! frames still held by the kernel). Both go straight to the driver (`PACKET_QDISC_BYPASS`),
+//! in the calling thread: before a sendmmsg the ring is sent, so no frame overtakes one
+//! staged before it. `XVTEP_VNET_TX=sendmmsg` sends everything by sendmmsg (no ring).
 //!
 //! The kernel takes an 802.1Q tag out of a frame into the skb's metadata before packet
 //! sockets see it; the ring slot (or, from the queue, `PACKET_AUXDATA`) says what it was, and
@@ -28,7 +37,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::packet_ring::{vlan_tag, RxRing, Slot};
+use super::packet_ring::{vlan_tag, RxRing, Slot, TxRing, TX_ROOM};
 use super::sys::setsockopt;
 use crate::ids::PortId;
 use crate::pipeline::superframe::MAX_FRAME;
@@ -51,6 +60,15 @@ pub const RX_BATCH: usize = 16;
 const RX_RING_SLOTS: usize = 1024;
 /// A receive buffer: room for a VLAN tag to go back in, the header and the longest frame.
 const RX_BUF: usize = 4 + VNET_HDR_LEN + MAX_FRAME;
+/// Slots of the transmit ring (2 KiB each): two batches' worth.
+const TX_RING_SLOTS: usize = 2 * super::BATCH_SIZE;
+
+/// How frames leave a `vnet` port: through the transmit ring where they fit (the default), or
+/// all by sendmmsg(2) (`XVTEP_VNET_TX=sendmmsg`, read once per process, for comparing the two).
+fn tx_ring_wanted() -> bool {
+    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var("XVTEP_VNET_TX").map_or(true, |v| v != "sendmmsg"))
+}
 
 /// One `vnet` port's socket as served by one worker.
 pub struct VnetSocket {
@@ -67,6 +85,9 @@ pub struct VnetSocket {
     rx_bufs: Vec<Box<[u8]>>,
     /// Where each frame of the last [`VnetSocket::receive`] is (header included).
     rx_frames: Vec<RxFrameAt>,
+    /// The transmit ring, on a socket of its own (none with `XVTEP_VNET_TX=sendmmsg`). Each
+    /// sender works through a view of it.
+    tx_ring: Option<TxRing>,
 }
 
 /// Where a received frame is (virtio-net header first): in the ring, or in one of the
@@ -78,12 +99,16 @@ enum RxFrameAt {
 }
 
 /// The sending half of a [`VnetSocket`], apart so that frames can be staged while the
-/// received ones they come from are borrowed. Valid while its socket is open.
+/// received ones they come from are borrowed. Valid while its socket is open; one sender of
+/// a socket at a time stages and transmits (they share its transmit ring).
 pub struct VnetSender {
+    /// The receiving socket, for what leaves by sendmmsg(2).
     fd: RawFd,
-    /// Frames staged for sending: headers and bytes back to back, and where each one is. The
-    /// arena keeps its size from batch to batch (`tx_used` is its filled part), so staging a
-    /// 64 KiB superframe does not zero 64 KiB first.
+    /// Where frames that fit a slot go.
+    ring: Option<TxRing>,
+    /// Frames staged for sending by sendmmsg(2): headers and bytes back to back, and where
+    /// each one is. The arena keeps its size from batch to batch (`tx_used` is its filled
+    /// part), so staging a 64 KiB superframe does not zero 64 KiB first.
     tx_arena: Vec<u8>,
     tx_used: usize,
     tx_frames: Vec<Staged>,
@@ -102,11 +127,11 @@ struct IoVecs(Vec<libc::iovec>);
 // staged them in the same batch; between batches the vectors are empty.
 unsafe impl Send for IoVecs {}
 
-/// A staged frame: its start in the arena (header included) and the gathered parts after it.
-struct Staged {
-    at: usize,
-    len: usize,
-    parts: std::ops::Range<usize>,
+/// A staged frame, in staging order: in a slot of the transmit ring, or for sendmmsg(2) (its
+/// start in the arena, header included, and the gathered parts after it).
+enum Staged {
+    Ring { slot: usize, len: usize },
+    Arena { at: usize, len: usize, parts: std::ops::Range<usize> },
 }
 
 impl VnetSocket {
@@ -138,6 +163,7 @@ impl VnetSocket {
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf);
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &buf);
         let ring = RxRing::new(raw, RX_RING_SLOTS)?;
+        let tx_ring = if tx_ring_wanted() { Some(open_tx_ring(ifindex)?) } else { None };
         // SAFETY: a zeroed sockaddr_ll is valid; the fields set are those bind(2) reads.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -167,13 +193,15 @@ impl VnetSocket {
             ring,
             rx_bufs: (0..RX_BATCH).map(|_| vec![0u8; RX_BUF].into_boxed_slice()).collect(),
             rx_frames: Vec::with_capacity(super::BATCH_SIZE),
+            tx_ring,
         })
     }
 
-    /// A sender on this socket; it must not outlive it.
+    /// A sender on this socket; it must not outlive it, and it replaces the previous one.
     pub fn sender(&self) -> VnetSender {
         VnetSender {
             fd: self.fd.as_raw_fd(),
+            ring: self.tx_ring.as_ref().map(TxRing::view),
             tx_arena: Vec::new(),
             tx_used: 0,
             tx_frames: Vec::new(),
@@ -260,6 +288,57 @@ impl VnetSocket {
     }
 }
 
+/// The transmit ring of interface `ifindex`: a packet socket that sends only (protocol 0, so
+/// it receives nothing, and bound to the interface to send there), with virtio-net headers
+/// and straight to the driver like the receiving socket.
+fn open_tx_ring(ifindex: u32) -> std::io::Result<TxRing> {
+    // SAFETY: plain socket(2) call; the descriptor is owned right away.
+    let raw = unsafe {
+        libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+    };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let one: libc::c_int = 1;
+    setsockopt(raw, libc::SOL_PACKET, PACKET_VNET_HDR, &one)?;
+    setsockopt(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one)?;
+    // The ring's frames in flight are charged to the socket's send buffer; a full one would
+    // leave them in the ring.
+    let buf: libc::c_int = 8 << 20;
+    let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &buf);
+    let ring = TxRing::new(fd, TX_RING_SLOTS)?;
+    // SAFETY: a zeroed sockaddr_ll is valid; protocol 0 keeps the socket's (none).
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: `addr` is a valid sockaddr_ll of the size given.
+    let r = unsafe {
+        libc::bind(
+            ring.fd(),
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(ring)
+}
+
+/// The header a frame in the transmit ring goes with: as given, but a frame the kernel will
+/// not cut is copied by it whole into the skb's linear part (`hdr_len`, for a packet socket,
+/// is how much it copies; the rest it would map from the ring as page fragments, which a veth
+/// then copies out again into a page of their own).
+fn ring_header(hdr: &VirtioNetHdr, len: usize) -> VirtioNetHdr {
+    if hdr.gso_type == crate::wire::virtio_net::VNET_GSO_NONE {
+        VirtioNetHdr { hdr_len: len.min(u16::MAX as usize) as u16, ..*hdr }
+    } else {
+        *hdr
+    }
+}
+
 /// One frame from `fd`'s queue into `buf` (header included, and its VLAN tag put back if the
 /// kernel took one out): where in `buf` it is and its length, 0 if there was none (the caller
 /// drops an empty frame).
@@ -318,8 +397,31 @@ fn put_tag_back(buf: &mut [u8], tag: [u8; 4]) -> usize {
 }
 
 impl VnetSender {
-    /// Stages a frame of `len` bytes with header `hdr`, written by `write`.
+    /// Stages a frame of `len` bytes with header `hdr`, written by `write`: into a slot of the
+    /// transmit ring if it fits one and one is free, else into the arena.
     pub fn stage(&mut self, hdr: &VirtioNetHdr, len: usize, write: impl FnOnce(&mut [u8]) -> usize) {
+        if let Some(slot) = self.claim(len) {
+            let ring = self.ring.as_mut().expect("claimed in the ring");
+            let buf = ring.frame_mut(slot);
+            let n = write(&mut buf[VNET_HDR_LEN..VNET_HDR_LEN + len]);
+            ring_header(hdr, n).emit(buf);
+            self.tx_frames.push(Staged::Ring { slot, len: VNET_HDR_LEN + n });
+            return;
+        }
+        self.stage_in_arena(hdr, len, write);
+    }
+
+    /// A slot of the transmit ring for a frame of up to `len` bytes, if there is a ring, the
+    /// frame fits a slot and the ring is not full.
+    fn claim(&mut self, len: usize) -> Option<usize> {
+        let ring = self.ring.as_mut()?;
+        if VNET_HDR_LEN + len > TX_ROOM {
+            return None;
+        }
+        ring.claim()
+    }
+
+    fn stage_in_arena(&mut self, hdr: &VirtioNetHdr, len: usize, write: impl FnOnce(&mut [u8]) -> usize) {
         let at = self.tx_used;
         let end = at + VNET_HDR_LEN + len;
         if self.tx_arena.len() < end {
@@ -329,12 +431,13 @@ impl VnetSender {
         let n = write(&mut self.tx_arena[at + VNET_HDR_LEN..end]);
         self.tx_used = at + VNET_HDR_LEN + n;
         let parts = self.tx_parts.0.len()..self.tx_parts.0.len();
-        self.tx_frames.push(Staged { at, len: VNET_HDR_LEN + n, parts });
+        self.tx_frames.push(Staged::Arena { at, len: VNET_HDR_LEN + n, parts });
     }
 
-    /// Stages a frame whose first `head` bytes `write` writes and whose rest is `parts`, sent
-    /// from where they are (the kernel gathers them: the payload of a coalesced superframe is
-    /// not copied in userspace first).
+    /// Stages a frame whose first `head` bytes `write` writes and whose rest is `parts`. In
+    /// the arena the parts are sent from where they are (the kernel gathers them: the payload
+    /// of a coalesced superframe is not copied in userspace first); a frame that fits a slot
+    /// of the transmit ring is copied into it whole.
     ///
     /// # Safety
     /// The bytes of `parts` must stay in place and unchanged until [`VnetSender::transmit`]
@@ -346,36 +449,85 @@ impl VnetSender {
         write: impl FnOnce(&mut [u8]) -> usize,
         parts: impl Iterator<Item = &'p [u8]>,
     ) {
-        self.stage(hdr, head, write);
+        let from = self.tx_parts.0.len();
         self.tx_parts
             .0
             .extend(parts.map(|p| libc::iovec { iov_base: p.as_ptr() as *mut _, iov_len: p.len() }));
-        let staged = self.tx_frames.last_mut().expect("just staged");
-        staged.parts.end = self.tx_parts.0.len();
+        let rest: usize = self.tx_parts.0[from..].iter().map(|p| p.iov_len).sum();
+        if let Some(slot) = self.claim(head + rest) {
+            let ring = self.ring.as_mut().expect("claimed in the ring");
+            let buf = ring.frame_mut(slot);
+            let mut end = VNET_HDR_LEN + write(&mut buf[VNET_HDR_LEN..VNET_HDR_LEN + head]);
+            for p in self.tx_parts.0.drain(from..) {
+                // SAFETY: one of `parts`, which the caller keeps in place until `transmit`.
+                let p = std::slice::from_raw_parts(p.iov_base as *const u8, p.iov_len);
+                buf[end..end + p.len()].copy_from_slice(p);
+                end += p.len();
+            }
+            ring_header(hdr, end - VNET_HDR_LEN).emit(buf);
+            self.tx_frames.push(Staged::Ring { slot, len: end });
+            return;
+        }
+        self.stage_in_arena(hdr, head, write);
+        let end = self.tx_parts.0.len();
+        if let Some(Staged::Arena { parts, .. }) = self.tx_frames.last_mut() {
+            *parts = from..end;
+        }
     }
 
-    /// Sends what was staged; returns (sent, dropped: the socket refused them, e.g. its
-    /// queue was full).
+    /// Sends what was staged, in order; returns (sent, dropped: the socket refused them,
+    /// e.g. the device's queue was full).
     pub fn transmit(&mut self) -> (usize, usize) {
-        const CHUNK: usize = 64;
         let total = self.tx_frames.len();
-        let (mut next, mut sent) = (0, 0);
+        let mut sent = 0;
+        let mut next = 0;
         while next < total {
-            let chunk = &self.tx_frames[next..(next + CHUNK).min(total)];
+            if let Staged::Ring { slot, len } = self.tx_frames[next] {
+                self.ring.as_mut().expect("staged in the ring").hand_over(slot, len);
+                next += 1;
+                continue;
+            }
+            // A run of frames for sendmmsg: what the ring holds goes first, so that no frame
+            // overtakes one staged before it.
+            let run = self.tx_frames[next..].iter().take_while(|f| matches!(f, Staged::Arena { .. })).count();
+            if let Some(ring) = &mut self.ring {
+                sent += ring.send().0;
+            }
+            sent += self.send_mmsg(next..next + run);
+            next += run;
+        }
+        if let Some(ring) = &mut self.ring {
+            sent += ring.send().0;
+        }
+        self.tx_used = 0;
+        self.tx_frames.clear();
+        self.tx_parts.0.clear();
+        (sent, total - sent)
+    }
+
+    /// Sends staged frames `frames` (all in the arena) by sendmmsg(2); returns how many were
+    /// sent.
+    fn send_mmsg(&mut self, frames: std::ops::Range<usize>) -> usize {
+        const CHUNK: usize = 64;
+        let (mut next, mut sent) = (frames.start, 0);
+        while next < frames.end {
+            let chunk = &self.tx_frames[next..(next + CHUNK).min(frames.end)];
             // Every iovec of the call first, then the messages pointing into them: `iov` must
             // not grow once pointed into.
             let iov = &mut self.iov.0;
             iov.clear();
-            for f in chunk {
-                let head = &mut self.tx_arena[f.at..f.at + f.len];
+            let mut counts = [0usize; CHUNK];
+            for (k, f) in chunk.iter().enumerate() {
+                let Staged::Arena { at, len, parts } = f else { unreachable!("a run of the arena's frames") };
+                let head = &mut self.tx_arena[*at..at + len];
                 iov.push(libc::iovec { iov_base: head.as_mut_ptr() as *mut _, iov_len: head.len() });
-                iov.extend_from_slice(&self.tx_parts.0[f.parts.clone()]);
+                iov.extend_from_slice(&self.tx_parts.0[parts.clone()]);
+                counts[k] = 1 + parts.len();
             }
             // SAFETY: an all-zero mmsghdr is valid; each used one is filled below.
             let mut msgs: [libc::mmsghdr; CHUNK] = unsafe { std::mem::zeroed() };
             let mut first = 0;
-            for (k, f) in chunk.iter().enumerate() {
-                let n = 1 + f.parts.len();
+            for (k, &n) in counts[..chunk.len()].iter().enumerate() {
                 msgs[k].msg_hdr.msg_iov = iov[first..].as_mut_ptr();
                 msgs[k].msg_hdr.msg_iovlen = n;
                 first += n;
@@ -399,10 +551,7 @@ impl VnetSender {
             next += r as usize;
             sent += r as usize;
         }
-        self.tx_used = 0;
-        self.tx_frames.clear();
-        self.tx_parts.0.clear();
-        (sent, total - sent)
+        sent
     }
 }
 
@@ -442,5 +591,131 @@ mod tests {
         let mut runt = vec![9u8; 4 + VNET_HDR_LEN + 11];
         assert_eq!(put_tag_back(&mut runt, [0x81, 0, 0, 7]), 0);
         assert!(runt.iter().all(|&b| b == 9));
+    }
+
+    /// Runs `cmd` with sh, which must succeed.
+    fn sh(cmd: &str) {
+        let st = std::process::Command::new("sh").args(["-c", cmd]).status().expect("sh");
+        assert!(st.success(), "{cmd}");
+    }
+
+    /// A frame of `len` bytes numbered `seq` (an experimental EtherType, so nothing acts on it).
+    fn numbered(seq: u32, len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xbb]);
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xaa]);
+        f[12..14].copy_from_slice(&[0x88, 0xb5]);
+        f[14..18].copy_from_slice(&seq.to_be_bytes());
+        for (k, b) in f[18..].iter_mut().enumerate() {
+            *b = (seq as usize + k) as u8;
+        }
+        f
+    }
+
+    /// Every frame with the experimental EtherType waiting on packet socket `fd`.
+    fn drain(fd: RawFd) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16384];
+        loop {
+            // SAFETY: `buf` is a live buffer of the length given.
+            let r = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut _, buf.len(), libc::MSG_DONTWAIT) };
+            if r < 0 {
+                return got;
+            }
+            if r >= 14 && buf[12..14] == [0x88, 0xb5] {
+                got.push(buf[..r as usize].to_vec());
+            }
+        }
+    }
+
+    /// On a veth pair in a network namespace of the test's own: frames that fit the transmit
+    /// ring and frames that do not (jumbo, gathered), and a batch larger than the ring, leave
+    /// in the order staged, byte for byte, round the ring several times. Needs root (skipped
+    /// otherwise).
+    #[test]
+    fn frames_leave_in_staging_order_through_the_ring_and_sendmmsg() {
+        // SAFETY: plain calls; unshare moves only this test's thread into a new namespace.
+        if unsafe { libc::geteuid() } != 0 || unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            eprintln!("skipped: needs root (a network namespace of its own)");
+            return;
+        }
+        if !tx_ring_wanted() {
+            eprintln!("XVTEP_VNET_TX=sendmmsg: the ring is not used");
+        }
+        sh("ip link add xva type veth peer name xvb && ip link set xva mtu 9000 up && ip link set xvb mtu 9000 up");
+        // SAFETY: a NUL-terminated name.
+        let ifindex =
+            |name: &str| unsafe { libc::if_nametoindex(std::ffi::CString::new(name).unwrap().as_ptr()) };
+        let sock = VnetSocket::open(PortId(1), "xva", ifindex("xva"), None).expect("open");
+        // The other end reads what arrives, as it was sent.
+        // SAFETY: plain socket(2) call; the descriptor is owned right away.
+        let peer = unsafe {
+            OwnedFd::from_raw_fd(libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                (libc::ETH_P_ALL as u16).to_be() as i32,
+            ))
+        };
+        let buf: libc::c_int = 32 << 20;
+        setsockopt(peer.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf).unwrap();
+        // SAFETY: a zeroed sockaddr_ll is valid; the fields set are those bind(2) reads.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        addr.sll_ifindex = ifindex("xvb") as i32;
+        // SAFETY: `addr` is a valid sockaddr_ll of the size given.
+        let r = unsafe {
+            libc::bind(
+                peer.as_raw_fd(),
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of_val(&addr) as u32,
+            )
+        };
+        assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+
+        let mut tx = sock.sender();
+        let (mut seq, mut want) = (0u32, Vec::new());
+        // Batches of 100 (every 7th too large for a slot, every 5th gathered), then one larger
+        // than the ring, then batches again: 1,400 frames, five and a half times round it.
+        for batch in 0..12 {
+            let n = if batch == 5 { TX_RING_SLOTS + 100 } else { 100 };
+            for _ in 0..n {
+                let len = match seq % 7 {
+                    0 => 3000 + seq as usize % 5000,
+                    _ => 60 + (seq as usize * 37) % 1458,
+                };
+                let f = numbered(seq, len);
+                let hdr = VirtioNetHdr::default();
+                if seq % 5 == 0 {
+                    let (head, rest) = f.split_at(30);
+                    let parts = rest.chunks(500).collect::<Vec<_>>();
+                    // SAFETY: `f` outlives the transmit below (it is kept in `want`).
+                    unsafe {
+                        tx.stage_gather(
+                            &hdr,
+                            head.len(),
+                            |b| {
+                                b.copy_from_slice(head);
+                                head.len()
+                            },
+                            parts.into_iter(),
+                        )
+                    };
+                } else {
+                    tx.stage(&hdr, len, |b| {
+                        b.copy_from_slice(&f);
+                        len
+                    });
+                }
+                want.push(f);
+                seq += 1;
+            }
+            assert_eq!(tx.transmit(), (n, 0), "batch {batch}");
+        }
+        let got = drain(peer.as_raw_fd());
+        assert_eq!(got.len(), want.len());
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "frame {k}: got seq {:?}", &g[14..18]);
+        }
     }
 }
