@@ -678,20 +678,42 @@ fn vid_ok(vid: u16) -> bool {
     (1..=MAX_VID).contains(&vid)
 }
 
+/// The whole file, section by section in the order they are written; the first error found is
+/// the one reported.
 fn validate(raw: RawConfig) -> Result<Config, Invalid> {
-    let ageing = raw.switch.ageing;
+    let switch = validate_switch(&raw.switch)?;
+    let worker = validate_worker(&raw.worker)?;
+    let tunnel = validate_tunnel(raw.tunnel)?;
+    let vlans = validate_vlans(&raw.vlan, &tunnel)?;
+    let ports = validate_ports(&raw.port, &tunnel)?;
+    let fdb = validate_fdb(&raw.fdb, &tunnel, &vlans, &ports)?;
+    let neigh = validate_neighs(&raw.neigh, &vlans)?;
+    let nexthops = validate_nexthops(&raw.nexthop, &tunnel)?;
+    Ok(Config { switch, worker, tunnel, vlans, ports, fdb, neigh, nexthops })
+}
+
+/// `[switch]`: an ageing time of at least a second.
+fn validate_switch(s: &RawSwitch) -> Result<SwitchConfig, Invalid> {
+    let ageing = &s.ageing;
     check(*ageing.get_ref() >= 1, &ageing.span(), || "switch.ageing must be at least 1 second".into())?;
-    let switch = SwitchConfig { ageing_secs: *ageing.get_ref(), max_learned: raw.switch.max_learned };
-    let worker = match &raw.worker.poll {
+    Ok(SwitchConfig { ageing_secs: *ageing.get_ref(), max_learned: s.max_learned })
+}
+
+/// `[worker]`: a poll mode [`PollMode`] knows, if one is given.
+fn validate_worker(w: &RawWorker) -> Result<WorkerConfig, Invalid> {
+    Ok(match &w.poll {
         Some(p) => WorkerConfig {
             poll: p.get_ref().parse().map_err(|e: String| (p.span(), format!("worker.poll: {e}")))?,
         },
         None => WorkerConfig::default(),
-    };
-    let tunnel = validate_tunnel(raw.tunnel)?;
+    })
+}
 
+/// `[[vlan]]`: VIDs and VNIs in range, the map one-to-one, a group multicast and of the
+/// tunnel's family.
+fn validate_vlans(raw: &[Spanned<RawVlan>], tunnel: &TunnelConfig) -> Result<Vec<VlanMap>, Invalid> {
     let mut vlans: Vec<VlanMap> = Vec::new();
-    for v in &raw.vlan {
+    for v in raw {
         let (span, v) = (v.span(), v.get_ref());
         check(vid_ok(v.vid), &span, || format!("[[vlan]] vid {} is out of range 1..={MAX_VID}", v.vid))?;
         check(vni_ok(v.vni), &span, || format!("[[vlan]] vni {} is out of range 1..={MAX_VNI}", v.vni))?;
@@ -719,102 +741,157 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         }
         vlans.push(VlanMap { vid: v.vid, vni: v.vni, group: v.group });
     }
+    Ok(vlans)
+}
 
-    check(
-        raw.port.len() <= MAX_LOCAL_PORTS,
-        &raw.port[raw.port.len().saturating_sub(1)..].first().map_or(0..0, |p| p.span()),
-        || format!("at most {MAX_LOCAL_PORTS} ports are supported"),
-    )?;
+/// The VID the validated map gives `vni`, if any.
+fn mapped_vid(vlans: &[VlanMap], vni: u32) -> Option<u16> {
+    vlans.iter().find(|m| m.vni == vni).map(|m| m.vid)
+}
+
+/// The VNI the validated map gives `vid`, if any.
+fn mapped_vni(vlans: &[VlanMap], vid: u16) -> Option<u32> {
+    vlans.iter().find(|m| m.vid == vid).map(|m| m.vni)
+}
+
+/// `[[port]]`: at most [`MAX_LOCAL_PORTS`] of them, each as [`validate_port`].
+fn validate_ports(raw: &[Spanned<RawPort>], tunnel: &TunnelConfig) -> Result<Vec<PortConfig>, Invalid> {
+    check(raw.len() <= MAX_LOCAL_PORTS, &raw.last().map_or(0..0, |p| p.span()), || {
+        format!("at most {MAX_LOCAL_PORTS} ports are supported")
+    })?;
     let mut ports: Vec<PortConfig> = Vec::new();
-    for p in &raw.port {
-        ports.push(validate_port(p, &tunnel, &ports)?);
+    for p in raw {
+        ports.push(validate_port(p, tunnel, &ports)?);
     }
+    Ok(ports)
+}
 
-    let vid_of = |vni: u32| vlans.iter().find(|m| m.vni == vni).map(|m| m.vid);
-    let vni_of = |vid: u16| vlans.iter().find(|m| m.vid == vid).map(|m| m.vni);
-
+/// `[[fdb]]`: each entry as [`validate_fdb_entry`], and given once: one entry per MAC and
+/// scope, and in the flood list (the all-zeros MAC) one per target.
+fn validate_fdb(
+    raw: &[Spanned<RawFdb>],
+    tunnel: &TunnelConfig,
+    vlans: &[VlanMap],
+    ports: &[PortConfig],
+) -> Result<Vec<StaticFdb>, Invalid> {
     let mut fdb: Vec<StaticFdb> = Vec::new();
-    let mut fdb_keys = std::collections::HashSet::new();
-    for e in &raw.fdb {
-        let (span, e) = (e.span(), e.get_ref());
-        let scope = match (e.vni, e.vid) {
-            (Some(vni), None) => {
-                check(vid_of(vni).is_some(), &span, || {
-                    format!("[[fdb]] vni {vni} is not mapped to any VID; add a [[vlan]] with vni = {vni}")
-                })?;
-                FdbScope::Vni(vni)
-            }
-            (None, Some(vid)) => {
-                check(vid_ok(vid), &span, || format!("[[fdb]] vid {vid} is out of range 1..={MAX_VID}"))?;
-                // A VID that has a VNI is keyed by its VNI (docs/design.md: the FDB is keyed by <MAC, VNI>).
-                vni_of(vid).map_or(FdbScope::Vid(vid), FdbScope::Vni)
-            }
-            _ => return Err((span, "[[fdb]] needs exactly one of `vni` or `vid`".into())),
-        };
-        let vid = match scope {
-            FdbScope::Vni(vni) => vid_of(vni).unwrap_or(0),
-            FdbScope::Vid(vid) => vid,
-        };
-        check(!e.mac.is_multicast() || e.mac.is_zero(), &span, || {
-            format!("[[fdb]] mac {} is a multicast address; only unicast MACs and the all-zeros flood entry are FDB entries", e.mac)
-        })?;
-        let target = match (&e.port, e.dst) {
-            (Some(port), None) => {
-                check(e.dst_port.is_none() && e.remote_vni.is_none(), &span, || {
-                    "[[fdb]] `dst_port` and `remote_vni` apply only to entries with `dst`".into()
-                })?;
-                check(!e.mac.is_zero(), &span, || {
-                    "[[fdb]] the all-zeros MAC is the flood list of the tunnel: give it a `dst`, not a `port`"
-                        .into()
-                })?;
-                let p = ports.iter().find(|p| &p.name == port).ok_or_else(|| {
-                    (span.clone(), format!("[[fdb]] port '{port}' is not a [[port]] of this switch"))
-                })?;
-                check(p.vlans.iter().any(|v| v.vid == vid), &span, || {
-                    format!("[[fdb]] port '{port}' is not a member of VID {vid}")
-                })?;
-                FdbTarget::Port(port.clone())
-            }
-            (None, Some(ip)) => {
-                check(unicast_neighbour(ip) || ip.is_multicast(), &span, || {
-                    format!("[[fdb]] dst {ip} is not a usable remote VTEP address")
-                })?;
-                same_family(tunnel.local, ip, "[[fdb]] dst", &span)?;
-                if let FdbScope::Vid(vid) = scope {
-                    return Err((span, format!("VID {vid} has no VNI, so the tunnel cannot carry it: add a [[vlan]] mapping for VID {vid} or point the entry at a `port`")));
-                }
-                if let Some(v) = e.remote_vni {
-                    check(vni_ok(v), &span, || {
-                        format!("[[fdb]] remote_vni {v} is out of range 1..={MAX_VNI}")
-                    })?;
-                }
-                FdbTarget::Remote { ip, port: e.dst_port, vni: e.remote_vni }
-            }
-            _ => {
-                return Err((
-                    span,
-                    "[[fdb]] needs exactly one of `port` (a local port) or `dst` (a remote VTEP)".into(),
-                ))
-            }
-        };
-        check(!e.extern_learn || (e.dst.is_some() && !e.permanent && !e.mac.is_zero()), &span, || {
-            "[[fdb]] extern_learn is for a remote MAC (with dst, not permanent, not the flood entry)".into()
-        })?;
-        let entry =
-            StaticFdb { mac: e.mac, scope, target, permanent: e.permanent, extern_learn: e.extern_learn };
-        // One entry per MAC and scope; the flood list (all-zeros MAC) one per target. A set:
-        // a control plane may install tens of thousands.
+    // A set rather than a search of `fdb`: a control plane may install tens of thousands.
+    let mut keys = HashSet::new();
+    for e in raw {
+        let entry = validate_fdb_entry(e, tunnel, vlans, ports)?;
         let key = (entry.mac, entry.scope, entry.mac.is_zero().then(|| entry.target.clone()));
-        if !fdb_keys.insert(key) {
-            return Err((span, format!("[[fdb]] {} in {:?} is given twice", entry.mac, entry.scope)));
+        if !keys.insert(key) {
+            return Err((e.span(), format!("[[fdb]] {} in {:?} is given twice", entry.mac, entry.scope)));
         }
         fdb.push(entry);
     }
+    Ok(fdb)
+}
 
+/// One `[[fdb]]` entry: its scope, a unicast MAC (or the all-zeros flood entry), one target,
+/// and `extern_learn` only on a remote MAC.
+fn validate_fdb_entry(
+    e: &Spanned<RawFdb>,
+    tunnel: &TunnelConfig,
+    vlans: &[VlanMap],
+    ports: &[PortConfig],
+) -> Result<StaticFdb, Invalid> {
+    let (span, e) = (e.span(), e.get_ref());
+    let scope = fdb_scope(e, &span, vlans)?;
+    let vid = match scope {
+        FdbScope::Vni(vni) => mapped_vid(vlans, vni).unwrap_or(0),
+        FdbScope::Vid(vid) => vid,
+    };
+    check(!e.mac.is_multicast() || e.mac.is_zero(), &span, || {
+        format!("[[fdb]] mac {} is a multicast address; only unicast MACs and the all-zeros flood entry are FDB entries", e.mac)
+    })?;
+    let target = match (&e.port, e.dst) {
+        (Some(port), None) => fdb_port_target(e, port, vid, &span, ports)?,
+        (None, Some(ip)) => fdb_remote_target(e, ip, scope, &span, tunnel)?,
+        _ => {
+            return Err((
+                span,
+                "[[fdb]] needs exactly one of `port` (a local port) or `dst` (a remote VTEP)".into(),
+            ))
+        }
+    };
+    check(!e.extern_learn || (e.dst.is_some() && !e.permanent && !e.mac.is_zero()), &span, || {
+        "[[fdb]] extern_learn is for a remote MAC (with dst, not permanent, not the flood entry)".into()
+    })?;
+    Ok(StaticFdb { mac: e.mac, scope, target, permanent: e.permanent, extern_learn: e.extern_learn })
+}
+
+/// The key of an `[[fdb]]` entry: exactly one of a mapped `vni` or a `vid` in range.
+fn fdb_scope(e: &RawFdb, span: &Range<usize>, vlans: &[VlanMap]) -> Result<FdbScope, Invalid> {
+    match (e.vni, e.vid) {
+        (Some(vni), None) => {
+            check(mapped_vid(vlans, vni).is_some(), span, || {
+                format!("[[fdb]] vni {vni} is not mapped to any VID; add a [[vlan]] with vni = {vni}")
+            })?;
+            Ok(FdbScope::Vni(vni))
+        }
+        (None, Some(vid)) => {
+            check(vid_ok(vid), span, || format!("[[fdb]] vid {vid} is out of range 1..={MAX_VID}"))?;
+            // A VID that has a VNI is keyed by its VNI (docs/design.md: the FDB is keyed by <MAC, VNI>).
+            Ok(mapped_vni(vlans, vid).map_or(FdbScope::Vid(vid), FdbScope::Vni))
+        }
+        _ => Err((span.clone(), "[[fdb]] needs exactly one of `vni` or `vid`".into())),
+    }
+}
+
+/// An `[[fdb]]` entry's local port: a `[[port]]` that is a member of the entry's VID, for a
+/// unicast MAC, with none of the keys of a remote.
+fn fdb_port_target(
+    e: &RawFdb,
+    port: &str,
+    vid: u16,
+    span: &Range<usize>,
+    ports: &[PortConfig],
+) -> Result<FdbTarget, Invalid> {
+    check(e.dst_port.is_none() && e.remote_vni.is_none(), span, || {
+        "[[fdb]] `dst_port` and `remote_vni` apply only to entries with `dst`".into()
+    })?;
+    check(!e.mac.is_zero(), span, || {
+        "[[fdb]] the all-zeros MAC is the flood list of the tunnel: give it a `dst`, not a `port`".into()
+    })?;
+    let p = ports
+        .iter()
+        .find(|p| p.name == port)
+        .ok_or_else(|| (span.clone(), format!("[[fdb]] port '{port}' is not a [[port]] of this switch")))?;
+    check(p.vlans.iter().any(|v| v.vid == vid), span, || {
+        format!("[[fdb]] port '{port}' is not a member of VID {vid}")
+    })?;
+    Ok(FdbTarget::Port(port.to_string()))
+}
+
+/// An `[[fdb]]` entry's remote VTEP: a unicast or multicast address of the tunnel's family,
+/// in a scope the tunnel carries (one with a VNI), with a `remote_vni` in range.
+fn fdb_remote_target(
+    e: &RawFdb,
+    ip: IpAddr,
+    scope: FdbScope,
+    span: &Range<usize>,
+    tunnel: &TunnelConfig,
+) -> Result<FdbTarget, Invalid> {
+    check(unicast_neighbour(ip) || ip.is_multicast(), span, || {
+        format!("[[fdb]] dst {ip} is not a usable remote VTEP address")
+    })?;
+    same_family(tunnel.local, ip, "[[fdb]] dst", span)?;
+    if let FdbScope::Vid(vid) = scope {
+        return Err((span.clone(), format!("VID {vid} has no VNI, so the tunnel cannot carry it: add a [[vlan]] mapping for VID {vid} or point the entry at a `port`")));
+    }
+    if let Some(v) = e.remote_vni {
+        check(vni_ok(v), span, || format!("[[fdb]] remote_vni {v} is out of range 1..={MAX_VNI}"))?;
+    }
+    Ok(FdbTarget::Remote { ip, port: e.dst_port, vni: e.remote_vni })
+}
+
+/// `[[neigh]]`: a mapped VNI, a unicast address and MAC, each address once per VNI.
+fn validate_neighs(raw: &[Spanned<RawNeigh>], vlans: &[VlanMap]) -> Result<Vec<NeighConfig>, Invalid> {
     let mut neigh: Vec<NeighConfig> = Vec::new();
-    for n in &raw.neigh {
+    for n in raw {
         let (span, n) = (n.span(), n.get_ref());
-        check(vid_of(n.vni).is_some(), &span, || {
+        check(mapped_vid(vlans, n.vni).is_some(), &span, || {
             format!("[[neigh]] vni {} is not mapped to any VID; add a [[vlan]] with vni = {}", n.vni, n.vni)
         })?;
         check(unicast_neighbour(n.ip), &span, || format!("[[neigh]] ip {} is not a unicast address", n.ip))?;
@@ -826,9 +903,16 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         })?;
         neigh.push(NeighConfig { vni: n.vni, ip: n.ip, mac: n.mac });
     }
+    Ok(neigh)
+}
 
+/// `[[nexthop]]`: a unicast MAC, each address once and of the tunnel's family.
+fn validate_nexthops(
+    raw: &[Spanned<RawNextHop>],
+    tunnel: &TunnelConfig,
+) -> Result<Vec<NextHopConfig>, Invalid> {
     let mut nexthops: Vec<NextHopConfig> = Vec::new();
-    for h in &raw.nexthop {
+    for h in raw {
         let (span, h) = (h.span(), h.get_ref());
         check(!h.mac.is_multicast() && !h.mac.is_zero(), &span, || {
             format!("[[nexthop]] mac {} is not a unicast MAC", h.mac)
@@ -839,8 +923,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         same_family(tunnel.local, h.ip, "[[nexthop]] ip", &span)?;
         nexthops.push(NextHopConfig { ip: h.ip, mac: h.mac });
     }
-
-    Ok(Config { switch, worker, tunnel, vlans, ports, fdb, neigh, nexthops })
+    Ok(nexthops)
 }
 
 /// Every address of the tunnel is of `tunnel.local`'s family, as for one kernel vxlan device
@@ -856,95 +939,32 @@ fn same_family(local: IpAddr, ip: IpAddr, what: &str, span: &Range<usize>) -> Re
     })
 }
 
+/// `[tunnel]`: its own address and device, the remotes it sends to, the outer headers it
+/// writes, its MTU and MAC, and the VXLAN header bits it accepts.
 fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
     let t = t.into_inner();
     let local = *t.local.get_ref();
     check(unicast_neighbour(local) && !is_link_local(local), &t.local.span(), || {
         format!("tunnel.local {local} is not a unicast address (nor link-local)")
     })?;
-    let family = |a: IpAddr, what: &str, span: &Range<usize>| same_family(local, a, what, span);
     let dev = t.dev.get_ref();
     check(!dev.is_empty() && dev.len() <= IFNAME_MAX, &t.dev.span(), || {
         format!("tunnel.dev '{dev}' is not an interface name (1 to {IFNAME_MAX} bytes)")
     })?;
     check(*t.dstport.get_ref() != 0, &t.dstport.span(), || "tunnel.dstport must not be 0".into())?;
-    if let Some(r) = &t.remote {
-        check(unicast_neighbour(*r.get_ref()), &r.span(), || {
-            format!("tunnel.remote {} is not a unicast address", r.get_ref())
-        })?;
-        family(*r.get_ref(), "tunnel.remote", &r.span())?;
-    }
-    if let Some(g) = &t.group {
-        check(g.get_ref().is_multicast(), &g.span(), || {
-            format!("tunnel.group {} is not a multicast address", g.get_ref())
-        })?;
-        family(*g.get_ref(), "tunnel.group", &g.span())?;
-    }
-    for p in &t.allowed_peers {
-        family(*p.get_ref(), "tunnel.allowed_peers", &p.span())?;
-    }
+    check_tunnel_remotes(&t, local)?;
     let ttl = inheritable(&t.ttl, "ttl", 1..=255)?;
     let tos = inheritable(&t.tos, "tos", 0..=255)?;
-    // Each checksum key belongs to one family, as the kernel's: a key of the other family
-    // would silently do nothing, so it is an error.
-    let for_family = |key: &Option<Spanned<bool>>, name: &str, v6: bool| match key {
-        Some(k) if local.is_ipv6() != v6 => Err((
-            k.span(),
-            format!(
-                "tunnel.{name} applies to an {} underlay, and tunnel.local {local} is not one{}",
-                if v6 { "IPv6" } else { "IPv4" },
-                if v6 {
-                    " (over IPv4 use udpcsum)"
-                } else {
-                    " (over IPv6 use udp6zerocsumtx/udp6zerocsumrx)"
-                }
-            ),
-        )),
-        k => Ok(k.as_ref().map(|k| *k.get_ref())),
-    };
-    let udpcsum = for_family(&t.udpcsum, "udpcsum", false)?.unwrap_or(true);
-    let udp6zerocsumtx = for_family(&t.udp6zerocsumtx, "udp6zerocsumtx", true)?.unwrap_or(false);
-    let udp6zerocsumrx = for_family(&t.udp6zerocsumrx, "udp6zerocsumrx", true)?.unwrap_or(false);
-    let flowlabel = match &t.flowlabel {
-        None => Inheritable::Fixed(0),
-        Some(f) => {
-            check(local.is_ipv6(), &f.span(), || {
-                format!("tunnel.flowlabel applies to an IPv6 underlay, and tunnel.local {local} is IPv4")
-            })?;
-            inheritable(f, "flowlabel", 0..=MAX_FLOW_LABEL)?
-        }
-    };
+    let udpcsum = checksum_key(&t.udpcsum, "udpcsum", false, local)?.unwrap_or(true);
+    let udp6zerocsumtx = checksum_key(&t.udp6zerocsumtx, "udp6zerocsumtx", true, local)?.unwrap_or(false);
+    let udp6zerocsumrx = checksum_key(&t.udp6zerocsumrx, "udp6zerocsumrx", true, local)?.unwrap_or(false);
+    let flowlabel = tunnel_flowlabel(&t.flowlabel, local)?;
     let [lo, hi] = *t.srcport.get_ref();
     check(lo >= 1 && lo <= hi, &t.srcport.span(), || {
         format!("tunnel.srcport [{lo}, {hi}] is not a range [low, high] with 1 <= low <= high")
     })?;
-    if let Some(m) = &t.mtu {
-        let min = overhead(local.is_ipv6()) + 14 + 4;
-        check((min..=65535).contains(m.get_ref()), &m.span(), || {
-            format!("tunnel.mtu {} is out of range {min}..=65535", m.get_ref())
-        })?;
-    }
-    if let Some(m) = &t.mac {
-        check(!m.get_ref().is_multicast() && !m.get_ref().is_zero(), &m.span(), || {
-            format!("tunnel.mac {} is not a unicast MAC", m.get_ref())
-        })?;
-    }
-    let allowed_bits = match &t.reserved_bits {
-        None => VXLAN_VALID_BITS,
-        Some(b) => {
-            let mask = match b.get_ref() {
-                RawBits::Int(i) => Some(*i as u64),
-                RawBits::Text(s) => {
-                    s.strip_prefix("0x").and_then(|h| u64::from_str_radix(&h.replace('_', ""), 16).ok())
-                }
-            };
-            // The I flag and the VNI are always allowed; the mask adds reserved bits.
-            VXLAN_VALID_BITS
-                | mask.ok_or_else(|| {
-                    (b.span(), "tunnel.reserved_bits must be an integer or a \"0x…\" hex string".to_string())
-                })?
-        }
-    };
+    check_tunnel_mtu_and_mac(&t, local)?;
+    let allowed_bits = allowed_vxlan_bits(&t.reserved_bits)?;
     Ok(TunnelConfig {
         local,
         dev: dev.clone(),
@@ -970,6 +990,104 @@ fn validate_tunnel(t: Spanned<RawTunnel>) -> Result<TunnelConfig, Invalid> {
     })
 }
 
+/// `tunnel.remote` unicast, `tunnel.group` multicast, and they and `tunnel.allowed_peers` of
+/// `local`'s family.
+fn check_tunnel_remotes(t: &RawTunnel, local: IpAddr) -> Result<(), Invalid> {
+    if let Some(r) = &t.remote {
+        check(unicast_neighbour(*r.get_ref()), &r.span(), || {
+            format!("tunnel.remote {} is not a unicast address", r.get_ref())
+        })?;
+        same_family(local, *r.get_ref(), "tunnel.remote", &r.span())?;
+    }
+    if let Some(g) = &t.group {
+        check(g.get_ref().is_multicast(), &g.span(), || {
+            format!("tunnel.group {} is not a multicast address", g.get_ref())
+        })?;
+        same_family(local, *g.get_ref(), "tunnel.group", &g.span())?;
+    }
+    for p in &t.allowed_peers {
+        same_family(local, *p.get_ref(), "tunnel.allowed_peers", &p.span())?;
+    }
+    Ok(())
+}
+
+/// The value of the checksum key `tunnel.NAME`, which belongs to the IPv6 underlay if `v6`
+/// and to the IPv4 one if not, as the kernel's: given for the other family it would silently
+/// do nothing, so it is an error.
+fn checksum_key(
+    key: &Option<Spanned<bool>>,
+    name: &str,
+    v6: bool,
+    local: IpAddr,
+) -> Result<Option<bool>, Invalid> {
+    match key {
+        Some(k) if local.is_ipv6() != v6 => Err((
+            k.span(),
+            format!(
+                "tunnel.{name} applies to an {} underlay, and tunnel.local {local} is not one{}",
+                if v6 { "IPv6" } else { "IPv4" },
+                if v6 {
+                    " (over IPv4 use udpcsum)"
+                } else {
+                    " (over IPv6 use udp6zerocsumtx/udp6zerocsumrx)"
+                }
+            ),
+        )),
+        k => Ok(k.as_ref().map(|k| *k.get_ref())),
+    }
+}
+
+/// `tunnel.flowlabel`: only over an IPv6 underlay; 0 when not given.
+fn tunnel_flowlabel(
+    key: &Option<Spanned<RawInheritable>>,
+    local: IpAddr,
+) -> Result<Inheritable<u32>, Invalid> {
+    match key {
+        None => Ok(Inheritable::Fixed(0)),
+        Some(f) => {
+            check(local.is_ipv6(), &f.span(), || {
+                format!("tunnel.flowlabel applies to an IPv6 underlay, and tunnel.local {local} is IPv4")
+            })?;
+            inheritable(f, "flowlabel", 0..=MAX_FLOW_LABEL)
+        }
+    }
+}
+
+/// `tunnel.mtu` large enough for the encapsulation and a tagged Ethernet header, `tunnel.mac`
+/// unicast.
+fn check_tunnel_mtu_and_mac(t: &RawTunnel, local: IpAddr) -> Result<(), Invalid> {
+    if let Some(m) = &t.mtu {
+        let min = overhead(local.is_ipv6()) + 14 + 4;
+        check((min..=65535).contains(m.get_ref()), &m.span(), || {
+            format!("tunnel.mtu {} is out of range {min}..=65535", m.get_ref())
+        })?;
+    }
+    if let Some(m) = &t.mac {
+        check(!m.get_ref().is_multicast() && !m.get_ref().is_zero(), &m.span(), || {
+            format!("tunnel.mac {} is not a unicast MAC", m.get_ref())
+        })?;
+    }
+    Ok(())
+}
+
+/// The VXLAN header bits accepted: the I flag and the VNI always, plus the reserved bits of
+/// `tunnel.reserved_bits` (an integer or a "0x…" hex string).
+fn allowed_vxlan_bits(key: &Option<Spanned<RawBits>>) -> Result<u64, Invalid> {
+    let Some(b) = key else { return Ok(VXLAN_VALID_BITS) };
+    let mask = match b.get_ref() {
+        RawBits::Int(i) => Some(*i as u64),
+        RawBits::Text(s) => {
+            s.strip_prefix("0x").and_then(|h| u64::from_str_radix(&h.replace('_', ""), 16).ok())
+        }
+    };
+    let mask = mask.ok_or_else(|| {
+        (b.span(), "tunnel.reserved_bits must be an integer or a \"0x…\" hex string".to_string())
+    })?;
+    Ok(VXLAN_VALID_BITS | mask)
+}
+
+/// One `[[port]]`: an interface name not the tunnel's nor an earlier port's, an MTU in
+/// range, its VLAN membership, and the keys of an internal port only on one.
 fn validate_port(
     p: &Spanned<RawPort>,
     tunnel: &TunnelConfig,
@@ -989,15 +1107,32 @@ fn validate_port(
     check((68..=65535).contains(&p.mtu), &span, || {
         format!("port '{name}' mtu {} is out of range 68..=65535", p.mtu)
     })?;
+    check_port_vlans(p, &span)?;
+    let internal = internal_port(p, &span)?;
+    Ok(PortConfig {
+        name: name.clone(),
+        vlans: p.vlans.iter().map(|v| PortVlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged }).collect(),
+        hairpin: p.hairpin,
+        learning: p.learning,
+        flood: p.flood,
+        mtu: p.mtu,
+        io: p.io,
+        internal,
+    })
+}
+
+/// A port's VIDs: each in range, listed once, at most one of them the PVID.
+fn check_port_vlans(p: &RawPort, span: &Range<usize>) -> Result<(), Invalid> {
+    let name = &p.name;
     let mut seen = HashSet::new();
     let mut pvid: Option<u16> = None;
     for v in &p.vlans {
-        check(vid_ok(v.vid), &span, || format!("port '{name}' vid {} is out of range 1..={MAX_VID}", v.vid))?;
-        check(seen.insert(v.vid), &span, || format!("port '{name}' lists VID {} twice", v.vid))?;
+        check(vid_ok(v.vid), span, || format!("port '{name}' vid {} is out of range 1..={MAX_VID}", v.vid))?;
+        check(seen.insert(v.vid), span, || format!("port '{name}' lists VID {} twice", v.vid))?;
         if v.pvid {
             if let Some(first) = pvid {
                 return Err((
-                    span,
+                    span.clone(),
                     format!(
                         "port '{name}' has two PVIDs (VID {first} and VID {}); a port has at most one",
                         v.vid
@@ -1007,10 +1142,18 @@ fn validate_port(
             pvid = Some(v.vid);
         }
     }
-    check(p.internal || (p.address.is_empty() && p.mac.is_none() && !p.kernel_bridge), &span, || {
+    Ok(())
+}
+
+/// The keys of an internal port (`address`, `mac`, `kernel_bridge`): only on one, with
+/// `kernel_bridge` neither address nor MAC (the kernel bridge's are the kernel's), addresses
+/// with their prefix length, a unicast MAC. `None` for a port that is not internal.
+fn internal_port(p: &RawPort, span: &Range<usize>) -> Result<Option<InternalPort>, Invalid> {
+    let name = &p.name;
+    check(p.internal || (p.address.is_empty() && p.mac.is_none() && !p.kernel_bridge), span, || {
         format!("port '{name}': address, mac and kernel_bridge are for an internal port (internal = true)")
     })?;
-    check(!p.kernel_bridge || (p.address.is_empty() && p.mac.is_none()), &span, || {
+    check(!p.kernel_bridge || (p.address.is_empty() && p.mac.is_none()), span, || {
         format!(
             "port '{name}': with kernel_bridge the host's side is the kernel bridge {name}, whose addresses \
              and MAC are the kernel's: give it no address or mac"
@@ -1020,7 +1163,7 @@ fn validate_port(
     for a in &p.address {
         let Some(a) = parse_host_prefix(a) else {
             return Err((
-                span,
+                span.clone(),
                 format!(
                     "port '{name}' address '{a}' is not an IPv4 or IPv6 address with a prefix length \
                      (10.2.0.1/24, fd00:2::1/64)"
@@ -1030,24 +1173,11 @@ fn validate_port(
         addresses.push(a);
     }
     if let Some(mac) = p.mac {
-        check(!mac.is_multicast() && !mac.is_zero(), &span, || {
+        check(!mac.is_multicast() && !mac.is_zero(), span, || {
             format!("port '{name}' mac {mac} is not a unicast MAC")
         })?;
     }
-    Ok(PortConfig {
-        name: name.clone(),
-        vlans: p.vlans.iter().map(|v| PortVlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged }).collect(),
-        hairpin: p.hairpin,
-        learning: p.learning,
-        flood: p.flood,
-        mtu: p.mtu,
-        io: p.io,
-        internal: p.internal.then_some(InternalPort {
-            addresses,
-            mac: p.mac,
-            kernel_bridge: p.kernel_bridge,
-        }),
-    })
+    Ok(p.internal.then_some(InternalPort { addresses, mac: p.mac, kernel_bridge: p.kernel_bridge }))
 }
 
 pub mod keys;

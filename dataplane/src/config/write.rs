@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{Config, DfMode, FdbScope, FdbTarget};
+use super::{Config, DfMode, FdbScope, FdbTarget, PortConfig, StaticFdb, TunnelConfig};
 use crate::wire::VXLAN_VALID_BITS;
 
 impl Config {
@@ -14,55 +14,7 @@ impl Config {
         let s = &self.switch;
         let _ = writeln!(o, "[switch]\nageing = {}\nmax_learned = {}\n", s.ageing_secs, s.max_learned);
         let _ = writeln!(o, "[worker]\npoll = \"{}\"\n", self.worker.poll.name());
-        let t = &self.tunnel;
-        let _ = writeln!(
-            o,
-            "[tunnel]\nlocal = \"{}\"\ndev = {}\ndstport = {}",
-            t.local,
-            quoted(&t.dev),
-            t.dstport
-        );
-        let _ = writeln!(
-            o,
-            "learning = {}\nproxy = {}\nl2miss = {}\nl3miss = {}",
-            t.learning, t.proxy, t.l2miss, t.l3miss
-        );
-        if let Some(r) = t.remote {
-            let _ = writeln!(o, "remote = \"{r}\"");
-        }
-        if let Some(g) = t.group {
-            let _ = writeln!(o, "group = \"{g}\"");
-        }
-        let df = match t.df {
-            DfMode::Unset => "unset",
-            DfMode::Set => "set",
-            DfMode::Inherit => "inherit",
-        };
-        let _ = writeln!(o, "ttl = {}\ntos = {}\ndf = \"{df}\"", t.ttl, t.tos);
-        // Each checksum key is of one family (the parser refuses the other's).
-        if t.ipv6() {
-            let _ = writeln!(
-                o,
-                "udp6zerocsumtx = {}\nudp6zerocsumrx = {}\nflowlabel = {}",
-                t.udp6zerocsumtx, t.udp6zerocsumrx, t.flowlabel
-            );
-        } else {
-            let _ = writeln!(o, "udpcsum = {}", t.udpcsum);
-        }
-        let _ = writeln!(o, "srcport = [{}, {}]", t.srcport.0, t.srcport.1);
-        if let Some(m) = t.mtu {
-            let _ = writeln!(o, "mtu = {m}");
-        }
-        if let Some(m) = t.mac {
-            let _ = writeln!(o, "mac = \"{m}\"");
-        }
-        if t.allowed_bits != VXLAN_VALID_BITS {
-            let _ = writeln!(o, "reserved_bits = \"0x{:016x}\"", t.allowed_bits & !VXLAN_VALID_BITS);
-        }
-        if !t.allowed_peers.is_empty() {
-            let peers: Vec<String> = t.allowed_peers.iter().map(|p| format!("\"{p}\"")).collect();
-            let _ = writeln!(o, "allowed_peers = [{}]", peers.join(", "));
-        }
+        write_tunnel(&mut o, &self.tunnel);
         for m in &self.vlans {
             let _ = write!(o, "\n[[vlan]]\nvid = {}\nvni = {}\n", m.vid, m.vni);
             if let Some(g) = m.group {
@@ -70,60 +22,10 @@ impl Config {
             }
         }
         for p in &self.ports {
-            let vlans: Vec<String> = p
-                .vlans
-                .iter()
-                .map(|v| format!("{{ vid = {}, pvid = {}, untagged = {} }}", v.vid, v.pvid, v.untagged))
-                .collect();
-            let _ = write!(
-                o,
-                "\n[[port]]\nname = {}\nvlans = [{}]\nhairpin = {}\nlearning = {}\nflood = {}\nmtu = {}\nio = \"{}\"\n",
-                quoted(&p.name),
-                vlans.join(", "),
-                p.hairpin,
-                p.learning,
-                p.flood,
-                p.mtu,
-                p.io.name()
-            );
-            if let Some(i) = &p.internal {
-                let addrs: Vec<String> =
-                    i.addresses.iter().map(|(ip, len)| format!("\"{ip}/{len}\"")).collect();
-                let _ = writeln!(o, "internal = true\naddress = [{}]", addrs.join(", "));
-                if i.kernel_bridge {
-                    let _ = writeln!(o, "kernel_bridge = true");
-                }
-                if let Some(mac) = i.mac {
-                    let _ = writeln!(o, "mac = \"{mac}\"");
-                }
-            }
+            write_port(&mut o, p);
         }
         for e in &self.fdb {
-            let _ = write!(o, "\n[[fdb]]\nmac = \"{}\"\n", e.mac);
-            let _ = match e.scope {
-                FdbScope::Vni(v) => writeln!(o, "vni = {v}"),
-                FdbScope::Vid(v) => writeln!(o, "vid = {v}"),
-            };
-            match &e.target {
-                FdbTarget::Port(p) => {
-                    let _ = writeln!(o, "port = {}", quoted(p));
-                }
-                FdbTarget::Remote { ip, port, vni } => {
-                    let _ = writeln!(o, "dst = \"{ip}\"");
-                    if let Some(p) = port {
-                        let _ = writeln!(o, "dst_port = {p}");
-                    }
-                    if let Some(v) = vni {
-                        let _ = writeln!(o, "remote_vni = {v}");
-                    }
-                }
-            }
-            if e.extern_learn {
-                let _ = writeln!(o, "extern_learn = true");
-            }
-            if e.permanent {
-                let _ = writeln!(o, "permanent = true");
-            }
+            write_fdb_entry(&mut o, e);
         }
         for n in &self.neigh {
             let _ = write!(o, "\n[[neigh]]\nvni = {}\nip = \"{}\"\nmac = \"{}\"\n", n.vni, n.ip, n.mac);
@@ -138,6 +40,112 @@ impl Config {
     /// problem alone (there is no file to point into).
     pub fn revalidate(&self) -> Result<Config, String> {
         Config::parse(&self.to_toml(), "running configuration").map_err(|e| e.message)
+    }
+}
+
+/// The `[tunnel]` section: every key, the optional ones only when set.
+fn write_tunnel(o: &mut String, t: &TunnelConfig) {
+    let _ =
+        writeln!(o, "[tunnel]\nlocal = \"{}\"\ndev = {}\ndstport = {}", t.local, quoted(&t.dev), t.dstport);
+    let _ = writeln!(
+        o,
+        "learning = {}\nproxy = {}\nl2miss = {}\nl3miss = {}",
+        t.learning, t.proxy, t.l2miss, t.l3miss
+    );
+    if let Some(r) = t.remote {
+        let _ = writeln!(o, "remote = \"{r}\"");
+    }
+    if let Some(g) = t.group {
+        let _ = writeln!(o, "group = \"{g}\"");
+    }
+    let df = match t.df {
+        DfMode::Unset => "unset",
+        DfMode::Set => "set",
+        DfMode::Inherit => "inherit",
+    };
+    let _ = writeln!(o, "ttl = {}\ntos = {}\ndf = \"{df}\"", t.ttl, t.tos);
+    // Each checksum key is of one family (the parser refuses the other's).
+    if t.ipv6() {
+        let _ = writeln!(
+            o,
+            "udp6zerocsumtx = {}\nudp6zerocsumrx = {}\nflowlabel = {}",
+            t.udp6zerocsumtx, t.udp6zerocsumrx, t.flowlabel
+        );
+    } else {
+        let _ = writeln!(o, "udpcsum = {}", t.udpcsum);
+    }
+    let _ = writeln!(o, "srcport = [{}, {}]", t.srcport.0, t.srcport.1);
+    if let Some(m) = t.mtu {
+        let _ = writeln!(o, "mtu = {m}");
+    }
+    if let Some(m) = t.mac {
+        let _ = writeln!(o, "mac = \"{m}\"");
+    }
+    if t.allowed_bits != VXLAN_VALID_BITS {
+        let _ = writeln!(o, "reserved_bits = \"0x{:016x}\"", t.allowed_bits & !VXLAN_VALID_BITS);
+    }
+    if !t.allowed_peers.is_empty() {
+        let peers: Vec<String> = t.allowed_peers.iter().map(|p| format!("\"{p}\"")).collect();
+        let _ = writeln!(o, "allowed_peers = [{}]", peers.join(", "));
+    }
+}
+
+/// One `[[port]]`, with the keys of an internal port if it is one.
+fn write_port(o: &mut String, p: &PortConfig) {
+    let vlans: Vec<String> = p
+        .vlans
+        .iter()
+        .map(|v| format!("{{ vid = {}, pvid = {}, untagged = {} }}", v.vid, v.pvid, v.untagged))
+        .collect();
+    let _ = write!(
+        o,
+        "\n[[port]]\nname = {}\nvlans = [{}]\nhairpin = {}\nlearning = {}\nflood = {}\nmtu = {}\nio = \"{}\"\n",
+        quoted(&p.name),
+        vlans.join(", "),
+        p.hairpin,
+        p.learning,
+        p.flood,
+        p.mtu,
+        p.io.name()
+    );
+    if let Some(i) = &p.internal {
+        let addrs: Vec<String> = i.addresses.iter().map(|(ip, len)| format!("\"{ip}/{len}\"")).collect();
+        let _ = writeln!(o, "internal = true\naddress = [{}]", addrs.join(", "));
+        if i.kernel_bridge {
+            let _ = writeln!(o, "kernel_bridge = true");
+        }
+        if let Some(mac) = i.mac {
+            let _ = writeln!(o, "mac = \"{mac}\"");
+        }
+    }
+}
+
+/// One `[[fdb]]` entry: its MAC, scope and target, and its flags when set.
+fn write_fdb_entry(o: &mut String, e: &StaticFdb) {
+    let _ = write!(o, "\n[[fdb]]\nmac = \"{}\"\n", e.mac);
+    let _ = match e.scope {
+        FdbScope::Vni(v) => writeln!(o, "vni = {v}"),
+        FdbScope::Vid(v) => writeln!(o, "vid = {v}"),
+    };
+    match &e.target {
+        FdbTarget::Port(p) => {
+            let _ = writeln!(o, "port = {}", quoted(p));
+        }
+        FdbTarget::Remote { ip, port, vni } => {
+            let _ = writeln!(o, "dst = \"{ip}\"");
+            if let Some(p) = port {
+                let _ = writeln!(o, "dst_port = {p}");
+            }
+            if let Some(v) = vni {
+                let _ = writeln!(o, "remote_vni = {v}");
+            }
+        }
+    }
+    if e.extern_learn {
+        let _ = writeln!(o, "extern_learn = true");
+    }
+    if e.permanent {
+        let _ = writeln!(o, "permanent = true");
     }
 }
 
