@@ -661,8 +661,8 @@ pub fn parse_host_prefix(text: &str) -> Option<(IpAddr, u8)> {
     (len <= bits && unicast_neighbour(ip)).then_some((ip, len))
 }
 
-/// A neighbour address suppression can answer for: IPv4 as [`unicast_ip`], IPv6 neither
-/// unspecified, loopback nor multicast.
+/// A neighbour address suppression can answer for: IPv4 neither unspecified, multicast,
+/// broadcast nor loopback, IPv6 neither unspecified, loopback nor multicast.
 pub fn unicast_neighbour(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => unicast_ip(v4),

@@ -27,10 +27,10 @@ pub trait FrameIo {
 }
 
 /// Maximum frames per batch: what one AF_XDP ring pass hands over, and what replay groups.
-/// GRO coalesces within a batch, so the batch bounds the superframes a `vnet` port gets: at
-/// 64, one TCP flow's 1.4 KB segments made superframes of 37 KB on average (45 fill 64 KB and
-/// a batch splits into 45 + 19); at 128, 43 KB, and TCP to the container went up ≈ 20 % with
-/// CPU per byte down as much (fewer, larger skbs for its stack; README, "Performance").
+/// GRO coalesces within a batch, so the batch bounds the superframes a `vnet` port gets: a
+/// 64 KB superframe takes 45 segments of 1.4 KB, so a batch of 128 holds two whole where one
+/// of 64 would split into 45 + 19. Larger superframes are fewer skbs for the container's
+/// stack: more TCP for less CPU per byte (docs/bench/README.md, "Batches of 128 frames").
 pub const BATCH_SIZE: usize = 128;
 
 /// Polls `io` until its input ends.

@@ -54,19 +54,18 @@ pub const RING: u32 = 1024;
 pub const WORKER_FRAMES: u32 = 8192;
 /// Sockets a worker's UMEM has room for at least, so that ports added while it runs are lent
 /// in full too, and so that a port removed and added again and again does not starve it: a
-/// closed socket's frames come back only after [`PARK`](super::xdp::PARK) (with room for 4,
-/// 40 quick rounds of `link add`/`link del` left the fill rings short 12 times).
+/// closed socket's frames come back only after [`PARK`](super::xdp::PARK), and meanwhile the
+/// sockets opened again draw on the frames left (room for 4 leaves their fill rings short
+/// under quick rounds of `link add`/`link del`).
 const UMEM_SOCKETS_AT_LEAST: usize = 8;
 /// At most this many frames of a socket are lent to the kernel: in its fill ring, or received
 /// and not yet taken. That is the deepest queue that can stand in front of a busy worker, and
-/// every frame behind it waits in it: with the whole 1024-slot ring lent, a ping under a TCP
-/// stream waited 0.8–0.9 ms (p50) and up to 4.4 ms (p99) in it; with 256, as deep as the
-/// veth ring the kernel's own path queues in, 0.6 ms and 1.6–1.9 ms, with TCP and the 64 B
-/// peaks unchanged within the noise (two alternating `xvtep bench` runs each; a second series
-/// of three pairs showed no clear difference in the loaded RTT). A worker held
-/// off its core for longer than 256 frames take to arrive loses the rest, counted as
-/// `rx_fill_empty`, as a veth drops at its full ring. Fewer frames in circulation also fit the
-/// cache better: 1450 B peaks were higher in every one of three alternating pairs of runs.
+/// every frame behind it waits in it, so it is as deep as the veth ring the kernel's own path
+/// queues in rather than the whole [`RING`]: a ping under a TCP stream waits less, TCP and
+/// the peak rates do not lose, and fewer frames in circulation fit the cache better
+/// (docs/bench/README.md, "The AF_XDP queue depth"). A worker held off its core for longer
+/// than 256 frames take to arrive loses the rest, counted as `rx_fill_empty`, as a veth drops
+/// at its full ring.
 pub const LEND: usize = 256;
 /// How long opening a socket waits for the kernel to let go of a queue whose socket just
 /// closed (a port removed and added again).
@@ -636,8 +635,8 @@ impl FrameIo for AfXdpIo {
             if spin {
                 self.counters.idle_spins.add(1);
                 // Yield, not spin: the kernel work that brings the next frame (a veth's
-                // receive, the container's stack) may need this very core. Spinning through
-                // it cut TCP to a tenth in the bench when the worker shared its core with it.
+                // receive, the container's stack) may need this very core, and spinning
+                // through it starves that work: TCP falls to a tenth on a shared core.
                 std::thread::yield_now();
             } else {
                 self.sleep()?;

@@ -85,7 +85,8 @@ pub fn place(len: usize, headroom: usize, multi_buffer: bool) -> Placement {
 mod tests {
     use super::*;
 
-    /// The sizes of issue 28's review: 1793..=2048 were written at 0 and refused by the kernel.
+    /// A copy too long for the room behind the headroom (1793 bytes and more) goes right after
+    /// the tx metadata room, never at 0, where the kernel refuses it.
     #[test]
     fn a_copy_never_goes_into_the_metadata_room() {
         assert_eq!(place(60, 256, false), Placement::InChunk { at: 256 });

@@ -1,9 +1,10 @@
 //! AF_XDP from the ground: a UMEM, the four rings of a socket, and who holds which frame.
 //!
-//! Our own rather than xsk-rs's: switching a frame where it lies means sending it from an
-//! address inside its chunk (outer headers written in front of it, or the dropped headers
-//! skipped), and xsk-rs 0.11 sets a frame's address only from the rings, with no way to
-//! change it. The rest is small: a socket, a few setsockopts, four mmaps and a bind.
+//! Switching a frame where it lies means sending it from any address inside its chunk: the
+//! outer headers written in front of it, or past the headers it lost. So a [`Desc`] to send
+//! is made here, with the address and options the worker chose, not only taken from a ring.
+//! What the kernel needs for that is small: a socket, a few setsockopts, four mmaps and a
+//! bind.
 
 pub mod chain;
 mod pool;

@@ -1,9 +1,10 @@
 //! An AF_XDP socket bound to one (interface, queue), with its four rings mapped.
 //!
-//! The first socket on a UMEM registers it; later ones share it (`XDP_SHARED_UMEM`), each
-//! with fill and completion rings of its own, as sockets on other interfaces or queues must
-//! have. Every socket on a UMEM can then send any of its frames: a frame received on a port
-//! goes out of the underlay's socket without a copy.
+//! Every socket registers the worker's UMEM itself (`XDP_UMEM_REG` of the same memory; not
+//! `XDP_SHARED_UMEM`), with fill and completion rings of its own, as sockets on other
+//! interfaces or queues must have. A frame's address is then the same offset for every
+//! socket on that memory, so any of them can send it: a frame received on a port goes out of
+//! the underlay's socket without a copy.
 
 use std::ffi::CString;
 use std::io;
