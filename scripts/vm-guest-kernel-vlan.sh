@@ -149,17 +149,42 @@ check kvlan_ping_vni3 "ns3-1 -> ns3-2 (VID 3, VNI 3) through xvtep: not 3 of 3 a
 # it in that VLAN is honoured (xvtep forgets the MAC) until the MAC talks again.
 mac2=$(ip netns exec $P-ns2-1 cat /sys/class/net/eth0/address)
 mac3=$(ip netns exec $P-ns3-1 cat /sys/class/net/eth0/address)
-written() { # written MAC PORT VID: MAC is written back on h1's PORT in VLAN VID
-    ip netns exec $P-h1 bridge fdb show dev "$2" | grep -qE "^$1 (dev $2 )?vlan $3 .*extern_learn"
+written() { # written MAC PORT VID: MAC is written back on h1's PORT in VLAN VID, and in no other
+    local fdb
+    fdb=$(ip netns exec $P-h1 bridge fdb show dev "$2") || return 1
+    grep -qE "^$1 (dev $2 )?vlan $3 .*extern_learn" <<< "$fdb" &&
+        ! grep -E "^$1 " <<< "$fdb" | grep -vqE "^$1 (dev $2 )?vlan $3 "
 }
-forgotten() { ! ip netns exec $P-h1 "$bin" --socket "$work/h1.sock" fdb show | grep -q "$1"; }
+forgotten() { # forgotten MAC KEPT: xvtep on h1 no longer has MAC, and still has KEPT
+    local fdb
+    fdb=$(ip netns exec $P-h1 "$bin" --socket "$work/h1.sock" fdb show) || return 1
+    ! grep -q "$1" <<< "$fdb" && grep -q "$2" <<< "$fdb"
+}
 ip netns exec $P-h1 bridge fdb show dev tap1_0
 ip netns exec $P-h1 bridge fdb show dev tap2_0
 check kvlan_written_back_vid2 "ns2-1's MAC $mac2 is not written back on h1's tap1_0 in VLAN 2" within 3 written "$mac2" tap1_0 2
 check kvlan_written_back_vid3 "ns3-1's MAC $mac3 is not written back on h1's tap2_0 in VLAN 3" within 3 written "$mac3" tap2_0 3
+# A MAC behind the tunnel, where the kernel would have learned it: the external device's own
+# entry (dst, src_vni) and the bridge's on the vxlan port in its VLAN, both dynamic. An
+# `external` device does not learn unless told (iproute2's default): learning on, followed.
+far2=$(ip netns exec $P-ns2-2 cat /sys/class/net/eth0/address)
+behind_tunnel() { # behind_tunnel MAC VID VNI: both of h1's entries for MAC, dynamic
+    local fdb
+    fdb=$(ip netns exec $P-h1 bridge fdb show dev vx0) || return 1
+    grep -qE "^$1 (dev vx0 )?dst 192.168.1.2 (vni $3 )?src_vni $3 self *$" <<< "$fdb" &&
+        grep -qE "^$1 (dev vx0 )?vlan $2 master br0 *$" <<< "$fdb"
+}
+n=$(reloads 1)
+ip netns exec $P-h1 ip link set vx0 type vxlan learning
+check kvlan_learning_reload "learning on h1's vx0 made no reload" reloaded 1 "$n"
+sleep 0.3
+check kvlan_tunnel_learned "ns2-2 -> ns2-1 with learning on: not 3 of 3 answered" pings ns2-2 10.2.0.1 3
+ip netns exec $P-h1 bridge fdb show dev vx0
+check kvlan_tunnel_written_back "ns2-2's MAC $far2 is not written back on h1's vx0 as the kernel learns it (dst, src_vni 2, vlan 2)" \
+    within 3 behind_tunnel "$far2" 2 2
 ip netns exec $P-h1 bridge fdb del "$mac2" dev tap1_0 vlan 2 master
 check kvlan_fdb_del_followed "xvtep on h1 still has $mac2 after bridge fdb del ... vlan 2 master" \
-    within 3 forgotten "$mac2"
+    within 3 forgotten "$mac2" "$mac3"
 check kvlan_fdb_del_relearned "ns2-1 -> ns2-2 after its MAC was deleted: not 3 of 3 answered" pings ns2-1 10.2.0.2 3
 check kvlan_fdb_del_written_again "$mac2 is not written back again on tap1_0 in VLAN 2 after it talked" \
     within 3 written "$mac2" tap1_0 2

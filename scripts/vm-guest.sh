@@ -203,7 +203,7 @@ if [ "$vlan" = vlan ]; then
         "$XVTEP_CONFORMANCE" --test-threads 1 --show-output vlan_aware > "$log" 2>&1
         while read -r _ name _ verdict; do
             if [ "$verdict" = ok ]; then ok "conformance_$name"; else fail "conformance_$name" "see $log"; fi
-        done < <(grep -E '^test vlan_aware_[a-z_]+ \.\.\. ' "$log")
+        done < <(grep -E '^test vlan_aware_[a-z0-9_]+ \.\.\. ' "$log")
         grep -q '^test vlan_aware_' "$log" || fail conformance_vlan_aware "no case ran (see $log)"
         ! grep -q '^SKIP' "$log" || fail conformance_vlan_aware "a case skipped in the guest (see $log)"
     else

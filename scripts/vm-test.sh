@@ -38,7 +38,7 @@ kernel=$(ls "$vm_dir"/kernel-6.1.*/boot/vmlinuz-* 2>/dev/null | sort -V | tail -
 # guest: the release build of their test binary.
 conformance=$(cargo test --release -p xvtep --test conformance --no-run 2>&1 |
     sed -n 's/.*Executable tests\/conformance.rs (\(.*\))/\1/p')
-[ -x "$repo/$conformance" ] || failed "the conformance tests did not build (cargo test --release -p xvtep --test conformance --no-run)"
+[ -n "$conformance" ] && [ -f "$repo/$conformance" ] && [ -x "$repo/$conformance" ] || failed "the conformance tests did not build (cargo test --release -p xvtep --test conformance --no-run)"
 
 mkdir -p target
 out=$(mktemp -d "$repo/target/vm-test.XXXXXX")

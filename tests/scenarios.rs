@@ -323,6 +323,24 @@ fn trunk_without_p1() -> String {
     TRUNK.replacen(p1, "", 1)
 }
 
+/// What a reconfiguration flushes of what was learned (with a port gone, or in a VLAN mapped
+/// to another VNI) is published as age-outs, so that whoever mirrors the FDB (the write-back
+/// to the kernel's bridge) lets it go too; static entries are the configuration's, not events.
+#[test]
+fn learned_entries_flushed_by_a_reconfiguration_are_published_as_age_outs() {
+    let mut h = Harness::new(TRUNK);
+    assert_eq!(h.send(0.0, "p1", &arp_request(A, "10.1.0.1", "10.1.0.9")).len(), 3);
+    assert_eq!(h.send(0.1, "p3", &arp_request(C, "10.2.0.3", "10.2.0.9")).len(), 2);
+    h.take_events();
+    h.reconfigure(&trunk_without_p1());
+    let p1 = FdbDst::Port(PortId(1));
+    assert_eq!(h.take_events(), [Event::Age { mac: A.into_mac(), domain: Domain::vni(1000), dst: p1 }]);
+    // VID 20 mapped to VNI 2001: what was learned in VNI 2000 goes.
+    h.reconfigure(&trunk_without_p1().replace("vni = 2000", "vni = 2001"));
+    let p3 = FdbDst::Port(PortId(3));
+    assert_eq!(h.take_events(), [Event::Age { mac: C.into_mac(), domain: Domain::vni(2000), dst: p3 }]);
+}
+
 #[test]
 fn removing_a_port_live_keeps_the_other_ids_and_takes_its_fdb_entries() {
     use xvtep_dataplane::fdb::EntryKind;

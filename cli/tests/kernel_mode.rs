@@ -159,6 +159,59 @@ fn a_mac_deleted_with_bridge_fdb_is_forgotten_until_it_talks_again() {
     d.stop();
 }
 
+/// A MAC xvtep learns through the tunnel is written back where the kernel would have learned
+/// it: the vxlan device's own entry to the remote VTEP and the bridge's entry on the vxlan
+/// port, both dynamic (as the kernel's), kept fresh past the kernel's ageing while the MAC
+/// talks, forgotten by xvtep when deleted with `bridge fdb del`, written again when it talks
+/// again, and gone after xvtep stops; no reload on the way.
+#[test]
+fn macs_learned_through_the_tunnel_are_where_the_kernel_would_hold_them() {
+    require_root!();
+    let t = topo(&prefix("ktun"), 2);
+    let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+    kernel_vtep(&h1.h, "192.168.1.1", &["192.168.1.2"], None);
+    kernel_vtep(&h2.h, "192.168.1.2", &["192.168.1.1"], None);
+    // The kernel ages in 10 s here (and so does xvtep, which follows it).
+    h1.h.sh("ip link set br2 type bridge ageing_time 1000 && ip link set vx2 type vxlan ageing 10");
+    let mut d = Daemon::start(&h1.h, CONFIG, t.dir.path(), "h1");
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = reloads(&d.log());
+    let far = mac_of(&h2.a);
+    let held = || {
+        let fdb = h1.h.sh("bridge fdb show dev vx2");
+        let own = fdb
+            .lines()
+            .any(|l| l.starts_with(&format!("{far} dst 192.168.1.2 self")) && !l.contains("permanent"));
+        let bridge = fdb.lines().any(|l| l.trim_end() == format!("{far} master br2"));
+        (own, bridge)
+    };
+    let in_xvtep = || d.ctl_ok("fdb show").contains(&far);
+    assert!(h2.a.ping_ok("10.2.0.1", UP), "h2 -> h1 through xvtep");
+    wait_until("the remote MAC written back on vx2, both entries", Duration::from_secs(5), || {
+        held() == (true, true)
+    });
+    // Talking for longer than the kernel's ageing: xvtep keeps the kernel's entries fresh.
+    let talk = |secs: u32| h2.a.sh(&format!("ping -q -i 0.5 -w {secs} 10.2.0.1 >/dev/null; true"));
+    talk(22);
+    assert_eq!(
+        held(),
+        (true, true),
+        "aged by the kernel while xvtep kept it:\n{}",
+        h1.h.sh("bridge fdb show dev vx2")
+    );
+    h1.h.sh(&format!("bridge fdb del {far} dev vx2 master"));
+    wait_until("the deleted remote MAC forgotten by xvtep", Duration::from_secs(3), || !in_xvtep());
+    wait_until("the vxlan device's entry removed with it", Duration::from_secs(3), || {
+        held() == (false, false)
+    });
+    assert!(h2.a.ping_ok("10.2.0.1", UP), "h2 -> h1 after the delete");
+    wait_until("written back again once it talked", Duration::from_secs(5), || held() == (true, true));
+    let log = d.log();
+    assert_eq!(reloads(&log) - before, 0, "reloads for written-back remote MACs:\n{log}");
+    d.stop();
+    assert_eq!(held(), (false, false), "left after stop:\n{}", h1.h.sh("bridge fdb show dev vx2"));
+}
+
 /// IPv6 vxlan devices with no `dev` (the underlay found by the local address, which needs the
 /// host's IPv6 addresses), and IPv6 neighbours of the bridge followed while running (ND
 /// suppression from what zebra installs).

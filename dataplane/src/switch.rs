@@ -128,8 +128,10 @@ impl Switch {
             true => Vec::new(),
             false => self.fdb.flush(|_, _, dst, _| matches!(dst, FdbDst::Port(p) if gone.contains(&p))),
         };
+        self.publish_forgotten(&removed);
         if !remapped.is_empty() {
-            self.fdb.flush(|_, d, _, k| k == EntryKind::Learned && remapped.contains(&d));
+            let flushed = self.fdb.flush(|_, d, _, k| k == EntryKind::Learned && remapped.contains(&d));
+            self.publish_forgotten(&flushed);
         }
         for id in new {
             let now = self.port_totals(id);
@@ -232,6 +234,27 @@ impl Switch {
             self.events.publish(|| Event::Age { mac, domain, dst });
         }
         aged.len()
+    }
+
+    /// Publishes the learned entries among `removed` (flushed with a port, a remapped VLAN or
+    /// by an operator) as age-outs: whoever mirrors what was learned lets them go too.
+    pub fn publish_forgotten(&self, removed: &[Flushed]) {
+        for &(mac, domain, dst, kind) in removed {
+            if kind == EntryKind::Learned {
+                self.events.publish(|| Event::Age { mac, domain, dst });
+            }
+        }
+    }
+
+    /// Forgets `mac` in `domain` if it is still learned at `dst` (deleted where it was
+    /// mirrored, as in the kernel's bridge), publishing it as an age-out, so that whoever
+    /// follows the events hears of it after what they were told before; returns whether it did.
+    pub fn forget(&self, mac: MacAddr, domain: Domain, dst: FdbDst) -> bool {
+        let forgotten = self.fdb.remove_exact(mac, domain, dst, EntryKind::Learned);
+        if forgotten {
+            self.events.publish(|| Event::Age { mac, domain, dst });
+        }
+        forgotten
     }
 
     /// Counters summed over all workers.

@@ -330,6 +330,7 @@ impl Running {
             };
             kind_ok && dev_ok && vni.is_none_or(|v| domain.as_vni() == Some(v))
         });
+        self.switch.publish_forgotten(&removed);
         for (mac, domain, _, kind) in &removed {
             if *kind != EntryKind::Learned {
                 let scope = FdbScope::from(*domain);

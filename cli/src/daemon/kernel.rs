@@ -418,16 +418,19 @@ fn addrs_of(m: &AddressMessage) -> Vec<(u32, IpAddr)> {
 /// add|append`, or what a control plane installed); `None` for what the kernel learned itself
 /// and for multicast addresses.
 pub fn fdb_of(m: &NeighbourMessage) -> Option<KernelFdb> {
-    let ext_learned = m.header.flags.contains(NeighbourFlags::ExtLearned);
     // NUD_PERMANENT and NUD_NOARP (`static`), alone or together (a vxlan device reports
     // both for an entry added by hand, which the crate calls `Other(0xc0)`).
     const NUD_NOARP: u16 = 0x40;
-    const NUD_PERMANENT: u16 = 0x80;
     let state = u16::from(m.header.state);
-    if state & (NUD_NOARP | NUD_PERMANENT) == 0 && !ext_learned {
-        return None;
-    }
-    let permanent = state & NUD_PERMANENT != 0;
+    fdb_entry_of(m).filter(|e| e.permanent || e.ext_learned || state & NUD_NOARP != 0)
+}
+
+/// A bridge FDB entry of a notification or a dump, whatever its state (what the kernel learned
+/// itself too); `None` for multicast addresses.
+pub fn fdb_entry_of(m: &NeighbourMessage) -> Option<KernelFdb> {
+    let ext_learned = m.header.flags.contains(NeighbourFlags::ExtLearned);
+    const NUD_PERMANENT: u16 = 0x80;
+    let permanent = u16::from(m.header.state) & NUD_PERMANENT != 0;
     let mut e = KernelFdb {
         ifindex: m.header.ifindex,
         mac: MacAddr([0; 6]),

@@ -33,6 +33,20 @@ pub const RTNLGRP_TUNNEL: u32 = 35;
 pub fn notifications(groups: &[u32]) -> io::Result<Socket> {
     let mut sock = Socket::new(NETLINK_ROUTE)?;
     sock.bind_auto()?;
+    // Room for bursts (a `bridge fdb flush`, a reconciliation of thousands of MACs, a busy
+    // host's neighbours) beyond the default ≈ 200 KiB: an overrun costs a full re-read.
+    // SO_RCVBUFFORCE passes net.core.rmem_max as root; without it the default stays.
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: a valid descriptor and an int of the size given.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const _ as *const libc::c_void,
+            std::mem::size_of_val(&size) as u32,
+        );
+    }
     for &g in groups {
         if let Err(e) = sock.add_membership(g) {
             if g != RTNLGRP_TUNNEL {
@@ -61,6 +75,31 @@ pub fn each_message(data: &[u8], mut each: impl FnMut(Option<&RouteNetlinkMessag
         }
         offset += len;
     }
+}
+
+/// One bridge FDB entry as xvtep writes it: on a bridge port (`master`), or on a vxlan device
+/// with a remote (`self`, `dst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FdbEntry {
+    pub ifindex: u32,
+    pub mac: MacAddr,
+    /// On a VLAN-aware bridge: the VLAN of a `master` entry.
+    pub vlan: Option<u16>,
+    /// The remote VTEP of a vxlan device's own entry.
+    pub dst: Option<IpAddr>,
+    /// On an `external` vxlan device: the VNI (`src_vni` and `vni`).
+    pub vni: Option<u32>,
+    /// `extern_learn` (never aged by the kernel), else dynamic as the kernel learns.
+    pub extern_learn: bool,
+}
+
+/// What [`Rtnl::bridge_fdb_entry`] does with an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdbChange {
+    Write,
+    /// `NTF_USE`: a dynamic entry is as fresh as if the kernel had just seen its MAC.
+    Refresh,
+    Remove,
 }
 
 pub struct Rtnl {
@@ -332,29 +371,41 @@ impl Rtnl {
         self.request(RouteNetlinkMessage::DelLink(msg), NLM_F_REQUEST | NLM_F_ACK).map(|_| ())
     }
 
-    /// Adds (or moves here) or removes `mac` as an externally learned entry of the bridge port
-    /// `ifindex`, in VLAN `vlan` of a VLAN-aware bridge (`bridge fdb replace MAC dev PORT
-    /// [vlan VID] master extern_learn`).
-    pub fn bridge_extern_learn(
-        &mut self,
-        ifindex: u32,
-        mac: MacAddr,
-        vlan: Option<u16>,
-        add: bool,
-    ) -> io::Result<()> {
+    /// Adds (or replaces), refreshes or removes one bridge FDB entry (`bridge fdb replace|del`).
+    pub fn bridge_fdb_entry(&mut self, e: &FdbEntry, how: FdbChange) -> io::Result<()> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Bridge;
-        msg.header.ifindex = ifindex;
+        msg.header.ifindex = e.ifindex;
         msg.header.state = NeighbourState::Reachable;
-        msg.header.flags = NeighbourFlags::Controller | NeighbourFlags::ExtLearned;
-        msg.attributes.push(NeighbourAttribute::LinkLocalAddress(mac.0.to_vec()));
-        if let Some(vid) = vlan {
+        // On the device itself (a vxlan device's own table) with a remote, else the bridge's.
+        msg.header.flags = if e.dst.is_some() { NeighbourFlags::Own } else { NeighbourFlags::Controller };
+        if e.extern_learn {
+            msg.header.flags |= NeighbourFlags::ExtLearned;
+        }
+        if how == FdbChange::Refresh {
+            msg.header.flags |= NeighbourFlags::Use;
+        }
+        msg.attributes.push(NeighbourAttribute::LinkLocalAddress(e.mac.0.to_vec()));
+        if let Some(vid) = e.vlan {
             msg.attributes.push(NeighbourAttribute::Vlan(vid));
         }
-        let (m, flags) = if add {
-            (RouteNetlinkMessage::NewNeighbour(msg), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE)
-        } else {
-            (RouteNetlinkMessage::DelNeighbour(msg), NLM_F_REQUEST | NLM_F_ACK)
+        if let Some(ip) = e.dst {
+            msg.attributes.push(NeighbourAttribute::Destination(match ip {
+                IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+                IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+            }));
+        }
+        if let Some(vni) = e.vni {
+            // An `external` device keys its entries by VNI, and sends to the VNI given.
+            msg.attributes.push(NeighbourAttribute::SourceVni(vni));
+            msg.attributes.push(NeighbourAttribute::Vni(vni));
+        }
+        let (m, flags) = match how {
+            FdbChange::Remove => (RouteNetlinkMessage::DelNeighbour(msg), NLM_F_REQUEST | NLM_F_ACK),
+            FdbChange::Write | FdbChange::Refresh => (
+                RouteNetlinkMessage::NewNeighbour(msg),
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+            ),
         };
         self.request(m, flags).map(|_| ())
     }
