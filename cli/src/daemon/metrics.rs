@@ -65,39 +65,60 @@ pub fn render(src: &Sources) -> String {
 /// The exposition text, with the XDP and tc programs' counters as read (none: no programs).
 fn render_with(src: &Sources, steer: Option<xvtep_bpf::SteerCounters>) -> String {
     let stats = src.switch.stats();
-    let mut o = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    let mut out = Families(String::new());
+    port_families(&mut out, &stats);
+    fdb_families(&mut out, src, &stats);
+    io_families(&mut out, src, steer);
+    daemon_families(&mut out, src);
+    out.0
+}
+
+/// The exposition text, one metric family at a time.
+struct Families(String);
+
+impl Families {
+    /// One family: its help and type, then a sample per (labels, value).
+    fn family<V: std::fmt::Display>(&mut self, name: &str, kind: &str, help: &str, rows: Vec<(String, V)>) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, v) in rows {
-            let _ = writeln!(o, "{name}{labels} {v}");
+            let _ = writeln!(self.0, "{name}{labels} {v}");
         }
-    };
+    }
+
+    /// One family of a single unlabelled sample.
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: u64) {
+        self.family(name, kind, help, vec![(String::new(), value)]);
+    }
+}
+
+/// Per port: traffic, suppression, coalescing, and drops by named reason.
+fn port_families(out: &mut Families, stats: &xvtep_dataplane::Stats) {
     let per_port = |f: fn(&xvtep_dataplane::counters::PortStats) -> u64| {
         stats.ports.iter().map(|p| (format!("{{port=\"{}\"}}", p.name), f(p))).collect::<Vec<_>>()
     };
-    family("xvtep_rx_packets_total", "counter", "Frames received, per port.", per_port(|p| p.rx_packets));
-    family("xvtep_rx_bytes_total", "counter", "Bytes received, per port.", per_port(|p| p.rx_bytes));
-    family("xvtep_tx_packets_total", "counter", "Frames sent, per port.", per_port(|p| p.tx_packets));
-    family("xvtep_tx_bytes_total", "counter", "Bytes sent, per port.", per_port(|p| p.tx_bytes));
-    family(
+    out.family("xvtep_rx_packets_total", "counter", "Frames received, per port.", per_port(|p| p.rx_packets));
+    out.family("xvtep_rx_bytes_total", "counter", "Bytes received, per port.", per_port(|p| p.rx_bytes));
+    out.family("xvtep_tx_packets_total", "counter", "Frames sent, per port.", per_port(|p| p.tx_packets));
+    out.family("xvtep_tx_bytes_total", "counter", "Bytes sent, per port.", per_port(|p| p.tx_bytes));
+    out.family(
         "xvtep_learn_refused_total",
         "counter",
         "Sources not learned at max_learned, per port.",
         per_port(|p| p.learn_refused),
     );
-    family(
+    out.family(
         "xvtep_arp_suppressed_total",
         "counter",
         "ARP requests answered locally, per port.",
         per_port(|p| p.arp_suppressed),
     );
-    family(
+    out.family(
         "xvtep_nd_suppressed_total",
         "counter",
         "IPv6 neighbour solicitations answered locally, per port.",
         per_port(|p| p.nd_suppressed),
     );
-    family(
+    out.family(
         "xvtep_tx_coalesced_total",
         "counter",
         "Segments from the tunnel sent inside a coalesced superframe (GRO), per port.",
@@ -110,7 +131,11 @@ fn render_with(src: &Sources, steer: Option<xvtep_bpf::SteerCounters>) -> String
             p.drops.iter().map(move |(r, n)| (format!("{{port=\"{}\",reason=\"{r}\"}}", p.name), *n))
         })
         .collect();
-    family("xvtep_drops_total", "counter", "Frames dropped, per port and named reason.", drops);
+    out.family("xvtep_drops_total", "counter", "Frames dropped, per port and named reason.", drops);
+}
+
+/// The FDB: entries per domain, learning, and events missed.
+fn fdb_families(out: &mut Families, src: &Sources, stats: &xvtep_dataplane::Stats) {
     let topo = src.switch.topology();
     let sizes = src
         .switch
@@ -124,28 +149,17 @@ fn render_with(src: &Sources, steer: Option<xvtep_bpf::SteerCounters>) -> String
             (_, vid) => (format!("{{vni=\"\",vlan=\"{}\"}}", vid.unwrap_or(0)), n as u64),
         })
         .collect();
-    family("xvtep_fdb_entries", "gauge", "FDB entries per VNI (or VLAN without VNI).", sizes);
+    out.family("xvtep_fdb_entries", "gauge", "FDB entries per VNI (or VLAN without VNI).", sizes);
     let f = stats.fdb;
-    family("xvtep_fdb_learned_total", "counter", "Entries learned.", vec![(String::new(), f.learned_total)]);
-    family(
-        "xvtep_fdb_moved_total",
-        "counter",
-        "Learned entries moved.",
-        vec![(String::new(), f.moved_total)],
-    );
-    family(
-        "xvtep_fdb_aged_total",
-        "counter",
-        "Learned entries aged out.",
-        vec![(String::new(), f.aged_total)],
-    );
-    family(
-        "xvtep_events_lost_total",
-        "counter",
-        "Events a slow subscriber missed.",
-        vec![(String::new(), stats.events_lost)],
-    );
-    // Every I/O counter, per worker, from the one list that defines them.
+    out.one("xvtep_fdb_learned_total", "counter", "Entries learned.", f.learned_total);
+    out.one("xvtep_fdb_moved_total", "counter", "Learned entries moved.", f.moved_total);
+    out.one("xvtep_fdb_aged_total", "counter", "Learned entries aged out.", f.aged_total);
+    out.one("xvtep_events_lost_total", "counter", "Events a slow subscriber missed.", stats.events_lost);
+}
+
+/// Every I/O counter, per worker, from the one list that defines them; the XDP and tc
+/// programs' counters.
+fn io_families(out: &mut Families, src: &Sources, steer: Option<xvtep_bpf::SteerCounters>) {
     let per_worker: Vec<_> = src.workers.iter().map(|w| w.all()).collect();
     if let Some(first) = per_worker.first() {
         for (k, c) in first.iter().enumerate() {
@@ -154,39 +168,45 @@ fn render_with(src: &Sources, steer: Option<xvtep_bpf::SteerCounters>) -> String
                 .enumerate()
                 .map(|(i, w)| (format!("{{worker=\"{i}\"}}"), w[k].value))
                 .collect();
-            family(c.metric, "counter", c.help.trim(), rows);
+            out.family(c.metric, "counter", c.help.trim(), rows);
         }
     }
-    // The XDP and tc programs' counters.
     if let Some(counters) = steer {
         for (_, metric, help, value) in counters.all() {
-            family(metric, "counter", help, vec![(String::new(), value)]);
+            out.one(metric, "counter", help, value);
         }
     }
-    family(
+}
+
+/// The daemon's own: its mode, reloads, and how busy each worker was.
+fn daemon_families(out: &mut Families, src: &Sources) {
+    out.one(
         "xvtep_kernel_mode",
         "gauge",
         "1 when the configuration follows the kernel's bridges ([kernel] mode), else 0.",
-        vec![(String::new(), src.kernel_mode as u64)],
+        src.kernel_mode as u64,
     );
-    family(
+    out.family(
         "xvtep_config_reloads_total",
         "counter",
         "Configuration reloads applied, by cause: sighup, or kernel (a change of the kernel's bridges followed in [kernel] mode).",
         src.reloads.all().iter().map(|(cause, n)| (format!("{{cause=\"{cause}\"}}"), *n)).collect(),
     );
     let up = src.started.elapsed().as_nanos().max(1) as f64;
-    let _ =
-        writeln!(o, "# HELP xvtep_worker_busy_ratio Share of its life a worker was not sleeping in poll(2).");
-    let _ = writeln!(o, "# TYPE xvtep_worker_busy_ratio gauge");
-    for (i, c) in src.workers.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "xvtep_worker_busy_ratio{{worker=\"{i}\"}} {:.4}",
-            (1.0 - c.idle_nanos.get() as f64 / up).max(0.0)
-        );
-    }
-    o
+    let busy = src
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (format!("{{worker=\"{i}\"}}"), format!("{:.4}", (1.0 - c.idle_nanos.get() as f64 / up).max(0.0)))
+        })
+        .collect();
+    out.family(
+        "xvtep_worker_busy_ratio",
+        "gauge",
+        "Share of its life a worker was not sleeping in poll(2).",
+        busy,
+    );
 }
 
 /// Serves scrapes on `addr` until `stop` (see [`http`]: no client can hold up another).

@@ -14,6 +14,7 @@ use xvtep_dataplane::config::{quoted, unicast_neighbour};
 use xvtep_dataplane::wire::MacAddr;
 
 use super::state::{KernelFdb, KernelLink, KernelState, KernelVlan, KernelVxlan};
+use crate::daemon::netlink::VniRange;
 
 /// The configuration (TOML) equivalent to `bridges` in `state`, with the `[switch]` table
 /// `switch` (TOML, possibly empty).
@@ -142,6 +143,29 @@ impl<'s> Bridge<'s> {
 /// the vxlan device by `src_vni`, on ports by `vlan`. `switch`: the `[switch]` table (TOML).
 fn vlan_aware(state: &KernelState, names: &Names, b: &Bridge, switch: &str) -> Result<String> {
     let (vx, v) = (b.vx, b.v);
+    check_vlan_tunnel(b)?;
+    let map = tunnel_map(vx, v);
+    let vni_of_vid = |vid: u16| map.iter().find(|(v, _)| *v == vid).map(|(_, n)| *n);
+    let mut t = Tables::default();
+    write_tunnel_vlans(&mut t, v, &map);
+    for p in b.ports() {
+        write_port(&mut t.ports, p, &vlan_list(&p.vlans));
+    }
+    // The bridge is a port of itself, in the VLANs of `bridge vlan show dev BRIDGE self`.
+    write_bridge_port(&mut t.ports, b, &vlan_list(&b.link.vlans));
+    write_vxlan_fdb_per_vni(&mut t, state, b, &map);
+    write_port_fdb_per_vlan(&mut t, state, names, b, &vni_of_vid);
+    if vx.neigh_suppress {
+        t.suppress = true;
+        write_neighbours_per_vlan(&mut t, state, b, &vni_of_vid);
+    }
+    let tunnel = tunnel_table(state, names, vx, v, t.suppress)?;
+    Ok(switch.to_string() + &tunnel + &t.vlans + &t.ports + &t.fdb + &t.neigh)
+}
+
+/// Refuses a vxlan device on a VLAN-aware bridge that carries no VLAN to a VNI of its own.
+fn check_vlan_tunnel(b: &Bridge) -> Result<()> {
+    let (vx, v) = (b.vx, b.v);
     let name = &vx.name;
     if !v.external {
         bail!(
@@ -161,37 +185,44 @@ fn vlan_aware(state: &KernelState, names: &Names, b: &Bridge, switch: &str) -> R
             b.name
         );
     }
-    // VID -> VNI: the vxlan port's `tunnel_info`, for the VLANs it is a member of.
-    // With `vnifilter`, only the VNIs of its filter (`bridge vni`): the kernel drops the others.
-    let filter = |vni: u32| v.vni_filter.iter().find(|r| (r.first..=r.last).contains(&vni));
-    let map: Vec<(u16, u32)> = vx
-        .tunnel_info
+    Ok(())
+}
+
+/// VID -> VNI: the vxlan port's `tunnel_info`, for the VLANs it is a member of. With
+/// `vnifilter`, only the VNIs of its filter (`bridge vni`): the kernel drops the others.
+fn tunnel_map(vx: &KernelLink, v: &KernelVxlan) -> Vec<(u16, u32)> {
+    vx.tunnel_info
         .iter()
         .filter(|(vid, vni)| {
-            vx.vlans.iter().any(|m| m.vid == *vid) && (!v.vnifilter || filter(*vni).is_some())
+            vx.vlans.iter().any(|m| m.vid == *vid) && (!v.vnifilter || vni_range(v, *vni).is_some())
         })
         .copied()
-        .collect();
-    let vni_of_vid = |vid: u16| map.iter().find(|(v, _)| *v == vid).map(|(_, n)| *n);
-    let mut t = Tables::default();
-    for (vid, vni) in &map {
+        .collect()
+}
+
+/// The `bridge vni` range of `v`'s filter that holds `vni`.
+fn vni_range(v: &KernelVxlan, vni: u32) -> Option<&VniRange> {
+    v.vni_filter.iter().find(|r| (r.first..=r.last).contains(&vni))
+}
+
+/// A `[[vlan]]` per mapping, with its multicast group: a VNI's own (`bridge vni add ...
+/// group`) before the device's. (A unicast one is that VNI's remote: the kernel puts it in the
+/// FDB as the VNI's flood entry, read with the others.)
+fn write_tunnel_vlans(t: &mut Tables, v: &KernelVxlan, map: &[(u16, u32)]) {
+    for (vid, vni) in map {
         let _ = write!(t.vlans, "[[vlan]]\nvid = {vid}\nvni = {vni}\n");
-        // A VNI's own group (`bridge vni add ... group`) before the device's.
-        let own = filter(*vni).and_then(|r| r.group).filter(|_| v.vnifilter);
+        let own = vni_range(v, *vni).and_then(|r| r.group).filter(|_| v.vnifilter);
         if let Some(g) = own.or(v.group).filter(|g| g.is_multicast()) {
             let _ = writeln!(t.vlans, "group = \"{g}\"");
         }
-        // (A unicast one is that VNI's remote: the kernel puts it in the FDB as the VNI's
-        // flood entry, read with the others below.)
     }
-    for p in b.ports() {
-        write_port(&mut t.ports, p, &vlan_list(&p.vlans));
-    }
-    // The bridge is a port of itself, in the VLANs of `bridge vlan show dev BRIDGE self`.
-    write_bridge_port(&mut t.ports, b, &vlan_list(&b.link.vlans));
-    // On the vxlan device, per VNI (`src_vni`): remote MACs and flood lists. One without
-    // `src_vni` has VNI 0 in the kernel, which no VLAN carries: inert there, left out here too;
-    // so is one whose VNI no VLAN maps to.
+}
+
+/// On the vxlan device, per VNI (`src_vni`): remote MACs and flood lists. One without
+/// `src_vni` has VNI 0 in the kernel, which no VLAN carries: inert there, left out here too;
+/// so is one whose VNI no VLAN maps to.
+fn write_vxlan_fdb_per_vni(t: &mut Tables, state: &KernelState, b: &Bridge, map: &[(u16, u32)]) {
+    let (vx, v) = (b.vx, b.v);
     for e in state.fdb.iter().filter(|e| e.ifindex == vx.index) {
         let (Some(dst), Some(vni)) = (e.dst, e.src_vni) else { continue };
         if !map.iter().any(|(_, n)| *n == vni) {
@@ -208,8 +239,17 @@ fn vlan_aware(state: &KernelState, names: &Names, b: &Bridge, switch: &str) -> R
             let _ = writeln!(t.fdb, "extern_learn = true");
         }
     }
-    // On ports, per VLAN (`vlan`): only `static` ones (see `add_port_fdb`), and only in a VLAN
-    // of the port (an entry without a VLAN, or in one the port is not in, matches no frame).
+}
+
+/// On ports, per VLAN (`vlan`): only `static` ones (see `add_port_fdb`), and only in a VLAN of
+/// the port (an entry without a VLAN, or in one the port is not in, matches no frame).
+fn write_port_fdb_per_vlan(
+    t: &mut Tables,
+    state: &KernelState,
+    names: &Names,
+    b: &Bridge,
+    vni_of_vid: &dyn Fn(u16) -> Option<u32>,
+) {
     for e in state.fdb.iter().filter(|e| !e.permanent && !e.ext_learned) {
         let Some(port) = b.ports().find(|p| p.index == e.ifindex) else { continue };
         let Some(vid) = e.vlan.filter(|vid| port.vlans.iter().any(|m| m.vid == *vid)) else { continue };
@@ -217,29 +257,32 @@ fn vlan_aware(state: &KernelState, names: &Names, b: &Bridge, switch: &str) -> R
         let _ =
             write!(t.fdb, "[[fdb]]\nmac = \"{}\"\n{key}\nport = {}\n", e.mac, quoted(&names.name(e.ifindex)));
     }
-    // ARP and ND suppression: the bridge device's neighbours are in its untagged PVID's VNI,
-    // those of an 8021q device on it (br0.10, where zebra puts a VLAN's) in that VLAN's.
-    if vx.neigh_suppress {
-        t.suppress = true;
-        let pvid = b.link.vlans.iter().find(|m| m.pvid && m.untagged).map(|m| m.vid);
-        let vni_of_neighbour = |ifindex: u32| {
-            if ifindex == b.link.index {
-                return pvid.and_then(vni_of_vid);
-            }
-            let upper = state.links.iter().find(|l| l.index == ifindex)?;
-            upper.vlan_of.filter(|(lower, _)| *lower == b.link.index).and_then(|(_, vid)| vni_of_vid(vid))
-        };
-        for (i, ip, mac) in &state.neighbours {
-            if !unicast_neighbour(*ip) || mac.is_multicast() || mac.is_zero() {
-                continue;
-            }
-            if let Some(vni) = vni_of_neighbour(*i) {
-                let _ = write!(t.neigh, "[[neigh]]\nvni = {vni}\nip = \"{ip}\"\nmac = \"{mac}\"\n");
-            }
+}
+
+/// ARP and ND suppression: the bridge device's neighbours are in its untagged PVID's VNI,
+/// those of an 8021q device on it (br0.10, where zebra puts a VLAN's) in that VLAN's.
+fn write_neighbours_per_vlan(
+    t: &mut Tables,
+    state: &KernelState,
+    b: &Bridge,
+    vni_of_vid: &dyn Fn(u16) -> Option<u32>,
+) {
+    let pvid = b.link.vlans.iter().find(|m| m.pvid && m.untagged).map(|m| m.vid);
+    let vni_of_neighbour = |ifindex: u32| {
+        if ifindex == b.link.index {
+            return pvid.and_then(vni_of_vid);
+        }
+        let upper = state.links.iter().find(|l| l.index == ifindex)?;
+        upper.vlan_of.filter(|(lower, _)| *lower == b.link.index).and_then(|(_, vid)| vni_of_vid(vid))
+    };
+    for (i, ip, mac) in &state.neighbours {
+        if !unicast_neighbour(*ip) || mac.is_multicast() || mac.is_zero() {
+            continue;
+        }
+        if let Some(vni) = vni_of_neighbour(*i) {
+            let _ = write!(t.neigh, "[[neigh]]\nvni = {vni}\nip = \"{ip}\"\nmac = \"{mac}\"\n");
         }
     }
-    let tunnel = tunnel_table(state, names, vx, v, t.suppress)?;
-    Ok(switch.to_string() + &tunnel + &t.vlans + &t.ports + &t.fdb + &t.neigh)
 }
 
 /// A port's VLANs as the configuration writes them: `[{ vid = 2, pvid = true, untagged = true },
