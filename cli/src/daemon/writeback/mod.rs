@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use netlink_packet_route::RouteNetlinkMessage;
 use tracing::{debug, warn};
-use xvtep_dataplane::fdb::EntryKind;
+use xvtep_dataplane::fdb::{EntryKind, FdbDst};
 use xvtep_dataplane::{Event, Switch};
 
 use super::kernel;
@@ -92,15 +92,12 @@ impl WriteBack {
                 self.written.refresh();
                 refreshed = Instant::now();
             }
-            let Ok(event) = self.events.recv_timeout(Duration::from_millis(50)) else { continue };
-            let (key, to) = match event {
-                Event::Learn { mac, domain, dst } => ((mac, domain), Some(dst)),
-                Event::Move { mac, domain, to, .. } => ((mac, domain), Some(to)),
-                Event::Age { mac, domain, .. } => ((mac, domain), None),
-                _ => continue,
-            };
-            let place = to.and_then(|dst| self.places.of(&switch, dst, key.1));
-            self.written.set(key, place);
+            let Ok(first) = self.events.recv_timeout(Duration::from_millis(50)) else { continue };
+            let waiting = self.events.try_iter().take(COALESCE);
+            for (key, to) in coalesced(std::iter::once(first).chain(waiting)) {
+                let place = to.and_then(|dst| self.places.of(&switch, dst, key.1));
+                self.written.set(key, place);
+            }
         }
         for (key, _) in self.written.entries.clone() {
             self.written.set(key, None);
@@ -156,6 +153,29 @@ impl WriteBack {
     }
 }
 
+/// Events taken at once: what a MAC flapping between ports (a hostile tenant, a loop) did
+/// in that many events costs one write of where it ended.
+const COALESCE: usize = 4096;
+
+/// The last word on each MAC among `events`: where it was learned or moved to, or nowhere
+/// (aged out), in the order each MAC was first seen.
+fn coalesced(events: impl Iterator<Item = Event>) -> Vec<(Key, Option<FdbDst>)> {
+    let mut order: Vec<Key> = Vec::new();
+    let mut last: HashMap<Key, Option<FdbDst>> = HashMap::new();
+    for event in events {
+        let (key, to) = match event {
+            Event::Learn { mac, domain, dst } => ((mac, domain), Some(dst)),
+            Event::Move { mac, domain, to, .. } => ((mac, domain), Some(to)),
+            Event::Age { mac, domain, .. } => ((mac, domain), None),
+            _ => continue,
+        };
+        if last.insert(key, to).is_none() {
+            order.push(key);
+        }
+    }
+    order.into_iter().map(|k| (k, last[&k])).collect()
+}
+
 /// How often what the kernel ages is refreshed: three times per ageing time (the switch's,
 /// which in `[kernel]` mode is the kernel's), at most every minute.
 fn refresh_every(switch: &Switch) -> Duration {
@@ -181,4 +201,26 @@ fn learned(switch: &Switch, places: &mut Places) -> HashMap<Key, Place> {
         .filter(|r| r.kind == EntryKind::Learned)
         .filter_map(|r| Some(((r.mac, r.domain), places.of(switch, r.dst, r.domain)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xvtep_dataplane::wire::MacAddr;
+    use xvtep_dataplane::{Domain, PortId};
+
+    #[test]
+    fn a_flapping_mac_is_written_where_it_ended() {
+        let (a, b) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+        let d = Domain::vni(2);
+        let (p1, p2) = (FdbDst::Port(PortId(1)), FdbDst::Port(PortId(2)));
+        let mut events =
+            vec![Event::Learn { mac: a, domain: d, dst: p1 }, Event::Learn { mac: b, domain: d, dst: p2 }];
+        for _ in 0..1000 {
+            events.push(Event::Move { mac: a, domain: d, from: p1, to: p2 });
+            events.push(Event::Move { mac: a, domain: d, from: p2, to: p1 });
+        }
+        events.push(Event::Age { mac: b, domain: d, dst: p2 });
+        assert_eq!(coalesced(events.into_iter()), [((a, d), Some(p1)), ((b, d), None)]);
+    }
 }
