@@ -124,6 +124,6 @@ fn nothing_of_other_interfaces_is_switched_at_start_add_and_reload() {
     assert!(sent.load(Ordering::Relaxed) > 10_000, "the flood ran: {} frames", sent.load(Ordering::Relaxed));
     assert_eq!(chatter_entries(&fdb), Vec::<String>::new(), "learned from other interfaces");
     assert_eq!(seen, [0, 0, 0], "chatter that left ports tap1_0, tap2_0, tap9");
-    let io = report.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+    let io = io_line(&report);
     assert_eq!(io_counter(io, "vnet_rx_foreign"), 0, "{io}");
 }

@@ -231,7 +231,7 @@ fn a_port_added_and_removed_40_times_gives_back_its_frames() {
     assert!(h1.a.ping_ok("10.2.0.2", UP));
     h1.a.sh("ping -c 50 -i 0.01 10.2.0.2");
     let out = d1.stop();
-    let io = out.lines().find(|l| l.starts_with("io: ")).unwrap_or_else(|| panic!("{out}"));
+    let io = io_line(&out);
     let starved = ["fill_starved", "tx_no_frame", "rx_fill_empty"].map(|n| io_counter(io, n));
     assert_eq!(starved, [0, 0, 0], "fill_starved, tx_no_frame, rx_fill_empty: {io}");
 }

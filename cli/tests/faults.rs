@@ -179,7 +179,7 @@ fn overload_is_counted_and_recovers() {
         assert!(sent > 100_000);
         assert!(h1.a.ping_ok("10.2.0.2", UP), "{io}: forwarding recovers once the burst ends");
         let out = d1.stop();
-        let counters = out.lines().find(|l| l.starts_with("io: ")).unwrap_or_else(|| panic!("{out}"));
+        let counters = io_line(&out);
         let kernel_dropped: u64 = drop_fields.iter().map(|f| io_counter(counters, f)).sum();
         eprintln!("overload ({io}): {sent} sent; {counters}");
         assert!(kernel_dropped > 0, "{io}: the burst should have overrun the kernel's queue: {counters}");
@@ -223,7 +223,7 @@ fn a_stalled_worker_has_at_most_256_frames_queued() {
     // A few frames of the namespaces' own (IPv6 router solicitations, ARP) may come along.
     assert!((256..=266).contains(&queued), "{queued} frames were queued for the stalled worker");
     let out = d1.stop();
-    let counters = out.lines().find(|l| l.starts_with("io: ")).unwrap_or_else(|| panic!("{out}"));
+    let counters = io_line(&out);
     let dropped: u64 = ["rx_ring_full", "rx_fill_empty"].iter().map(|f| io_counter(counters, f)).sum();
     // The rest of the burst: dropped by the kernel at the socket (counted here) or before it, at
     // the veth's own ring.

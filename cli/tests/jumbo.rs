@@ -72,7 +72,7 @@ fn jumbo_case(test: &str, io: &str, underlay: u32, tenant: u32) {
         stats.lines().any(|l| l.contains("mtu_exceeded") && !l.trim_end().ends_with(" 0")),
         "{io}: the frame over the tunnel MTU was not dropped as mtu_exceeded:\n{stats}"
     );
-    let io_line = out.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+    let io_line = io_line(&out);
     let jumbo = underlay > 2048;
     if io == "afxdp" {
         assert_eq!(io_counter(io_line, "rx_multi_buffer") > 0, jumbo, "{io_line}");
@@ -127,7 +127,7 @@ fn jumbo_flood_case(test: &str, io: &str) {
         assert_eq!(got, [want], "{io}: remote {} got {got:?}", k + 2);
     }
     let out = d.stop();
-    let io_line = out.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+    let io_line = io_line(&out);
     assert!(io_counter(io_line, "tx_multi_buffer") >= 2, "{io}: {io_line}");
 }
 
@@ -193,7 +193,7 @@ fn jumbo_tag_case(test: &str, io: &str) {
         want.len()
     );
     let out = d.stop();
-    let io_line = out.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+    let io_line = io_line(&out);
     assert!(io_counter(io_line, "tx_multi_buffer") >= 1, "{io}: {io_line}");
 }
 
@@ -234,7 +234,7 @@ fn mtus_raised_while_running_reopen_afxdp_ports_and_name_the_underlay() {
     let log = d.log();
     assert!(log.contains("restart xvtep to open them with multi-buffer"), "{log}");
     let out = d.stop();
-    let io_line = out.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+    let io_line = io_line(&out);
     assert!(
         io_counter(io_line, "rx_multi_buffer") > 0 && io_counter(io_line, "tx_multi_buffer") > 0,
         "{io_line}"

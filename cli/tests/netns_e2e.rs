@@ -59,7 +59,7 @@ fn afxdp_ports_switch_frames_without_a_copy() {
     assert!(h1.a.ping_ok("10.2.0.2", UP));
     h1.a.sh("ping -c 20 -i 0.01 -s 1400 10.2.0.2");
     let out = d1.stop();
-    let io = out.lines().find(|l| l.starts_with("io: ")).unwrap_or_else(|| panic!("{out}"));
+    let io = io_line(&out);
     let (sent, in_place) = (io_counter(io, "tx_packets"), io_counter(io, "tx_zero_copy"));
     assert!(sent >= 40, "20 pings each way and their answers went through: {io}");
     assert_eq!((in_place, io_counter(io, "tx_no_frame")), (sent, 0), "{io}");

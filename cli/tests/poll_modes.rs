@@ -26,7 +26,7 @@ fn each_poll_mode_switches_and_waits_as_it_says() {
         // Idle long enough for an adaptive worker to have gone to sleep (and slept).
         std::thread::sleep(Duration::from_millis(300));
         let out = d.stop();
-        let io = out.lines().find(|l| l.starts_with("io: ")).expect("the exit report's io line");
+        let io = io_line(&out);
         let (sleeps, spins) = (io_counter(io, "idle_sleeps"), io_counter(io, "idle_spins"));
         match mode {
             "sleep" => assert_eq!(spins, 0, "sleep: {io}"),

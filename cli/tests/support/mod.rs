@@ -522,6 +522,14 @@ pub fn rss_kib(pattern: &str) -> u64 {
 /// worker short of UMEM frames to receive into or to send from.
 pub const LOSS_COUNTERS: [&str; 3] = ["fill_starved", "tx_no_frame", "tx_invalid_descs"];
 
+/// The exit report's "io: name value ..." line; panics with the report if it has none.
+pub fn io_line(report: &str) -> &str {
+    report
+        .lines()
+        .find(|l| l.starts_with("io: "))
+        .unwrap_or_else(|| panic!("no io line in the exit report:\n{report}"))
+}
+
 /// The counter `name` of the exit report's "io: name value ..." line.
 pub fn io_counter(line: &str, name: &str) -> u64 {
     line.split(&format!("{name} "))
