@@ -145,7 +145,47 @@ impl FramePool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ring::testing::pair;
     use super::*;
+
+    /// Frames lent to a fill ring, received, sent and completed: each is held by the socket
+    /// while in its rings, and the pool is whole again when all came back.
+    #[test]
+    fn every_frame_lent_or_sent_comes_back() {
+        let umem = Umem::new(16).unwrap();
+        let mut pool = FramePool::new(&umem);
+        let (mut fill, mut kernel_fill) = pair::<u64>(8, 0);
+        let mut lent = 0;
+        assert!(pool.lend(&mut fill, 3, &mut lent, 6), "room for the cap");
+        assert_eq!((lent, pool.free(), pool.held_by(3)), (6, 10, 6));
+        // The kernel fills 4 of them; they are received (ours again) and given back.
+        let mut received = Vec::new();
+        assert_eq!(kernel_fill.consume(&mut received, 4), 4);
+        lent -= 4;
+        for &addr in &received {
+            pool.give_back(addr + 256);
+        }
+        assert_eq!((pool.free(), pool.held_by(3), lent), (14, 2, 2));
+        // Two frames sent on socket 5's tx ring, of which only one fits; the other is dropped.
+        let (mut tx, mut kernel_tx) = pair::<Desc>(1, 0);
+        let frames: Vec<Desc> =
+            (0..2).map(|_| Desc { addr: pool.take().unwrap() + 256, len: 60, options: 0 }).collect();
+        assert_eq!(pool.transmit(&mut tx, &frames, 5), 1);
+        assert_eq!((pool.free(), pool.held_by(5)), (13, 1));
+        // The kernel sends it and reports it complete.
+        let mut sent = Vec::new();
+        assert_eq!(kernel_tx.consume(&mut sent, 8), 1);
+        let (mut kernel_completion, mut completion) = pair::<u64>(8, 0);
+        assert_eq!(kernel_completion.produce(&[sent[0].addr]), 1);
+        let mut scratch = Vec::new();
+        assert_eq!(pool.take_back(&mut completion, &mut scratch), 1);
+        assert_eq!((pool.free(), pool.held_by(5)), (14, 0));
+        // What is still lent comes back when the socket closes.
+        let now = Instant::now();
+        pool.park(3, now);
+        pool.unpark(now + PARK);
+        assert_eq!((pool.free(), pool.held_by(3)), (16, 0), "the pool is whole again");
+    }
 
     #[test]
     fn a_closed_sockets_frames_come_back_after_the_park() {

@@ -52,6 +52,22 @@ impl<T: Copy> Ring<T> {
         if map == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: `map` is a fresh mapping of `map_len` bytes laid out as `offsets` says.
+        Ok(unsafe { Ring::over(map, map_len, size, offsets, producer_side) })
+    }
+
+    /// The ring in the mapping `map` of `map_len` bytes (unmapped on drop).
+    ///
+    /// # Safety
+    /// `map` must be a mapping of `map_len` bytes, ours to unmap, holding the producer,
+    /// consumer and flags words and `size` descriptors at `offsets`.
+    unsafe fn over(
+        map: *mut libc::c_void,
+        map_len: usize,
+        size: u32,
+        offsets: &libc::xdp_ring_offset,
+        producer_side: bool,
+    ) -> Ring<T> {
         let at = |offset: u64| {
             // SAFETY: the kernel's offsets lie inside the mapping it made.
             unsafe { (map as *mut u8).add(offset as usize) }
@@ -71,7 +87,7 @@ impl<T: Copy> Ring<T> {
         } else {
             ring.consumer().load(Ordering::Relaxed)
         };
-        Ok(ring)
+        ring
     }
 
     fn producer(&self) -> &AtomicU32 {
@@ -131,5 +147,81 @@ impl<T: Copy> Drop for Ring<T> {
     fn drop(&mut self) {
         // SAFETY: our mapping, used by nothing after this.
         unsafe { libc::munmap(self.map, self.map_len) };
+    }
+}
+
+/// Rings over anonymous memory, for unit tests of what uses them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Both sides of one ring of `size` descriptors over anonymous memory, its indices starting
+    /// at `start`: (the producer's side, the consumer's side), one of them ours and the other
+    /// the kernel's. Only the producer's side unmaps the memory.
+    pub fn pair<T: Copy>(size: u32, start: u32) -> (Ring<T>, std::mem::ManuallyDrop<Ring<T>>) {
+        let offsets = libc::xdp_ring_offset { producer: 0, consumer: 64, desc: 192, flags: 128 };
+        let len = offsets.desc as usize + size as usize * std::mem::size_of::<T>();
+        // SAFETY: a fresh anonymous mapping, zeroed, of `len` bytes.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        // SAFETY: the indices lie inside the mapping, at the offsets given.
+        unsafe {
+            *(map as *mut u32) = start;
+            *((map as *mut u8).add(64) as *mut u32) = start;
+        }
+        // SAFETY: laid out as `offsets` says; only the producer's side unmaps it.
+        unsafe {
+            let producer = Ring::over(map, len, size, &offsets, true);
+            let consumer = std::mem::ManuallyDrop::new(Ring::over(map, len, size, &offsets, false));
+            (producer, consumer)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::pair;
+
+    #[test]
+    fn what_is_produced_is_consumed_in_order_and_room_comes_back() {
+        let (mut ours, mut kernel) = pair::<u64>(8, 0);
+        assert_eq!(ours.room(), 8);
+        assert_eq!(ours.produce(&[1, 2, 3]), 3);
+        assert_eq!(ours.room(), 5);
+        let mut got = Vec::new();
+        assert_eq!(kernel.consume(&mut got, 2), 2);
+        assert_eq!(got, [1, 2]);
+        assert_eq!(ours.room(), 7);
+        // Full: only what fits goes, the first ones.
+        assert_eq!(ours.produce(&[4, 5, 6, 7, 8, 9, 10, 11]), 7);
+        assert_eq!(ours.room(), 0);
+        assert_eq!(ours.produce(&[12]), 0);
+        got.clear();
+        assert_eq!(kernel.consume(&mut got, usize::MAX), 8);
+        assert_eq!(got, [3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(kernel.consume(&mut got, usize::MAX), 0);
+    }
+
+    #[test]
+    fn indices_wrap_around_u32_without_losing_a_descriptor() {
+        let (mut ours, mut kernel) = pair::<u64>(4, u32::MAX - 2);
+        let mut got = Vec::new();
+        for round in 0..5u64 {
+            let items: Vec<u64> = (0..3).map(|k| round * 10 + k).collect();
+            assert_eq!(ours.produce(&items), 3, "round {round}");
+            got.clear();
+            assert_eq!(kernel.consume(&mut got, usize::MAX), 3, "round {round}");
+            assert_eq!(got, items, "round {round}");
+            assert_eq!(ours.room(), 4);
+        }
     }
 }
