@@ -84,7 +84,9 @@ pub struct Subscription(netlink_sys::Socket);
 pub fn subscribe() -> Result<Subscription> {
     use super::netlink::*;
     let groups = [RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_TUNNEL];
-    let sock = notifications(&groups).context("opening a netlink socket to follow the kernel")?;
+    let sock = notifications(&groups)
+        .and_then(|s| s.set_non_blocking(true).map(|()| s))
+        .context("opening a netlink socket to follow the kernel")?;
     Ok(Subscription(sock))
 }
 
@@ -125,7 +127,9 @@ fn follow(
             let mut fd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd.
             let ready = unsafe { libc::poll(&mut fd, 1, 50) } > 0;
-            if ready {
+            // Everything waiting is read at once: a socket the kernel found full (ENOBUFS)
+            // gets nothing more until it has been read empty, and the re-read must come after.
+            while ready {
                 match sock.recv_from_full() {
                     Ok((data, _)) => super::netlink::each_message(&data, |m| match m {
                         Some(m) if !relevant(m) => {}
@@ -135,9 +139,14 @@ fn follow(
                             last_change = Instant::now();
                         }
                     }),
-                    // ENOBUFS and the like: events were lost.
-                    Err(_) => {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // ENOBUFS (events were lost), or what cannot be read: a re-read.
+                    Err(e) => {
                         first_change.get_or_insert_with(Instant::now);
+                        last_change = Instant::now();
+                        if e.raw_os_error() != Some(libc::ENOBUFS) {
+                            break;
+                        }
                     }
                 }
             }
