@@ -234,7 +234,9 @@ const SOCKET_OPENERS: &[(&str, &[&str], &str)] = &[
     ("libbpf_rs::Xdp", &["AF_NETLINK"], "libbpf queries XDP attachments over rtnetlink"),
 ];
 
-/// Each `.rs` file under `path` (or `path` itself), as (path, code without `//` comments).
+/// Each `.rs` file under `path` (or `path` itself), as (path, code without `//` comments and
+/// without its unit tests, which the daemon does not run: its `#[cfg(test)] mod`, last in a
+/// file by this tree's convention).
 fn rust_sources(path: &Path, out: &mut Vec<(PathBuf, String)>) {
     if path.is_dir() {
         for entry in std::fs::read_dir(path).unwrap() {
@@ -242,7 +244,9 @@ fn rust_sources(path: &Path, out: &mut Vec<(PathBuf, String)>) {
         }
     } else if path.extension().is_some_and(|e| e == "rs") {
         let text = std::fs::read_to_string(path).unwrap();
-        let code = text.lines().map(|l| l.find("//").map_or(l, |at| &l[..at])).collect::<Vec<_>>().join("\n");
+        let daemon = text.split("\n#[cfg(test)]\nmod ").next().unwrap_or_default();
+        let code =
+            daemon.lines().map(|l| l.find("//").map_or(l, |at| &l[..at])).collect::<Vec<_>>().join("\n");
         out.push((path.strip_prefix(repo()).unwrap_or(path).to_path_buf(), code));
     }
 }
