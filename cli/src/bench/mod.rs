@@ -2,16 +2,20 @@
 //! bridge + vxlan, xvtep, and a bare AF_XDP forwarder (the ceiling) — measured alternately in
 //! one run, in both directions, with frames from an AF_XDP generator.
 //!
-//! Topology, rebuilt for every sample: `g` (a container: 10.2.0.1, MAC A) —veth— `d` (the
-//! device under test: tap1_0 and eth0 192.168.1.1) —veth— `s` (the remote VTEP: 192.168.1.2).
+//! Topology, rebuilt for every path, direction and MTU: `g` (a container: 10.2.0.1, MAC A)
+//! —veth— `d` (the device under test: tap1_0 and eth0 192.168.1.1) —veth— `s` (the remote
+//! VTEP: 192.168.1.2). Its MTUs are the usual 1500 unless a frame size needs more
+//! ([`mtu::for_size`]: jumbo frames) or `--underlay-mtu` sets them ([`mtu`]).
 //! Encap: `g` sends UDP from A to B (behind the remote), counted arriving at `s`. Decap: `s`
 //! sends those frames in VXLAN (VNI 2), counted arriving at `g`. Static neighbours and FDB
 //! entries keep ARP and flooding out of the measurement.
 
 mod cpu;
 pub mod forward;
+mod mtu;
 mod plot;
 mod report;
+mod sink;
 mod tcp;
 
 use std::net::Ipv4Addr;
@@ -25,7 +29,9 @@ use xvtep::traffic::{frames, gen};
 use xvtep_dataplane::wire::MacAddr;
 
 use frames::Endpoint;
+use mtu::Mtus;
 use report::{IdleCpu, Results, RttSample, Sample, TcpSample};
+use sink::Sink;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,17 +47,22 @@ pub struct Args {
     /// socket: through the skb path, as a container's traffic goes).
     #[arg(long, value_delimiter = ',', default_value = "live,afxdp")]
     sources: Vec<String>,
-    /// Frame sizes in bytes (inner frame, without FCS).
+    /// Frame sizes in bytes (inner frame, without FCS): 60 to 9166 (a 9216-byte jumbo frame on
+    /// the underlay). A size above 1464 is measured over a topology of the MTU it needs
+    /// (size - 14 + 50, on the underlay and the ports), its frames leaving the AF_XDP
+    /// generator as chains of chunks where larger than one; frames the live generator cannot
+    /// send (above 3072 bytes) go from the AF_XDP generator instead, as the rows `jumbo`.
     #[arg(long, value_delimiter = ',', default_value = "64,1450")]
     sizes: Vec<usize>,
     /// Seconds of iperf3 TCP per path and stream count (0 = no TCP and no RTT measurements).
     #[arg(long, default_value_t = 3)]
     tcp_seconds: u64,
-    /// MTU of the underlay for the TCP and RTT measurements (the containers get 50 less, as
-    /// over any VXLAN network): 9000 measures a jumbo fabric. The packet-rate measurements
-    /// keep 1500: their generators send one buffer per frame.
-    #[arg(long, default_value_t = 1500)]
-    underlay_mtu: u32,
+    /// MTU of the underlay for every measurement (9000: a jumbo fabric): for TCP and RTT the
+    /// containers get 50 less, as over any VXLAN network; for packet rates the ports get the
+    /// same, and a size too large for it is refused. Without it: 1500, and for a packet size
+    /// that needs more, what it needs.
+    #[arg(long)]
+    underlay_mtu: Option<u32>,
     /// Trials (0.4 s each) in the search for each path's peak forwarding rate with the live
     /// generator (0: measure at the generator's full rate only).
     #[arg(long, default_value_t = 5)]
@@ -95,12 +106,13 @@ struct Topo {
     d: Netns,
     s: Netns,
     dir: tempfile::TempDir,
-    /// The xvtep port's MTU, and in the TCP measurements the containers' (1500 for packet
-    /// rates, whose frames are at most that).
-    tenant_mtu: u32,
+    /// The underlay's MTU (d's and s's eth0), and the tenants' (g's eth0, tap1_0, the xvtep
+    /// port's): set before any device under test starts, so that the kernel's vxlan device and
+    /// the daemon take them from their interfaces.
+    mtus: Mtus,
 }
 
-fn build(prefix: &str) -> Result<Topo> {
+fn build(prefix: &str, mtus: Mtus) -> Result<Topo> {
     let (g, d, s) = (
         Netns::new(&format!("{prefix}-g")),
         Netns::new(&format!("{prefix}-d")),
@@ -108,12 +120,20 @@ fn build(prefix: &str) -> Result<Topo> {
     );
     veth(&g, "eth0", &d, "tap1_0");
     veth(&d, "eth0", &s, "eth0");
+    for (ns, dev, mtu) in [
+        (&g, "eth0", mtus.tenant),
+        (&d, "tap1_0", mtus.tenant),
+        (&d, "eth0", mtus.underlay),
+        (&s, "eth0", mtus.underlay),
+    ] {
+        ns.sh(&format!("ip link set {dev} mtu {mtu}"));
+    }
     g.sh(&format!("ip link set eth0 address {} && ip addr add {}/24 dev eth0", A.mac, A.ip));
     d.sh(&format!("ip link set eth0 address {} && ip addr add {}/24 dev eth0", D.mac, D.ip));
     s.sh(&format!("ip link set eth0 address {} && ip addr add {}/24 dev eth0", S.mac, S.ip));
     d.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", S.ip, S.mac));
     s.sh(&format!("ip neigh replace {} lladdr {} dev eth0 nud permanent", D.ip, D.mac));
-    Ok(Topo { g, d, s, dir: tempfile::tempdir()?, tenant_mtu: 1500 })
+    Ok(Topo { g, d, s, dir: tempfile::tempdir()?, mtus })
 }
 
 /// A device under test running as a process, its output in a log; stopped on drop.
@@ -199,7 +219,12 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
                  [[port]]\nname = \"tap1_0\"\n{io}learning = false\nmtu = {}\nvlans = [{{ vid = 2, pvid = true, untagged = true }}]\n\
                  [[fdb]]\nmac = \"{}\"\nvni = 2\ndst = \"{}\"\n[[fdb]]\nmac = \"{}\"\nvni = 2\nport = \"tap1_0\"\n\
                  [[fdb]]\nmac = \"00:00:00:00:00:00\"\nvni = 2\ndst = \"{}\"\n",
-                D.ip, t.tenant_mtu, B.mac, S.ip, A.mac, S.ip
+                D.ip,
+                t.mtus.tenant,
+                B.mac,
+                S.ip,
+                A.mac,
+                S.ip
             );
             let path = t.dir.path().join("dut.toml");
             std::fs::write(&path, config)?;
@@ -226,26 +251,6 @@ fn start_dut(t: &Topo, path: &str, direction: &str, cpu: usize) -> Result<Option
         other => bail!(
             "unknown path '{other}': use kernel, xvtep, xvtep-afxdp, xvtep-busy, xvtep-sleep, bare or kernel-tso"
         ),
-    }
-}
-
-/// An XDP program on the receiving interface that counts and drops everything, so that the
-/// receiving side costs the same whatever the device under test is (and sends no ICMP back).
-struct Sink(xvtep_bpf::Steering);
-
-impl Sink {
-    fn attach(ns: &Netns, dev: &str) -> Result<Sink> {
-        let dev = dev.to_string();
-        gen::in_netns(&ns.name, None, move || {
-            let index = nix::net::if_::if_nametoindex(dev.as_str())?;
-            let mut s = xvtep_bpf::Steering::load(Ipv4Addr::UNSPECIFIED.into(), 0, &[], [0; 6])?;
-            s.attach_sink(&dev, index)?;
-            Ok(Sink(s))
-        })
-    }
-
-    fn count(&self) -> u64 {
-        self.0.counters().sink
     }
 }
 
@@ -290,14 +295,47 @@ impl Traffic {
                 gen::transmit_live("eth0", &frame, flows, &fields, pps, duration)
             })
         } else {
+            // `afxdp`, or `jumbo` (the same generator; the caller turned TSO off).
             let frames = self.per_flow.clone();
             gen::in_netns(ns, Some(cpu), move || gen::transmit("eth0", &frames, duration))
         }
     }
 }
 
-/// Every size from every generator through one device under test in one direction: the
-/// topology and the device are built once, then each (size, generator) is measured in turn.
+/// The generator that stands in for the live one where its frames do not fit a page: the
+/// AF_XDP generator (jumbo frames as chains of chunks) with TSO off on the sending veth, so
+/// that its frames enter the receiving veth's NAPI (threaded, on the device under test's
+/// core) as the live generator's do, and the rows are per switching core as theirs are. (With
+/// TSO on, a veth hands a frame that is not from a socket to its peer through the backlog of
+/// the sending CPU, veth.c's `veth_skb_is_eligible_for_gro`: the `afxdp` rows' kernel work
+/// runs on the generator's core.)
+pub const JUMBO: &str = "jumbo";
+
+/// The generators that send frames of `frame_len` bytes, of those `sources` asks for: the
+/// live generator's frames fit one page, so larger ones go from [`JUMBO`] instead.
+fn generators(sources: &[String], frame_len: usize) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for s in sources {
+        let g = if s == "live" && frame_len > gen::LIVE_LARGEST { JUMBO } else { s.as_str() };
+        if !out.contains(&g) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+/// The length of the frames the generator sends for inner frames of `size` in `direction`.
+fn frame_len(direction: &str, size: usize) -> usize {
+    if direction == "encap" {
+        size
+    } else {
+        size + mtu::VXLAN4 as usize
+    }
+}
+
+/// The sizes of one topology (`mtus`) from every generator through one device under test in
+/// one direction: the topology and the device are built once, then each (size, generator) is
+/// measured in turn.
 ///
 /// The same cores for every path: the generator runs alone on `gen_cpu`; the receive work of
 /// the device under test's ingress veth runs in a threaded NAPI pinned to `dut_cpu` (GRO on,
@@ -305,23 +343,26 @@ impl Traffic {
 /// the kernel's bridge + vxlan, which runs in that NAPI thread. What the device sends reaches
 /// the sink in a softirq on the sender's core, the same for every path. `generator` is the
 /// generator alone: the sink sits on the ingress veth instead of a device.
+#[allow(clippy::too_many_arguments)]
 fn measure_path(
     args: &Args,
     round: u32,
     path: &str,
     direction: &str,
+    mtus: Mtus,
+    sizes: &[usize],
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<Sample>> {
-    let t = build(&format!("xvb{}", std::process::id() % 100000))?;
+    let t = build(&format!("xvb{}", std::process::id() % 100000), mtus)?;
     let ingress = if direction == "encap" { "tap1_0" } else { "eth0" };
     let napi_before = cpu::napi_threads();
     t.d.sh(&format!("ethtool -K {ingress} gro on >/dev/null && echo 1 > /sys/class/net/{ingress}/threaded"));
     let (dut, counter) = if path == report::GENERATOR {
-        (None, Sink::attach(&t.d, ingress)?)
+        (None, Sink::attach(&t.d, ingress, mtus.underlay)?)
     } else {
         let dut = start_dut(&t, path, direction, args.dut_cpu)?;
         let (sink, dev) = if direction == "encap" { (&t.s, "eth0") } else { (&t.g, "eth0") };
-        (dut, Sink::attach(sink, dev)?)
+        (dut, Sink::attach(sink, dev, mtus.underlay)?)
     };
     if cpu::pin_new_napi_threads(&napi_before, args.dut_cpu) == 0 {
         say(
@@ -329,15 +370,16 @@ fn measure_path(
             format!("{path} {direction}: no NAPI thread to pin; the receive work may run on any CPU"),
         );
     }
+    let dut_log = || dut.as_ref().map(Dut::log).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
     let sender = if direction == "encap" { &t.g } else { &t.s };
     let mut samples = Vec::new();
-    // A trial where nothing arrived is reported once, with what the device under test said;
-    // it keeps running, so that the trials after it (a peak search) still measure it.
+    // A peak trial where nothing arrived is reported once, with what the device under test
+    // said; the device keeps running, so that the trials after it still measure it.
     let mut reported_silence = false;
-    for &size in &args.sizes {
+    for &size in sizes {
         let traffic = Traffic::new(direction, args.flows, size);
         // One trial: `source` at `pps` (as fast as it goes if None) for `duration`.
-        let mut trial = |source: &str, pps: Option<u64>, duration: Duration| -> Result<Sample> {
+        let trial = |source: &str, pps: Option<u64>, duration: Duration| -> Result<Sample> {
             let before = counter.count();
             let (cpu0, rx0) = (cpu::cpu_times(), cpu::net_rx_softirqs());
             let cycles = cpu::Cycles::start(args.dut_cpu, duration.as_secs().max(1));
@@ -348,14 +390,6 @@ fn measure_path(
             // What is still in flight arrives.
             std::thread::sleep(Duration::from_millis(50));
             let received = counter.count() - before;
-            if received == 0 && !std::mem::replace(&mut reported_silence, true) {
-                let log =
-                    dut.as_ref().map(Dut::log).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
-                say(
-                    progress,
-                    format!("{path} {direction}: nothing arrived; the device under test reported:\n{log}"),
-                );
-            }
             let cpu_percent = cpu::busy_percent(&cpu0, &cpu1);
             Ok(Sample {
                 source: source.into(),
@@ -370,15 +404,33 @@ fn measure_path(
                 dut_cpu: args.dut_cpu,
                 net_rx: rx1.iter().zip(&rx0).map(|(a, b)| a.saturating_sub(*b)).collect(),
                 dut_cycles,
+                underlay_mtu: mtus.underlay,
             })
         };
-        for source in &args.sources {
+        for source in generators(&args.sources, frame_len(direction, size)) {
             progress.set_message(format!("{path} {direction} {size} B, {source} generator"));
+            // TSO back on for the others (veth's default; refused, and already off, where an
+            // XDP program on the peer strips it).
+            if source == JUMBO {
+                sender.sh("ethtool -K eth0 tso off >/dev/null");
+            } else {
+                let _ = sender.try_sh("ethtool -K eth0 tso on");
+            }
             // Warm up (caches, the FDB), then measure at the most the generator can offer.
             traffic.send(source, &sender.name, args.gen_cpu, args.flows, None, Duration::from_millis(200))?;
             std::thread::sleep(Duration::from_millis(100));
             let full = trial(source, None, Duration::from_secs(args.duration))?;
             say(progress, line(round, &full));
+            if full.received == 0 {
+                // Not a rate of 0: the path does not carry these frames (or is broken).
+                bail!(
+                    "{path} {direction}: not one of the {} frames of {size} B ({source} generator) \
+                     arrived, over a topology of {mtus}: the path does not carry them; the device \
+                     under test reported:\n{}",
+                    full.sent,
+                    dut_log()
+                );
+            }
             let start = full.pps();
             samples.push(full);
             progress.inc(1);
@@ -389,6 +441,16 @@ fn measure_path(
                 let mut best: Option<Sample> = None;
                 report::search_peak(start, args.peak_trials, |pps| {
                     let mut s = trial(source, Some(pps), PEAK_TRIAL)?;
+                    if s.received == 0 && !std::mem::replace(&mut reported_silence, true) {
+                        say(
+                            progress,
+                            format!(
+                                "{path} {direction}: nothing arrived in a trial at {pps} pps; the device \
+                                 under test reported:\n{}",
+                                dut_log()
+                            ),
+                        );
+                    }
                     s.source = report::PEAK.into();
                     let found = report::Trial { delivered: s.pps(), lossless: s.loss() <= report::PEAK_LOSS };
                     if best.as_ref().is_none_or(|b| s.pps() > b.pps()) {
@@ -437,19 +499,17 @@ fn measure_tcp(
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
     let prefix = format!("xvb{}", std::process::id() % 100000);
-    let mut t = build(&prefix)?;
-    t.tenant_mtu = args.underlay_mtu - 50;
-    for (ns, dev, mtu) in
-        [(&t.d, "eth0", args.underlay_mtu), (&t.s, "eth0", args.underlay_mtu), (&t.d, "tap1_0", t.tenant_mtu)]
-    {
-        ns.sh(&format!("ip link set {dev} mtu {mtu}"));
-    }
+    let mtus = match args.underlay_mtu {
+        Some(given) => Mtus::tcp(mtu::check_given(given).map_err(anyhow::Error::msg)?),
+        None => Mtus::tcp(mtu::USUAL),
+    };
+    let t = build(&prefix, mtus)?;
     // For TCP the underlay is a wire both ways, for every path alike (`kernel-tso` turns TSO
     // back on). Not for packet rates: there the generator sends MTU-sized frames anyway and
     // the sink drops them in XDP.
     make_wire(&t.d, "eth0", &t.s, "eth0");
     make_wire(&t.s, "eth0", &t.d, "eth0");
-    let r = tcp::add_remote_container(&t.s, &t.g, &prefix, t.tenant_mtu)?;
+    let r = tcp::add_remote_container(&t.s, &t.g, &prefix, mtus.tenant)?;
     let dut = start_dut(&t, path, "encap", args.dut_cpu)?;
     if !t.g.ping_ok(&B.ip.to_string(), Duration::from_secs(10)) {
         bail!("{path}: no connectivity between the containers; cannot measure TCP");
@@ -557,6 +617,12 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         println!("{}", write_outputs(&results, &args.out_dir)?);
         return Ok(());
     }
+    // Sizes and MTUs are checked before anything is built: one topology per group of sizes
+    // that share their MTUs.
+    let groups = mtu::groups(&args.sizes, args.underlay_mtu).map_err(anyhow::Error::msg)?;
+    if let Some(given) = args.underlay_mtu {
+        mtu::check_given(given).map_err(anyhow::Error::msg)?;
+    }
     if !nix::unistd::geteuid().is_root() {
         bail!("xvtep bench builds network namespaces and attaches XDP, which needs root: run it with sudo");
     }
@@ -569,11 +635,13 @@ pub fn run(args: Args, json: bool) -> Result<()> {
     if let Some(bad) = args.sources.iter().find(|s| *s != "live" && *s != "afxdp") {
         bail!("unknown generator '{bad}': use live or afxdp");
     }
-    let total = args.rounds as usize
-        * args.sizes.len()
-        * args.sources.len()
-        * args.directions.len()
-        * args.paths.iter().filter(|p| *p != "kernel-tso").count()
+    let per_round: usize = args
+        .directions
+        .iter()
+        .flat_map(|d| args.sizes.iter().map(move |&size| (d, size)))
+        .map(|(d, size)| generators(&args.sources, frame_len(d, size)).len())
+        .sum();
+    let total = args.rounds as usize * per_round * args.paths.iter().filter(|p| *p != "kernel-tso").count()
         + 4 * tcp_paths.len();
     let progress = indicatif::ProgressBar::new(total as u64);
     progress.set_style(
@@ -582,12 +650,33 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    for (mtus, sizes) in groups.iter().filter(|(m, _)| m.underlay != mtu::USUAL) {
+        let sizes: Vec<String> = sizes.iter().map(|s| format!("{s} B")).collect();
+        say(&progress, format!("{}: over a topology of {mtus}", sizes.join(", ")));
+    }
+    for direction in &args.directions {
+        for &size in &args.sizes {
+            if args.sources.iter().any(|s| s == "live") && frame_len(direction, size) > gen::LIVE_LARGEST {
+                say(
+                    &progress,
+                    format!(
+                        "{size} B {direction}: the live generator sends at most {} B frames (the kernel runs \
+                         live frames in one page); these go from the AF_XDP generator as chains, TSO off on \
+                         the sending veth so that they reach the device's core as live frames do (rows '{JUMBO}')",
+                        gen::LIVE_LARGEST
+                    ),
+                );
+            }
+        }
+    }
     let mut results = Results::default();
     for round in 0..args.rounds {
         for direction in &args.directions {
             // kernel-tso differs from kernel only where superframes can cross the underlay.
             for path in args.paths.iter().filter(|p| *p != "kernel-tso") {
-                results.pps.extend(measure_path(&args, round, path, direction, &progress)?);
+                for (mtus, sizes) in &groups {
+                    results.pps.extend(measure_path(&args, round, path, direction, *mtus, sizes, &progress)?);
+                }
             }
         }
     }
@@ -603,4 +692,24 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         println!("{table}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames larger than a page go from the AF_XDP generator, for the live one with TSO off.
+    #[test]
+    fn jumbo_frames_go_from_the_afxdp_generator() {
+        let both: Vec<String> = vec!["live".into(), "afxdp".into()];
+        let live: Vec<String> = vec!["live".into()];
+        assert_eq!(generators(&both, frame_len("encap", 1450)), ["live", "afxdp"]);
+        assert_eq!(generators(&both, frame_len("encap", 8950)), [JUMBO, "afxdp"]);
+        assert_eq!(generators(&live, frame_len("encap", 8950)), [JUMBO]);
+        let afxdp: Vec<String> = vec!["afxdp".into()];
+        assert_eq!(generators(&afxdp, frame_len("encap", 8950)), ["afxdp"]);
+        assert_eq!(generators(&live, frame_len("encap", gen::LIVE_LARGEST)), ["live"]);
+        assert_eq!(frame_len("decap", gen::LIVE_LARGEST), gen::LIVE_LARGEST + 50, "in VXLAN");
+        assert_eq!(generators(&live, frame_len("decap", gen::LIVE_LARGEST)), [JUMBO]);
+    }
 }

@@ -102,6 +102,13 @@ pub struct Sample {
     /// Cycles spent on `dut_cpu`, where the machine counts them.
     #[serde(default)]
     pub dut_cycles: Option<f64>,
+    /// The MTU of the topology measured (underlay and ports).
+    #[serde(default = "usual_mtu")]
+    pub underlay_mtu: u32,
+}
+
+fn usual_mtu() -> u32 {
+    1500
 }
 
 fn afxdp() -> String {
@@ -337,6 +344,27 @@ pub fn tcp_rtt_table(r: &Results) -> String {
     out
 }
 
+/// Which sizes were measured over which MTU: "MTU 1500: 64, 1450 B; 8986:
+/// 8950 B (underlay and ports)".
+pub fn mtu_note(samples: &[Sample]) -> String {
+    let mut by_mtu: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for s in samples {
+        let sizes = by_mtu.entry(s.underlay_mtu).or_default();
+        if !sizes.contains(&s.size) {
+            sizes.push(s.size);
+        }
+    }
+    let groups: Vec<String> = by_mtu
+        .iter_mut()
+        .map(|(mtu, sizes)| {
+            sizes.sort();
+            let sizes: Vec<String> = sizes.iter().map(usize::to_string).collect();
+            format!("{mtu}: {} B", sizes.join(", "))
+        })
+        .collect();
+    format!("MTU {} (underlay and ports)", groups.join("; "))
+}
+
 /// The paths of `samples` in the order first measured, the generator alone first.
 pub fn paths(samples: &[Sample]) -> Vec<String> {
     let mut paths: Vec<String> = Vec::new();
@@ -405,6 +433,7 @@ pub fn table(samples: &[Sample]) -> String {
         out,
         "* capped: within 10 % of the generator alone, so the generator's limit, not the path's"
     );
+    let _ = writeln!(out, "{}", mtu_note(samples));
     let cycles = samples.iter().any(|x| x.dut_cycles.is_some());
     let unit = if cycles { "cycles per packet" } else { "CPU s per Mpkt" };
     let dut_cpu = samples.first().map_or(1, |x| x.dut_cpu);
@@ -451,7 +480,38 @@ mod tests {
             seconds,
             busy_cores: 1.0,
             cpu_percent: vec![50.0, 50.0],
+            underlay_mtu: 1500,
         }
+    }
+
+    /// Jumbo rows are rows like any other, the MTU they were measured over said below.
+    #[test]
+    fn jumbo_rows_stand_beside_the_others_with_their_mtu() {
+        let jumbo = |source: &str, path: &str, received: u64| Sample {
+            source: source.into(),
+            size: 8950,
+            underlay_mtu: 8986,
+            ..s(path, received, 1.0)
+        };
+        let runs = vec![
+            s("kernel", 400, 1.0),
+            s("xvtep", 200, 1.0),
+            jumbo("afxdp", "kernel", 100),
+            jumbo("afxdp", "xvtep", 150),
+        ];
+        let t = table(&runs);
+        let row = t
+            .lines()
+            .find(|l| l.split_whitespace().take(3).eq(["afxdp", "encap", "8950"]))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(row.split_whitespace().collect::<Vec<_>>()[3..], ["100", "150", "1.50x", "0%"], "{t}");
+        assert!(t.contains("MTU 1500: 64 B; 8986: 8950 B (underlay and ports)"), "{t}");
+        let old: Sample = serde_json::from_str(
+            r#"{"path":"kernel","direction":"encap","size":64,"sent":1,"received":1,"seconds":1.0,
+                "busy_cores":1.0,"cpu_percent":[1.0]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.underlay_mtu, 1500, "results of earlier runs were measured over 1500");
     }
 
     #[test]

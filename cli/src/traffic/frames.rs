@@ -97,7 +97,7 @@ mod tests {
 
     #[test]
     fn udp_frames_have_the_size_and_checksums() {
-        for size in [60, 64, 512, 1450] {
+        for size in [60, 64, 512, 1450, 8950, 9166] {
             let f = udp_frame(ep(1), ep(2), 3, size);
             assert_eq!(f.len(), size);
             assert!(ipv4_checksum_ok(&f));
@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn flow_fields_turn_flow_zero_into_every_flow() {
         let (a, b, c, d) = (ep(1), ep(2), ep(3), ep(4));
-        for size in [64, 1450] {
+        for size in [64, 1450, 8950] {
             let mut f = udp_frame(a, b, 0, size);
             let mut v = vxlan_frame(c, d, 2, 0, &udp_frame(a, b, 0, size));
             for flow in [1, 7, 15, 3, 0] {
