@@ -358,11 +358,11 @@ fn measure_path(
     let napi_before = cpu::napi_threads();
     t.d.sh(&format!("ethtool -K {ingress} gro on >/dev/null && echo 1 > /sys/class/net/{ingress}/threaded"));
     let (dut, counter) = if path == report::GENERATOR {
-        (None, Sink::attach(&t.d, ingress, mtus.underlay)?)
+        (None, Sink::attach(&t.d, ingress)?)
     } else {
         let dut = start_dut(&t, path, direction, args.dut_cpu)?;
         let (sink, dev) = if direction == "encap" { (&t.s, "eth0") } else { (&t.g, "eth0") };
-        (dut, Sink::attach(sink, dev, mtus.underlay)?)
+        (dut, Sink::attach(sink, dev)?)
     };
     if cpu::pin_new_napi_threads(&napi_before, args.dut_cpu) == 0 {
         say(
