@@ -125,11 +125,11 @@ fn follow(
         let mut last_change = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let mut fd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(&mut fd, 1, 50) } > 0;
+            // SAFETY: one valid pollfd. Woken by a notification or after 50 ms, whichever first.
+            unsafe { libc::poll(&mut fd, 1, 50) };
             // Everything waiting is read at once: a socket the kernel found full (ENOBUFS)
             // gets nothing more until it has been read empty, and the re-read must come after.
-            while ready {
+            loop {
                 match sock.recv_from_full() {
                     Ok((data, _)) => super::netlink::each_message(&data, |m| match m {
                         Some(m) if !relevant(m) => {}
