@@ -343,7 +343,6 @@ fn frame_len(direction: &str, size: usize) -> usize {
 /// the kernel's bridge + vxlan, which runs in that NAPI thread. What the device sends reaches
 /// the sink in a softirq on the sender's core, the same for every path. `generator` is the
 /// generator alone: the sink sits on the ingress veth instead of a device.
-#[allow(clippy::too_many_arguments)]
 fn measure_path(
     args: &Args,
     round: u32,
@@ -370,102 +369,172 @@ fn measure_path(
             format!("{path} {direction}: no NAPI thread to pin; the receive work may run on any CPU"),
         );
     }
-    let dut_log = || dut.as_ref().map(Dut::log).unwrap_or_else(|| t.d.sh("ip -s link show; bridge fdb show"));
-    let sender = if direction == "encap" { &t.g } else { &t.s };
+    let mut m = Measuring {
+        args,
+        round,
+        path,
+        direction,
+        mtus,
+        topo: &t,
+        dut: dut.as_ref(),
+        sender: if direction == "encap" { &t.g } else { &t.s },
+        counter: &counter,
+        progress,
+        reported_silence: false,
+    };
     let mut samples = Vec::new();
-    // A peak trial where nothing arrived is reported once, with what the device under test
-    // said; the device keeps running, so that the trials after it still measure it.
-    let mut reported_silence = false;
     for &size in sizes {
         let traffic = Traffic::new(direction, args.flows, size);
-        // One trial: `source` at `pps` (as fast as it goes if None) for `duration`.
-        let trial = |source: &str, pps: Option<u64>, duration: Duration| -> Result<Sample> {
-            let before = counter.count();
-            let (cpu0, rx0) = (cpu::cpu_times(), cpu::net_rx_softirqs());
-            let cycles = cpu::Cycles::start(args.dut_cpu, duration.as_secs().max(1));
-            let start = Instant::now();
-            let sent = traffic.send(source, &sender.name, args.gen_cpu, args.flows, pps, duration)?;
-            let seconds = start.elapsed().as_secs_f64();
-            let (cpu1, rx1, dut_cycles) = (cpu::cpu_times(), cpu::net_rx_softirqs(), cycles.stop());
-            // What is still in flight arrives.
-            std::thread::sleep(Duration::from_millis(50));
-            let received = counter.count() - before;
-            let cpu_percent = cpu::busy_percent(&cpu0, &cpu1);
-            Ok(Sample {
-                source: source.into(),
-                path: path.into(),
-                direction: direction.into(),
-                size,
-                sent,
-                received,
-                seconds,
-                busy_cores: cpu_percent.iter().sum::<f64>() / 100.0,
-                cpu_percent,
-                dut_cpu: args.dut_cpu,
-                net_rx: rx1.iter().zip(&rx0).map(|(a, b)| a.saturating_sub(*b)).collect(),
-                dut_cycles,
-                underlay_mtu: mtus.underlay,
-            })
-        };
         for source in generators(&args.sources, frame_len(direction, size)) {
-            progress.set_message(format!("{path} {direction} {size} B, {source} generator"));
-            // TSO back on for the others (veth's default; refused, and already off, where an
-            // XDP program on the peer strips it).
-            if source == JUMBO {
-                sender.sh("ethtool -K eth0 tso off >/dev/null");
-            } else {
-                let _ = sender.try_sh("ethtool -K eth0 tso on");
-            }
-            // Warm up (caches, the FDB), then measure at the most the generator can offer.
-            traffic.send(source, &sender.name, args.gen_cpu, args.flows, None, Duration::from_millis(200))?;
-            std::thread::sleep(Duration::from_millis(100));
-            let full = trial(source, None, Duration::from_secs(args.duration))?;
-            say(progress, line(round, &full));
-            if full.received == 0 {
-                // Not a rate of 0: the path does not carry these frames (or is broken).
-                bail!(
-                    "{path} {direction}: not one of the {} frames of {size} B ({source} generator) \
-                     arrived, over a topology of {mtus}: the path does not carry them; the device \
-                     under test reported:\n{}",
-                    full.sent,
-                    dut_log()
-                );
-            }
-            let start = full.pps();
-            samples.push(full);
-            progress.inc(1);
-            if source == "live" && path != report::GENERATOR {
-                // The most the path forwards at any offered load: where a receive thread
-                // shares the core with the switch, an overload it cannot shed early costs it
-                // more than it costs the kernel, which drops at the ring.
-                let mut best: Option<Sample> = None;
-                report::search_peak(start, args.peak_trials, |pps| {
-                    let mut s = trial(source, Some(pps), PEAK_TRIAL)?;
-                    if s.received == 0 && !std::mem::replace(&mut reported_silence, true) {
-                        say(
-                            progress,
-                            format!(
-                                "{path} {direction}: nothing arrived in a trial at {pps} pps; the device \
-                                 under test reported:\n{}",
-                                dut_log()
-                            ),
-                        );
-                    }
-                    s.source = report::PEAK.into();
-                    let found = report::Trial { delivered: s.pps(), lossless: s.loss() <= report::PEAK_LOSS };
-                    if best.as_ref().is_none_or(|b| s.pps() > b.pps()) {
-                        best = Some(s);
-                    }
-                    Ok(found)
-                })?;
-                if let Some(b) = best {
-                    say(progress, line(round, &b));
-                    samples.push(b);
-                }
-            }
+            m.measure(&traffic, size, source, &mut samples)?;
         }
     }
     Ok(samples)
+}
+
+/// One path in one direction being measured, over its topology.
+struct Measuring<'a> {
+    args: &'a Args,
+    round: u32,
+    path: &'a str,
+    direction: &'a str,
+    mtus: Mtus,
+    topo: &'a Topo,
+    dut: Option<&'a Dut>,
+    /// The namespace the generator sends from.
+    sender: &'a Netns,
+    counter: &'a Sink,
+    progress: &'a indicatif::ProgressBar,
+    /// A peak trial where nothing arrived is reported once, with what the device under test
+    /// said; the device keeps running, so that the trials after it still measure it.
+    reported_silence: bool,
+}
+
+impl Measuring<'_> {
+    /// Frames of `size` from `source`: at the most the generator can offer, then (live, for a
+    /// device) the peak the path forwards; the samples are added to `samples`.
+    fn measure(
+        &mut self,
+        traffic: &Traffic,
+        size: usize,
+        source: &str,
+        samples: &mut Vec<Sample>,
+    ) -> Result<()> {
+        let (path, direction) = (self.path, self.direction);
+        self.progress.set_message(format!("{path} {direction} {size} B, {source} generator"));
+        // TSO back on for the others (veth's default; refused, and already off, where an XDP
+        // program on the peer strips it).
+        if source == JUMBO {
+            self.sender.sh("ethtool -K eth0 tso off >/dev/null");
+        } else {
+            let _ = self.sender.try_sh("ethtool -K eth0 tso on");
+        }
+        // Warm up (caches, the FDB), then measure at the most the generator can offer.
+        let args = self.args;
+        traffic.send(
+            source,
+            &self.sender.name,
+            args.gen_cpu,
+            args.flows,
+            None,
+            Duration::from_millis(200),
+        )?;
+        std::thread::sleep(Duration::from_millis(100));
+        let full = self.trial(traffic, size, source, None, Duration::from_secs(args.duration))?;
+        say(self.progress, line(self.round, &full));
+        if full.received == 0 {
+            // Not a rate of 0: the path does not carry these frames (or is broken).
+            bail!(
+                "{path} {direction}: not one of the {} frames of {size} B ({source} generator) \
+                 arrived, over a topology of {}: the path does not carry them; the device \
+                 under test reported:\n{}",
+                full.sent,
+                self.mtus,
+                self.dut_log()
+            );
+        }
+        let start = full.pps();
+        samples.push(full);
+        self.progress.inc(1);
+        if source == "live" && path != report::GENERATOR {
+            if let Some(best) = self.peak(traffic, size, source, start)? {
+                say(self.progress, line(self.round, &best));
+                samples.push(best);
+            }
+        }
+        Ok(())
+    }
+
+    /// The most the path forwards at any offered load: where a receive thread shares the core
+    /// with the switch, an overload it cannot shed early costs it more than it costs the
+    /// kernel, which drops at the ring.
+    fn peak(&mut self, traffic: &Traffic, size: usize, source: &str, start: f64) -> Result<Option<Sample>> {
+        let mut best: Option<Sample> = None;
+        report::search_peak(start, self.args.peak_trials, |pps| {
+            let mut s = self.trial(traffic, size, source, Some(pps), PEAK_TRIAL)?;
+            if s.received == 0 && !std::mem::replace(&mut self.reported_silence, true) {
+                say(
+                    self.progress,
+                    format!(
+                        "{} {}: nothing arrived in a trial at {pps} pps; the device under test reported:\n{}",
+                        self.path,
+                        self.direction,
+                        self.dut_log()
+                    ),
+                );
+            }
+            s.source = report::PEAK.into();
+            let found = report::Trial { delivered: s.pps(), lossless: s.loss() <= report::PEAK_LOSS };
+            if best.as_ref().is_none_or(|b| s.pps() > b.pps()) {
+                best = Some(s);
+            }
+            Ok(found)
+        })?;
+        Ok(best)
+    }
+
+    /// One trial: `source` at `pps` (as fast as it goes if None) for `duration`.
+    fn trial(
+        &self,
+        traffic: &Traffic,
+        size: usize,
+        source: &str,
+        pps: Option<u64>,
+        duration: Duration,
+    ) -> Result<Sample> {
+        let args = self.args;
+        let before = self.counter.count();
+        let (cpu0, rx0) = (cpu::cpu_times(), cpu::net_rx_softirqs());
+        let cycles = cpu::Cycles::start(args.dut_cpu, duration.as_secs().max(1));
+        let start = Instant::now();
+        let sent = traffic.send(source, &self.sender.name, args.gen_cpu, args.flows, pps, duration)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let (cpu1, rx1, dut_cycles) = (cpu::cpu_times(), cpu::net_rx_softirqs(), cycles.stop());
+        // What is still in flight arrives.
+        std::thread::sleep(Duration::from_millis(50));
+        let received = self.counter.count() - before;
+        let cpu_percent = cpu::busy_percent(&cpu0, &cpu1);
+        Ok(Sample {
+            source: source.into(),
+            path: self.path.into(),
+            direction: self.direction.into(),
+            size,
+            sent,
+            received,
+            seconds,
+            busy_cores: cpu_percent.iter().sum::<f64>() / 100.0,
+            cpu_percent,
+            dut_cpu: args.dut_cpu,
+            net_rx: rx1.iter().zip(&rx0).map(|(a, b)| a.saturating_sub(*b)).collect(),
+            dut_cycles,
+            underlay_mtu: self.mtus.underlay,
+        })
+    }
+
+    /// What the device under test says of itself (its log), or the kernel's links and FDB.
+    fn dut_log(&self) -> String {
+        self.dut.map(Dut::log).unwrap_or_else(|| self.topo.d.sh("ip -s link show; bridge fdb show"))
+    }
 }
 
 /// How long each trial of the peak search offers its load.
