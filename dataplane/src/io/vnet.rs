@@ -628,25 +628,32 @@ mod tests {
         }
     }
 
-    /// On a veth pair in a network namespace of the test's own: frames that fit the transmit
-    /// ring and frames that do not (jumbo, gathered), and a batch larger than the ring, leave
-    /// in the order staged, byte for byte, round the ring several times. Needs root (skipped
-    /// otherwise).
-    #[test]
-    fn frames_leave_in_staging_order_through_the_ring_and_sendmmsg() {
+    /// A `vnet` socket on one end of a veth pair (MTU 9000) in a network namespace of this
+    /// thread's own, and the index of the other end; `None` without root.
+    fn veth_in_own_netns() -> Option<(VnetSocket, u32)> {
         // SAFETY: plain calls; unshare moves only this test's thread into a new namespace.
         if unsafe { libc::geteuid() } != 0 || unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
             eprintln!("skipped: needs root (a network namespace of its own)");
-            return;
-        }
-        if !tx_ring_wanted() {
-            eprintln!("XVTEP_VNET_TX=sendmmsg: the ring is not used");
+            return None;
         }
         sh("ip link add xva type veth peer name xvb && ip link set xva mtu 9000 up && ip link set xvb mtu 9000 up");
         // SAFETY: a NUL-terminated name.
         let ifindex =
             |name: &str| unsafe { libc::if_nametoindex(std::ffi::CString::new(name).unwrap().as_ptr()) };
         let sock = VnetSocket::open(PortId(1), "xva", ifindex("xva"), None).expect("open");
+        Some((sock, ifindex("xvb")))
+    }
+
+    /// On a veth pair in a network namespace of the test's own: frames that fit the transmit
+    /// ring and frames that do not (jumbo, gathered), and a batch larger than the ring, leave
+    /// in the order staged, byte for byte, round the ring several times. Needs root (skipped
+    /// otherwise).
+    #[test]
+    fn frames_leave_in_staging_order_through_the_ring_and_sendmmsg() {
+        let Some((sock, peer_index)) = veth_in_own_netns() else { return };
+        if sock.tx_ring.is_none() {
+            eprintln!("XVTEP_VNET_TX=sendmmsg: the ring is not used");
+        }
         // The other end reads what arrives, as it was sent.
         // SAFETY: plain socket(2) call; the descriptor is owned right away.
         let peer = unsafe {
@@ -662,7 +669,7 @@ mod tests {
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
         addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        addr.sll_ifindex = ifindex("xvb") as i32;
+        addr.sll_ifindex = peer_index as i32;
         // SAFETY: `addr` is a valid sockaddr_ll of the size given.
         let r = unsafe {
             libc::bind(
@@ -716,6 +723,57 @@ mod tests {
         assert_eq!(got.len(), want.len());
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(g == w, "frame {k}: got seq {:?}", &g[14..18]);
+        }
+    }
+
+    /// The cost of sending a batch of small or MTU-sized frames to a veth, through the
+    /// transmit ring and by sendmmsg, in alternating rounds on one veth pair: wall time per
+    /// frame of the sending thread, which also runs the receiving end (the frames die in the
+    /// peer's stack, an unknown EtherType). A measurement, not a check (root):
+    /// `cargo test --release -p xvtep-dataplane --features afxdp --lib measure_ -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement (root)"]
+    fn measure_the_transmit_ring_against_sendmmsg() {
+        let Some((sock, _)) = veth_in_own_netns() else { return };
+        assert!(sock.tx_ring.is_some(), "XVTEP_VNET_TX=sendmmsg: no ring to measure");
+        const BATCH: usize = 128;
+        const BATCHES: usize = 4000;
+        for size in [64usize, 1450] {
+            let frames: Vec<Vec<u8>> = (0..BATCH as u32).map(|k| numbered(k, size)).collect();
+            let mut ratios = Vec::new();
+            for round in 0..7 {
+                let mut ns = [0f64; 2];
+                for (m, ring) in [true, false].into_iter().enumerate() {
+                    let mut tx = sock.sender();
+                    if !ring {
+                        tx.ring = None;
+                    }
+                    let t0 = std::time::Instant::now();
+                    for _ in 0..BATCHES {
+                        for f in &frames {
+                            tx.stage(&VirtioNetHdr::default(), size, |b| {
+                                b.copy_from_slice(f);
+                                size
+                            });
+                        }
+                        let (_, dropped) = tx.transmit();
+                        assert_eq!(dropped, 0);
+                    }
+                    ns[m] = t0.elapsed().as_nanos() as f64 / (BATCH * BATCHES) as f64;
+                }
+                eprintln!(
+                    "{size:>5} B round {round}: ring {:7.0} ns/frame, sendmmsg {:7.0}, ring/sendmmsg {:.3}",
+                    ns[0],
+                    ns[1],
+                    ns[0] / ns[1]
+                );
+                ratios.push(ns[0] / ns[1]);
+            }
+            ratios.sort_by(f64::total_cmp);
+            eprintln!(
+                "{size:>5} B: ring/sendmmsg time per frame, median of 7 rounds {:.3} (min {:.3}, max {:.3})",
+                ratios[3], ratios[0], ratios[6]
+            );
         }
     }
 }
