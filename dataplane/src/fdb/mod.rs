@@ -213,6 +213,12 @@ impl Fdb {
         (!e.expired(now, self.ageing())).then_some(e.dst)
     }
 
+    /// Where `mac` in `domain` was learned, if it is a learned entry (not configured).
+    pub fn learned_at(&self, mac: MacAddr, domain: Domain) -> Option<FdbDst> {
+        let e = self.entries.get(&Key::new(mac, domain))?;
+        (e.kind == EntryKind::Learned).then_some(e.dst)
+    }
+
     /// The entry itself, for a worker's cache.
     #[inline]
     pub(crate) fn entry(&self, key: &Key) -> Option<Arc<FdbEntry>> {

@@ -95,6 +95,9 @@ impl WriteBack {
             let Ok(first) = self.events.recv_timeout(Duration::from_millis(50)) else { continue };
             let waiting = self.events.try_iter().take(COALESCE);
             for (key, to) in coalesced(std::iter::once(first).chain(waiting)) {
+                // An age-out (or a forget) is published after the entry went, so a worker may
+                // have learned the MAC again in between: what the switch holds now decides.
+                let to = to.or_else(|| switch.fdb.learned_at(key.0, key.1));
                 let place = to.and_then(|dst| self.places.of(&switch, dst, key.1));
                 self.written.set(key, place);
             }
@@ -116,7 +119,7 @@ impl WriteBack {
                 Ok((data, _)) => netlink::each_message(&data, |m| match m {
                     Some(RouteNetlinkMessage::DelNeighbour(n)) => {
                         if let Some(e) = kernel::fdb_entry_of(n) {
-                            let ident = Ident { ifindex: e.ifindex, vlan: e.vlan, dst: e.dst };
+                            let ident = Ident::reported(&e);
                             deleted.extend(self.written.deleted_in_kernel(e.mac, ident));
                         }
                     }
@@ -129,7 +132,10 @@ impl WriteBack {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => self.resync = true,
                 Err(e) => {
-                    warn!("reading the kernel's notifications for the write-back: {e}");
+                    warn!(
+                        "reading the kernel's notifications for the write-back: {e}; reading its FDB whole"
+                    );
+                    self.resync = true;
                     break;
                 }
             }

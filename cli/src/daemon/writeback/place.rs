@@ -25,17 +25,24 @@ pub enum Place {
     Tunnel { vx: u32, vlan: Option<u16>, dst: IpAddr, vni: Option<u32> },
 }
 
-/// An entry as the kernel's notifications name it: its device, VLAN and remote.
+/// An entry as the kernel's notifications name it: its device, VLAN, remote, and on an
+/// `external` vxlan device its VNI (the same MAC behind one remote in two VNIs is two entries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ident {
     pub ifindex: u32,
     pub vlan: Option<u16>,
     pub dst: Option<IpAddr>,
+    pub vni: Option<u32>,
 }
 
 impl Ident {
     pub fn of(e: &FdbEntry) -> Ident {
-        Ident { ifindex: e.ifindex, vlan: e.vlan, dst: e.dst }
+        Ident { ifindex: e.ifindex, vlan: e.vlan, dst: e.dst, vni: e.vni }
+    }
+
+    /// As the kernel reports an entry.
+    pub fn reported(e: &kernel::KernelFdb) -> Ident {
+        Ident { ifindex: e.ifindex, vlan: e.vlan, dst: e.dst, vni: e.src_vni }
     }
 }
 
@@ -140,12 +147,16 @@ impl Places {
                 return HashMap::new();
             }
         };
-        let aware = |master: u32| links.iter().any(|l| l.index == master && l.is_bridge && l.vlan_filtering);
+        let bridge = |master: u32| links.iter().find(|l| l.index == master && l.is_bridge);
         links
             .iter()
             .filter_map(|l| {
-                let (v, master) = (l.vxlan.as_ref()?, l.master?);
-                let dev = TunnelDevice { ifindex: l.index, external: v.external, vlan_aware: aware(master) };
+                let (v, master) = (l.vxlan.as_ref()?, bridge(l.master?)?);
+                let dev = TunnelDevice {
+                    ifindex: l.index,
+                    external: v.external,
+                    vlan_aware: master.vlan_filtering,
+                };
                 Some(((!v.external).then_some(v.vni), dev))
             })
             .collect()

@@ -47,11 +47,16 @@ impl Written {
                         false
                     }
                 });
-            if written.count() == entries.len() {
+            let n = written.count();
+            if n == entries.len() {
                 self.entries.insert(key, place);
             } else {
                 // Not half there: what was written of it goes again.
-                self.remove(key.0, &place, None);
+                for e in &entries[..n] {
+                    if self.rtnl.bridge_fdb_entry(e, FdbChange::Remove).is_ok() {
+                        *self.deleting.entry((key.0, Ident::of(e))).or_default() += 1;
+                    }
+                }
             }
         }
     }
@@ -129,7 +134,7 @@ impl Written {
             .bridge_fdb()?
             .iter()
             .filter_map(kernel::fdb_entry_of)
-            .map(|e| (e.mac, Ident { ifindex: e.ifindex, vlan: e.vlan, dst: e.dst }))
+            .map(|e| (e.mac, Ident::reported(&e)))
             .collect();
         let gone: Vec<(Key, Place)> = self
             .entries
@@ -202,7 +207,7 @@ mod tests {
     #[test]
     fn a_deletion_in_the_kernel_is_someone_elses_unless_xvtep_made_it() {
         let d = Domain::vni(2);
-        let ident = |ifindex: u32, vlan: Option<u16>| Ident { ifindex, vlan, dst: None };
+        let ident = |ifindex: u32, vlan: Option<u16>| Ident { ifindex, vlan, dst: None, vni: None };
         let mut w = Written::new(Rtnl::new().expect("a netlink socket"));
         w.entries = [((m(1), d), port(5, Some(2))), ((m(2), d), port(6, Some(2)))].into();
         w.deleting = [((m(3), ident(5, Some(2))), 2)].into();
@@ -229,8 +234,8 @@ mod tests {
         assert_eq!(entries.len(), 2);
         let (own, bridge) = (Ident::of(&entries[0]), Ident::of(&entries[1]));
         // The vxlan device's own entry names the remote; the bridge's the VLAN.
-        assert_eq!(own, Ident { ifindex: 999_999, vlan: None, dst: Some(dst) });
-        assert_eq!(bridge, Ident { ifindex: 999_999, vlan: Some(2), dst: None });
+        assert_eq!(own, Ident { ifindex: 999_999, vlan: None, dst: Some(dst), vni: Some(2) });
+        assert_eq!(bridge, Ident { ifindex: 999_999, vlan: Some(2), dst: None, vni: None });
         assert!(entries.iter().all(|e| !e.extern_learn) && tunnel.ages());
         let mut w = Written::new(Rtnl::new().expect("a netlink socket"));
         w.entries = [((m(1), d), tunnel)].into();
