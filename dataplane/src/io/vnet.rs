@@ -18,6 +18,9 @@
 //! frames still held by the kernel). Both go straight to the driver (`PACKET_QDISC_BYPASS`),
 //! in the calling thread: before a sendmmsg the ring is sent, so no frame overtakes one
 //! staged before it. `XVTEP_VNET_TX=sendmmsg` sends everything by sendmmsg (no ring).
+//! Measured against it in alternating runs: 0.80–0.84× its time per frame on one veth pair
+//! (64 and 1450 B), and in `xvtep bench` 1.21× (64 B) and 1.16× (1450 B) its decap peak
+//! (medians of seven pairs; docs/design.md has the figures).
 //!
 //! The kernel takes an 802.1Q tag out of a frame into the skb's metadata before packet
 //! sockets see it; the ring slot (or, from the queue, `PACKET_AUXDATA`) says what it was, and
