@@ -1,5 +1,6 @@
-# Sourced by the guest scenarios (scripts/vm-guest*.sh): how a check is recorded, and the
-# pings it asserts with. Needs $results (the results file) and $P (the namespaces' prefix).
+# Sourced by the guest scenarios (scripts/vm-guest*.sh): how a check is recorded, the pings it
+# asserts with, and how a host's daemon is started. Needs $results (the results file), $P (the
+# namespaces' prefix), and for `start` $bin, $work and the array `pids`.
 
 ok() { echo "ok $1" >> "$results"; }
 fail() { echo "FAIL $1: $2" >> "$results"; }
@@ -25,6 +26,18 @@ within() { # within SECONDS COMMAND...: the command succeeds within SECONDS (tri
     shift
     for _ in $(seq "$tries"); do
         "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+start() { # start HOST LOG: the daemon of host HOST (config $work/hHOST.toml), logging to LOG; 0 once it is running
+    local i=$1 log=$2
+    ip netns exec $P-h$i "$bin" run --config "$work/h$i.toml" --summary-every 0 --control "$work/h$i.sock" \
+        > "$log" 2>&1 &
+    pids[$i]=$!
+    for _ in $(seq 600); do
+        grep -q "xvtep: running" "$log" && return 0
+        kill -0 "${pids[$i]}" 2>/dev/null || return 1
         sleep 0.1
     done
     return 1

@@ -52,6 +52,17 @@ if ! ip -n $P-probe link add br0 type bridge vlan_filtering 1; then
     exit 0
 fi
 ip netns del $P-probe
+tunnel_device() { # tunnel_device HOST [vnifilter]: the commands of HOST's external vx0 on br0, VID 2/3 <-> VNI 2/3
+    cat <<EOC
+ip link add vx0 type vxlan external ${2:-} local 192.168.1.$1 dstport 4789
+ip link set vx0 master br0
+bridge link set dev vx0 vlan_tunnel on
+bridge vlan add dev vx0 vid 2
+bridge vlan add dev vx0 vid 3
+bridge vlan add dev vx0 vid 2 tunnel_info id 2
+bridge vlan add dev vx0 vid 3 tunnel_info id 3
+EOC
+}
 for n in $nss; do
     ip netns del "$P-$n" 2>/dev/null
     ip netns add "$P-$n"
@@ -73,13 +84,7 @@ for i in 1 2; do
     # Seed 000, the kernel's way: VID 2 <-> VNI 2, VID 3 <-> VNI 3, flood lists to the other host.
     ip netns exec $h bash -ex <<EOF
 ip link add br0 type bridge vlan_filtering 1 vlan_default_pvid 0
-ip link add vx0 type vxlan external local 192.168.1.$i dstport 4789
-ip link set vx0 master br0
-bridge link set dev vx0 vlan_tunnel on
-bridge vlan add dev vx0 vid 2
-bridge vlan add dev vx0 vid 3
-bridge vlan add dev vx0 vid 2 tunnel_info id 2
-bridge vlan add dev vx0 vid 3 tunnel_info id 3
+$(tunnel_device $i)
 ip link set tap1_0 master br0
 ip link set tap2_0 master br0
 bridge vlan add dev tap1_0 vid 2 pvid untagged
@@ -98,18 +103,6 @@ ip netns exec $P-h1 bridge vlan tunnelshow
 ip netns exec $P-h1 bridge fdb show dev vx0
 
 run=kvlan # the daemons' logs: $work/$run-hN.log
-start() { # start HOST: its daemon in [kernel] mode; 0 once it is running
-    local i=$1 log=$work/$run-h$1.log
-    ip netns exec $P-h$i "$bin" run --config "$work/h$i.toml" --summary-every 0 --control "$work/h$i.sock" \
-        >> "$log" 2>&1 &
-    pids[$i]=$!
-    for _ in $(seq 600); do
-        grep -q "xvtep: running" "$log" && return 0
-        kill -0 "${pids[$i]}" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 reloads() { # reloads HOST: how many kernel-followed reloads its daemon logged
     grep -c "followed a change of the kernel" "$work/$run-h$1.log"
 }
@@ -135,7 +128,7 @@ check kvlan_translated "xvtep check did not read 2 VLAN mappings, 3 ports and 2 
     grep -q "2 VLAN mappings, 3 ports, 2 static FDB entries" "$work/check.txt"
 flush
 for i in 1 2; do
-    check "kvlan_start_h$i" "xvtep in [kernel] mode did not start on host $i (see kvlan-h$i.log)" start $i
+    check "kvlan_start_h$i" "xvtep in [kernel] mode did not start on host $i (see kvlan-h$i.log)" start $i "$work/$run-h$i.log"
 done
 vlan_show() { ip netns exec $P-h1 "$bin" --socket "$work/h1.sock" vlan show; }
 vlan_show
@@ -256,13 +249,7 @@ for i in 1 2; do
     other=$((3 - i))
     ip netns exec $P-h$i bash -ex <<EOF
 ip link del vx0
-ip link add vx0 type vxlan external vnifilter local 192.168.1.$i dstport 4789
-ip link set vx0 master br0
-bridge link set dev vx0 vlan_tunnel on
-bridge vlan add dev vx0 vid 2
-bridge vlan add dev vx0 vid 3
-bridge vlan add dev vx0 vid 2 tunnel_info id 2
-bridge vlan add dev vx0 vid 3 tunnel_info id 3
+$(tunnel_device $i vnifilter)
 bridge vni add dev vx0 vni 2
 bridge vni add dev vx0 vni 3
 bridge fdb append 00:00:00:00:00:00 dev vx0 dst 192.168.1.$other src_vni 2 self permanent
@@ -279,7 +266,7 @@ check kvlan_vnifilter_translated "xvtep check with vnifilter did not read 2 VLAN
     grep -q "2 VLAN mappings, 3 ports, 2 static FDB entries" "$work/check.txt"
 run=kvlan-vnifilter
 for i in 1 2; do
-    check "kvlan_vnifilter_start_h$i" "xvtep did not start on host $i with vnifilter (see $run-h$i.log)" start $i
+    check "kvlan_vnifilter_start_h$i" "xvtep did not start on host $i with vnifilter (see $run-h$i.log)" start $i "$work/$run-h$i.log"
 done
 check kvlan_vnifilter_ping_vni2 "with vnifilter, ns2-1 -> ns2-2 through xvtep: not 3 of 3 answered" pings ns2-1 10.2.0.2 3
 check kvlan_vnifilter_ping_vni3 "with vnifilter, ns3-1 -> ns3-2 through xvtep: not 3 of 3 answered" pings ns3-1 10.3.0.2 3

@@ -99,18 +99,6 @@ topology() { # topology veth|virtio: the hosts, their containers and the underla
     done
 }
 
-start() { # start HOST LOG: the daemon of host HOST; 0 once it is running
-    local i=$1 log=$2
-    ip netns exec $P-h$i "$bin" run --config "$work/h$i.toml" --summary-every 0 --control "$work/h$i.sock" \
-        > "$log" 2>&1 &
-    pids[$i]=$!
-    for _ in $(seq 600); do
-        grep -q "xvtep: running" "$log" && return 0
-        kill -0 "${pids[$i]}" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 plain() { # the daemon's log without its colours
     sed 's/\x1b\[[0-9;]*m//g' "$1"
 }

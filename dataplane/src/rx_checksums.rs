@@ -82,8 +82,8 @@ fn complete_partial_checksum(frame: &mut [u8]) -> Option<TailSum> {
 mod tests {
     use super::*;
     use crate::wire::offload::tests::udp_frame;
-    use crate::wire::{checksum_fold, checksum_fold_sum, checksum_sum};
     use crate::wire::IP_PROTO_UDP;
+    use crate::wire::{checksum_fold, checksum_fold_sum, checksum_sum};
 
     #[test]
     fn completes_partial_and_leaves_full_alone() {

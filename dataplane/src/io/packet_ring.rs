@@ -111,6 +111,19 @@ pub struct RxRing {
 // for reading slots we own); it moves with the worker that serves the socket.
 unsafe impl Send for RxRing {}
 
+/// Maps `blocks` blocks of `fd` (with `flags`; -1 for anonymous memory), readable and writable.
+///
+/// # Safety
+/// `fd` with `flags` must name memory of at least that size.
+unsafe fn map_blocks(blocks: usize, flags: libc::c_int, fd: RawFd) -> std::io::Result<*mut u8> {
+    let map =
+        libc::mmap(std::ptr::null_mut(), blocks * BLOCK, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0);
+    if map == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(map as *mut u8)
+}
+
 impl RxRing {
     /// Sets up a ring of at least `slots` slots on `fd`, a packet socket not yet bound, whose
     /// `PACKET_VNET_HDR` is already set (the kernel refuses that option once a ring exists).
@@ -143,18 +156,8 @@ impl RxRing {
     /// # Safety
     /// `fd` with `flags` must name memory of at least that size that only this ring uses.
     unsafe fn map(blocks: usize, flags: libc::c_int, fd: RawFd) -> std::io::Result<RxRing> {
-        let map = libc::mmap(
-            std::ptr::null_mut(),
-            blocks * BLOCK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            fd,
-            0,
-        );
-        if map == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(RxRing { map: map as *mut u8, slots: blocks * SLOTS_PER_BLOCK, next: 0, taken: 0 })
+        let map = map_blocks(blocks, flags, fd)?;
+        Ok(RxRing { map, slots: blocks * SLOTS_PER_BLOCK, next: 0, taken: 0 })
     }
 
     /// The status word of slot `i`, shared with the kernel.
@@ -324,20 +327,8 @@ impl TxRing {
     /// # Safety
     /// `fd` with `flags` must name memory of at least that size that only this ring uses.
     unsafe fn map(blocks: usize, flags: libc::c_int, fd: Option<OwnedFd>) -> std::io::Result<TxRing> {
-        let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
-        let map = libc::mmap(
-            std::ptr::null_mut(),
-            blocks * BLOCK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            raw,
-            0,
-        );
-        if map == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let shared =
-            TxMap { fd, map: map as *mut u8, slots: blocks * SLOTS_PER_BLOCK, next: AtomicUsize::new(0) };
+        let map = map_blocks(blocks, flags, fd.as_ref().map_or(-1, |f| f.as_raw_fd()))?;
+        let shared = TxMap { fd, map, slots: blocks * SLOTS_PER_BLOCK, next: AtomicUsize::new(0) };
         Ok(TxRing { shared: Arc::new(shared), first: 0, handed: 0, claimed: 0 })
     }
 

@@ -147,21 +147,11 @@ impl VnetSocket {
         fanout: Option<u16>,
     ) -> std::io::Result<VnetSocket> {
         // Protocol 0: no frame of any interface until `bind` below (see the module docs).
-        // SAFETY: plain socket(2) call; the descriptor is owned right away.
-        let raw = unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
-        };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let (fd, raw) = packet_socket()?;
         let one: libc::c_int = 1;
-        setsockopt(raw, libc::SOL_PACKET, PACKET_VNET_HDR, &one)?;
         setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)?;
         // What recv(2) takes from the queue comes with the VLAN tag the kernel took out.
         setsockopt(raw, libc::SOL_PACKET, PACKET_AUXDATA, &one)?;
-        setsockopt(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one)?;
         let buf: libc::c_int = 8 << 20;
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf);
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &buf);
@@ -291,10 +281,9 @@ impl VnetSocket {
     }
 }
 
-/// The transmit ring of interface `ifindex`: a packet socket that sends only (protocol 0, so
-/// it receives nothing, and bound to the interface to send there), with virtio-net headers
-/// and straight to the driver like the receiving socket.
-fn open_tx_ring(ifindex: u32) -> std::io::Result<TxRing> {
+/// A packet socket of protocol 0 (no frame of any interface until bound), non-blocking, with
+/// virtio-net headers and sending straight to the driver: what both of a port's sockets are.
+fn packet_socket() -> std::io::Result<(OwnedFd, libc::c_int)> {
     // SAFETY: plain socket(2) call; the descriptor is owned right away.
     let raw = unsafe {
         libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
@@ -307,6 +296,14 @@ fn open_tx_ring(ifindex: u32) -> std::io::Result<TxRing> {
     let one: libc::c_int = 1;
     setsockopt(raw, libc::SOL_PACKET, PACKET_VNET_HDR, &one)?;
     setsockopt(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one)?;
+    Ok((fd, raw))
+}
+
+/// The transmit ring of interface `ifindex`: a packet socket that sends only (protocol 0, so
+/// it receives nothing, and bound to the interface to send there), with virtio-net headers
+/// and straight to the driver like the receiving socket.
+fn open_tx_ring(ifindex: u32) -> std::io::Result<TxRing> {
+    let (fd, raw) = packet_socket()?;
     // The ring's frames in flight are charged to the socket's send buffer; a full one would
     // leave them in the ring.
     let buf: libc::c_int = 8 << 20;
