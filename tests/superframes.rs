@@ -127,6 +127,29 @@ fn tcp4_superframe_to_the_tunnel_is_one_vxlan_frame_per_segment() {
 }
 
 #[test]
+fn an_encapsulated_superframe_is_udp_superframes_the_kernel_cuts_into_the_same_datagrams() {
+    // Over IPv4, 46 segments of 1398 bytes: datagrams of 8 + 1464 bytes, 44 to one IP packet
+    // of 64 KiB. Over IPv6 (20 more bytes of outer header), 47 of 1378, 45 to a packet. The
+    // harness checks that the kernel's cut of each is its actions' frames.
+    let v6 = CONFIG.replace("10.0.0.", "fd00::");
+    for (config, udp, mss, runs) in [(CONFIG, 34, MSS as u16, [44, 2]), (&*v6, 54, 1378, [45, 2])] {
+        let mut h = Harness::new(config);
+        let (hdr, sf) = tcp_superframe(mac(REMOTE), false, 64_000);
+        let out = send(&mut h, VirtioNetHdr { gso_size: mss, ..hdr }, sf);
+        assert_eq!(out.len(), runs[0] + runs[1], "{udp}: {:?}", h.drops());
+        let want = VirtioNetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: VNET_GSO_UDP_L4,
+            hdr_len: udp + 8,
+            gso_size: 8 + 14 + 20 + 32 + mss,
+            csum_start: udp,
+            csum_offset: 6,
+        };
+        assert_eq!(h.udp_superframes, [(runs[0], want), (runs[1], want)], "udp at {udp}");
+    }
+}
+
+#[test]
 fn tcp_superframes_to_an_afxdp_port_are_cut_ipv4_and_ipv6() {
     for v6 in [false, true] {
         let mut h = Harness::new(CONFIG);

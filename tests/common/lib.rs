@@ -4,6 +4,7 @@
 //! Ethernet/IPv4/UDP/ICMP (its checksums are its own), and ARP byte by byte from RFC 826. An
 //! expected frame is therefore an independent statement of what should appear on the wire.
 
+pub mod gso;
 pub mod nd;
 pub mod tcp;
 
@@ -19,6 +20,7 @@ use etherparse::{
 use xvtep_dataplane::events::Event;
 use xvtep_dataplane::fdb::Flushed;
 use xvtep_dataplane::ids::NANOS_PER_SEC;
+use xvtep_dataplane::pipeline::udp_gso;
 use xvtep_dataplane::rx_checksums::underlay_checksums;
 use xvtep_dataplane::wire::virtio_net::VirtioNetHdr;
 use xvtep_dataplane::{
@@ -244,6 +246,8 @@ pub struct Harness {
     pub sent: Vec<(Nanos, String, Vec<u8>)>,
     pub events: crossbeam_channel::Receiver<Event>,
     ageing: AgeingTimer,
+    /// The UDP superframes the last batch's encapsulated segments make (datagrams, header).
+    pub udp_superframes: Vec<(usize, VirtioNetHdr)>,
 }
 
 /// Interface names by port id (the tunnel port as the underlay device; "" for a vacant id).
@@ -277,6 +281,7 @@ impl Harness {
             sent: Vec::new(),
             events,
             ageing: AgeingTimer::default(),
+            udp_superframes: Vec::new(),
         }
     }
 
@@ -348,8 +353,38 @@ impl Harness {
             assert_eq!(gathered, buf, "a gathered frame differs from the written one");
             out.push((self.names[a.port.index()].clone(), TxBatch::vnet_header(a), buf));
         }
+        self.check_udp_superframes(rx, &out);
         self.sent.extend(out.iter().map(|(i, _, f)| (t, i.clone(), f.clone())));
         out
+    }
+
+    /// Checks that each run of encapsulated segments written as one UDP superframe (what the
+    /// daemon hands an underlay with UDP segmentation) is, once the kernel cuts it
+    /// ([`gso::udp_gso_cut`]), the frames `out` has for those actions: byte for byte but the
+    /// outer UDP checksum, which the cut computes whole.
+    fn check_udp_superframes(&mut self, rx: &[RxFrame], out: &[(String, VirtioNetHdr, Vec<u8>)]) {
+        self.udp_superframes.clear();
+        let actions = self.tx.actions();
+        let mut i = 0;
+        while i < actions.len() {
+            let n = udp_gso::run_len(actions, i);
+            if n > 1 {
+                let run = &actions[i..i + n];
+                let mut sf = vec![0u8; udp_gso::superframe_len(run)];
+                let (len, hdr) = self.tx.write_udp_superframe(run, rx, &mut sf);
+                assert_eq!(len, sf.len(), "superframe_len and write_udp_superframe disagree");
+                let cut = gso::udp_gso_cut(&sf, &hdr);
+                assert_eq!(cut.len(), n, "the kernel cuts the superframe into as many datagrams");
+                for (k, d) in cut.iter().enumerate() {
+                    let (ok, got) = gso::checked_and_zeroed(d);
+                    assert!(ok, "datagram {k} of a UDP superframe has a wrong checksum");
+                    let (_, want) = gso::checked_and_zeroed(&out[i + k].2);
+                    assert_eq!(got, want, "datagram {k} of a UDP superframe differs from its action's frame");
+                }
+                self.udp_superframes.push((n, hdr));
+            }
+            i += n;
+        }
     }
 
     /// Receives one frame on `iface` at time `t` (seconds).

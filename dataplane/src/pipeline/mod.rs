@@ -16,6 +16,7 @@ mod gro;
 mod nd;
 pub mod superframe;
 pub mod tx;
+pub mod udp_gso;
 
 use std::sync::Arc;
 

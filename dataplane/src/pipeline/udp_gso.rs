@@ -1,0 +1,156 @@
+//! Encapsulated superframes as one UDP superframe for the underlay's segmentation offload.
+//!
+//! A TCP superframe from a `vnet` port becomes one VXLAN datagram per segment ([`super::forward`]
+//! emits one action each). Sent one by one, each is an skb of its own in the kernel. Sent as
+//! one UDP GSO superframe instead — the outer headers once, then each datagram's payload (its
+//! VXLAN header and inner segment, inner checksums complete) back to back — the kernel, or a
+//! NIC with UDP segmentation offload, cuts it into the same datagrams: it repeats the outer
+//! headers, sets each one's lengths, IPv4 ID (counting up from the first, as the actions do) and
+//! checksums (`__udp_gso_segment`, `inet_gso_segment`).
+//!
+//! What differs on the wire is the outer UDP checksum: the kernel takes GSO only with the
+//! checksum left to it (`VIRTIO_NET_HDR_F_NEEDS_CSUM`), so every datagram carries a full one
+//! where the kernel's vxlan leaves it zero over IPv4 (RFC 7348 lets either be sent; receivers
+//! take both).
+
+use super::superframe::rewrite_ip;
+use super::tx::{OuterHeader, TxAction, TxBatch, TxOffload};
+use super::RxFrame;
+use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_UDP_L4};
+use crate::wire::{UdpRepr, ETH_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN};
+
+/// The most datagrams one UDP superframe may carry (the kernel's `UDP_MAX_SEGMENTS`; it
+/// refuses a virtio-net header asking for more).
+pub const MAX_DATAGRAMS: usize = 64;
+/// The most bytes an IP packet's length field holds: the superframe must fit it (the kernel
+/// trims a packet to its IP length where it passes one whole, as a veth does).
+const MAX_IP_LEN: usize = 65535;
+/// Where the outer IP header starts (the outer Ethernet header is untagged).
+const IP_OFF: usize = ETH_HEADER_LEN;
+/// Where the UDP checksum field is in the UDP header.
+const UDP_CHECKSUM_AT: u16 = 6;
+
+/// How many actions from `actions[from]` on leave as one UDP superframe: consecutive segments
+/// of one superframe to the tunnel, each outer header the same but for lengths, ID and
+/// checksums, all datagrams as long as the first but the last, at most [`MAX_DATAGRAMS`] and
+/// an IP packet of at most 64 KiB. 1 where there is no run (or `actions[from]` is not a
+/// segment): the action leaves as it is.
+pub fn run_len(actions: &[TxAction], from: usize) -> usize {
+    let first = &actions[from];
+    let (Some(outer), TxOffload::Segment(s)) = (&first.edit.outer, &first.edit.offload) else {
+        return 1;
+    };
+    let headers = outer.udp_offset as usize + UDP_HEADER_LEN;
+    let datagram = first.edit.out_len() - headers;
+    let ip_header = if is_ipv6(outer) { IPV6_HEADER_LEN } else { 0 };
+    let mut ip_len = first.edit.out_len() - IP_OFF - ip_header;
+    let mut n = 1;
+    for a in &actions[from + 1..] {
+        let (Some(o), TxOffload::Segment(t)) = (&a.edit.outer, &a.edit.offload) else { break };
+        let len = a.edit.out_len() - headers;
+        let follows = a.port == first.port
+            && a.source == first.source
+            && t.gso == s.gso
+            && t.index as usize == s.index as usize + n
+            && len <= datagram
+            && same_outer(outer, o)
+            && n < MAX_DATAGRAMS
+            && ip_len + len <= MAX_IP_LEN;
+        if !follows {
+            break;
+        }
+        n += 1;
+        ip_len += len;
+        if len < datagram {
+            break;
+        }
+    }
+    n
+}
+
+/// Whether two outer headers are the same but for what each datagram has of its own: the IP
+/// length, IPv4 ID and header checksum, the UDP length and checksum.
+fn same_outer(a: &OuterHeader, b: &OuterHeader) -> bool {
+    let (len, udp) = (a.len as usize, a.udp_offset as usize);
+    if b.len != a.len || b.udp_offset != a.udp_offset || b.udp_checksum != a.udp_checksum {
+        return false;
+    }
+    let own: &[std::ops::Range<usize>] = if is_ipv6(a) {
+        &[IP_OFF + 4..IP_OFF + 6, udp + 4..udp + 8]
+    } else {
+        &[IP_OFF + 2..IP_OFF + 6, IP_OFF + 10..IP_OFF + 12, udp + 4..udp + 8]
+    };
+    let mut at = 0;
+    for r in own.iter().chain(std::iter::once(&(len..len))) {
+        if a.bytes[at..r.start] != b.bytes[at..r.start] {
+            return false;
+        }
+        at = r.end;
+    }
+    true
+}
+
+fn is_ipv6(outer: &OuterHeader) -> bool {
+    outer.bytes[IP_OFF] >> 4 == 6
+}
+
+/// The length of the UDP superframe the actions `run` (a run from [`run_len`]) make.
+pub fn superframe_len(run: &[TxAction]) -> usize {
+    let headers = run[0].edit.outer.map_or(0, |o| o.udp_offset as usize + UDP_HEADER_LEN);
+    headers + run.iter().map(|a| a.edit.out_len() - headers).sum::<usize>()
+}
+
+impl TxBatch {
+    /// Writes the actions `run` (a run from [`run_len`], of more than one action) as one UDP
+    /// superframe into `out` (at least [`superframe_len`] bytes): the first datagram whole,
+    /// then each further one's payload. Returns its length and the virtio-net header that asks
+    /// the kernel to cut it.
+    pub fn write_udp_superframe(
+        &self,
+        run: &[TxAction],
+        rx: &[RxFrame<'_>],
+        out: &mut [u8],
+    ) -> (usize, VirtioNetHdr) {
+        let outer = run[0].edit.outer.expect("a run of encapsulated segments");
+        let udp = outer.udp_offset as usize;
+        let headers = udp + UDP_HEADER_LEN;
+        let mut end = 0;
+        for (i, a) in run.iter().enumerate() {
+            // The checksum is the kernel's to fill in per datagram.
+            let mut a = *a;
+            if let Some(o) = &mut a.edit.outer {
+                o.udp_checksum = false;
+            }
+            let len = a.edit.out_len();
+            if i == 0 {
+                end = self.write(&a, rx, &mut out[..len]);
+                continue;
+            }
+            // Written whole over the end of the previous datagram, whose bytes go back over
+            // this one's outer headers.
+            let at = end - headers;
+            let mut kept = [0u8; super::tx::OUTER_MAX];
+            kept[..headers].copy_from_slice(&out[at..end]);
+            end = at + self.write(&a, rx, &mut out[at..at + len]);
+            out[at..at + headers].copy_from_slice(&kept[..headers]);
+        }
+        let ipv6 = is_ipv6(&outer);
+        let l4_len = end - udp;
+        rewrite_ip(&mut out[IP_OFF..udp], !ipv6, l4_len, 0);
+        let dgram = &mut out[udp..end];
+        dgram[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        UdpRepr::fill_partial_checksum(dgram, outer.addresses);
+        let hdr = VirtioNetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: VNET_GSO_UDP_L4,
+            hdr_len: headers as u16,
+            gso_size: (run[0].edit.out_len() - headers) as u16,
+            csum_start: udp as u16,
+            csum_offset: UDP_CHECKSUM_AT,
+        };
+        (end, hdr)
+    }
+}
+
+#[cfg(test)]
+mod tests;
