@@ -20,6 +20,7 @@
 
 mod counters;
 mod offload;
+mod stage;
 mod xsk;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,21 +30,19 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::vnet::{VnetSender, VnetSocket};
-use super::xdp::chain::{self, Placement};
+use super::xdp::chain;
 use super::xdp::{Desc, FramePool, SocketId, Umem, CHUNK, CONTINUED};
 use super::{FrameIo, BATCH_SIZE};
 use crate::config::PollMode;
 use crate::ids::{Nanos, PortId};
-use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch, TxOffload, TxSource};
+use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch};
 use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
 use offload::{finish_outer_checksum, outer_checksum_to_device};
+use stage::{Egress, Plan, Received, Staging, TxFacts, RX_HEADROOM};
 
 pub use counters::{IoCounters, Named};
 pub use xsk::{Xsk, XskSpec};
 
-/// Where a received frame lies in its chunk (copy mode: `XDP_PACKET_HEADROOM`); frames the
-/// worker writes go there too, leaving room in front for tx metadata.
-const RX_HEADROOM: usize = 256;
 /// The largest frame a socket without multi-buffer (Linux older than 6.6) takes: one chunk
 /// past the headroom the kernel leaves in front of a received frame.
 pub const ONE_CHUNK_FRAME: usize = CHUNK - RX_HEADROOM;
@@ -113,14 +112,6 @@ pub enum IoCommand {
     Remove { port: PortId, done: Sender<()> },
 }
 
-/// Where a received AF_XDP frame is: in its chunk, or (a chain of chunks) copied whole into
-/// the worker's buffer of the batch's chained frames, its chunks free again.
-#[derive(Debug, Clone, Copy)]
-enum Received {
-    Chunk(Desc),
-    Gathered { at: usize, len: usize },
-}
-
 /// One worker's sockets. See the module docs.
 pub struct AfXdpIo {
     umem: Arc<Umem>,
@@ -141,6 +132,8 @@ pub struct AfXdpIo {
     commands: Receiver<IoCommand>,
     /// PortId → the socket this worker transmits on for that port.
     tx_of_port: Vec<Option<usize>>,
+    /// Per socket (same index as `socks`): what staging needs to know of it.
+    tx_facts: Vec<TxFacts>,
     /// The batch's AF_XDP frames: (socket, where the frame is).
     rx: Vec<(usize, Received)>,
     /// The batch's chained (multi-buffer) frames, each copied whole ([`Received::Gathered`]).
@@ -151,13 +144,8 @@ pub struct AfXdpIo {
     rx_checks: Vec<RxChecksums>,
     descs: Vec<Desc>,
     addrs: Vec<u64>,
-    /// Per received frame of the batch: its buffer went to a tx ring.
-    moved: Vec<bool>,
-    /// Per received frame: the index of the last action whose source it is.
-    last_use: Vec<usize>,
-    /// Per received frame: a coalesced superframe reads its payload, so it is not edited
-    /// where it lies.
-    pinned: Vec<bool>,
+    /// How the batch's actions leave ([`Plan`]).
+    plan: Plan,
     pollfds: Vec<libc::pollfd>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
@@ -197,15 +185,14 @@ impl AfXdpIo {
             vnet_rx: Vec::with_capacity(BATCH_SIZE),
             commands,
             tx_of_port: Vec::new(),
+            tx_facts: Vec::new(),
             rx: Vec::with_capacity(BATCH_SIZE),
             gathered: Vec::new(),
             chained: Vec::new(),
             rx_checks: Vec::with_capacity(BATCH_SIZE),
             descs: Vec::with_capacity(RING as usize),
             addrs: Vec::with_capacity(RING as usize),
-            moved: Vec::with_capacity(BATCH_SIZE),
-            last_use: Vec::with_capacity(BATCH_SIZE),
-            pinned: Vec::with_capacity(BATCH_SIZE),
+            plan: Plan::with_capacity(BATCH_SIZE),
             pollfds: Vec::new(),
             stop,
             epoch,
@@ -255,6 +242,7 @@ impl AfXdpIo {
             }
             self.tx_of_port[p].get_or_insert(i);
         }
+        self.tx_facts = self.socks.iter().map(|s| TxFacts { multi_buffer: s.socket.multi_buffer }).collect();
         self.vnet_tx = self.vnet.iter().map(VnetSocket::sender).collect();
         self.vnet_of_port.clear();
         for (i, s) in self.vnet.iter().enumerate() {
@@ -437,97 +425,95 @@ impl AfXdpIo {
         Ok(())
     }
 
-    /// Marks, per received frame, the last action it is the source of and whether a
-    /// coalesced superframe reads it.
-    fn mark_uses(&mut self, tx: &TxBatch) {
-        let n = self.rx.len();
-        self.moved.clear();
-        self.moved.resize(n, false);
-        self.last_use.clear();
-        self.last_use.resize(n, usize::MAX);
-        self.pinned.clear();
-        self.pinned.resize(n, false);
+    /// Where the batch's frames leave, for the [`Plan`].
+    fn egress(&self) -> Egress<'_> {
+        Egress { vnet_of_port: &self.vnet_of_port, xsk_of_port: &self.tx_of_port, xsk: &self.tx_facts }
+    }
+
+    /// Queues the frames of `tx` on the egress sockets as the batch's [`Plan`] says, then
+    /// gives back the received chunks no tx ring took.
+    fn stage(&mut self, tx: &TxBatch, rx: &[RxFrame<'_>]) {
+        // The fields apart, not `self.egress()`: `plan` is borrowed mutably.
+        let egress =
+            Egress { vnet_of_port: &self.vnet_of_port, xsk_of_port: &self.tx_of_port, xsk: &self.tx_facts };
+        self.plan.read(tx, self.rx.iter().map(|&(_, received)| received), &egress);
         for (i, a) in tx.actions().iter().enumerate() {
-            if let Some((r, _)) = self.in_chunk(a.source) {
-                self.last_use[r] = i;
-            }
-            for r in tx.coalesced_sources(a).filter(|&r| r < n) {
-                self.pinned[r] = true;
-            }
+            let staging = self.plan.staging(i, a, &self.egress());
+            self.carry_out(staging, tx, a, rx);
+        }
+        for desc in self.plan.given_back() {
+            self.pool.give_back(desc.addr);
         }
     }
 
-    /// Queues the frames of `tx` on the egress sockets (edited where they lie, or written
-    /// into a free frame).
-    fn stage(&mut self, tx: &TxBatch, rx: &[RxFrame<'_>]) {
-        self.mark_uses(tx);
-        for (i, a) in tx.actions().iter().enumerate() {
-            if let Some(v) = self.vnet_of_port.get(a.port.index()).copied().flatten() {
-                let out = &mut self.vnet_tx[v];
-                let hdr = TxBatch::vnet_header(a);
-                match a.edit.offload {
-                    TxOffload::Coalesced(c) => {
-                        let head = a.edit.out_len() - c.extra as usize;
-                        // SAFETY: the parts are received frames (UMEM frames and the vnet
-                        // sockets' buffers), which nothing reuses or edits before the next
-                        // poll (`pinned`): `transmit` runs first.
-                        unsafe {
-                            out.stage_gather(
-                                &hdr,
-                                head,
-                                |buf| tx.write_head(a, rx, buf),
-                                tx.coalesced_parts(a, rx),
-                            )
-                        };
-                    }
-                    _ => out.stage(&hdr, a.edit.out_len(), |buf| tx.write(a, rx, buf)),
-                }
-                continue;
+    /// Stages action `a` of `tx` as `staging` says.
+    fn carry_out(&mut self, staging: Staging, tx: &TxBatch, a: &TxAction, rx: &[RxFrame<'_>]) {
+        match staging {
+            Staging::Vnet { sender } => {
+                self.vnet_tx[sender]
+                    .stage(&TxBatch::vnet_header(a), a.edit.out_len(), |buf| tx.write(a, rx, buf))
             }
-            let Some(k) = self.tx_of_port.get(a.port.index()).copied().flatten() else {
-                self.counters.tx_no_socket.add(1);
-                continue;
-            };
-            let whole = a;
-            let to_device = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
-            let (a, partial) = match &to_device {
-                Some((a, partial)) => (a, Some(*partial)),
-                None => (a, None),
-            };
-            if let Some(desc) = self.edit_in_place(tx, a, i, partial) {
-                self.socks[k].pending.push(desc);
-                self.counters.tx_zero_copy.add(1);
-                continue;
+            Staging::VnetGathered { sender, head } => {
+                // SAFETY: the parts are received frames (UMEM frames and the vnet sockets'
+                // buffers), which nothing reuses or edits before the next poll (the plan's
+                // `pinned`): `transmit` runs first.
+                unsafe {
+                    self.vnet_tx[sender].stage_gather(
+                        &TxBatch::vnet_header(a),
+                        head,
+                        |buf| tx.write_head(a, rx, buf),
+                        tx.coalesced_parts(a, rx),
+                    )
+                };
             }
-            let len = a.edit.out_len();
-            let at = match chain::place(len, RX_HEADROOM, self.socks[k].socket.multi_buffer) {
-                Placement::InChunk { at } => at,
-                Placement::Chained { chunks } => {
-                    self.stage_chained(k, tx, whole, rx, chunks);
-                    continue;
+            Staging::InPlace { socket, rx: r, desc, otherwise } => {
+                if !self.edit_in_place(socket, tx, a, desc) {
+                    self.plan.refused_in_place(r);
+                    self.carry_out(Staging::placed(socket, otherwise), tx, a, rx);
                 }
-                Placement::TooLong => {
-                    self.counters.tx_too_long.add(1);
-                    continue;
-                }
-            };
-            let Some(chunk) = self.pool.take() else {
-                self.counters.tx_no_frame.add(1);
-                continue;
-            };
-            // SAFETY: a free frame, ours, written by nobody else; the frames `rx` points into
-            // are other frames, only read.
-            let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
-            tx.write(a, rx, &mut buf[at..at + len]);
-            let options = finish_outer_checksum(buf, at..at + len, partial);
-            self.counters.tx_checksum_offload.add((options != 0) as u64);
-            self.socks[k].pending.push(Desc { addr: chunk + at as u64, len: len as u32, options });
+            }
+            Staging::Copy { socket, at } => self.stage_copy(socket, tx, a, rx, at),
+            Staging::Chained { socket, chunks } => self.stage_chained(socket, tx, a, rx, chunks),
+            Staging::TooLong => self.counters.tx_too_long.add(1),
+            Staging::NoSocket => self.counters.tx_no_socket.add(1),
         }
-        for (r, moved) in self.moved.iter().enumerate() {
-            if let (false, Received::Chunk(desc)) = (moved, self.rx[r].1) {
-                self.pool.give_back(desc.addr);
-            }
-        }
+    }
+
+    /// Queues action `a`, whose source lies at `desc`, on socket `k`, edited where it lies,
+    /// if it fits there ([`TxBatch::write_in_place`]); `false` if not (nothing written).
+    fn edit_in_place(&mut self, k: usize, tx: &TxBatch, a: &TxAction, desc: Desc) -> bool {
+        let to_device = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
+        let (a, partial) = to_device.as_ref().map_or((a, None), |(a, partial)| (a, Some(*partial)));
+        let addr = desc.addr;
+        let chunk = Umem::chunk_of(addr);
+        // SAFETY: a received frame, ours until it is sent or given back. The plan stages it
+        // here at its last use only and where no superframe reads it, so no slice of it (the
+        // batch's `RxFrame`) is read after this write.
+        let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
+        let Some(out) = tx.write_in_place(a, buf, (addr - chunk) as usize) else { return false };
+        let options = finish_outer_checksum(buf, out.clone(), partial);
+        self.counters.tx_checksum_offload.add((options != 0) as u64);
+        self.socks[k].pending.push(Desc { addr: chunk + out.start as u64, len: out.len() as u32, options });
+        self.counters.tx_zero_copy.add(1);
+        true
+    }
+
+    /// Queues action `a` on socket `k`, written `at` bytes into a free chunk.
+    fn stage_copy(&mut self, k: usize, tx: &TxBatch, a: &TxAction, rx: &[RxFrame<'_>], at: usize) {
+        let to_device = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
+        let (a, partial) = to_device.as_ref().map_or((a, None), |(a, partial)| (a, Some(*partial)));
+        let len = a.edit.out_len();
+        let Some(chunk) = self.pool.take() else {
+            self.counters.tx_no_frame.add(1);
+            return;
+        };
+        // SAFETY: a free frame, ours, written by nobody else; the frames `rx` points into
+        // are other frames, only read.
+        let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
+        tx.write(a, rx, &mut buf[at..at + len]);
+        let options = finish_outer_checksum(buf, at..at + len, partial);
+        self.counters.tx_checksum_offload.add((options != 0) as u64);
+        self.socks[k].pending.push(Desc { addr: chunk + at as u64, len: len as u32, options });
     }
 
     /// Queues action `a`, too large for a chunk, on socket `k` as a chain of `n` chunks: written
@@ -549,46 +535,6 @@ impl AfXdpIo {
             self.socks[k].pending.push(chain::piece_desc(chunk, range.len(), piece, n));
         }
         self.counters.tx_multi_buffer.add(1);
-    }
-
-    /// The index of `source` among the batch's AF_XDP frames (its first frames) and its
-    /// descriptor, if it lies in a chunk; `None` for a chained frame (copied out of its
-    /// chunks), the `vnet` frames after them and generated frames.
-    fn in_chunk(&self, source: TxSource) -> Option<(usize, Desc)> {
-        match source {
-            TxSource::Rx(r) => match self.rx.get(r as usize)?.1 {
-                Received::Chunk(desc) => Some((r as usize, desc)),
-                Received::Gathered { .. } => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// Action `i` as its source frame edited where it lies, if it can be: the source is an
-    /// AF_XDP frame of the batch, this is its last use, no superframe reads it, and the edit
-    /// fits ([`TxBatch::write_in_place`]).
-    fn edit_in_place(
-        &mut self,
-        tx: &TxBatch,
-        a: &TxAction,
-        i: usize,
-        partial: Option<(usize, u64)>,
-    ) -> Option<Desc> {
-        let (r, desc) = self.in_chunk(a.source)?;
-        if self.last_use[r] != i || self.pinned[r] || self.moved[r] {
-            return None;
-        }
-        let addr = desc.addr;
-        let chunk = Umem::chunk_of(addr);
-        // SAFETY: a received frame, ours until it is sent or given back. This is its last
-        // use and no superframe reads it, so no slice of it (the batch's `RxFrame`) is read
-        // after this write.
-        let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
-        let out = tx.write_in_place(a, buf, (addr - chunk) as usize)?;
-        self.moved[r] = true;
-        let options = finish_outer_checksum(buf, out.clone(), partial);
-        self.counters.tx_checksum_offload.add((options != 0) as u64);
-        Some(Desc { addr: chunk + out.start as u64, len: out.len() as u32, options })
     }
 
     fn transmit(&mut self) {
