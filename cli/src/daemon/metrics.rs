@@ -55,7 +55,7 @@ pub fn render(src: &Sources) -> String {
             "# HELP xvtep_kernel_info The kernel the daemon runs on, and how its tc programs are attached \
              (tcx, or clsact where the kernel has no tcx).\n# TYPE xvtep_kernel_info gauge\n\
              xvtep_kernel_info{{release=\"{}\",tc_attach=\"{}\"}} 1",
-            super::ports::kernel_release(),
+            xvtep_dataplane::io::sys::kernel_release(),
             tc.name()
         );
     }

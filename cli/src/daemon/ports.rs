@@ -14,6 +14,7 @@ use xvtep::control::apply::PortAttach;
 use xvtep_bpf::{Role, Steering};
 use xvtep_dataplane::config::{InternalPort, PortIo};
 use xvtep_dataplane::io::afxdp::{self, IoCommand, Xsk, XskSpec};
+use xvtep_dataplane::io::sys::{kernel_at_least, kernel_release};
 use xvtep_dataplane::io::vnet::VnetSocket;
 use xvtep_dataplane::io::xdp::Umem;
 use xvtep_dataplane::wire::MacAddr;
@@ -64,14 +65,7 @@ pub fn outgrown(iface: &Iface, mtu_now: u32) -> Option<usize> {
 
 /// Whether this kernel has AF_XDP multi-buffer (`XDP_USE_SG`, Linux 6.6).
 pub fn kernel_has_multi_buffer() -> bool {
-    release_at_least(&kernel_release(), (6, 6))
-}
-
-/// Whether a kernel release ("6.1.0-57-amd64") is at least `(major, minor)`.
-fn release_at_least(release: &str, want: (u32, u32)) -> bool {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
-    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    have >= want
+    kernel_at_least((6, 6))
 }
 
 /// Refuses an interface whose MTU allows frames larger than its AF_XDP sockets take: without
@@ -291,13 +285,6 @@ impl PortHost {
     }
 }
 
-/// The running kernel's release (`uname -r`).
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|r| r.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 impl PortAttach for PortHost {
     fn host_kernel(&self) -> serde_json::Value {
         let tc = lock(&self.steering).tc_attach();
@@ -348,15 +335,5 @@ mod tests {
         assert_eq!(outgrown(&iface(1500), 9000), Some(largest));
         // Opened with multi-buffer: any MTU.
         assert_eq!(outgrown(&iface(9000), 9216), None);
-    }
-
-    #[test]
-    fn kernel_releases_compare_by_major_and_minor() {
-        assert!(!release_at_least("6.1.0-57-amd64", (6, 6)));
-        assert!(release_at_least("6.6.0", (6, 6)));
-        assert!(release_at_least("6.18.1-arch1", (6, 6)));
-        assert!(release_at_least("7.0", (6, 6)));
-        assert!(!release_at_least("5.15.0-100-generic", (6, 6)));
-        assert!(!release_at_least("unknown", (6, 6)));
     }
 }

@@ -129,7 +129,7 @@ impl Checked {
         let groups: Vec<IpAddr> = self.config.vlans.iter().filter_map(|m| m.group).chain(t.group).collect();
         let mut steering = Steering::load(t.local, t.dstport, &groups, self.dev.mac.0)?;
         let tc_attach = steering.tc_attach();
-        info!(kernel = %ports::kernel_release(), tc = tc_attach.name(), "{}", tc_attach.describe());
+        info!(kernel = %xvtep_dataplane::io::sys::kernel_release(), tc = tc_attach.name(), "{}", tc_attach.describe());
         // Attached before any socket exists: until a socket is bound, the program passes frames
         // to the kernel, so no interface is black-holed while we start.
         steering.attach(&self.dev.name, self.dev.index, Role::Underlay)?;
@@ -261,7 +261,7 @@ impl Checked {
             vnis = %self.config.vlans.iter().map(|m| format!("{}<->{}", m.vid, m.vni)).collect::<Vec<_>>().join(" "),
             workers,
             poll = poll.name(),
-            kernel = %format!("{} (tc {})", ports::kernel_release(), tc.name()),
+            kernel = %format!("{} (tc {})", xvtep_dataplane::io::sys::kernel_release(), tc.name()),
             control = %control.display(),
             "xvtep running"
         );

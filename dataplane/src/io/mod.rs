@@ -9,7 +9,7 @@ pub mod memory;
 mod packet_ring;
 pub mod replay;
 #[cfg(feature = "afxdp")]
-mod sys;
+pub mod sys;
 #[cfg(feature = "afxdp")]
 pub mod vnet;
 #[cfg(feature = "afxdp")]
