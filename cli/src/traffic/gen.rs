@@ -151,45 +151,10 @@ pub fn transmit_with(
     limit: u64,
     rewrite: Option<&Rewrite>,
 ) -> Result<u64> {
-    if frames.is_empty() || frames.iter().any(|f| f.is_empty() || f.len() > LARGEST) {
-        bail!("the generator sends 1 to {LARGEST} byte frames, at least one");
-    }
-    // Every frame has a slot of as many chunks as the longest takes, and keeps it for good:
-    // slot i holds frame i % frames.len(), and goes round-robin.
-    let per_slot = frames.iter().map(|f| chunks_for(f.len())).max().unwrap_or(1);
-    let chained = per_slot > 1;
-    if chained && rewrite.is_some() {
-        bail!("the generator rewrites frames of one chunk ({CHUNK} bytes) only");
-    }
+    let per_slot = chunks_per_slot(frames, rewrite)?;
     let umem = Umem::new(2 * RING).context("mapping the generator's UMEM")?;
-    let mut socket = XdpSocket::open(&umem, ifname, 0, RING, false, chained)
-        .with_context(|| format!("AF_XDP socket on {ifname} queue 0"))?;
-    if chained && !socket.multi_buffer {
-        bail!(
-            "{ifname}: this kernel takes no AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6 or later): the \
-             generator cannot send frames larger than one {CHUNK}-byte chunk"
-        );
-    }
-    let slot_bytes = (per_slot * CHUNK) as u64;
-    let slots = umem.frames() as usize / per_slot;
-    let plans: Vec<Vec<Desc>> = (0..slots)
-        .map(|s| {
-            let frame = &frames[s % frames.len()];
-            frame_plan(s as u64 * slot_bytes, frame.len())
-                .into_iter()
-                .map(|(d, r)| {
-                    // SAFETY: a chunk in no ring, written by nobody else.
-                    unsafe { umem.bytes_mut(d.addr, r.len()) }.copy_from_slice(&frame[r]);
-                    d
-                })
-                .collect()
-        })
-        .collect();
-    // Free slots, the lowest taken first; a slot is free again once the kernel has completed
-    // every descriptor of its frame. (Not the daemon's FramePool, which hands out single
-    // chunks: a slot keeps its chunks together, its frame written once.)
-    let mut free: Vec<usize> = (0..slots).rev().collect();
-    let mut completed = vec![0usize; slots];
+    let mut socket = open_socket(&umem, ifname, per_slot > 1)?;
+    let mut slots = Slots::write(&umem, frames, per_slot);
     let mut batch: Vec<Desc> = Vec::with_capacity(BATCH * per_slot);
     let mut done: Vec<u64> = Vec::with_capacity(RING as usize);
     let mut sent = 0u64;
@@ -197,52 +162,142 @@ pub fn transmit_with(
     while start.elapsed() < duration && sent < limit {
         done.clear();
         socket.completion.consume(&mut done, usize::MAX);
-        for &addr in &done {
-            let s = (addr / slot_bytes) as usize;
-            completed[s] += 1;
-            if completed[s] == plans[s].len() {
-                completed[s] = 0;
-                free.push(s);
-            }
-        }
-        let room = socket.tx.room();
+        slots.complete(&done);
         batch.clear();
-        let mut frames_queued = 0usize;
-        while frames_queued < BATCH && sent + (frames_queued as u64) < limit {
-            let Some(&s) = free.last() else { break };
-            if batch.len() + plans[s].len() > room {
-                break;
-            }
-            free.pop();
-            if let Some(rewrite) = rewrite {
-                let d = plans[s][0];
-                // SAFETY: a free slot's chunk, in no ring.
-                rewrite(unsafe { umem.bytes_mut(d.addr, d.len as usize) }, sent + frames_queued as u64);
-            }
-            batch.extend_from_slice(&plans[s]);
-            frames_queued += 1;
-        }
+        let most = (limit - sent).min(BATCH as u64) as usize;
+        let queued = slots.queue(&umem, &mut batch, socket.tx.room(), most, sent, rewrite);
         // Whole frames only, and no more than the ring had room for: all of them go.
-        let queued = socket.tx.produce(&batch);
-        debug_assert_eq!(queued, batch.len());
-        // One kick per batch (at most TX_PER_KICK descriptors go per kick in copy mode), or
-        // for a batch of chains as many as send TX_PER_KICK frames: the generator is fast
-        // enough so (the bench checks it outruns every path), and a burst kicked out whole
-        // overruns the receiving veth's own ring before it reaches a socket, where the
-        // stalled-worker test counts its drops. And a kick when nothing could be queued: a
-        // ring too full for one more frame would otherwise wait for completions of frames
-        // that only a kick sends (the kernel leaves descriptors on the ring when the device
-        // is busy).
+        let produced = socket.tx.produce(&batch);
+        debug_assert_eq!(produced, batch.len());
         let unsent = RING as usize - socket.tx.room();
-        let kick = if frames_queued == 0 {
-            unsent.min(TX_PER_KICK)
-        } else {
-            frames_queued.min(TX_PER_KICK) * per_slot
-        };
-        socket.kick_tx(kick);
-        sent += frames_queued as u64;
+        socket.kick_tx(kick_size(queued, unsent, per_slot));
+        sent += queued as u64;
     }
     Ok(sent)
+}
+
+/// Chunks every frame's slot has: as many as the longest of `frames` takes. Refuses no
+/// frames, frames of no bytes or more than [`LARGEST`], and a `rewrite` of chained frames.
+fn chunks_per_slot(frames: &[Vec<u8>], rewrite: Option<&Rewrite>) -> Result<usize> {
+    if frames.is_empty() || frames.iter().any(|f| f.is_empty() || f.len() > LARGEST) {
+        bail!("the generator sends 1 to {LARGEST} byte frames, at least one");
+    }
+    let per_slot = frames.iter().map(|f| chunks_for(f.len())).max().unwrap_or(1);
+    if per_slot > 1 && rewrite.is_some() {
+        bail!("the generator rewrites frames of one chunk ({CHUNK} bytes) only");
+    }
+    Ok(per_slot)
+}
+
+/// The generator's socket on `ifname` queue 0, on `umem`, taking chains if `chained`.
+fn open_socket(umem: &Umem, ifname: &str, chained: bool) -> Result<XdpSocket> {
+    let socket = XdpSocket::open(umem, ifname, 0, RING, false, chained)
+        .with_context(|| format!("AF_XDP socket on {ifname} queue 0"))?;
+    if chained && !socket.multi_buffer {
+        bail!(
+            "{ifname}: this kernel takes no AF_XDP multi-buffer (XDP_USE_SG, Linux 6.6 or later): the \
+             generator cannot send frames larger than one {CHUNK}-byte chunk"
+        );
+    }
+    Ok(socket)
+}
+
+/// How many descriptors to kick out after queueing `queued` frames of `per_slot` chunks
+/// each, `unsent` descriptors being on the ring. One kick per batch (at most
+/// [`TX_PER_KICK`] descriptors go per kick in copy mode), or for a batch of chains as many as
+/// send `TX_PER_KICK` frames: the generator is fast enough so (the bench checks it outruns
+/// every path), and a burst kicked out whole overruns the receiving veth's own ring before it
+/// reaches a socket, where the stalled-worker test counts its drops. And a kick when nothing
+/// could be queued: a ring too full for one more frame would otherwise wait for completions
+/// of frames that only a kick sends (the kernel leaves descriptors on the ring when the
+/// device is busy).
+fn kick_size(queued: usize, unsent: usize, per_slot: usize) -> usize {
+    if queued == 0 {
+        unsent.min(TX_PER_KICK)
+    } else {
+        queued.min(TX_PER_KICK) * per_slot
+    }
+}
+
+/// The generator's frames in its UMEM. Every frame has a slot of as many chunks as the
+/// longest takes, and keeps it for good: slot i holds frame i % frames.len(), and the slots go
+/// round-robin, the lowest free one taken first; a slot is free again once the kernel has
+/// completed every descriptor of its frame. (Not the daemon's FramePool, which hands out
+/// single chunks: a slot keeps its chunks together, its frame written once.)
+struct Slots {
+    /// Bytes of UMEM per slot.
+    bytes: u64,
+    /// Per slot, the descriptors of its frame ([`frame_plan`]).
+    descs: Vec<Vec<Desc>>,
+    /// Free slots, the lowest last.
+    free: Vec<usize>,
+    /// Per slot, how many of its descriptors the kernel has completed.
+    completed: Vec<usize>,
+}
+
+impl Slots {
+    /// Writes `frames` into slots of `per_slot` chunks filling `umem`.
+    fn write(umem: &Umem, frames: &[Vec<u8>], per_slot: usize) -> Slots {
+        let bytes = (per_slot * CHUNK) as u64;
+        let slots = umem.frames() as usize / per_slot;
+        let descs = (0..slots)
+            .map(|s| {
+                let frame = &frames[s % frames.len()];
+                frame_plan(s as u64 * bytes, frame.len())
+                    .into_iter()
+                    .map(|(d, r)| {
+                        // SAFETY: a chunk in no ring, written by nobody else.
+                        unsafe { umem.bytes_mut(d.addr, r.len()) }.copy_from_slice(&frame[r]);
+                        d
+                    })
+                    .collect()
+            })
+            .collect();
+        Slots { bytes, descs, free: (0..slots).rev().collect(), completed: vec![0; slots] }
+    }
+
+    /// Counts the completed descriptors `done` (addresses), freeing the slots whose frames
+    /// are complete.
+    fn complete(&mut self, done: &[u64]) {
+        for &addr in done {
+            let s = (addr / self.bytes) as usize;
+            self.completed[s] += 1;
+            if self.completed[s] == self.descs[s].len() {
+                self.completed[s] = 0;
+                self.free.push(s);
+            }
+        }
+    }
+
+    /// Appends to `batch` the descriptors of up to `most` whole frames of free slots, as many
+    /// as `room` descriptors take, each frame first changed by `rewrite` (numbered on from
+    /// `seq`); returns how many frames.
+    fn queue(
+        &mut self,
+        umem: &Umem,
+        batch: &mut Vec<Desc>,
+        room: usize,
+        most: usize,
+        seq: u64,
+        rewrite: Option<&Rewrite>,
+    ) -> usize {
+        let mut queued = 0;
+        while queued < most {
+            let Some(&s) = self.free.last() else { break };
+            if batch.len() + self.descs[s].len() > room {
+                break;
+            }
+            self.free.pop();
+            if let Some(rewrite) = rewrite {
+                let d = self.descs[s][0];
+                // SAFETY: a free slot's chunk, in no ring.
+                rewrite(unsafe { umem.bytes_mut(d.addr, d.len as usize) }, seq + queued as u64);
+            }
+            batch.extend_from_slice(&self.descs[s]);
+            queued += 1;
+        }
+        queued
+    }
 }
 
 #[cfg(test)]
