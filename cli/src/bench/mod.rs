@@ -11,6 +11,7 @@
 //! entries keep ARP and flooding out of the measurement.
 
 mod cpu;
+mod endpoints;
 pub mod forward;
 mod mtu;
 mod plot;
@@ -18,7 +19,6 @@ mod report;
 mod sink;
 mod tcp;
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,11 +26,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use xvtep::netns::{make_wire, veth, Netns};
 use xvtep::traffic::{frames, gen};
-use xvtep_dataplane::wire::MacAddr;
 
-use frames::Endpoint;
+use endpoints::{A, B, D, S};
 use mtu::Mtus;
-use report::{IdleCpu, Results, RttSample, Sample, TcpSample};
+use report::{IdleCpu, Results, RttSample, Sample, TcpSample, JUMBO};
 use sink::Sink;
 
 #[derive(clap::Args)]
@@ -95,11 +94,6 @@ pub struct Args {
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
 }
-
-const A: Endpoint = Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 0x0a]), ip: Ipv4Addr::new(10, 2, 0, 1) };
-const B: Endpoint = Endpoint { mac: MacAddr([2, 0, 0, 0, 0, 0x0b]), ip: Ipv4Addr::new(10, 2, 0, 2) };
-const D: Endpoint = Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 1]), ip: Ipv4Addr::new(192, 168, 1, 1) };
-const S: Endpoint = Endpoint { mac: MacAddr([2, 0, 0, 0, 1, 2]), ip: Ipv4Addr::new(192, 168, 1, 2) };
 
 struct Topo {
     g: Netns,
@@ -301,15 +295,6 @@ impl Traffic {
         }
     }
 }
-
-/// The generator that stands in for the live one where its frames do not fit a page: the
-/// AF_XDP generator (jumbo frames as chains of chunks) with TSO off on the sending veth, so
-/// that its frames enter the receiving veth's NAPI (threaded, on the device under test's
-/// core) as the live generator's do, and the rows are per switching core as theirs are. (With
-/// TSO on, a veth hands a frame that is not from a socket to its peer through the backlog of
-/// the sending CPU, veth.c's `veth_skb_is_eligible_for_gro`: the `afxdp` rows' kernel work
-/// runs on the generator's core.)
-pub const JUMBO: &str = "jumbo";
 
 /// The generators that send frames of `frame_len` bytes, of those `sources` asks for: the
 /// live generator's frames fit one page, so larger ones go from [`JUMBO`] instead.
@@ -680,11 +665,7 @@ fn write_outputs(results: &Results, dir: &std::path::Path) -> Result<String> {
 
 pub fn run(args: Args, json: bool) -> Result<()> {
     if let Some(file) = &args.from_results {
-        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        let results: Results =
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        println!("{}", write_outputs(&results, &args.out_dir)?);
-        return Ok(());
+        return redraw(file, &args.out_dir);
     }
     // Sizes and MTUs are checked before anything is built: one topology per group of sizes
     // that share their MTUs.
@@ -696,14 +677,44 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         bail!("xvtep bench builds network namespaces and attaches XDP, which needs root: run it with sudo");
     }
     clean_up_on_interrupt()?;
-    let tcp_paths: Vec<&String> = args
-        .paths
-        .iter()
-        .filter(|p| args.tcp_seconds > 0 && (p.starts_with("kernel") || p.starts_with("xvtep")))
-        .collect();
     if let Some(bad) = args.sources.iter().find(|s| *s != "live" && *s != "afxdp") {
         bail!("unknown generator '{bad}': use live or afxdp");
     }
+    let tcp_paths = tcp_paths(&args);
+    let progress = progress_bar(&args, tcp_paths.len());
+    announce_topologies(&args, &groups, &progress);
+    let results = measure_all(&args, &groups, &tcp_paths, &progress)?;
+    progress.finish_and_clear();
+    let table = write_outputs(&results, &args.out_dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        println!("{table}");
+    }
+    Ok(())
+}
+
+/// `--from-results`: the table and plot of an earlier run's results, measuring nothing.
+fn redraw(file: &std::path::Path, out_dir: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let results: Results =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    println!("{}", write_outputs(&results, out_dir)?);
+    Ok(())
+}
+
+/// The paths measured for TCP and RTT too: the kernel's and xvtep's (none with no TCP
+/// seconds).
+fn tcp_paths(args: &Args) -> Vec<&String> {
+    args.paths
+        .iter()
+        .filter(|p| args.tcp_seconds > 0 && (p.starts_with("kernel") || p.starts_with("xvtep")))
+        .collect()
+}
+
+/// A progress bar over every measurement of the run: per round, path (but kernel-tso),
+/// direction, size and generator, and four per TCP path.
+fn progress_bar(args: &Args, tcp_paths: usize) -> indicatif::ProgressBar {
     let per_round: usize = args
         .directions
         .iter()
@@ -711,7 +722,7 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         .map(|(d, size)| generators(&args.sources, frame_len(d, size)).len())
         .sum();
     let total = args.rounds as usize * per_round * args.paths.iter().filter(|p| *p != "kernel-tso").count()
-        + 4 * tcp_paths.len();
+        + 4 * tcp_paths;
     let progress = indicatif::ProgressBar::new(total as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template(
@@ -719,15 +730,21 @@ pub fn run(args: Args, json: bool) -> Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    progress
+}
+
+/// Says which sizes go over a topology of other MTUs than the usual, and which the live
+/// generator leaves to the AF_XDP generator.
+fn announce_topologies(args: &Args, groups: &[(Mtus, Vec<usize>)], progress: &indicatif::ProgressBar) {
     for (mtus, sizes) in groups.iter().filter(|(m, _)| m.underlay != mtu::USUAL) {
         let sizes: Vec<String> = sizes.iter().map(|s| format!("{s} B")).collect();
-        say(&progress, format!("{}: over a topology of {mtus}", sizes.join(", ")));
+        say(progress, format!("{}: over a topology of {mtus}", sizes.join(", ")));
     }
     for direction in &args.directions {
         for &size in &args.sizes {
             if args.sources.iter().any(|s| s == "live") && frame_len(direction, size) > gen::LIVE_LARGEST {
                 say(
-                    &progress,
+                    progress,
                     format!(
                         "{size} B {direction}: the live generator sends at most {} B frames (the kernel runs \
                          live frames in one page); these go from the AF_XDP generator as chains, TSO off on \
@@ -738,29 +755,32 @@ pub fn run(args: Args, json: bool) -> Result<()> {
             }
         }
     }
+}
+
+/// Every measurement of the run: the packet rates, round by round, each path in turn per
+/// direction and topology; then TCP and RTT per path.
+fn measure_all(
+    args: &Args,
+    groups: &[(Mtus, Vec<usize>)],
+    tcp_paths: &[&String],
+    progress: &indicatif::ProgressBar,
+) -> Result<Results> {
     let mut results = Results::default();
     for round in 0..args.rounds {
         for direction in &args.directions {
             // kernel-tso differs from kernel only where superframes can cross the underlay.
             for path in args.paths.iter().filter(|p| *p != "kernel-tso") {
-                for (mtus, sizes) in &groups {
-                    results.pps.extend(measure_path(&args, round, path, direction, *mtus, sizes, &progress)?);
+                for (mtus, sizes) in groups {
+                    results.pps.extend(measure_path(args, round, path, direction, *mtus, sizes, progress)?);
                 }
             }
         }
     }
     for path in tcp_paths {
         progress.set_message(format!("{path} TCP and RTT"));
-        measure_tcp(&args, path, &mut results, &progress)?;
+        measure_tcp(args, path, &mut results, progress)?;
     }
-    progress.finish_and_clear();
-    let table = write_outputs(&results, &args.out_dir)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
-    } else {
-        println!("{table}");
-    }
-    Ok(())
+    Ok(results)
 }
 
 #[cfg(test)]

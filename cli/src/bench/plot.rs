@@ -5,13 +5,13 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
-use super::report::{medians, Sample};
+use super::report::{medians, Sample, JUMBO};
 
 /// Plots the live generator's figures; where it did not send, the `jumbo` generator's (which
 /// stands in for it at sizes above a page); where neither did, the AF_XDP generator's.
 pub fn pps_by_size(samples: &[Sample], file: &Path) -> Result<()> {
     let all = medians(samples);
-    let order = ["live", super::JUMBO, "afxdp"];
+    let order = ["live", JUMBO, "afxdp"];
     let mut m: std::collections::BTreeMap<(String, String, usize), f64> = Default::default();
     let mut by: std::collections::BTreeMap<(String, usize), &str> = Default::default();
     for g in order {

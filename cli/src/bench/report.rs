@@ -153,6 +153,15 @@ impl Sample {
     }
 }
 
+/// The generator that stands in for the live one where its frames do not fit a page: the
+/// AF_XDP generator (jumbo frames as chains of chunks) with TSO off on the sending veth, so
+/// that its frames enter the receiving veth's NAPI (threaded, on the device under test's
+/// core) as the live generator's do, and the rows are per switching core as theirs are. (With
+/// TSO on, a veth hands a frame that is not from a socket to its peer through the backlog of
+/// the sending CPU, veth.c's `veth_skb_is_eligible_for_gro`: the `afxdp` rows' kernel work
+/// runs on the generator's core.)
+pub const JUMBO: &str = "jumbo";
+
 /// The source name of a live-generator sample taken at the peak of the search below.
 pub const PEAK: &str = "peak";
 /// A trial lost nothing if it lost at most this share (scheduling noise on a veth).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use xvtep::netns::{veth, Netns};
 
-use super::{B, D, S};
+use super::endpoints::{B, D, S};
 
 /// Adds a container `r` (10.2.0.2, MAC B) behind a kernel bridge + vxlan on `s`.
 pub fn add_remote_container(s: &Netns, g: &Netns, prefix: &str, mtu: u32) -> Result<Netns> {
