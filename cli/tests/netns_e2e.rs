@@ -411,6 +411,13 @@ fn vnet_ports_keep_offloads_and_the_kernel_off() {
     let held = count_after(&out, "vnet_held ");
     assert!(held > 0, "{out}");
     assert!(out.contains("vnet_tx_refused 0 vnet_rx_short 0"), "{out}");
+    // Superframes from the container left as UDP superframes (Linux 6.2 and later), the
+    // small frames of the same flows by AF_XDP, and no byte or datagram order was lost.
+    if xvtep_dataplane::io::sys::kernel_at_least((6, 2)) {
+        assert!(count_after(&out, "tx_udp_superframes ") > 100, "{out}");
+        assert!(count_after(&out, "tx_udp_datagrams ") > 1000, "{out}");
+        assert!(out.contains("tx_udp_superframe_refused 0"), "{out}");
+    }
     // Segments from the tunnel reached the container coalesced (GRO on decap).
     let coalesced = count_after(&out, "segments coalesced: ");
     assert!(coalesced > 1000, "{out}");

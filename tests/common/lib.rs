@@ -371,7 +371,8 @@ impl Harness {
             if n > 1 {
                 let run = &actions[i..i + n];
                 let mut sf = vec![0u8; udp_gso::superframe_len(run)];
-                let (len, hdr) = self.tx.write_udp_superframe(run, rx, &mut sf);
+                let len = self.tx.write_udp_superframe(run, rx, &mut sf);
+                let hdr = udp_gso::superframe_header(run);
                 assert_eq!(len, sf.len(), "superframe_len and write_udp_superframe disagree");
                 let cut = gso::udp_gso_cut(&sf, &hdr);
                 assert_eq!(cut.len(), n, "the kernel cuts the superframe into as many datagrams");

@@ -157,22 +157,7 @@ impl VnetSocket {
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &buf);
         let ring = RxRing::new(raw, RX_RING_SLOTS)?;
         let tx_ring = if tx_ring_wanted() { Some(open_tx_ring(ifindex)?) } else { None };
-        // SAFETY: a zeroed sockaddr_ll is valid; the fields set are those bind(2) reads.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: `addr` is a valid sockaddr_ll of the size given.
-        let r = unsafe {
-            libc::bind(
-                raw,
-                &addr as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if r < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        bind_packet(raw, ifindex, libc::ETH_P_ALL as u16)?;
         if let Some(group) = fanout {
             let arg: u32 = group as u32 | PACKET_FANOUT_HASH << 16;
             setsockopt(raw, libc::SOL_PACKET, PACKET_FANOUT, &arg)?;
@@ -192,15 +177,7 @@ impl VnetSocket {
 
     /// A sender on this socket; it must not outlive it, and it replaces the previous one.
     pub fn sender(&self) -> VnetSender {
-        VnetSender {
-            fd: self.fd.as_raw_fd(),
-            ring: self.tx_ring.as_ref().map(TxRing::view),
-            tx_arena: Vec::new(),
-            tx_used: 0,
-            tx_frames: Vec::new(),
-            tx_parts: IoVecs::default(),
-            iov: IoVecs::default(),
-        }
+        VnetSender::over(self.fd.as_raw_fd(), self.tx_ring.as_ref().map(TxRing::view))
     }
 
     pub fn fd(&self) -> RawFd {
@@ -299,24 +276,29 @@ fn packet_socket() -> std::io::Result<(OwnedFd, libc::c_int)> {
     Ok((fd, raw))
 }
 
-/// The transmit ring of interface `ifindex`: a packet socket that sends only (protocol 0, so
-/// it receives nothing, and bound to the interface to send there), with virtio-net headers
-/// and straight to the driver like the receiving socket.
-fn open_tx_ring(ifindex: u32) -> std::io::Result<TxRing> {
+/// A packet socket that only sends (protocol 0, so it receives nothing), with virtio-net
+/// headers, straight to the driver, and room in its send buffer for what is in flight.
+fn send_only_socket() -> std::io::Result<(OwnedFd, libc::c_int)> {
     let (fd, raw) = packet_socket()?;
-    // The ring's frames in flight are charged to the socket's send buffer; a full one would
-    // leave them in the ring.
+    // Frames in flight (a transmit ring's, or superframes) are charged to the send buffer; a
+    // full one would refuse them.
     let buf: libc::c_int = 8 << 20;
     let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &buf);
-    let ring = TxRing::new(fd, TX_RING_SLOTS)?;
-    // SAFETY: a zeroed sockaddr_ll is valid; protocol 0 keeps the socket's (none).
+    Ok((fd, raw))
+}
+
+/// Binds packet socket `fd` to interface `ifindex` and `protocol` (0 keeps it receiving
+/// nothing).
+fn bind_packet(fd: RawFd, ifindex: u32, protocol: u16) -> std::io::Result<()> {
+    // SAFETY: a zeroed sockaddr_ll is valid; the fields set are those bind(2) reads.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol.to_be();
     addr.sll_ifindex = ifindex as i32;
     // SAFETY: `addr` is a valid sockaddr_ll of the size given.
     let r = unsafe {
         libc::bind(
-            ring.fd(),
+            fd,
             &addr as *const _ as *const libc::sockaddr,
             std::mem::size_of::<libc::sockaddr_ll>() as u32,
         )
@@ -324,7 +306,35 @@ fn open_tx_ring(ifindex: u32) -> std::io::Result<TxRing> {
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// The transmit ring of interface `ifindex`, on a send-only socket bound to it.
+fn open_tx_ring(ifindex: u32) -> std::io::Result<TxRing> {
+    let (fd, _) = send_only_socket()?;
+    let ring = TxRing::new(fd, TX_RING_SLOTS)?;
+    bind_packet(ring.fd(), ifindex, 0)?;
     Ok(ring)
+}
+
+/// A send-only packet socket on interface `ifindex`, without a ring: for frames larger than
+/// a ring slot, sent by sendmmsg(2) through its [`SendSocket::sender`] (the underlay's UDP
+/// superframes).
+pub struct SendSocket {
+    fd: OwnedFd,
+}
+
+impl SendSocket {
+    pub fn open(ifindex: u32) -> std::io::Result<SendSocket> {
+        let (fd, raw) = send_only_socket()?;
+        bind_packet(raw, ifindex, 0)?;
+        Ok(SendSocket { fd })
+    }
+
+    /// A sender on this socket; it must not outlive it.
+    pub fn sender(&self) -> VnetSender {
+        VnetSender::over(self.fd.as_raw_fd(), None)
+    }
 }
 
 /// The header a frame in the transmit ring goes with: as given, but a frame the kernel will
@@ -397,6 +407,24 @@ fn put_tag_back(buf: &mut [u8], tag: [u8; 4]) -> usize {
 }
 
 impl VnetSender {
+    /// A sender on socket `fd`, through `ring` where a frame fits it.
+    fn over(fd: RawFd, ring: Option<TxRing>) -> VnetSender {
+        VnetSender {
+            fd,
+            ring,
+            tx_arena: Vec::new(),
+            tx_used: 0,
+            tx_frames: Vec::new(),
+            tx_parts: IoVecs::default(),
+            iov: IoVecs::default(),
+        }
+    }
+
+    /// Whether frames are staged, not yet sent.
+    pub fn has_staged(&self) -> bool {
+        !self.tx_frames.is_empty()
+    }
+
     /// Stages a frame of `len` bytes with header `hdr`, written by `write`: into a slot of the
     /// transmit ring if it fits one and one is free, else into the arena.
     pub fn stage(&mut self, hdr: &VirtioNetHdr, len: usize, write: impl FnOnce(&mut [u8]) -> usize) {

@@ -96,21 +96,36 @@ fn is_ipv6(outer: &OuterHeader) -> bool {
 
 /// The length of the UDP superframe the actions `run` (a run from [`run_len`]) make.
 pub fn superframe_len(run: &[TxAction]) -> usize {
-    let headers = run[0].edit.outer.map_or(0, |o| o.udp_offset as usize + UDP_HEADER_LEN);
+    let headers = headers_len(run);
     headers + run.iter().map(|a| a.edit.out_len() - headers).sum::<usize>()
+}
+
+/// The virtio-net header that asks the kernel to cut the UDP superframe of `run` (a run from
+/// [`run_len`]): its checksum to complete in every datagram, and the payload of the first
+/// datagram as the size of each but the last.
+pub fn superframe_header(run: &[TxAction]) -> VirtioNetHdr {
+    let headers = headers_len(run);
+    VirtioNetHdr {
+        flags: VNET_F_NEEDS_CSUM,
+        gso_type: VNET_GSO_UDP_L4,
+        hdr_len: headers as u16,
+        gso_size: (run[0].edit.out_len() - headers) as u16,
+        csum_start: (headers - UDP_HEADER_LEN) as u16,
+        csum_offset: UDP_CHECKSUM_AT,
+    }
+}
+
+/// The outer headers every datagram of `run` repeats: Ethernet, IP and UDP.
+fn headers_len(run: &[TxAction]) -> usize {
+    run[0].edit.outer.map_or(0, |o| o.udp_offset as usize + UDP_HEADER_LEN)
 }
 
 impl TxBatch {
     /// Writes the actions `run` (a run from [`run_len`], of more than one action) as one UDP
     /// superframe into `out` (at least [`superframe_len`] bytes): the first datagram whole,
-    /// then each further one's payload. Returns its length and the virtio-net header that asks
-    /// the kernel to cut it.
-    pub fn write_udp_superframe(
-        &self,
-        run: &[TxAction],
-        rx: &[RxFrame<'_>],
-        out: &mut [u8],
-    ) -> (usize, VirtioNetHdr) {
+    /// then each further one's payload. Returns its length; [`superframe_header`] is what it
+    /// is sent with.
+    pub fn write_udp_superframe(&self, run: &[TxAction], rx: &[RxFrame<'_>], out: &mut [u8]) -> usize {
         let outer = run[0].edit.outer.expect("a run of encapsulated segments");
         let udp = outer.udp_offset as usize;
         let headers = udp + UDP_HEADER_LEN;
@@ -134,21 +149,12 @@ impl TxBatch {
             end = at + self.write(&a, rx, &mut out[at..at + len]);
             out[at..at + headers].copy_from_slice(&kept[..headers]);
         }
-        let ipv6 = is_ipv6(&outer);
         let l4_len = end - udp;
-        rewrite_ip(&mut out[IP_OFF..udp], !ipv6, l4_len, 0);
+        rewrite_ip(&mut out[IP_OFF..udp], !is_ipv6(&outer), l4_len, 0);
         let dgram = &mut out[udp..end];
         dgram[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
         UdpRepr::fill_partial_checksum(dgram, outer.addresses);
-        let hdr = VirtioNetHdr {
-            flags: VNET_F_NEEDS_CSUM,
-            gso_type: VNET_GSO_UDP_L4,
-            hdr_len: headers as u16,
-            gso_size: (run[0].edit.out_len() - headers) as u16,
-            csum_start: udp as u16,
-            csum_offset: UDP_CHECKSUM_AT,
-        };
-        (end, hdr)
+        end
     }
 }
 

@@ -91,6 +91,13 @@ io_counters! {
     rx_port_removed => "xvtep_rx_port_removed_total";
     /// Dropped: a chain of descriptors that did not end (never expected from the kernel).
     rx_chain_cut => "xvtep_rx_chain_cut_total";
+    /// UDP superframes sent on the underlay (encapsulated segments the kernel cuts).
+    tx_udp_superframes => "xvtep_tx_udp_superframes_total";
+    /// Datagrams staged in UDP superframes (each would otherwise be an AF_XDP frame).
+    tx_udp_datagrams => "xvtep_tx_udp_datagrams_total";
+    /// Dropped: the underlay's packet socket refused a UDP superframe (its queue full, or a
+    /// header the kernel does not take).
+    tx_udp_superframe_refused => "xvtep_tx_udp_superframe_refused_total";
     /// Frames received on `vnet` ports (a superframe counts once).
     vnet_rx => "xvtep_vnet_rx_total";
     /// Frames sent on `vnet` ports.

@@ -21,6 +21,7 @@
 mod counters;
 mod offload;
 mod stage;
+mod udp_superframes;
 mod xsk;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,7 @@ use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch};
 use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
 use offload::{finish_outer_checksum, outer_checksum_to_device};
 use stage::{Egress, Plan, Received, Staging, TxFacts, RX_HEADROOM};
+use udp_superframes::UdpSuperframes;
 
 pub use counters::{IoCounters, Named};
 pub use xsk::{Xsk, XskSpec};
@@ -134,6 +136,9 @@ pub struct AfXdpIo {
     tx_of_port: Vec<Option<usize>>,
     /// Per socket (same index as `socks`): what staging needs to know of it.
     tx_facts: Vec<TxFacts>,
+    /// The packet socket beside the underlay's AF_XDP socket that sends encapsulated
+    /// superframes as UDP superframes, where the kernel takes them.
+    udp_superframes: Option<UdpSuperframes>,
     /// The batch's AF_XDP frames: (socket, where the frame is).
     rx: Vec<(usize, Received)>,
     /// The batch's chained (multi-buffer) frames, each copied whole ([`Received::Gathered`]).
@@ -186,6 +191,7 @@ impl AfXdpIo {
             commands,
             tx_of_port: Vec::new(),
             tx_facts: Vec::new(),
+            udp_superframes: None,
             rx: Vec::with_capacity(BATCH_SIZE),
             gathered: Vec::new(),
             chained: Vec::new(),
@@ -242,7 +248,14 @@ impl AfXdpIo {
             }
             self.tx_of_port[p].get_or_insert(i);
         }
-        self.tx_facts = self.socks.iter().map(|s| TxFacts { multi_buffer: s.socket.multi_buffer }).collect();
+        let underlay = self.tx_of_port.get(PortId::TUNNEL.index()).copied().flatten();
+        if self.udp_superframes.as_ref().map(|u| u.xsk) != underlay {
+            self.udp_superframes = underlay.and_then(|k| UdpSuperframes::beside(&self.socks[k], k));
+        }
+        let beside = self.udp_superframes.as_ref().map(|u| u.xsk);
+        self.tx_facts = (self.socks.iter().enumerate())
+            .map(|(k, s)| TxFacts { multi_buffer: s.socket.multi_buffer, udp_superframes: beside == Some(k) })
+            .collect();
         self.vnet_tx = self.vnet.iter().map(VnetSocket::sender).collect();
         self.vnet_of_port.clear();
         for (i, s) in self.vnet.iter().enumerate() {
@@ -437,17 +450,22 @@ impl AfXdpIo {
         let egress =
             Egress { vnet_of_port: &self.vnet_of_port, xsk_of_port: &self.tx_of_port, xsk: &self.tx_facts };
         self.plan.read(tx, self.rx.iter().map(|&(_, received)| received), &egress);
-        for (i, a) in tx.actions().iter().enumerate() {
-            let staging = self.plan.staging(i, a, &self.egress());
-            self.carry_out(staging, tx, a, rx);
+        let actions = tx.actions();
+        let mut i = 0;
+        while i < actions.len() {
+            let staging = self.plan.staging(i, actions, &self.egress());
+            let n = staging.actions();
+            self.carry_out(staging, tx, &actions[i..i + n], rx);
+            i += n;
         }
         for desc in self.plan.given_back() {
             self.pool.give_back(desc.addr);
         }
     }
 
-    /// Stages action `a` of `tx` as `staging` says.
-    fn carry_out(&mut self, staging: Staging, tx: &TxBatch, a: &TxAction, rx: &[RxFrame<'_>]) {
+    /// Stages the actions `run` of `tx` (one, or a UDP superframe's) as `staging` says.
+    fn carry_out(&mut self, staging: Staging, tx: &TxBatch, run: &[TxAction], rx: &[RxFrame<'_>]) {
+        let a = &run[0];
         match staging {
             Staging::Vnet { sender } => {
                 self.vnet_tx[sender]
@@ -467,15 +485,48 @@ impl AfXdpIo {
                 };
             }
             Staging::InPlace { socket, rx: r, desc, otherwise } => {
+                self.send_superframes_before(socket);
                 if !self.edit_in_place(socket, tx, a, desc) {
                     self.plan.refused_in_place(r);
-                    self.carry_out(Staging::placed(socket, otherwise), tx, a, rx);
+                    self.carry_out(Staging::placed(socket, otherwise), tx, run, rx);
                 }
             }
-            Staging::Copy { socket, at } => self.stage_copy(socket, tx, a, rx, at),
-            Staging::Chained { socket, chunks } => self.stage_chained(socket, tx, a, rx, chunks),
+            Staging::Copy { socket, at } => {
+                self.send_superframes_before(socket);
+                self.stage_copy(socket, tx, a, rx, at)
+            }
+            Staging::Chained { socket, chunks } => {
+                self.send_superframes_before(socket);
+                self.stage_chained(socket, tx, a, rx, chunks)
+            }
+            Staging::UdpSuperframe { socket, .. } => self.stage_udp_superframe(socket, tx, run, rx),
             Staging::TooLong => self.counters.tx_too_long.add(1),
             Staging::NoSocket => self.counters.tx_no_socket.add(1),
+        }
+    }
+
+    /// Stages the actions `run` as one UDP superframe beside socket `k`, after what is staged
+    /// on `k` itself: that is sent first, so that no frame of a flow overtakes another.
+    fn stage_udp_superframe(&mut self, k: usize, tx: &TxBatch, run: &[TxAction], rx: &[RxFrame<'_>]) {
+        self.socks[k].transmit(&mut self.pool, &self.counters);
+        let u = self.udp_superframes.as_mut().expect("planned beside this socket");
+        u.stage(tx, run, rx);
+        self.counters.tx_udp_datagrams.add(run.len() as u64);
+    }
+
+    /// Before a frame is staged on AF_XDP socket `k`: the UDP superframes staged beside it are
+    /// sent first (see [`AfXdpIo::stage_udp_superframe`]).
+    fn send_superframes_before(&mut self, k: usize) {
+        if self.udp_superframes.as_ref().is_some_and(|u| u.xsk == k && u.has_staged()) {
+            self.send_superframes();
+        }
+    }
+
+    fn send_superframes(&mut self) {
+        if let Some(u) = &mut self.udp_superframes {
+            let (sent, refused) = u.transmit();
+            self.counters.tx_udp_superframes.add(sent as u64);
+            self.counters.tx_udp_superframe_refused.add(refused as u64);
         }
     }
 
@@ -538,6 +589,9 @@ impl AfXdpIo {
     }
 
     fn transmit(&mut self) {
+        // The underlay's socket and the superframes beside it: only one has frames staged
+        // (each sends the other's first).
+        self.send_superframes();
         for s in &mut self.socks {
             s.transmit(&mut self.pool, &self.counters);
         }

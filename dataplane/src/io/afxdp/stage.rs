@@ -10,10 +10,13 @@
 //! from its own chunk, edited there, at its last use (earlier uses are copies, made before it
 //! is edited) unless a superframe reads its payload; every other frame is copied into a free
 //! chunk, or into a chain of them where it is larger than a chunk and the socket takes chains
-//! (multi-buffer), or dropped as too long. A port with neither socket drops its frames.
+//! (multi-buffer), or dropped as too long. A port with neither socket drops its frames. On a
+//! socket that has the underlay's UDP superframes beside it, a run of encapsulated segments
+//! of one superframe leaves as one ([`crate::pipeline::udp_gso`]).
 
 use super::super::xdp::chain::{self, Placement};
 use super::super::xdp::Desc;
+use crate::pipeline::udp_gso;
 use crate::pipeline::{TxAction, TxBatch, TxOffload, TxSource};
 
 /// Where a received frame lies in its chunk (copy mode: `XDP_PACKET_HEADROOM`); frames the
@@ -33,6 +36,8 @@ pub(super) enum Received {
 pub(super) struct TxFacts {
     /// It takes frames larger than a chunk, as chains.
     pub multi_buffer: bool,
+    /// Beside it, a packet socket on the same interface takes UDP superframes.
+    pub udp_superframes: bool,
 }
 
 /// Where each port's frames leave the worker: its `vnet` sockets first, then its AF_XDP
@@ -61,6 +66,9 @@ pub(super) enum Staging {
     Copy { socket: usize, at: usize },
     /// Written as a chain of `chunks` free chunks, sent on AF_XDP socket `socket`.
     Chained { socket: usize, chunks: usize },
+    /// This action and the next `datagrams - 1` written as one UDP superframe, sent beside
+    /// AF_XDP socket `socket` (after what is staged on it).
+    UdpSuperframe { socket: usize, datagrams: usize },
     /// Larger than the AF_XDP socket takes: dropped (`tx_too_long`).
     TooLong,
     /// No socket of the worker serves the port: dropped (`tx_no_socket`).
@@ -68,6 +76,14 @@ pub(super) enum Staging {
 }
 
 impl Staging {
+    /// How many actions this staging carries out (from the one it was planned for).
+    pub(super) fn actions(&self) -> usize {
+        match self {
+            Staging::UdpSuperframe { datagrams, .. } => *datagrams,
+            _ => 1,
+        }
+    }
+
     /// A copy on AF_XDP socket `socket`, placed as `placement` says.
     pub(super) fn placed(socket: usize, placement: Placement) -> Staging {
         match placement {
@@ -132,13 +148,14 @@ impl Plan {
         for r in 0..n {
             let i = self.last_use[r];
             if i != usize::MAX {
-                self.moved[r] = matches!(self.staging(i, &actions[i], egress), Staging::InPlace { .. });
+                self.moved[r] = matches!(self.staging(i, actions, egress), Staging::InPlace { .. });
             }
         }
     }
 
-    /// How action `i` of the batch read, `a`, leaves.
-    pub(super) fn staging(&self, i: usize, a: &TxAction, egress: &Egress<'_>) -> Staging {
+    /// How action `i` of the batch read, `actions`, leaves.
+    pub(super) fn staging(&self, i: usize, actions: &[TxAction], egress: &Egress<'_>) -> Staging {
+        let a = &actions[i];
         let port = a.port.index();
         if let Some(sender) = egress.vnet_of_port.get(port).copied().flatten() {
             return match a.edit.offload {
@@ -151,6 +168,12 @@ impl Plan {
         let Some(socket) = egress.xsk_of_port.get(port).copied().flatten() else {
             return Staging::NoSocket;
         };
+        if egress.xsk[socket].udp_superframes {
+            let datagrams = udp_gso::run_len(actions, i);
+            if datagrams > 1 {
+                return Staging::UdpSuperframe { socket, datagrams };
+            }
+        }
         let placement = chain::place(a.edit.out_len(), RX_HEADROOM, egress.xsk[socket].multi_buffer);
         match self.in_place(i, a) {
             Some((rx, desc)) => Staging::InPlace { socket, rx, desc, otherwise: placement },
@@ -170,8 +193,12 @@ impl Plan {
     }
 
     /// The received frame action `i` (`a`) edits where it lies, and its descriptor, if it
-    /// may: the source lies in a chunk, this is its last use, and no superframe reads it.
+    /// may: the source lies in a chunk, this is its last use, no superframe reads it, and it
+    /// leaves whole (not cut, not gathered: what [`TxBatch::write_in_place`] takes).
     fn in_place(&self, i: usize, a: &TxAction) -> Option<(usize, Desc)> {
+        if !matches!(a.edit.offload, TxOffload::None | TxOffload::Checksum { .. }) {
+            return None;
+        }
         let (r, desc) = self.in_chunk(a.source)?;
         (self.last_use[r] == i && !self.pinned[r]).then_some((r, desc))
     }
@@ -200,7 +227,10 @@ mod tests {
     /// 4 on nothing.
     const XSK_OF_PORT: [Option<usize>; 5] = [None, Some(0), Some(1), None, None];
     const VNET_OF_PORT: [Option<usize>; 4] = [None, None, None, Some(0)];
-    const XSK: [TxFacts; 2] = [TxFacts { multi_buffer: false }, TxFacts { multi_buffer: true }];
+    const XSK: [TxFacts; 2] = [
+        TxFacts { multi_buffer: false, udp_superframes: false },
+        TxFacts { multi_buffer: true, udp_superframes: false },
+    ];
 
     fn egress() -> Egress<'static> {
         Egress { vnet_of_port: &VNET_OF_PORT, xsk_of_port: &XSK_OF_PORT, xsk: &XSK }
@@ -246,7 +276,7 @@ mod tests {
     fn plan(tx: &TxBatch, rx: &[Received]) -> (Vec<Staging>, Vec<u64>) {
         let mut plan = Plan::default();
         plan.read(tx, rx.iter().copied(), &egress());
-        let steps = tx.actions().iter().enumerate().map(|(i, a)| plan.staging(i, a, &egress())).collect();
+        let steps = (0..tx.len()).map(|i| plan.staging(i, tx.actions(), &egress())).collect();
         (steps, given_back(&plan))
     }
 
@@ -329,16 +359,16 @@ mod tests {
     }
 
     #[test]
-    fn a_superframe_to_af_xdp_pins_its_parts_but_not_its_head() {
+    fn a_superframe_to_af_xdp_is_copied_and_pins_its_parts() {
         let mut tx = TxBatch::default();
         coalesce(&mut tx, 1, 0, &[1, 2]);
         send(&mut tx, 1, 2, 100);
         let (steps, back) = plan(&tx, &[chunk(0), chunk(1), chunk(2)]);
-        // The head's own frame is its source, not a part: the plan offers it in place (the
-        // writer refuses a superframe there, and it is then copied).
-        assert_eq!(in_place(&steps[0]), Some((0, 0)));
+        // Its own frame is its source, not a part, but a superframe does not leave whole
+        // where it lies: copied, as are its parts.
+        assert_eq!(copy(&steps[0]), Some((0, RX_HEADROOM)));
         assert_eq!(copy(&steps[1]), Some((0, RX_HEADROOM)));
-        assert_eq!(back, [1, 2]);
+        assert_eq!(back, [0, 1, 2]);
     }
 
     #[test]
@@ -396,5 +426,55 @@ mod tests {
         // The next batch starts afresh.
         plan.read(&tx, [chunk(0)].into_iter(), &egress());
         assert!(given_back(&plan).is_empty());
+    }
+
+    /// The segments of a 3,000-byte superframe received as frame `rx`, encapsulated to port 1.
+    fn encapsulated_segments(tx: &mut TxBatch, rx: u32) {
+        use crate::pipeline::tx::{OuterHeader, OUTER_MAX};
+        let mut bytes = [0u8; OUTER_MAX];
+        bytes[14] = 0x45;
+        let outer = OuterHeader { bytes, len: 50, udp_offset: 34, udp_checksum: false, addresses: 0 };
+        let gso = Gso { kind: GsoKind::Tcp4, mss: 1000, l3: 14, l4: 34, hdr_len: 66 };
+        for i in 0..3 {
+            let edit = Edit {
+                outer: Some(outer),
+                offload: TxOffload::Segment(gso.segment(3066, i)),
+                ..Edit::identity(3066)
+            };
+            tx.push(TxAction { port: PortId(1), source: TxSource::Rx(rx), edit });
+        }
+    }
+
+    #[test]
+    fn encapsulated_segments_leave_as_one_udp_superframe_where_the_socket_has_them_beside_it() {
+        let mut tx = TxBatch::default();
+        send(&mut tx, 1, 0, 100);
+        encapsulated_segments(&mut tx, 1);
+        send(&mut tx, 1, 0, 100);
+        let xsk = [TxFacts { multi_buffer: false, udp_superframes: true }, XSK[1]];
+        let egress = Egress { xsk: &xsk, ..egress() };
+        let mut planned = Plan::default();
+        planned.read(&tx, [chunk(0)].into_iter(), &egress);
+        let mut steps = Vec::new();
+        let mut i = 0;
+        while i < tx.len() {
+            let s = planned.staging(i, tx.actions(), &egress);
+            i += s.actions();
+            steps.push(s);
+        }
+        assert!(
+            matches!(
+                steps[..],
+                [
+                    Staging::Copy { socket: 0, .. },
+                    Staging::UdpSuperframe { socket: 0, datagrams: 3 },
+                    Staging::InPlace { socket: 0, rx: 0, .. },
+                ]
+            ),
+            "{steps:?}"
+        );
+        // Without the packet socket: one AF_XDP frame per segment.
+        let (steps, _) = plan(&tx, &[chunk(0)]);
+        assert!(steps[1..4].iter().all(|s| matches!(s, Staging::Copy { socket: 0, .. })), "{steps:?}");
     }
 }

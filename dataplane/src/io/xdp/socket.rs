@@ -150,7 +150,7 @@ impl XdpSocket {
     }
 
     /// Whether the socket is bound in zero-copy mode.
-    fn zero_copy(&self) -> io::Result<bool> {
+    pub fn zero_copy(&self) -> io::Result<bool> {
         let mut options = libc::xdp_options { flags: 0 };
         let mut len = size_of::<libc::xdp_options>() as libc::socklen_t;
         // SAFETY: `options` and `len` are valid for the call.
