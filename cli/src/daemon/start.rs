@@ -130,6 +130,7 @@ impl Checked {
         let mut steering = Steering::load(t.local, t.dstport, &groups, self.dev.mac.0)?;
         let tc_attach = steering.tc_attach();
         info!(kernel = %xvtep_dataplane::io::sys::kernel_release(), tc = tc_attach.name(), "{}", tc_attach.describe());
+        info!("{}", afxdp::udp_superframes::describe());
         // Attached before any socket exists: until a socket is bound, the program passes frames
         // to the kernel, so no interface is black-holed while we start.
         steering.attach(&self.dev.name, self.dev.index, Role::Underlay)?;

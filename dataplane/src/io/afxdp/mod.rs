@@ -21,7 +21,7 @@
 mod counters;
 mod offload;
 mod stage;
-mod udp_superframes;
+pub mod udp_superframes;
 mod xsk;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -34,9 +34,23 @@ pub(super) struct UdpSuperframes {
 /// off (read once per process).
 fn wanted() -> bool {
     static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WANTED.get_or_init(|| {
-        std::env::var("XVTEP_UDP_GSO").map_or(true, |v| v != "off") && kernel_at_least((6, 2))
-    })
+    *WANTED.get_or_init(|| turned_off().is_none() && kernel_at_least((6, 2)))
+}
+
+fn turned_off() -> Option<String> {
+    std::env::var("XVTEP_UDP_GSO").ok().filter(|v| v == "off")
+}
+
+/// How encapsulated superframes leave the underlay, and why, for the start log.
+pub fn describe() -> &'static str {
+    if turned_off().is_some() {
+        "encapsulated superframes leave one AF_XDP frame per datagram (XVTEP_UDP_GSO=off)"
+    } else if !kernel_at_least((6, 2)) {
+        "encapsulated superframes leave one AF_XDP frame per datagram (UDP superframes from a packet \
+         socket need Linux 6.2)"
+    } else {
+        "encapsulated superframes leave as UDP superframes beside copy-mode underlay sockets"
+    }
 }
 
 impl UdpSuperframes {
