@@ -120,6 +120,8 @@ pub struct VnetSender {
     tx_parts: IoVecs,
     /// The iovecs of one sendmmsg(2) call.
     iov: IoVecs,
+    /// See [`VnetSender::take_ring_full`].
+    ring_full: u64,
 }
 
 /// iovecs kept from batch to batch (so that staging does not allocate).
@@ -417,6 +419,7 @@ impl VnetSender {
             tx_frames: Vec::new(),
             tx_parts: IoVecs::default(),
             iov: IoVecs::default(),
+            ring_full: 0,
         }
     }
 
@@ -446,7 +449,15 @@ impl VnetSender {
         if VNET_HDR_LEN + len > TX_ROOM {
             return None;
         }
-        ring.claim()
+        let slot = ring.claim();
+        self.ring_full += slot.is_none() as u64;
+        slot
+    }
+
+    /// Frames that fit a slot of the transmit ring but found it full (its slots still held by
+    /// the kernel) and left by sendmmsg(2) instead, since the last call.
+    pub fn take_ring_full(&mut self) -> u64 {
+        std::mem::take(&mut self.ring_full)
     }
 
     fn stage_in_arena(&mut self, hdr: &VirtioNetHdr, len: usize, write: impl FnOnce(&mut [u8]) -> usize) {
@@ -714,11 +725,13 @@ mod tests {
         // than the ring, then batches again: 1,400 frames, five and a half times round it.
         for batch in 0..12 {
             let n = if batch == 5 { TX_RING_SLOTS + 100 } else { 100 };
+            let mut fit = 0;
             for _ in 0..n {
                 let len = match seq % 7 {
                     0 => 3000 + seq as usize % 5000,
                     _ => 60 + (seq as usize * 37) % 1458,
                 };
+                fit += (VNET_HDR_LEN + len <= TX_ROOM) as usize;
                 let f = numbered(seq, len);
                 let hdr = VirtioNetHdr::default();
                 if seq % 5 == 0 {
@@ -746,6 +759,9 @@ mod tests {
                 seq += 1;
             }
             assert_eq!(tx.transmit(), (n, 0), "batch {batch}");
+            // What fit a slot but found every slot taken left by sendmmsg, counted.
+            let ring_full = if sock.tx_ring.is_some() { fit.saturating_sub(TX_RING_SLOTS) } else { 0 };
+            assert_eq!(tx.take_ring_full(), ring_full as u64, "batch {batch}");
         }
         let got = drain(peer.as_raw_fd());
         assert_eq!(got.len(), want.len());

@@ -102,6 +102,10 @@ io_counters! {
     vnet_rx => "xvtep_vnet_rx_total";
     /// Frames sent on `vnet` ports.
     vnet_tx => "xvtep_vnet_tx_total";
+    /// Frames for a `vnet` port that fit its transmit ring but found it full (the kernel still
+    /// held its slots) and left by sendmmsg(2) instead: not dropped, but each such frame costs
+    /// a copy and a system call more. Many mean the port's device is slower than the worker.
+    vnet_tx_ring_full => "xvtep_vnet_tx_ring_full_total";
     /// Dropped: a `vnet` port's socket refused the frame (its queue full).
     vnet_tx_refused => "xvtep_vnet_tx_refused_total";
     /// Dropped: a `vnet` port's socket gave a frame too short for its virtio-net header, or

@@ -599,6 +599,7 @@ impl AfXdpIo {
             let (sent, refused) = v.transmit();
             self.counters.vnet_tx.add(sent as u64);
             self.counters.vnet_tx_refused.add(refused as u64);
+            self.counters.vnet_tx_ring_full.add(v.take_ring_full());
         }
     }
 }
