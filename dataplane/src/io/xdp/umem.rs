@@ -43,6 +43,7 @@ impl Umem {
         if area == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        mark(area, len);
         Ok(Umem { area: area as *mut u8, frames: frames.max(1) })
     }
 
@@ -110,6 +111,22 @@ impl Umem {
         assert!(self.holds(addr, len), "frame {addr:#x}+{len} is outside the UMEM's chunks");
         // SAFETY: as for `bytes`.
         unsafe { std::slice::from_raw_parts_mut(self.area.add(addr as usize), len) }
+    }
+}
+
+/// Marks the UMEM's mapping so that it can be told apart in `/proc/PID/smaps` (the bench's
+/// footprint, `pmap`): named `[anon:xvtep-umem]` where the kernel names anonymous mappings
+/// (`CONFIG_ANON_VMA_NAME`), and not copied into a child (`MADV_DONTFORK`, VmFlags `dc`), as
+/// memory the kernel pins should not be (a child's copy-on-write would leave the parent's
+/// view apart from the pages the kernel pinned). Neither is needed to run: failures are
+/// ignored.
+fn mark(area: *mut libc::c_void, len: usize) {
+    const PR_SET_VMA: libc::c_int = 0x53564d41;
+    const PR_SET_VMA_ANON_NAME: libc::c_ulong = 0;
+    // SAFETY: advice and a name for our own fresh mapping; the name is read during the call.
+    unsafe {
+        libc::madvise(area, len, libc::MADV_DONTFORK);
+        libc::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, area as libc::c_ulong, len, c"xvtep-umem".as_ptr());
     }
 }
 
