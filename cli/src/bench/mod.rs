@@ -12,6 +12,7 @@
 
 mod cpu;
 mod endpoints;
+mod footprint;
 pub mod forward;
 mod mtu;
 mod plot;
@@ -654,7 +655,12 @@ fn say(progress: &indicatif::ProgressBar, line: String) {
 
 /// Writes the table, results.json and the plot of `results` into `dir`; returns the table.
 fn write_outputs(results: &Results, dir: &std::path::Path) -> Result<String> {
-    let table = format!("{}\n{}", report::table(&results.pps), report::tcp_rtt_table(results));
+    let table = format!(
+        "{}\n{}\n{}",
+        report::table(&results.pps),
+        report::tcp_rtt_table(results),
+        footprint::table(&results.footprint)
+    );
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(results)?)?;
     std::fs::write(dir.join("table.txt"), &table)?;
@@ -776,11 +782,41 @@ fn measure_all(
             }
         }
     }
+    for path in args.paths.iter().filter(|p| p.starts_with("xvtep")) {
+        progress.set_message(format!("{path} footprint"));
+        results.footprint.push(measure_footprint(args, path, progress)?);
+    }
     for path in tcp_paths {
         progress.set_message(format!("{path} TCP and RTT"));
         measure_tcp(args, path, &mut results, progress)?;
     }
     Ok(results)
+}
+
+/// The daemon of `path` idle with one port, over a topology of its own with the usual MTUs:
+/// how soon it says it runs and what it holds resident ([`footprint`]).
+fn measure_footprint(
+    args: &Args,
+    path: &str,
+    progress: &indicatif::ProgressBar,
+) -> Result<footprint::Footprint> {
+    let t = build(&format!("xvb{}", std::process::id() % 100000), Mtus::packet_rates(mtu::USUAL))?;
+    let start = Instant::now();
+    let dut = start_dut(&t, path, "encap", args.dut_cpu)?;
+    let running = start.elapsed();
+    let Some(pid) = dut.as_ref().and_then(Dut::pid) else {
+        bail!("{path}: no daemon to measure");
+    };
+    let f = footprint::idle(path, pid, running)?;
+    say(
+        progress,
+        format!(
+            "{path:>11} idle, one port: {:.1} MiB resident, running after {:.0} ms",
+            f.rss_kib as f64 / 1024.0,
+            f.running_ms
+        ),
+    );
+    Ok(f)
 }
 
 #[cfg(test)]

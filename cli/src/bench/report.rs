@@ -75,6 +75,9 @@ pub struct Results {
     pub rtt: Vec<RttSample>,
     #[serde(default)]
     pub idle_cpu: Vec<IdleCpu>,
+    /// Each daemon path's memory and start, idle with one port.
+    #[serde(default)]
+    pub footprint: Vec<super::footprint::Footprint>,
 }
 
 /// One measured run.
@@ -554,6 +557,7 @@ mod tests {
             ],
             rtt: vec![k, r],
             idle_cpu: vec![IdleCpu { path: "xvtep".into(), percent: 0.5 }],
+            footprint: vec![],
         });
         assert!(t.contains("kernel       encap         4        9.50     1.00x      1.50"), "{t}");
         assert!(t.contains("xvtep        encap         4        7.60     0.80x      2.25"), "{t}");
