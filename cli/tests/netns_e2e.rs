@@ -141,7 +141,13 @@ fn interop_with_kernel_vxlan() {
     let t = topo(&prefix("interop"), 2);
     let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
     kernel_vtep(&h2.h, "192.168.1.2", &["192.168.1.1"], None);
+    // An underlay that cannot cut UDP superframes (a NIC without USO): none is sent to it.
+    h1.h.sh("ethtool -K eth0 tx-udp-segmentation off");
     let mut d1 = Daemon::start(&h1.h, &seed_config("192.168.1.1", &["192.168.1.2"], ""), t.dir.path(), "h1");
+    let no_uso = "one AF_XDP frame per datagram: tx-udp-segmentation is off on eth0";
+    if xvtep_dataplane::io::sys::kernel_at_least((6, 2)) {
+        assert!(d1.log().contains(no_uso), "{}", d1.log());
+    }
     assert!(h1.a.ping_ok("10.2.0.2", UP), "xvtep → kernel, VNI 2");
     assert!(h2.b.ping_ok("10.3.0.1", UP), "kernel → xvtep, VNI 3");
     h1.a.sh("ping -c 3 -W 2 -s 1400 10.2.0.2");
@@ -160,6 +166,7 @@ fn interop_with_kernel_vxlan() {
         "xvtep learned a2:\n{out}"
     );
     assert!(out.contains(&format!("{mac_a1} dev tap1_0 vlan 2 vni 2")), "{out}");
+    assert!(out.contains("tx_udp_superframes 0 tx_udp_datagrams 0 tx_udp_superframe_refused 0"), "{out}");
 }
 
 /// xvtep and the kernel's vxlan over an IPv6 underlay: ping (also the largest that fits the
@@ -407,16 +414,26 @@ fn vnet_ports_keep_offloads_and_the_kernel_off() {
     assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", n), n, "xvtep → kernel");
     assert_eq!(tcp_transfer_checked(&h2.a, &h1.a, "10.2.0.1", n), n, "kernel → xvtep");
     udp_order_checked(&h1.a, &h2.a, "10.2.0.2", 400);
+    h1.h.sh("ethtool -K eth0 tx-udp-segmentation off");
+    let n = 8 << 20;
+    assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", n), n, "xvtep → kernel, offload off");
     let out = d1.stop();
     let held = count_after(&out, "vnet_held ");
     assert!(held > 0, "{out}");
     assert!(out.contains("vnet_tx_refused 0 vnet_rx_short 0"), "{out}");
-    // Superframes from the container left as UDP superframes (Linux 6.2 and later), the
-    // small frames of the same flows by AF_XDP, and no byte or datagram order was lost.
+    // Superframes from the container left as UDP superframes (Linux 6.2 and later, the veth
+    // has tx-udp-segmentation), the small frames of the same flows by AF_XDP, and no byte or
+    // datagram order was lost. Then the underlay stopped taking them (its offload turned
+    // off): one was refused, the worker went back to one AF_XDP frame per datagram and TCP
+    // lost no byte.
     if xvtep_dataplane::io::sys::kernel_at_least((6, 2)) {
+        assert!(out.contains("encapsulated superframes leave eth0 as UDP superframes"), "{out}");
         assert!(count_after(&out, "tx_udp_superframes ") > 100, "{out}");
         assert!(count_after(&out, "tx_udp_datagrams ") > 1000, "{out}");
-        assert!(out.contains("tx_udp_superframe_refused 0"), "{out}");
+        let refused = count_after(&out, "tx_udp_superframe_refused ");
+        assert!((1..=2).contains(&refused), "{refused} refused:\n{out}");
+        assert!(out.contains("the underlay refused"), "{out}");
+        assert!(out.contains("tx_udp_superframe_unordered 0"), "{out}");
     }
     // Segments from the tunnel reached the container coalesced (GRO on decap).
     let coalesced = count_after(&out, "segments coalesced: ");

@@ -367,7 +367,7 @@ impl Harness {
         let actions = self.tx.actions();
         let mut i = 0;
         while i < actions.len() {
-            let n = udp_gso::run_len(actions, i);
+            let n = udp_gso::run_len(actions, i, udp_gso::Limits::default());
             if n > 1 {
                 let run = &actions[i..i + n];
                 let mut sf = vec![0u8; udp_gso::superframe_len(run)];

@@ -16,6 +16,7 @@ mod ports;
 mod resolver;
 mod shutdown;
 mod start;
+mod superframes;
 mod writeback;
 
 use std::net::UdpSocket;
@@ -124,8 +125,11 @@ impl Daemon {
         // learn anything.
         let write_back =
             checked.kernel.is_some().then(|| writeback::subscribe(switch.clone())).transpose()?;
-        let poll = args.poll.unwrap_or(checked.config.worker.poll);
-        let (handles, commands) = start::workers(sockets, &umems, &args.cores, poll, &switch, &stop, epoch)?;
+        let how = start::WorkerIo {
+            poll: args.poll.unwrap_or(checked.config.worker.poll),
+            udp_superframes: checked.udp_superframes(),
+        };
+        let (handles, commands) = start::workers(sockets, &umems, &args.cores, how, &switch, &stop, epoch)?;
         let steering = Arc::new(Mutex::new(programs.steering));
         let attached: Attached =
             Arc::new(Mutex::new(checked.ports.iter().map(|p| (p.name.clone(), p.clone())).collect()));
@@ -149,7 +153,7 @@ impl Daemon {
             reloads,
         };
         let plane = start::control_plane(&args.control, running, args.metrics, sources, &stop)?;
-        checked.announce(&args.config, &args.control, underlay, workers, poll, programs.tc_attach);
+        checked.announce(&args.config, &args.control, underlay, workers, how.poll, programs.tc_attach);
         let housekeeping = Housekeeping::new(resolver, args.summary_every);
         // In [kernel] mode, changes to the kernel's bridges are applied as they happen.
         let kernel_changed = Arc::new(AtomicBool::new(false));

@@ -322,6 +322,7 @@ mod tests {
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
             mtu,
             queues: 1,
+            tx_queues: 1,
             driver: "veth".into(),
         }
     }

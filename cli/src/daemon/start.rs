@@ -18,6 +18,7 @@ use xvtep_bpf::{Role, Steering, TcAttach};
 use xvtep_dataplane::config::{PollMode, PortIo};
 use xvtep_dataplane::io::afxdp::{self, AfXdpIo, IoCommand, IoCounters};
 use xvtep_dataplane::io::xdp::Umem;
+use xvtep_dataplane::pipeline::udp_gso::Limits;
 use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::{Config, NextHops, PortId, Switch, Underlay};
 
@@ -27,6 +28,7 @@ use super::kernel;
 use super::metrics;
 use super::ports::{self, PortHost, WorkerSockets};
 use super::resolver::Resolver;
+use super::superframes;
 use super::writeback::WriteBack;
 
 /// What the checks found and made: the configuration as it runs (each port's I/O resolved)
@@ -122,6 +124,23 @@ impl Checked {
         self.config.ports.iter().zip(&self.ports).filter(|(p, _)| p.io == PortIo::Afxdp).map(|(_, i)| i)
     }
 
+    /// How large a UDP superframe the underlay takes whole, if it does; says which in the log.
+    pub fn udp_superframes(&self) -> Option<Limits> {
+        match superframes::underlay_takes(&self.dev) {
+            Ok(limits) => {
+                info!(
+                    "encapsulated superframes leave {} as UDP superframes (up to {} datagrams, {} bytes)",
+                    self.dev.name, limits.datagrams, limits.frame
+                );
+                Some(limits)
+            }
+            Err(why) => {
+                info!("encapsulated superframes leave one AF_XDP frame per datagram: {why}");
+                None
+            }
+        }
+    }
+
     /// Loads the programs and attaches them to the underlay and to the kernel bridges'
     /// conduits (the ports' come with their sockets).
     pub fn programs(&self) -> Result<Programs> {
@@ -130,7 +149,6 @@ impl Checked {
         let mut steering = Steering::load(t.local, t.dstport, &groups, self.dev.mac.0)?;
         let tc_attach = steering.tc_attach();
         info!(kernel = %xvtep_dataplane::io::sys::kernel_release(), tc = tc_attach.name(), "{}", tc_attach.describe());
-        info!("{}", afxdp::udp_superframes::describe());
         // Attached before any socket exists: until a socket is bound, the program passes frames
         // to the kernel, so no interface is black-holed while we start.
         steering.attach(&self.dev.name, self.dev.index, Role::Underlay)?;
@@ -305,6 +323,14 @@ pub struct Worker {
     pub counters: Arc<IoCounters>,
 }
 
+/// How every worker does its I/O.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerIo {
+    pub poll: PollMode,
+    /// How large a UDP superframe the underlay takes whole, if it does.
+    pub udp_superframes: Option<Limits>,
+}
+
 /// Starts a worker per entry of `sockets` on its UMEM (each stocks its sockets' fill rings),
 /// pinned to its entry of `cores` if there is one, until `stop`. Returns the workers and their
 /// command channels, in worker order.
@@ -312,7 +338,7 @@ pub fn workers(
     sockets: Vec<WorkerSockets>,
     umems: &[Arc<Umem>],
     cores: &[usize],
-    poll: PollMode,
+    how: WorkerIo,
     switch: &Arc<Switch>,
     stop: &Arc<AtomicBool>,
     epoch: Instant,
@@ -324,7 +350,8 @@ pub fn workers(
         commands.push(command);
         // Stocks the sockets' fill rings.
         let mut io = AfXdpIo::new(umems[w].clone(), socks.xsks, socks.vnet, receiver, stop.clone(), epoch);
-        io.set_poll_mode(poll);
+        io.set_poll_mode(how.poll);
+        io.set_udp_superframes(how.udp_superframes);
         handles.push(spawn_worker(w, io, cores.get(w).copied(), switch.pipeline())?);
     }
     Ok((handles, commands))

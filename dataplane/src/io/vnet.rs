@@ -576,13 +576,13 @@ impl VnetSender {
             let r =
                 unsafe { libc::sendmmsg(self.fd, msgs.as_mut_ptr(), chunk.len() as u32, libc::MSG_DONTWAIT) };
             if r <= 0 {
-                let e = std::io::Error::last_os_error();
-                if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) {
-                    // The queue is full: the rest would be refused one system call at a
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+                    // The send buffer is full: the rest would be refused one system call at a
                     // time; they are dropped together.
                     break;
                 }
-                // The first frame was refused (a header the kernel rejects): it is dropped,
+                // The first frame was refused: a header the kernel rejects, or the device
+                // dropped it (ENOBUFS is any NET_XMIT_DROP, one frame's fate). It is dropped,
                 // the rest go on.
                 next += 1;
                 continue;

@@ -17,14 +17,41 @@ use super::superframe::rewrite_ip;
 use super::tx::{OuterHeader, TxAction, TxBatch, TxOffload};
 use super::RxFrame;
 use crate::wire::virtio_net::{VirtioNetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_UDP_L4};
-use crate::wire::{UdpRepr, ETH_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN};
+use crate::wire::{UdpRepr, ETH_HEADER_LEN, UDP_HEADER_LEN};
 
-/// The most datagrams one UDP superframe may carry (the kernel's `UDP_MAX_SEGMENTS`; it
-/// refuses a virtio-net header asking for more).
+/// The most datagrams one UDP superframe may carry (the kernel's `UDP_MAX_SEGMENTS` before
+/// Linux 6.13; it refuses a virtio-net header asking for more).
 pub const MAX_DATAGRAMS: usize = 64;
-/// The most bytes an IP packet's length field holds: the superframe must fit it (the kernel
-/// trims a packet to its IP length where it passes one whole, as a veth does).
-const MAX_IP_LEN: usize = 65535;
+/// The longest superframe, Ethernet header included: its IP length must fit the 16-bit field
+/// (the kernel trims a packet to its IP length where it passes one whole, as a veth does),
+/// and a frame of the device's `gso_max_size` (65,536 by default) or more is cut in software,
+/// which a packet socket's direct transmit refuses.
+pub const MAX_FRAME: usize = 65535;
+
+/// How large the underlay takes a UDP superframe whole (its GSO limits, `IFLA_GSO_MAX_SIZE`
+/// and `IFLA_GSO_MAX_SEGS`, within [`MAX_FRAME`] and [`MAX_DATAGRAMS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of frame, Ethernet header included.
+    pub frame: usize,
+    pub datagrams: usize,
+}
+
+impl Limits {
+    /// The limits of a device whose `gso_max_size` and `gso_max_segs` are these.
+    pub fn of_device(gso_max_size: u32, gso_max_segs: u32) -> Limits {
+        Limits {
+            frame: MAX_FRAME.min((gso_max_size as usize).saturating_sub(1)),
+            datagrams: MAX_DATAGRAMS.min(gso_max_segs as usize),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { frame: MAX_FRAME, datagrams: MAX_DATAGRAMS }
+    }
+}
 /// Where the outer IP header starts (the outer Ethernet header is untagged).
 const IP_OFF: usize = ETH_HEADER_LEN;
 /// Where the UDP checksum field is in the UDP header.
@@ -32,18 +59,16 @@ const UDP_CHECKSUM_AT: u16 = 6;
 
 /// How many actions from `actions[from]` on leave as one UDP superframe: consecutive segments
 /// of one superframe to the tunnel, each outer header the same but for lengths, ID and
-/// checksums, all datagrams as long as the first but the last, at most [`MAX_DATAGRAMS`] and
-/// an IP packet of at most 64 KiB. 1 where there is no run (or `actions[from]` is not a
-/// segment): the action leaves as it is.
-pub fn run_len(actions: &[TxAction], from: usize) -> usize {
+/// checksums, all datagrams as long as the first but the last, within `limits`. 1 where there
+/// is no run (or `actions[from]` is not a segment): the action leaves as it is.
+pub fn run_len(actions: &[TxAction], from: usize, limits: Limits) -> usize {
     let first = &actions[from];
     let (Some(outer), TxOffload::Segment(s)) = (&first.edit.outer, &first.edit.offload) else {
         return 1;
     };
     let headers = outer.udp_offset as usize + UDP_HEADER_LEN;
     let datagram = first.edit.out_len() - headers;
-    let ip_header = if is_ipv6(outer) { IPV6_HEADER_LEN } else { 0 };
-    let mut ip_len = first.edit.out_len() - IP_OFF - ip_header;
+    let mut frame = first.edit.out_len();
     let mut n = 1;
     for a in &actions[from + 1..] {
         let (Some(o), TxOffload::Segment(t)) = (&a.edit.outer, &a.edit.offload) else { break };
@@ -54,13 +79,13 @@ pub fn run_len(actions: &[TxAction], from: usize) -> usize {
             && t.index as usize == s.index as usize + n
             && len <= datagram
             && same_outer(outer, o)
-            && n < MAX_DATAGRAMS
-            && ip_len + len <= MAX_IP_LEN;
+            && n < limits.datagrams
+            && frame + len <= limits.frame;
         if !follows {
             break;
         }
         n += 1;
-        ip_len += len;
+        frame += len;
         if len < datagram {
             break;
         }

@@ -98,6 +98,9 @@ io_counters! {
     /// Dropped: the underlay's packet socket refused a UDP superframe (its queue full, or a
     /// header the kernel does not take).
     tx_udp_superframe_refused => "xvtep_tx_udp_superframe_refused_total";
+    /// UDP superframes staged while the kernel had not yet taken every frame of the AF_XDP
+    /// socket beside them (after a few kicks): they may overtake those frames. Expected 0.
+    tx_udp_superframe_unordered => "xvtep_tx_udp_superframe_unordered_total";
     /// Frames received on `vnet` ports (a superframe counts once).
     vnet_rx => "xvtep_vnet_rx_total";
     /// Frames sent on `vnet` ports.

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
+use tracing::warn;
 
 use super::vnet::{VnetSender, VnetSocket};
 use super::xdp::chain;
@@ -36,6 +37,7 @@ use super::xdp::{Desc, FramePool, SocketId, Umem, CHUNK, CONTINUED};
 use super::{FrameIo, BATCH_SIZE};
 use crate::config::PollMode;
 use crate::ids::{Nanos, PortId};
+use crate::pipeline::udp_gso::Limits;
 use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch};
 use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
 use offload::{finish_outer_checksum, outer_checksum_to_device};
@@ -136,8 +138,11 @@ pub struct AfXdpIo {
     tx_of_port: Vec<Option<usize>>,
     /// Per socket (same index as `socks`): what staging needs to know of it.
     tx_facts: Vec<TxFacts>,
+    /// How large a UDP superframe the underlay takes whole, if it takes them (the daemon's
+    /// call, [`AfXdpIo::set_udp_superframes`]).
+    udp_limits: Option<Limits>,
     /// The packet socket beside the underlay's AF_XDP socket that sends encapsulated
-    /// superframes as UDP superframes, where the kernel takes them.
+    /// superframes as UDP superframes.
     udp_superframes: Option<UdpSuperframes>,
     /// The batch's AF_XDP frames: (socket, where the frame is).
     rx: Vec<(usize, Received)>,
@@ -191,6 +196,7 @@ impl AfXdpIo {
             commands,
             tx_of_port: Vec::new(),
             tx_facts: Vec::new(),
+            udp_limits: None,
             udp_superframes: None,
             rx: Vec::with_capacity(BATCH_SIZE),
             gathered: Vec::new(),
@@ -248,14 +254,7 @@ impl AfXdpIo {
             }
             self.tx_of_port[p].get_or_insert(i);
         }
-        let underlay = self.tx_of_port.get(PortId::TUNNEL.index()).copied().flatten();
-        if self.udp_superframes.as_ref().map(|u| u.xsk) != underlay {
-            self.udp_superframes = underlay.and_then(|k| UdpSuperframes::beside(&self.socks[k], k));
-        }
-        let beside = self.udp_superframes.as_ref().map(|u| u.xsk);
-        self.tx_facts = (self.socks.iter().enumerate())
-            .map(|(k, s)| TxFacts { multi_buffer: s.socket.multi_buffer, udp_superframes: beside == Some(k) })
-            .collect();
+        self.place_udp_superframes();
         self.vnet_tx = self.vnet.iter().map(VnetSocket::sender).collect();
         self.vnet_of_port.clear();
         for (i, s) in self.vnet.iter().enumerate() {
@@ -268,6 +267,37 @@ impl AfXdpIo {
         let fds = self.socks.iter().map(|s| s.fd()).chain(self.vnet.iter().map(|v| v.fd()));
         self.pollfds = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
         self.first = 0;
+    }
+
+    /// Sends encapsulated superframes as UDP superframes of at most `limits` beside the
+    /// underlay's AF_XDP socket (`None`: one AF_XDP frame per datagram, the default).
+    pub fn set_udp_superframes(&mut self, limits: Option<Limits>) {
+        self.udp_limits = limits;
+        self.udp_superframes = None;
+        self.place_udp_superframes();
+    }
+
+    /// Opens the packet socket for UDP superframes beside the underlay's AF_XDP socket, if
+    /// the underlay takes them and it is not open yet, and tells the plan which socket has it.
+    fn place_udp_superframes(&mut self) {
+        let underlay = self.tx_of_port.get(PortId::TUNNEL.index()).copied().flatten();
+        let id = underlay.map(|k| self.socks[k].id);
+        if self.udp_superframes.as_ref().map(|u| u.id) != id {
+            self.udp_superframes = None;
+        }
+        if let (Some(k), Some(limits), None) = (underlay, self.udp_limits, &self.udp_superframes) {
+            self.udp_superframes = UdpSuperframes::beside(&self.socks[k], k, limits);
+        }
+        if let (Some(u), Some(k)) = (&mut self.udp_superframes, underlay) {
+            u.xsk = k;
+        }
+        let beside = self.udp_superframes.as_ref().map(|u| (u.xsk, u.limits));
+        self.tx_facts = (self.socks.iter().enumerate())
+            .map(|(k, s)| TxFacts {
+                multi_buffer: s.socket.multi_buffer,
+                udp_superframes: beside.filter(|&(at, _)| at == k).map(|(_, limits)| limits),
+            })
+            .collect();
     }
 
     /// Applies the commands that arrived since the last batch.
@@ -508,7 +538,9 @@ impl AfXdpIo {
     /// Stages the actions `run` as one UDP superframe beside socket `k`, after what is staged
     /// on `k` itself: that is sent first, so that no frame of a flow overtakes another.
     fn stage_udp_superframe(&mut self, k: usize, tx: &TxBatch, run: &[TxAction], rx: &[RxFrame<'_>]) {
-        self.socks[k].transmit(&mut self.pool, &self.counters);
+        if !self.socks[k].transmit_all(&mut self.pool, &self.counters) {
+            self.counters.tx_udp_superframe_unordered.add(1);
+        }
         let u = self.udp_superframes.as_mut().expect("planned beside this socket");
         u.stage(tx, run, rx);
         self.counters.tx_udp_datagrams.add(run.len() as u64);
@@ -523,10 +555,21 @@ impl AfXdpIo {
     }
 
     fn send_superframes(&mut self) {
-        if let Some(u) = &mut self.udp_superframes {
-            let (sent, refused) = u.transmit();
-            self.counters.tx_udp_superframes.add(sent as u64);
-            self.counters.tx_udp_superframe_refused.add(refused as u64);
+        let Some(u) = &mut self.udp_superframes else { return };
+        let (sent, refused) = u.transmit();
+        let xsk = u.xsk;
+        self.counters.tx_udp_superframes.add(sent as u64);
+        self.counters.tx_udp_superframe_refused.add(refused as u64);
+        if refused > 0 {
+            // The device no longer takes them whole (its offload turned off, or a frame the
+            // kernel would cut in software): one AF_XDP frame per datagram from now on.
+            warn!(
+                "{}: the underlay refused {refused} UDP superframe(s) (is tx-udp-segmentation \
+                 off?); encapsulated superframes leave one AF_XDP frame per datagram until xvtep \
+                 restarts",
+                self.socks[xsk].spec.ifname
+            );
+            self.set_udp_superframes(None);
         }
     }
 

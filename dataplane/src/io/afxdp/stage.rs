@@ -36,8 +36,8 @@ pub(super) enum Received {
 pub(super) struct TxFacts {
     /// It takes frames larger than a chunk, as chains.
     pub multi_buffer: bool,
-    /// Beside it, a packet socket on the same interface takes UDP superframes.
-    pub udp_superframes: bool,
+    /// Beside it, a packet socket on the same interface takes UDP superframes this large.
+    pub udp_superframes: Option<udp_gso::Limits>,
 }
 
 /// Where each port's frames leave the worker: its `vnet` sockets first, then its AF_XDP
@@ -168,8 +168,8 @@ impl Plan {
         let Some(socket) = egress.xsk_of_port.get(port).copied().flatten() else {
             return Staging::NoSocket;
         };
-        if egress.xsk[socket].udp_superframes {
-            let datagrams = udp_gso::run_len(actions, i);
+        if let Some(limits) = egress.xsk[socket].udp_superframes {
+            let datagrams = udp_gso::run_len(actions, i, limits);
             if datagrams > 1 {
                 return Staging::UdpSuperframe { socket, datagrams };
             }
@@ -228,8 +228,8 @@ mod tests {
     const XSK_OF_PORT: [Option<usize>; 5] = [None, Some(0), Some(1), None, None];
     const VNET_OF_PORT: [Option<usize>; 4] = [None, None, None, Some(0)];
     const XSK: [TxFacts; 2] = [
-        TxFacts { multi_buffer: false, udp_superframes: false },
-        TxFacts { multi_buffer: true, udp_superframes: false },
+        TxFacts { multi_buffer: false, udp_superframes: None },
+        TxFacts { multi_buffer: true, udp_superframes: None },
     ];
 
     fn egress() -> Egress<'static> {
@@ -451,7 +451,8 @@ mod tests {
         send(&mut tx, 1, 0, 100);
         encapsulated_segments(&mut tx, 1);
         send(&mut tx, 1, 0, 100);
-        let xsk = [TxFacts { multi_buffer: false, udp_superframes: true }, XSK[1]];
+        let xsk =
+            [TxFacts { multi_buffer: false, udp_superframes: Some(udp_gso::Limits::default()) }, XSK[1]];
         let egress = Egress { xsk: &xsk, ..egress() };
         let mut planned = Plan::default();
         planned.read(&tx, [chunk(0)].into_iter(), &egress);

@@ -97,6 +97,22 @@ impl Xsk {
         }
     }
 
+    /// Hands the staged frames to the tx ring and kicks the kernel until it has taken every
+    /// frame of the ring (copy mode sends them during the kick), a few kicks more at most:
+    /// so that a frame sent next by another socket on the same device does not overtake
+    /// them. Returns whether the ring was emptied.
+    pub(super) fn transmit_all(&mut self, pool: &mut FramePool, counters: &IoCounters) -> bool {
+        self.transmit(pool, counters);
+        for _ in 0..4 {
+            let left = self.socket.tx.in_flight();
+            if left == 0 {
+                return true;
+            }
+            counters.tx_wakeups.add(self.socket.kick_tx(left) as u64);
+        }
+        self.socket.tx.in_flight() == 0
+    }
+
     /// Hands the staged frames to the tx ring and kicks the kernel where it asks for it.
     pub(super) fn transmit(&mut self, pool: &mut FramePool, counters: &IoCounters) {
         if self.pending.is_empty() {

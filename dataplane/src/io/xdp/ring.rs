@@ -117,6 +117,12 @@ impl<T: Copy> Ring<T> {
         (self.size - self.local.wrapping_sub(consumer)) as usize
     }
 
+    /// Producer side: how many published descriptors the kernel has not taken yet.
+    pub fn in_flight(&self) -> usize {
+        let consumer = self.consumer().load(Ordering::Acquire);
+        self.local.wrapping_sub(consumer) as usize
+    }
+
     /// Producer side: appends as many of `items` as there is room for (the first ones) and
     /// publishes them; returns how many.
     pub fn produce(&mut self, items: &[T]) -> usize {

@@ -42,7 +42,7 @@ fn runs(actions: &[TxAction]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < actions.len() {
-        let n = run_len(actions, i);
+        let n = run_len(actions, i, Limits::default());
         out.push(n);
         i += n;
     }
@@ -89,14 +89,41 @@ fn a_run_holds_at_most_the_kernels_64_datagrams() {
 }
 
 #[test]
-fn a_run_fits_one_ip_packet_of_64_kib() {
-    // Datagrams of 8 + 66 + 1448 bytes: 43 of them and the outer IP and UDP headers make
-    // 65,474 bytes of IP packet; a 44th would not fit.
+fn a_run_is_a_frame_of_less_than_64_kib() {
+    // Datagrams of 8 + 66 + 1448 bytes: 43 of them and the outer Ethernet, IP and UDP headers
+    // make a frame of 65,488 bytes; a 44th would not fit.
     let big = Gso { mss: 1448, ..GSO };
     let r = runs(&segments(0, 1448 * 45, big, 2));
     assert_eq!(r, [43, 2]);
-    let ip_len = 20 + 8 + 43 * (8 + 66 + 1448);
-    assert!(ip_len <= MAX_IP_LEN && ip_len + 8 + 66 + 1448 > MAX_IP_LEN);
+    let frame = 42 + 43 * (8 + 66 + 1448);
+    assert!(frame <= MAX_FRAME && frame + 8 + 66 + 1448 > MAX_FRAME);
+}
+
+#[test]
+fn the_cut_where_the_ip_length_fits_and_the_frame_does_not() {
+    // 46 datagrams of 1424 bytes: an IP packet of 65,532 bytes in a frame of 65,546, which a
+    // device of gso_max_size 65,536 cuts in software (and a direct transmit drops): 45.
+    let mss = 1424 - 8 - 66;
+    let r = runs(&segments(0, mss * 46, Gso { mss: mss as u16, ..GSO }, 2));
+    assert_eq!(r, [45, 1]);
+}
+
+#[test]
+fn a_device_with_lower_gso_limits_gets_smaller_runs() {
+    let limits = Limits::of_device(16_384, 8);
+    assert_eq!(limits, Limits { frame: 16_383, datagrams: 8 });
+    let a = segments(0, 1000 * 20, GSO, 2);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < a.len() {
+        let n = run_len(&a, i, limits);
+        out.push(n);
+        i += n;
+    }
+    // 1,074-byte datagrams: 15 to a frame of 16,383 bytes, but 8 at most.
+    assert_eq!(out, [8, 8, 4]);
+    assert_eq!(Limits::of_device(65_536, 65_535), Limits::default());
+    assert_eq!(Limits::of_device(0, 0), Limits { frame: 0, datagrams: 0 });
 }
 
 #[test]
