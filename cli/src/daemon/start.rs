@@ -169,8 +169,14 @@ impl Checked {
         workers: usize,
     ) -> Result<(Vec<WorkerSockets>, Vec<Arc<Umem>>)> {
         let xsks = self.dev.queues as usize + self.afxdp_ports().map(|i| i.queues as usize).sum::<usize>();
-        let per_worker = xsks.div_ceil(workers);
-        let umems = (0..workers).map(|_| afxdp::worker_umem(per_worker)).collect::<Result<Vec<_>, _>>()?;
+        // The vnet ports' packet sockets (every worker has one on each) hold no UMEM frame,
+        // but what they send through the AF_XDP sockets does: one socket's share for them all.
+        let vnet = usize::from(self.config.ports.iter().any(|p| p.io == PortIo::Vnet));
+        let per_worker = xsks.div_ceil(workers) + vnet;
+        let afxdp_ports = self.afxdp_ports().next().is_some();
+        let umems = (0..workers)
+            .map(|_| afxdp::worker_umem(per_worker, afxdp_ports))
+            .collect::<Result<Vec<_>, _>>()?;
         let (sockets, entries) = self.open_all_sockets(steering, &umems)?;
         // Steered to at once, before the workers stock the fill rings (a few frames may find
         // them empty, counted as rx_fill_empty): registering only after the workers started let

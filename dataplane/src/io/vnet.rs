@@ -84,7 +84,9 @@ pub struct VnetSocket {
     fd: OwnedFd,
     /// Where small frames arrive (no system call per batch, no copy out of a queue).
     ring: RxRing,
-    /// Buffers for what does not fit a ring slot (superframes), read with recvmsg(2).
+    /// Buffers for what does not fit a ring slot (superframes), read with recvmsg(2): made
+    /// when first needed, up to [`RX_BATCH`], so that a port that never sees a superframe
+    /// holds none (64 KiB each, and zeroing them made them resident).
     rx_bufs: Vec<Box<[u8]>>,
     /// Where each frame of the last [`VnetSocket::receive`] is (header included).
     rx_frames: Vec<RxFrameAt>,
@@ -171,7 +173,7 @@ impl VnetSocket {
             foreign: 0,
             fd,
             ring,
-            rx_bufs: (0..RX_BATCH).map(|_| vec![0u8; RX_BUF].into_boxed_slice()).collect(),
+            rx_bufs: Vec::new(),
             rx_frames: Vec::with_capacity(super::BATCH_SIZE),
             tx_ring,
         })
@@ -207,6 +209,9 @@ impl VnetSocket {
                     // The whole frame waits in the socket's queue, in ring order; it is read
                     // (and so taken off the queue) whichever interface it came from. Its
                     // interface is the slot's: the kernel queues it with no address.
+                    if bufs == self.rx_bufs.len() {
+                        self.rx_bufs.push(vec![0u8; RX_BUF].into_boxed_slice());
+                    }
                     let (at, len) = recv_one(self.fd.as_raw_fd(), &mut self.rx_bufs[bufs]);
                     bufs += 1;
                     (RxFrameAt::Buf { index: bufs - 1, at, len }, ifindex)

@@ -55,12 +55,17 @@ pub const RING: u32 = 1024;
 /// Frames of a worker's UMEM at most (16 MiB): [`LEND`] lent to each of 16 sockets and as
 /// many again in flight. With more sockets each is lent less ([`AfXdpIo::lend_cap`]).
 pub const WORKER_FRAMES: u32 = 8192;
-/// Sockets a worker's UMEM has room for at least, so that ports added while it runs are lent
-/// in full too, and so that a port removed and added again and again does not starve it: a
-/// closed socket's frames come back only after [`PARK`](super::xdp::PARK), and meanwhile the
-/// sockets opened again draw on the frames left (room for 4 leaves their fill rings short
-/// under quick rounds of `link add`/`link del`).
+/// Sockets a worker's UMEM has room for at least when it serves AF_XDP ports, so that ports
+/// added while it runs are lent in full too, and so that a port removed and added again and
+/// again does not starve it: a closed socket's frames come back only after
+/// [`PARK`](super::xdp::PARK), and meanwhile the sockets opened again draw on the frames left
+/// (room for 4 leaves their fill rings short under quick rounds of `link add`/`link del`).
 const UMEM_SOCKETS_AT_LEAST: usize = 8;
+/// Sockets a worker's UMEM has room for at least when it serves no AF_XDP port (its ports are
+/// `vnet` ports, whose sockets hold no frame of it): the underlay's, the `vnet` ports' share,
+/// and two more for AF_XDP ports added while it runs (with room for only one, ten quick
+/// rounds of adding and removing one ran short: 474 `fill_starved`, 5 `tx_no_frame`).
+const UMEM_SOCKETS_AT_LEAST_WITHOUT_AFXDP_PORTS: usize = 4;
 /// At most this many frames of a socket are lent to the kernel: in its fill ring, or received
 /// and not yet taken. That is the deepest queue that can stand in front of a busy worker, and
 /// every frame behind it waits in it, so it is as deep as the veth ring the kernel's own path
@@ -94,17 +99,23 @@ pub enum AfXdpError {
 /// A worker's UMEM (see the module docs): made before the worker, shared by the sockets
 /// opened for it.
 ///
-/// Sized for the `sockets` it starts with: [`LEND`] frames each to lend and as many again in
-/// flight, for [`UMEM_SOCKETS_AT_LEAST`] sockets at least and [`WORKER_FRAMES`] at most. The
-/// kernel pins all of it when a socket registers it, so its size is most of the daemon's
-/// resident memory: 8 MiB for up to eight sockets, not 16.
-pub fn worker_umem(sockets: usize) -> Result<Arc<Umem>, AfXdpError> {
-    Umem::new(umem_frames(sockets)).map(Arc::new).map_err(AfXdpError::Umem)
+/// Sized for the `sockets` it starts with, its AF_XDP sockets and one more if it serves
+/// `vnet` ports: [`LEND`] frames each to lend and as many again in flight (the `vnet` ports'
+/// share is the room for what they send through the AF_XDP sockets: a batch of small frames,
+/// or a superframe's segments where they cannot leave as one UDP superframe), for
+/// [`UMEM_SOCKETS_AT_LEAST`] sockets at least with `afxdp_ports` (the worker serves AF_XDP
+/// ports), [`UMEM_SOCKETS_AT_LEAST_WITHOUT_AFXDP_PORTS`] without, and [`WORKER_FRAMES`] at
+/// most. The kernel pins all of it when a socket registers it, so its size is most of the
+/// daemon's resident memory: 4 MiB with one `vnet` port, 8 MiB for up to eight sockets with
+/// AF_XDP ports, not 16.
+pub fn worker_umem(sockets: usize, afxdp_ports: bool) -> Result<Arc<Umem>, AfXdpError> {
+    Umem::new(umem_frames(sockets, afxdp_ports)).map(Arc::new).map_err(AfXdpError::Umem)
 }
 
-/// Frames of a UMEM for `sockets` (see [`worker_umem`]).
-fn umem_frames(sockets: usize) -> u32 {
-    (2 * LEND * sockets.max(UMEM_SOCKETS_AT_LEAST)).min(WORKER_FRAMES as usize) as u32
+/// Frames of a UMEM for `sockets`, `afxdp_ports` or not (see [`worker_umem`]).
+fn umem_frames(sockets: usize, afxdp_ports: bool) -> u32 {
+    let least = if afxdp_ports { UMEM_SOCKETS_AT_LEAST } else { UMEM_SOCKETS_AT_LEAST_WITHOUT_AFXDP_PORTS };
+    (2 * LEND * sockets.max(least)).min(WORKER_FRAMES as usize) as u32
 }
 
 /// A change to a running worker's sockets, applied between two batches.
@@ -742,7 +753,15 @@ mod tests {
 
     #[test]
     fn a_umem_has_room_for_its_sockets_within_bounds() {
-        assert_eq!([0, 1, 8, 9, 16, 40].map(umem_frames), [4096, 4096, 4096, 4608, 8192, 8192]);
+        let with_ports = |sockets| umem_frames(sockets, true);
+        assert_eq!([0, 1, 8, 9, 16, 40].map(with_ports), [4096, 4096, 4096, 4608, 8192, 8192]);
+        // With vnet ports only: the underlay's socket, the vnet ports' share and room for two
+        // AF_XDP ports added later, 4 MiB.
+        let vnet_only = |sockets| umem_frames(sockets, false);
+        assert_eq!(
+            [0, 1, 2, 4, 5, 9, 16, 40].map(vnet_only),
+            [2048, 2048, 2048, 2048, 2560, 4608, 8192, 8192]
+        );
     }
 
     #[test]
