@@ -21,7 +21,7 @@ fn chatter_frame(n: u32) -> Vec<u8> {
     f.extend_from_slice(&CHATTER_OUI);
     f.extend_from_slice(&n.to_be_bytes());
     f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&f[6..12].to_vec());
+    f.extend_from_within(6..12);
     f.extend_from_slice(&[10, 99, 0, 1, 0, 0, 0, 0, 0, 0, 10, 99, 0, 2]);
     f.resize(60, 0);
     f

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use xvtep_dataplane::io::sys::ethtool;
 use xvtep_dataplane::wire::MacAddr;
 
 /// An interface the switch uses.
@@ -16,8 +17,10 @@ pub struct Iface {
     pub mtu: u32,
     /// Receive queues: one AF_XDP socket is bound to each.
     pub queues: u32,
-    /// Transmit queues.
-    pub tx_queues: u32,
+    /// Transmit queues (`None`: unknown).
+    pub tx_queues: Option<u32>,
+    /// Devices it stacks on (`/sys/class/net/NAME/lower_*`: a VLAN, a bond, a macvlan).
+    pub stacked: bool,
     /// The driver (`ethtool -i`): "veth", "tun" (taps), ...
     pub driver: String,
 }
@@ -50,12 +53,16 @@ impl Iface {
                         .filter(|e| e.file_name().to_string_lossy().starts_with(kind))
                         .count()
                 })
-                .unwrap_or(1)
-                .max(1) as u32
+                .ok()
+                .filter(|&n| n > 0)
+                .map(|n| n as u32)
         };
-        let (queues, tx_queues) = (count("rx-"), count("tx-"));
+        let (queues, tx_queues) = (count("rx-").unwrap_or(1), count("tx-"));
+        let stacked = std::fs::read_dir(&sys)
+            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("lower_")))
+            .unwrap_or(false);
         let driver = driver(name).unwrap_or_default();
-        Ok(Iface { name: name.to_string(), index, mac, mtu, queues, tx_queues, driver })
+        Ok(Iface { name: name.to_string(), index, mac, mtu, queues, tx_queues, stacked, driver })
     }
 }
 
@@ -73,69 +80,6 @@ fn driver(name: &str) -> Option<String> {
     unsafe { ethtool(name, &mut info as *mut DrvInfo as *mut u8) }.ok()?;
     let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
     Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
-}
-
-/// Whether feature `feature` (as `ethtool -k` names it: "tx-udp-segmentation") is active on
-/// interface `name`: its index among the kernel's feature names (ETH_SS_FEATURES: the order
-/// changes between kernels), then its bit in the active set (ETHTOOL_GFEATURES).
-pub fn ethtool_feature(name: &str, feature: &str) -> std::io::Result<bool> {
-    const ETHTOOL_GSTRINGS: u32 = 0x1b;
-    const ETHTOOL_GSSET_INFO: u32 = 0x37;
-    const ETHTOOL_GFEATURES: u32 = 0x3a;
-    const ETH_SS_FEATURES: u32 = 4;
-    const NAME_LEN: usize = 32;
-    // struct ethtool_sset_info: cmd, reserved, sset_mask (u64), then one u32 per set asked.
-    let mut info = [0u32; 5];
-    info[0] = ETHTOOL_GSSET_INFO;
-    info[2] = 1 << ETH_SS_FEATURES;
-    // SAFETY: `info` holds the header and the one count the command writes.
-    unsafe { ethtool(name, info.as_mut_ptr() as *mut u8) }?;
-    let count = info[4] as usize;
-    // struct ethtool_gstrings: cmd, string_set, len, then `len` names of 32 bytes.
-    let mut strings = vec![0u8; 12 + count * NAME_LEN];
-    for (at, v) in [ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count as u32].iter().enumerate() {
-        strings[at * 4..at * 4 + 4].copy_from_slice(&v.to_ne_bytes());
-    }
-    // SAFETY: room for the header and `count` names, as the command writes.
-    unsafe { ethtool(name, strings.as_mut_ptr()) }?;
-    let bit = strings[12..]
-        .chunks(NAME_LEN)
-        .position(|n| n.split(|&b| b == 0).next() == Some(feature.as_bytes()))
-        .ok_or_else(|| std::io::Error::other(format!("the kernel names no feature {feature}")))?;
-    // struct ethtool_gfeatures: cmd, size, then `size` blocks of (available, requested,
-    // active, never_changed).
-    let blocks = count.div_ceil(32);
-    let mut features = vec![0u32; 2 + 4 * blocks];
-    features[0] = ETHTOOL_GFEATURES;
-    features[1] = blocks as u32;
-    // SAFETY: room for the header and `blocks` blocks, as the command writes.
-    unsafe { ethtool(name, features.as_mut_ptr() as *mut u8) }?;
-    Ok(features[2 + 4 * (bit / 32) + 2] & (1 << (bit % 32)) != 0)
-}
-
-/// Runs the ethtool command whose struct `data` points at (its first u32 the command) on
-/// interface `name` (SIOCETHTOOL).
-///
-/// # Safety
-/// `data` must point at memory the command may read and write, as large as it needs.
-unsafe fn ethtool(name: &str, data: *mut u8) -> std::io::Result<()> {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
-    let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut req: libc::ifreq = std::mem::zeroed();
-    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
-        *d = s as libc::c_char;
-    }
-    req.ifr_ifru.ifru_data = data as *mut libc::c_char;
-    let r = libc::ioctl(fd, SIOCETHTOOL, &mut req);
-    let err = std::io::Error::last_os_error();
-    libc::close(fd);
-    if r < 0 {
-        return Err(err);
-    }
-    Ok(())
 }
 
 /// Fails unless `ip` is configured on `dev`.
@@ -158,19 +102,4 @@ pub fn require_address(dev: &str, ip: IpAddr, config: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ethtool_features_are_read_by_name() {
-        // The loopback device cuts UDP superframes in every kernel that names the feature, and
-        // has no hardware VLAN filter.
-        assert!(ethtool_feature("lo", "tx-udp-segmentation").unwrap());
-        assert!(!ethtool_feature("lo", "rx-vlan-filter").unwrap());
-        assert!(ethtool_feature("lo", "no-such-feature").is_err());
-        assert!(ethtool_feature("xv-no-such-dev", "tx-udp-segmentation").is_err());
-    }
 }

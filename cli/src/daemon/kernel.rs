@@ -977,7 +977,7 @@ mod tests {
             [attr(1, &2u32.to_ne_bytes()), attr(2, &3u32.to_ne_bytes()), attr(3, &[239, 1, 1, 1])].concat();
         let single = attr(1, &100u32.to_ne_bytes());
         let mut data = message(120, 7, &tunnel(11, &[range, single.clone()]));
-        data.extend(message(120, 7, &tunnel(12, &[single.clone()]))); // another device's
+        data.extend(message(120, 7, &tunnel(12, std::slice::from_ref(&single)))); // another device's
         data.extend(message(120, 6, &tunnel(11, &[attr(1, &5u32.to_ne_bytes())]))); // another dump's
         data.extend(message(3, 7, &0i32.to_ne_bytes()));
         let mut out = Vec::new();

@@ -322,7 +322,8 @@ mod tests {
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
             mtu,
             queues: 1,
-            tx_queues: 1,
+            tx_queues: Some(1),
+            stacked: false,
             driver: "veth".into(),
         }
     }

@@ -126,7 +126,7 @@ impl Checked {
 
     /// How large a UDP superframe the underlay takes whole, if it does; says which in the log.
     pub fn udp_superframes(&self) -> Option<Limits> {
-        match superframes::underlay_takes(&self.dev) {
+        match superframes::underlay_takes(&self.dev, self.config.tunnel.local.is_ipv6()) {
             Ok(limits) => {
                 info!(
                     "encapsulated superframes leave {} as UDP superframes (up to {} datagrams, {} bytes)",

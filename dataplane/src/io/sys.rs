@@ -1,5 +1,5 @@
-//! The system calls every socket of the I/O layer sets itself up with, and what the running
-//! kernel is (some offloads depend on its release).
+//! The system calls every socket of the I/O layer sets itself up with, what the running kernel
+//! is and what a device offloads (some paths depend on both).
 
 use std::os::fd::RawFd;
 
@@ -40,6 +40,75 @@ fn release_at_least(release: &str, want: (u32, u32)) -> bool {
     have >= want
 }
 
+/// Whether feature `feature` (as `ethtool -k` names it: "tx-udp-segmentation") is active on
+/// interface `name`: its index among the kernel's feature names (ETH_SS_FEATURES: the order
+/// changes between kernels), then its bit in the active set (ETHTOOL_GFEATURES).
+pub fn ethtool_feature(name: &str, feature: &str) -> std::io::Result<bool> {
+    const ETHTOOL_GSTRINGS: u32 = 0x1b;
+    const ETHTOOL_GSSET_INFO: u32 = 0x37;
+    const ETHTOOL_GFEATURES: u32 = 0x3a;
+    const ETH_SS_FEATURES: u32 = 4;
+    const NAME_LEN: usize = 32;
+    #[repr(C)]
+    struct SsetInfo {
+        cmd: u32,
+        reserved: u32,
+        sset_mask: u64,
+        /// One count per set asked for.
+        count: u32,
+    }
+    let mut info =
+        SsetInfo { cmd: ETHTOOL_GSSET_INFO, reserved: 0, sset_mask: 1 << ETH_SS_FEATURES, count: 0 };
+    // SAFETY: `info` is the ethtool_sset_info the command fills, with room for one count.
+    unsafe { ethtool(name, &mut info as *mut SsetInfo as *mut u8) }?;
+    let count = info.count as usize;
+    // struct ethtool_gstrings: cmd, string_set, len, then `len` names of 32 bytes.
+    let mut strings = vec![0u8; 12 + count * NAME_LEN];
+    for (at, v) in [ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count as u32].iter().enumerate() {
+        strings[at * 4..at * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    // SAFETY: room for the header and `count` names, as the command writes.
+    unsafe { ethtool(name, strings.as_mut_ptr()) }?;
+    let bit = strings[12..]
+        .chunks(NAME_LEN)
+        .position(|n| n.split(|&b| b == 0).next() == Some(feature.as_bytes()))
+        .ok_or_else(|| std::io::Error::other(format!("the kernel names no feature {feature}")))?;
+    // struct ethtool_gfeatures: cmd, size, then `size` blocks of (available, requested,
+    // active, never_changed).
+    let blocks = count.div_ceil(32);
+    let mut features = vec![0u32; 2 + 4 * blocks];
+    features[0] = ETHTOOL_GFEATURES;
+    features[1] = blocks as u32;
+    // SAFETY: room for the header and `blocks` blocks, as the command writes.
+    unsafe { ethtool(name, features.as_mut_ptr() as *mut u8) }?;
+    Ok(features[2 + 4 * (bit / 32) + 2] & (1 << (bit % 32)) != 0)
+}
+
+/// Runs the ethtool command whose struct `data` points at (its first u32 the command) on
+/// interface `name` (SIOCETHTOOL).
+///
+/// # Safety
+/// `data` must point at memory the command may read and write, as large as it needs.
+pub unsafe fn ethtool(name: &str, data: *mut u8) -> std::io::Result<()> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut req: libc::ifreq = std::mem::zeroed();
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+        *d = s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_data = data as *mut libc::c_char;
+    let r = libc::ioctl(fd, SIOCETHTOOL, &mut req);
+    let err = std::io::Error::last_os_error();
+    libc::close(fd);
+    if r < 0 {
+        return Err(err);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +121,15 @@ mod tests {
         assert!(release_at_least("7.0", (6, 6)));
         assert!(!release_at_least("5.15.0-100-generic", (6, 6)));
         assert!(!release_at_least("unknown", (6, 6)));
+    }
+
+    #[test]
+    fn ethtool_features_are_read_by_name() {
+        // The loopback device cuts UDP superframes in every kernel that names the feature, and
+        // has no hardware VLAN filter.
+        assert!(ethtool_feature("lo", "tx-udp-segmentation").unwrap());
+        assert!(!ethtool_feature("lo", "rx-vlan-filter").unwrap());
+        assert!(ethtool_feature("lo", "no-such-feature").is_err());
+        assert!(ethtool_feature("xv-no-such-dev", "tx-udp-segmentation").is_err());
     }
 }

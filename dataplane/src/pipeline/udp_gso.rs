@@ -28,6 +28,9 @@ pub const MAX_DATAGRAMS: usize = 64;
 /// which a packet socket's direct transmit refuses.
 pub const MAX_FRAME: usize = 65535;
 
+/// The device feature that cuts UDP superframes (`NETIF_F_GSO_UDP_L4`), as ethtool names it.
+pub const UDP_SEGMENTATION: &str = "tx-udp-segmentation";
+
 /// How large the underlay takes a UDP superframe whole (its GSO limits, `IFLA_GSO_MAX_SIZE`
 /// and `IFLA_GSO_MAX_SEGS`, within [`MAX_FRAME`] and [`MAX_DATAGRAMS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

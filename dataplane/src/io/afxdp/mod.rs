@@ -31,13 +31,14 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use tracing::warn;
 
+use super::sys::ethtool_feature;
 use super::vnet::{VnetSender, VnetSocket};
 use super::xdp::chain;
 use super::xdp::{Desc, FramePool, SocketId, Umem, CHUNK, CONTINUED};
 use super::{FrameIo, BATCH_SIZE};
 use crate::config::PollMode;
 use crate::ids::{Nanos, PortId};
-use crate::pipeline::udp_gso::Limits;
+use crate::pipeline::udp_gso::{Limits, UDP_SEGMENTATION};
 use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch};
 use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
 use offload::{finish_outer_checksum, outer_checksum_to_device};
@@ -63,9 +64,11 @@ pub const WORKER_FRAMES: u32 = 8192;
 const UMEM_SOCKETS_AT_LEAST: usize = 8;
 /// Sockets a worker's UMEM has room for at least when it serves no AF_XDP port (its ports are
 /// `vnet` ports, whose sockets hold no frame of it): the underlay's, the `vnet` ports' share,
-/// and two more for AF_XDP ports added while it runs (with room for only one, ten quick
-/// rounds of adding and removing one ran short: 474 `fill_starved`, 5 `tx_no_frame`).
-const UMEM_SOCKETS_AT_LEAST_WITHOUT_AFXDP_PORTS: usize = 4;
+/// and room for AF_XDP ports added while it runs (with room for only one, ten quick rounds of
+/// adding and removing one ran short: 474 `fill_starved`, 5 `tx_no_frame`) and for what a NIC
+/// holds until it completes a send: 256 lent, up to its transmit ring (1024 frames) not yet
+/// completed, and one poll's copies of 16 superframes' segments (≈ 860) come to 2,144.
+const UMEM_SOCKETS_AT_LEAST_WITHOUT_AFXDP_PORTS: usize = 6;
 /// At most this many frames of a socket are lent to the kernel: in its fill ring, or received
 /// and not yet taken. That is the deepest queue that can stand in front of a busy worker, and
 /// every frame behind it waits in it, so it is as deep as the veth ring the kernel's own path
@@ -106,7 +109,7 @@ pub enum AfXdpError {
 /// [`UMEM_SOCKETS_AT_LEAST`] sockets at least with `afxdp_ports` (the worker serves AF_XDP
 /// ports), [`UMEM_SOCKETS_AT_LEAST_WITHOUT_AFXDP_PORTS`] without, and [`WORKER_FRAMES`] at
 /// most. The kernel pins all of it when a socket registers it, so its size is most of the
-/// daemon's resident memory: 4 MiB with one `vnet` port, 8 MiB for up to eight sockets with
+/// daemon's resident memory: 6 MiB with one `vnet` port, 8 MiB for up to eight sockets with
 /// AF_XDP ports, not 16.
 pub fn worker_umem(sockets: usize, afxdp_ports: bool) -> Result<Arc<Umem>, AfXdpError> {
     Umem::new(umem_frames(sockets, afxdp_ports)).map(Arc::new).map_err(AfXdpError::Umem)
@@ -571,14 +574,14 @@ impl AfXdpIo {
         let xsk = u.xsk;
         self.counters.tx_udp_superframes.add(sent as u64);
         self.counters.tx_udp_superframe_refused.add(refused as u64);
-        if refused > 0 {
-            // The device no longer takes them whole (its offload turned off, or a frame the
-            // kernel would cut in software): one AF_XDP frame per datagram from now on.
+        // A refusal is any frame the device dropped (a full queue, no carrier), so only one
+        // whose offload is gone turns superframes off: one AF_XDP frame per datagram from then.
+        let ifname = &self.socks[xsk].spec.ifname;
+        if refused > 0 && !ethtool_feature(ifname, UDP_SEGMENTATION).unwrap_or(false) {
             warn!(
-                "{}: the underlay refused {refused} UDP superframe(s) (is tx-udp-segmentation \
-                 off?); encapsulated superframes leave one AF_XDP frame per datagram until xvtep \
-                 restarts",
-                self.socks[xsk].spec.ifname
+                "{ifname}: the underlay refused {refused} UDP superframe(s) and {UDP_SEGMENTATION} \
+                 is off; encapsulated superframes leave one AF_XDP frame per datagram until xvtep \
+                 restarts"
             );
             self.set_udp_superframes(None);
         }
@@ -755,12 +758,12 @@ mod tests {
     fn a_umem_has_room_for_its_sockets_within_bounds() {
         let with_ports = |sockets| umem_frames(sockets, true);
         assert_eq!([0, 1, 8, 9, 16, 40].map(with_ports), [4096, 4096, 4096, 4608, 8192, 8192]);
-        // With vnet ports only: the underlay's socket, the vnet ports' share and room for two
-        // AF_XDP ports added later, 4 MiB.
+        // With vnet ports only: the underlay's socket, the vnet ports' share and room for
+        // AF_XDP ports added later and a NIC's sends in flight, 6 MiB.
         let vnet_only = |sockets| umem_frames(sockets, false);
         assert_eq!(
-            [0, 1, 2, 4, 5, 9, 16, 40].map(vnet_only),
-            [2048, 2048, 2048, 2048, 2560, 4608, 8192, 8192]
+            [0, 1, 2, 6, 7, 9, 16, 40].map(vnet_only),
+            [3072, 3072, 3072, 3072, 3584, 4608, 8192, 8192]
         );
     }
 

@@ -40,9 +40,10 @@ pub(super) struct UdpSuperframes {
 
 impl UdpSuperframes {
     /// A sender of superframes of at most `limits` beside AF_XDP socket `index` (`xsk`, the
-    /// underlay's), if that socket sends in the calling thread (copy mode).
+    /// underlay's), if that socket sends in the calling thread (copy mode) on the queue the
+    /// packet socket sends on (0, the device's one transmit queue).
     pub(super) fn beside(xsk: &Xsk, index: usize, limits: Limits) -> Option<UdpSuperframes> {
-        if xsk.socket.zero_copy().unwrap_or(true) {
+        if xsk.spec.queue != 0 || xsk.socket.zero_copy().unwrap_or(true) {
             return None;
         }
         let name = std::ffi::CString::new(xsk.spec.ifname.as_str()).ok()?;

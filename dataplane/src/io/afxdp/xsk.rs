@@ -103,14 +103,20 @@ impl Xsk {
     /// them. Returns whether the ring was emptied.
     pub(super) fn transmit_all(&mut self, pool: &mut FramePool, counters: &IoCounters) -> bool {
         self.transmit(pool, counters);
+        let mut left = self.socket.tx.in_flight();
         for _ in 0..4 {
-            let left = self.socket.tx.in_flight();
             if left == 0 {
                 return true;
             }
             counters.tx_wakeups.add(self.socket.kick_tx(left) as u64);
+            let now = self.socket.tx.in_flight();
+            if now == left {
+                // No progress: the ring is stuck (the completion ring full, the queue stopped).
+                return false;
+            }
+            left = now;
         }
-        self.socket.tx.in_flight() == 0
+        left == 0
     }
 
     /// Hands the staged frames to the tx ring and kicks the kernel where it asks for it.
