@@ -365,11 +365,10 @@ impl Harness {
     fn check_udp_superframes(&mut self, rx: &[RxFrame], out: &[(String, VirtioNetHdr, Vec<u8>)]) {
         self.udp_superframes.clear();
         let actions = self.tx.actions();
-        let mut i = 0;
-        while i < actions.len() {
-            let n = udp_gso::run_len(actions, i, udp_gso::Limits::default());
+        for r in udp_gso::runs(actions, udp_gso::Limits::default()) {
+            let (i, n) = (r.start, r.len());
             if n > 1 {
-                let run = &actions[i..i + n];
+                let run = &actions[r];
                 let mut sf = vec![0u8; udp_gso::superframe_len(run)];
                 let len = self.tx.write_udp_superframe(run, rx, &mut sf);
                 let hdr = udp_gso::superframe_header(run);
@@ -384,7 +383,6 @@ impl Harness {
                 }
                 self.udp_superframes.push((n, hdr));
             }
-            i += n;
         }
     }
 

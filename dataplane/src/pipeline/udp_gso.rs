@@ -96,6 +96,17 @@ pub fn run_len(actions: &[TxAction], from: usize, limits: Limits) -> usize {
     n
 }
 
+/// `actions` cut into the runs [`run_len`] finds, front to back (a run of one: an action that
+/// leaves as it is).
+pub fn runs(actions: &[TxAction], limits: Limits) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut next = 0;
+    std::iter::from_fn(move || {
+        let from = next;
+        next += (from < actions.len()).then(|| run_len(actions, from, limits))?;
+        Some(from..next)
+    })
+}
+
 /// Whether two outer headers are the same but for what each datagram has of its own: the IP
 /// length, IPv4 ID and header checksum, the UDP length and checksum.
 fn same_outer(a: &OuterHeader, b: &OuterHeader) -> bool {

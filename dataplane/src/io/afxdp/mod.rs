@@ -510,6 +510,9 @@ impl AfXdpIo {
     /// Stages the actions `run` of `tx` (one, or a UDP superframe's) as `staging` says.
     fn carry_out(&mut self, staging: Staging, tx: &TxBatch, run: &[TxAction], rx: &[RxFrame<'_>]) {
         let a = &run[0];
+        if let Some(k) = staging.af_xdp_socket() {
+            self.send_superframes_before(k);
+        }
         match staging {
             Staging::Vnet { sender } => {
                 self.vnet_tx[sender]
@@ -529,20 +532,13 @@ impl AfXdpIo {
                 };
             }
             Staging::InPlace { socket, rx: r, desc, otherwise } => {
-                self.send_superframes_before(socket);
                 if !self.edit_in_place(socket, tx, a, desc) {
                     self.plan.refused_in_place(r);
                     self.carry_out(Staging::placed(socket, otherwise), tx, run, rx);
                 }
             }
-            Staging::Copy { socket, at } => {
-                self.send_superframes_before(socket);
-                self.stage_copy(socket, tx, a, rx, at)
-            }
-            Staging::Chained { socket, chunks } => {
-                self.send_superframes_before(socket);
-                self.stage_chained(socket, tx, a, rx, chunks)
-            }
+            Staging::Copy { socket, at } => self.stage_copy(socket, tx, a, rx, at),
+            Staging::Chained { socket, chunks } => self.stage_chained(socket, tx, a, rx, chunks),
             Staging::UdpSuperframe { socket, .. } => self.stage_udp_superframe(socket, tx, run, rx),
             Staging::TooLong => self.counters.tx_too_long.add(1),
             Staging::NoSocket => self.counters.tx_no_socket.add(1),

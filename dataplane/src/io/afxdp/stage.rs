@@ -76,6 +76,16 @@ pub(super) enum Staging {
 }
 
 impl Staging {
+    /// The AF_XDP socket a frame is staged on, for stagings that put one on its tx ring.
+    pub(super) fn af_xdp_socket(&self) -> Option<usize> {
+        match *self {
+            Staging::InPlace { socket, .. }
+            | Staging::Copy { socket, .. }
+            | Staging::Chained { socket, .. } => Some(socket),
+            _ => None,
+        }
+    }
+
     /// How many actions this staging carries out (from the one it was planned for).
     pub(super) fn actions(&self) -> usize {
         match self {
@@ -274,9 +284,21 @@ mod tests {
     /// The plan of `tx` over frames `rx`: each action's staging, and the chunks given back
     /// (their indices).
     fn plan(tx: &TxBatch, rx: &[Received]) -> (Vec<Staging>, Vec<u64>) {
+        plan_for(tx, rx, &egress())
+    }
+
+    /// The plan of `tx` over frames `rx` leaving as `egress` says, stepping over what each
+    /// staging carries out, as the worker does.
+    fn plan_for(tx: &TxBatch, rx: &[Received], egress: &Egress) -> (Vec<Staging>, Vec<u64>) {
         let mut plan = Plan::default();
-        plan.read(tx, rx.iter().copied(), &egress());
-        let steps = (0..tx.len()).map(|i| plan.staging(i, tx.actions(), &egress())).collect();
+        plan.read(tx, rx.iter().copied(), egress);
+        let mut steps = Vec::new();
+        let mut i = 0;
+        while i < tx.len() {
+            let s = plan.staging(i, tx.actions(), egress);
+            i += s.actions();
+            steps.push(s);
+        }
         (steps, given_back(&plan))
     }
 
@@ -454,15 +476,7 @@ mod tests {
         let xsk =
             [TxFacts { multi_buffer: false, udp_superframes: Some(udp_gso::Limits::default()) }, XSK[1]];
         let egress = Egress { xsk: &xsk, ..egress() };
-        let mut planned = Plan::default();
-        planned.read(&tx, [chunk(0)].into_iter(), &egress);
-        let mut steps = Vec::new();
-        let mut i = 0;
-        while i < tx.len() {
-            let s = planned.staging(i, tx.actions(), &egress);
-            i += s.actions();
-            steps.push(s);
-        }
+        let (steps, _) = plan_for(&tx, &[chunk(0)], &egress);
         assert!(
             matches!(
                 steps[..],

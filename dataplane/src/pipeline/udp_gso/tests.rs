@@ -37,28 +37,25 @@ fn segments(rx: u32, payload: usize, gso: Gso, dst: u8) -> Vec<TxAction> {
         .collect()
 }
 
-/// The run lengths `actions` fall into, front to back.
-fn runs(actions: &[TxAction]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < actions.len() {
-        let n = run_len(actions, i, Limits::default());
-        out.push(n);
-        i += n;
-    }
-    out
+fn runs_of(actions: &[TxAction], limits: Limits) -> Vec<usize> {
+    runs(actions, limits).map(|r| r.len()).collect()
+}
+
+/// The run lengths of `actions` within the kernel's limits.
+fn runs_within(actions: &[TxAction]) -> Vec<usize> {
+    runs_of(actions, Limits::default())
 }
 
 #[test]
 fn the_segments_of_one_superframe_are_one_run_however_their_ids_differ() {
-    assert_eq!(runs(&segments(0, 3500, GSO, 2)), [4]);
+    assert_eq!(runs_within(&segments(0, 3500, GSO, 2)), [4]);
 }
 
 #[test]
 fn two_superframes_back_to_back_are_two_runs() {
     let mut a = segments(0, 3000, GSO, 2);
     a.extend(segments(1, 3000, GSO, 2));
-    assert_eq!(runs(&a), [3, 3]);
+    assert_eq!(runs_within(&a), [3, 3]);
 }
 
 #[test]
@@ -69,23 +66,23 @@ fn a_shorter_segment_ends_a_run_and_a_lone_segment_stays_alone() {
         s.source = TxSource::Rx(1);
         s
     }));
-    assert_eq!(runs(&a), [3, 1]);
+    assert_eq!(runs_within(&a), [3, 1]);
 }
 
 #[test]
 fn another_remote_or_a_gap_splits_a_run() {
     let mut a = segments(0, 4000, GSO, 2);
     a[2].edit.outer = Some(outer(3, 102));
-    assert_eq!(runs(&a), [2, 1, 1]);
+    assert_eq!(runs_within(&a), [2, 1, 1]);
     let mut b = segments(0, 4000, GSO, 2);
     b.remove(1);
-    assert_eq!(runs(&b), [1, 2]);
+    assert_eq!(runs_within(&b), [1, 2]);
 }
 
 #[test]
 fn a_run_holds_at_most_the_kernels_64_datagrams() {
     let small = Gso { mss: 88, ..GSO };
-    assert_eq!(runs(&segments(0, 88 * 70, small, 2)), [64, 6]);
+    assert_eq!(runs_within(&segments(0, 88 * 70, small, 2)), [64, 6]);
 }
 
 #[test]
@@ -93,7 +90,7 @@ fn a_run_is_a_frame_of_less_than_64_kib() {
     // Datagrams of 8 + 66 + 1448 bytes: 43 of them and the outer Ethernet, IP and UDP headers
     // make a frame of 65,488 bytes; a 44th would not fit.
     let big = Gso { mss: 1448, ..GSO };
-    let r = runs(&segments(0, 1448 * 45, big, 2));
+    let r = runs_within(&segments(0, 1448 * 45, big, 2));
     assert_eq!(r, [43, 2]);
     let frame = 42 + 43 * (8 + 66 + 1448);
     assert!(frame <= MAX_FRAME && frame + 8 + 66 + 1448 > MAX_FRAME);
@@ -104,7 +101,7 @@ fn the_cut_where_the_ip_length_fits_and_the_frame_does_not() {
     // 46 datagrams of 1424 bytes: an IP packet of 65,532 bytes in a frame of 65,546, which a
     // device of gso_max_size 65,536 cuts in software (and a direct transmit drops): 45.
     let mss = 1424 - 8 - 66;
-    let r = runs(&segments(0, mss * 46, Gso { mss: mss as u16, ..GSO }, 2));
+    let r = runs_within(&segments(0, mss * 46, Gso { mss: mss as u16, ..GSO }, 2));
     assert_eq!(r, [45, 1]);
 }
 
@@ -113,15 +110,8 @@ fn a_device_with_lower_gso_limits_gets_smaller_runs() {
     let limits = Limits::of_device(16_384, 8);
     assert_eq!(limits, Limits { frame: 16_383, datagrams: 8 });
     let a = segments(0, 1000 * 20, GSO, 2);
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < a.len() {
-        let n = run_len(&a, i, limits);
-        out.push(n);
-        i += n;
-    }
     // 1,074-byte datagrams: 15 to a frame of 16,383 bytes, but 8 at most.
-    assert_eq!(out, [8, 8, 4]);
+    assert_eq!(runs_of(&a, limits), [8, 8, 4]);
     assert_eq!(Limits::of_device(65_536, 65_535), Limits::default());
     assert_eq!(Limits::of_device(0, 0), Limits { frame: 0, datagrams: 0 });
 }
@@ -131,5 +121,5 @@ fn what_is_not_an_encapsulated_segment_is_no_run() {
     let mut a = segments(0, 3000, GSO, 2);
     a[0].edit.outer = None;
     a[2].edit.offload = TxOffload::None;
-    assert_eq!(runs(&a), [1, 1, 1]);
+    assert_eq!(runs_within(&a), [1, 1, 1]);
 }
