@@ -128,6 +128,9 @@ pub enum IoCommand {
     Add { socks: Vec<Xsk>, vnet: Vec<VnetSocket>, done: Sender<()> },
     /// Close the sockets of `port` (a port removed); `done` hears when they are closed.
     Remove { port: PortId, done: Sender<()> },
+    /// Send encapsulated superframes as UDP superframes of at most these limits, or not
+    /// (`None`): the underlay's offloads or GSO limits changed ([`AfXdpIo::set_udp_superframes`]).
+    UdpSuperframes(Option<Limits>),
 }
 
 /// One worker's sockets. See the module docs.
@@ -343,6 +346,11 @@ impl AfXdpIo {
                     }
                     self.vnet.retain(|s| s.port != port);
                     answers.push(done);
+                }
+                IoCommand::UdpSuperframes(limits) => {
+                    if limits != self.udp_limits {
+                        self.set_udp_superframes(limits);
+                    }
                 }
             }
         }
