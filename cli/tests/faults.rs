@@ -229,3 +229,64 @@ fn a_stalled_worker_has_at_most_256_frames_queued() {
     // the veth's own ring.
     assert!(dropped > 256, "the kernel counted {dropped} drops: {counters}");
 }
+
+/// One batch may switch more frames to the tunnel than its AF_XDP transmit ring holds: here the
+/// first poll after a stall takes 128 broadcasts, each replicated to 12 remotes, 1,536 frames
+/// for a ring of 1,024. The worker waits for the kernel to send what the ring holds, as the
+/// kernel's own stack would queue them; none is dropped as `tx_ring_full`.
+#[test]
+fn a_batch_larger_than_the_tunnel_ring_waits_for_it() {
+    require_root!();
+    for io in ["afxdp", "vnet"] {
+        let t = topo(&prefix(&format!("ring{}", &io[..1])), 2);
+        let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
+        let remotes: Vec<String> = (20..32).map(|n| format!("192.168.1.{n}")).collect();
+        for r in &remotes {
+            h2.h.sh(&format!("ip addr add {r}/24 dev eth0"));
+        }
+        let flood: Vec<&str> = remotes.iter().map(String::as_str).collect();
+        let mut d1 =
+            Daemon::start(&h1.h, &ports_io(&seed_config("192.168.1.1", &flood, ""), io), t.dir.path(), "h1");
+        let src = frames::Endpoint { mac: mac_of(&h1.a).parse().unwrap(), ip: "10.2.0.1".parse().unwrap() };
+        let all = frames::Endpoint { mac: MacAddr::BROADCAST, ip: "10.2.0.255".parse().unwrap() };
+        let send = |n: u64| {
+            let burst = vec![frames::udp_frame(src, all, 0, 64)];
+            let ns = h1.a.name.clone();
+            gen::in_netns(&ns, None, move || {
+                gen::transmit_with("eth0", &burst, Duration::from_secs(5), n, None)
+            })
+            .unwrap()
+        };
+        // The remotes' underlay neighbours resolved first (a frame to an unresolved one waits).
+        send(1);
+        let h2_rx =
+            || h2.h.sh("cat /sys/class/net/eth0/statistics/rx_packets").trim().parse::<u64>().unwrap();
+        let resolved = std::time::Instant::now();
+        while h2_rx() < 12 && resolved.elapsed() < UP {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let received = |d: &Daemon| port(&stats(d), "tap1_0")["rx_packets"].as_u64().unwrap();
+        let (before, h2_before) = (received(&d1), h2_rx());
+        d1.pause();
+        assert_eq!(send(3000), 3000);
+        std::thread::sleep(Duration::from_millis(300));
+        d1.resume();
+        std::thread::sleep(Duration::from_millis(1000));
+        let queued = received(&d1) - before;
+        let arrived = h2_rx() - h2_before;
+        let out = d1.stop();
+        let counters = io_line(&out);
+        eprintln!("{io}: {queued} queued, {arrived} arrived at the remotes' host; {counters}");
+        assert!(queued >= 128, "{io}: only {queued} frames were queued for the stalled worker");
+        assert_eq!(io_counter(counters, "tx_ring_full"), 0, "{io}: {counters}");
+        assert!(io_counter(counters, "tx_ring_waits") >= 1, "{io}: {counters}");
+        // Each queued frame reached all 12 remotes (and a few of the hosts' own frames, such
+        // as IPv6 router solicitations, may come along).
+        assert!(
+            (queued * 12..=queued * 12 + 10).contains(&arrived),
+            "{io}: {arrived} of {} arrived",
+            queued * 12
+        );
+    }
+}

@@ -591,9 +591,16 @@ impl AfXdpIo {
         }
     }
 
+    /// Before `need` descriptors are staged on socket `k`: room for them on its tx ring
+    /// ([`Xsk::make_room`]).
+    fn make_room(&mut self, k: usize, need: usize) {
+        self.socks[k].make_room(need, &mut self.pool, &self.counters, &mut self.addrs);
+    }
+
     /// Queues action `a`, whose source lies at `desc`, on socket `k`, edited where it lies,
     /// if it fits there ([`TxBatch::write_in_place`]); `false` if not (nothing written).
     fn edit_in_place(&mut self, k: usize, tx: &TxBatch, a: &TxAction, desc: Desc) -> bool {
+        self.make_room(k, 1);
         let to_device = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
         let (a, partial) = to_device.as_ref().map_or((a, None), |(a, partial)| (a, Some(*partial)));
         let addr = desc.addr;
@@ -615,6 +622,7 @@ impl AfXdpIo {
         let to_device = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
         let (a, partial) = to_device.as_ref().map_or((a, None), |(a, partial)| (a, Some(*partial)));
         let len = a.edit.out_len();
+        self.make_room(k, 1);
         let Some(chunk) = self.pool.take() else {
             self.counters.tx_no_frame.add(1);
             return;
@@ -632,6 +640,7 @@ impl AfXdpIo {
     /// whole (outer checksum included) into a buffer, then copied out piece by piece.
     fn stage_chained(&mut self, k: usize, tx: &TxBatch, a: &TxAction, rx: &[RxFrame<'_>], n: usize) {
         let len = a.edit.out_len();
+        self.make_room(k, n);
         if self.pool.free() < n {
             self.counters.tx_no_frame.add(1);
             return;

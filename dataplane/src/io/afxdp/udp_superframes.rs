@@ -46,10 +46,8 @@ impl UdpSuperframes {
         if xsk.spec.queue != 0 || xsk.socket.zero_copy().unwrap_or(true) {
             return None;
         }
-        let name = std::ffi::CString::new(xsk.spec.ifname.as_str()).ok()?;
-        // SAFETY: a NUL-terminated name, only read.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        match SendSocket::open(ifindex) {
+        // The device the AF_XDP socket is bound to, not the name's device now (renamed since?).
+        match SendSocket::open(xsk.socket.ifindex) {
             Ok(socket) => {
                 let sender = socket.sender();
                 Some(UdpSuperframes { id: xsk.id, xsk: index, limits, sender, _socket: socket })

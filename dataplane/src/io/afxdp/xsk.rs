@@ -119,6 +119,40 @@ impl Xsk {
         left == 0
     }
 
+    /// Makes room for `need` more descriptors to be staged: if they and those staged would
+    /// not fit the tx ring, hands the staged ones over and kicks the kernel, taking back the
+    /// frames it has sent, until the ring has room or stops emptying. One batch may stage more
+    /// than the ring holds (16 superframes of a `vnet` port, 45 segments each, or a flood to
+    /// many remotes); the kernel's stack would queue those, so they wait here, not drop.
+    /// Returns whether there is room; if not, what is staged beyond it is dropped as
+    /// `tx_ring_full` when sent.
+    pub(super) fn make_room(
+        &mut self,
+        need: usize,
+        pool: &mut FramePool,
+        counters: &IoCounters,
+        scratch: &mut Vec<u64>,
+    ) -> bool {
+        let fits = |x: &Xsk| x.pending.len() + need <= x.socket.tx.room();
+        if fits(self) {
+            return true;
+        }
+        counters.tx_ring_waits.add(1);
+        self.transmit(pool, counters);
+        // Copy mode sends during the kick, a zero-copy driver soon after; the completion ring
+        // read each time, as the kernel sends no more while it is full.
+        let mut left = usize::MAX;
+        loop {
+            pool.take_back(&mut self.socket.completion, scratch);
+            let now = self.socket.tx.in_flight();
+            if fits(self) || now >= left {
+                return fits(self);
+            }
+            left = now;
+            counters.tx_wakeups.add(self.socket.kick_tx(now.max(1)) as u64);
+        }
+    }
+
     /// Hands the staged frames to the tx ring and kicks the kernel where it asks for it.
     pub(super) fn transmit(&mut self, pool: &mut FramePool, counters: &IoCounters) {
         if self.pending.is_empty() {

@@ -32,6 +32,8 @@ pub struct XdpSocket {
     /// Bound with `XDP_USE_SG` (Linux ≥ 6.6): a frame larger than a chunk arrives, and may be
     /// sent, as a chain of descriptors, all but the last marked [`CONTINUED`].
     pub multi_buffer: bool,
+    /// The device it is bound to.
+    pub ifindex: u32,
     /// Declared last: closed after the rings are unmapped.
     fd: OwnedFd,
 }
@@ -109,6 +111,7 @@ impl XdpSocket {
             completion: Ring::map(raw, ring, libc::XDP_UMEM_PGOFF_COMPLETION_RING, &offsets.cr, false)?,
             tx_checksum: false,
             multi_buffer,
+            ifindex,
             fd,
         };
         // Neither copy nor zero-copy is forced: the kernel takes zero-copy where the driver
