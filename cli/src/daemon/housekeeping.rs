@@ -1,6 +1,7 @@
 //! What the daemon's housekeeping keeps and checks between its passes (`Daemon::tick`): when
 //! the next pass is due, the warnings about drops that point at a misconfiguration, the watch
-//! on ports and overload, the traffic summary, and the underlay's MAC.
+//! on ports and overload, the traffic summary, the underlay's MAC, and whether it takes UDP
+//! superframes ([`Superframes`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use super::host::Iface;
 use super::ports::{kernel_has_multi_buffer, outgrown, resolve_io, Attached};
 use super::resolver::Resolver;
 use super::start::Worker;
+use super::superframes::Superframes;
 
 /// The housekeeping's state from one pass to the next.
 pub struct Housekeeping {
@@ -26,11 +28,14 @@ pub struct Housekeeping {
     pub summary: TrafficSummary,
     pub misconfig: MisconfigWarnings,
     pub watch: Watch,
+    /// Whether the underlay takes UDP superframes, decided again every few seconds.
+    pub superframes: Superframes,
 }
 
 impl Housekeeping {
-    /// The first pass is due at once; a summary every `summary_every` seconds (never for 0).
-    pub fn new(resolver: Resolver, summary_every: u64) -> Housekeeping {
+    /// The first pass is due at once; a summary every `summary_every` seconds (never for 0);
+    /// UDP superframes as decided at start.
+    pub fn new(resolver: Resolver, summary_every: u64, superframes: Superframes) -> Housekeeping {
         Housekeeping {
             summary: TrafficSummary::every(summary_every),
             misconfig: MisconfigWarnings::default(),
@@ -38,6 +43,7 @@ impl Housekeeping {
             last: Instant::now() - Duration::from_secs(1),
             unresolved: 0,
             resolver,
+            superframes,
         }
     }
 

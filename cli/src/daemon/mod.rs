@@ -28,9 +28,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use crossbeam_channel::Sender;
 use tracing::{info, warn};
 use xvtep::control::{self, apply::Running};
 use xvtep_bpf::Steering;
+use xvtep_dataplane::io::afxdp::IoCommand;
 use xvtep_dataplane::Switch;
 
 use host::Iface;
@@ -93,6 +95,9 @@ struct Daemon {
     dev: Iface,
     attached: Attached,
     workers: Vec<Worker>,
+    /// Every worker's command channel, in worker order (the control socket's port hook has
+    /// them too).
+    worker_commands: Vec<Sender<IoCommand>>,
     running: Arc<Mutex<Running>>,
     /// Set by SIGINT and SIGTERM; the workers and every thread of ours stop on it.
     stop: Arc<AtomicBool>,
@@ -125,11 +130,13 @@ impl Daemon {
         // learn anything.
         let write_back =
             checked.kernel.is_some().then(|| writeback::subscribe(switch.clone())).transpose()?;
+        let superframes = checked.udp_superframes();
         let how = start::WorkerIo {
             poll: args.poll.unwrap_or(checked.config.worker.poll),
-            udp_superframes: checked.udp_superframes(),
+            udp_superframes: superframes.limits(),
         };
         let (handles, commands) = start::workers(sockets, &umems, &args.cores, how, &switch, &stop, epoch)?;
+        let worker_commands = commands.clone();
         let steering = Arc::new(Mutex::new(programs.steering));
         let attached: Attached =
             Arc::new(Mutex::new(checked.ports.iter().map(|p| (p.name.clone(), p.clone())).collect()));
@@ -154,7 +161,7 @@ impl Daemon {
         };
         let plane = start::control_plane(&args.control, running, args.metrics, sources, &stop)?;
         checked.announce(&args.config, &args.control, underlay, workers, how.poll, programs.tc_attach);
-        let housekeeping = Housekeeping::new(resolver, args.summary_every);
+        let housekeeping = Housekeeping::new(resolver, args.summary_every, superframes);
         // In [kernel] mode, changes to the kernel's bridges are applied as they happen.
         let kernel_changed = Arc::new(AtomicBool::new(false));
         let following = start::follow_kernel(checked.kernel, write_back, &stop, &kernel_changed)?;
@@ -166,6 +173,7 @@ impl Daemon {
             dev: checked.dev,
             attached,
             workers: handles,
+            worker_commands,
             running: plane.running,
             stop,
             hup,
@@ -181,8 +189,8 @@ impl Daemon {
     }
 
     /// One pass of the loop: the reload asked for, if any; then, when due, the housekeeping
-    /// (ageing, resolving next hops, the warnings, the underlay's MAC, the traffic summary),
-    /// else a 25 ms pause. Breaks when a worker stopped.
+    /// (ageing, resolving next hops, the warnings, the underlay's MAC and UDP superframes, the
+    /// traffic summary), else a 25 ms pause. Breaks when a worker stopped.
     fn tick(&mut self) -> ControlFlow<()> {
         if let Some((reason, count, asked)) = self.reload_asked() {
             self.reload(reason, count, asked);
@@ -198,6 +206,7 @@ impl Daemon {
         h.misconfig.check(&self.switch.stats());
         h.watch.check(&self.attached, &self.running, &self.workers);
         h.watch.check_mtus(&self.dev, &self.attached, &self.running);
+        h.superframes.recheck(&self.dev, &self.worker_commands);
         follow_underlay_mac(&self.dev, &self.steering, &self.running);
         if self.workers.iter().any(|w| w.handle.is_finished()) {
             warn!("a worker stopped; shutting down");

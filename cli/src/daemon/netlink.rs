@@ -254,6 +254,20 @@ impl Rtnl {
         })
     }
 
+    /// Link `index` with its attributes (`ip -d link show dev DEV`); `None` if there is none.
+    pub fn link(&mut self, index: u32) -> io::Result<Option<LinkMessage>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) if l.header.index == index => Some(l),
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The bridge ports and bridges with their VLANs and `tunnel_info` (`bridge vlan show`,
     /// `bridge vlan tunnelshow`): a link dump of family AF_BRIDGE asking for the VLANs
     /// (RTEXT_FILTER_BRVLAN); see [`super::kernel::bridge_vlans_of`].
@@ -528,6 +542,30 @@ fn attributes(b: &[u8]) -> Vec<(u16, &[u8])> {
         at += (len + 3) & !3;
     }
     out
+}
+
+/// The value of the link attribute of type `kind` that netlink-packet-route does not name
+/// (`LinkAttribute::Other`, e.g. `IFLA_GSO_IPV4_MAX_SIZE`) among the attributes `of` a link: the crate keeps
+/// such a value to itself, so it is read back from the attributes' wire form.
+pub fn unnamed_link_attribute(
+    of: &[netlink_packet_route::link::LinkAttribute],
+    kind: u16,
+) -> Option<Vec<u8>> {
+    use netlink_packet_route::link::LinkAttribute;
+    let mut msg = LinkMessage::default();
+    msg.attributes = of.iter().filter(|a| matches!(a, LinkAttribute::Other(_))).cloned().collect();
+    if msg.attributes.is_empty() {
+        return None;
+    }
+    let mut packet = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(RouteNetlinkMessage::NewLink(msg)),
+    );
+    packet.finalize();
+    let mut buf = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    // The netlink header and struct ifinfomsg (16 bytes each), then the attributes.
+    attributes(buf.get(32..)?).into_iter().find(|(k, _)| *k == kind).map(|(_, v)| v.to_vec())
 }
 
 /// The netlink address family of `ip`.

@@ -28,7 +28,7 @@ use super::kernel;
 use super::metrics;
 use super::ports::{self, PortHost, WorkerSockets};
 use super::resolver::Resolver;
-use super::superframes;
+use super::superframes::Superframes;
 use super::writeback::WriteBack;
 
 /// What the checks found and made: the configuration as it runs (each port's I/O resolved)
@@ -125,20 +125,9 @@ impl Checked {
     }
 
     /// How large a UDP superframe the underlay takes whole, if it does; says which in the log.
-    pub fn udp_superframes(&self) -> Option<Limits> {
-        match superframes::underlay_takes(&self.dev, self.config.tunnel.local.is_ipv6()) {
-            Ok(limits) => {
-                info!(
-                    "encapsulated superframes leave {} as UDP superframes (up to {} datagrams, {} bytes)",
-                    self.dev.name, limits.datagrams, limits.frame
-                );
-                Some(limits)
-            }
-            Err(why) => {
-                info!("encapsulated superframes leave one AF_XDP frame per datagram: {why}");
-                None
-            }
-        }
+    /// The housekeeping decides again while running ([`Superframes::recheck`]).
+    pub fn udp_superframes(&self) -> Superframes {
+        Superframes::decide(&self.dev, self.config.tunnel.local.is_ipv6())
     }
 
     /// Loads the programs and attaches them to the underlay and to the kernel bridges'

@@ -539,3 +539,68 @@ pub fn io_counter(line: &str, name: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Sets `dev`'s `gso_ipv4_max_size` in `ns` to `size` through rtnetlink (IFLA_GSO_IPV4_MAX_SIZE,
+/// Linux 6.3): iproute2 before 6.3 has no word for it.
+pub fn set_gso_ipv4_max_size(ns: &Netns, dev: &str, size: u32) -> std::io::Result<()> {
+    const RTM_SETLINK: u16 = 19;
+    const NLMSG_ERROR: u16 = 2;
+    const IFLA_GSO_IPV4_MAX_SIZE: u16 = 63;
+    let dev = dev.to_string();
+    in_netns(ns, move || {
+        use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+        let index = nix::net::if_::if_nametoindex(dev.as_str()).map_err(std::io::Error::from)?;
+        let mut req = Vec::with_capacity(40);
+        req.extend_from_slice(&40u32.to_ne_bytes());
+        req.extend_from_slice(&RTM_SETLINK.to_ne_bytes());
+        req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+        req.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
+        req.extend_from_slice(&0u32.to_ne_bytes());
+        // struct ifinfomsg: family, pad, type, index, flags, change.
+        req.extend_from_slice(&[0; 4]);
+        req.extend_from_slice(&(index as i32).to_ne_bytes());
+        req.extend_from_slice(&[0; 8]);
+        req.extend_from_slice(&8u16.to_ne_bytes());
+        req.extend_from_slice(&IFLA_GSO_IPV4_MAX_SIZE.to_ne_bytes());
+        req.extend_from_slice(&size.to_ne_bytes());
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.send_to(&req, &SocketAddr::new(0, 0), 0)?;
+        let (reply, _) = sock.recv_from_full()?;
+        let kind = reply.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+        let code = reply.get(16..20).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        match (kind, code) {
+            (Some(NLMSG_ERROR), Some(0)) => Ok(()),
+            (Some(NLMSG_ERROR), Some(code)) => Err(std::io::Error::from_raw_os_error(-code)),
+            _ => Err(std::io::Error::other("no acknowledgement from rtnetlink")),
+        }
+    })
+    .join()
+    .unwrap()
+}
+
+/// GET /metrics from `addr` inside namespace `ns`.
+pub fn scrape_metrics(ns: &Netns, addr: &'static str) -> String {
+    use std::io::{Read, Write};
+    in_netns(ns, move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        body
+    })
+    .join()
+    .unwrap()
+}
+
+/// The sum of metric `name` over its series (every worker's, every port's) in `text`; panics
+/// with the text if it has none.
+pub fn metric_sum(text: &str, name: &str) -> u64 {
+    let values: Vec<u64> = text
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{') || r.starts_with(' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(!values.is_empty(), "no {name} in:\n{text}");
+    values.iter().sum()
+}
