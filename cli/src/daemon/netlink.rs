@@ -545,27 +545,21 @@ fn attributes(b: &[u8]) -> Vec<(u16, &[u8])> {
 }
 
 /// The value of the link attribute of type `kind` that netlink-packet-route does not name
-/// (`LinkAttribute::Other`, e.g. `IFLA_GSO_IPV4_MAX_SIZE`) among the attributes `of` a link: the crate keeps
-/// such a value to itself, so it is read back from the attributes' wire form.
+/// (`LinkAttribute::Other`, e.g. `IFLA_GSO_IPV4_MAX_SIZE`) among the attributes `of` a link.
 pub fn unnamed_link_attribute(
     of: &[netlink_packet_route::link::LinkAttribute],
     kind: u16,
 ) -> Option<Vec<u8>> {
     use netlink_packet_route::link::LinkAttribute;
-    let mut msg = LinkMessage::default();
-    msg.attributes = of.iter().filter(|a| matches!(a, LinkAttribute::Other(_))).cloned().collect();
-    if msg.attributes.is_empty() {
-        return None;
-    }
-    let mut packet = NetlinkMessage::new(
-        NetlinkHeader::default(),
-        NetlinkPayload::from(RouteNetlinkMessage::NewLink(msg)),
-    );
-    packet.finalize();
-    let mut buf = vec![0u8; packet.buffer_len()];
-    packet.serialize(&mut buf);
-    // The netlink header and struct ifinfomsg (16 bytes each), then the attributes.
-    attributes(buf.get(32..)?).into_iter().find(|(k, _)| *k == kind).map(|(_, v)| v.to_vec())
+    use netlink_packet_utils::nla::Nla;
+    of.iter().find_map(|a| match a {
+        LinkAttribute::Other(nla) if nla.kind() == kind => {
+            let mut value = vec![0u8; nla.value_len()];
+            nla.emit_value(&mut value);
+            Some(value)
+        }
+        _ => None,
+    })
 }
 
 /// The netlink address family of `ip`.

@@ -584,8 +584,8 @@ impl AfXdpIo {
         if refused > 0 && !ethtool_feature(ifname, UDP_SEGMENTATION).unwrap_or(false) {
             warn!(
                 "{ifname}: the underlay refused {refused} UDP superframe(s) and {UDP_SEGMENTATION} \
-                 is off; encapsulated superframes leave one AF_XDP frame per datagram until xvtep \
-                 restarts"
+                 is off; encapsulated superframes leave one AF_XDP frame per datagram until the \
+                 daemon finds the offload on again (it looks every 2 s)"
             );
             self.set_udp_superframes(None);
         }

@@ -6,10 +6,12 @@
 //! The socket sends straight to the driver (`PACKET_QDISC_BYPASS`), and a direct transmit
 //! drops what the kernel would have to cut in software: so superframes go only to a device
 //! that has `tx-udp-segmentation` on, within its GSO limits ([`Limits`]); the daemon decides
-//! that at start (with the kernel's release: Linux 6.2 takes `VIRTIO_NET_HDR_GSO_UDP_L4` from
-//! a packet socket) and tells the worker ([`super::AfXdpIo::set_udp_superframes`]). Should the
-//! device refuse one anyway (its offload turned off while running, e.g. a veth whose peer got
-//! an XDP program), the worker stops sending superframes and says so.
+//! that at start and again every 2 s (with the kernel's release: Linux 6.2 takes
+//! `VIRTIO_NET_HDR_GSO_UDP_L4` from a packet socket) and tells the worker
+//! ([`super::IoCommand::UdpSuperframes`]). Should the device refuse one anyway and its offload
+//! be off (turned off since the daemon looked, e.g. a veth whose peer got an XDP program), the
+//! worker stops sending superframes at once and says so; the daemon turns them on again when
+//! the offload is back.
 //!
 //! Frames of one flow must not overtake each other between this socket and the AF_XDP
 //! socket beside it: the worker sends what is staged on one before staging on the other
