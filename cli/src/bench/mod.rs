@@ -57,6 +57,10 @@ pub struct Args {
     /// Seconds of iperf3 TCP per path and stream count (0 = no TCP and no RTT measurements).
     #[arg(long, default_value_t = 3)]
     tcp_seconds: u64,
+    /// TCP stream counts to measure, each in both directions (16: a busy host's many
+    /// connections, more flows than a batch holds open for GRO).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    streams: Vec<u32>,
     /// MTU of the underlay for every measurement (9000: a jumbo fabric): for TCP and RTT the
     /// containers get 50 less, as over any VXLAN network; for packet rates the ports get the
     /// same, and a size too large for it is refused. Without it: 1500, and for a packet size
@@ -545,7 +549,7 @@ fn line(round: u32, s: &Sample) -> String {
     )
 }
 
-/// TCP (1 and 4 streams, both directions) and RTT through `path`, to a container behind a
+/// TCP (`--streams`, both directions) and RTT through `path`, to a container behind a
 /// kernel VTEP.
 fn measure_tcp(
     args: &Args,
@@ -586,10 +590,13 @@ fn measure_tcp(
         results.rtt.push(rtt);
     }
     for direction in ["encap", "decap"] {
-        for streams in [1, 4] {
+        for &streams in &args.streams {
+            let ctl = dut.as_ref().map(|_| t.dir.path().join("dut.sock"));
+            let frames0 = ctl.as_deref().and_then(tcp::tunnel_and_port_frames);
             let cpu0 = cpu::cpu_times();
             let run = tcp::iperf(&t.g, &r, args.tcp_seconds, streams, direction == "decap")?;
             let cpu1 = cpu::cpu_times();
+            let frames1 = ctl.as_deref().and_then(tcp::tunnel_and_port_frames);
             let (all0, all1) = (cpu0[cpu0.len() - 1], cpu1[cpu1.len() - 1]);
             let busy_s = (all1.0 - all0.0) as f64 / cpu::clock_ticks_per_second();
             let sample = TcpSample {
@@ -598,6 +605,9 @@ fn measure_tcp(
                 streams,
                 gbps: run.bits_per_second / 1e9,
                 cpu_s_per_gb: report::ratio(busy_s, run.bytes as f64 / 1e9),
+                segments_per_frame: frames0
+                    .zip(frames1)
+                    .map(|(a, b)| tcp::segments_per_frame(a, b, direction)),
             };
             say(
                 progress,
@@ -719,7 +729,7 @@ fn tcp_paths(args: &Args) -> Vec<&String> {
 }
 
 /// A progress bar over every measurement of the run: per round, path (but kernel-tso),
-/// direction, size and generator, and four per TCP path.
+/// direction, size and generator, and per TCP path one per stream count and direction.
 fn progress_bar(args: &Args, tcp_paths: usize) -> indicatif::ProgressBar {
     let per_round: usize = args
         .directions
@@ -728,7 +738,7 @@ fn progress_bar(args: &Args, tcp_paths: usize) -> indicatif::ProgressBar {
         .map(|(d, size)| generators(&args.sources, frame_len(d, size)).len())
         .sum();
     let total = args.rounds as usize * per_round * args.paths.iter().filter(|p| *p != "kernel-tso").count()
-        + 4 * tcp_paths;
+        + 2 * args.streams.len() * tcp_paths;
     let progress = indicatif::ProgressBar::new(total as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template(

@@ -15,6 +15,11 @@ pub struct TcpSample {
     /// CPU seconds the whole machine spent per GB received (both hosts, both containers).
     #[serde(default)]
     pub cpu_s_per_gb: f64,
+    /// Through xvtep: TCP segments on the tunnel per frame on the container's port, the
+    /// superframes' mean size in segments (decap: GRO's, 1 = none coalesced; encap: the
+    /// container's TSO). `None` for the kernel.
+    #[serde(default)]
+    pub segments_per_frame: Option<f64>,
 }
 
 fn encap() -> String {
@@ -302,8 +307,8 @@ pub fn tcp_rtt_table(r: &Results) -> String {
     if !r.tcp.is_empty() {
         let _ = writeln!(
             out,
-            "{:<12} {:<6} {:>8} {:>11} {:>9} {:>9}",
-            "path", "dir", "streams", "TCP Gbit/s", "/kernel", "CPU s/GB"
+            "{:<12} {:<6} {:>8} {:>11} {:>9} {:>9} {:>10}",
+            "path", "dir", "streams", "TCP Gbit/s", "/kernel", "CPU s/GB", "segs/frame"
         );
         let kernel = |t: &TcpSample| {
             r.tcp
@@ -316,13 +321,14 @@ pub fn tcp_rtt_table(r: &Results) -> String {
         for t in rows {
             let _ = writeln!(
                 out,
-                "{:<12} {:<6} {:>8} {:>11.2} {:>8.2}x {:>9.2}",
+                "{:<12} {:<6} {:>8} {:>11.2} {:>8.2}x {:>9.2} {:>10}",
                 t.path,
                 t.direction,
                 t.streams,
                 t.gbps,
                 ratio(t.gbps, kernel(t)),
-                t.cpu_s_per_gb
+                t.cpu_s_per_gb,
+                t.segments_per_frame.map_or("-".into(), |s| format!("{s:.1}"))
             );
         }
     }
@@ -546,6 +552,7 @@ mod tests {
                     streams: 4,
                     gbps: 9.5,
                     cpu_s_per_gb: 1.5,
+                    segments_per_frame: None,
                 },
                 TcpSample {
                     path: "xvtep".into(),
@@ -553,6 +560,7 @@ mod tests {
                     streams: 4,
                     gbps: 7.6,
                     cpu_s_per_gb: 2.25,
+                    segments_per_frame: Some(31.5),
                 },
             ],
             rtt: vec![k, r],

@@ -57,3 +57,29 @@ pub fn ping_rtts(g: &Netns, count: u32) -> Result<Vec<f64>> {
         .map(|ms| ms * 1000.0)
         .collect())
 }
+
+/// Frames the device under test's daemon counted: (tunnel rx, tunnel tx, port rx, port tx),
+/// from its control socket `ctl`; `None` if it does not answer.
+pub fn tunnel_and_port_frames(ctl: &std::path::Path) -> Option<[u64; 4]> {
+    use xvtep::control::protocol::Request;
+    let stats = xvtep::control::client::call(ctl, &Request::Stats { dev: None }).ok()?;
+    let port = |name: &str, field: &str| {
+        let ports = stats["ports"].as_array()?;
+        ports.iter().find(|p| p["name"] == name)?[field].as_u64()
+    };
+    Some([
+        port("vxlan0", "rx_packets")?,
+        port("vxlan0", "tx_packets")?,
+        port("tap1_0", "rx_packets")?,
+        port("tap1_0", "tx_packets")?,
+    ])
+}
+
+/// Segments on the tunnel per frame on the port between two counts of
+/// [`tunnel_and_port_frames`]: to the container (`decap`), the tunnel's received per frame
+/// sent to the port (GRO); from it, the tunnel's sent per frame received from the port (TSO).
+pub fn segments_per_frame(before: [u64; 4], after: [u64; 4], direction: &str) -> f64 {
+    let d = |k: usize| after[k].saturating_sub(before[k]) as f64;
+    let (tunnel, port) = if direction == "decap" { (d(0), d(3)) } else { (d(1), d(2)) };
+    super::report::ratio(tunnel, port)
+}
