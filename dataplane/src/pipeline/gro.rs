@@ -26,8 +26,15 @@ use crate::wire::{
     checksum_fold, checksum_fold_sum, checksum_sub, checksum_sum, IpPacket, TransportFrame, IPV4_HEADER_LEN,
 };
 
-/// Flows held open at once per batch (the kernel's GRO holds 8 per bucket too).
-const MAX_HELD: usize = 8;
+/// Flows held open at once per batch, as in the kernel's GRO: 8 buckets by flow hash, 8 flows
+/// in each (`GRO_HASH_BUCKETS`, `MAX_GRO_SKBS`). A busy host's port may receive many flows
+/// interleaved segment by segment; were fewer held, each flow would be let go before its next
+/// segment came, and none would coalesce.
+const BUCKETS: usize = 8;
+const PER_BUCKET: usize = 8;
+const MAX_HELD: usize = BUCKETS * PER_BUCKET;
+// One bit per slot in `Gro::live`, and a power of two of buckets for the hash's top bits.
+const _: () = assert!(MAX_HELD <= u64::BITS as usize && BUCKETS.is_power_of_two());
 /// Room for what must be equal across a superframe: MACs (12), IPv6 traffic class and flow
 /// label, hop limit (5) or IPv4 TOS, TTL, DF (3), ACK number (4), TCP options (up to 40).
 const SIGNATURE_MAX: usize = 12 + 5 + 4 + 40;
@@ -168,34 +175,73 @@ impl Held {
     }
 }
 
-/// The flows held open in the current batch.
-#[derive(Debug, Default)]
+/// The flows held open in the current batch: slot `b * PER_BUCKET + k` is the `k`th of bucket
+/// `b`, in use where its bit of `live` is set (so that a batch's end clears one word).
+#[derive(Debug)]
 pub(crate) struct Gro {
     held: [Option<Held>; MAX_HELD],
-    /// Where the next flow goes when all are held (the oldest is let go).
-    next: usize,
+    live: u64,
+    /// Per bucket, where the next flow goes when all its slots are held (the oldest is let go).
+    next: [u8; BUCKETS],
+}
+
+impl Default for Gro {
+    fn default() -> Gro {
+        Gro { held: [None; MAX_HELD], live: 0, next: [0; BUCKETS] }
+    }
 }
 
 impl Gro {
     /// Lets every superframe go: they are complete at the end of a batch.
     pub fn clear(&mut self) {
-        self.held = [None; MAX_HELD];
-        self.next = 0;
+        self.live = 0;
+        self.next = [0; BUCKETS];
     }
 
+    /// The bucket of a flow: a multiplicative hash of its addresses and ports.
+    fn bucket(flow: &Bytes<FLOW_MAX>) -> usize {
+        let mut h: u64 = 0;
+        for chunk in flow.buf.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = (h ^ u64::from_ne_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        (h >> (u64::BITS - BUCKETS.trailing_zeros())) as usize
+    }
+
+    /// The slot holding the superframe of `flow` to `port` in `domain`, if one is held.
     fn find(&self, port: PortId, domain: Domain, flow: &Bytes<FLOW_MAX>) -> Option<usize> {
-        self.held
-            .iter()
-            .position(|h| h.as_ref().is_some_and(|h| h.port == port && h.domain == domain && h.flow == *flow))
+        let first = Self::bucket(flow) * PER_BUCKET;
+        (first..first + PER_BUCKET).find(|&i| {
+            self.live & (1 << i) != 0
+                && self.held[i]
+                    .as_ref()
+                    .is_some_and(|h| h.port == port && h.domain == domain && h.flow == *flow)
+        })
     }
 
+    /// Takes the superframe out of slot `i` (found by [`Gro::find`]).
+    fn take(&mut self, i: usize) -> Held {
+        self.live &= !(1 << i);
+        self.held[i].take().expect("a live slot")
+    }
+
+    /// Puts `h` back into slot `i`, which [`Gro::take`] emptied.
+    fn put_back(&mut self, i: usize, h: Held) {
+        self.live |= 1 << i;
+        self.held[i] = Some(h);
+    }
+
+    /// Holds `h` open in its bucket, letting the bucket's oldest go if it is full.
     fn hold(&mut self, h: Held) {
-        let slot = self.held.iter().position(Option::is_none).unwrap_or_else(|| {
-            let oldest = self.next;
-            self.next = (self.next + 1) % MAX_HELD;
+        let b = Self::bucket(&h.flow);
+        let first = b * PER_BUCKET;
+        let slot = (first..first + PER_BUCKET).find(|&i| self.live & (1 << i) == 0).unwrap_or_else(|| {
+            let oldest = first + self.next[b] as usize;
+            self.next[b] = ((self.next[b] as usize + 1) % PER_BUCKET) as u8;
             oldest
         });
-        self.held[slot] = Some(h);
+        self.put_back(slot, h);
     }
 }
 
@@ -208,7 +254,7 @@ pub(crate) fn emit_coalescing(cx: &mut Ctx, f: &Frame, action: TxAction) {
     // they were received: it ends its flow's superframe and goes as it is, after it.
     let mergeable = f.ecn.is_none() && seg.is_plain_data() && seg.checksums_ok(f.inner_sum);
     if let Some(i) = cx.gro.find(action.port, f.domain, &seg.flow) {
-        let held = cx.gro.held[i].take().expect("found");
+        let held = cx.gro.take(i);
         if mergeable && held.admits(&seg) {
             return merge(cx, held, i, f, &seg);
         }
@@ -271,6 +317,6 @@ fn merge(cx: &mut Ctx, mut held: Held, slot: usize, f: &Frame, s: &TcpSegment) {
     held.next_seq = held.next_seq.wrapping_add(s.payload as u32);
     // A short segment or PSH ends the superframe (the kernel flushes on both).
     if !psh && s.payload == held.gso.mss as usize {
-        cx.gro.held[slot] = Some(held);
+        cx.gro.put_back(slot, held);
     }
 }
