@@ -257,15 +257,14 @@ fn a_batch_larger_than_the_tunnel_ring_waits_for_it() {
             })
             .unwrap()
         };
-        // The remotes' underlay neighbours resolved first (a frame to an unresolved one waits).
+        // The remotes' underlay neighbours resolved first (a frame to an unresolved one
+        // waits): a frame to each, then another once the first surely resolved them.
         send(1);
+        std::thread::sleep(Duration::from_millis(1000));
+        send(1);
+        std::thread::sleep(Duration::from_millis(300));
         let h2_rx =
             || h2.h.sh("cat /sys/class/net/eth0/statistics/rx_packets").trim().parse::<u64>().unwrap();
-        let resolved = std::time::Instant::now();
-        while h2_rx() < 12 && resolved.elapsed() < UP {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
         let received = |d: &Daemon| port(&stats(d), "tap1_0")["rx_packets"].as_u64().unwrap();
         let (before, h2_before) = (received(&d1), h2_rx());
         d1.pause();

@@ -21,6 +21,19 @@ pub fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T
     Ok(())
 }
 
+/// The name of interface `index` now (it may have been renamed since it was opened), if it
+/// exists.
+pub fn ifname_of(index: u32) -> Option<String> {
+    let mut buf = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname writes at most.
+    let r = unsafe { libc::if_indextoname(index, buf.as_mut_ptr().cast()) };
+    if r.is_null() {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
 /// The running kernel's release ("6.1.0-57-amd64"), or "unknown".
 pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")

@@ -181,13 +181,18 @@ impl Held {
 pub(crate) struct Gro {
     held: [Option<Held>; MAX_HELD],
     live: u64,
-    /// Per bucket, where the next flow goes when all its slots are held (the oldest is let go).
+    /// Per bucket, where the next flow goes when all its slots are held (each let go in turn).
     next: [u8; BUCKETS],
+    /// The bucket hash's secret, as the kernel keys its flow hash: a tenant who cannot know it
+    /// cannot pick flows that crowd one bucket and let other tenants' flows go.
+    seed: u64,
 }
 
 impl Default for Gro {
     fn default() -> Gro {
-        Gro { held: [None; MAX_HELD], live: 0, next: [0; BUCKETS] }
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0u64);
+        Gro { held: [None; MAX_HELD], live: 0, next: [0; BUCKETS], seed }
     }
 }
 
@@ -198,20 +203,22 @@ impl Gro {
         self.next = [0; BUCKETS];
     }
 
-    /// The bucket of a flow: a multiplicative hash of its addresses and ports.
-    fn bucket(flow: &Bytes<FLOW_MAX>) -> usize {
-        let mut h: u64 = 0;
+    /// The bucket of a flow to `port` in `domain`: a keyed multiplicative hash of its
+    /// addresses and ports.
+    fn bucket(&self, port: PortId, domain: Domain, flow: &Bytes<FLOW_MAX>) -> usize {
+        const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut h = (self.seed ^ ((port.0 as u64) << 32 | domain.raw() as u64)).wrapping_mul(MIX);
         for chunk in flow.buf.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            h = (h ^ u64::from_ne_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            h = (h ^ u64::from_le_bytes(word)).wrapping_mul(MIX);
         }
         (h >> (u64::BITS - BUCKETS.trailing_zeros())) as usize
     }
 
     /// The slot holding the superframe of `flow` to `port` in `domain`, if one is held.
     fn find(&self, port: PortId, domain: Domain, flow: &Bytes<FLOW_MAX>) -> Option<usize> {
-        let first = Self::bucket(flow) * PER_BUCKET;
+        let first = self.bucket(port, domain, flow) * PER_BUCKET;
         (first..first + PER_BUCKET).find(|&i| {
             self.live & (1 << i) != 0
                 && self.held[i]
@@ -232,9 +239,9 @@ impl Gro {
         self.held[i] = Some(h);
     }
 
-    /// Holds `h` open in its bucket, letting the bucket's oldest go if it is full.
+    /// Holds `h` open in its bucket, letting one of the bucket's go, in turn, if it is full.
     fn hold(&mut self, h: Held) {
-        let b = Self::bucket(&h.flow);
+        let b = self.bucket(h.port, h.domain, &h.flow);
         let first = b * PER_BUCKET;
         let slot = (first..first + PER_BUCKET).find(|&i| self.live & (1 << i) == 0).unwrap_or_else(|| {
             let oldest = first + self.next[b] as usize;

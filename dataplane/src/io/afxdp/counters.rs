@@ -52,9 +52,9 @@ io_counters! {
     tx_zero_copy => "xvtep_tx_zero_copy_total";
     /// Dropped: the egress socket's tx ring was full.
     tx_ring_full => "xvtep_tx_ring_full_total";
-    /// Times a batch staged more frames for a socket than its tx ring had room for, and
-    /// waited for the kernel to send what it held first (see `tx_ring_full` for any that
-    /// still found no room).
+    /// Waits for a full tx ring: a batch staged more frames for a socket than its ring had
+    /// room for, and the worker had the kernel send what the ring held first (at most 1 ms
+    /// per batch; `tx_ring_full` counts any that still found no room).
     tx_ring_waits => "xvtep_tx_ring_waits_total";
     /// Dropped: no free UMEM frame to write an edited or replicated frame into.
     tx_no_frame => "xvtep_tx_no_frame_total";

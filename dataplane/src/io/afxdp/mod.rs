@@ -31,7 +31,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use tracing::warn;
 
-use super::sys::ethtool_feature;
+use super::sys::{ethtool_feature, ifname_of};
 use super::vnet::{VnetSender, VnetSocket};
 use super::xdp::chain;
 use super::xdp::{Desc, FramePool, SocketId, Umem, CHUNK, CONTINUED};
@@ -580,8 +580,10 @@ impl AfXdpIo {
         self.counters.tx_udp_superframe_refused.add(refused as u64);
         // A refusal is any frame the device dropped (a full queue, no carrier), so only one
         // whose offload is gone turns superframes off: one AF_XDP frame per datagram from then.
-        let ifname = &self.socks[xsk].spec.ifname;
-        if refused > 0 && !ethtool_feature(ifname, UDP_SEGMENTATION).unwrap_or(false) {
+        // By index: the device may have been renamed since the socket was opened.
+        let s = &self.socks[xsk];
+        let ifname = ifname_of(s.socket.ifindex).unwrap_or_else(|| s.spec.ifname.clone());
+        if refused > 0 && !ethtool_feature(&ifname, UDP_SEGMENTATION).unwrap_or(false) {
             warn!(
                 "{ifname}: the underlay refused {refused} UDP superframe(s) and {UDP_SEGMENTATION} \
                  is off; encapsulated superframes leave one AF_XDP frame per datagram until the \
@@ -664,6 +666,7 @@ impl AfXdpIo {
         self.send_superframes();
         for s in &mut self.socks {
             s.transmit(&mut self.pool, &self.counters);
+            s.ring_stuck = false;
         }
         for v in &mut self.vnet_tx {
             let (sent, refused) = v.transmit();

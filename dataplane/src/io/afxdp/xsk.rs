@@ -32,7 +32,14 @@ pub struct Xsk {
     pub(super) lent: usize,
     /// The kernel's drop counters of this socket when last read.
     kernel_drops: KernelDrops,
+    /// The tx ring made no room within [`ROOM_WAIT`] this batch ([`Xsk::make_room`]).
+    pub(super) ring_stuck: bool,
 }
+
+/// How long one batch waits at most for a full tx ring to make room: a NIC sends a ring of
+/// 1,024 frames in well under a millisecond at 10 Gbit/s, and a worker that waits longer
+/// leaves its other sockets' rings filling.
+const ROOM_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl Xsk {
     /// Opens a socket on `spec`'s interface and queue on `umem` (its worker's). Its fill
@@ -68,6 +75,7 @@ impl Xsk {
             pending: Vec::with_capacity(RING as usize),
             lent: 0,
             kernel_drops: KernelDrops::default(),
+            ring_stuck: false,
         })
     }
 
@@ -120,12 +128,14 @@ impl Xsk {
     }
 
     /// Makes room for `need` more descriptors to be staged: if they and those staged would
-    /// not fit the tx ring, hands the staged ones over and kicks the kernel, taking back the
-    /// frames it has sent, until the ring has room or stops emptying. One batch may stage more
-    /// than the ring holds (16 superframes of a `vnet` port, 45 segments each, or a flood to
-    /// many remotes); the kernel's stack would queue those, so they wait here, not drop.
-    /// Returns whether there is room; if not, what is staged beyond it is dropped as
-    /// `tx_ring_full` when sent.
+    /// not fit the tx ring, hands the staged ones over and has the kernel send, taking back the
+    /// frames it completed, until the ring has room. One batch may stage more than the ring
+    /// holds (16 superframes of a `vnet` port, 45 segments each, or a flood to many remotes);
+    /// the kernel's stack would queue those, so they wait here rather than drop. Copy mode
+    /// sends during the kick; a zero-copy driver, a NIC's busy queue or a full send buffer
+    /// make room later, so the worker then waits for the socket to be writable, at most
+    /// [`ROOM_WAIT`] per batch. Returns whether there is room; if not, the socket gives up for
+    /// the rest of the batch (what is staged beyond the ring is dropped as `tx_ring_full`).
     pub(super) fn make_room(
         &mut self,
         need: usize,
@@ -137,19 +147,31 @@ impl Xsk {
         if fits(self) {
             return true;
         }
+        if self.ring_stuck {
+            return false;
+        }
         counters.tx_ring_waits.add(1);
         self.transmit(pool, counters);
-        // Copy mode sends during the kick, a zero-copy driver soon after; the completion ring
-        // read each time, as the kernel sends no more while it is full.
+        let deadline = Instant::now() + ROOM_WAIT;
         let mut left = usize::MAX;
         loop {
+            // Read each time: the kernel sends no more while the completion ring is full.
             pool.take_back(&mut self.socket.completion, scratch);
-            let now = self.socket.tx.in_flight();
-            if fits(self) || now >= left {
-                return fits(self);
+            if fits(self) {
+                return true;
             }
-            left = now;
-            counters.tx_wakeups.add(self.socket.kick_tx(now.max(1)) as u64);
+            let now = self.socket.tx.in_flight();
+            if now < left {
+                left = now;
+                counters.tx_wakeups.add(self.socket.kick_tx(now) as u64);
+                continue;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() || !self.socket.wait_writable(wait) {
+                self.ring_stuck = true;
+                return false;
+            }
+            left = usize::MAX;
         }
     }
 

@@ -203,6 +203,20 @@ impl XdpSocket {
         kicks
     }
 
+    /// Waits up to `timeout` for the tx ring to take more (`POLLOUT`: at most half of it
+    /// queued; the kernel also sends what it holds, where it asks to be woken); whether it
+    /// may.
+    pub fn wait_writable(&self, timeout: std::time::Duration) -> bool {
+        let mut fd = libc::pollfd { fd: self.fd(), events: libc::POLLOUT, revents: 0 };
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one valid pollfd and a valid timespec for the duration of the call.
+        let r = unsafe { libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
+        r > 0 && fd.revents & libc::POLLOUT != 0
+    }
+
     /// Wakes the driver's receive side if the fill ring asks for it (a zero-copy driver that
     /// ran out of frames stops until woken); true if it did.
     pub fn wake_rx_if_asked(&self) -> bool {
