@@ -20,7 +20,9 @@
 
 mod counters;
 mod offload;
+mod receive;
 mod stage;
+mod transmit;
 pub mod udp_superframes;
 mod xsk;
 
@@ -29,20 +31,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
-use tracing::warn;
 
-use super::sys::{ethtool_feature, ifname_of};
 use super::vnet::{VnetSender, VnetSocket};
-use super::xdp::chain;
-use super::xdp::{Desc, FramePool, SocketId, Umem, CHUNK, CONTINUED};
+use super::xdp::{Desc, FramePool, SocketId, Umem, CHUNK};
 use super::{FrameIo, BATCH_SIZE};
 use crate::config::PollMode;
 use crate::ids::{Nanos, PortId};
-use crate::pipeline::udp_gso::{Limits, UDP_SEGMENTATION};
-use crate::pipeline::{Pipeline, RxFrame, TxAction, TxBatch};
+use crate::pipeline::udp_gso::Limits;
+use crate::pipeline::{Pipeline, RxFrame, TxBatch};
 use crate::rx_checksums::{port_checksums, underlay_checksums, RxChecksums};
-use offload::{finish_outer_checksum, outer_checksum_to_device};
-use stage::{Egress, Plan, Received, Staging, TxFacts, RX_HEADROOM};
+use stage::{Plan, Received, TxFacts, RX_HEADROOM};
 use udp_superframes::UdpSuperframes;
 
 pub use counters::{IoCounters, Named};
@@ -81,8 +79,6 @@ pub const LEND: usize = 256;
 /// How long opening a socket waits for the kernel to let go of a queue whose socket just
 /// closed (a port removed and added again).
 const REBIND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long an idle worker sleeps in poll(2) before looking at the stop flag again.
-const IDLE_POLL_MS: i32 = 100;
 /// How long an `adaptive` worker keeps looking at its rings after the last frame before it
 /// sleeps: longer than a round trip through a container's stack (tens of µs), so that the
 /// answer to a frame just sent finds the worker awake; short enough that a daemon seeing a
@@ -378,301 +374,6 @@ impl AfXdpIo {
         }
         for v in &self.vnet {
             self.counters.vnet_rx_queue_full.add(v.kernel_drops());
-        }
-    }
-
-    /// Takes back completed transmissions (and frames of closed sockets whose wait is over).
-    fn reclaim(&mut self) {
-        self.pool.unpark(Instant::now());
-        for s in &mut self.socks {
-            self.pool.take_back(&mut s.socket.completion, &mut self.addrs);
-        }
-    }
-
-    /// Tops up the fill rings.
-    fn refill(&mut self) {
-        let cap = self.lend_cap();
-        for s in &mut self.socks {
-            if !self.pool.lend(&mut s.socket.fill, s.id, &mut s.lent, cap) {
-                self.counters.fill_starved.add(1);
-            }
-            // A zero-copy driver that found the fill ring empty waits to be woken; poll(2)
-            // would, but a worker that does not sleep must ask (copy mode never does).
-            if s.socket.wake_rx_if_asked() {
-                self.counters.rx_wakeups.add(1);
-            }
-        }
-    }
-
-    /// Receives up to a batch from the sockets in turn.
-    fn receive(&mut self) {
-        self.rx.clear();
-        self.gathered.clear();
-        let n = self.socks.len();
-        self.first = (self.first + 1) % n.max(1);
-        for k in 0..n {
-            let i = (self.first + k) % n;
-            let s = &mut self.socks[i];
-            let want = BATCH_SIZE - self.rx.len();
-            if want == 0 {
-                break;
-            }
-            self.descs.clear();
-            let mut got = s.socket.rx.consume(&mut self.descs, want);
-            // The kernel produces a chain whole: the rest of one cut by `want` is there.
-            while self.descs.last().is_some_and(|d| d.options & CONTINUED != 0) {
-                match s.socket.rx.consume(&mut self.descs, 1) {
-                    0 => break,
-                    n => got += n,
-                }
-            }
-            s.lent -= got;
-            let mut rest = &self.descs[..];
-            while !rest.is_empty() {
-                let Some(n) = chain::first_frame(rest) else {
-                    self.counters.rx_chain_cut.add(1);
-                    rest.iter().for_each(|d| self.pool.give_back(d.addr));
-                    break;
-                };
-                let (frame, after) = rest.split_at(n);
-                rest = after;
-                if let [one] = frame {
-                    self.rx.push((i, Received::Chunk(*one)));
-                    continue;
-                }
-                // A chain: copied into one buffer, its chunks free again at once.
-                let at = self.gathered.len();
-                for d in frame {
-                    // SAFETY: a received frame's bytes, ours until given back just below.
-                    self.gathered.extend_from_slice(unsafe { self.umem.bytes(d.addr, d.len as usize) });
-                    self.pool.give_back(d.addr);
-                }
-                self.counters.rx_multi_buffer.add(1);
-                self.rx.push((i, Received::Gathered { at, len: self.gathered.len() - at }));
-            }
-        }
-        self.vnet_rx.clear();
-        for (i, v) in self.vnet.iter_mut().enumerate() {
-            let want = BATCH_SIZE - self.rx.len() - self.vnet_rx.len();
-            // An interface gone away reads as nothing; the daemon's watch reports it.
-            let n = v.receive(want);
-            self.counters.vnet_rx_foreign.add(v.take_foreign());
-            self.vnet_rx.extend((0..n).map(|k| (i, k)));
-        }
-    }
-
-    /// Sleeps until a socket has something, or the idle timeout passes.
-    fn sleep(&mut self) -> Result<(), AfXdpError> {
-        self.counters.idle_sleeps.add(1);
-        let start = Instant::now();
-        let result = self.wait();
-        self.counters.idle_nanos.add(start.elapsed().as_nanos() as u64);
-        result
-    }
-
-    /// Waits in poll(2) for a socket to have something (or the idle timeout).
-    fn wait(&mut self) -> Result<(), AfXdpError> {
-        if self.pollfds.is_empty() {
-            // No sockets (every port removed, and no underlay socket on this worker).
-            std::thread::sleep(std::time::Duration::from_millis(IDLE_POLL_MS as u64));
-            return Ok(());
-        }
-        // SAFETY: pollfds is a valid array of pollfd for the duration of the call.
-        let r = unsafe {
-            libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, IDLE_POLL_MS)
-        };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(AfXdpError::Poll(e));
-            }
-        }
-        Ok(())
-    }
-
-    /// Where the batch's frames leave, for the [`Plan`].
-    fn egress(&self) -> Egress<'_> {
-        Egress { vnet_of_port: &self.vnet_of_port, xsk_of_port: &self.tx_of_port, xsk: &self.tx_facts }
-    }
-
-    /// Queues the frames of `tx` on the egress sockets as the batch's [`Plan`] says, then
-    /// gives back the received chunks no tx ring took.
-    fn stage(&mut self, tx: &TxBatch, rx: &[RxFrame<'_>]) {
-        // The fields apart, not `self.egress()`: `plan` is borrowed mutably.
-        let egress =
-            Egress { vnet_of_port: &self.vnet_of_port, xsk_of_port: &self.tx_of_port, xsk: &self.tx_facts };
-        self.plan.read(tx, self.rx.iter().map(|&(_, received)| received), &egress);
-        let actions = tx.actions();
-        let mut i = 0;
-        while i < actions.len() {
-            let staging = self.plan.staging(i, actions, &self.egress());
-            let n = staging.actions();
-            self.carry_out(staging, tx, &actions[i..i + n], rx);
-            i += n;
-        }
-        for desc in self.plan.given_back() {
-            self.pool.give_back(desc.addr);
-        }
-    }
-
-    /// Stages the actions `run` of `tx` (one, or a UDP superframe's) as `staging` says.
-    fn carry_out(&mut self, staging: Staging, tx: &TxBatch, run: &[TxAction], rx: &[RxFrame<'_>]) {
-        let a = &run[0];
-        if let Some(k) = staging.af_xdp_socket() {
-            self.send_superframes_before(k);
-        }
-        match staging {
-            Staging::Vnet { sender } => {
-                self.vnet_tx[sender]
-                    .stage(&TxBatch::vnet_header(a), a.edit.out_len(), |buf| tx.write(a, rx, buf))
-            }
-            Staging::VnetGathered { sender, head } => {
-                // SAFETY: the parts are received frames (UMEM frames and the vnet sockets'
-                // buffers), which nothing reuses or edits before the next poll (the plan's
-                // `pinned`): `transmit` runs first.
-                unsafe {
-                    self.vnet_tx[sender].stage_gather(
-                        &TxBatch::vnet_header(a),
-                        head,
-                        |buf| tx.write_head(a, rx, buf),
-                        tx.coalesced_parts(a, rx),
-                    )
-                };
-            }
-            Staging::InPlace { socket, rx: r, desc, otherwise } => {
-                if !self.edit_in_place(socket, tx, a, desc) {
-                    self.plan.refused_in_place(r);
-                    self.carry_out(Staging::placed(socket, otherwise), tx, run, rx);
-                }
-            }
-            Staging::Copy { socket, at } => self.stage_copy(socket, tx, a, rx, at),
-            Staging::Chained { socket, chunks } => self.stage_chained(socket, tx, a, rx, chunks),
-            Staging::UdpSuperframe { socket, .. } => self.stage_udp_superframe(socket, tx, run, rx),
-            Staging::TooLong => self.counters.tx_too_long.add(1),
-            Staging::NoSocket => self.counters.tx_no_socket.add(1),
-        }
-    }
-
-    /// Stages the actions `run` as one UDP superframe beside socket `k`, after what is staged
-    /// on `k` itself: that is sent first, so that no frame of a flow overtakes another.
-    fn stage_udp_superframe(&mut self, k: usize, tx: &TxBatch, run: &[TxAction], rx: &[RxFrame<'_>]) {
-        if !self.socks[k].transmit_all(&mut self.pool, &self.counters) {
-            self.counters.tx_udp_superframe_unordered.add(1);
-        }
-        let u = self.udp_superframes.as_mut().expect("planned beside this socket");
-        u.stage(tx, run, rx);
-        self.counters.tx_udp_datagrams.add(run.len() as u64);
-    }
-
-    /// Before a frame is staged on AF_XDP socket `k`: the UDP superframes staged beside it are
-    /// sent first (see [`AfXdpIo::stage_udp_superframe`]).
-    fn send_superframes_before(&mut self, k: usize) {
-        if self.udp_superframes.as_ref().is_some_and(|u| u.xsk == k && u.has_staged()) {
-            self.send_superframes();
-        }
-    }
-
-    fn send_superframes(&mut self) {
-        let Some(u) = &mut self.udp_superframes else { return };
-        let (sent, refused) = u.transmit();
-        let xsk = u.xsk;
-        self.counters.tx_udp_superframes.add(sent as u64);
-        self.counters.tx_udp_superframe_refused.add(refused as u64);
-        // A refusal is any frame the device dropped (a full queue, no carrier), so only one
-        // whose offload is gone turns superframes off: one AF_XDP frame per datagram from then.
-        // By index: the device may have been renamed since the socket was opened.
-        let s = &self.socks[xsk];
-        let ifname = ifname_of(s.socket.ifindex).unwrap_or_else(|| s.spec.ifname.clone());
-        if refused > 0 && !ethtool_feature(&ifname, UDP_SEGMENTATION).unwrap_or(false) {
-            warn!(
-                "{ifname}: the underlay refused {refused} UDP superframe(s) and {UDP_SEGMENTATION} \
-                 is off; encapsulated superframes leave one AF_XDP frame per datagram until the \
-                 daemon finds the offload on again (it looks every 2 s)"
-            );
-            self.set_udp_superframes(None);
-        }
-    }
-
-    /// Before `need` descriptors are staged on socket `k`: room for them on its tx ring
-    /// ([`Xsk::make_room`]).
-    fn make_room(&mut self, k: usize, need: usize) {
-        self.socks[k].make_room(need, &mut self.pool, &self.counters, &mut self.addrs);
-    }
-
-    /// Queues action `a`, whose source lies at `desc`, on socket `k`, edited where it lies,
-    /// if it fits there ([`TxBatch::write_in_place`]); `false` if not (nothing written).
-    fn edit_in_place(&mut self, k: usize, tx: &TxBatch, a: &TxAction, desc: Desc) -> bool {
-        self.make_room(k, 1);
-        let to_device = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
-        let (a, partial) = to_device.as_ref().map_or((a, None), |(a, partial)| (a, Some(*partial)));
-        let addr = desc.addr;
-        let chunk = Umem::chunk_of(addr);
-        // SAFETY: a received frame, ours until it is sent or given back. The plan stages it
-        // here at its last use only and where no superframe reads it, so no slice of it (the
-        // batch's `RxFrame`) is read after this write.
-        let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
-        let Some(out) = tx.write_in_place(a, buf, (addr - chunk) as usize) else { return false };
-        let options = finish_outer_checksum(buf, out.clone(), partial);
-        self.counters.tx_checksum_offload.add((options != 0) as u64);
-        self.socks[k].pending.push(Desc { addr: chunk + out.start as u64, len: out.len() as u32, options });
-        self.counters.tx_zero_copy.add(1);
-        true
-    }
-
-    /// Queues action `a` on socket `k`, written `at` bytes into a free chunk.
-    fn stage_copy(&mut self, k: usize, tx: &TxBatch, a: &TxAction, rx: &[RxFrame<'_>], at: usize) {
-        let to_device = outer_checksum_to_device(a, self.socks[k].socket.tx_checksum);
-        let (a, partial) = to_device.as_ref().map_or((a, None), |(a, partial)| (a, Some(*partial)));
-        let len = a.edit.out_len();
-        self.make_room(k, 1);
-        let Some(chunk) = self.pool.take() else {
-            self.counters.tx_no_frame.add(1);
-            return;
-        };
-        // SAFETY: a free frame, ours, written by nobody else; the frames `rx` points into
-        // are other frames, only read.
-        let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
-        tx.write(a, rx, &mut buf[at..at + len]);
-        let options = finish_outer_checksum(buf, at..at + len, partial);
-        self.counters.tx_checksum_offload.add((options != 0) as u64);
-        self.socks[k].pending.push(Desc { addr: chunk + at as u64, len: len as u32, options });
-    }
-
-    /// Queues action `a`, too large for a chunk, on socket `k` as a chain of `n` chunks: written
-    /// whole (outer checksum included) into a buffer, then copied out piece by piece.
-    fn stage_chained(&mut self, k: usize, tx: &TxBatch, a: &TxAction, rx: &[RxFrame<'_>], n: usize) {
-        let len = a.edit.out_len();
-        self.make_room(k, n);
-        if self.pool.free() < n {
-            self.counters.tx_no_frame.add(1);
-            return;
-        }
-        self.chained.resize(len, 0);
-        tx.write(a, rx, &mut self.chained);
-        for (piece, range) in chain::pieces(len).enumerate() {
-            let chunk = self.pool.take().expect("counted free");
-            // SAFETY: a free frame, ours, written by nobody else.
-            let buf = unsafe { self.umem.bytes_mut(chunk, CHUNK) };
-            buf[chain::CHAINED_AT..chain::CHAINED_AT + range.len()]
-                .copy_from_slice(&self.chained[range.clone()]);
-            self.socks[k].pending.push(chain::piece_desc(chunk, range.len(), piece, n));
-        }
-        self.counters.tx_multi_buffer.add(1);
-    }
-
-    fn transmit(&mut self) {
-        // The underlay's socket and the superframes beside it: only one has frames staged
-        // (each sends the other's first).
-        self.send_superframes();
-        for s in &mut self.socks {
-            s.transmit(&mut self.pool, &self.counters);
-            s.ring_stuck = false;
-        }
-        for v in &mut self.vnet_tx {
-            let (sent, refused) = v.transmit();
-            self.counters.vnet_tx.add(sent as u64);
-            self.counters.vnet_tx_refused.add(refused as u64);
-            self.counters.vnet_tx_ring_full.add(v.take_ring_full());
         }
     }
 }
