@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -15,22 +13,6 @@ const UP: Duration = Duration::from_secs(10);
 
 fn mac_of(ns: &Netns) -> String {
     ns.sh("cat /sys/class/net/eth0/address").trim().to_string()
-}
-
-/// GET / from `addr` inside namespace `ns`.
-fn scrape(ns: &Netns, addr: &'static str) -> String {
-    let name = ns.name.clone();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut body = String::new();
-        c.read_to_string(&mut body).unwrap();
-        body
-    })
-    .join()
-    .unwrap()
 }
 
 /// The value of the metric line starting with `series` (name and labels).
@@ -101,7 +83,7 @@ fn live_control_of_a_running_daemon() {
 
     // Metrics agree with stats -j (traffic has stopped).
     std::thread::sleep(Duration::from_millis(300));
-    let text = scrape(&h1.h, "127.0.0.1:9469");
+    let text = scrape_metrics(&h1.h, "127.0.0.1:9469");
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     let stats: serde_json::Value = serde_json::from_str(&d1.ctl_ok("-j stats")).unwrap();
     let port =
