@@ -474,3 +474,124 @@ fn an_internal_port_joins_and_leaves_while_running() {
     }
     assert_eq!(r.attach.take(), Vec::<String>::new(), "nothing attached on a refused change");
 }
+
+/// What the XDP program was loaded with at start (the VTEP address, the UDP port, the
+/// multicast groups) and the underlay it was attached to cannot change on a reload: the file
+/// is refused whole, with what changed and what to do, and the running configuration, the
+/// topology and the ports stay as they were (a port the same file adds is not attached).
+#[test]
+fn reload_refuses_what_the_xdp_program_was_loaded_with() {
+    let vlan = "vid = 10\nvni = 1000\n";
+    for (from, to, err) in [
+        (
+            "local = \"10.0.0.1\"",
+            "local = \"192.168.1.9\"",
+            "tunnel.local changed from 10.0.0.1 to 192.168.1.9: the XDP program matches the VTEP address \
+             loaded at start; restart xvtep to change it",
+        ),
+        (
+            "dev = \"eth0\"",
+            "dev = \"lo\"",
+            "tunnel.dev changed from eth0 to lo: the XDP program and the sockets are attached to the \
+             underlay named at start; restart xvtep to change it",
+        ),
+        (
+            "dev = \"eth0\"",
+            "dev = \"eth0\"\ndstport = 4790",
+            "tunnel.dstport changed from 4789 to 4790: the XDP program matches the UDP port loaded at \
+             start; restart xvtep to change it",
+        ),
+        (
+            "dev = \"eth0\"",
+            "dev = \"eth0\"\ngroup = \"239.1.1.1\"",
+            "the multicast groups (tunnel.group and the [[vlan]] groups) changed from none to 239.1.1.1: \
+             the XDP program matches the groups loaded at start, and the underlay joined those; restart \
+             xvtep to change them",
+        ),
+        (
+            vlan,
+            "vid = 10\nvni = 1000\ngroup = \"239.1.1.2\"\n",
+            "the multicast groups (tunnel.group and the [[vlan]] groups) changed from none to 239.1.1.2: \
+             the XDP program matches the groups loaded at start, and the underlay joined those; restart \
+             xvtep to change them",
+        ),
+    ] {
+        let mut r = rig();
+        let before = r.run.config.clone();
+        let generation = r.run.switch.topology().generation();
+        // Beside it, a change a reload would make: a new port.
+        let text = format!("{}\n[[port]]\nname = \"p3\"\n", CONFIG.replacen(from, to, 1));
+        let new = Config::parse(&text, "x").unwrap();
+        assert_eq!(r.run.reload(new).unwrap_err(), err, "{to}");
+        assert_eq!(r.run.config, before, "{to}");
+        assert_eq!(r.run.switch.topology().generation(), generation, "{to}");
+        assert!(r.attach.take().is_empty(), "{to}");
+        // What `save` writes is still the file `run` started with.
+        assert!(r.run.config.to_toml().contains("local = \"10.0.0.1\"\ndev = \"eth0\""));
+        // And the file as it was reloads as before.
+        assert!(r
+            .run
+            .reload(Config::parse(&format!("{CONFIG}\n[[port]]\nname = \"p3\"\n"), "x").unwrap())
+            .unwrap());
+    }
+}
+
+/// Groups are compared as a set: the same groups, another order or another VLAN, reload.
+#[test]
+fn reload_with_the_same_multicast_groups_is_taken() {
+    let grouped = CONFIG.replacen("dev = \"eth0\"", "dev = \"eth0\"\ngroup = \"239.1.1.1\"", 1);
+    let config = Config::parse(&grouped, "x").unwrap();
+    let mut r = rig();
+    r.run.config.tunnel.group = config.tunnel.group;
+    assert!(!r.run.reload(config).unwrap());
+    // Several changes: every one named.
+    let both = grouped.replacen("local = \"10.0.0.1\"", "local = \"10.0.0.9\"", 1).replacen(
+        "group = \"239.1.1.1\"",
+        "group = \"239.1.1.3\"",
+        1,
+    );
+    let err = r.run.reload(Config::parse(&both, "x").unwrap()).unwrap_err();
+    assert!(err.starts_with("tunnel.local changed from 10.0.0.1 to 10.0.0.9: "), "{err}");
+    assert!(err.contains("; the multicast groups (tunnel.group and the [[vlan]] groups) changed from 239.1.1.1 to 239.1.1.3"), "{err}");
+}
+
+/// A kept port keeps the I/O it was attached with: a file asking for another is refused with
+/// how to change it; `auto`, or the same I/O, reloads.
+#[test]
+fn reload_refuses_an_io_change_of_a_kept_port() {
+    let mut r = rig();
+    // As the daemon runs it: `auto` resolved when the port was attached.
+    r.run.config.ports[0].io = PortIo::Vnet;
+    let before = r.run.config.clone();
+    let afxdp = CONFIG.replacen("name = \"p1\"", "name = \"p1\"\nio = \"afxdp\"", 1);
+    assert_eq!(
+        r.run.reload(Config::parse(&afxdp, "x").unwrap()).unwrap_err(),
+        "port p1: io changed from vnet to afxdp: remove the port and add it again (xvtep link del dev p1, \
+         then reload), or restart xvtep"
+    );
+    assert_eq!(r.run.config, before);
+    assert!(r.attach.take().is_empty());
+    let vnet = CONFIG.replacen("name = \"p1\"", "name = \"p1\"\nio = \"vnet\"", 1);
+    assert!(!r.run.reload(Config::parse(&vnet, "x").unwrap()).unwrap());
+    assert!(!r.run.reload(Config::parse(CONFIG, "x").unwrap()).unwrap());
+    assert_eq!(r.run.config.ports[0].io, PortIo::Vnet);
+    // As the error says: removed, then added by the reload with the I/O the file asks for.
+    r.cmd("link del dev p1").unwrap();
+    assert!(r.run.reload(Config::parse(&afxdp, "x").unwrap()).unwrap());
+    assert_eq!(r.attach.take(), ["detach p1 1", "attach p1 1"]);
+    assert_eq!(r.run.config.ports.iter().find(|p| p.name == "p1").unwrap().io, PortIo::Afxdp);
+}
+
+/// `tunnel.mtu` is read on a reload too: the underlay MTU the switch checks frames against
+/// becomes the new one.
+#[test]
+fn reload_with_a_tunnel_mtu_changes_the_underlay_mtu() {
+    let mut r = rig();
+    assert_eq!(r.run.switch.topology().tunnel.mtu, 1500);
+    let lowered = CONFIG.replacen("dev = \"eth0\"", "dev = \"eth0\"\nmtu = 1400", 1);
+    assert!(r.run.reload(Config::parse(&lowered, "x").unwrap()).unwrap());
+    assert_eq!((r.run.underlay.mtu, r.run.switch.topology().tunnel.mtu), (1400, 1400));
+    // Unset again: the underlay keeps the MTU it has until the daemon reads the interface's.
+    assert!(r.run.reload(Config::parse(CONFIG, "x").unwrap()).unwrap());
+    assert_eq!((r.run.config.tunnel.mtu, r.run.underlay.mtu), (None, 1400));
+}

@@ -86,6 +86,12 @@ fn kernel_mode_refusal(request: &Request) -> Option<String> {
 
 type Outcome = Result<Value, String>;
 
+/// The underlay's multicast groups of `config`: each VLAN's own, then `tunnel.group`. The
+/// daemon loads the XDP program with them and joins them at start.
+pub fn underlay_groups(config: &Config) -> Vec<IpAddr> {
+    config.vlans.iter().filter_map(|m| m.group).chain(config.tunnel.group).collect()
+}
+
 const TUNNEL: &str = "vxlan0";
 
 impl Running {
@@ -552,12 +558,77 @@ impl Running {
         Ok(json!({ "path": path }))
     }
 
+    /// What a reload cannot change in place, checked before anything is touched: what the XDP
+    /// program was loaded with and the underlay attached to at start (`tunnel.dev`, `local`,
+    /// `dstport`, the multicast groups), and the I/O a kept port was attached with. Each change
+    /// found is named with what to do instead. A kept port whose `io` is `auto` keeps the I/O
+    /// it was attached with.
+    fn fixed_at_start(&self, new: &Config) -> Result<(), String> {
+        let (old, t) = (&self.config.tunnel, &new.tunnel);
+        let mut refused = Vec::new();
+        if old.dev != t.dev {
+            refused.push(format!(
+                "tunnel.dev changed from {} to {}: the XDP program and the sockets are attached to the underlay \
+                 named at start; restart xvtep to change it",
+                old.dev, t.dev
+            ));
+        }
+        if old.local != t.local {
+            refused.push(format!(
+                "tunnel.local changed from {} to {}: the XDP program matches the VTEP address loaded at start; \
+                 restart xvtep to change it",
+                old.local, t.local
+            ));
+        }
+        if old.dstport != t.dstport {
+            refused.push(format!(
+                "tunnel.dstport changed from {} to {}: the XDP program matches the UDP port loaded at start; \
+                 restart xvtep to change it",
+                old.dstport, t.dstport
+            ));
+        }
+        let set = |c: &Config| underlay_groups(c).into_iter().collect::<std::collections::BTreeSet<_>>();
+        let (old_groups, new_groups) = (set(&self.config), set(new));
+        if old_groups != new_groups {
+            let list = |g: &std::collections::BTreeSet<IpAddr>| match g.is_empty() {
+                true => "none".to_string(),
+                false => g.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", "),
+            };
+            refused.push(format!(
+                "the multicast groups (tunnel.group and the [[vlan]] groups) changed from {} to {}: the XDP \
+                 program matches the groups loaded at start, and the underlay joined those; restart xvtep to change them",
+                list(&old_groups),
+                list(&new_groups)
+            ));
+        }
+        for p in &new.ports {
+            let Some(kept) = self.config.ports.iter().find(|o| o.name == p.name) else { continue };
+            if p.io != PortIo::Auto && p.io != kept.io {
+                refused.push(format!(
+                    "port {0}: io changed from {1} to {2}: remove the port and add it again (xvtep link del dev {0}, \
+                     then reload), or restart xvtep",
+                    p.name,
+                    kept.io.name(),
+                    p.io.name()
+                ));
+            }
+        }
+        match refused.is_empty() {
+            true => Ok(()),
+            false => Err(refused.join("; ")),
+        }
+    }
+
     /// Applies a re-read config file (SIGHUP): ports, topology, static FDB entries, flood
     /// lists and neighbours become those of `new` (ports added are attached, ports removed
-    /// detached, as by `link add` and `link del`). `Ok(false)`: `new` is the running
+    /// detached, as by `link add` and `link del`), and `tunnel.mtu` the underlay MTU (back to
+    /// none: the underlay keeps the MTU it has until the daemon reads the interface's again).
+    /// What the XDP program was loaded with at start, and a kept port's I/O, cannot change:
+    /// such a file is refused ([`Running::fixed_at_start`]). `Ok(false)`: `new` is the running
     /// configuration, and nothing was touched (a new topology would flush every worker's
     /// encapsulation cache for nothing).
     pub fn reload(&mut self, mut new: Config) -> Result<bool, String> {
+        self.fixed_at_start(&new)?;
         // An internal port is created when it joins and removed when it leaves; one that stays
         // keeps the interface it has, so its addresses or MAC cannot change in place.
         let internal =
@@ -570,7 +641,7 @@ impl Running {
                 ));
             }
         }
-        // Ports kept keep the I/O they were attached with.
+        // Ports kept keep the I/O they were attached with (`auto`, or the same).
         for p in new.ports.iter_mut() {
             if let Some(old) = self.config.ports.iter().find(|o| o.name == p.name) {
                 p.io = old.io;
@@ -579,7 +650,17 @@ impl Running {
         if new == self.config {
             return Ok(false);
         }
-        self.apply_topology(&mut new)?;
+        let underlay = self.underlay;
+        if new.tunnel.mtu != self.config.tunnel.mtu {
+            self.underlay.mtu = new.tunnel.mtu.unwrap_or(self.underlay.mtu);
+        }
+        if let Err(e) = self.apply_topology(&mut new) {
+            self.underlay = underlay;
+            return Err(e);
+        }
+        if let Some(ip) = new.tunnel.remote.filter(|_| new.tunnel.remote != self.config.tunnel.remote) {
+            self.switch.nexthops.want(ip);
+        }
         // Sets: a control plane's FDB may hold tens of thousands of entries.
         let (old_set, new_set): (HashSet<&StaticFdb>, HashSet<&StaticFdb>) =
             (self.config.fdb.iter().collect(), new.fdb.iter().collect());

@@ -134,7 +134,7 @@ impl Checked {
     /// conduits (the ports' come with their sockets).
     pub fn programs(&self) -> Result<Programs> {
         let t = &self.config.tunnel;
-        let groups: Vec<IpAddr> = self.config.vlans.iter().filter_map(|m| m.group).chain(t.group).collect();
+        let groups = control::apply::underlay_groups(&self.config);
         let mut steering = Steering::load(t.local, t.dstport, &groups, self.dev.mac.0)?;
         let tc_attach = steering.tc_attach();
         info!(kernel = %xvtep_dataplane::io::sys::kernel_release(), tc = tc_attach.name(), "{}", tc_attach.describe());
