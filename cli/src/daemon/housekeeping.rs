@@ -102,11 +102,14 @@ impl MisconfigWarnings {
 }
 
 /// Conditions the daemon survives but an operator must hear about: a port that disappeared
-/// (attached again by itself when an interface of that name is back), workers that cannot
-/// keep up (the kernel drops frames for them), and an MTU raised past what sockets take.
+/// (attached again by itself when an interface of that name is back), a port renamed (it
+/// keeps switching: its interface, so its ifindex, is the same), workers that cannot keep up
+/// (the kernel drops frames for them), and an MTU raised past what sockets take.
 #[derive(Default)]
 pub struct Watch {
     gone: std::collections::HashSet<String>,
+    /// Ports whose interface was renamed, with the name it has now (said once per name).
+    renamed: std::collections::HashMap<String, String>,
     /// Interfaces warned of an MTU their sockets do not take, with that MTU.
     outgrown: std::collections::HashMap<String, u32>,
     rx_ring_full: u64,
@@ -124,11 +127,26 @@ impl Watch {
         for (name, index) in ports {
             match nix::net::if_::if_nametoindex(name.as_str()).ok() {
                 Some(now) if now == index => {
+                    // Renamed back: nothing to say, it never stopped switching.
+                    self.renamed.remove(&name);
                     if self.gone.remove(&name) {
                         info!(port = %name, "port is back with its old ifindex");
                     }
                 }
                 None => {
+                    // Its interface is still there, under another name: it keeps switching (the
+                    // sockets and the XDP program are bound to the ifindex).
+                    if let Some(renamed) = name_of(index) {
+                        if self.renamed.get(&name) != Some(&renamed) {
+                            info!(
+                                port = %name,
+                                "port {name} was renamed to {renamed} (ifindex {index}); it keeps switching as {name}"
+                            );
+                            self.renamed.insert(name.clone(), renamed);
+                        }
+                        continue;
+                    }
+                    self.renamed.remove(&name);
                     if self.gone.insert(name.clone()) {
                         warn!(
                             port = %name,
@@ -138,9 +156,11 @@ impl Watch {
                     }
                 }
                 Some(now) => {
-                    // The interface was recreated: attach the new one under the same port id,
-                    // so that the port's FDB entries and settings stay.
+                    // The interface was recreated (or another one took the name of the renamed
+                    // one): attach the new one under the same port id, so that the port's FDB
+                    // entries and settings stay.
                     self.gone.remove(&name);
+                    self.renamed.remove(&name);
                     match reattach(running, &name) {
                         Some(Ok(())) => {
                             info!(port = %name, ifindex = now, "port is back as a new interface; attached it again")
@@ -230,6 +250,11 @@ impl Watch {
     }
 }
 
+/// The name interface `index` has now, if it exists.
+fn name_of(index: u32) -> Option<String> {
+    nix::net::if_::if_indextoname(index).ok().map(|n| n.to_string_lossy().into_owned())
+}
+
 /// `name`'s MTU now, from sysfs.
 fn mtu_now(name: &str) -> Option<u32> {
     std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok()?.trim().parse().ok()
@@ -302,6 +327,31 @@ pub fn follow_underlay_mac(dev: &Iface, steering: &Mutex<Steering>, running: &Mu
         warn!("updating the XDP program for the new MAC failed: {e}");
     }
     r.underlay.mac = mac;
+    let (config, underlay) = (r.config.clone(), r.underlay);
+    r.switch.apply_topology(&config, underlay);
+}
+
+/// Keeps the switch's underlay MTU the underlay interface's while `tunnel.mtu` does not set it
+/// (lowered or raised while running, or `tunnel.mtu` taken out by a reload): encapsulated frames
+/// that no longer fit are dropped as `mtu_exceeded` rather than sent to be lost on the wire. A
+/// raised MTU is followed as far as the underlay's AF_XDP sockets take frames (`check_mtus`
+/// warns of the rest).
+pub fn follow_underlay_mtu(dev: &Iface, running: &Mutex<Running>) {
+    let Some(mtu) = mtu_now(&dev.name) else { return };
+    let usable = outgrown(dev, mtu).map_or(mtu, |largest| mtu.min(largest as u32));
+    let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+    let old = r.underlay.mtu;
+    if r.config.tunnel.mtu.is_some() || usable == old {
+        return;
+    }
+    if usable < old {
+        info!(dev = %dev.name, "underlay {} MTU {old} -> {usable}: frames that no longer fit are dropped as mtu_exceeded", dev.name);
+    } else if usable < mtu {
+        info!(dev = %dev.name, "underlay {} MTU {old} -> {usable}: frames up to it are sent (its MTU is {mtu}, more than its AF_XDP sockets take)", dev.name);
+    } else {
+        info!(dev = %dev.name, "underlay {} MTU {old} -> {usable}: frames up to it are sent", dev.name);
+    }
+    r.underlay.mtu = usable;
     let (config, underlay) = (r.config.clone(), r.underlay);
     r.switch.apply_topology(&config, underlay);
 }

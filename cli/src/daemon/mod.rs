@@ -36,7 +36,7 @@ use xvtep_dataplane::io::afxdp::IoCommand;
 use xvtep_dataplane::Switch;
 
 use host::Iface;
-use housekeeping::{follow_underlay_mac, Housekeeping};
+use housekeeping::{follow_underlay_mac, follow_underlay_mtu, Housekeeping};
 use internal::InternalPorts;
 use ports::{Attached, PortHost};
 use shutdown::ExitReport;
@@ -189,8 +189,8 @@ impl Daemon {
     }
 
     /// One pass of the loop: the reload asked for, if any; then, when due, the housekeeping
-    /// (ageing, resolving next hops, the warnings, the underlay's MAC and UDP superframes, the
-    /// traffic summary), else a 25 ms pause. Breaks when a worker stopped.
+    /// (ageing, resolving next hops, the warnings, the underlay's MAC, MTU and UDP superframes,
+    /// the traffic summary), else a 25 ms pause. Breaks when a worker stopped.
     fn tick(&mut self) -> ControlFlow<()> {
         if let Some((reason, count, asked)) = self.reload_asked() {
             self.reload(reason, count, asked);
@@ -208,6 +208,7 @@ impl Daemon {
         h.watch.check_mtus(&self.dev, &self.attached, &self.running);
         h.superframes.recheck(&self.dev, &self.worker_commands);
         follow_underlay_mac(&self.dev, &self.steering, &self.running);
+        follow_underlay_mtu(&self.dev, &self.running);
         if self.workers.iter().any(|w| w.handle.is_finished()) {
             warn!("a worker stopped; shutting down");
             return ControlFlow::Break(());
@@ -238,7 +239,9 @@ impl Daemon {
         match result {
             Ok(true) => {
                 count.fetch_add(1, Ordering::Relaxed);
-                info!(config = %self.config.display(), "reloaded the configuration ({reason})")
+                info!(config = %self.config.display(), "reloaded the configuration ({reason})");
+                // `tunnel.mtu` taken out: the underlay's MTU is the interface's again.
+                follow_underlay_mtu(&self.dev, &self.running);
             }
             Ok(false) if asked => {
                 info!(config = %self.config.display(), "re-read the configuration ({reason}): no change")
