@@ -250,9 +250,11 @@ impl Watch {
     }
 }
 
-/// The name interface `index` has now, if it exists.
+/// The name interface `index` has now, if it exists (if_indextoname(3) of a gone index may
+/// give an empty name rather than fail: the name is looked up back to be sure).
 fn name_of(index: u32) -> Option<String> {
-    nix::net::if_::if_indextoname(index).ok().map(|n| n.to_string_lossy().into_owned())
+    let name = nix::net::if_::if_indextoname(index).ok()?.to_string_lossy().into_owned();
+    (!name.is_empty() && nix::net::if_::if_nametoindex(name.as_str()).ok() == Some(index)).then_some(name)
 }
 
 /// `name`'s MTU now, from sysfs.
