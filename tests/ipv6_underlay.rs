@@ -114,7 +114,10 @@ fn seventy_bytes_of_overhead() {
     assert_eq!(names(&out), ["eth0"]);
     assert_eq!(out[0].1.len(), 14 + 1500);
     let over = udp_frame(A, far, "10.1.0.1", "10.1.0.7", 1, 1, &[0u8; 1431 - 28]);
-    assert!(h.send(2.0, "p1", &over).is_empty());
+    // Dropped, and its sender told that 1430 fit (tests/too_big.rs has the message whole).
+    let told = h.send(2.0, "p1", &over);
+    assert_eq!(names(&told), ["p1"]);
+    assert_eq!(&told[0].1[14 + 20..14 + 28], &[3, 4, told[0].1[36], told[0].1[37], 0, 0, 0x05, 0x96]);
     assert_eq!(h.drops().into_iter().collect::<Vec<_>>(), [("mtu_exceeded", 1)]);
 }
 

@@ -29,11 +29,18 @@ fn seed000_two_xvtep_hosts() {
     h2.b.sh("ip addr add 10.2.0.99/24 dev eth0");
     assert!(!h1.a.try_sh("ping -c 2 -W 1 10.2.0.99").status.success(), "VNI 3 reached from VNI 2");
     // A container whose MTU ignores the tunnel overhead: its full-size frames cannot be
-    // encapsulated within the underlay MTU; they are dropped, counted and warned about.
+    // encapsulated within the underlay MTU; they are dropped, counted and warned about, and
+    // the container is told the MTU that fits, as the kernel's vxlan tells it: its stack
+    // keeps it for the path, and TCP with it works instead of stalling.
     h1.a.sh("ip link set eth0 mtu 1500");
     assert!(!h1.a.try_sh("ping -c 1 -W 1 -M do -s 1472 10.2.0.2").status.success());
     d1.wait_for("mtu_exceeded dropped 1 frame(s) (tap1_0 1)", Duration::from_secs(5));
+    let route = h1.a.sh("ip route get 10.2.0.2");
+    assert!(route.contains("mtu 1450"), "no path MTU learned from xvtep's message: {route}");
+    let len = 4 << 20;
+    assert_eq!(tcp_transfer_checked(&h1.a, &h2.a, "10.2.0.2", len), len, "TCP from an MTU-1500 container");
     let out1 = d1.stop();
+    assert!(count_after(&out1, "too big told: ") >= 1, "{out1}");
     d2.stop();
     let mac_a2 = h2.a.sh("cat /sys/class/net/eth0/address").trim().to_string();
     assert!(

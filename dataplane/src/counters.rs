@@ -113,6 +113,9 @@ pub struct PortCounters {
     pub nd_suppressed: Counter,
     /// Received segments sent on as part of a coalesced superframe (GRO).
     pub tx_coalesced: Counter,
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" messages sent back out of this
+    /// port to a sender whose packet was too big for the tunnel.
+    pub too_big_sent: Counter,
     pub drops: Box<[Counter]>,
 }
 
@@ -127,6 +130,7 @@ impl Default for PortCounters {
             arp_suppressed: Counter::default(),
             nd_suppressed: Counter::default(),
             tx_coalesced: Counter::default(),
+            too_big_sent: Counter::default(),
             drops: DropReason::ALL.iter().map(|_| Counter::default()).collect(),
         }
     }
@@ -173,6 +177,9 @@ pub struct PortStats {
     /// Segments that left inside a coalesced superframe rather than on their own.
     #[serde(default)]
     pub tx_coalesced: u64,
+    /// "Too big" messages sent back to senders of packets too big for the tunnel.
+    #[serde(default)]
+    pub too_big_sent: u64,
     /// Non-zero drop counters by reason name.
     pub drops: BTreeMap<String, u64>,
 }
@@ -188,6 +195,7 @@ impl PortStats {
         self.arp_suppressed += c.arp_suppressed.get();
         self.nd_suppressed += c.nd_suppressed.get();
         self.tx_coalesced += c.tx_coalesced.get();
+        self.too_big_sent += c.too_big_sent.get();
         for (reason, counter) in DropReason::ALL.iter().zip(c.drops.iter()) {
             let v = counter.get();
             if v != 0 {
@@ -216,6 +224,7 @@ impl PortStats {
             (&mut self.arp_suppressed, other.arp_suppressed),
             (&mut self.nd_suppressed, other.nd_suppressed),
             (&mut self.tx_coalesced, other.tx_coalesced),
+            (&mut self.too_big_sent, other.too_big_sent),
         ] {
             *a = f(*a, b);
         }

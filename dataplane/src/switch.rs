@@ -410,9 +410,10 @@ impl fmt::Display for Stats {
         )?;
         write!(
             f,
-            "arp suppressed: {suppressed}; nd suppressed: {}; segments coalesced: {}; events lost: {}",
+            "arp suppressed: {suppressed}; nd suppressed: {}; segments coalesced: {}; too big told: {}; events lost: {}",
             total(|p| p.nd_suppressed),
             total(|p| p.tx_coalesced),
+            total(|p| p.too_big_sent),
             self.events_lost
         )
     }

@@ -119,6 +119,12 @@ fn port_families(out: &mut Families, stats: &xvtep_dataplane::Stats) {
         per_port(|p| p.nd_suppressed),
     );
     out.family(
+        "xvtep_too_big_sent_total",
+        "counter",
+        "ICMP fragmentation-needed / ICMPv6 packet-too-big messages sent back to senders of packets too big for the tunnel, per port.",
+        per_port(|p| p.too_big_sent),
+    );
+    out.family(
         "xvtep_tx_coalesced_total",
         "counter",
         "Segments from the tunnel sent inside a coalesced superframe (GRO), per port.",
@@ -271,6 +277,7 @@ mod tests {
             "xvtep_arp_suppressed_total",
             "xvtep_nd_suppressed_total",
             "xvtep_tx_coalesced_total",
+            "xvtep_too_big_sent_total",
         ] {
             assert!(
                 text.contains(&format!("{per_port}{{port=\"p1\"}} 0\n")),

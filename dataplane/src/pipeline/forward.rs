@@ -4,6 +4,7 @@
 use super::encap::{EncapKey, InnerFacts};
 use super::gro;
 use super::superframe::Offload;
+use super::too_big;
 use super::tx::{Edit, TxAction, TxOffload, TxSource};
 use super::{Ctx, Frame};
 use crate::counters::DropReason;
@@ -49,6 +50,9 @@ pub(crate) fn forward(cx: &mut Ctx, f: &Frame) {
                 cx.drop(f.ingress, DropReason::SplitHorizon);
             } else if let Err(reason) = to_remote(cx, f, &r, inner_facts(f)) {
                 cx.drop(f.ingress, reason);
+                if reason == DropReason::MtuExceeded {
+                    too_big::tell_sender(cx, f);
+                }
             }
         }
         None => {
@@ -87,10 +91,12 @@ fn flood_to(cx: &mut Ctx, f: &Frame, unknown_unicast: bool, tunnel: bool) {
     }
     if let (true, false, Some(vni)) = (tunnel, f.ingress.is_tunnel(), f.domain.as_vni()) {
         let facts = inner_facts(f);
+        let mut too_big = false;
         let mut send = |cx: &mut Ctx, r: &Remote| {
             targets += 1;
             if let Err(reason) = to_remote(cx, f, r, facts) {
                 cx.drop(f.ingress, reason);
+                too_big |= reason == DropReason::MtuExceeded;
             }
         };
         // Head-end replication to the VNI's flood list, else its multicast group, else the
@@ -103,6 +109,10 @@ fn flood_to(cx: &mut Ctx, f: &Frame, unknown_unicast: bool, tunnel: bool) {
             send(cx, &Remote::new(group));
         } else if let Some(remote) = cx.topo.tunnel.remote {
             send(cx, &Remote::new(remote));
+        }
+        // One message for the frame, however many remotes it was too big for.
+        if too_big {
+            too_big::tell_sender(cx, f);
         }
     }
     if targets == 0 {

@@ -15,6 +15,7 @@ mod forward;
 mod gro;
 mod nd;
 pub mod superframe;
+mod too_big;
 pub mod tx;
 pub mod udp_gso;
 

@@ -16,6 +16,7 @@ mod mac;
 pub mod nd;
 pub mod offload;
 pub mod tcp;
+pub mod too_big;
 mod transport;
 pub mod udp;
 pub mod virtio_net;
