@@ -197,6 +197,8 @@ impl Rtnl {
     }
 
     /// Every usable neighbour entry of `family`: (address, ifindex) → MAC.
+    // The resolver reads the states too ([`Rtnl::neighbour_states`]).
+    #[allow(dead_code)]
     pub fn neighbours(&mut self, family: AddressFamily) -> io::Result<HashMap<(IpAddr, u32), MacAddr>> {
         Ok(self.neighbour_dump(family)?.into_iter().map(|(ip, i, mac)| ((ip, i), mac)).collect())
     }
@@ -568,5 +570,70 @@ pub fn family_of(ip: IpAddr) -> AddressFamily {
         AddressFamily::Inet
     } else {
         AddressFamily::Inet6
+    }
+}
+
+/// One entry of the kernel's neighbour table with its state, as the resolver reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbour {
+    /// Its link-layer address (the kernel gives none while the entry is not valid).
+    pub mac: Option<MacAddr>,
+    pub state: NeighbourState,
+}
+
+impl Neighbour {
+    /// The MAC to send to, unless the entry is still being resolved or has failed.
+    pub fn usable(&self) -> Option<MacAddr> {
+        match self.state {
+            NeighbourState::Incomplete | NeighbourState::Failed => None,
+            _ => self.mac,
+        }
+    }
+}
+
+impl Rtnl {
+    /// Every neighbour entry of `family` with its state: (address, ifindex) → entry.
+    pub fn neighbour_states(
+        &mut self,
+        family: AddressFamily,
+    ) -> io::Result<HashMap<(IpAddr, u32), Neighbour>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family;
+        let replies = self.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
+        let mut out = HashMap::new();
+        for r in replies {
+            let RouteNetlinkMessage::NewNeighbour(n) = r else { continue };
+            let (mut ip, mut mac) = (None, None);
+            for a in n.attributes {
+                match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(a)),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => ip = Some(IpAddr::V6(a)),
+                    NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
+                        mac = Some(MacAddr::from_bytes(&l))
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(ip) = ip {
+                out.insert((ip, n.header.ifindex), Neighbour { mac, state: n.header.state });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tells the kernel that its neighbour entry `ip` on `ifindex` is in use, as a
+    /// transmission through it would (`NTF_USE`: `neigh_event_send`): a STALE entry goes to
+    /// DELAY, then PROBE (unicast to the MAC it holds), and on no answer to FAILED, after
+    /// which it is resolved afresh. Never creates an entry (no `NLM_F_CREATE`).
+    pub fn use_neighbour(&mut self, ip: IpAddr, ifindex: u32) -> io::Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family_of(ip);
+        msg.header.ifindex = ifindex;
+        msg.header.flags = NeighbourFlags::Use;
+        msg.attributes.push(NeighbourAttribute::Destination(match ip {
+            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+        }));
+        self.request(RouteNetlinkMessage::NewNeighbour(msg), NLM_F_REQUEST | NLM_F_ACK).map(|_| ())
     }
 }

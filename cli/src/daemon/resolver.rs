@@ -2,23 +2,60 @@
 //! second, every remote asked for or known is looked up; unknown next hops are resolved by
 //! the kernel (ARP, or ND over IPv6) on our request, changed ones are updated, failed ones removed (their
 //! traffic is then dropped and counted as nexthop_unresolved, not sent to a stale MAC).
+//!
+//! xvtep sends through AF_XDP, never through the kernel's neighbour entries, so the kernel
+//! never sees them used and never checks them again: a next hop whose MAC changed without a
+//! gratuitous ARP would stay STALE with the old MAC for good. So every pass tells the kernel
+//! that the STALE entries of the next hops in use are used (`NTF_USE`, as a transmission
+//! would), at most once a second each and a bounded number per pass: the kernel then probes
+//! the MAC it holds (DELAY, PROBE) and, on no answer, resolves the address afresh; the new
+//! MAC is picked up by the next pass.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
+use netlink_packet_route::neighbour::NeighbourState;
+use xvtep_dataplane::wire::MacAddr;
 use xvtep_dataplane::NextHops;
 
 use super::netlink::{family_of, Rtnl};
+
+/// How often one neighbour entry is told it is in use, at most.
+const NUDGE_EVERY: Duration = Duration::from_secs(1);
+/// How many neighbour entries one pass tells it is in use, at most (the rest wait for the
+/// next pass, longest waiting first): a host with thousands of on-link remotes does not
+/// flood the kernel with netlink messages.
+const NUDGES_PER_PASS: usize = 256;
+
+/// A next hop: its address and the interface it is reached through.
+type Hop = (IpAddr, u32);
 
 pub struct Resolver {
     rtnl: Rtnl,
     dev: u32,
     warned: HashSet<IpAddr>,
+    /// The MAC last used per next hop, to tell of a change (kept while it fails).
+    macs: HashMap<Hop, MacAddr>,
+    /// When each next hop in use was last told to the kernel as used.
+    nudged: HashMap<Hop, Instant>,
+    /// Next hops whose MAC changed while in use, since start.
+    pub mac_changes: u64,
+    /// `NTF_USE` messages sent for STALE next hops, since start.
+    pub nudges: u64,
 }
 
 impl Resolver {
     pub fn new(dev: u32) -> std::io::Result<Resolver> {
-        Ok(Resolver { rtnl: Rtnl::new()?, dev, warned: HashSet::new() })
+        Ok(Resolver {
+            rtnl: Rtnl::new()?,
+            dev,
+            warned: HashSet::new(),
+            macs: HashMap::new(),
+            nudged: HashMap::new(),
+            mac_changes: 0,
+            nudges: 0,
+        })
     }
 
     /// One pass; returns how many remotes are still unresolved.
@@ -26,7 +63,7 @@ impl Resolver {
         let wanted: Vec<IpAddr> = hops.to_resolve().into_iter().filter(|ip| !ip.is_multicast()).collect();
         let Some(first) = wanted.first() else { return 0 };
         // One tunnel, one family (the config's rule): its neighbour table is the one to read.
-        let neighbours = match self.rtnl.neighbours(family_of(*first)) {
+        let neighbours = match self.rtnl.neighbour_states(family_of(*first)) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("reading the neighbour table failed: {e}");
@@ -34,6 +71,9 @@ impl Resolver {
             }
         };
         let mut unresolved = 0;
+        // Next hops of the remotes: every one routed to, and the STALE ones sent to.
+        let mut routed: HashSet<Hop> = HashSet::new();
+        let mut stale: HashSet<Hop> = HashSet::new();
         for ip in wanted {
             let route = match self.rtnl.route(ip) {
                 Ok(Some(r)) => r,
@@ -50,9 +90,19 @@ impl Resolver {
             if route.oif != self.dev && self.warned.insert(ip) {
                 tracing::warn!(%ip, oif = route.oif, "remote VTEP is routed out of another interface than tunnel.dev");
             }
-            match neighbours.get(&(route.next_hop, route.oif)) {
+            let hop = (route.next_hop, route.oif);
+            routed.insert(hop);
+            let entry = neighbours.get(&hop);
+            match entry.and_then(|n| n.usable()) {
                 Some(mac) => {
-                    hops.insert(ip, *mac);
+                    if let Some(old) = self.macs.insert(hop, mac).filter(|old| *old != mac) {
+                        self.mac_changes += 1;
+                        tracing::info!("underlay next hop {}: MAC {old} -> {mac}", route.next_hop);
+                    }
+                    if entry.is_some_and(|n| n.state == NeighbourState::Stale) {
+                        stale.insert(hop);
+                    }
+                    hops.insert(ip, mac);
                     self.warned.remove(&ip);
                 }
                 None => {
@@ -65,6 +115,29 @@ impl Resolver {
                 }
             }
         }
+        self.macs.retain(|hop, _| routed.contains(hop));
+        self.nudged.retain(|hop, _| routed.contains(hop));
+        self.nudge(stale);
         unresolved
+    }
+
+    /// Tells the kernel that the `stale` next hops are in use (`NTF_USE`), each at most once
+    /// per [`NUDGE_EVERY`], at most [`NUDGES_PER_PASS`] of them, longest waiting first.
+    fn nudge(&mut self, stale: HashSet<Hop>) {
+        let now = Instant::now();
+        let mut due: Vec<(Option<Instant>, Hop)> = stale
+            .into_iter()
+            .map(|hop| (self.nudged.get(&hop).copied(), hop))
+            .filter(|(last, _)| last.is_none_or(|t| now.duration_since(t) >= NUDGE_EVERY))
+            .collect();
+        // Never nudged first (None sorts first), then the longest ago.
+        due.sort();
+        for (_, hop) in due.into_iter().take(NUDGES_PER_PASS) {
+            self.nudged.insert(hop, now);
+            self.nudges += 1;
+            if let Err(e) = self.rtnl.use_neighbour(hop.0, hop.1) {
+                tracing::debug!("telling the kernel that next hop {} is in use failed: {e}", hop.0);
+            }
+        }
     }
 }
