@@ -194,11 +194,26 @@ impl SteerCounters {
     }
 }
 
+/// What to do about an XDP attach that failed with `err`, where the cause is known.
+fn attach_hint(err: &libbpf_rs::Error) -> &'static str {
+    // The error chain keeps the errno only in its text (libbpf-rs has no kind for ENOSPC).
+    if format!("{err:#}").contains("(os error 28)") {
+        // veth_xdp_set: a veth takes XDP only with at least as many receive queues as its
+        // peer has transmit queues; a NIC driver says ENOSPC when it has no transmit queues
+        // left for XDP.
+        return "; on a veth, XDP needs at least as many rx queues as its peer has tx queues: \
+                compare `ethtool -l` of both ends and raise the rx queues (ethtool -L IFACE rx N) \
+                or recreate the pair with equal numrxqueues/numtxqueues; on a NIC, free queues \
+                for XDP (ethtool -L IFACE combined N)";
+    }
+    ""
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SteerError {
     #[error("loading the XDP program failed: {0} (needs root with CAP_BPF and CAP_NET_ADMIN, and a kernel with BTF)")]
     Load(libbpf_rs::Error),
-    #[error("attaching XDP to {iface} failed: {err}")]
+    #[error("attaching XDP to {iface} failed: {err:#}{}", attach_hint(err))]
     Attach { iface: String, err: libbpf_rs::Error },
     #[error("attaching the tc program {prog} to {iface} ({hook}) failed: {err}; {hint}")]
     TcAttach { prog: &'static str, iface: String, hook: &'static str, err: String, hint: &'static str },
@@ -312,6 +327,18 @@ impl Steering {
             .update(&ifindex.to_ne_bytes(), as_bytes(&info), MapFlags::ANY)
             .map_err(|err| SteerError::Map { map: "ports", err })?;
         self.slots.insert(ifindex, slot);
+        let link = self.attach_program(iface, ifindex);
+        if link.is_err() {
+            // Not attached: the interface's slot is free again.
+            self.slots.remove(&ifindex);
+            let _ = self.skel.maps.ports.delete(&ifindex.to_ne_bytes());
+        }
+        self.links.push((iface.to_string(), link?));
+        Ok(())
+    }
+
+    /// Attaches the program to `ifindex`, replacing a stale one of ours.
+    fn attach_program(&mut self, iface: &str, ifindex: u32) -> Result<libbpf_rs::Link, SteerError> {
         let prog = &self.skel.progs.xvtep_steer;
         let link = match prog.attach_xdp(ifindex as i32) {
             Ok(link) => link,
@@ -333,8 +360,7 @@ impl Steering {
                     .map_err(|err| SteerError::Attach { iface: iface.into(), err })?
             }
         };
-        self.links.push((iface.to_string(), link));
-        Ok(())
+        Ok(link)
     }
 
     /// Undoes [`Steering::attach`]: the interface's sockets are unregistered, the program is

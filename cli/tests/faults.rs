@@ -289,3 +289,32 @@ fn a_batch_larger_than_the_tunnel_ring_waits_for_it() {
         );
     }
 }
+
+/// An underlay the kernel will not give XDP to says why and what to do: a veth whose receive
+/// queues were cut below its peer's transmit queues (`ethtool -L`) refuses XDP with ENOSPC.
+#[test]
+fn an_underlay_that_refuses_xdp_names_the_queues() {
+    require_root!();
+    let p = prefix("enospc");
+    let (h, peer) = (Netns::new(&format!("{p}-h")), Netns::new(&format!("{p}-p")));
+    sh(&format!(
+        "ip link add eth0 netns {} numtxqueues 4 numrxqueues 4 type veth peer name p0 netns {} \
+         numtxqueues 4 numrxqueues 4",
+        h.name, peer.name
+    ));
+    h.sh("ip addr add 192.168.1.1/24 dev eth0 && ip link set eth0 up && ethtool -L eth0 rx 1 tx 1");
+    peer.sh("ip link set p0 up");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("x.toml");
+    std::fs::write(
+        &config,
+        "[tunnel]\nlocal = \"192.168.1.1\"\ndev = \"eth0\"\n[[vlan]]\nvid = 2\nvni = 2\n",
+    )
+    .unwrap();
+    let out = h.try_sh(&format!("timeout 20 {} run -c {}", xvtep().display(), config.display()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on an underlay that refuses XDP: {err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("rx queues as its peer has tx queues"), "no hint: {err}");
+    assert_eq!(xdp_programs(&h), 0);
+}
