@@ -42,8 +42,21 @@ pub fn underlay_takes(dev: &Iface, ipv6: bool) -> Result<Limits, String> {
     }
     // Frames of one flow leave by two sockets; they keep their order only through one queue,
     // of this device's own (a stacked device passes them to another's queues).
-    if dev.tx_queues != Some(1) {
-        return Err(format!("{} has not one transmit queue", dev.name));
+    match dev.tx_queues {
+        Some(1) => {}
+        Some(n) => {
+            return Err(format!(
+                "{} has {n} transmit queues, and superframes keep a flow's order only through one \
+                 (ethtool -L {} tx 1 would allow them)",
+                dev.name, dev.name
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{}'s transmit queues are unknown (no /sys/class/net/{}/queues)",
+                dev.name, dev.name
+            ))
+        }
     }
     if dev.stacked {
         return Err(format!("{} is stacked on another device", dev.name));
