@@ -121,23 +121,59 @@ impl Resolver {
         unresolved
     }
 
-    /// Tells the kernel that the `stale` next hops are in use (`NTF_USE`), each at most once
-    /// per [`NUDGE_EVERY`], at most [`NUDGES_PER_PASS`] of them, longest waiting first.
+    /// Tells the kernel that the `stale` next hops are in use (`NTF_USE`); see [`due`].
     fn nudge(&mut self, stale: HashSet<Hop>) {
         let now = Instant::now();
-        let mut due: Vec<(Option<Instant>, Hop)> = stale
-            .into_iter()
-            .map(|hop| (self.nudged.get(&hop).copied(), hop))
-            .filter(|(last, _)| last.is_none_or(|t| now.duration_since(t) >= NUDGE_EVERY))
-            .collect();
-        // Never nudged first (None sorts first), then the longest ago.
-        due.sort();
-        for (_, hop) in due.into_iter().take(NUDGES_PER_PASS) {
+        for hop in due(stale, &self.nudged, now) {
             self.nudged.insert(hop, now);
             self.nudges += 1;
             if let Err(e) = self.rtnl.use_neighbour(hop.0, hop.1) {
                 tracing::debug!("telling the kernel that next hop {} is in use failed: {e}", hop.0);
             }
         }
+    }
+}
+
+/// Which of the `stale` next hops to tell the kernel of `now`: those not told within
+/// [`NUDGE_EVERY`] (`nudged` says when each was), at most [`NUDGES_PER_PASS`], never told
+/// first, then the longest ago.
+fn due(stale: HashSet<Hop>, nudged: &HashMap<Hop, Instant>, now: Instant) -> Vec<Hop> {
+    let mut due: Vec<(Option<Instant>, Hop)> = stale
+        .into_iter()
+        .map(|hop| (nudged.get(&hop).copied(), hop))
+        .filter(|(last, _)| last.is_none_or(|t| now.duration_since(t) >= NUDGE_EVERY))
+        .collect();
+    // None sorts first.
+    due.sort();
+    due.into_iter().take(NUDGES_PER_PASS).map(|(_, hop)| hop).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(n: u32) -> Hop {
+        (IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)), 2)
+    }
+
+    #[test]
+    fn a_next_hop_is_told_at_most_once_a_second() {
+        let now = Instant::now();
+        let mut nudged = HashMap::new();
+        nudged.insert(hop(1), now - Duration::from_millis(400));
+        nudged.insert(hop(2), now - Duration::from_millis(1000));
+        let got = due([hop(1), hop(2), hop(3)].into_iter().collect(), &nudged, now);
+        assert_eq!(got, vec![hop(3), hop(2)], "never told first, then due ones; not one told 0.4 s ago");
+    }
+
+    #[test]
+    fn one_pass_tells_a_bounded_number_longest_waiting_first() {
+        let now = Instant::now();
+        let n = NUDGES_PER_PASS as u32 + 100;
+        // Hop i was told (n - i) seconds ago: the lowest numbers waited longest.
+        let nudged: HashMap<Hop, Instant> =
+            (0..n).map(|i| (hop(i), now - Duration::from_secs(u64::from(n - i)))).collect();
+        let got = due((0..n).map(hop).collect(), &nudged, now);
+        assert_eq!(got, (0..NUDGES_PER_PASS as u32).map(hop).collect::<Vec<_>>());
     }
 }
