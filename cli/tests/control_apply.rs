@@ -515,6 +515,13 @@ fn reload_refuses_what_the_xdp_program_was_loaded_with() {
              the XDP program matches the groups loaded at start, and the underlay joined those; restart \
              xvtep to change them",
         ),
+        (
+            "dev = \"eth0\"",
+            "dev = \"eth0\"\nmac = \"02:00:00:00:00:99\"",
+            "tunnel.mac changed from none to 02:00:00:00:00:99: the daemon sends from the underlay's own MAC \
+             (tunnel.mac is replay's); change that instead (ip link set dev eth0 address MAC), which xvtep \
+             follows",
+        ),
     ] {
         let mut r = rig();
         let before = r.run.config.clone();

@@ -560,7 +560,8 @@ impl Running {
 
     /// What a reload cannot change in place, checked before anything is touched: what the XDP
     /// program was loaded with and the underlay attached to at start (`tunnel.dev`, `local`,
-    /// `dstport`, the multicast groups), and the I/O a kept port was attached with. Each change
+    /// `dstport`, the multicast groups), `tunnel.mac` (never the daemon's: it sends from the
+    /// underlay's MAC), and the I/O a kept port was attached with. Each change
     /// found is named with what to do instead. A kept port whose `io` is `auto` keeps the I/O
     /// it was attached with.
     fn fixed_at_start(&self, new: &Config) -> Result<(), String> {
@@ -585,6 +586,16 @@ impl Running {
                 "tunnel.dstport changed from {} to {}: the XDP program matches the UDP port loaded at start; \
                  restart xvtep to change it",
                 old.dstport, t.dstport
+            ));
+        }
+        if old.mac != t.mac {
+            let mac = |m: Option<MacAddr>| m.map_or("none".to_string(), |m| m.to_string());
+            refused.push(format!(
+                "tunnel.mac changed from {} to {}: the daemon sends from the underlay's own MAC (tunnel.mac is \
+                 replay's); change that instead (ip link set dev {} address MAC), which xvtep follows",
+                mac(old.mac),
+                mac(t.mac),
+                old.dev
             ));
         }
         let set = |c: &Config| underlay_groups(c).into_iter().collect::<std::collections::BTreeSet<_>>();
