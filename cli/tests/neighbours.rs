@@ -21,12 +21,27 @@ const UP: Duration = Duration::from_secs(10);
 #[test]
 fn a_remote_vtep_whose_mac_changes_is_reached_again() {
     require_root!();
-    let t = topo(&prefix("nbmac"), 2);
+    remote_mac_changes("nbmac", "192.168.1.1", "192.168.1.2");
+}
+
+/// [`a_remote_vtep_whose_mac_changes_is_reached_again`] over an IPv6 underlay (ND: the same
+/// DELAY, PROBE and FAILED, neighbour solicitations for ARP).
+#[test]
+fn a_remote_vtep_whose_mac_changes_is_reached_again_over_ipv6() {
+    require_root!();
+    remote_mac_changes("nbmac6", "2001:db8:1::1", "2001:db8:1::2");
+}
+
+/// Host 1 (xvtep, `local`) reaches host 2 (the kernel's vxlan, `remote`) again after host 2's
+/// MAC changed; see [`a_remote_vtep_whose_mac_changes_is_reached_again`].
+fn remote_mac_changes(name: &str, local: &str, remote: &str) {
+    let v4 = !local.contains(':');
+    let t = topo(&prefix(name), 2);
     let (h1, h2) = (&t.hosts[0], &t.hosts[1]);
-    kernel_vtep(&h2.h, "192.168.1.2", &["192.168.1.1"], None);
-    let mut d1 = Daemon::start(&h1.h, &seed_config("192.168.1.1", &["192.168.1.2"], ""), t.dir.path(), "h1");
+    kernel_vtep(&h2.h, remote, &[local], None);
+    let mut d1 = Daemon::start(&h1.h, &seed_config(local, &[remote], ""), t.dir.path(), "h1");
     assert!(h1.a.ping_ok("10.2.0.2", UP), "VNI 2 to the kernel's VTEP");
-    // Nothing from host 2 may tell host 1 the new MAC (host 2 ARPs for host 1 by broadcast
+    // Nothing from host 2 may tell host 1 the new MAC (host 2 resolves host 1 by broadcast
     // as soon as it sends to it, its neighbours flushed by the change): a2 would check its
     // STALE entry for a1 after answering (a unicast ARP probe through the tunnel), so a1's
     // MAC is fixed there; and the containers' link-up chatter (IGMP reports, flooded to host
@@ -41,20 +56,25 @@ fn a_remote_vtep_whose_mac_changes_is_reached_again() {
     let wire = PacketSocket::open(&t.ul, "p2");
     // Host 1's entry as it is once its reachable time (15–45 s) has run out since the kernel
     // last saw it used: STALE, no timer running, the kernel checks it only when it is used.
-    h1.h.sh(&format!("ip neigh replace 192.168.1.2 dev eth0 lladdr {old} nud stale"));
+    h1.h.sh(&format!("ip neigh replace {remote} dev eth0 lladdr {old} nud stale"));
     h2.h.sh(&format!("ip link set dev eth0 address {new}"));
     let changed = Instant::now();
     let within = Duration::from_secs(30);
     let recovered = h1.a.ping_ok("10.2.0.2", within);
     let took = changed.elapsed();
-    let neigh = h1.h.sh("ip neigh show 192.168.1.2");
+    let neigh = h1.h.sh(&format!("ip neigh show {remote}"));
     assert!(
         recovered,
         "no ping answered within {within:?} of the remote VTEP's MAC change; h1: {neigh}\n{}",
         d1.log()
     );
     eprintln!("answered again {took:?} after the MAC change; h1: {neigh}");
-    d1.wait_for(&format!("underlay next hop 192.168.1.2: MAC {old} -> {new}"), Duration::from_secs(5));
+    d1.wait_for(&format!("underlay next hop {remote}: MAC {old} -> {new}"), Duration::from_secs(5));
+    assert!(neigh.contains(new), "h1's neighbour entry has the new MAC: {neigh}");
+    if !v4 {
+        d1.stop();
+        return;
+    }
     // The first ARP host 2 sent after the change answered host 1's broadcast request.
     let arps: Vec<(u16, String, String)> = wire
         .receive(100_000, Duration::from_millis(200))
