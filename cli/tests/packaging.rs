@@ -243,6 +243,12 @@ fn rust_sources(path: &Path, out: &mut Vec<(PathBuf, String)>) {
             rust_sources(&entry.unwrap().path(), out);
         }
     } else if path.extension().is_some_and(|e| e == "rs") {
+        // A test module of its own file (`#[cfg(test)] mod tests;`, `mod veth_tests;`) is not
+        // the daemon's code.
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name == "tests.rs" || name.ends_with("_tests.rs") {
+            return;
+        }
         let text = std::fs::read_to_string(path).unwrap();
         let daemon = text.split("\n#[cfg(test)]\nmod ").next().unwrap_or_default();
         let code =
