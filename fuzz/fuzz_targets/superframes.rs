@@ -161,6 +161,16 @@ fn pseudo_sum(f: &[u8], l4: usize) -> u64 {
     }
 }
 
+/// Whether the untagged frame `f` is an ICMP "fragmentation needed" or ICMPv6 "packet too
+/// big" message.
+fn is_too_big(f: &[u8]) -> bool {
+    match f.get(12..14) {
+        Some([0x08, 0x00]) => f.get(23) == Some(&1) && f.get(34..36) == Some(&[3, 4]),
+        Some([0x86, 0xdd]) => f.get(20) == Some(&58) && f.get(54) == Some(&2),
+        _ => false,
+    }
+}
+
 /// Removes an 802.1Q tag, if any.
 fn untag(f: &[u8]) -> Vec<u8> {
     if f.len() >= 18 && f[12..14] == [0x81, 0x00] {
@@ -244,6 +254,13 @@ fn segmentation(mut inp: Input) {
         by_port.entry(port).or_default().push((h, f));
     }
     for (port, frames) in by_port {
+        if port == VM.0 {
+            // Back to the sender: segments too big for the tunnel, told so (one message, the
+            // superframe's own segments never).
+            assert_eq!(frames.len(), 1, "more than one message back to the sender");
+            assert!(is_too_big(&untag(&frames[0].1)), "a frame back to the sender that is not 'too big'");
+            continue;
+        }
         if port == 2 {
             // A vnet port: the superframe whole, with its header.
             assert_eq!(frames.len(), 1);
