@@ -112,6 +112,17 @@ fn a_packet_flooded_to_several_remotes_gets_one_message() {
 }
 
 #[test]
+fn a_packet_to_a_group_mac_gets_no_message() {
+    // Its source MAC would be the group's, which the sender drops.
+    let mut h = Harness::new(&config("10.0.0.1", &["10.0.0.2"]));
+    let group: Mac = [0x01, 0x00, 0x5e, 0, 0, 9];
+    let big = udp_frame(A, group, "10.1.0.1", "10.1.0.7", 1, 1, &[7u8; 1472]);
+    let out = h.send(1.0, "p1", &big);
+    assert_eq!(out.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["trunk"]);
+    assert_eq!(too_big_sent(&h, "p1"), 0);
+}
+
+#[test]
 fn a_packet_without_df_or_one_that_fits_gets_no_message() {
     let mut h = learned("10.0.0.1", "10.0.0.2");
     let mut no_df = udp_frame(A, FAR, "10.1.0.1", "10.1.0.7", 1, 1, &[7u8; 1472]);

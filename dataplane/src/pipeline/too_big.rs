@@ -11,6 +11,11 @@ use crate::wire::too_big::TooBig;
 
 /// Tells the sender of `f`, too big for the tunnel, the MTU that fits, where the kernel would.
 pub(crate) fn tell_sender(cx: &mut Ctx, f: &Frame) {
+    // The message's source MAC is the packet's destination: a group's would be dropped by the
+    // sender (the kernel's own message, looped through its bridge, is dropped there).
+    if f.eth.dst.is_multicast() || f.eth.dst == crate::wire::MacAddr([0; 6]) {
+        return;
+    }
     let t = &cx.topo.tunnel;
     let mtu = t.mtu.saturating_sub(t.overhead());
     let packet = &f.l2[f.eth.len()..];

@@ -9,7 +9,9 @@
 //! unicast address, from an address that is not 0/8, loopback, broadcast or multicast, not
 //! itself an ICMP error, and only while the MTU is at least 576; IPv6 from an address that is
 //! not unspecified, loopback or multicast, not a later fragment, not an ICMPv6 error or
-//! redirect, while the MTU is at least 1280. The message comes from the packet's destination
+//! redirect, while the MTU is at least 1280. Also none to a multicast IPv6 destination, which
+//! would be the message's source: the kernel builds one, but its bridge drops it (a group
+//! source MAC), so none reaches the wire. The message comes from the packet's destination
 //! to its source, with the packet's TTL or hop limit, and quotes as much of the packet as
 //! fits in 576 (IPv4) or 1280 (IPv6) bytes.
 
@@ -91,6 +93,10 @@ impl<'a> TooBig<'a> {
             || src.is_loopback()
             || src.is_multicast()
         {
+            return None;
+        }
+        // A message from a group address would be dropped by its receiver.
+        if ip.dst().is_multicast() {
             return None;
         }
         let (proto, rest) = first_fragment_transport(ip.next_header(), ip.payload())?;
@@ -180,6 +186,7 @@ fn first_fragment_transport(mut next: u8, mut rest: &[u8]) -> Option<(u8, &[u8])
     const FRAGMENT: u8 = 44;
     const AUTH: u8 = 51;
     const DEST_OPTIONS: u8 = 60;
+    const NO_NEXT_HEADER: u8 = 59;
     loop {
         let len = match next {
             HOP_BY_HOP | ROUTING | DEST_OPTIONS => (*rest.get(1)? as usize + 1) * 8,
@@ -191,6 +198,8 @@ fn first_fragment_transport(mut next: u8, mut rest: &[u8]) -> Option<(u8, &[u8])
                 8
             }
             AUTH => (*rest.get(1)? as usize + 2) * 4,
+            // No next header: the kernel's walk finds no transport, and answers nothing.
+            NO_NEXT_HEADER => return None,
             _ => return Some((next, rest)),
         };
         next = *rest.first()?;
@@ -320,5 +329,10 @@ mod tests {
         let mut from_multicast = p.clone();
         from_multicast[8] = 0xff;
         assert_eq!(TooBig::for_packet(ETHERTYPE_IPV6, &from_multicast, 1430), None);
+        let mut to_multicast = p.clone();
+        to_multicast[24] = 0xff;
+        assert_eq!(TooBig::for_packet(ETHERTYPE_IPV6, &to_multicast, 1430), None);
+        let no_next = ipv6(1500, 59, &[]);
+        assert_eq!(TooBig::for_packet(ETHERTYPE_IPV6, &no_next, 1430), None);
     }
 }
