@@ -88,6 +88,7 @@ fn rig() -> Rig {
             ports,
             kernel_mode: false,
             own_macs: Default::default(),
+            fixed_warned: None,
         },
         attach,
         pipeline,
@@ -601,4 +602,36 @@ fn reload_with_a_tunnel_mtu_changes_the_underlay_mtu() {
     // Unset again: the underlay keeps the MTU it has until the daemon reads the interface's.
     assert!(r.run.reload(Config::parse(CONFIG, "x").unwrap()).unwrap());
     assert_eq!((r.run.config.tunnel.mtu, r.run.underlay.mtu), (None, 1400));
+}
+
+/// Following the kernel (`[kernel]` mode), a change that brings what only a start sets (here a
+/// new group and another local address) must not stop the rest of it: the new port is
+/// attached, the address stays the running one, and the group list is taken for sending.
+#[test]
+fn following_the_kernel_applies_the_rest_of_a_change_only_a_start_could_take_whole() {
+    let mut r = rig();
+    r.run.kernel_mode = true;
+    let text = CONFIG.replacen("dev = \"eth0\"", "dev = \"eth0\"\ngroup = \"239.1.1.1\"", 1).replacen(
+        "local = \"10.0.0.1\"",
+        "local = \"10.0.0.9\"",
+        1,
+    ) + "\n[[port]]\nname = \"p3\"\n";
+    assert!(r.run.reload(Config::parse(&text, "x").unwrap()).unwrap());
+    assert_eq!(r.attach.take(), ["attach p3 3"]);
+    assert_eq!(r.run.config.tunnel.local.to_string(), "10.0.0.1");
+    assert_eq!(r.run.config.tunnel.group.map(|g| g.to_string()), Some("239.1.1.1".into()));
+    assert!(r.run.fixed_warned.as_deref().is_some_and(|w| w.starts_with("tunnel.local changed")));
+}
+
+/// VLANs that share a group name it once: the XDP program has room for 16 groups, and a
+/// common multicast setup maps many VNIs to one.
+#[test]
+fn shared_groups_are_counted_once() {
+    let mut c = Config::parse(CONFIG, "x").unwrap();
+    let g: std::net::IpAddr = "239.1.1.1".parse().unwrap();
+    for v in &mut c.vlans {
+        v.group = Some(g);
+    }
+    c.tunnel.group = Some(g);
+    assert_eq!(xvtep::control::apply::underlay_groups(&c), [g]);
 }

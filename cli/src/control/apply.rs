@@ -60,6 +60,8 @@ pub struct Running {
     pub kernel_mode: bool,
     /// Each internal port's own MAC, a permanent entry on it in every VLAN it is a member of.
     pub own_macs: BTreeMap<String, MacAddr>,
+    /// The last change followed from the kernel that only a restart can take, once warned of.
+    pub fixed_warned: Option<String>,
 }
 
 /// In `[kernel]` mode the kernel's bridges are the configuration: a change made here would be
@@ -89,7 +91,14 @@ type Outcome = Result<Value, String>;
 /// The underlay's multicast groups of `config`: each VLAN's own, then `tunnel.group`. The
 /// daemon loads the XDP program with them and joins them at start.
 pub fn underlay_groups(config: &Config) -> Vec<IpAddr> {
-    config.vlans.iter().filter_map(|m| m.group).chain(config.tunnel.group).collect()
+    // Once each: VLANs commonly share one group, and the program has room for 16.
+    let mut groups: Vec<IpAddr> = Vec::new();
+    for g in config.vlans.iter().filter_map(|m| m.group).chain(config.tunnel.group) {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    groups
 }
 
 const TUNNEL: &str = "vxlan0";
@@ -639,7 +648,21 @@ impl Running {
     /// configuration, and nothing was touched (a new topology would flush every worker's
     /// encapsulation cache for nothing).
     pub fn reload(&mut self, mut new: Config) -> Result<bool, String> {
-        self.fixed_at_start(&new)?;
+        if let Err(why) = self.fixed_at_start(&new) {
+            if !self.kernel_mode {
+                return Err(why);
+            }
+            // Following the kernel, the rest of a change (its FDB, VLANs, ports) must not wait
+            // for a restart: what only a start sets keeps its running value, and a new group
+            // is sent to but not received from until then. Said once per change.
+            if self.fixed_warned.as_deref() != Some(why.as_str()) {
+                tracing::warn!("following the kernel: {why}; the rest of the change is applied");
+                self.fixed_warned = Some(why);
+            }
+            let t = &self.config.tunnel;
+            (new.tunnel.dev, new.tunnel.local, new.tunnel.dstport, new.tunnel.mac) =
+                (t.dev.clone(), t.local, t.dstport, t.mac);
+        }
         // An internal port is created when it joins and removed when it leaves; one that stays
         // keeps the interface it has, so its addresses or MAC cannot change in place.
         let internal =

@@ -254,6 +254,7 @@ impl Checked {
             clock: Box::new(move || epoch.elapsed().as_nanos() as u64),
             ports: Box::new(ports),
             own_macs: self.internal_macs.iter().cloned().collect(),
+            fixed_warned: None,
         }
     }
 
