@@ -258,6 +258,12 @@ fn name_of(index: u32) -> Option<String> {
 }
 
 /// `name`'s MTU now, from sysfs.
+/// The underlay's name now, found by the index its XDP program and sockets are bound to: a
+/// renamed underlay is still followed, and another interface that takes its old name is not.
+fn underlay_name(dev: &Iface) -> Option<String> {
+    xvtep_dataplane::io::sys::ifname_of(dev.index).filter(|n| !n.is_empty())
+}
+
 fn mtu_now(name: &str) -> Option<u32> {
     std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok()?.trim().parse().ok()
 }
@@ -313,7 +319,8 @@ impl TrafficSummary {
 /// Keeps up with a change of the underlay interface's MAC: the XDP program steers unicast to
 /// the new MAC, and our VXLAN frames are sent from it.
 pub fn follow_underlay_mac(dev: &Iface, steering: &Mutex<Steering>, running: &Mutex<Running>) {
-    let path = format!("/sys/class/net/{}/address", dev.name);
+    let Some(name) = underlay_name(dev) else { return };
+    let path = format!("/sys/class/net/{name}/address");
     let Some(mac) = std::fs::read_to_string(&path)
         .ok()
         .and_then(|s| s.trim().parse::<xvtep_dataplane::wire::MacAddr>().ok())
@@ -339,7 +346,7 @@ pub fn follow_underlay_mac(dev: &Iface, steering: &Mutex<Steering>, running: &Mu
 /// raised MTU is followed as far as the underlay's AF_XDP sockets take frames (`check_mtus`
 /// warns of the rest).
 pub fn follow_underlay_mtu(dev: &Iface, running: &Mutex<Running>) {
-    let Some(mtu) = mtu_now(&dev.name) else { return };
+    let Some(mtu) = underlay_name(dev).and_then(|name| mtu_now(&name)) else { return };
     let usable = outgrown(dev, mtu).map_or(mtu, |largest| mtu.min(largest as u32));
     let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
     let old = r.underlay.mtu;
