@@ -196,13 +196,6 @@ impl Rtnl {
         Ok(None)
     }
 
-    /// Every usable neighbour entry of `family`: (address, ifindex) → MAC.
-    // The resolver reads the states too ([`Rtnl::neighbour_states`]).
-    #[allow(dead_code)]
-    pub fn neighbours(&mut self, family: AddressFamily) -> io::Result<HashMap<(IpAddr, u32), MacAddr>> {
-        Ok(self.neighbour_dump(family)?.into_iter().map(|(ip, i, mac)| ((ip, i), mac)).collect())
-    }
-
     /// Every usable IPv4 and IPv6 neighbour entry: (address, ifindex, MAC).
     pub fn all_neighbours(&mut self) -> io::Result<Vec<(IpAddr, u32, MacAddr)>> {
         let mut all = self.neighbour_dump(AddressFamily::Inet)?;
@@ -210,17 +203,24 @@ impl Rtnl {
         Ok(all)
     }
 
-    /// The usable neighbour entries of one address family.
+    /// The usable neighbour entries of one address family (those with a MAC, neither
+    /// INCOMPLETE nor FAILED).
     fn neighbour_dump(&mut self, family: AddressFamily) -> io::Result<Vec<(IpAddr, u32, MacAddr)>> {
+        let usable = |(ip, ifindex, n): (IpAddr, u32, Neighbour)| match n.state {
+            NeighbourState::Incomplete | NeighbourState::Failed => None,
+            _ => Some((ip, ifindex, n.mac?)),
+        };
+        Ok(self.neighbour_entries(family)?.into_iter().filter_map(usable).collect())
+    }
+
+    /// Every neighbour entry of `family`, whatever its state: (address, ifindex, entry).
+    fn neighbour_entries(&mut self, family: AddressFamily) -> io::Result<Vec<(IpAddr, u32, Neighbour)>> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = family;
         let replies = self.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut out = Vec::new();
         for r in replies {
             let RouteNetlinkMessage::NewNeighbour(n) = r else { continue };
-            if matches!(n.header.state, NeighbourState::Incomplete | NeighbourState::Failed) {
-                continue;
-            }
             let (mut ip, mut mac) = (None, None);
             for a in n.attributes {
                 match a {
@@ -232,8 +232,8 @@ impl Rtnl {
                     _ => {}
                 }
             }
-            if let (Some(ip), Some(mac)) = (ip, mac) {
-                out.push((ip, n.header.ifindex, mac));
+            if let Some(ip) = ip {
+                out.push((ip, n.header.ifindex, Neighbour { mac, state: n.header.state }));
             }
         }
         Ok(out)
@@ -597,28 +597,7 @@ impl Rtnl {
         &mut self,
         family: AddressFamily,
     ) -> io::Result<HashMap<(IpAddr, u32), Neighbour>> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = family;
-        let replies = self.request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_REQUEST | NLM_F_DUMP)?;
-        let mut out = HashMap::new();
-        for r in replies {
-            let RouteNetlinkMessage::NewNeighbour(n) = r else { continue };
-            let (mut ip, mut mac) = (None, None);
-            for a in n.attributes {
-                match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(a)),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => ip = Some(IpAddr::V6(a)),
-                    NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
-                        mac = Some(MacAddr::from_bytes(&l))
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(ip) = ip {
-                out.insert((ip, n.header.ifindex), Neighbour { mac, state: n.header.state });
-            }
-        }
-        Ok(out)
+        Ok(self.neighbour_entries(family)?.into_iter().map(|(ip, ifindex, n)| ((ip, ifindex), n)).collect())
     }
 
     /// Tells the kernel that its neighbour entry `ip` on `ifindex` is in use, as a
