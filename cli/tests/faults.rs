@@ -318,3 +318,24 @@ fn an_underlay_that_refuses_xdp_names_the_queues() {
     assert!(err.contains("rx queues as its peer has tx queues"), "no hint: {err}");
     assert_eq!(xdp_programs(&h), 0);
 }
+
+/// More cores than an AF_XDP interface has queues: the daemon runs fewer workers and names the
+/// interface that limits them, with how to lift it.
+#[test]
+fn fewer_queues_than_cores_names_the_interface() {
+    require_root!();
+    let t = topo(&prefix("fewq"), 1);
+    let d = Daemon::start_with(
+        &t.hosts[0].h,
+        &seed_config("192.168.1.1", &[], ""),
+        t.dir.path(),
+        "h1",
+        &["--cores", "0,1"],
+    );
+    let log = d.log();
+    assert!(
+        log.contains("running 1 worker(s), not 2: eth0 has only 1 rx queue(s)")
+            && log.contains("ethtool -L eth0 rx 2"),
+        "{log}"
+    );
+}

@@ -109,11 +109,15 @@ impl Checked {
     /// AF_XDP interface, so that every worker has a socket (and so a tx ring) on every
     /// interface (a vnet port gets a packet socket per worker whatever its queues).
     pub fn worker_count(&self, wanted: usize) -> usize {
-        let min_queues = self.afxdp_ports().chain([&self.dev]).map(|i| i.queues).min().unwrap_or(1);
+        let fewest = self.afxdp_ports().chain([&self.dev]).min_by_key(|i| i.queues);
+        let min_queues = fewest.map_or(1, |i| i.queues);
         let workers = wanted.min(min_queues as usize);
-        if workers < wanted {
+        if let (true, Some(i)) = (workers < wanted, fewest) {
             warn!(
-                "running {workers} worker(s), not {wanted}: an interface has only {min_queues} rx queue(s)"
+                "running {workers} worker(s), not {wanted}: {} has only {min_queues} rx queue(s), and every \
+                 worker needs one on each AF_XDP interface (ethtool -L {} rx {wanted}, or a veth made with \
+                 numrxqueues {wanted}, lets more run)",
+                i.name, i.name
             );
         }
         workers
