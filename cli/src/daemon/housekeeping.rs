@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use xvtep::control::apply::Running;
 use xvtep_bpf::Steering;
 use xvtep_dataplane::config::PortIo;
+use xvtep_dataplane::io::sys::ifname_of;
 use xvtep_dataplane::{DropReason, Switch};
 
 use super::host::Iface;
@@ -136,7 +137,7 @@ impl Watch {
                 None => {
                     // Its interface is still there, under another name: it keeps switching (the
                     // sockets and the XDP program are bound to the ifindex).
-                    if let Some(renamed) = name_of(index) {
+                    if let Some(renamed) = ifname_of(index) {
                         if self.renamed.get(&name) != Some(&renamed) {
                             info!(
                                 port = %name,
@@ -250,20 +251,13 @@ impl Watch {
     }
 }
 
-/// The name interface `index` has now, if it exists (if_indextoname(3) of a gone index may
-/// give an empty name rather than fail: the name is looked up back to be sure).
-fn name_of(index: u32) -> Option<String> {
-    let name = nix::net::if_::if_indextoname(index).ok()?.to_string_lossy().into_owned();
-    (!name.is_empty() && nix::net::if_::if_nametoindex(name.as_str()).ok() == Some(index)).then_some(name)
-}
-
-/// `name`'s MTU now, from sysfs.
 /// The underlay's name now, found by the index its XDP program and sockets are bound to: a
 /// renamed underlay is still followed, and another interface that takes its old name is not.
 fn underlay_name(dev: &Iface) -> Option<String> {
-    xvtep_dataplane::io::sys::ifname_of(dev.index).filter(|n| !n.is_empty())
+    ifname_of(dev.index)
 }
 
+/// `name`'s MTU now, from sysfs.
 fn mtu_now(name: &str) -> Option<u32> {
     std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok()?.trim().parse().ok()
 }

@@ -22,7 +22,8 @@ pub fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T
 }
 
 /// The name of interface `index` now (it may have been renamed since it was opened), if it
-/// exists.
+/// exists. if_indextoname(3) of a gone index may give an empty name rather than fail, so the
+/// name is looked up back to be sure.
 pub fn ifname_of(index: u32) -> Option<String> {
     let mut buf = [0u8; libc::IF_NAMESIZE];
     // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname writes at most.
@@ -31,7 +32,9 @@ pub fn ifname_of(index: u32) -> Option<String> {
         return None;
     }
     let len = buf.iter().position(|&b| b == 0)?;
-    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+    // SAFETY: `buf[..=len]` is the NUL-terminated name just written, only read.
+    let back = unsafe { libc::if_nametoindex(buf.as_ptr().cast()) };
+    (len > 0 && back == index).then(|| String::from_utf8_lossy(&buf[..len]).into_owned())
 }
 
 /// The running kernel's release ("6.1.0-57-amd64"), or "unknown".
@@ -125,6 +128,14 @@ pub unsafe fn ethtool(name: &str, data: *mut u8) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_names_its_interface_and_a_gone_one_none() {
+        // The loopback device is index 1 in every network namespace.
+        assert_eq!(ifname_of(1).as_deref(), Some("lo"));
+        assert_eq!(ifname_of(0), None);
+        assert_eq!(ifname_of(u32::MAX), None);
+    }
 
     #[test]
     fn kernel_releases_compare_by_major_and_minor() {
